@@ -46,7 +46,15 @@ $(BUILD)/%.o: %.c
 
 $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLCFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
+	$(CC) $(ALLCFLAGS) $(CHECK_CFLAGS) -I$(BUILD)/tests -c -o $@ $<
+
+# The runner's suite list: every `Suite *suite_x(void)` defined in tests/.
+$(BUILD)/tests/suites.h: $(filter-out tests/check_main.c,$(TEST_SRC))
+	@mkdir -p $(dir $@)
+	grep -h '^Suite \*suite_[a-z0-9_]*(void)$$' $^ | sed 's/^Suite \*\(suite_[a-z0-9_]*\)(void)$$/SUITE(\1)/' | sort > $@.tmp
+	mv $@.tmp $@
+
+$(BUILD)/tests/check_main.o: $(BUILD)/tests/suites.h
 
 $(LIBA): $(LIB_OBJ)
 	@mkdir -p $(dir $@)

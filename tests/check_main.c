@@ -1,4 +1,5 @@
-/* The one Check runner: runs every suite listed in tests/suites.h.
+/* The one Check runner: runs every suite found in tests/ (test_<area>.c) (the Makefile
+ * writes $(BUILD)/tests/suites.h from their `Suite *suite_x(void)` lines).
  * CK_RUN_SUITE / CK_RUN_CASE select a subset (Check's own variables). */
 #include <check.h>
 #include <stdlib.h>
