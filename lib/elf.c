@@ -184,6 +184,19 @@ int pyheap_elf_section(const pyheap_elf *e, const char *name, uint64_t *addr,
     return 0;
 }
 
+int pyheap_elf_section_bytes(const pyheap_elf *e, const char *name,
+                             const void **data, size_t *size)
+{
+    GElf_Shdr sh;
+    Elf_Scn *scn = find_section(e, name, &sh);
+    Elf_Data *d = scn ? section_data(e, scn, &sh) : NULL;
+    if (!d)
+        return -1;
+    *data = d->d_buf;
+    *size = d->d_size;
+    return 0;
+}
+
 bool pyheap_elf_has_debug_info(const pyheap_elf *e)
 {
     GElf_Shdr sh;

@@ -46,6 +46,10 @@ size_t pyheap_elf_symbols(const pyheap_elf *e, const char *const *names,
 /* Find a section by name: 0 and its address, size and type, or -1. */
 int pyheap_elf_section(const pyheap_elf *e, const char *name, uint64_t *addr,
                        uint64_t *size, unsigned *type);
+/* Contents of a section by name, borrowed until pyheap_elf_close: 0, or -1
+ * when absent, empty, NOBITS or outside the file. */
+int pyheap_elf_section_bytes(const pyheap_elf *e, const char *name,
+                             const void **data, size_t *size);
 /* True when the file has a .debug_info section with contents. */
 bool pyheap_elf_has_debug_info(const pyheap_elf *e);
 
