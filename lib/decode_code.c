@@ -20,13 +20,17 @@ static int32_t i32at(const unsigned char *buf, size_t off)
     return v;
 }
 
+/* Bytes of O's fixed part that fit in a buffer of CAP bytes. */
+static size_t body_len(const struct walk_obj *o, size_t cap)
+{
+    size_t n = (size_t)o->type->basicsize;
+    return n < cap ? n : cap;
+}
+
 /* Read the fixed part of O (its basicsize, capped) into BUF. */
 static int read_body(struct walk *w, const struct walk_obj *o, unsigned char *buf, size_t cap)
 {
-    size_t n = (size_t)o->type->basicsize;
-    if (n > cap)
-        n = cap;
-    return pyheap_walk_read(w, o->addr, buf, n);
+    return pyheap_walk_read(w, o->addr, buf, body_len(o, cap));
 }
 
 /* Report the pointer fields at OFFS (skipping absent ones) of BUF. */
@@ -45,7 +49,7 @@ int pyheap_walk_decode_module(struct walk *w, const struct walk_obj *o, uint64_t
     if (read_body(w, o, b, sizeof b) < 0)
         return -1;
     size_t f[] = { off->module_md_dict, off->module_md_name };
-    ref_fields(w, b, (size_t)o->type->basicsize, f, 2);
+    ref_fields(w, b, body_len(o, sizeof b), f, 2);
     return pyheap_walk_decode_fixed(w, o, size);
 }
 
@@ -59,7 +63,7 @@ int pyheap_walk_decode_function(struct walk *w, const struct walk_obj *o, uint64
                    off->func_qualname, off->func_code, off->func_defaults,
                    off->func_kwdefaults, off->func_closure, off->func_doc,
                    off->func_dict, off->func_module, off->func_annotations };
-    ref_fields(w, b, (size_t)o->type->basicsize, f, sizeof f / sizeof f[0]);
+    ref_fields(w, b, body_len(o, sizeof b), f, sizeof f / sizeof f[0]);
     return pyheap_walk_decode_fixed(w, o, size);
 }
 
@@ -69,14 +73,14 @@ int pyheap_walk_decode_code(struct walk *w, const struct walk_obj *o, uint64_t *
     unsigned char b[512];
     if (read_body(w, o, b, sizeof b) < 0)
         return -1;
-    size_t len = (size_t)o->type->basicsize;
-    if (len > sizeof b)
-        len = sizeof b;
+    size_t len = body_len(o, sizeof b);
     size_t f[] = { off->code_co_consts, off->code_co_names, off->code_co_exceptiontable,
                    off->code_co_localsplusnames, off->code_co_localspluskinds,
                    off->code_co_filename, off->code_co_name, off->code_co_qualname,
                    off->code_co_linetable, off->code_co_code_cache };
     ref_fields(w, b, len, f, sizeof f / sizeof f[0]);
+    if (off->ob_size + 8 > len)
+        return -1;
     int64_t n = (int64_t)u64at(b, off->ob_size);
     if (n < 0 || n > WALK_MAX_VAR_ITEMS)
         return -1;
@@ -110,7 +114,7 @@ int pyheap_walk_decode_method(struct walk *w, const struct walk_obj *o, uint64_t
     if (read_body(w, o, b, sizeof b) < 0)
         return -1;
     size_t f[] = { off->method_im_func, off->method_im_self };
-    ref_fields(w, b, (size_t)o->type->basicsize, f, 2);
+    ref_fields(w, b, body_len(o, sizeof b), f, 2);
     return pyheap_walk_decode_fixed(w, o, size);
 }
 
@@ -167,7 +171,9 @@ int pyheap_walk_decode_frame(struct walk *w, const struct walk_obj *o, uint64_t 
     if (read_body(w, o, b, sizeof b) < 0)
         return -1;
     size_t f[] = { off->frame_f_back, off->frame_f_trace };
-    ref_fields(w, b, (size_t)o->type->basicsize, f, 2);
+    ref_fields(w, b, body_len(o, sizeof b), f, 2);
+    if (off->frame_f_frame + 8 > body_len(o, sizeof b))
+        return -1;
     uint64_t iframe = u64at(b, off->frame_f_frame);
     uint64_t code;
     int64_t slots;

@@ -6,6 +6,7 @@
  * validated type object), every loop is bounded, and rejects are counted.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -571,6 +572,96 @@ static void walk_free(struct walk *w)
     free(w->name_slots);
 }
 
+/* Offsets the decoders index local buffers with: they must be present and
+ * small (a corrupt source must not make us read outside our own buffers). */
+static int offsets_usable(const struct pyheap_offsets *off, pyheap_error *err)
+{
+#define F(name) { #name, offsetof(struct pyheap_offsets, name) }
+    static const struct { const char *name; size_t at; } required[] = {
+    F(ob_type), F(ob_size), F(gc_head), F(gc_next), F(gc_prev),
+    F(runtime_interpreters_head), F(interp_next), F(interp_threads_head), F(interp_gc),
+    F(gcstate_generations), F(gc_generation), F(gc_generation_head), F(tstate_next),
+    F(tstate_cframe), F(cframe_current_frame), F(err_stackitem_exc_value),
+    F(err_stackitem_previous_item), F(iframe_f_code), F(iframe_previous),
+    F(iframe_stacktop), F(iframe_localsplus), F(frame_f_frame), F(frame_f_frame_data),
+    F(type_object), F(heap_type_object), F(tp_name), F(tp_basicsize), F(tp_itemsize),
+    F(tp_flags), F(tp_members), F(tp_base), F(tp_dict), F(tp_dictoffset),
+    F(tp_weaklistoffset), F(tp_mro), F(tp_bases), F(tp_cache), F(tp_subclasses),
+    F(ht_name), F(ht_slots), F(ht_qualname), F(ht_cached_keys), F(ht_module),
+    F(member_def), F(member_def_name), F(member_def_type), F(member_def_offset),
+    F(tuple_ob_item), F(list_ob_item), F(list_allocated), F(dict_ma_keys),
+    F(dict_ma_values), F(dict_keys_object), F(dk_refcnt), F(dk_log2_size),
+    F(dk_log2_index_bytes), F(dk_kind), F(dk_usable), F(dk_nentries), F(dk_indices),
+    F(dict_key_entry), F(dke_key), F(dke_value), F(dict_unicode_entry), F(due_key),
+    F(due_value), F(set_fill), F(set_used), F(set_mask), F(set_table), F(set_smalltable),
+    F(set_entry), F(setentry_key), F(setentry_hash), F(ascii_object),
+    F(compact_unicode_object), F(unicode_object), F(unicode_length), F(unicode_state),
+    F(unicode_wstr), F(unicode_utf8_length), F(unicode_utf8), F(unicode_wstr_length),
+    F(unicode_data), F(bytearray_ob_alloc), F(long_ob_digit), F(cell_ob_ref),
+    F(code_co_nlocalsplus), F(code_co_stacksize), F(gen_code), F(gen_frame_state),
+    F(gen_iframe), F(gen_exc_state),
+    };
+#undef F
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
+        size_t v;
+        memcpy(&v, (const char *)off + required[i].at, sizeof v);
+        if (v == PYHEAP_OFF_ABSENT || v >= 8192)
+            return pyheap_err_set(err, PYHEAP_E_OFFSETS, 0, 0,
+                                  "offset %s is %s: the walker cannot decode objects "
+                                  "without it", required[i].name,
+                                  v == PYHEAP_OFF_ABSENT ? "missing" : "implausible");
+    }
+    /* Fields read out of a local copy of their struct lie inside it, and
+     * the structs fit the decoders' buffers. */
+    const struct { size_t field, width, end; } inside[] = {
+        { off->tp_name, 8, off->type_object }, { off->tp_basicsize, 8, off->type_object },
+        { off->tp_itemsize, 8, off->type_object }, { off->tp_flags, 8, off->type_object },
+        { off->tp_members, 8, off->type_object }, { off->tp_base, 8, off->type_object },
+        { off->tp_dict, 8, off->type_object }, { off->tp_dictoffset, 8, off->type_object },
+        { off->tp_weaklistoffset, 8, off->type_object }, { off->tp_mro, 8, off->type_object },
+        { off->tp_bases, 8, off->type_object }, { off->tp_cache, 8, off->type_object },
+        { off->tp_subclasses, 8, off->type_object },
+        { off->type_object, 0, off->heap_type_object }, { off->heap_type_object, 0, 2048 },
+        { off->ht_name, 8, off->heap_type_object }, { off->ht_slots, 8, off->heap_type_object },
+        { off->ht_qualname, 8, off->heap_type_object },
+        { off->ht_cached_keys, 8, off->heap_type_object },
+        { off->ht_module, 8, off->heap_type_object },
+        { off->member_def_name, 8, off->member_def }, { off->member_def_type, 4, off->member_def },
+        { off->member_def_offset, 8, off->member_def }, { off->member_def, 0, 64 },
+        { off->dk_refcnt, 8, off->dict_keys_object }, { off->dk_log2_size, 1, off->dict_keys_object },
+        { off->dk_log2_index_bytes, 1, off->dict_keys_object },
+        { off->dk_kind, 1, off->dict_keys_object }, { off->dk_usable, 8, off->dict_keys_object },
+        { off->dk_nentries, 8, off->dict_keys_object }, { off->dict_keys_object, 0, 64 },
+        { off->dke_key, 8, off->dict_key_entry }, { off->dke_value, 8, off->dict_key_entry },
+        { off->due_key, 8, off->dict_unicode_entry }, { off->due_value, 8, off->dict_unicode_entry },
+        { off->dict_key_entry, 0, 4096 }, { off->set_entry, 0, 64 },
+        { off->setentry_key, 8, off->set_entry }, { off->setentry_hash, 8, off->set_entry },
+        { off->unicode_length, 8, off->ascii_object }, { off->unicode_state, 4, off->ascii_object },
+        { off->unicode_wstr, 8, off->ascii_object },
+        { off->ascii_object, 0, off->compact_unicode_object },
+        { off->unicode_utf8, 8, off->compact_unicode_object },
+        { off->unicode_utf8_length, 8, off->compact_unicode_object },
+        { off->unicode_wstr_length, 8, off->compact_unicode_object },
+        { off->unicode_data, 8, off->unicode_object }, { off->unicode_object, 0, 128 },
+        { off->iframe_f_code, 8, off->iframe_localsplus },
+        { off->iframe_stacktop, 4, off->iframe_localsplus }, { off->iframe_localsplus, 0, 256 },
+        { off->gen_code, 8, off->gen_iframe }, { off->gen_frame_state, 1, off->gen_iframe },
+        { off->gen_exc_state + off->err_stackitem_exc_value, 8, off->gen_iframe },
+        { off->gen_iframe, 0, 128 },
+    };
+    for (size_t i = 0; i < sizeof inside / sizeof inside[0]; i++)
+        if (inside[i].field + inside[i].width > inside[i].end)
+            return pyheap_err_set(err, PYHEAP_E_OFFSETS, 0, 0,
+                                  "the offsets are inconsistent (check %zu: field at %zu "
+                                  "outside its struct of %zu bytes)", i, inside[i].field,
+                                  inside[i].end);
+    if (off->type_object == 0 || off->dict_key_entry == 0 || off->dict_unicode_entry == 0 ||
+        off->set_entry == 0 || off->member_def == 0 || off->gc_generation == 0)
+        return pyheap_err_set(err, PYHEAP_E_OFFSETS, 0, 0,
+                              "a struct size in the offsets is zero: the offsets are corrupt");
+    return 0;
+}
+
 static double now_ms(void)
 {
     struct timespec ts;
@@ -584,6 +675,8 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     if (!t || !t->mem || !out)
         return pyheap_err_set(err, PYHEAP_E_INVAL, 0, 0,
                               "pyheap_walk needs an opened target");
+    if (offsets_usable(&t->off, err) < 0)
+        return -1;
     double t0 = now_ms();
     struct walk w;
     memset(&w, 0, sizeof w);

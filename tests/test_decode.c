@@ -486,6 +486,83 @@ START_TEST(histogram_order)
 }
 END_TEST
 
+/* xorshift64*: deterministic pseudo-random words for the fuzz case. */
+static uint64_t rnd(uint64_t *st)
+{
+    *st ^= *st >> 12;
+    *st ^= *st << 25;
+    *st ^= *st >> 27;
+    return *st * 2685821657736338717ULL;
+}
+
+START_TEST(random_garbage_never_crashes)
+{
+    for (uint64_t seed = 1; seed <= 40; seed++) {
+        struct fake f;
+        fake_init(&f);
+        uint64_t st = seed * 0x9E3779B97F4A7C15ULL;
+        uint64_t types[] = { f.ty_type, f.ty_int, f.ty_str, f.ty_tuple, f.ty_list,
+                             f.ty_dict, f.ty_set, f.ty_float, f.ty_object };
+        /* A region of random words: pointers into the region, to types, to
+         * nowhere, small and huge numbers. */
+        size_t words = 32768;
+        uint64_t region = alloc(&f, words * 8);
+        for (size_t i = 0; i < words; i++) {
+            uint64_t r = rnd(&st), v;
+            switch (r % 6) {
+            case 0: v = region + (rnd(&st) % words) * 8; break;
+            case 1: v = types[rnd(&st) % 9]; break;
+            case 2: v = rnd(&st) % 64; break;
+            case 3: v = (uint64_t)-1 - rnd(&st) % 8; break;
+            case 4: v = 1; break;
+            default: v = rnd(&st); break;
+            }
+            put64(&f, region + i * 8, v);
+        }
+        /* Objects with plausible headers scattered in it, on the GC list. */
+        for (int i = 0; i < 200; i++) {
+            uint64_t obj = region + 16 + (rnd(&st) % (words - 64)) * 8;
+            obj &= ~(uint64_t)15;
+            put64(&f, obj + f.o->ob_refcnt, 1 + rnd(&st) % 4);
+            put64(&f, obj + f.o->ob_type, types[rnd(&st) % 9]);
+            if (rnd(&st) % 2)
+                gc_link(&f, obj);
+        }
+        pyheap_error e;
+        ck_assert_int_eq(pyheap_mem_open_image(&f.t->mem, &e), 0);
+        ck_assert_int_eq(pyheap_mem_image_add(f.t->mem, BASE, f.buf, HEAP_SIZE, &e), 0);
+        pyheap_snapshot *s = NULL;
+        ck_assert_msg(pyheap_walk(f.t, NULL, &s, &e) == 0, "seed %llu: %s",
+                      (unsigned long long)seed, e.msg);
+        ck_assert_uint_le(pyheap_snapshot_count(s), HEAP_SIZE / 16);
+        pyheap_snapshot_free(s);
+        fake_free(&f);
+    }
+}
+END_TEST
+
+START_TEST(corrupt_offsets_refused)
+{
+    struct fake f;
+    fake_init(&f);
+    f.t->off.tp_flags = 5000;           /* outside PyTypeObject */
+    pyheap_error e;
+    memset(&e, 0, sizeof e);
+    ck_assert_int_eq(pyheap_mem_open_image(&f.t->mem, &e), 0);
+    ck_assert_int_eq(pyheap_mem_image_add(f.t->mem, BASE, f.buf, HEAP_SIZE, &e), 0);
+    pyheap_snapshot *s = NULL;
+    ck_assert_int_eq(pyheap_walk(f.t, NULL, &s, &e), -1);
+    ck_assert_ptr_null(s);
+    ck_assert_int_eq(e.code, PYHEAP_E_OFFSETS);
+    f.t->off.tp_flags = pyheap_table_py3_11.off.tp_flags;
+    f.t->off.dk_kind = PYHEAP_OFF_ABSENT;
+    ck_assert_int_eq(pyheap_walk(f.t, NULL, &s, &e), -1);
+    ck_assert_int_eq(e.code, PYHEAP_E_OFFSETS);
+    ck_assert_msg(strstr(e.msg, "dk_kind") != NULL, "message: %s", e.msg);
+    fake_free(&f);
+}
+END_TEST
+
 Suite *suite_decode(void)
 {
     Suite *s = suite_create("decode");
@@ -496,6 +573,9 @@ Suite *suite_decode(void)
     tcase_add_test(tc, garbage_is_rejected);
     tcase_add_test(tc, gc_cycle_terminates);
     tcase_add_test(tc, histogram_order);
+    tcase_add_test(tc, random_garbage_never_crashes);
+    tcase_add_test(tc, corrupt_offsets_refused);
+    tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
 }
