@@ -93,6 +93,10 @@ int pyheap_elf_open(const char *path, pyheap_elf **out, pyheap_error *err)
         why = "built for another machine";
     else if (elf_getshdrnum(e->elf, &e->shnum) != 0 || e->shnum > MAX_SECTIONS)
         why = "bad section count";
+    else if ((e->ehdr.e_shoff != 0 && e->shnum == 0) ||
+             (e->ehdr.e_shnum != 0 && e->ehdr.e_shnum != e->shnum))
+        /* libelf reports no sections when their headers do not fit. */
+        why = "truncated (section headers missing)";
     else if (e->shnum > 0 && elf_getshdrstrndx(e->elf, &e->shstrndx) != 0)
         why = "bad section name table";
     else if (elf_getphdrnum(e->elf, &e->phnum) != 0 || e->phnum > MAX_PHDRS)

@@ -64,7 +64,10 @@ static void version_from_file(pyheap_target *t, const struct pyheap_module *mod)
         if (!hit)
             break;
         p = hit + 1;
-        if (hit > (const char *)data && hit[-1] != '\0')
+        /* The linker may merge PY_VERSION into the tail of a longer
+         * string ("Python-3.10.13"), so only a number may not precede it. */
+        if (hit > (const char *)data &&
+            ((hit[-1] >= '0' && hit[-1] <= '9') || hit[-1] == '.'))
             continue;
         /* digits, then an optional a/b/rc + digits, then NUL */
         const char *c = hit + plen;
