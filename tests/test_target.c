@@ -81,7 +81,8 @@ static pid_t spawn(const char *prog, const char *arg)
             usleep(10000);
         }
     }
-    close(p[0]);
+    /* p[0] stays open until the test process exits: a target writing
+     * more must never die of EPIPE while the test reads it. */
     return pid;
 }
 
