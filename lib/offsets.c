@@ -287,7 +287,15 @@ static int validate_dynamic(pyheap_target *t, const struct version_entry *v,
     uint64_t interp;
     if (rd64(t, t->runtime_addr + o->runtime_interpreters_head, &interp, &r) != 0)
         return check_failed(t, &r, err, "reading _PyRuntime.interpreters.head");
-    if (interp == 0 || (interp & 7))
+    if (interp == 0)
+        /* Types checked out: the runtime is just not running Python. */
+        return pyheap_err_set(err, PYHEAP_E_NOTPYTHON, 0, t->runtime_addr,
+                              "process %d has no initialized Python interpreter "
+                              "(_PyRuntime.interpreters.head is NULL): it is "
+                              "starting, finalizing, or embeds libpython without "
+                              "running it; try again once it runs Python code",
+                              (int)t->pid);
+    if (interp & 7)
         return check_failed(t, NULL, err, "_PyRuntime.interpreters.head is 0x%llx, "
                             "not an interpreter", (unsigned long long)interp);
     uint64_t ts;
