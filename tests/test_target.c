@@ -435,6 +435,82 @@ START_TEST(validation_rejects_wrong_offsets)
 }
 END_TEST
 
+/* The command name in /proc/PID/stat may hold ") (": fields are parsed
+ * after the last ')'. */
+START_TEST(odd_command_name)
+{
+    char dir[] = "/tmp/pyheap-comm-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char link[96];
+    snprintf(link, sizeof link, "%s/p) S 1 (x", dir);
+    ck_assert_int_eq(symlink(PY, link), 0);
+    pid_t pid = spawn(link, NULL);
+    char statp[64], buf[512];
+    snprintf(statp, sizeof statp, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(statp, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(buf, sizeof buf, f));
+    fclose(f);
+    ck_assert_msg(strstr(buf, "(p) S 1 (x)"), "comm not as planned: %s", buf);
+    pyheap_target *t = open_ok(pid, ONLY(PYHEAP_OFFSETS_TABLE), NULL);
+    ck_assert_str_eq(pyheap_target_version(t), "3.11.2");
+    /* The start time is field 22 counted after the real ')'. */
+    const char *c = strrchr(buf, ')') + 2; /* field 3 */
+    for (int k = 3; k < 22; k++) {
+        c = strchr(c, ' ');
+        ck_assert_ptr_nonnull(c);
+        c++;
+    }
+    unsigned long long want = strtoull(c, NULL, 10);
+    ck_assert_uint_gt(want, 0);
+    ck_assert_uint_eq(t->start_time, want);
+    pyheap_target_free(t);
+    reap(pid);
+    ck_assert_int_eq(unlink(link), 0);
+    ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
+/* A process that calls exec after we opened it is no longer our target. */
+START_TEST(exec_is_gone)
+{
+    ck_assert_msg(access(PY, X_OK) == 0, "install python3.11");
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(p[1], 1);
+        close(p[0]);
+        close(p[1]);
+        execl(PY, PY, "-c",
+              "import os, sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); "
+              "time.sleep(1.0); os.execv('/bin/sleep', ['sleep', '60'])",
+              (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+    char buf[16] = "";
+    ck_assert_int_eq(poll(&pfd, 1, 20000), 1);
+    ck_assert_int_gt(read(p[0], buf, sizeof buf - 1), 0);
+    pyheap_target *t = open_ok(pid, ONLY(PYHEAP_OFFSETS_TABLE), NULL);
+    pyheap_error err = {0};
+    int rc = 0;
+    for (int i = 0; i < 500 && rc == 0; i++) {
+        rc = pyheap_target_check_alive(t, &err);
+        if (rc == 0)
+            usleep(10000);
+    }
+    ck_assert_int_eq(rc, -1);
+    ck_assert_int_eq(err.code, PYHEAP_E_GONE);
+    ck_assert_msg(strstr(err.msg, "exec") && strstr(err.msg, "sleep"), "%s", err.msg);
+    pyheap_target_free(t);
+    reap(pid);
+}
+END_TEST
+
 /* A C program linked with Debian's shared libpython3.11: before
  * Py_Initialize it is "not Python (yet)"; after, it attaches like python. */
 static const char embed_src[] =
@@ -506,6 +582,8 @@ Suite *suite_target(void)
     tcase_add_test(tc, deleted_executable);
     tcase_add_test(tc, validation_rejects_wrong_offsets);
     tcase_add_test(tc, embedded_libpython);
+    tcase_add_test(tc, odd_command_name);
+    tcase_add_test(tc, exec_is_gone);
     suite_add_tcase(s, tc);
     return s;
 }
