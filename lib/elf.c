@@ -1,6 +1,7 @@
 /* ELF symbols, sections, build-id and .gnu_debuglink through libelf.
  * See elf.h for the contract. */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +94,10 @@ int pyheap_elf_open(const char *path, pyheap_elf **out, pyheap_error *err)
         why = "built for another machine";
     else if (elf_getshdrnum(e->elf, &e->shnum) != 0 || e->shnum > MAX_SECTIONS)
         why = "bad section count";
+    else if ((e->ehdr.e_shoff != 0 && e->shnum == 0) ||
+             (e->ehdr.e_shnum != 0 && e->ehdr.e_shnum != e->shnum))
+        /* libelf reports no sections when their headers do not fit. */
+        why = "truncated (section headers missing)";
     else if (e->shnum > 0 && elf_getshdrstrndx(e->elf, &e->shstrndx) != 0)
         why = "bad section name table";
     else if (elf_getphdrnum(e->elf, &e->phnum) != 0 || e->phnum > MAX_PHDRS)
@@ -228,6 +233,8 @@ static void scan_symbols(const pyheap_elf *e, unsigned type,
         if (symsz == 0)
             continue;
         size_t count = syms->d_size / symsz;
+        if (count > INT_MAX)
+            count = INT_MAX; /* gelf_getsym takes an int index */
         const char *strbase = strs->d_buf;
         size_t strlen_total = strs->d_size;
         for (size_t k = 1; k < count && *nfound < n; k++) {

@@ -64,7 +64,10 @@ static void version_from_file(pyheap_target *t, const struct pyheap_module *mod)
         if (!hit)
             break;
         p = hit + 1;
-        if (hit > (const char *)data && hit[-1] != '\0')
+        /* The linker may merge PY_VERSION into the tail of a longer
+         * string ("Python-3.10.13"), so only a number may not precede it. */
+        if (hit > (const char *)data &&
+            ((hit[-1] >= '0' && hit[-1] <= '9') || hit[-1] == '.'))
             continue;
         /* digits, then an optional a/b/rc + digits, then NUL */
         const char *c = hit + plen;
@@ -165,6 +168,7 @@ int pyheap_target_open(pid_t pid, const pyheap_open_opts *opts,
     struct pyheap_module mod;
     memset(&mod, 0, sizeof mod);
     char state = 0;
+    char sup[64];
 
     if (pyheap_proc_stat(pid, &t->start_time, &state, false, err) != 0)
         goto fail;
@@ -174,8 +178,18 @@ int pyheap_target_open(pid_t pid, const pyheap_open_opts *opts,
         goto fail;
     }
     if (pyheap_proc_exe(pid, t->exe, sizeof t->exe, true, err) != 0 ||
-        pyheap_proc_maps_read(pid, &maps, err) != 0 ||
-        pyheap_proc_find_interpreter(pid, t->exe, &maps, &mod, err) != 0)
+        pyheap_proc_maps_read(pid, &maps, err) != 0)
+        goto fail;
+    int found = pyheap_proc_find_interpreter(pid, t->exe, &maps, &mod, err);
+    if (found == -2) {
+        version_from_file(t, &mod);
+        pyheap_err_set(err, PYHEAP_E_UNSUPPORTED, 0, 0,
+                       "Python %s (module %s) is not supported: it predates "
+                       "_PyRuntime (3.7); pyheap supports %s", t->version, mod.path,
+                       pyheap_versions_supported(sup, sizeof sup));
+        goto fail;
+    }
+    if (found != 0)
         goto fail;
     pyheap_proc_maps_free(&maps);
     snprintf(t->module, sizeof t->module, "%s", mod.path);
@@ -187,7 +201,7 @@ int pyheap_target_open(pid_t pid, const pyheap_open_opts *opts,
     if (!pyheap_version_supported(t->major, t->minor)) {
         pyheap_err_set(err, PYHEAP_E_UNSUPPORTED, 0, 0,
                        "Python %s (module %s) is not supported: pyheap supports %s",
-                       t->version, t->module, pyheap_versions_supported());
+                       t->version, t->module, pyheap_versions_supported(sup, sizeof sup));
         goto fail;
     }
     if (pyheap_consts_init(t, err) != 0 || pyheap_wk_resolve(t, &mod, err) != 0 ||
