@@ -738,6 +738,8 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         w.names = NULL;
         w.nnames = 0;
         rc = pyheap_snapshot_build(w.recs, w.nrecs, names, nnames, &st, out, err);
+        if (rc == 0)
+            (*out)->stats.scan_ms = now_ms() - t0; /* including the sort */
     }
     pyheap_mem_cache_clear(t->mem);
     walk_free(&w);
