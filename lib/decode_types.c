@@ -156,6 +156,20 @@ int pyheap_walk_type_describe(struct walk *w, uint64_t addr, uint64_t meta, stru
         }
         if (pyheap_walk_read(w, cur, cb, off->type_object) < 0)
             break;
+        if (!(u64at(cb, off->tp_flags) & k->tpflags_heaptype)) {
+            /* A static extension type with a layout we know? */
+            char tn[64];
+            int64_t bs = (int64_t)u64at(cb, off->tp_basicsize);
+            int64_t is = (int64_t)u64at(cb, off->tp_itemsize);
+            if (pyheap_mem_read_cstr(t->mem, u64at(cb, off->tp_name), tn, sizeof tn, NULL) > 0) {
+                kind = pyheap_walk_extension_kind(tn, bs, is);
+                if (kind != WALK_UNKNOWN) {
+                    base_size = bs;
+                    base_item = is;
+                    break;
+                }
+            }
+        }
         if ((u64at(cb, off->tp_flags) & k->tpflags_heaptype) &&
             collect_members(w, u64at(cb, off->tp_members), out->basicsize, out, &cap) < 0) {
             free(out->members);

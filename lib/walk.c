@@ -379,6 +379,8 @@ static int decode(struct walk *w, const struct walk_obj *o, uint64_t *size)
     case WALK_METHOD: return pyheap_walk_decode_method(w, o, size);
     case WALK_FRAME: return pyheap_walk_decode_frame(w, o, size);
     case WALK_GEN: return pyheap_walk_decode_gen(w, o, size);
+    case WALK_DEQUE: return pyheap_walk_decode_deque(w, o, size);
+    case WALK_ODICT: return pyheap_walk_decode_odict(w, o, size);
     case WALK_FLOAT:
     case WALK_COMPLEX:
     case WALK_OBJECT:

@@ -44,6 +44,8 @@ enum walk_kind {
     WALK_METHOD,
     WALK_FRAME,
     WALK_GEN,         /* generator, coroutine, async generator */
+    WALK_DEQUE,       /* collections.deque (private layout, checked by size) */
+    WALK_ODICT,       /* collections.OrderedDict: a dict plus its node list */
     WALK_NKINDS
 };
 
@@ -159,6 +161,15 @@ int pyheap_walk_decode_gen(struct walk *w, const struct walk_obj *o, uint64_t *s
  * globals, builtins, locals, code, frame object, localsplus[0..stacktop)).
  * 0 or -1. */
 int pyheap_walk_iframe_refs(struct walk *w, uint64_t iframe);
+
+/* decode_extension.c: extension types whose layout is not in any header;
+ * recognised by tp_name and a basic size that matches the known layout. */
+/* The kind for the static type named NAME of basic size BASICSIZE, or
+ * WALK_UNKNOWN. */
+enum walk_kind pyheap_walk_extension_kind(const char *name, int64_t basicsize,
+                                          int64_t itemsize);
+int pyheap_walk_decode_deque(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_odict(struct walk *w, const struct walk_obj *o, uint64_t *size);
 
 /* decode_generic.c */
 /* The parts a subclass / extension type adds beyond the built-in decoder:

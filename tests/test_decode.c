@@ -563,6 +563,41 @@ START_TEST(corrupt_offsets_refused)
 }
 END_TEST
 
+START_TEST(deque_blocks)
+{
+    struct fake f;
+    fake_init(&f);
+    uint64_t dq_type = mktype(&f, "collections.deque", 216, 0, f.t->k.tpflags_have_gc,
+                              f.ty_object);
+    /* 70 ints from index 40 of the first block: 24 + 46 in two blocks. */
+    uint64_t b1 = alloc(&f, 528), b2 = alloc(&f, 528);
+    put64(&f, b1 + 8 + 64 * 8, b2);
+    put64(&f, b2, b1);
+    uint64_t last = 0;
+    for (int i = 0; i < 70; i++) {
+        uint64_t v = mkint(&f, 1);
+        int slot = 40 + i;
+        put64(&f, (slot < 64 ? b1 : b2) + 8 + (uint64_t)(slot % 64) * 8, v);
+        last = v;
+    }
+    uint64_t dq = gc_alloc(&f, 216, dq_type);
+    put64(&f, dq + f.o->ob_size, 70);
+    put64(&f, dq + 24, b1);
+    put64(&f, dq + 32, b2);
+    put64(&f, dq + 40, 40);
+    put64(&f, dq + 48, (40 + 70 - 1) % 64);
+    pyheap_error e;
+    pyheap_snapshot *s = fake_walk(&f, &e);
+    /* sys.getsizeof: 216 + 2 blocks of 528 + GC head */
+    ck_assert_int_eq(size_of(s, dq), 216 + 2 * 528 + 16);
+    ck_assert_str_eq(type_of(s, dq), "collections.deque");
+    ck_assert_int_eq(size_of(s, last), 28);
+    ck_assert_uint_eq(pyheap_snapshot_stats(s)->skipped, 0);
+    pyheap_snapshot_free(s);
+    fake_free(&f);
+}
+END_TEST
+
 Suite *suite_decode(void)
 {
     Suite *s = suite_create("decode");
@@ -573,6 +608,7 @@ Suite *suite_decode(void)
     tcase_add_test(tc, garbage_is_rejected);
     tcase_add_test(tc, gc_cycle_terminates);
     tcase_add_test(tc, histogram_order);
+    tcase_add_test(tc, deque_blocks);
     tcase_add_test(tc, random_garbage_never_crashes);
     tcase_add_test(tc, corrupt_offsets_refused);
     tcase_set_timeout(tc, 60);

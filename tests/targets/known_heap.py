@@ -13,6 +13,7 @@ loop after `ready` (for scans that race with a busy target).
 Counts of the script's own classes (EXPECTED below, times --scale) are
 exact by construction.
 """
+import collections
 import gc
 import os
 import sys
@@ -54,13 +55,17 @@ class Wide:
             setattr(self, 'attr_%d' % k, i + k)
 
 
+class DequeSub(collections.deque):
+    """A subclass of an extension type whose items live outside the body."""
+
+
 class Node:
     def __init__(self, nxt):
         self.next = nxt
 
 
 EXPECTED = {'Plain': 2000, 'Slotted': 1000, 'DictSub': 300, 'ListSub': 300,
-            'Wide': 100, 'Node': 500}
+            'Wide': 100, 'Node': 500, 'DequeSub': 50}
 
 
 def gen_fn(n):
@@ -113,6 +118,12 @@ def build(scale):
     for g in gens:
         next(g)
     h['gens'] = gens
+    # Deques hold their items in blocks outside the object: these strs are
+    # referenced from nowhere else.
+    h['deques'] = [collections.deque('dq%d-%d' % (i, j) for j in range(i % 150))
+                   for i in range(n // 10)]
+    h['dequesubs'] = [DequeSub(['ds%d' % i]) for i in range(EXPECTED['DequeSub'] * scale)]
+    h['odicts'] = [collections.OrderedDict(a=i, b='od%d' % i) for i in range(20)]
     h['bytearrays'] = [bytearray(b'x' * (i % 64)) for i in range(n // 4)]
     return h
 
