@@ -2,6 +2,8 @@
  * The snapshot model (private). A snapshot is immutable once built:
  * objects sorted by address in parallel arrays (address, size, type index:
  * 20 bytes per object), a table of type names, and the scan statistics.
+ * A type index stands for a distinct *name*: two classes that print the same
+ * (e.g. "__main__.Foo" defined twice) share an index, as in objgraph.
  *
  * Edges (issue 3) will be added as CSR arrays indexed by the same object
  * index: the walker records (source index in discovery order, target
