@@ -123,7 +123,7 @@ int pyheap_proto_parse(const char *line, size_t len, pyheap_request *req,
                                     "request contains a NUL byte");
 
     json_error_t jerr;
-    json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!root)
         return pyheap_proto_err_set(perr, PYHEAP_PROTO_E_BAD_JSON,
                                     "request is not valid JSON: %s (column %d)",
