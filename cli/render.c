@@ -33,6 +33,21 @@ void pyheap_human_bytes(unsigned long long b, char *buf, size_t sz)
     snprintf(buf, sz, "%.1f %s", v, units[u]);
 }
 
+/* 1234567 -> "1,234,567" */
+static const char *group(unsigned long long v, char *buf, size_t sz)
+{
+    char digits[32];
+    int n = snprintf(digits, sizeof digits, "%llu", v);
+    size_t o = 0;
+    for (int i = 0; i < n && o + 1 < sz; i++) {
+        if (i > 0 && (n - i) % 3 == 0 && o + 2 < sz)
+            buf[o++] = ',';
+        buf[o++] = digits[i];
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
 /* Longest type name shown in full; longer ones are cut with "...". */
 #define NAME_MAX_WIDTH 48
 
@@ -43,7 +58,7 @@ void pyheap_render_top(const json_t *rep)
     unsigned long long total_bytes = uget(rep, "bytes");
     unsigned long long total_objects = uget(rep, "objects");
 
-    int w = 4;  /* "type" */
+    int w = 18;  /* room for "(N more types)" */
     for (size_t i = 0; i < nt; i++) {
         size_t l = strlen(sget(json_array_get(types, i), "type"));
         if (l > NAME_MAX_WIDTH)
@@ -51,7 +66,8 @@ void pyheap_render_top(const json_t *rep)
         if ((int)l > w)
             w = (int)l;
     }
-    printf("%-*s %12s %14s %7s\n", w, "type", "count", "bytes", "%bytes");
+    char g1[32], g2[32];
+    printf("%-*s %13s %15s %6s\n", w, "TYPE", "COUNT", "BYTES", "%");
     unsigned long long shown_count = 0, shown_bytes = 0;
     for (size_t i = 0; i < nt; i++) {
         const json_t *e = json_array_get(types, i);
@@ -66,7 +82,8 @@ void pyheap_render_top(const json_t *rep)
             name = cut;
         }
         double pct = total_bytes ? 100.0 * (double)by / (double)total_bytes : 0.0;
-        printf("%-*s %12llu %14llu %6.1f%%\n", w, name, cnt, by, pct);
+        printf("%-*s %13s %15s %6.1f\n", w, name, group(cnt, g1, sizeof g1),
+               group(by, g2, sizeof g2), pct);
     }
     unsigned long long more = uget(rep, "truncated_types");
     if (more > 0) {
@@ -75,14 +92,17 @@ void pyheap_render_top(const json_t *rep)
         char label[64];
         snprintf(label, sizeof label, "(%llu more types)", more);
         double pct = total_bytes ? 100.0 * (double)ob / (double)total_bytes : 0.0;
-        printf("%-*s %12llu %14llu %6.1f%%\n", w, label, oc, ob, pct);
+        printf("%-*s %13s %15s %6.1f\n", w, label, group(oc, g1, sizeof g1),
+               group(ob, g2, sizeof g2), pct);
     }
     char human[32];
     pyheap_human_bytes(total_bytes, human, sizeof human);
     double ms = json_number_value(json_object_get(rep, "scan_ms"));
-    printf("total: %llu objects, %llu bytes (%s), %llu skipped; scan %.1f ms; "
+    char g3[32];
+    printf("total: %s objects, %s bytes (%s), %s skipped; scan %.1f ms; "
            "pid %lld, python %s, offsets %s\n",
-           total_objects, total_bytes, human, uget(rep, "skipped"), ms,
+           group(total_objects, g1, sizeof g1), group(total_bytes, g2, sizeof g2), human,
+           group(uget(rep, "skipped"), g3, sizeof g3), ms,
            (long long)json_integer_value(json_object_get(rep, "pid")),
            sget(rep, "python"), sget(rep, "offsets_source"));
     if (json_is_true(json_object_get(rep, "scan_truncated")))

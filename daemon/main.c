@@ -112,16 +112,20 @@ int main(int argc, char **argv)
         return 1;
     }
     pyheapd_log("version %s starting (pid %d)", PYHEAP_VERSION, (int)getpid());
-    /* Check for a running daemon before attaching (attach can be slow). */
-    if (pyheapd_listen(d, path) < 0) {
+    /* Refuse early if a daemon already answers; attach before listening so
+     * that a client that can connect always sees the initial target. */
+    if (pyheapd_probe(path) < 0) {
         pyheapd_fini(d);
         free(d);
         return 1;
     }
     if (pid && pyheapd_attach_initial(d, pid, &perr) < 0) {
         pyheapd_log("cannot attach to pid %d: %s", (int)pid, perr.msg);
-        close(d->listen_fd);
-        unlink(d->socket_path);
+        pyheapd_fini(d);
+        free(d);
+        return 1;
+    }
+    if (pyheapd_listen(d, path) < 0) {
         pyheapd_fini(d);
         free(d);
         return 1;

@@ -66,6 +66,9 @@ json_t *pyheapd_handle(struct pyheapd *d, const struct ucred *peer,
 int pyheapd_attach_initial(struct pyheapd *d, pid_t pid, pyheap_proto_error *perr);
 
 /* server.c */
+/* Is PATH free to bind? 0: nothing there; 1: a stale socket nobody answers
+ * on; -1 (logged): a daemon answers, or PATH is not a socket. */
+int pyheapd_probe(const char *path);
 /* Refuse if a daemon answers on PATH, remove a stale socket, create the
  * parent directory, bind and listen. */
 int pyheapd_listen(struct pyheapd *d, const char *path);

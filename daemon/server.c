@@ -47,7 +47,7 @@ static void fill_addr(struct sockaddr_un *sun, const char *path)
     snprintf(sun->sun_path, sizeof sun->sun_path, "%s", path);
 }
 
-int pyheapd_listen(struct pyheapd *d, const char *path)
+int pyheapd_probe(const char *path)
 {
     struct sockaddr_un sun;
     if (strlen(path) >= sizeof sun.sun_path) {
@@ -55,37 +55,49 @@ int pyheapd_listen(struct pyheapd *d, const char *path)
         return -1;
     }
     fill_addr(&sun, path);
-
     struct stat st;
-    if (lstat(path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode)) {
-            pyheapd_log("%s exists and is not a socket; refusing to replace it", path);
-            return -1;
-        }
-        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (probe < 0) {
-            pyheapd_log("socket: %s", strerror(errno));
-            return -1;
-        }
-        if (connect(probe, (struct sockaddr *)&sun, sizeof sun) == 0) {
-            close(probe);
-            pyheapd_log("another pyheapd is already listening on %s; not starting", path);
-            return -1;
-        }
-        int e = errno;
+    if (lstat(path, &st) < 0) {
+        if (errno == ENOENT)
+            return 0;
+        pyheapd_log("cannot stat %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        pyheapd_log("%s exists and is not a socket; refusing to replace it", path);
+        return -1;
+    }
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe < 0) {
+        pyheapd_log("socket: %s", strerror(errno));
+        return -1;
+    }
+    if (connect(probe, (struct sockaddr *)&sun, sizeof sun) == 0) {
         close(probe);
-        if (e != ECONNREFUSED && e != ENOENT) {
-            pyheapd_log("cannot probe existing socket %s: %s", path, strerror(e));
-            return -1;
-        }
+        pyheapd_log("another pyheapd is already listening on %s; not starting", path);
+        return -1;
+    }
+    int e = errno;
+    close(probe);
+    if (e != ECONNREFUSED && e != ENOENT) {
+        pyheapd_log("cannot probe existing socket %s: %s", path, strerror(e));
+        return -1;
+    }
+    return 1;
+}
+
+int pyheapd_listen(struct pyheapd *d, const char *path)
+{
+    struct sockaddr_un sun;
+    int state = pyheapd_probe(path);
+    if (state < 0)
+        return -1;
+    fill_addr(&sun, path);
+    if (state == 1) {
         pyheapd_log("removing stale socket %s", path);
         if (unlink(path) < 0 && errno != ENOENT) {
             pyheapd_log("cannot remove stale socket %s: %s", path, strerror(errno));
             return -1;
         }
-    } else if (errno != ENOENT) {
-        pyheapd_log("cannot stat %s: %s", path, strerror(errno));
-        return -1;
     }
     if (make_parent(path) < 0)
         return -1;
