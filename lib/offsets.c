@@ -1,0 +1,458 @@
+/* Offsets: per-version constants, choosing a source (debug_offsets, DWARF,
+ * built-in table), resolving well-known type symbols, and validating the
+ * chosen offsets against the live target once at attach.
+ *
+ * Adding a CPython version is one entry in `versions` (its table from
+ * tools/gen-offsets, its constants, the fields DWARF may lack). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dwarf_layout.h"
+#include "offsets_source.h"
+
+/* snprintf that may truncate (messages), without format-truncation noise. */
+static void fmt(char *buf, size_t len, const char *f, ...) PYHEAP_PRINTF(3, 4);
+static void fmt(char *buf, size_t len, const char *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(buf, len, f, ap);
+    va_end(ap);
+}
+
+struct version_entry {
+    int major, minor;
+    const struct pyheap_offsets_table *table;
+    bool has_debug_offsets;           /* _Py_DebugOffsets in the runtime */
+    void (*consts)(struct pyheap_consts *k);
+    unsigned gc_generations;          /* NUM_GENERATIONS */
+    /* Fields a DWARF source may lack (NULL-terminated); all others are
+     * required, which also rejects DWARF of another version's shape. */
+    const char *const *optional;
+};
+
+/* Constants of 3.11, checked against /usr/include/python3.11:
+ * object.h (Py_TPFLAGS_*), internal/pycore_object.h (managed dict at
+ * obj - 3 words, values at obj - 4 words, _PyType_PreHeaderSize),
+ * cpython/unicodeobject.h (state: interned:2, kind:3, compact:1, ascii:1,
+ * ready:1, allocated from bit 0), internal/pycore_dict.h (DictKeysKind). */
+static void consts_3_11(struct pyheap_consts *k)
+{
+    memset(k, 0, sizeof *k);
+    k->tpflags_heaptype = 1ull << 9;
+    k->tpflags_have_gc = 1ull << 14;
+    k->tpflags_managed_dict = 1ull << 4;
+    k->tpflags_long_subclass = 1ull << 24;
+    k->tpflags_list_subclass = 1ull << 25;
+    k->tpflags_tuple_subclass = 1ull << 26;
+    k->tpflags_bytes_subclass = 1ull << 27;
+    k->tpflags_unicode_subclass = 1ull << 28;
+    k->tpflags_dict_subclass = 1ull << 29;
+    k->tpflags_base_exc_subclass = 1ull << 30;
+    k->tpflags_type_subclass = 1ull << 31;
+    k->managed_dict_offset = -24;
+    k->managed_values_offset = -32;
+    k->preheader_managed = 16;
+    k->unicode_kind_shift = 2;
+    k->unicode_kind_mask = 7;
+    k->unicode_compact_bit = 5;
+    k->unicode_ascii_bit = 6;
+    k->dict_kind_general = 0;
+    k->dict_kind_unicode = 1;
+    k->dict_kind_split = 2;
+}
+
+static const char *const optional_3_11[] = {NULL};
+
+static const struct version_entry versions[] = {
+    {3, 11, &pyheap_table_py3_11, false, consts_3_11, 3, optional_3_11},
+};
+#define NVERSIONS (sizeof versions / sizeof versions[0])
+
+static const struct version_entry *version_find(int major, int minor)
+{
+    for (size_t i = 0; i < NVERSIONS; i++)
+        if (versions[i].major == major && versions[i].minor == minor)
+            return &versions[i];
+    return NULL;
+}
+
+bool pyheap_version_supported(int major, int minor)
+{
+    return version_find(major, minor) != NULL;
+}
+
+const char *pyheap_versions_supported(void)
+{
+    return "3.11";
+}
+
+const struct pyheap_offsets_table *pyheap_offsets_table_for(int major, int minor)
+{
+    const struct version_entry *v = version_find(major, minor);
+    return v ? v->table : NULL;
+}
+
+int pyheap_consts_init(pyheap_target *t, pyheap_error *err)
+{
+    const struct version_entry *v = version_find(t->major, t->minor);
+    if (!v)
+        return pyheap_err_set(err, PYHEAP_E_UNSUPPORTED, 0, 0,
+                              "Python %d.%d is not supported: pyheap supports %s",
+                              t->major, t->minor, pyheap_versions_supported());
+    v->consts(&t->k);
+    return 0;
+}
+
+/* ---- well-known types ---- */
+
+int pyheap_wk_resolve(pyheap_target *t, const struct pyheap_module *mod,
+                      pyheap_error *err)
+{
+    static const char *const names[] = {
+#define PYHEAP_WK_NAME(field, sym) sym,
+        PYHEAP_WELL_KNOWN_TYPES(PYHEAP_WK_NAME)
+#undef PYHEAP_WK_NAME
+    };
+    enum { NWK = sizeof names / sizeof names[0] };
+    uint64_t values[NWK] = {0};
+    pyheap_elf_symbols(mod->elf, names, NWK, values);
+    uint64_t *dst = (uint64_t *)&t->wk;
+    _Static_assert(sizeof(struct pyheap_well_known) == NWK * sizeof(uint64_t),
+                   "pyheap_well_known is one uint64_t per symbol");
+    for (size_t i = 0; i < NWK; i++)
+        dst[i] = values[i] ? values[i] + mod->bias : 0;
+    const char *need[] = {"PyType_Type", "PyUnicode_Type", "PyDict_Type", "PyLong_Type"};
+    const uint64_t have[] = {t->wk.type, t->wk.str, t->wk.dict, t->wk.int_};
+    for (size_t i = 0; i < 4; i++)
+        if (!have[i])
+            return pyheap_err_set(err, PYHEAP_E_NOTPYTHON, 0, 0,
+                                  "%s defines _PyRuntime but not %s: not a "
+                                  "CPython build pyheap understands", mod->path,
+                                  need[i]);
+    return 0;
+}
+
+/* ---- shape of DWARF offsets ---- */
+
+static bool is_optional(const struct version_entry *v, const char *field)
+{
+    for (const char *const *o = v->optional; *o; o++)
+        if (strcmp(*o, field) == 0)
+            return true;
+    return false;
+}
+
+int pyheap_offsets_check_shape(int major, int minor,
+                               const struct pyheap_offsets *off, char *why,
+                               size_t why_len)
+{
+    const struct version_entry *v = version_find(major, minor);
+    if (!v) {
+        fmt(why, why_len, "no version entry for %d.%d", major, minor);
+        return -1;
+    }
+    if (off->ob_type != 8 || off->pyobject != 16 || off->gc_head != 16 ||
+        off->pyvarobject != 24) {
+        fmt(why, why_len, "the object header is not the 64-bit %d.%d one "
+                 "(ob_type at %zd, sizeof(PyObject) %zd)", major, minor,
+                 (ssize_t)off->ob_type, (ssize_t)off->pyobject);
+        return -1;
+    }
+    char missing[256] = "";
+    size_t nmissing = 0, used = 0;
+    for (size_t i = 0; i < pyheap_dwarf_nfields(); i++) {
+        const size_t *slot = (const size_t *)((const char *)off +
+                                              pyheap_dwarf_field_slot(i));
+        const char *name = pyheap_dwarf_field_name(i);
+        if (*slot != PYHEAP_OFF_ABSENT || is_optional(v, name))
+            continue;
+        nmissing++;
+        int n = snprintf(missing + used, sizeof missing - used, "%s%s",
+                         used ? ", " : "", name);
+        if (n > 0 && (size_t)n < sizeof missing - used)
+            used += (size_t)n;
+    }
+    if (nmissing) {
+        fmt(why, why_len, "it is not the %d.%d layout: %zu required "
+                 "field(s) missing (%s)", major, minor, nmissing, missing);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- validation against the live target ---- */
+
+static int rd64(pyheap_target *t, uint64_t addr, uint64_t *v, pyheap_error *err)
+{
+    return pyheap_mem_read(t->mem, addr, v, sizeof *v, err);
+}
+
+/* Failed check: set the OFFSETS error (unless the read error says the
+ * process is gone or we may not read it, which is the better answer). */
+static int check_failed(pyheap_target *t, const pyheap_error *rerr,
+                        pyheap_error *err, const char *fmt, ...)
+    PYHEAP_PRINTF(4, 5);
+static int check_failed(pyheap_target *t, const pyheap_error *rerr,
+                        pyheap_error *err, const char *fmt, ...)
+{
+    if (rerr && (rerr->code == PYHEAP_E_GONE || rerr->code == PYHEAP_E_PERM)) {
+        if (err)
+            *err = *rerr;
+        return -1;
+    }
+    char what[320];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    const char *todo = t->source == PYHEAP_OFFSETS_TABLE
+        ? "this build's layout differs from the built-in table; install its "
+          "debug symbols (e.g. python3.11-dbg) so pyheap can read the layout from DWARF"
+        : "the DWARF does not describe the running binary; remove the stale "
+          "debug file or force the built-in table";
+    return pyheap_err_set(err, PYHEAP_E_OFFSETS, rerr ? rerr->sys_errno : 0,
+                          rerr ? rerr->addr : 0,
+                          "offsets from %s failed validation: %s%s%s; %s",
+                          t->source_detail, what, rerr ? ": " : "",
+                          rerr ? rerr->msg : "", todo);
+}
+
+static int read_name(pyheap_target *t, uint64_t type_addr, char *buf, size_t len,
+                     pyheap_error *err)
+{
+    uint64_t p;
+    if (rd64(t, type_addr + t->off.tp_name, &p, err) != 0)
+        return -1;
+    if (p == 0)
+        return pyheap_err_set(err, PYHEAP_E_READ, 0, type_addr, "tp_name is NULL");
+    return pyheap_mem_read_cstr(t->mem, p, buf, len, err) < 0 ? -1 : 0;
+}
+
+/* A type object: its type is `type` or a metaclass whose type is `type`
+ * (a few levels), and its tp_name reads as printable text. */
+static bool is_type_object(pyheap_target *t, uint64_t addr)
+{
+    if (addr == 0 || (addr & 7))
+        return false;
+    uint64_t cur = addr;
+    bool ok = false;
+    for (int depth = 0; depth < 4; depth++) {
+        uint64_t mt;
+        if (rd64(t, cur + t->off.ob_type, &mt, NULL) != 0)
+            return false;
+        if (mt == t->wk.type) {
+            ok = true;
+            break;
+        }
+        if (mt == 0 || (mt & 7))
+            return false;
+        cur = mt;
+    }
+    if (!ok)
+        return false;
+    char name[128];
+    if (read_name(t, addr, name, sizeof name, NULL) != 0 || name[0] == '\0')
+        return false;
+    for (const char *c = name; *c; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+            return false;
+    return true;
+}
+
+/* The checks that read state the running target changes (thread and GC
+ * lists): one attempt. */
+static int validate_dynamic(pyheap_target *t, const struct version_entry *v,
+                            pyheap_error *err)
+{
+    pyheap_error r = {0};
+    const struct pyheap_offsets *o = &t->off;
+    uint64_t interp;
+    if (rd64(t, t->runtime_addr + o->runtime_interpreters_head, &interp, &r) != 0)
+        return check_failed(t, &r, err, "reading _PyRuntime.interpreters.head");
+    if (interp == 0 || (interp & 7))
+        return check_failed(t, NULL, err, "_PyRuntime.interpreters.head is 0x%llx, "
+                            "not an interpreter", (unsigned long long)interp);
+    uint64_t ts;
+    if (rd64(t, interp + o->interp_threads_head, &ts, &r) != 0)
+        return check_failed(t, &r, err, "reading the interpreter's threads.head");
+    if (ts == 0 || (ts & 7))
+        return check_failed(t, NULL, err, "the interpreter's threads.head is "
+                            "0x%llx, not a thread state", (unsigned long long)ts);
+    uint64_t back;
+    if (rd64(t, ts + o->tstate_interp, &back, &r) != 0)
+        return check_failed(t, &r, err, "reading the thread state's interp");
+    if (back != interp)
+        return check_failed(t, NULL, err, "the first thread state's interp is "
+                            "0x%llx, not its interpreter 0x%llx",
+                            (unsigned long long)back, (unsigned long long)interp);
+
+    uint64_t gcstate = interp + o->interp_gc;
+    for (unsigned g = 0; g <= v->gc_generations; g++) {
+        uint64_t head = g < v->gc_generations
+            ? gcstate + o->gcstate_generations + g * o->gc_generation
+            : gcstate + o->gcstate_permanent_generation;
+        head += o->gc_generation_head;
+        uint64_t next;
+        if (rd64(t, head + o->gc_next, &next, &r) != 0)
+            return check_failed(t, &r, err, "reading GC generation %u", g);
+        next &= ~(uint64_t)3;
+        if (next == head)
+            continue;
+        uint64_t type;
+        if (next == 0 ||
+            rd64(t, next + o->gc_head + o->ob_type, &type, &r) != 0 ||
+            !is_type_object(t, type))
+            return check_failed(t, NULL, err, "the first object of GC generation "
+                                "%u (head 0x%llx, next 0x%llx) has no valid type",
+                                g, (unsigned long long)head,
+                                (unsigned long long)next);
+    }
+    return 0;
+}
+
+int pyheap_offsets_validate(pyheap_target *t, pyheap_error *err)
+{
+    const struct version_entry *v = version_find(t->major, t->minor);
+    if (!v)
+        return pyheap_err_set(err, PYHEAP_E_UNSUPPORTED, 0, 0,
+                              "Python %s is not supported", t->version);
+    pyheap_error r = {0};
+    const struct pyheap_offsets *o = &t->off;
+
+    uint64_t tt;
+    if (rd64(t, t->wk.type + o->ob_type, &tt, &r) != 0)
+        return check_failed(t, &r, err, "reading PyType_Type.ob_type");
+    if (tt != t->wk.type)
+        return check_failed(t, NULL, err, "PyType_Type.ob_type is 0x%llx, not "
+                            "&PyType_Type 0x%llx", (unsigned long long)tt,
+                            (unsigned long long)t->wk.type);
+
+    const struct { uint64_t addr; const char *name; } names[] = {
+        {t->wk.type, "type"}, {t->wk.str, "str"}, {t->wk.dict, "dict"},
+        {t->wk.int_, "int"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char buf[64];
+        if (read_name(t, names[i].addr, buf, sizeof buf, &r) != 0)
+            return check_failed(t, &r, err, "reading tp_name of the %s type",
+                                names[i].name);
+        if (strcmp(buf, names[i].name) != 0)
+            return check_failed(t, NULL, err, "tp_name of the %s type reads "
+                                "\"%.40s\"", names[i].name, buf);
+    }
+
+    uint64_t bs;
+    if (rd64(t, t->wk.dict + o->tp_basicsize, &bs, &r) != 0)
+        return check_failed(t, &r, err, "reading PyDict_Type.tp_basicsize");
+    if (bs < o->dict_ma_values + 8 || bs > 1024)
+        return check_failed(t, NULL, err, "PyDict_Type.tp_basicsize is %llu, "
+                            "implausible for a dict", (unsigned long long)bs);
+
+    /* The target runs on: a list may change under us. Retry a torn read. */
+    int rc = -1;
+    for (int attempt = 0; attempt < 3 && rc != 0; attempt++) {
+        rc = validate_dynamic(t, v, err);
+        if (rc != 0 && err && (err->code == PYHEAP_E_GONE || err->code == PYHEAP_E_PERM))
+            break;
+    }
+    return rc;
+}
+
+/* ---- choosing a source ---- */
+
+static bool allowed(unsigned mask, pyheap_offsets_source s)
+{
+    return mask == 0 || (mask & (1u << s)) != 0;
+}
+
+/* Try DWARF: locate, load, check the shape, validate. On failure WHY says
+ * what went wrong; *found tells whether DWARF was there at all. */
+static int try_dwarf(pyheap_target *t, const struct pyheap_module *mod,
+                     bool *found, char *why, size_t why_len, pyheap_error *err)
+{
+    pyheap_elf *dbg;
+    char where[PATH_MAX + 32];
+    pyheap_error e = {0};
+    *found = false;
+    if (pyheap_dwarf_locate(t->pid, mod->path, mod->elf, &dbg, where, sizeof where,
+                            &e) != 0) {
+        fmt(why, why_len, "%s", e.msg);
+        return -1;
+    }
+    *found = true;
+    struct pyheap_offsets off;
+    char missing[512];
+    size_t nmissing = 0;
+    int rc = pyheap_dwarf_offsets(dbg, &off, missing, sizeof missing, &nmissing, &e);
+    pyheap_elf_close(dbg);
+    if (rc != 0) {
+        fmt(why, why_len, "DWARF from %s: %s", where, e.msg);
+        return -1;
+    }
+    char shape[400];
+    if (pyheap_offsets_check_shape(t->major, t->minor, &off, shape, sizeof shape) != 0) {
+        fmt(why, why_len, "DWARF from %s rejected: %s", where, shape);
+        return -1;
+    }
+    t->off = off;
+    t->source = PYHEAP_OFFSETS_DWARF;
+    fmt(t->source_detail, sizeof t->source_detail, "DWARF from %s", where);
+    if (pyheap_offsets_validate(t, &e) != 0) {
+        if (e.code == PYHEAP_E_GONE || e.code == PYHEAP_E_PERM) {
+            if (err)
+                *err = e;
+            return -2;
+        }
+        fmt(why, why_len, "%s", e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+int pyheap_offsets_load(pyheap_target *t, const struct pyheap_module *mod,
+                        unsigned allowed_sources, pyheap_error *err)
+{
+    const struct version_entry *v = version_find(t->major, t->minor);
+    if (!v)
+        return pyheap_err_set(err, PYHEAP_E_UNSUPPORTED, 0, 0,
+                              "Python %s (module %s) is not supported: pyheap "
+                              "supports %s", t->version, mod->path,
+                              pyheap_versions_supported());
+    char dwarf_why[700] = "";
+    bool dwarf_found = false;
+    bool tried_any = false;
+
+    if (allowed(allowed_sources, PYHEAP_OFFSETS_DEBUG_OFFSETS) && v->has_debug_offsets) {
+        /* No version with _Py_DebugOffsets is supported yet (3.13+). */
+        tried_any = true;
+    }
+    if (allowed(allowed_sources, PYHEAP_OFFSETS_DWARF)) {
+        tried_any = true;
+        int rc = try_dwarf(t, mod, &dwarf_found, dwarf_why, sizeof dwarf_why, err);
+        if (rc == 0)
+            return 0;
+        if (rc == -2)
+            return -1;
+    }
+    if (allowed(allowed_sources, PYHEAP_OFFSETS_TABLE) && v->table) {
+        t->off = v->table->off;
+        t->source = PYHEAP_OFFSETS_TABLE;
+        fmt(t->source_detail, sizeof t->source_detail,
+                 "built-in table for %d.%d (generated from %s headers)%s%.400s",
+                 v->major, v->minor, v->table->headers_version,
+                 dwarf_found ? "; not DWARF: " : "", dwarf_found ? dwarf_why : "");
+        return pyheap_offsets_validate(t, err);
+    }
+    t->source = PYHEAP_OFFSETS_NONE;
+    if (!tried_any)
+        return pyheap_err_set(err, PYHEAP_E_OFFSETS, 0, 0,
+                              "no allowed source of offsets for Python %s "
+                              "(allowed mask 0x%x; 3.11 has no _Py_DebugOffsets)",
+                              t->version, allowed_sources);
+    return pyheap_err_set(err, PYHEAP_E_OFFSETS, 0, 0,
+                          "no usable offsets for Python %s in %s: %s", t->version,
+                          mod->path, dwarf_why[0] ? dwarf_why : "no source left");
+}

@@ -1,0 +1,243 @@
+/* pyheap_target_open / free and accessors: attach read-only to a PID.
+ *
+ * Order: /proc/PID/stat (exists? start time) -> exe -> maps -> the module
+ * defining _PyRuntime -> version (Py_Version in the target) -> constants,
+ * well-known type symbols -> offsets (DWARF or table, validated live) ->
+ * the start time again (did it exit or get replaced meanwhile?). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "offsets_source.h"
+#include "proc_maps.h"
+
+const char *pyheap_offsets_source_name(pyheap_offsets_source src)
+{
+    switch (src) {
+    case PYHEAP_OFFSETS_DEBUG_OFFSETS: return "debug_offsets";
+    case PYHEAP_OFFSETS_DWARF: return "dwarf";
+    case PYHEAP_OFFSETS_TABLE: return "table";
+    case PYHEAP_OFFSETS_NONE: break;
+    }
+    return "none";
+}
+
+static const char *level_suffix(unsigned level)
+{
+    switch (level) {
+    case 0xA: return "a";
+    case 0xB: return "b";
+    case 0xC: return "rc";
+    default: return "";
+    }
+}
+
+/* Without Py_Version (before 3.11): the minor version from the module's
+ * name, the patch level from the PY_VERSION string in .rodata. Only used
+ * to name the version in "unsupported" messages. */
+static void version_from_file(pyheap_target *t, const struct pyheap_module *mod)
+{
+    const char *b = strrchr(mod->path, '/');
+    b = b ? b + 1 : mod->path;
+    if (strncmp(b, "lib", 3) == 0)
+        b += 3;
+    int major = 0, minor = -1;
+    if (sscanf(b, "python%d.%d", &major, &minor) != 2) {
+        snprintf(t->version, sizeof t->version, "of unknown version");
+        return;
+    }
+    t->major = major;
+    t->minor = minor;
+    t->micro = -1;
+    snprintf(t->version, sizeof t->version, "%d.%d", major, minor);
+
+    const void *data;
+    size_t size;
+    if (pyheap_elf_section_bytes(mod->elf, ".rodata", &data, &size) != 0)
+        return;
+    char prefix[16];
+    int plen = snprintf(prefix, sizeof prefix, "%d.%d.", major, minor);
+    const char *p = data, *end = p + size;
+    while (p < end) {
+        const char *hit = memmem(p, (size_t)(end - p), prefix, (size_t)plen);
+        if (!hit)
+            break;
+        p = hit + 1;
+        /* The linker may merge PY_VERSION into the tail of a longer
+         * string ("Python-3.10.13"), so only a number may not precede it. */
+        if (hit > (const char *)data &&
+            ((hit[-1] >= '0' && hit[-1] <= '9') || hit[-1] == '.'))
+            continue;
+        /* digits, then an optional a/b/rc + digits, then NUL */
+        const char *c = hit + plen;
+        const char *d = c;
+        while (d < end && d - c < 3 && *d >= '0' && *d <= '9')
+            d++;
+        if (d == c)
+            continue;
+        const char *q = d;
+        if (q + 1 < end && (*q == 'a' || *q == 'b' || (*q == 'r' && q[1] == 'c'))) {
+            q += *q == 'r' ? 2 : 1;
+            while (q < end && q - d < 6 && *q >= '0' && *q <= '9')
+                q++;
+        }
+        if (q < end && *q == '+')
+            q++;
+        if (q >= end || *q != '\0')
+            continue;
+        t->micro = atoi(c);
+        snprintf(t->version, sizeof t->version, "%.*s", (int)(q - hit), hit);
+        return;
+    }
+}
+
+static int read_version(pyheap_target *t, const struct pyheap_module *mod,
+                        pyheap_error *err)
+{
+    uint64_t sym;
+    if (pyheap_elf_symbol(mod->elf, "Py_Version", &sym, NULL) != 0) {
+        version_from_file(t, mod);
+        return 0;
+    }
+    uint32_t v;
+    if (pyheap_mem_read(t->mem, sym + mod->bias, &v, sizeof v, err) != 0)
+        return -1;
+    t->major = (int)(v >> 24);
+    t->minor = (int)((v >> 16) & 0xff);
+    t->micro = (int)((v >> 8) & 0xff);
+    unsigned level = (v >> 4) & 0xf, serial = v & 0xf;
+    if (t->major != 3)
+        return pyheap_err_set(err, PYHEAP_E_CORRUPT, 0, sym + mod->bias,
+                              "Py_Version of process %d reads 0x%08x, which is "
+                              "not a Python 3 version", (int)t->pid, v);
+    if (level == 0xF)
+        snprintf(t->version, sizeof t->version, "%d.%d.%d", t->major, t->minor,
+                 t->micro);
+    else
+        snprintf(t->version, sizeof t->version, "%d.%d.%d%s%u", t->major,
+                 t->minor, t->micro, level_suffix(level), serial);
+    return 0;
+}
+
+/* Compare the process with what we saw at open. */
+static int same_process(const pyheap_target *t, pyheap_error *err)
+{
+    unsigned long long start;
+    char state = 0;
+    if (pyheap_proc_stat(t->pid, &start, &state, true, err) != 0) {
+        if (err && err->code == PYHEAP_E_IO)
+            err->code = PYHEAP_E_GONE;
+        return -1;
+    }
+    if (start != t->start_time)
+        return pyheap_err_set(err, PYHEAP_E_GONE, 0, 0,
+                              "process %d has exited (the PID now belongs to "
+                              "another process)", (int)t->pid);
+    if (state == 'Z' || state == 'X')
+        return pyheap_err_set(err, PYHEAP_E_GONE, 0, 0,
+                              "process %d has exited", (int)t->pid);
+    char exe[PATH_MAX];
+    pyheap_error e = {0};
+    if (pyheap_proc_exe(t->pid, exe, sizeof exe, true, &e) != 0) {
+        if (e.code == PYHEAP_E_PERM) {
+            if (err)
+                *err = e;
+            return -1;
+        }
+        return pyheap_err_set(err, PYHEAP_E_GONE, e.sys_errno, 0,
+                              "process %d has exited", (int)t->pid);
+    }
+    if (strcmp(exe, t->exe) != 0)
+        return pyheap_err_set(err, PYHEAP_E_GONE, 0, 0,
+                              "process %d now runs %s (it called exec)",
+                              (int)t->pid, exe);
+    return 0;
+}
+
+int pyheap_target_open(pid_t pid, const pyheap_open_opts *opts,
+                       pyheap_target **out, pyheap_error *err)
+{
+    if (pid <= 0 || !out)
+        return pyheap_err_set(err, PYHEAP_E_INVAL, 0, 0, "invalid PID %d", (int)pid);
+    pyheap_target *t = calloc(1, sizeof *t);
+    if (!t)
+        return pyheap_err_set(err, PYHEAP_E_NOMEM, ENOMEM, 0, "out of memory");
+    t->pid = pid;
+    struct pyheap_maps maps = {0};
+    struct pyheap_module mod;
+    memset(&mod, 0, sizeof mod);
+    char state = 0;
+
+    if (pyheap_proc_stat(pid, &t->start_time, &state, false, err) != 0)
+        goto fail;
+    if (state == 'Z' || state == 'X') {
+        pyheap_err_set(err, PYHEAP_E_GONE, 0, 0, "process %d has exited "
+                       "(a zombie waiting for its parent)", (int)pid);
+        goto fail;
+    }
+    if (pyheap_proc_exe(pid, t->exe, sizeof t->exe, true, err) != 0 ||
+        pyheap_proc_maps_read(pid, &maps, err) != 0 ||
+        pyheap_proc_find_interpreter(pid, t->exe, &maps, &mod, err) != 0)
+        goto fail;
+    pyheap_proc_maps_free(&maps);
+    snprintf(t->module, sizeof t->module, "%s", mod.path);
+    t->module_bias = mod.bias;
+    t->runtime_addr = mod.runtime_addr;
+
+    if (pyheap_mem_open(pid, 0, &t->mem, err) != 0 || read_version(t, &mod, err) != 0)
+        goto fail;
+    if (!pyheap_version_supported(t->major, t->minor)) {
+        pyheap_err_set(err, PYHEAP_E_UNSUPPORTED, 0, 0,
+                       "Python %s (module %s) is not supported: pyheap supports %s",
+                       t->version, t->module, pyheap_versions_supported());
+        goto fail;
+    }
+    if (pyheap_consts_init(t, err) != 0 || pyheap_wk_resolve(t, &mod, err) != 0 ||
+        pyheap_offsets_load(t, &mod, opts ? opts->allowed_sources : 0, err) != 0)
+        goto fail;
+    pyheap_proc_module_clear(&mod);
+    /* Did it exit or exec while we looked? */
+    if (same_process(t, err) != 0)
+        goto fail_quiet;
+    *out = t;
+    return 0;
+
+fail:
+    /* A failure while the process died is reported as "gone". */
+    if (t->start_time && (!err || err->code != PYHEAP_E_PERM)) {
+        pyheap_error e = {0};
+        if (same_process(t, &e) != 0 && e.code == PYHEAP_E_GONE && t->exe[0] && err)
+            *err = e;
+    }
+fail_quiet:
+    pyheap_proc_maps_free(&maps);
+    pyheap_proc_module_clear(&mod);
+    pyheap_target_free(t);
+    return -1;
+}
+
+void pyheap_target_free(pyheap_target *t)
+{
+    if (!t)
+        return;
+    pyheap_mem_free(t->mem);
+    free(t);
+}
+
+pid_t pyheap_target_pid(const pyheap_target *t) { return t->pid; }
+const char *pyheap_target_version(const pyheap_target *t) { return t->version; }
+pyheap_offsets_source pyheap_target_offsets_source(const pyheap_target *t)
+{
+    return t->source;
+}
+const char *pyheap_target_module(const pyheap_target *t) { return t->module; }
+const char *pyheap_target_offsets_detail(const pyheap_target *t)
+{
+    return t->source_detail;
+}
+
+int pyheap_target_check_alive(const pyheap_target *t, pyheap_error *err)
+{
+    return same_process(t, err);
+}
