@@ -185,6 +185,25 @@ static int handle_line(struct conn *c, const char *line, size_t len)
     return send_reply(c->fd, reply);
 }
 
+/* After a fatal reply: stop sending, then read and drop what the client
+ * already sent (bounded) so that closing does not reset the connection and
+ * destroy the reply before the client reads it. */
+static void drain(int fd, char *buf, size_t cap)
+{
+    shutdown(fd, SHUT_WR);
+    struct timeval tv = { .tv_sec = 0, .tv_usec = 200000 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    size_t total = 0;
+    while (total < 16u * 1024 * 1024) {
+        ssize_t r = recv(fd, buf, cap, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        total += (size_t)r;
+    }
+}
+
 static void conn_serve(struct conn *c)
 {
     /* One line plus its newline fits; anything longer is refused. */
@@ -229,6 +248,7 @@ static void conn_serve(struct conn *c)
             pyheapd_log("request over %d bytes from pid %d uid %lu; closing",
                         PYHEAP_PROTO_MAX_LINE, (int)c->peer.pid, (unsigned long)c->peer.uid);
             send_error(c->fd, PYHEAP_PROTO_E_TOO_LONG, msg);
+            drain(c->fd, buf, cap);
             break;
         }
     }

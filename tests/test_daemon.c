@@ -29,7 +29,7 @@
 
 struct env {
     char dir[64];        /* temporary directory (removed at the end) */
-    char sock[160];
+    char sock[108];
     pid_t daemon;
     int ncalls;
 };
