@@ -1,0 +1,276 @@
+/* Containers: tuple, list, dict (combined, split, managed values), set. */
+#include <string.h>
+
+#include "walk.h"
+
+#define CHUNK_WORDS 512
+
+static uint64_t u64at(const unsigned char *buf, size_t off)
+{
+    uint64_t v;
+    memcpy(&v, buf + off, sizeof v);
+    return v;
+}
+
+/* Report N pointers stored contiguously at ADDR. -1 if unreadable. */
+static int ref_array(struct walk *w, uint64_t addr, uint64_t n)
+{
+    uint64_t buf[CHUNK_WORDS];
+    for (uint64_t i = 0; i < n; i += CHUNK_WORDS) {
+        uint64_t m = n - i < CHUNK_WORDS ? n - i : CHUNK_WORDS;
+        if (pyheap_walk_read(w, addr + i * 8, buf, m * 8) < 0)
+            return -1;
+        for (uint64_t j = 0; j < m; j++)
+            pyheap_walk_ref(w, buf[j]);
+    }
+    return 0;
+}
+
+static int read_ssize(struct walk *w, uint64_t addr, int64_t *out)
+{
+    uint64_t v;
+    if (pyheap_walk_read_u64(w, addr, &v) < 0)
+        return -1;
+    *out = (int64_t)v;
+    return 0;
+}
+
+int pyheap_walk_decode_tuple(struct walk *w, const struct walk_obj *o, uint64_t *size)
+{
+    const struct pyheap_offsets *off = &pyheap_walk_target(w)->off;
+    int64_t n;
+    if (read_ssize(w, o->addr + off->ob_size, &n) < 0 || n < 0 || n > WALK_MAX_TUPLE)
+        return -1;
+    if (ref_array(w, o->addr + off->tuple_ob_item, (uint64_t)n) < 0)
+        return -1;
+    *size = (uint64_t)(o->type->basicsize + o->type->itemsize * n) + pyheap_walk_presize(w, o->type);
+    return 0;
+}
+
+int pyheap_walk_decode_list(struct walk *w, const struct walk_obj *o, uint64_t *size)
+{
+    const struct pyheap_offsets *off = &pyheap_walk_target(w)->off;
+    int64_t n, alloc;
+    uint64_t items;
+    if (read_ssize(w, o->addr + off->ob_size, &n) < 0 ||
+        read_ssize(w, o->addr + off->list_allocated, &alloc) < 0 ||
+        pyheap_walk_read_u64(w, o->addr + off->list_ob_item, &items) < 0)
+        return -1;
+    if (n < 0 || alloc < 0 || n > alloc || alloc > WALK_MAX_LIST || (alloc > 0 && !items))
+        return -1;
+    if (n > 0 && ref_array(w, items, (uint64_t)n) < 0)
+        return -1;
+    *size = (uint64_t)(o->type->basicsize + alloc * 8) + pyheap_walk_presize(w, o->type);
+    return 0;
+}
+
+/* A validated copy of a keys object's header. */
+struct dkeys {
+    int64_t refcnt;
+    unsigned log2_size, log2_index_bytes, kind;
+    int64_t usable, nentries;
+    uint64_t entries;    /* address of the first entry */
+    size_t entry_size;
+    bool general;
+};
+
+static int read_keys(struct walk *w, uint64_t keys, struct dkeys *d)
+{
+    const pyheap_target *t = pyheap_walk_target(w);
+    const struct pyheap_offsets *off = &t->off;
+    unsigned char kb[64];
+    if (!keys || off->dict_keys_object > sizeof kb ||
+        pyheap_walk_read(w, keys, kb, off->dict_keys_object) < 0)
+        return -1;
+    d->refcnt = (int64_t)u64at(kb, off->dk_refcnt);
+    d->log2_size = kb[off->dk_log2_size];
+    d->log2_index_bytes = kb[off->dk_log2_index_bytes];
+    d->kind = kb[off->dk_kind];
+    d->usable = (int64_t)u64at(kb, off->dk_usable);
+    d->nentries = (int64_t)u64at(kb, off->dk_nentries);
+    /* The shared empty keys object (Py_EMPTY_KEYS) has log2_size 0. */
+    bool empty = d->log2_size == 0 && d->log2_index_bytes == 0 && d->nentries == 0 &&
+                 d->usable == 0;
+    if ((d->log2_size < 3 && !empty) || d->log2_size > WALK_MAX_DICT_LOG2 ||
+        d->log2_index_bytes < d->log2_size || d->log2_index_bytes > d->log2_size + 3)
+        return -1;
+    int64_t cap = (int64_t)((((uint64_t)1 << d->log2_size) << 1) / 3);
+    if (d->refcnt <= 0 || d->nentries < 0 || d->nentries > cap || d->usable < 0 ||
+        d->usable > cap)
+        return -1;
+    if (d->kind == t->k.dict_kind_general) {
+        d->general = true;
+        d->entry_size = off->dict_key_entry;
+    } else if (d->kind == t->k.dict_kind_unicode || d->kind == t->k.dict_kind_split) {
+        d->general = false;
+        d->entry_size = off->dict_unicode_entry;
+    } else {
+        return -1;
+    }
+    d->entries = keys + off->dk_indices + ((uint64_t)1 << d->log2_index_bytes);
+    return 0;
+}
+
+static uint64_t keys_size(const pyheap_target *t, const struct dkeys *d)
+{
+    uint64_t usable = ((((uint64_t)1 << d->log2_size) << 1) / 3);
+    return t->off.dict_keys_object + ((uint64_t)1 << d->log2_index_bytes) +
+           usable * d->entry_size;
+}
+
+uint64_t pyheap_walk_dict_keys_size(struct walk *w, uint64_t keys)
+{
+    struct dkeys d;
+    if (read_keys(w, keys, &d) < 0)
+        return 0;
+    return keys_size(pyheap_walk_target(w), &d);
+}
+
+/* Visit the entries of D: FN(w, key, value, arg) for each live one, or until
+ * FN returns nonzero (returned). VALUES non-zero: a split table. */
+typedef int (*entry_fn)(struct walk *w, uint64_t key, uint64_t value, void *arg);
+
+static int for_entries(struct walk *w, const struct dkeys *d, uint64_t values,
+                       entry_fn fn, void *arg)
+{
+    const struct pyheap_offsets *off = &pyheap_walk_target(w)->off;
+    int64_t n = d->nentries < WALK_MAX_DICT_SCAN ? d->nentries : WALK_MAX_DICT_SCAN;
+    unsigned char buf[4096];
+    uint64_t vbuf[CHUNK_WORDS];
+    size_t per = sizeof buf / d->entry_size;
+    if (per > CHUNK_WORDS)
+        per = CHUNK_WORDS;
+    for (int64_t i = 0; i < n; i += (int64_t)per) {
+        size_t m = (size_t)(n - i) < per ? (size_t)(n - i) : per;
+        if (pyheap_walk_read(w, d->entries + (uint64_t)i * d->entry_size, buf, m * d->entry_size) < 0)
+            return -1;
+        if (values && pyheap_walk_read(w, values + (uint64_t)i * 8, vbuf, m * 8) < 0)
+            return -1;
+        for (size_t j = 0; j < m; j++) {
+            const unsigned char *e = buf + j * d->entry_size;
+            uint64_t key = u64at(e, d->general ? off->dke_key : off->due_key);
+            uint64_t value = values ? vbuf[j]
+                                    : u64at(e, d->general ? off->dke_value : off->due_value);
+            if (!value)
+                continue;
+            int r = fn(w, key, value, arg);
+            if (r)
+                return r;
+        }
+    }
+    return 0;
+}
+
+static int ref_entry(struct walk *w, uint64_t key, uint64_t value, void *arg)
+{
+    (void)arg;
+    pyheap_walk_ref(w, value);
+    pyheap_walk_ref(w, key);
+    return 0;
+}
+
+int pyheap_walk_decode_dict(struct walk *w, const struct walk_obj *o, uint64_t *size)
+{
+    const pyheap_target *t = pyheap_walk_target(w);
+    const struct pyheap_offsets *off = &t->off;
+    uint64_t keys, values;
+    struct dkeys d;
+    if (pyheap_walk_read_u64(w, o->addr + off->dict_ma_keys, &keys) < 0 ||
+        pyheap_walk_read_u64(w, o->addr + off->dict_ma_values, &values) < 0 ||
+        read_keys(w, keys, &d) < 0)
+        return -1;
+    if (for_entries(w, &d, values, ref_entry, NULL) < 0)
+        return -1;
+    uint64_t sz = (uint64_t)o->type->basicsize;
+    if (values)
+        sz += (uint64_t)(d.nentries + d.usable) * 8;
+    if (d.refcnt == 1)
+        sz += keys_size(t, &d);
+    *size = sz + pyheap_walk_presize(w, o->type);
+    return 0;
+}
+
+void pyheap_walk_values_refs(struct walk *w, uint64_t values, uint64_t keys)
+{
+    struct dkeys d;
+    if (!values)
+        return;
+    if (read_keys(w, keys, &d) < 0) {
+        pyheap_walk_skip(w);
+        return;
+    }
+    if (for_entries(w, &d, values, ref_entry, NULL) < 0)
+        pyheap_walk_skip(w);
+}
+
+struct find_arg {
+    const char *key;
+    uint64_t value;
+};
+
+static int find_entry(struct walk *w, uint64_t key, uint64_t value, void *arg)
+{
+    struct find_arg *f = arg;
+    char buf[64];
+    if (pyheap_walk_str_utf8(w, key, buf, sizeof buf) == 0 && strcmp(buf, f->key) == 0) {
+        f->value = value;
+        return 1;
+    }
+    return 0;
+}
+
+int pyheap_walk_dict_get_str(struct walk *w, uint64_t dict, const char *key, uint64_t *value)
+{
+    const struct pyheap_offsets *off = &pyheap_walk_target(w)->off;
+    uint64_t keys, values;
+    struct dkeys d;
+    if (!dict || pyheap_walk_read_u64(w, dict + off->dict_ma_keys, &keys) < 0 ||
+        pyheap_walk_read_u64(w, dict + off->dict_ma_values, &values) < 0 ||
+        read_keys(w, keys, &d) < 0)
+        return -1;
+    struct find_arg f = { key, 0 };
+    if (for_entries(w, &d, values, find_entry, &f) != 1)
+        return -1;
+    *value = f.value;
+    return 0;
+}
+
+int pyheap_walk_decode_set(struct walk *w, const struct walk_obj *o, uint64_t *size)
+{
+    const struct pyheap_offsets *off = &pyheap_walk_target(w)->off;
+    int64_t fill, used, mask;
+    uint64_t table;
+    if (read_ssize(w, o->addr + off->set_fill, &fill) < 0 ||
+        read_ssize(w, o->addr + off->set_used, &used) < 0 ||
+        read_ssize(w, o->addr + off->set_mask, &mask) < 0 ||
+        pyheap_walk_read_u64(w, o->addr + off->set_table, &table) < 0)
+        return -1;
+    if (mask < 7 || mask > WALK_MAX_SET_MASK || ((mask + 1) & mask) != 0 || used < 0 ||
+        fill < used || fill > mask + 1 || !table)
+        return -1;
+    uint64_t small = o->addr + off->set_smalltable;
+    if (table == small && mask != 7)
+        return -1;
+    unsigned char buf[4096];
+    size_t es = off->set_entry;
+    if (es < 16 || es > 64)
+        return -1;
+    size_t per = sizeof buf / es;
+    uint64_t n = (uint64_t)mask + 1;
+    for (uint64_t i = 0; i < n; i += per) {
+        size_t m = n - i < per ? (size_t)(n - i) : per;
+        if (pyheap_walk_read(w, table + i * es, buf, m * es) < 0)
+            return -1;
+        for (size_t j = 0; j < m; j++) {
+            uint64_t key = u64at(buf + j * es, off->setentry_key);
+            int64_t hash = (int64_t)u64at(buf + j * es, off->setentry_hash);
+            if (key && hash != -1) /* hash -1 marks the dummy of a deleted key */
+                pyheap_walk_ref(w, key);
+        }
+    }
+    uint64_t sz = (uint64_t)o->type->basicsize;
+    if (table != small)
+        sz += n * es;
+    *size = sz + pyheap_walk_presize(w, o->type);
+    return 0;
+}

@@ -1,0 +1,99 @@
+/* What every object may carry beyond its built-in part: slot members of
+ * Python subclasses, an instance dict (managed in 3.11, or at
+ * tp_dictoffset), and fields of extension types that no decoder knows,
+ * which are scanned conservatively for words that are object addresses. */
+#include <string.h>
+
+#include "walk.h"
+
+uint64_t pyheap_walk_presize(const struct walk *w, const struct walk_type *t)
+{
+    const pyheap_target *tg = pyheap_walk_target(w);
+    uint64_t n = 0;
+    if (t->gc)
+        n += tg->off.gc_head;
+    if (t->managed_dict)
+        n += tg->k.preheader_managed;
+    return n;
+}
+
+/* |ob_size| when the type is variable-sized, else 0. -1 if unreadable. */
+static int var_items(struct walk *w, const struct walk_obj *o, int64_t *n)
+{
+    *n = 0;
+    if (o->type->itemsize == 0)
+        return 0;
+    uint64_t v;
+    if (pyheap_walk_read_u64(w, o->addr + pyheap_walk_target(w)->off.ob_size, &v) < 0)
+        return -1;
+    int64_t s = (int64_t)v;
+    if (s < 0)
+        s = -s;
+    if (s < 0 || s > WALK_MAX_VAR_ITEMS)
+        return -1;
+    *n = s;
+    return 0;
+}
+
+int pyheap_walk_object_sizeof(struct walk *w, const struct walk_obj *o, uint64_t *size)
+{
+    int64_t n;
+    if (var_items(w, o, &n) < 0)
+        return -1;
+    *size = (uint64_t)(o->type->basicsize + o->type->itemsize * n);
+    return 0;
+}
+
+static void scan_words(struct walk *w, uint64_t addr, uint64_t lo, uint64_t hi,
+                       int64_t skip_off)
+{
+    lo = (lo + 7) & ~(uint64_t)7;
+    if (hi <= lo)
+        return;
+    if (hi - lo > WALK_MAX_SCAN_BYTES)
+        hi = lo + WALK_MAX_SCAN_BYTES;
+    uint64_t buf[512];
+    for (uint64_t p = lo; p + 8 <= hi; p += sizeof buf) {
+        uint64_t m = (hi - p) / 8;
+        if (m > 512)
+            m = 512;
+        if (pyheap_walk_read(w, addr + p, buf, m * 8) < 0)
+            return;
+        for (uint64_t j = 0; j < m; j++) {
+            if ((int64_t)(p + j * 8) == skip_off)
+                continue;
+            pyheap_walk_ref_maybe(w, buf[j]);
+        }
+    }
+}
+
+void pyheap_walk_decode_extra(struct walk *w, const struct walk_obj *o)
+{
+    const pyheap_target *tg = pyheap_walk_target(w);
+    const struct walk_type *t = o->type;
+    uint64_t v;
+    if (t->managed_dict) {
+        uint64_t values = 0;
+        if (pyheap_walk_read_u64(w, o->addr + (uint64_t)tg->k.managed_dict_offset, &v) == 0)
+            pyheap_walk_ref(w, v);
+        if (pyheap_walk_read_u64(w, o->addr + (uint64_t)tg->k.managed_values_offset, &values) == 0 &&
+            values)
+            pyheap_walk_values_refs(w, values, t->cached_keys);
+    }
+    for (uint32_t i = 0; i < t->nmembers; i++)
+        if (pyheap_walk_read_u64(w, o->addr + t->members[i], &v) == 0)
+            pyheap_walk_ref(w, v);
+    int64_t n = 0;
+    bool have_n = var_items(w, o, &n) == 0;
+    if (t->heap && !t->managed_dict && t->dictoffset < 0 && have_n) {
+        uint64_t sz = ((uint64_t)(t->basicsize + t->itemsize * n) + 7) & ~(uint64_t)7;
+        int64_t at = (int64_t)sz + t->dictoffset;
+        if (at >= 16 && pyheap_walk_read_u64(w, o->addr + (uint64_t)at, &v) == 0)
+            pyheap_walk_ref(w, v);
+    }
+    if (t->scan_hi > t->scan_lo)
+        scan_words(w, o->addr, t->scan_lo, t->scan_hi, t->weaklistoffset);
+    if (t->scan_items && have_n && n > 0)
+        scan_words(w, o->addr, (uint64_t)t->basicsize,
+                   (uint64_t)(t->basicsize + t->itemsize * n), -1);
+}

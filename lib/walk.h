@@ -1,0 +1,174 @@
+/*
+ * The walker's private interface: the scan context shared by walk.c and
+ * the per-family decoders (decode_*.c), and the snapshot builder.
+ *
+ * Flow: walk.c seeds a queue with every object on the GC lists and every
+ * interpreter / thread root, then pops addresses one by one: it validates
+ * the header (refcount sane, ob_type a validated type object), looks up the
+ * cached description of the type (walk_type), and hands the object to the
+ * decoder of its kind. A decoder computes the object's size (what
+ * sys.getsizeof would say) and reports each referent with pyheap_walk_ref (a
+ * precise reference) or pyheap_walk_ref_maybe (a word found by a conservative scan).
+ * Every remote read goes through the chunk cache and every length and loop
+ * is bounded; an object that does not decode is counted in `skipped`.
+ */
+#ifndef PYHEAP_WALK_H
+#define PYHEAP_WALK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+/* How the built-in part of an object is decoded (from the first well-known
+ * type on its tp_base chain). */
+enum walk_kind {
+    WALK_UNKNOWN = 0, /* no well-known base: conservative scan */
+    WALK_OBJECT,      /* object / None: no built-in referents */
+    WALK_TUPLE,
+    WALK_LIST,
+    WALK_DICT,
+    WALK_SET,         /* set and frozenset */
+    WALK_STR,
+    WALK_BYTES,
+    WALK_BYTEARRAY,
+    WALK_INT,         /* int and bool */
+    WALK_FLOAT,
+    WALK_COMPLEX,
+    WALK_TYPE,        /* type objects (any metatype) */
+    WALK_MODULE,
+    WALK_FUNCTION,
+    WALK_CODE,
+    WALK_CELL,
+    WALK_METHOD,
+    WALK_FRAME,
+    WALK_GEN,         /* generator, coroutine, async generator */
+    WALK_NKINDS
+};
+
+/* Bounds on untrusted sizes. */
+#define WALK_MAX_TUPLE      ((int64_t)1 << 28)
+#define WALK_MAX_LIST       ((int64_t)1 << 28)
+#define WALK_MAX_DICT_LOG2  40
+#define WALK_MAX_DICT_SCAN  ((int64_t)1 << 26) /* entries actually read */
+#define WALK_MAX_SET_MASK   ((int64_t)1 << 30)
+#define WALK_MAX_STR        ((int64_t)1 << 34)
+#define WALK_MAX_VAR_ITEMS  ((int64_t)1 << 34)
+#define WALK_MAX_BASICSIZE  (1 << 20)
+#define WALK_MAX_SCAN_BYTES (64 * 1024)    /* conservative scan cap per object */
+#define WALK_MAX_MEMBERS    256
+#define WALK_MAX_MRO_DEPTH  64
+#define WALK_MAX_REFCNT     ((int64_t)1 << 40)
+
+/* Everything the walker needs to know about one type object, computed once
+ * per type address. */
+struct walk_type {
+    uint64_t addr;
+    uint64_t meta;           /* its ob_type */
+    uint64_t flags;          /* tp_flags */
+    int64_t basicsize, itemsize, dictoffset, weaklistoffset;
+    enum walk_kind kind;
+    bool heap;               /* Py_TPFLAGS_HEAPTYPE */
+    bool gc;                 /* Py_TPFLAGS_HAVE_GC */
+    bool managed_dict;       /* Py_TPFLAGS_MANAGED_DICT (3.11) */
+    uint32_t name;           /* index into the walk's type-name table */
+    uint64_t cached_keys;    /* heap types: ht_cached_keys (for split values) */
+    /* Region [scan_lo, scan_hi) of the fixed part not covered by the
+     * built-in decoder: subclass slots, extension fields. Words in it at
+     * member offsets are precise references, others conservative. */
+    uint32_t scan_lo, scan_hi;
+    bool scan_items;         /* also scan the variable part conservatively */
+    uint32_t nmembers;       /* T_OBJECT / T_OBJECT_EX offsets */
+    uint32_t *members;
+};
+
+struct walk;
+
+/* ---- walk.c: services for decoders ---- */
+
+/* Cached remote read; 0 or -1 (freed / unmapped / torn). Notes a vanished
+ * process so the scan can stop. */
+int pyheap_walk_read(struct walk *w, uint64_t addr, void *buf, size_t len);
+/* Read one pointer-sized word. */
+int pyheap_walk_read_u64(struct walk *w, uint64_t addr, uint64_t *out);
+/* A precise reference from the object being decoded. 0 is ignored. */
+void pyheap_walk_ref(struct walk *w, uint64_t addr);
+/* A word from a conservative scan that may be an object address. */
+void pyheap_walk_ref_maybe(struct walk *w, uint64_t addr);
+/* Count one rejected / torn item. */
+void pyheap_walk_skip(struct walk *w);
+/* The validated type at ADDR (NULL if ADDR is not a valid type object). */
+const struct walk_type *pyheap_walk_type_get(struct walk *w, uint64_t addr);
+/* The target being walked. */
+const pyheap_target *pyheap_walk_target(const struct walk *w);
+/* Intern a type name; returns its index (UINT32_MAX on allocation failure). */
+uint32_t pyheap_walk_name_intern(struct walk *w, const char *name);
+
+/* One object being decoded: header already read and validated. */
+struct walk_obj {
+    uint64_t addr;
+    const struct walk_type *type;
+};
+
+/* ---- decoders: each returns 0 with *size set, or -1 when the object does
+ * not decode (the caller counts it as skipped). ---- */
+
+/* decode_containers.c */
+int pyheap_walk_decode_tuple(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_list(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_dict(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_set(struct walk *w, const struct walk_obj *o, uint64_t *size);
+/* Report the values (and keys) of the split/combined dict at DICT without
+ * sizing it; also used for managed dicts. */
+/* Size in bytes of a keys object (PyDictKeysObject + indices + entries), as
+ * _PyDict_KeysSize computes it; 0 if unreadable. */
+uint64_t pyheap_walk_dict_keys_size(struct walk *w, uint64_t keys);
+/* Report the values of an inline values array for keys object KEYS. */
+void pyheap_walk_values_refs(struct walk *w, uint64_t values, uint64_t keys);
+/* Find KEY (an ASCII str) in the dict at DICT; 0 with *value, or -1. */
+int pyheap_walk_dict_get_str(struct walk *w, uint64_t dict, const char *key,
+                      uint64_t *value);
+
+/* decode_scalars.c */
+int pyheap_walk_decode_str(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_bytes(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_bytearray(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_int(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_fixed(struct walk *w, const struct walk_obj *o, uint64_t *size);
+/* Copy the text of the str at ADDR as UTF-8 into BUF (NUL-terminated,
+ * truncated to CAP-1 bytes). 0 or -1 (not a readable str). */
+int pyheap_walk_str_utf8(struct walk *w, uint64_t addr, char *buf, size_t cap);
+
+/* decode_types.c */
+int pyheap_walk_decode_type(struct walk *w, const struct walk_obj *o, uint64_t *size);
+/* Build the description of the type at ADDR (already known to be a type
+ * object whose metatype is valid). 0 or -1. */
+int pyheap_walk_type_describe(struct walk *w, uint64_t addr, uint64_t meta,
+                       struct walk_type *out);
+
+/* decode_code.c */
+int pyheap_walk_decode_module(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_function(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_code(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_cell(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_method(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_frame(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_gen(struct walk *w, const struct walk_obj *o, uint64_t *size);
+/* Report the references of the _PyInterpreterFrame at IFRAME (f_func,
+ * globals, builtins, locals, code, frame object, localsplus[0..stacktop)).
+ * 0 or -1. */
+int pyheap_walk_iframe_refs(struct walk *w, uint64_t iframe);
+
+/* decode_generic.c */
+/* The parts a subclass / extension type adds beyond the built-in decoder:
+ * slot members, instance dict (managed or tp_dictoffset), conservative
+ * scan of the rest. */
+void pyheap_walk_decode_extra(struct walk *w, const struct walk_obj *o);
+/* Bytes that sys.getsizeof adds before the object (GC head, managed dict
+ * pre-header) for an instance of T. */
+uint64_t pyheap_walk_presize(const struct walk *w, const struct walk_type *t);
+/* object.__sizeof__: basicsize + itemsize * |ob_size|; -1 if unreadable. */
+int pyheap_walk_object_sizeof(struct walk *w, const struct walk_obj *o, uint64_t *size);
+
+#endif
