@@ -245,8 +245,10 @@ struct target {
     char dir[256];
 };
 
-/* Start the counter target (as UID) and wait for its ready file. */
-static void target_start(struct env *e, struct target *t, const char *name, uid_t uid)
+/* Start the counter target (as UID) with EXTRA bulk objects and wait for
+ * its ready file. */
+static void target_start_n(struct env *e, struct target *t, const char *name, uid_t uid,
+                           long extra)
 {
     snprintf(t->dir, sizeof t->dir, "%s/%s", e->dir, name);
     ck_assert_int_eq(mkdir(t->dir, 0777), 0);
@@ -255,7 +257,9 @@ static void target_start(struct env *e, struct target *t, const char *name, uid_
     snprintf(script, sizeof script, "%s/tests/targets/counter_target.py", test_srcdir());
     snprintf(errf, sizeof errf, "%s/stderr", t->dir);
     ck_assert_msg(access(PYTHON, X_OK) == 0, PYTHON " is missing: install python3.11");
-    char *argv[] = { PYTHON, script, t->dir, NULL };
+    char nextra[32];
+    snprintf(nextra, sizeof nextra, "%ld", extra);
+    char *argv[] = { PYTHON, script, t->dir, nextra, NULL };
     t->pid = spawn(argv, NULL, errf, uid);
     char ready[300];
     snprintf(ready, sizeof ready, "%s/ready", t->dir);
@@ -269,6 +273,11 @@ static void target_start(struct env *e, struct target *t, const char *name, uid_
         ck_assert_msg(now_ms() < end, "target did not become ready");
         sleep_ms(10);
     }
+}
+
+static void target_start(struct env *e, struct target *t, const char *name, uid_t uid)
+{
+    target_start_n(e, t, name, uid, 0);
 }
 
 static void target_kill(struct target *t)
@@ -914,8 +923,10 @@ START_TEST(nonstop_scans)
 {
     struct env e;
     env_init(&e);
+    /* ~400k extra objects: each scan takes long enough (tens of ms or more)
+     * for a running target to move its counter during it */
     struct target t;
-    target_start(&e, &t, "t1", (uid_t)-1);
+    target_start_n(&e, &t, "t1", (uid_t)-1, 200000);
     daemon_start(&e, t.pid);
 
     struct sampler smp = { .pid = t.pid };
@@ -923,33 +934,42 @@ START_TEST(nonstop_scans)
     ck_assert_int_eq(pthread_create(&th, NULL, sampler_main, &smp), 0);
 
     enum { SCANS = 6 };
-    long counters[SCANS + 1];
-    double scan_wall[SCANS];
+    long before[SCANS], after[SCANS];
+    double wall[SCANS], scan_ms[SCANS];
     struct raw r;
     raw_open(&e, &r);
-    sleep_ms(20);
-    counters[0] = read_counter(&t);
     for (int i = 0; i < SCANS; i++) {
+        /* back to back: nothing but the request between two scans */
+        before[i] = read_counter(&t);
         double t0 = now_ms();
         json_t *top = raw_call(&r, "{\"cmd\":\"top\",\"n\":0}");
-        scan_wall[i] = now_ms() - t0;
+        wall[i] = now_ms() - t0;
+        after[i] = read_counter(&t);
         expect_ok(top);
         ck_assert_int_eq(type_count(top, "__main__.DaemonProbe"), 3000);
+        ck_assert_int_ge(type_count(top, "tuple"), 200000);
+        scan_ms[i] = json_number_value(json_object_get(top, "scan_ms"));
         json_decref(top);
-        /* the target writes about every millisecond: let it show */
-        if (scan_wall[i] < 20)
-            sleep_ms(20);
-        counters[i + 1] = read_counter(&t);
     }
     raw_close(&r);
     smp.stop = 1;
     pthread_join(th, NULL);
 
+    /* The target sleeps 1 ms per increment: over a scan of W ms it must
+     * have moved unless it was stopped. Require progress during every scan
+     * that lasted 25 ms or more (scans here take far longer than that),
+     * and across the whole run. */
+    int long_scans = 0;
     for (int i = 0; i < SCANS; i++) {
-        ck_assert_msg(counters[i + 1] > counters[i],
-                      "counter did not advance across scan %d (%ld -> %ld, scan %.1f ms)",
-                      i, counters[i], counters[i + 1], scan_wall[i]);
+        if (wall[i] >= 25) {
+            long_scans++;
+            ck_assert_msg(after[i] > before[i],
+                          "counter did not move during scan %d (%ld -> %ld, %.1f ms wall, "
+                          "%.1f ms scan)", i, before[i], after[i], wall[i], scan_ms[i]);
+        }
     }
+    ck_assert_msg(long_scans >= SCANS / 2, "scans too short to observe (%.1f ms)", wall[0]);
+    ck_assert_int_gt(after[SCANS - 1], before[0]);
     ck_assert_msg(smp.samples >= SCANS, "only %ld samples of /proc status", smp.samples);
     ck_assert_msg(smp.stopped == 0 && smp.traced == 0,
                   "target was stopped/traced in %ld/%ld of %ld samples: %s",
