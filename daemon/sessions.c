@@ -121,6 +121,12 @@ static struct pyheapd_session *find_locked(struct pyheapd *d, pid_t pid)
     return NULL;
 }
 
+/* Root sees every session, others only their own targets. */
+static int visible(const struct ucred *peer, const struct pyheapd_session *s)
+{
+    return peer->uid == 0 || peer->uid == s->uid;
+}
+
 /* Unlink S from the table; caller holds d->lock and owns the table's ref
  * from now on (to drop with unref_locked). */
 static void unlink_locked(struct pyheapd *d, struct pyheapd_session *s)
@@ -352,7 +358,7 @@ static json_t *cmd_ps(struct pyheapd *d, const struct ucred *peer)
     }
     pthread_mutex_lock(&d->lock);
     for (struct pyheapd_session *s = d->sessions; s; s = s->next) {
-        if (peer->uid != 0 && peer->uid != s->uid)
+        if (!visible(peer, s))
             continue;
         /* Refresh liveness unless a scan holds the target (never wait). */
         if (!s->gone && pthread_mutex_trylock(&s->scan_lock) == 0) {
@@ -379,25 +385,36 @@ static json_t *cmd_ps(struct pyheapd *d, const struct ucred *peer)
     return o;
 }
 
-/* Pick the session for "top" and take a reference, or fill *perr. */
-static struct pyheapd_session *pick_session(struct pyheapd *d, pid_t pid,
-                                            pyheap_proto_error *perr)
+/* Pick the session for "top" and take a reference, or fill *perr. Without
+ * a pid, only the sessions the client may see are candidates. */
+static struct pyheapd_session *pick_session(struct pyheapd *d, const struct ucred *peer,
+                                            pid_t pid, pyheap_proto_error *perr)
 {
     pthread_mutex_lock(&d->lock);
     struct pyheapd_session *s = NULL;
+    size_t nvis = 0;
+    for (struct pyheapd_session *it = d->sessions; it; it = it->next)
+        if (visible(peer, it)) {
+            nvis++;
+            s = it;
+        }
     if (pid) {
         s = find_locked(d, pid);
         if (!s)
             pyheap_proto_err_set(perr, pyheap_errcode_name(PYHEAP_E_NOTFOUND),
                                  "process %d is not attached: run `pyheap attach %d` first",
                                  (int)pid, (int)pid);
-    } else if (d->nsessions == 0) {
+    } else if (nvis == 0) {
+        s = NULL;
         pyheap_proto_err_set(perr, pyheap_errcode_name(PYHEAP_E_NOTFOUND),
                              "no process is attached: run `pyheap attach PID` first");
-    } else if (d->nsessions > 1) {
+    } else if (nvis > 1) {
+        s = NULL;
         char list[256] = "";
         size_t len = 0, shown = 0;
         for (struct pyheapd_session *it = d->sessions; it && len < sizeof list - 16; it = it->next) {
+            if (!visible(peer, it))
+                continue;
             int w = snprintf(list + len, sizeof list - len, "%s%d", shown ? ", " : "", (int)it->pid);
             if (w < 0 || (size_t)w >= sizeof list - len)
                 break;
@@ -407,9 +424,7 @@ static struct pyheapd_session *pick_session(struct pyheapd *d, pid_t pid,
         pyheap_proto_err_set(perr, PYHEAP_PROTO_E_AMBIGUOUS,
                              "%zu processes are attached (%s%s): say which one with "
                              "\"pid\" (pyheap top -p PID)",
-                             d->nsessions, list, shown < d->nsessions ? ", ..." : "");
-    } else {
-        s = d->sessions;
+                             nvis, list, shown < nvis ? ", ..." : "");
     }
     if (s)
         s->refs++;
@@ -421,7 +436,7 @@ static json_t *cmd_top(struct pyheapd *d, const struct ucred *peer,
                        const pyheap_request *req)
 {
     pyheap_proto_error perr;
-    struct pyheapd_session *s = pick_session(d, req->pid, &perr);
+    struct pyheapd_session *s = pick_session(d, peer, req->pid, &perr);
     if (!s)
         return error_reply(&perr);
     json_t *reply = NULL;

@@ -687,6 +687,19 @@ START_TEST(error_cases)
     ck_assert_str_eq(out, "");
     free(out), free(err);
 
+    /* a non-root user without XDG_RUNTIME_DIR and no --socket: exit 2 */
+    if (geteuid() == 0) {
+        char bin[512];
+        snprintf(bin, sizeof bin, "%s/pyheap", test_builddir());
+        char *argv[] = { bin, "ps", NULL };
+        unsetenv("XDG_RUNTIME_DIR");
+        unsetenv("PYHEAP_SOCKET");
+        ck_assert_int_eq(run_argv(&e, argv, NOBODY, &out, &err), 2);
+        ck_assert_msg(strstr(err, "XDG_RUNTIME_DIR") && strstr(err, "--socket"),
+                      "stderr: %s", err);
+        free(out), free(err);
+    }
+
     daemon_start(&e, 0);
 
     /* a PID that does not exist (a reaped child) */
@@ -1135,6 +1148,13 @@ START_TEST(authorization)
     ck_assert_uint_eq(json_array_size(tl), 1);
     ck_assert_int_eq(jint(json_array_get(tl, 0), "pid"), theirs.pid);
     json_decref(ps);
+    free(out), free(err);
+    /* without -p, nobody's only visible target is chosen (not ambiguous) */
+    st = cli_nobody(&e, &out, &err, "top", "--by-type", "--json");
+    ck_assert_msg(st == 0, "nobody top without -p: %s", err);
+    top = parse_doc(out);
+    ck_assert_int_eq(jint(top, "pid"), theirs.pid);
+    json_decref(top);
     free(out), free(err);
     ck_assert_int_eq(cli_nobody(&e, &out, &err, "top", "--by-type", "-p", pm), 1);
     ck_assert_ptr_nonnull(strstr(err, "only its own processes"));

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "proto.h"
@@ -226,6 +227,28 @@ START_TEST(error_reply_shape)
 }
 END_TEST
 
+/* Checks for a non-root user; returns a bit mask of failures. */
+static int nonroot_socket_rules(void)
+{
+    char buf[108];
+    pyheap_proto_error perr;
+    int bad = 0;
+    unsetenv("PYHEAP_SOCKET");
+    setenv("XDG_RUNTIME_DIR", "/run/user/1000", 1);
+    if (pyheap_proto_socket_path(NULL, buf, sizeof buf, &perr) != 0 ||
+        strcmp(buf, "/run/user/1000/pyheapd.sock") != 0)
+        bad |= 1;
+    unsetenv("XDG_RUNTIME_DIR");
+    if (pyheap_proto_socket_path(NULL, buf, sizeof buf, &perr) != -1 ||
+        !strstr(perr.msg, "XDG_RUNTIME_DIR") || strcmp(perr.code, "invalid") != 0)
+        bad |= 2;
+    /* --socket still wins */
+    if (pyheap_proto_socket_path("/tmp/x.sock", buf, sizeof buf, &perr) != 0 ||
+        strcmp(buf, "/tmp/x.sock") != 0)
+        bad |= 4;
+    return bad;
+}
+
 START_TEST(socket_path_resolution)
 {
     char buf[108];
@@ -237,16 +260,20 @@ START_TEST(socket_path_resolution)
     ck_assert_str_eq(buf, "/tmp/from-env.sock");
     unsetenv("PYHEAP_SOCKET");
     ck_assert_int_eq(pyheap_proto_socket_path(NULL, buf, sizeof buf, &perr), 0);
-    if (geteuid() == 0) {
+    if (geteuid() == 0)
         ck_assert_str_eq(buf, PYHEAP_PROTO_ROOT_SOCKET);
+    /* the non-root rules: directly, or as uid 65534 in a child when root */
+    if (geteuid() != 0) {
+        ck_assert_int_eq(nonroot_socket_rules(), 0);
     } else {
-        /* non-root: XDG_RUNTIME_DIR, and a clear error without it */
-        setenv("XDG_RUNTIME_DIR", "/run/user/1000", 1);
-        ck_assert_int_eq(pyheap_proto_socket_path(NULL, buf, sizeof buf, &perr), 0);
-        ck_assert_str_eq(buf, "/run/user/1000/pyheapd.sock");
-        unsetenv("XDG_RUNTIME_DIR");
-        ck_assert_int_eq(pyheap_proto_socket_path(NULL, buf, sizeof buf, &perr), -1);
-        ck_assert_ptr_nonnull(strstr(perr.msg, "XDG_RUNTIME_DIR"));
+        pid_t child = fork();
+        ck_assert_int_ge(child, 0);
+        if (child == 0)
+            _exit(setuid(65534) < 0 ? 100 : nonroot_socket_rules());
+        int st;
+        ck_assert_int_eq(waitpid(child, &st, 0), child);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                      "non-root socket path rules failed (status %d)", st);
     }
     char longp[300];
     memset(longp, 'a', sizeof longp - 1);
