@@ -1,6 +1,7 @@
 /* ELF symbols, sections, build-id and .gnu_debuglink through libelf.
  * See elf.h for the contract. */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,6 +233,8 @@ static void scan_symbols(const pyheap_elf *e, unsigned type,
         if (symsz == 0)
             continue;
         size_t count = syms->d_size / symsz;
+        if (count > INT_MAX)
+            count = INT_MAX; /* gelf_getsym takes an int index */
         const char *strbase = strs->d_buf;
         size_t strlen_total = strs->d_size;
         for (size_t k = 1; k < count && *nfound < n; k++) {

@@ -144,6 +144,7 @@ struct pyheap_consts {
     int64_t managed_values_offset;    /* e.g. -32 */
     size_t preheader_managed;         /* bytes before the GC head: 16 in 3.11 */
     /* PyASCIIObject.state bit layout */
+    /* kind = (state >> kind_shift) & kind_mask; compact/ascii are bit numbers */
     unsigned unicode_kind_shift, unicode_kind_mask;
     unsigned unicode_compact_bit, unicode_ascii_bit;
     /* dk_kind values */

@@ -453,6 +453,8 @@ int pyheap_offsets_load(pyheap_target *t, const struct pyheap_module *mod,
                               "(allowed mask 0x%x; 3.11 has no _Py_DebugOffsets)",
                               t->version, allowed_sources);
     return pyheap_err_set(err, PYHEAP_E_OFFSETS, 0, 0,
-                          "no usable offsets for Python %s in %s: %s", t->version,
-                          mod->path, dwarf_why[0] ? dwarf_why : "no source left");
+                          "no usable offsets for Python %s in %s: %s; allow the "
+                          "built-in table or install the interpreter's debug "
+                          "symbols", t->version, mod->path,
+                          dwarf_why[0] ? dwarf_why : "no source left");
 }

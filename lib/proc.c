@@ -261,10 +261,12 @@ static const char *base_name(const char *p)
     return s ? s + 1 : p;
 }
 
+/* libpython3.X.so* (and, only to recognise old Pythons, libpython2.X). */
 static bool is_libpython(const char *path)
 {
     const char *b = base_name(path);
-    return strncmp(b, "libpython3.", 11) == 0 && strstr(b, ".so") != NULL;
+    return (strncmp(b, "libpython3.", 11) == 0 || strncmp(b, "libpython2.", 11) == 0) &&
+           strstr(b, ".so") != NULL;
 }
 
 /* Open the ELF file behind mapping M (path PATH) as the target sees it:
@@ -376,6 +378,8 @@ int pyheap_proc_find_interpreter(pid_t pid, const char *exe,
 
     pyheap_error first_err = {0};
     bool have_err = false;
+    pyheap_elf *old = NULL; /* a CPython without _PyRuntime (< 3.7) */
+    size_t old_k = 0;
     for (size_t k = 0; k < nc; k++) {
         pyheap_elf *elf;
         char opened[PATH_MAX + 64];
@@ -383,6 +387,7 @@ int pyheap_proc_find_interpreter(pid_t pid, const char *exe,
         if (open_as_target(pid, cand[k]->path, cand[k], cand_exe[k], opened,
                            sizeof opened, &elf, &e) != 0) {
             if (e.code == PYHEAP_E_PERM || e.code == PYHEAP_E_GONE) {
+                pyheap_elf_close(old);
                 if (err)
                     *err = e;
                 return -1;
@@ -399,7 +404,12 @@ int pyheap_proc_find_interpreter(pid_t pid, const char *exe,
             unsigned type;
             if (pyheap_elf_section(elf, ".PyRuntime", &addr, NULL, &type) != 0 ||
                 addr == 0) {
-                pyheap_elf_close(elf);
+                if (!old && pyheap_elf_symbol(elf, "PyType_Type", NULL, NULL) == 0) {
+                    old = elf;
+                    old_k = k;
+                } else {
+                    pyheap_elf_close(elf);
+                }
                 continue;
             }
             from_section = true;
@@ -407,8 +417,10 @@ int pyheap_proc_find_interpreter(pid_t pid, const char *exe,
         uint64_t bias = 0;
         if (load_bias(maps, cand[k], elf, &bias, err) != 0) {
             pyheap_elf_close(elf);
+            pyheap_elf_close(old);
             return -1;
         }
+        pyheap_elf_close(old);
         snprintf(out->path, sizeof out->path, "%s", cand[k]->path);
         snprintf(out->opened, sizeof out->opened, "%s", opened);
         out->elf = elf;
@@ -416,6 +428,14 @@ int pyheap_proc_find_interpreter(pid_t pid, const char *exe,
         out->runtime_addr = addr + bias;
         out->runtime_from_section = from_section;
         return 0;
+    }
+    if (old) {
+        snprintf(out->path, sizeof out->path, "%s", cand[old_k]->path);
+        out->opened[0] = '\0';
+        out->elf = old;
+        out->bias = 0;
+        out->runtime_addr = 0;
+        return -2;
     }
     return pyheap_err_set(err, PYHEAP_E_NOTPYTHON, 0, 0,
                           "process %d (%s) is not a CPython process: no _PyRuntime "

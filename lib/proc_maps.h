@@ -56,7 +56,9 @@ struct pyheap_module {
 /* Candidates: the executable, then mapped files named libpython3.*.so*.
  * The module is the first whose ELF defines _PyRuntime (.dynsym/.symtab),
  * or failing that has a .PyRuntime section. -1 + PYHEAP_E_NOTPYTHON when
- * none does. On success the caller owns out->elf (pyheap_proc_module_clear). */
+ * none does. -2 (err untouched) when the module is a CPython too old to have
+ * _PyRuntime (before 3.7): out->path and out->elf are set, nothing else.
+ * On 0 and -2 the caller owns out->elf (pyheap_proc_module_clear). */
 int pyheap_proc_find_interpreter(pid_t pid, const char *exe,
                                  const struct pyheap_maps *maps,
                                  struct pyheap_module *out, pyheap_error *err);

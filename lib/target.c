@@ -177,8 +177,18 @@ int pyheap_target_open(pid_t pid, const pyheap_open_opts *opts,
         goto fail;
     }
     if (pyheap_proc_exe(pid, t->exe, sizeof t->exe, true, err) != 0 ||
-        pyheap_proc_maps_read(pid, &maps, err) != 0 ||
-        pyheap_proc_find_interpreter(pid, t->exe, &maps, &mod, err) != 0)
+        pyheap_proc_maps_read(pid, &maps, err) != 0)
+        goto fail;
+    int found = pyheap_proc_find_interpreter(pid, t->exe, &maps, &mod, err);
+    if (found == -2) {
+        version_from_file(t, &mod);
+        pyheap_err_set(err, PYHEAP_E_UNSUPPORTED, 0, 0,
+                       "Python %s (module %s) is not supported: it predates "
+                       "_PyRuntime (3.7); pyheap supports %s", t->version, mod.path,
+                       pyheap_versions_supported());
+        goto fail;
+    }
+    if (found != 0)
         goto fail;
     pyheap_proc_maps_free(&maps);
     snprintf(t->module, sizeof t->module, "%s", mod.path);

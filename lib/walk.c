@@ -442,8 +442,8 @@ static void walk_gc_list(struct walk *w, uint64_t head)
     }
     cur &= ~(uint64_t)3;
     for (uint64_t n = 0; cur != head; n++) {
-        if (n >= MAX_GC_LIST || w->truncated || w->gone || w->nomem) {
-            w->truncated = w->truncated || n >= MAX_GC_LIST;
+        if (n >= MAX_GC_LIST || n >= w->max_objects || w->truncated || w->gone || w->nomem) {
+            w->truncated = w->truncated || n >= MAX_GC_LIST || n >= w->max_objects;
             return;
         }
         uint64_t g[2];
@@ -455,8 +455,21 @@ static void walk_gc_list(struct walk *w, uint64_t head)
             w->skipped++;
             return;
         }
+        /* An object seen before on a GC list means a cycle (torn links). */
+        int fresh = addrset_insert(&w->seen, cur + off->gc_head);
+        if (fresh <= 0) {
+            if (fresh < 0)
+                w->nomem = true;
+            else
+                w->skipped++;
+            return;
+        }
+        if (!grow((void **)&w->stack, &w->capstack, w->nstack + 1, sizeof *w->stack)) {
+            w->nomem = true;
+            return;
+        }
+        w->stack[w->nstack++] = cur + off->gc_head;
         w->gc_tracked++;
-        pyheap_walk_ref(w, cur + off->gc_head);
         prev = cur;
         cur = g[0] & ~(uint64_t)3;
     }

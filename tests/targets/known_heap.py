@@ -122,8 +122,7 @@ def idle(outdir):
     count = 0
     while True:
         count += 1
-        with open(path + '.tmp', 'w') as f:
-            f.write('%d\n' % count)
+        write_file(path + '.tmp', '%d\n' % count)
         os.replace(path + '.tmp', path)
         time.sleep(0.1)
 
@@ -139,8 +138,7 @@ def churn(outdir):
         count += 1
         now = time.monotonic()
         if now - last > 0.1:
-            with open(path + '.tmp', 'w') as f:
-                f.write('%d\n' % count)
+            write_file(path + '.tmp', '%d\n' % count)
             os.replace(path + '.tmp', path)
             last = now
 
