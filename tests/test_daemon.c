@@ -1235,6 +1235,48 @@ START_TEST(socket_lifecycle)
 }
 END_TEST
 
+START_TEST(connection_cap)
+{
+    struct env e;
+    env_init(&e);
+    daemon_start(&e, 0);
+    enum { CAP = 64 };
+    struct raw conns[CAP];
+    for (int i = 0; i < CAP; i++) {
+        raw_open(&e, &conns[i]);
+        /* a round trip proves the daemon registered this connection */
+        json_t *p = raw_call(&conns[i], "{\"cmd\":\"ping\"}");
+        expect_ok(p);
+        json_decref(p);
+    }
+    /* one too many: a busy error, then EOF */
+    struct raw extra;
+    raw_open(&e, &extra);
+    expect_error(raw_reply(&extra), "busy");
+    ck_assert_ptr_null(raw_reply(&extra));
+    raw_close(&extra);
+    /* freeing one slot lets a new client in (once the daemon sees EOF) */
+    raw_close(&conns[0]);
+    double end = now_ms() + 10000;
+    for (;;) {
+        raw_open(&e, &extra);
+        raw_send(&extra, "{\"cmd\":\"ping\"}\n", 15);
+        json_t *j = raw_reply(&extra);
+        raw_close(&extra);
+        ck_assert_ptr_nonnull(j);
+        int ok = json_is_true(json_object_get(j, "ok"));
+        json_decref(j);
+        if (ok)
+            break;
+        ck_assert_msg(now_ms() < end, "slot not freed after a client left");
+        sleep_ms(20);
+    }
+    for (int i = 1; i < CAP; i++)
+        raw_close(&conns[i]);
+    env_fini(&e);
+}
+END_TEST
+
 Suite *suite_daemon(void)
 {
     Suite *s = suite_create("daemon");
@@ -1248,6 +1290,7 @@ Suite *suite_daemon(void)
     tcase_add_test(tc, several_targets);
     tcase_add_test(tc, authorization);
     tcase_add_test(tc, socket_lifecycle);
+    tcase_add_test(tc, connection_cap);
     tcase_set_timeout(tc, 300);
     suite_add_tcase(s, tc);
     return s;
