@@ -463,7 +463,18 @@ static json_t *cmd_top(struct pyheapd *d, const struct ucred *peer,
     } else {
         rep = pyheap_report_top(s->target, snap, req->sort, req->n, &err);
     }
-    double ms = snap ? pyheap_snapshot_stats(snap)->scan_ms : 0.0;
+    double ms = 0.0;
+    if (snap) {
+        const pyheap_scan_stats *st = pyheap_snapshot_stats(snap);
+        ms = st->scan_ms;
+        pyheapd_log("scanned pid %d for uid %lu: %llu objects, %llu bytes, %llu skipped, %.1f ms%s",
+                    (int)s->pid, (unsigned long)peer->uid, (unsigned long long)st->objects,
+                    (unsigned long long)st->bytes, (unsigned long long)st->skipped, ms,
+                    st->truncated ? " (truncated)" : "");
+    } else if (!gone) {
+        pyheapd_log("scan of pid %d failed: %s: %s", (int)s->pid,
+                    pyheap_errcode_name(err.code), err.msg);
+    }
     pyheap_snapshot_free(snap);
     pthread_mutex_unlock(&s->scan_lock);
 
