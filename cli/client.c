@@ -92,8 +92,10 @@ json_t *pyheap_client_call(const char *path, const json_t *request)
                 goto out;
             }
             char *nb = realloc(buf, cap * 2);
-            if (!nb)
-                break;
+            if (!nb) {
+                fprintf(stderr, "pyheap: out of memory reading the reply\n");
+                goto out;
+            }
             buf = nb;
             cap *= 2;
         }

@@ -11,11 +11,11 @@
 
 struct cmd {
     const char *name;
-    int (*run)(const char *sock, int argc, char **argv);
-    const char *usage;
+    int (*run)(int argc, char **argv);
 };
 
-static const char *socket_opt;   /* --socket given anywhere */
+/* --socket as given before or after the command (the last one wins). */
+static const char *socket_opt;
 
 static const char usage_attach[] =
     "Usage: pyheap [--socket PATH] attach PID [--json]\n"
@@ -126,17 +126,22 @@ static int print_json(json_t *rep)
     return PYHEAP_EXIT_OK;
 }
 
-/* Common option handling for subcommands: --socket, --help, --json. Returns
- * -1 when the caller should exit with *status. */
 enum { OPT_JSON = 1000, OPT_SORT, OPT_BY_TYPE };
 
+/* Print an ok reply (stolen) as JSON or as a table. */
 static int finish(json_t *rep, int json, void (*render)(const json_t *))
 {
+    int rc = PYHEAP_EXIT_OK;
     if (json)
-        return print_json(rep), json_decref(rep), PYHEAP_EXIT_OK;
-    render(rep);
+        rc = print_json(rep);
+    else
+        render(rep);
     json_decref(rep);
-    return PYHEAP_EXIT_OK;
+    if (fflush(stdout) != 0) {
+        fprintf(stderr, "pyheap: cannot write the output: %s\n", strerror(errno));
+        rc = PYHEAP_EXIT_FAILED;
+    }
+    return rc;
 }
 
 static int bad_usage(const char *cmd, const char *what)
@@ -203,15 +208,13 @@ static int pid_command(const char *name, const char *usage, int argc, char **arg
     return finish(rep, json, render);
 }
 
-static int run_attach(const char *sock, int argc, char **argv)
+static int run_attach(int argc, char **argv)
 {
-    (void)sock;
     return pid_command("attach", usage_attach, argc, argv, pyheap_render_attach);
 }
 
-static int run_detach(const char *sock, int argc, char **argv)
+static int run_detach(int argc, char **argv)
 {
-    (void)sock;
     return pid_command("detach", usage_detach, argc, argv, pyheap_render_detach);
 }
 
@@ -232,21 +235,18 @@ static int noarg_command(const char *name, const char *usage, int argc, char **a
     return finish(rep, json, render);
 }
 
-static int run_ps(const char *sock, int argc, char **argv)
+static int run_ps(int argc, char **argv)
 {
-    (void)sock;
     return noarg_command("ps", usage_ps, argc, argv, pyheap_render_ps);
 }
 
-static int run_ping(const char *sock, int argc, char **argv)
+static int run_ping(int argc, char **argv)
 {
-    (void)sock;
     return noarg_command("ping", usage_ping, argc, argv, pyheap_render_ping);
 }
 
-static int run_top(const char *sock, int argc, char **argv)
+static int run_top(int argc, char **argv)
 {
-    (void)sock;
     static const struct option opts[] = {
         { "by-type", no_argument, NULL, OPT_BY_TYPE },
         { "limit", required_argument, NULL, 'n' },
@@ -308,11 +308,11 @@ static int run_top(const char *sock, int argc, char **argv)
 }
 
 static const struct cmd commands[] = {
-    { "attach", run_attach, usage_attach },
-    { "detach", run_detach, usage_detach },
-    { "ps", run_ps, usage_ps },
-    { "top", run_top, usage_top },
-    { "ping", run_ping, usage_ping },
+    { "attach", run_attach },
+    { "detach", run_detach },
+    { "ps", run_ps },
+    { "top", run_top },
+    { "ping", run_ping },
 };
 
 int main(int argc, char **argv)
@@ -352,7 +352,7 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(name, commands[i].name) == 0)
-            return commands[i].run(socket_opt, argc - optind, argv + optind);
+            return commands[i].run(argc - optind, argv + optind);
     fprintf(stderr, "pyheap: unknown command '%s' (see `pyheap --help`)\n", name);
     return PYHEAP_EXIT_USAGE;
 }
