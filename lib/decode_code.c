@@ -114,8 +114,9 @@ int pyheap_walk_decode_method(struct walk *w, const struct walk_obj *o, uint64_t
     return pyheap_walk_decode_fixed(w, o, size);
 }
 
-/* co_nlocalsplus + co_stacksize of the code object at CODE. */
-static int code_slots(struct walk *w, uint64_t code, int64_t *slots)
+/* co_nlocalsplus + co_stacksize of the code object at CODE, and
+ * co_nlocalsplus alone in *nlocals (if not NULL). */
+static int code_slots(struct walk *w, uint64_t code, int64_t *slots, int64_t *nlocals)
 {
     const struct pyheap_offsets *off = &pyheap_walk_target(w)->off;
     int32_t nlp, stack;
@@ -125,6 +126,8 @@ static int code_slots(struct walk *w, uint64_t code, int64_t *slots)
     if (nlp < 0 || stack < 0 || nlp > (1 << 20) || stack > (1 << 20))
         return -1;
     *slots = (int64_t)nlp + stack;
+    if (nlocals)
+        *nlocals = nlp;
     return 0;
 }
 
@@ -138,10 +141,14 @@ int pyheap_walk_iframe_refs(struct walk *w, uint64_t iframe)
     size_t f[] = { off->iframe_f_func, off->iframe_f_globals, off->iframe_f_builtins,
                    off->iframe_f_locals, off->iframe_f_code, off->iframe_frame_obj };
     ref_fields(w, b, hdr, f, sizeof f / sizeof f[0]);
-    int64_t slots;
+    int64_t slots, nlocals;
     int32_t top = i32at(b, off->iframe_stacktop);
-    if (code_slots(w, u64at(b, off->iframe_f_code), &slots) < 0 || top < 0 || top > slots)
+    if (code_slots(w, u64at(b, off->iframe_f_code), &slots, &nlocals) < 0 || top > slots)
         return -1;
+    /* A frame that is executing has stacktop -1 (3.11): its locals are
+     * valid, its value stack is not known. */
+    if (top < 0)
+        top = (int32_t)nlocals;
     uint64_t buf[256];
     for (int32_t i = 0; i < top; i += 256) {
         int32_t m = top - i < 256 ? top - i : 256;
@@ -165,7 +172,7 @@ int pyheap_walk_decode_frame(struct walk *w, const struct walk_obj *o, uint64_t 
     uint64_t code;
     int64_t slots;
     if (!iframe || pyheap_walk_read_u64(w, iframe + off->iframe_f_code, &code) < 0 ||
-        code_slots(w, code, &slots) < 0)
+        code_slots(w, code, &slots, NULL) < 0)
         return -1;
     if (pyheap_walk_iframe_refs(w, iframe) < 0)
         pyheap_walk_skip(w);
@@ -185,7 +192,7 @@ int pyheap_walk_decode_gen(struct walk *w, const struct walk_obj *o, uint64_t *s
                    off->gen_exc_state + off->err_stackitem_exc_value };
     ref_fields(w, b, off->gen_iframe, f, sizeof f / sizeof f[0]);
     int64_t slots;
-    if (code_slots(w, code, &slots) < 0)
+    if (code_slots(w, code, &slots, NULL) < 0)
         return -1;
     int8_t state = (int8_t)b[off->gen_frame_state];
     if (state < FRAME_CLEARED && pyheap_walk_iframe_refs(w, o->addr + off->gen_iframe) < 0)

@@ -84,9 +84,20 @@ bool pyheap_version_supported(int major, int minor)
     return version_find(major, minor) != NULL;
 }
 
-const char *pyheap_versions_supported(void)
+const char *pyheap_versions_supported(char *buf, size_t len)
 {
-    return "3.11";
+    size_t used = 0;
+    if (len == 0)
+        return buf;
+    buf[0] = '\0';
+    for (size_t i = 0; i < NVERSIONS; i++) {
+        int n = snprintf(buf + used, len - used, "%s%d.%d", i ? ", " : "",
+                         versions[i].major, versions[i].minor);
+        if (n < 0 || (size_t)n >= len - used)
+            break;
+        used += (size_t)n;
+    }
+    return buf;
 }
 
 const struct pyheap_offsets_table *pyheap_offsets_table_for(int major, int minor)
@@ -99,9 +110,13 @@ int pyheap_consts_init(pyheap_target *t, pyheap_error *err)
 {
     const struct version_entry *v = version_find(t->major, t->minor);
     if (!v)
+    {
+        char sup[64];
         return pyheap_err_set(err, PYHEAP_E_UNSUPPORTED, 0, 0,
                               "Python %d.%d is not supported: pyheap supports %s",
-                              t->major, t->minor, pyheap_versions_supported());
+                              t->major, t->minor,
+                              pyheap_versions_supported(sup, sizeof sup));
+    }
     v->consts(&t->k);
     return 0;
 }
@@ -272,7 +287,15 @@ static int validate_dynamic(pyheap_target *t, const struct version_entry *v,
     uint64_t interp;
     if (rd64(t, t->runtime_addr + o->runtime_interpreters_head, &interp, &r) != 0)
         return check_failed(t, &r, err, "reading _PyRuntime.interpreters.head");
-    if (interp == 0 || (interp & 7))
+    if (interp == 0)
+        /* Types checked out: the runtime is just not running Python. */
+        return pyheap_err_set(err, PYHEAP_E_NOTPYTHON, 0, t->runtime_addr,
+                              "process %d has no initialized Python interpreter "
+                              "(_PyRuntime.interpreters.head is NULL): it is "
+                              "starting, finalizing, or embeds libpython without "
+                              "running it; try again once it runs Python code",
+                              (int)t->pid);
+    if (interp & 7)
         return check_failed(t, NULL, err, "_PyRuntime.interpreters.head is 0x%llx, "
                             "not an interpreter", (unsigned long long)interp);
     uint64_t ts;
@@ -416,11 +439,12 @@ int pyheap_offsets_load(pyheap_target *t, const struct pyheap_module *mod,
                         unsigned allowed_sources, pyheap_error *err)
 {
     const struct version_entry *v = version_find(t->major, t->minor);
+    char sup[64];
     if (!v)
         return pyheap_err_set(err, PYHEAP_E_UNSUPPORTED, 0, 0,
                               "Python %s (module %s) is not supported: pyheap "
                               "supports %s", t->version, mod->path,
-                              pyheap_versions_supported());
+                              pyheap_versions_supported(sup, sizeof sup));
     char dwarf_why[700] = "";
     bool dwarf_found = false;
     bool tried_any = false;

@@ -10,8 +10,9 @@
 
 /* Whether pyheap knows MAJOR.MINOR (has a version entry). */
 bool pyheap_version_supported(int major, int minor);
-/* "3.11": the versions pyheap supports, for messages. */
-const char *pyheap_versions_supported(void);
+/* "3.11" (comma-separated): the versions pyheap supports, for messages;
+ * written to BUF, which is returned. */
+const char *pyheap_versions_supported(char *buf, size_t len);
 
 /* Resolve PYHEAP_WELL_KNOWN_TYPES in MOD into t->wk (bias applied). */
 int pyheap_wk_resolve(pyheap_target *t, const struct pyheap_module *mod,

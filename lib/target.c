@@ -168,6 +168,7 @@ int pyheap_target_open(pid_t pid, const pyheap_open_opts *opts,
     struct pyheap_module mod;
     memset(&mod, 0, sizeof mod);
     char state = 0;
+    char sup[64];
 
     if (pyheap_proc_stat(pid, &t->start_time, &state, false, err) != 0)
         goto fail;
@@ -185,7 +186,7 @@ int pyheap_target_open(pid_t pid, const pyheap_open_opts *opts,
         pyheap_err_set(err, PYHEAP_E_UNSUPPORTED, 0, 0,
                        "Python %s (module %s) is not supported: it predates "
                        "_PyRuntime (3.7); pyheap supports %s", t->version, mod.path,
-                       pyheap_versions_supported());
+                       pyheap_versions_supported(sup, sizeof sup));
         goto fail;
     }
     if (found != 0)
@@ -200,7 +201,7 @@ int pyheap_target_open(pid_t pid, const pyheap_open_opts *opts,
     if (!pyheap_version_supported(t->major, t->minor)) {
         pyheap_err_set(err, PYHEAP_E_UNSUPPORTED, 0, 0,
                        "Python %s (module %s) is not supported: pyheap supports %s",
-                       t->version, t->module, pyheap_versions_supported());
+                       t->version, t->module, pyheap_versions_supported(sup, sizeof sup));
         goto fail;
     }
     if (pyheap_consts_init(t, err) != 0 || pyheap_wk_resolve(t, &mod, err) != 0 ||

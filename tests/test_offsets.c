@@ -147,7 +147,8 @@ static pid_t spawn_python(const char *prog)
         close(p[0]);
         close(p[1]);
         execl(prog, prog, "-c",
-              "import sys, time; print('ready', flush=True); time.sleep(60)",
+              "import sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); "
+              "time.sleep(60)",
               (char *)NULL);
         _exit(127);
     }
@@ -156,7 +157,8 @@ static pid_t spawn_python(const char *prog)
     char buf[16] = "";
     ck_assert_msg(poll(&pfd, 1, 20000) == 1, "%s did not start", prog);
     ck_assert_int_gt(read(p[0], buf, sizeof buf - 1), 0);
-    close(p[0]);
+    /* p[0] stays open until the test process exits: a target writing
+     * more must never die of EPIPE while the test reads it. */
     return pid;
 }
 

@@ -8,6 +8,7 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,7 @@ static double now_ms(void)
 /* Start PROG (a Python with the script above, or any program with ARG) and
  * wait until it is running: Pythons say "ready" once initialized. The
  * child dies with the test process (PR_SET_PDEATHSIG). */
-static pid_t spawn(const char *prog, const char *arg)
+static pid_t spawn_ready(const char *prog, const char *arg, bool ready)
 {
     ck_assert_msg(access(prog, X_OK) == 0, "%s is missing: install it", prog);
     int p[2];
@@ -60,7 +61,7 @@ static pid_t spawn(const char *prog, const char *arg)
         _exit(127);
     }
     close(p[1]);
-    if (!arg) {
+    if (ready) {
         struct pollfd pfd = {.fd = p[0], .events = POLLIN};
         char buf[16] = "";
         ck_assert_msg(poll(&pfd, 1, 20000) == 1, "%s did not start", prog);
@@ -81,8 +82,15 @@ static pid_t spawn(const char *prog, const char *arg)
             usleep(10000);
         }
     }
-    close(p[0]);
+    /* p[0] stays open until the test process exits: a target writing
+     * more must never die of EPIPE while the test reads it. */
     return pid;
+}
+
+/* A Python running the script (ARG NULL), or PROG ARG without a handshake. */
+static pid_t spawn(const char *prog, const char *arg)
+{
+    return spawn_ready(prog, arg, arg == NULL);
 }
 
 static void reap(pid_t pid)
@@ -427,6 +435,61 @@ START_TEST(validation_rejects_wrong_offsets)
 }
 END_TEST
 
+/* A C program linked with Debian's shared libpython3.11: before
+ * Py_Initialize it is "not Python (yet)"; after, it attaches like python. */
+static const char embed_src[] =
+    "#include <Python.h>\n"
+    "#include <stdio.h>\n"
+    "#include <string.h>\n"
+    "#include <unistd.h>\n"
+    "int main(int argc, char **argv) {\n"
+    "  if (argc > 1 && strcmp(argv[1], \"init\") == 0) Py_Initialize();\n"
+    "  fputs(\"ready\\n\", stdout); fflush(stdout); sleep(60); return 0;\n"
+    "}\n";
+
+START_TEST(embedded_libpython)
+{
+    ck_assert_msg(access("/usr/include/python3.11/Python.h", R_OK) == 0 &&
+                  access("/usr/lib/x86_64-linux-gnu/libpython3.11.so", R_OK) == 0,
+                  "install libpython3.11-dev");
+    char dir[] = "/tmp/pyheap-embed-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char src[64], prog[64], cmd[512];
+    snprintf(src, sizeof src, "%s/embed.c", dir);
+    snprintf(prog, sizeof prog, "%s/embed", dir);
+    FILE *f = fopen(src, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(embed_src, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "${CC:-cc} -w -I/usr/include/python3.11 -o %s %s -lpython3.11",
+             prog, src);
+    ck_assert_int_eq(system(cmd), 0);
+
+    pid_t pid = spawn_ready(prog, "noinit", true);
+    pyheap_error err = open_fail(pid, 0);
+    ck_assert_msg(err.code == PYHEAP_E_NOTPYTHON && strstr(err.msg, "no initialized"),
+                  "%s", err.msg);
+    reap(pid);
+
+    pid = spawn_ready(prog, "init", true);
+    double ms;
+    pyheap_target *t = open_ok(pid, 0, &ms);
+    ck_assert_str_eq(pyheap_target_module(t), "/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0");
+    ck_assert_str_eq(pyheap_target_version(t), "3.11.2");
+    ck_assert_uint_ne(t->module_bias, 0);
+    fprintf(stderr, "attach: embedded libpython3.11 (%s) in %.1f ms: %s\n",
+            pyheap_offsets_source_name(pyheap_target_offsets_source(t)), ms,
+            pyheap_target_offsets_detail(t));
+    pyheap_target_free(t);
+    t = open_ok(pid, ONLY(PYHEAP_OFFSETS_TABLE), NULL);
+    ck_assert_int_eq(pyheap_target_offsets_source(t), PYHEAP_OFFSETS_TABLE);
+    pyheap_target_free(t);
+    reap(pid);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 Suite *suite_target(void)
 {
     Suite *s = suite_create("target");
@@ -442,6 +505,7 @@ Suite *suite_target(void)
     tcase_add_test(tc, not_permitted);
     tcase_add_test(tc, deleted_executable);
     tcase_add_test(tc, validation_rejects_wrong_offsets);
+    tcase_add_test(tc, embedded_libpython);
     suite_add_tcase(s, tc);
     return s;
 }
