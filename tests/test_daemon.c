@@ -275,6 +275,38 @@ static void target_start_n(struct env *e, struct target *t, const char *name, ui
     }
 }
 
+/* Wait for T's ready file (written last by both target scripts). */
+static void target_wait_ready(struct target *t)
+{
+    char ready[300], errf[300];
+    snprintf(ready, sizeof ready, "%s/ready", t->dir);
+    snprintf(errf, sizeof errf, "%s/stderr", t->dir);
+    double end = now_ms() + 120000;
+    while (access(ready, F_OK) < 0) {
+        int st;
+        if (waitpid(t->pid, &st, WNOHANG) == t->pid) {
+            char *log = slurp(errf);
+            ck_abort_msg("target exited during start-up: %s", log);
+        }
+        ck_assert_msg(now_ms() < end, "target did not become ready");
+        sleep_ms(20);
+    }
+}
+
+/* H2's known-heap target (tests/targets/known_heap.py) under PYTHON_BIN. */
+static void known_heap_start(struct env *e, struct target *t, const char *name,
+                             const char *python_bin)
+{
+    snprintf(t->dir, sizeof t->dir, "%s/%s", e->dir, name);
+    ck_assert_int_eq(mkdir(t->dir, 0755), 0);
+    char script[512], errf[300];
+    snprintf(script, sizeof script, "%s/tests/targets/known_heap.py", test_srcdir());
+    snprintf(errf, sizeof errf, "%s/stderr", t->dir);
+    char *argv[] = { (char *)python_bin, script, t->dir, NULL };
+    t->pid = spawn(argv, NULL, errf, (uid_t)-1);
+    target_wait_ready(t);
+}
+
 static void target_start(struct env *e, struct target *t, const char *name, uid_t uid)
 {
     target_start_n(e, t, name, uid, 0);
@@ -1296,6 +1328,98 @@ START_TEST(connection_cap)
 }
 END_TEST
 
+/* The milestone's user story end to end: `pyheapd attach PID` on a target
+ * that knows its own heap, then `pyheap top --by-type -n 0 --json`: the
+ * target's classes are counted exactly and total bytes are within 5% of
+ * the in-process ground truth. */
+static void known_heap_via_cli(const char *python_bin, const char *want_source)
+{
+    struct env e;
+    env_init(&e);
+    struct target t;
+    known_heap_start(&e, &t, "kh", python_bin);
+    daemon_start(&e, t.pid);
+    char *out, *err;
+    int st = cli(&e, &out, &err, "ps", "--json");
+    ck_assert_int_eq(st, 0);
+    json_t *ps = parse_doc(out);
+    const json_t *t0 = json_array_get(json_object_get(ps, "targets"), 0);
+    ck_assert_ptr_nonnull(t0);
+    if (want_source)
+        ck_assert_msg(strcmp(jstr(t0, "offsets_source"), want_source) == 0,
+                      "%s: offsets from %s, expected %s", python_bin,
+                      jstr(t0, "offsets_source"), want_source);
+    json_decref(ps);
+    free(out), free(err);
+
+    st = cli(&e, &out, &err, "top", "--by-type", "-n", "0", "--json");
+    ck_assert_msg(st == 0, "top failed: %s", err);
+    json_t *top = parse_doc(out);
+    free(out), free(err);
+
+    char path[400];
+    snprintf(path, sizeof path, "%s/truth.json", t.dir);
+    json_error_t jerr;
+    json_t *truth = json_load_file(path, 0, &jerr);
+    ck_assert_msg(truth != NULL, "no ground truth: %s", jerr.text);
+    ck_assert_str_eq(jstr(top, "python"), jstr(truth, "python"));
+    ck_assert_int_eq(jint(top, "pid"), t.pid);
+
+    snprintf(path, sizeof path, "%s/expected.txt", t.dir);
+    char *exp = slurp(path);
+    int classes = 0;
+    for (char *line = strtok(exp, "\n"); line; line = strtok(NULL, "\n")) {
+        char *tab = strchr(line, '\t');
+        ck_assert_ptr_nonnull(tab);
+        *tab = '\0';
+        long want = atol(tab + 1);
+        ck_assert_msg(type_count(top, line) == want, "%s: %s counted %lld, expected %ld",
+                      python_bin, line, (long long)type_count(top, line), want);
+        classes++;
+    }
+    free(exp);
+    ck_assert_int_ge(classes, 5);
+
+    double got = (double)jint(top, "bytes"), want = (double)jint(truth, "bytes");
+    ck_assert_msg(got >= want * 0.95 && got <= want * 1.05,
+                  "%s: total bytes %.0f vs ground truth %.0f (more than 5%% apart)",
+                  python_bin, got, want);
+    fprintf(stderr, "daemon: %s via CLI: %lld objects, %.0f bytes (truth %lld objects, "
+            "%.0f bytes), scan %.1f ms\n", python_bin, (long long)jint(top, "objects"), got,
+            (long long)jint(truth, "objects"), want,
+            json_number_value(json_object_get(top, "scan_ms")));
+    json_decref(truth);
+    json_decref(top);
+    target_kill(&t);
+    env_fini(&e);
+}
+
+START_TEST(known_heap_release)
+{
+    /* stripped release build: a separate debug file or the built-in table */
+    known_heap_via_cli(PYTHON, NULL);
+}
+END_TEST
+
+START_TEST(known_heap_debug_build)
+{
+    ck_assert_msg(access("/usr/bin/python3.11d", X_OK) == 0,
+                  "/usr/bin/python3.11d is missing: install python3.11-dbg");
+    known_heap_via_cli("/usr/bin/python3.11d", "dwarf");
+}
+END_TEST
+
+START_TEST(known_heap_pyenv)
+{
+    const char *py = "/root/.pyenv/versions/3.11.7/bin/python3.11";
+    if (access(py, X_OK) != 0) {
+        fprintf(stderr, "NOTICE: %s not present; pyenv 3.11.7 daemon test skipped\n", py);
+        return;
+    }
+    known_heap_via_cli(py, "dwarf");
+}
+END_TEST
+
 Suite *suite_daemon(void)
 {
     Suite *s = suite_create("daemon");
@@ -1310,6 +1434,9 @@ Suite *suite_daemon(void)
     tcase_add_test(tc, authorization);
     tcase_add_test(tc, socket_lifecycle);
     tcase_add_test(tc, connection_cap);
+    tcase_add_test(tc, known_heap_release);
+    tcase_add_test(tc, known_heap_debug_build);
+    tcase_add_test(tc, known_heap_pyenv);
     tcase_set_timeout(tc, 300);
     suite_add_tcase(s, tc);
     return s;
