@@ -18,6 +18,11 @@ void pyheapd_log(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    /* Messages may quote client input or target paths: keep each event on
+     * one clean line (no control characters to forge log lines). */
+    for (char *p = line; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
     /* One write per line so lines from threads never interleave. */
     fprintf(stderr, "pyheapd: %s\n", line);
 }
