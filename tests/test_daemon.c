@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1328,6 +1329,49 @@ START_TEST(connection_cap)
 }
 END_TEST
 
+START_TEST(ps_during_scan)
+{
+    /* a big heap (about 2 million objects) so one scan takes a while */
+    struct env e;
+    env_init(&e);
+    struct target t;
+    target_start_n(&e, &t, "big", (uid_t)-1, 1000000);
+    daemon_start(&e, t.pid);
+
+    struct raw scan;
+    raw_open(&e, &scan);
+    double t0 = now_ms();
+    raw_send(&scan, "{\"cmd\":\"top\",\"n\":5}\n", 21);
+    sleep_ms(30);
+    /* ps, ping and a second connection's requests are answered while the
+     * scan still runs: its reply is not there yet when ps has answered */
+    json_t *ps = request(&e, "{\"cmd\":\"ps\"}");
+    double ps_done = now_ms();
+    expect_ok(ps);
+    const json_t *t0j = json_array_get(json_object_get(ps, "targets"), 0);
+    ck_assert_ptr_nonnull(t0j);
+    ck_assert_str_eq(jstr(t0j, "state"), "attached");
+    json_decref(ps);
+    struct pollfd pfd = { .fd = scan.fd, .events = POLLIN };
+    int pending = poll(&pfd, 1, 0) == 0;
+    json_t *top = raw_reply(&scan);
+    double top_done = now_ms();
+    ck_assert_ptr_nonnull(top);
+    expect_ok(top);
+    double scan_ms = json_number_value(json_object_get(top, "scan_ms"));
+    json_decref(top);
+    raw_close(&scan);
+    fprintf(stderr, "daemon: ps answered after %.1f ms during a %.1f ms scan (reply at %.1f ms)\n",
+            ps_done - t0, scan_ms, top_done - t0);
+    /* only meaningful if the scan outlasted the ps round trip */
+    ck_assert_msg(scan_ms > 100, "scan too short (%.1f ms) to test concurrency", scan_ms);
+    ck_assert_msg(pending, "ps was answered only after the scan finished "
+                  "(ps at %.1f ms, scan %.1f ms)", ps_done - t0, scan_ms);
+    target_kill(&t);
+    env_fini(&e);
+}
+END_TEST
+
 /* The milestone's user story end to end: `pyheapd attach PID` on a target
  * that knows its own heap, then `pyheap top --by-type -n 0 --json`: the
  * target's classes are counted exactly and total bytes are within 5% of
@@ -1434,6 +1478,7 @@ Suite *suite_daemon(void)
     tcase_add_test(tc, authorization);
     tcase_add_test(tc, socket_lifecycle);
     tcase_add_test(tc, connection_cap);
+    tcase_add_test(tc, ps_during_scan);
     tcase_add_test(tc, known_heap_release);
     tcase_add_test(tc, known_heap_debug_build);
     tcase_add_test(tc, known_heap_pyenv);
