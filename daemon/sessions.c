@@ -446,6 +446,8 @@ static json_t *cmd_top(struct pyheapd *d, const struct ucred *peer,
     }
 
     pthread_mutex_lock(&s->scan_lock);
+    struct timespec w0, w1;
+    clock_gettime(CLOCK_MONOTONIC, &w0);
     pyheap_error err;
     pyheap_snapshot *snap = NULL;
     json_t *rep = NULL;
@@ -467,9 +469,13 @@ static json_t *cmd_top(struct pyheapd *d, const struct ucred *peer,
     if (snap) {
         const pyheap_scan_stats *st = pyheap_snapshot_stats(snap);
         ms = st->scan_ms;
-        pyheapd_log("scanned pid %d for uid %lu: %llu objects, %llu bytes, %llu skipped, %.1f ms%s",
+        clock_gettime(CLOCK_MONOTONIC, &w1);
+        double wall = (double)(w1.tv_sec - w0.tv_sec) * 1e3 +
+                      (double)(w1.tv_nsec - w0.tv_nsec) / 1e6;
+        pyheapd_log("scanned pid %d for uid %lu: %llu objects, %llu bytes, %llu skipped, "
+                    "scan %.1f ms, request %.1f ms%s",
                     (int)s->pid, (unsigned long)peer->uid, (unsigned long long)st->objects,
-                    (unsigned long long)st->bytes, (unsigned long long)st->skipped, ms,
+                    (unsigned long long)st->bytes, (unsigned long long)st->skipped, ms, wall,
                     st->truncated ? " (truncated)" : "");
     } else if (!gone) {
         pyheapd_log("scan of pid %d failed: %s: %s", (int)s->pid,
