@@ -1,0 +1,123 @@
+/* One request / one reply over pyheapd's Unix socket. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "proto.h"
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = send(fd, buf, len, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        buf += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+json_t *pyheap_client_call(const char *path, const json_t *request)
+{
+    struct sockaddr_un sun;
+    memset(&sun, 0, sizeof sun);
+    sun.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sun.sun_path) {
+        fprintf(stderr, "pyheap: socket path too long: %s\n", path);
+        return NULL;
+    }
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        fprintf(stderr, "pyheap: socket: %s\n", strerror(errno));
+        return NULL;
+    }
+    if (connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
+        fprintf(stderr,
+                "pyheap: cannot connect to pyheapd at %s (%s); start it with `pyheapd` "
+                "or `pyheapd attach PID`, or pass --socket\n",
+                path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+
+    size_t len;
+    char *line = pyheap_proto_encode(request, &len);
+    if (!line) {
+        fprintf(stderr, "pyheap: out of memory\n");
+        close(fd);
+        return NULL;
+    }
+    int rc = write_all(fd, line, len);
+    free(line);
+    if (rc < 0) {
+        fprintf(stderr, "pyheap: cannot send the request to pyheapd at %s: %s\n",
+                path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    shutdown(fd, SHUT_WR);   /* one request per invocation */
+
+    size_t cap = 64 * 1024, have = 0;
+    char *buf = malloc(cap);
+    json_t *reply = NULL;
+    char *nl = NULL;
+    while (buf) {
+        ssize_t r = recv(fd, buf + have, cap - have, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            fprintf(stderr, "pyheap: error reading the reply of pyheapd: %s\n", strerror(errno));
+            goto out;
+        }
+        if (r == 0)
+            break;
+        size_t old = have;
+        have += (size_t)r;
+        if ((nl = memchr(buf + old, '\n', have - old)))
+            break;
+        if (have == cap) {
+            if (cap >= PYHEAP_PROTO_MAX_REPLY) {
+                fprintf(stderr, "pyheap: reply of pyheapd is larger than %d bytes\n",
+                        PYHEAP_PROTO_MAX_REPLY);
+                goto out;
+            }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                fprintf(stderr, "pyheap: out of memory reading the reply\n");
+                goto out;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    if (!buf) {
+        fprintf(stderr, "pyheap: out of memory\n");
+        goto out;
+    }
+    if (!nl) {
+        fprintf(stderr, "pyheap: pyheapd closed the connection without a complete reply\n");
+        goto out;
+    }
+    json_error_t jerr;
+    reply = json_loadb(buf, (size_t)(nl - buf), 0, &jerr);
+    if (!reply || !json_is_object(reply)) {
+        fprintf(stderr, "pyheap: pyheapd sent an invalid reply: %s\n",
+                reply ? "not an object" : jerr.text);
+        json_decref(reply);
+        reply = NULL;
+    }
+out:
+    free(buf);
+    close(fd);
+    return reply;
+}

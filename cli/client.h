@@ -1,0 +1,17 @@
+/* pyheap's connection to pyheapd: one request, one reply. */
+#ifndef PYHEAP_CLI_CLIENT_H
+#define PYHEAP_CLI_CLIENT_H
+
+#include <jansson.h>
+
+/* Exit codes of pyheap (docs/cli.md). */
+#define PYHEAP_EXIT_OK 0
+#define PYHEAP_EXIT_FAILED 1   /* the daemon answered with an error */
+#define PYHEAP_EXIT_USAGE 2    /* bad usage, or the daemon cannot be reached */
+
+/* Send REQUEST (borrowed) to the daemon at PATH and read one reply line.
+ * Returns the reply (new reference) or NULL after printing
+ * "pyheap: ..." to stderr (connection / protocol trouble). */
+json_t *pyheap_client_call(const char *path, const json_t *request);
+
+#endif

@@ -1,0 +1,358 @@
+/* pyheap: command-line client of pyheapd (docs/cli.md). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "proto.h"
+#include "render.h"
+
+struct cmd {
+    const char *name;
+    int (*run)(int argc, char **argv);
+};
+
+/* --socket as given before or after the command (the last one wins). */
+static const char *socket_opt;
+
+static const char usage_attach[] =
+    "Usage: pyheap [--socket PATH] attach PID [--json]\n"
+    "\n"
+    "Ask pyheapd to attach to process PID (read-only, the process keeps running).\n"
+    "Prints the Python version and where the struct offsets came from.\n";
+static const char usage_detach[] =
+    "Usage: pyheap [--socket PATH] detach PID [--json]\n"
+    "\n"
+    "Ask pyheapd to forget process PID.\n";
+static const char usage_ps[] =
+    "Usage: pyheap [--socket PATH] ps [--json]\n"
+    "\n"
+    "List the processes pyheapd is attached to (only yours unless you are root):\n"
+    "PID, Python version, offsets source, state (attached/gone), attach time,\n"
+    "number of scans, interpreter module.\n";
+static const char usage_top[] =
+    "Usage: pyheap [--socket PATH] top --by-type [-n N] [--sort bytes|count]\n"
+    "                                  [-p PID] [--json]\n"
+    "\n"
+    "Scan every live object of an attached process (without stopping it) and\n"
+    "print a histogram by type: type, count, bytes, %% of all bytes, and a total\n"
+    "line (objects, bytes, skipped objects, scan time, Python version, offsets\n"
+    "source).\n"
+    "\n"
+    "  --by-type          group by type (the default and, for now, only grouping)\n"
+    "  -n, --limit N      show the N largest types (default %d; 0 = all)\n"
+    "  --sort bytes|count order by total bytes (default) or object count\n"
+    "  -p, --pid PID      which attached process (needed when several are attached)\n"
+    "  --json             print pyheapd's reply as one JSON document instead\n";
+static const char usage_ping[] =
+    "Usage: pyheap [--socket PATH] ping [--json]\n"
+    "\n"
+    "Check that pyheapd answers; print its version.\n";
+
+static void main_usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: pyheap [--socket PATH] COMMAND [ARGS]\n"
+            "\n"
+            "Inspect the heap of running Python processes through pyheapd.\n"
+            "\n"
+            "Commands:\n"
+            "  attach PID       attach pyheapd to a running Python process\n"
+            "  detach PID       detach from it\n"
+            "  ps               list attached processes\n"
+            "  top --by-type    live objects by type: count, bytes, %%\n"
+            "  ping             check that pyheapd is running\n"
+            "\n"
+            "Options:\n"
+            "  -s, --socket PATH  pyheapd's socket (default: $PYHEAP_SOCKET, else\n"
+            "                   %s for root, else $XDG_RUNTIME_DIR/pyheapd.sock)\n"
+            "  -h, --help       show this help (`pyheap COMMAND --help` for a command)\n"
+            "  -V, --version    show the version\n"
+            "\n"
+            "Exit status: 0 success, 1 pyheapd answered with an error,\n"
+            "2 usage error or pyheapd cannot be reached.\n",
+            PYHEAP_PROTO_ROOT_SOCKET);
+}
+
+static int parse_uint(const char *s, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 0 || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Send REQ (stolen), handle transport and error replies. Returns the ok
+ * reply or NULL with *status set. */
+static json_t *call(const char *sock, json_t *req, int *status)
+{
+    if (!req) {
+        fprintf(stderr, "pyheap: out of memory\n");
+        *status = PYHEAP_EXIT_FAILED;
+        return NULL;
+    }
+    json_t *rep = pyheap_client_call(sock, req);
+    json_decref(req);
+    if (!rep) {
+        *status = PYHEAP_EXIT_USAGE;
+        return NULL;
+    }
+    if (!json_is_true(json_object_get(rep, "ok"))) {
+        const char *msg = json_string_value(json_object_get(rep, "message"));
+        const char *code = json_string_value(json_object_get(rep, "error"));
+        fprintf(stderr, "pyheap: %s\n", msg ? msg : code ? code : "request failed");
+        json_decref(rep);
+        *status = PYHEAP_EXIT_FAILED;
+        return NULL;
+    }
+    return rep;
+}
+
+static int print_json(json_t *rep)
+{
+    json_object_del(rep, "ok");
+    char *s = json_dumps(rep, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
+    if (!s) {
+        fprintf(stderr, "pyheap: out of memory\n");
+        return PYHEAP_EXIT_FAILED;
+    }
+    printf("%s\n", s);
+    free(s);
+    return PYHEAP_EXIT_OK;
+}
+
+enum { OPT_JSON = 1000, OPT_SORT, OPT_BY_TYPE };
+
+/* Print an ok reply (stolen) as JSON or as a table. */
+static int finish(json_t *rep, int json, void (*render)(const json_t *))
+{
+    int rc = PYHEAP_EXIT_OK;
+    if (json)
+        rc = print_json(rep);
+    else
+        render(rep);
+    json_decref(rep);
+    if (fflush(stdout) != 0) {
+        fprintf(stderr, "pyheap: cannot write the output: %s\n", strerror(errno));
+        rc = PYHEAP_EXIT_FAILED;
+    }
+    return rc;
+}
+
+static int bad_usage(const char *cmd, const char *what)
+{
+    fprintf(stderr, "pyheap %s: %s (see `pyheap %s --help`)\n", cmd, what, cmd);
+    return PYHEAP_EXIT_USAGE;
+}
+
+/* Parse [--json] [--socket P] [--help] and exactly NPOS positionals. */
+static int simple_opts(const char *name, const char *usage, int argc, char **argv,
+                       int npos, int *json, char **pos)
+{
+    static const struct option opts[] = {
+        { "json", no_argument, NULL, OPT_JSON },
+        { "socket", required_argument, NULL, 's' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    optind = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_JSON: *json = 1; break;
+        case 's': socket_opt = optarg; break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: return bad_usage(name, "invalid option");
+        }
+    }
+    if (argc - optind != npos)
+        return bad_usage(name, npos ? "expects a PID" : "takes no arguments");
+    for (int i = 0; i < npos; i++)
+        pos[i] = argv[optind + i];
+    return -1;
+}
+
+static int resolve_socket(char *path, size_t sz)
+{
+    pyheap_proto_error perr;
+    if (pyheap_proto_socket_path(socket_opt, path, sz, &perr) < 0) {
+        fprintf(stderr, "pyheap: %s\n", perr.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int pid_command(const char *name, const char *usage, int argc, char **argv,
+                       void (*render)(const json_t *))
+{
+    int json = 0;
+    char *pos[1];
+    int rc = simple_opts(name, usage, argc, argv, 1, &json, pos);
+    if (rc >= 0)
+        return rc;
+    long pid;
+    if (parse_uint(pos[0], PYHEAP_PROTO_MAX_PID, &pid) < 0 || pid == 0)
+        return bad_usage(name, "PID must be a positive integer");
+    char path[108];
+    if (resolve_socket(path, sizeof path) < 0)
+        return PYHEAP_EXIT_USAGE;
+    int status;
+    json_t *rep = call(path, json_pack("{s:s,s:I}", "cmd", name, "pid", (json_int_t)pid), &status);
+    if (!rep)
+        return status;
+    return finish(rep, json, render);
+}
+
+static int run_attach(int argc, char **argv)
+{
+    return pid_command("attach", usage_attach, argc, argv, pyheap_render_attach);
+}
+
+static int run_detach(int argc, char **argv)
+{
+    return pid_command("detach", usage_detach, argc, argv, pyheap_render_detach);
+}
+
+static int noarg_command(const char *name, const char *usage, int argc, char **argv,
+                         void (*render)(const json_t *))
+{
+    int json = 0;
+    int rc = simple_opts(name, usage, argc, argv, 0, &json, NULL);
+    if (rc >= 0)
+        return rc;
+    char path[108];
+    if (resolve_socket(path, sizeof path) < 0)
+        return PYHEAP_EXIT_USAGE;
+    int status;
+    json_t *rep = call(path, json_pack("{s:s}", "cmd", name), &status);
+    if (!rep)
+        return status;
+    return finish(rep, json, render);
+}
+
+static int run_ps(int argc, char **argv)
+{
+    return noarg_command("ps", usage_ps, argc, argv, pyheap_render_ps);
+}
+
+static int run_ping(int argc, char **argv)
+{
+    return noarg_command("ping", usage_ping, argc, argv, pyheap_render_ping);
+}
+
+static int run_top(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "by-type", no_argument, NULL, OPT_BY_TYPE },
+        { "limit", required_argument, NULL, 'n' },
+        { "sort", required_argument, NULL, OPT_SORT },
+        { "pid", required_argument, NULL, 'p' },
+        { "json", no_argument, NULL, OPT_JSON },
+        { "socket", required_argument, NULL, 's' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    long n = PYHEAP_PROTO_DEFAULT_N, pid = 0;
+    const char *sort = "bytes";
+    int json = 0;
+    optind = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "n:p:s:h", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_BY_TYPE:
+            break;
+        case 'n':
+            if (parse_uint(optarg, PYHEAP_PROTO_MAX_N, &n) < 0)
+                return bad_usage("top", "-n takes a number of types (0 = all)");
+            break;
+        case OPT_SORT:
+            if (strcmp(optarg, "bytes") != 0 && strcmp(optarg, "count") != 0)
+                return bad_usage("top", "--sort takes bytes or count");
+            sort = optarg;
+            break;
+        case 'p':
+            if (parse_uint(optarg, PYHEAP_PROTO_MAX_PID, &pid) < 0 || pid == 0)
+                return bad_usage("top", "-p takes a positive PID");
+            break;
+        case OPT_JSON:
+            json = 1;
+            break;
+        case 's':
+            socket_opt = optarg;
+            break;
+        case 'h':
+            printf(usage_top, PYHEAP_PROTO_DEFAULT_N);
+            return PYHEAP_EXIT_OK;
+        default:
+            return bad_usage("top", "invalid option");
+        }
+    }
+    if (optind != argc)
+        return bad_usage("top", "unexpected argument");
+    char path[108];
+    if (resolve_socket(path, sizeof path) < 0)
+        return PYHEAP_EXIT_USAGE;
+    json_t *req = json_pack("{s:s,s:I,s:s}", "cmd", "top", "n", (json_int_t)n, "sort", sort);
+    if (req && pid)
+        json_object_set_new(req, "pid", json_integer(pid));
+    int status;
+    json_t *rep = call(path, req, &status);
+    if (!rep)
+        return status;
+    return finish(rep, json, pyheap_render_top);
+}
+
+static const struct cmd commands[] = {
+    { "attach", run_attach },
+    { "detach", run_detach },
+    { "ps", run_ps },
+    { "top", run_top },
+    { "ping", run_ping },
+};
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "socket", required_argument, NULL, 's' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+    int c;
+    /* '+': stop at the command; its own options are parsed by it. */
+    while ((c = getopt_long(argc, argv, "+s:hV", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            socket_opt = optarg;
+            break;
+        case 'h':
+            main_usage(stdout);
+            return PYHEAP_EXIT_OK;
+        case 'V':
+            printf("pyheap %s\n", PYHEAP_VERSION);
+            return PYHEAP_EXIT_OK;
+        default:
+            main_usage(stderr);
+            return PYHEAP_EXIT_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        main_usage(stderr);
+        return PYHEAP_EXIT_USAGE;
+    }
+    const char *name = argv[optind];
+    if (strcmp(name, "help") == 0) {
+        main_usage(stdout);
+        return PYHEAP_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(name, commands[i].name) == 0)
+            return commands[i].run(argc - optind, argv + optind);
+    fprintf(stderr, "pyheap: unknown command '%s' (see `pyheap --help`)\n", name);
+    return PYHEAP_EXIT_USAGE;
+}

@@ -1,0 +1,535 @@
+/* The session table and the command handlers of pyheapd.
+ *
+ * Locking: d->lock guards the list, refcounts and per-session counters and
+ * is only held for short bookkeeping (never during a scan). Each session's
+ * scan_lock serializes scans of that one target; "ps" never waits for it. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pyheap_report.h"
+#include "pyheapd.h"
+
+int pyheapd_init(struct pyheapd *d)
+{
+    memset(d, 0, sizeof *d);
+    d->listen_fd = -1;
+    if (pthread_mutex_init(&d->lock, NULL) != 0)
+        return -1;
+    if (pthread_mutex_init(&d->conn_lock, NULL) != 0 ||
+        pthread_cond_init(&d->conn_cv, NULL) != 0)
+        return -1;
+    return 0;
+}
+
+static void session_free(struct pyheapd_session *s)
+{
+    if (!s)
+        return;
+    pyheap_target_free(s->target);
+    pthread_mutex_destroy(&s->scan_lock);
+    free(s);
+}
+
+/* Drop a reference; caller holds d->lock. Frees when unlinked and unused. */
+static struct pyheapd_session *unref_locked(struct pyheapd_session *s)
+{
+    if (--s->refs == 0)
+        return s;          /* caller frees after unlocking */
+    return NULL;
+}
+
+static void session_unref(struct pyheapd *d, struct pyheapd_session *s)
+{
+    pthread_mutex_lock(&d->lock);
+    struct pyheapd_session *dead = unref_locked(s);
+    pthread_mutex_unlock(&d->lock);
+    session_free(dead);
+}
+
+void pyheapd_fini(struct pyheapd *d)
+{
+    struct pyheapd_session *s = d->sessions;
+    while (s) {
+        struct pyheapd_session *next = s->next;
+        session_free(s);
+        s = next;
+    }
+    d->sessions = NULL;
+    d->nsessions = 0;
+    pthread_mutex_destroy(&d->lock);
+    pthread_mutex_destroy(&d->conn_lock);
+    pthread_cond_destroy(&d->conn_cv);
+}
+
+/* Real uid of PID from /proc/PID/status: 0, or -1 with errno. */
+static int proc_uid(pid_t pid, uid_t *uid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    char line[256];
+    int found = -1;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long u;
+        if (strncmp(line, "Uid:", 4) == 0 && sscanf(line + 4, "%lu", &u) == 1) {
+            *uid = (uid_t)u;
+            found = 0;
+            break;
+        }
+    }
+    fclose(f);
+    if (found < 0)
+        errno = EINVAL;
+    return found;
+}
+
+/* May PEER inspect PID? Root may inspect anything; anyone else only a
+ * process whose real uid is theirs. KNOWN is the uid recorded at attach
+ * (used when the process is gone), or NULL. */
+static int authorize(const struct ucred *peer, pid_t pid, const uid_t *known,
+                     pyheap_proto_error *perr)
+{
+    if (peer->uid == 0)
+        return 0;
+    uid_t uid;
+    if (proc_uid(pid, &uid) < 0) {
+        if (!known)
+            return pyheap_proto_err_set(perr, pyheap_errcode_name(PYHEAP_E_NOPROC),
+                                        "no process with PID %d", (int)pid);
+        uid = *known;
+    }
+    if (uid == peer->uid && (!known || *known == peer->uid))
+        return 0;
+    return pyheap_proto_err_set(perr, pyheap_errcode_name(PYHEAP_E_PERM),
+                                "process %d belongs to uid %lu, and you are uid %lu: "
+                                "pyheapd lets a client inspect only its own processes "
+                                "(or any, as root)",
+                                (int)pid, (unsigned long)uid, (unsigned long)peer->uid);
+}
+
+static struct pyheapd_session *find_locked(struct pyheapd *d, pid_t pid)
+{
+    for (struct pyheapd_session *s = d->sessions; s; s = s->next)
+        if (s->pid == pid)
+            return s;
+    return NULL;
+}
+
+/* Root sees every session, others only their own targets. */
+static int visible(const struct ucred *peer, const struct pyheapd_session *s)
+{
+    return peer->uid == 0 || peer->uid == s->uid;
+}
+
+/* Unlink S from the table; caller holds d->lock and owns the table's ref
+ * from now on (to drop with unref_locked). */
+static void unlink_locked(struct pyheapd *d, struct pyheapd_session *s)
+{
+    for (struct pyheapd_session **pp = &d->sessions; *pp; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            s->next = NULL;
+            d->nsessions--;
+            return;
+        }
+    }
+}
+
+static json_t *error_reply(const pyheap_proto_error *perr)
+{
+    return pyheap_proto_error_reply(perr);
+}
+
+static json_t *lib_error_reply(const pyheap_error *err)
+{
+    pyheap_proto_error perr;
+    pyheap_proto_err_from_lib(&perr, err);
+    return pyheap_proto_error_reply(&perr);
+}
+
+static json_t *oom_reply(void)
+{
+    pyheap_proto_error perr;
+    pyheap_proto_err_set(&perr, pyheap_errcode_name(PYHEAP_E_NOMEM),
+                         "pyheapd ran out of memory building the reply");
+    return pyheap_proto_error_reply(&perr);
+}
+
+static void iso_time(time_t t, char *buf, size_t sz)
+{
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || strftime(buf, sz, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(buf, sz, "%lld", (long long)t);
+}
+
+/* Add the fields of *src into *dst (both objects); steals nothing. */
+static int merge(json_t *dst, json_t *src)
+{
+    return json_object_update(dst, src);
+}
+
+/* Open PID and insert a session. *already is set if a live session existed.
+ * Returns the session's identity report (new ref) or NULL with *perr. */
+static json_t *do_attach(struct pyheapd *d, pid_t pid, int *already,
+                         pyheap_proto_error *perr)
+{
+    *already = 0;
+    pthread_mutex_lock(&d->lock);
+    struct pyheapd_session *old = find_locked(d, pid);
+    if (old && !old->gone) {
+        pyheap_error err;
+        json_t *rep = pyheap_report_target(old->target, &err);
+        pthread_mutex_unlock(&d->lock);
+        if (!rep) {
+            pyheap_proto_err_from_lib(perr, &err);
+            return NULL;
+        }
+        *already = 1;
+        return rep;
+    }
+    size_t n = d->nsessions - (old ? 1 : 0);
+    pthread_mutex_unlock(&d->lock);
+    if (n >= PYHEAPD_MAX_SESSIONS) {
+        pyheap_proto_err_set(perr, pyheap_errcode_name(PYHEAP_E_NOMEM),
+                             "pyheapd already has %d targets attached: detach one first",
+                             PYHEAPD_MAX_SESSIONS);
+        return NULL;
+    }
+
+    /* Opening reads ELF/DWARF and can take a while: no lock held. */
+    pyheap_error err;
+    pyheap_target *t = NULL;
+    if (pyheap_target_open(pid, NULL, &t, &err) < 0) {
+        pyheap_proto_err_from_lib(perr, &err);
+        return NULL;
+    }
+    uid_t uid = 0;
+    if (proc_uid(pid, &uid) < 0) {
+        pyheap_target_free(t);
+        pyheap_proto_err_set(perr, pyheap_errcode_name(PYHEAP_E_GONE),
+                             "process %d exited while being attached", (int)pid);
+        return NULL;
+    }
+    json_t *rep = pyheap_report_target(t, &err);
+    if (!rep) {
+        pyheap_target_free(t);
+        pyheap_proto_err_from_lib(perr, &err);
+        return NULL;
+    }
+    struct pyheapd_session *s = calloc(1, sizeof *s);
+    if (!s || pthread_mutex_init(&s->scan_lock, NULL) != 0) {
+        free(s);
+        pyheap_target_free(t);
+        json_decref(rep);
+        pyheap_proto_err_set(perr, pyheap_errcode_name(PYHEAP_E_NOMEM),
+                             "pyheapd ran out of memory attaching process %d", (int)pid);
+        return NULL;
+    }
+    s->target = t;
+    s->pid = pid;
+    s->uid = uid;
+    s->attached_at = time(NULL);
+    s->refs = 1;   /* the table's */
+
+    struct pyheapd_session *dead = NULL;
+    pthread_mutex_lock(&d->lock);
+    old = find_locked(d, pid);
+    if (old && !old->gone) {
+        /* Someone attached it while we were opening: keep theirs. */
+        pthread_mutex_unlock(&d->lock);
+        session_free(s);
+        *already = 1;
+        return rep;
+    }
+    if (old) {
+        unlink_locked(d, old);
+        dead = unref_locked(old);
+    }
+    s->next = d->sessions;
+    d->sessions = s;
+    d->nsessions++;
+    pthread_mutex_unlock(&d->lock);
+    session_free(dead);
+    pyheapd_log("attached to pid %d (python %s, offsets %s, module %s)",
+                (int)pid, pyheap_target_version(t),
+                pyheap_offsets_source_name(pyheap_target_offsets_source(t)),
+                pyheap_target_module(t));
+    return rep;
+}
+
+int pyheapd_attach_initial(struct pyheapd *d, pid_t pid, pyheap_proto_error *perr)
+{
+    int already;
+    json_t *rep = do_attach(d, pid, &already, perr);
+    if (!rep)
+        return -1;
+    json_decref(rep);
+    return 0;
+}
+
+static json_t *cmd_ping(struct pyheapd *d)
+{
+    json_t *o = pyheap_proto_ok_reply();
+    if (!o)
+        return NULL;
+    pthread_mutex_lock(&d->lock);
+    size_t n = d->nsessions;
+    pthread_mutex_unlock(&d->lock);
+    if (json_object_set_new(o, "version", json_string(PYHEAP_VERSION)) < 0 ||
+        json_object_set_new(o, "protocol", json_integer(PYHEAP_PROTO_VERSION)) < 0 ||
+        json_object_set_new(o, "daemon_pid", json_integer(getpid())) < 0 ||
+        json_object_set_new(o, "targets", json_integer((json_int_t)n)) < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static json_t *cmd_attach(struct pyheapd *d, const struct ucred *peer, pid_t pid)
+{
+    pyheap_proto_error perr;
+    if (authorize(peer, pid, NULL, &perr) < 0)
+        return error_reply(&perr);
+    int already;
+    json_t *rep = do_attach(d, pid, &already, &perr);
+    if (!rep) {
+        pyheapd_log("attach pid %d failed: %s: %s", (int)pid, perr.code, perr.msg);
+        return error_reply(&perr);
+    }
+    json_t *o = pyheap_proto_ok_reply();
+    if (!o || merge(o, rep) < 0 ||
+        json_object_set_new(o, "already_attached", json_boolean(already)) < 0) {
+        json_decref(o);
+        json_decref(rep);
+        return NULL;
+    }
+    json_decref(rep);
+    return o;
+}
+
+static json_t *cmd_detach(struct pyheapd *d, const struct ucred *peer, pid_t pid)
+{
+    pyheap_proto_error perr;
+    pthread_mutex_lock(&d->lock);
+    struct pyheapd_session *s = find_locked(d, pid);
+    if (!s) {
+        pthread_mutex_unlock(&d->lock);
+        pyheap_proto_err_set(&perr, pyheap_errcode_name(PYHEAP_E_NOTFOUND),
+                             "process %d is not attached", (int)pid);
+        return error_reply(&perr);
+    }
+    uid_t known = s->uid;
+    pthread_mutex_unlock(&d->lock);
+    if (authorize(peer, pid, &known, &perr) < 0)
+        return error_reply(&perr);
+
+    struct pyheapd_session *dead = NULL;
+    pthread_mutex_lock(&d->lock);
+    s = find_locked(d, pid);
+    if (s) {
+        unlink_locked(d, s);
+        dead = unref_locked(s);   /* a running scan keeps its own ref */
+    }
+    pthread_mutex_unlock(&d->lock);
+    session_free(dead);
+    if (s)
+        pyheapd_log("detached from pid %d", (int)pid);
+    json_t *o = pyheap_proto_ok_reply();
+    if (o && json_object_set_new(o, "pid", json_integer(pid)) < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static json_t *cmd_ps(struct pyheapd *d, const struct ucred *peer)
+{
+    json_t *o = pyheap_proto_ok_reply();
+    json_t *arr = json_array();
+    if (!o || !arr || json_object_set_new(o, "targets", arr) < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    pthread_mutex_lock(&d->lock);
+    for (struct pyheapd_session *s = d->sessions; s; s = s->next) {
+        if (!visible(peer, s))
+            continue;
+        /* Refresh liveness unless a scan holds the target (never wait). */
+        if (!s->gone && pthread_mutex_trylock(&s->scan_lock) == 0) {
+            if (pyheap_target_check_alive(s->target, NULL) < 0)
+                s->gone = 1;
+            pthread_mutex_unlock(&s->scan_lock);
+        }
+        pyheap_error err;
+        json_t *e = pyheap_report_target(s->target, &err);
+        char when[64];
+        iso_time(s->attached_at, when, sizeof when);
+        if (!e || json_array_append_new(arr, e) < 0 ||
+            json_object_set_new(e, "state", json_string(s->gone ? "gone" : "attached")) < 0 ||
+            json_object_set_new(e, "attached_at", json_string(when)) < 0 ||
+            json_object_set_new(e, "uid", json_integer(s->uid)) < 0 ||
+            json_object_set_new(e, "scans", json_integer((json_int_t)s->scans)) < 0 ||
+            json_object_set_new(e, "last_scan_ms", json_real(s->last_scan_ms)) < 0) {
+            pthread_mutex_unlock(&d->lock);
+            json_decref(o);
+            return NULL;
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+    return o;
+}
+
+/* Pick the session for "top" and take a reference, or fill *perr. Without
+ * a pid, only the sessions the client may see are candidates. */
+static struct pyheapd_session *pick_session(struct pyheapd *d, const struct ucred *peer,
+                                            pid_t pid, pyheap_proto_error *perr)
+{
+    pthread_mutex_lock(&d->lock);
+    struct pyheapd_session *s = NULL;
+    size_t nvis = 0;
+    for (struct pyheapd_session *it = d->sessions; it; it = it->next)
+        if (visible(peer, it)) {
+            nvis++;
+            s = it;
+        }
+    if (pid) {
+        s = find_locked(d, pid);
+        if (!s)
+            pyheap_proto_err_set(perr, pyheap_errcode_name(PYHEAP_E_NOTFOUND),
+                                 "process %d is not attached: run `pyheap attach %d` first",
+                                 (int)pid, (int)pid);
+    } else if (nvis == 0) {
+        s = NULL;
+        pyheap_proto_err_set(perr, pyheap_errcode_name(PYHEAP_E_NOTFOUND),
+                             "no process is attached: run `pyheap attach PID` first");
+    } else if (nvis > 1) {
+        s = NULL;
+        char list[256] = "";
+        size_t len = 0, shown = 0;
+        for (struct pyheapd_session *it = d->sessions; it && len < sizeof list - 16; it = it->next) {
+            if (!visible(peer, it))
+                continue;
+            int w = snprintf(list + len, sizeof list - len, "%s%d", shown ? ", " : "", (int)it->pid);
+            if (w < 0 || (size_t)w >= sizeof list - len)
+                break;
+            len += (size_t)w;
+            shown++;
+        }
+        pyheap_proto_err_set(perr, PYHEAP_PROTO_E_AMBIGUOUS,
+                             "%zu processes are attached (%s%s): say which one with "
+                             "\"pid\" (pyheap top -p PID)",
+                             nvis, list, shown < nvis ? ", ..." : "");
+    }
+    if (s)
+        s->refs++;
+    pthread_mutex_unlock(&d->lock);
+    return s;
+}
+
+static json_t *cmd_top(struct pyheapd *d, const struct ucred *peer,
+                       const pyheap_request *req)
+{
+    pyheap_proto_error perr;
+    struct pyheapd_session *s = pick_session(d, peer, req->pid, &perr);
+    if (!s)
+        return error_reply(&perr);
+    json_t *reply = NULL;
+    if (authorize(peer, s->pid, &s->uid, &perr) < 0) {
+        reply = error_reply(&perr);
+        goto out;
+    }
+
+    pthread_mutex_lock(&s->scan_lock);
+    struct timespec w0, w1;
+    clock_gettime(CLOCK_MONOTONIC, &w0);
+    pyheap_error err;
+    pyheap_snapshot *snap = NULL;
+    json_t *rep = NULL;
+    int gone = 0;
+    if (pyheap_target_check_alive(s->target, &err) < 0 ||
+        pyheap_snapshot_take(s->target, NULL, &snap, &err) < 0) {
+        gone = err.code == PYHEAP_E_GONE ||
+               pyheap_target_check_alive(s->target, NULL) < 0;
+        if (gone && err.code != PYHEAP_E_GONE) {
+            snprintf(err.msg, sizeof err.msg,
+                     "process %d has exited: detach it with `pyheap detach %d`",
+                     (int)s->pid, (int)s->pid);
+            err.code = PYHEAP_E_GONE;
+        }
+    } else {
+        rep = pyheap_report_top(s->target, snap, req->sort, req->n, &err);
+    }
+    double ms = 0.0;
+    if (snap) {
+        const pyheap_scan_stats *st = pyheap_snapshot_stats(snap);
+        ms = st->scan_ms;
+        clock_gettime(CLOCK_MONOTONIC, &w1);
+        double wall = (double)(w1.tv_sec - w0.tv_sec) * 1e3 +
+                      (double)(w1.tv_nsec - w0.tv_nsec) / 1e6;
+        pyheapd_log("scanned pid %d for uid %lu: %llu objects, %llu bytes, %llu skipped, "
+                    "scan %.1f ms, request %.1f ms%s",
+                    (int)s->pid, (unsigned long)peer->uid, (unsigned long long)st->objects,
+                    (unsigned long long)st->bytes, (unsigned long long)st->skipped, ms, wall,
+                    st->truncated ? " (truncated)" : "");
+    } else if (!gone) {
+        pyheapd_log("scan of pid %d failed: %s: %s", (int)s->pid,
+                    pyheap_errcode_name(err.code), err.msg);
+    }
+    pyheap_snapshot_free(snap);
+    pthread_mutex_unlock(&s->scan_lock);
+
+    pthread_mutex_lock(&d->lock);
+    if (gone && !s->gone) {
+        s->gone = 1;
+        pyheapd_log("pid %d has exited; session marked gone", (int)s->pid);
+    }
+    if (rep) {
+        s->scans++;
+        s->last_scan_ms = ms;
+    }
+    pthread_mutex_unlock(&d->lock);
+
+    if (!rep) {
+        reply = lib_error_reply(&err);
+        goto out;
+    }
+    reply = pyheap_proto_ok_reply();
+    if (!reply || merge(reply, rep) < 0) {
+        json_decref(reply);
+        reply = NULL;
+    }
+    json_decref(rep);
+out:
+    session_unref(d, s);
+    return reply;
+}
+
+json_t *pyheapd_handle(struct pyheapd *d, const struct ucred *peer,
+                       const pyheap_request *req)
+{
+    json_t *r = NULL;
+    switch (req->cmd) {
+    case PYHEAP_CMD_PING:
+        r = cmd_ping(d);
+        break;
+    case PYHEAP_CMD_ATTACH:
+        r = cmd_attach(d, peer, req->pid);
+        break;
+    case PYHEAP_CMD_DETACH:
+        r = cmd_detach(d, peer, req->pid);
+        break;
+    case PYHEAP_CMD_PS:
+        r = cmd_ps(d, peer);
+        break;
+    case PYHEAP_CMD_TOP:
+        r = cmd_top(d, peer, req);
+        break;
+    }
+    return r ? r : oom_reply();
+}

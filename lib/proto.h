@@ -1,0 +1,97 @@
+/*
+ * The pyheapd wire protocol (docs/protocol.md): one JSON object per line
+ * over a Unix stream socket. This header is shared by the daemon, the CLI
+ * and the tests; it parses and validates requests and builds error replies.
+ * Nothing here does I/O.
+ */
+#ifndef PYHEAP_PROTO_H
+#define PYHEAP_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "pyheap.h"
+
+#define PYHEAP_VERSION "0.1.0"
+#define PYHEAP_PROTO_VERSION 1
+
+/* Longest request line the daemon accepts, newline excluded. */
+#define PYHEAP_PROTO_MAX_LINE (64 * 1024)
+/* Longest reply line the CLI accepts (a histogram of every type). */
+#define PYHEAP_PROTO_MAX_REPLY (64 * 1024 * 1024)
+/* Default number of types in a "top" reply when "n" is absent. */
+#define PYHEAP_PROTO_DEFAULT_N 25
+/* Default socket for root. */
+#define PYHEAP_PROTO_ROOT_SOCKET "/run/pyheapd/pyheapd.sock"
+/* Largest accepted "n" (anything larger means "all" anyway). */
+#define PYHEAP_PROTO_MAX_N 1000000000
+/* Largest accepted pid (the kernel's PID_MAX_LIMIT). */
+#define PYHEAP_PROTO_MAX_PID 4194304
+
+/* jansson dump flags for every reply: compact, one line, key order kept. */
+#define PYHEAP_PROTO_DUMP_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12))
+
+/* Protocol-level error codes, in addition to pyheap_errcode_name() names. */
+#define PYHEAP_PROTO_E_BAD_JSON "bad_json"        /* not JSON / NUL / bad UTF-8 */
+#define PYHEAP_PROTO_E_BAD_REQUEST "bad_request"  /* JSON, but not a valid request */
+#define PYHEAP_PROTO_E_UNKNOWN_CMD "unknown_command"
+#define PYHEAP_PROTO_E_TOO_LONG "too_long"        /* line over PYHEAP_PROTO_MAX_LINE */
+#define PYHEAP_PROTO_E_AMBIGUOUS "ambiguous"      /* top without pid, several targets */
+#define PYHEAP_PROTO_E_BUSY "busy"                /* too many connections */
+
+typedef enum pyheap_proto_cmd {
+    PYHEAP_CMD_PING = 0,
+    PYHEAP_CMD_ATTACH,
+    PYHEAP_CMD_DETACH,
+    PYHEAP_CMD_PS,
+    PYHEAP_CMD_TOP
+} pyheap_proto_cmd;
+
+typedef struct pyheap_request {
+    pyheap_proto_cmd cmd;
+    pid_t pid;          /* 0 when absent */
+    size_t n;           /* top: types to list, 0 = all */
+    pyheap_sort sort;   /* top */
+} pyheap_request;
+
+/* A protocol error: a stable code (a pyheap_errcode_name() name or one of
+ * PYHEAP_PROTO_E_*) and one human sentence. */
+typedef struct pyheap_proto_error {
+    const char *code;   /* static string */
+    char msg[512];
+} pyheap_proto_error;
+
+/* Parse and validate one request line of LEN bytes (no newline). Never reads
+ * past LEN; LEN > PYHEAP_PROTO_MAX_LINE is rejected as too_long. Returns 0 and
+ * fills *req, or -1 and fills *perr. */
+int pyheap_proto_parse(const char *line, size_t len, pyheap_request *req,
+                       pyheap_proto_error *perr);
+
+/* Name of a command ("ping", ...). */
+const char *pyheap_proto_cmd_name(pyheap_proto_cmd cmd);
+
+/* Set a protocol error; returns -1. */
+int pyheap_proto_err_set(pyheap_proto_error *perr, const char *code,
+                         const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Copy a library error into a protocol error; returns -1. */
+int pyheap_proto_err_from_lib(pyheap_proto_error *perr, const pyheap_error *err);
+
+/* New reference: {"ok":false,"error":CODE,"message":MSG}, or NULL on OOM. */
+json_t *pyheap_proto_error_reply(const pyheap_proto_error *perr);
+/* New reference: {"ok":true}, or NULL on OOM. */
+json_t *pyheap_proto_ok_reply(void);
+
+/* The socket path: OPT if not NULL/empty, else $PYHEAP_SOCKET, else
+ * /run/pyheapd/pyheapd.sock for root, else $XDG_RUNTIME_DIR/pyheapd.sock.
+ * Fails (code "invalid") when XDG_RUNTIME_DIR is needed but unset or the
+ * path does not fit a sockaddr_un. */
+int pyheap_proto_socket_path(const char *opt, char *buf, size_t bufsz,
+                             pyheap_proto_error *perr);
+
+/* Encode REPLY as one line (compact JSON + '\n'). malloc'd; NULL on OOM. */
+char *pyheap_proto_encode(const json_t *reply, size_t *len);
+
+#endif
