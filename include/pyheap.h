@@ -154,6 +154,83 @@ typedef enum pyheap_sort {
 int pyheap_histogram(const pyheap_snapshot *s, pyheap_sort sort,
                      pyheap_type_stat **out, size_t *n, pyheap_error *err);
 
+/* ---- the object graph and referrers (issue 3) --------------------------- */
+
+/* Edge flags. An edge's label is text such as "['key']", ".attr", "[3]",
+ * "[*]", "(key)", "local 'x'", "__closure__", "cell". */
+#define PYHEAP_EDGE_WEAK     0x1u /* weak reference: never keeps its target alive */
+#define PYHEAP_EDGE_INFERRED 0x2u /* found by a conservative scan of an unknown type */
+#define PYHEAP_EDGE_CUT      0x4u /* into a module, type, code or function globals:
+                                     kept, but analyses of ownership may cut it */
+
+/* Forward edges of object i (CSR): for k in [0, n), target index and label. */
+size_t pyheap_snapshot_nedges(const pyheap_snapshot *s, size_t i);
+size_t pyheap_snapshot_edge_target(const pyheap_snapshot *s, size_t i, size_t k);
+unsigned pyheap_snapshot_edge_flags(const pyheap_snapshot *s, size_t i, size_t k);
+/* Writes the label into BUF (NUL-terminated, truncated to CAP-1). Returns
+ * the untruncated length. */
+size_t pyheap_snapshot_edge_label(const pyheap_snapshot *s, size_t i, size_t k,
+                                  char *buf, size_t cap);
+/* Index of the object at ADDR, or SIZE_MAX. */
+size_t pyheap_snapshot_find(const pyheap_snapshot *s, uint64_t addr);
+
+/* Roots: objects the interpreter itself holds (modules in sys.modules,
+ * thread frames' locals, thread dicts, builtins, interpreter state,
+ * interned strings where found). Each has a name usable as the start of a
+ * Python-like path ("mypkg.cache", "<thread 1234>.frame[main].local 'x'"). */
+size_t pyheap_snapshot_nroots(const pyheap_snapshot *s);
+size_t pyheap_snapshot_root_object(const pyheap_snapshot *s, size_t r);
+const char *pyheap_snapshot_root_name(const pyheap_snapshot *s, size_t r);
+
+/* Resolve a type name: a qualified name ("__main__.Connection", "str") or a
+ * short one ("Connection"). On success *types is a malloc'd array of the
+ * matching type indices and *n its length: 1 when unambiguous; when a short
+ * name matches several qualified names, all of them (the caller lists the
+ * candidates). -1 + PYHEAP_E_NOTFOUND when nothing matches. */
+int pyheap_type_lookup(const pyheap_snapshot *s, const char *name,
+                       uint32_t **types, size_t *n, pyheap_error *err);
+
+typedef struct pyheap_referrers_opts {
+    unsigned depth;       /* levels of referrers (0: default 3, max 10) */
+    size_t max_groups;    /* per level and parent (0: default 20) */
+    size_t max_paths;     /* shortest paths shown (0: default 5) */
+} pyheap_referrers_opts;
+
+/* One aggregated group: objects of type `type` that refer, through edges
+ * labelled `via`, to the objects of the parent group (depth 1: to the
+ * objects of the asked-for type). */
+typedef struct pyheap_referrer_group {
+    unsigned depth;       /* 1 = direct referrers */
+    size_t parent;        /* index of the parent group, SIZE_MAX at depth 1 */
+    uint32_t type;
+    const char *type_name;/* borrowed from the snapshot */
+    char *via;            /* owned: "['sql']", ".conn", "[*]"... */
+    unsigned flags;       /* PYHEAP_EDGE_* common to all its edges */
+    uint64_t count;       /* distinct referrer objects */
+    uint64_t bytes;       /* their sizes */
+} pyheap_referrer_group;
+
+typedef struct pyheap_root_path {
+    char *path;           /* "myapp.server._connections[17]._conn_handler" */
+    uint64_t count;       /* objects of the type reached by this path shape */
+} pyheap_root_path;
+
+typedef struct pyheap_referrers {
+    uint64_t objects;     /* objects of the asked-for type(s) */
+    uint64_t bytes;
+    uint64_t unreachable; /* of them, reachable from no root by strong edges */
+    pyheap_referrer_group *groups;  /* depth-first order: a parent precedes its children */
+    size_t ngroups;
+    pyheap_root_path *paths;
+    size_t npaths;
+} pyheap_referrers;
+
+/* Referrers of every object whose type is in TYPES[0..ntypes). */
+int pyheap_referrers_compute(const pyheap_snapshot *s, const uint32_t *types,
+                             size_t ntypes, const pyheap_referrers_opts *opts,
+                             pyheap_referrers **out, pyheap_error *err);
+void pyheap_referrers_free(pyheap_referrers *r);
+
 #ifdef __cplusplus
 }
 #endif
