@@ -55,6 +55,7 @@ typedef struct pyheap_request {
     pid_t pid;          /* 0 when absent */
     size_t n;           /* top: types to list, 0 = all */
     pyheap_sort sort;   /* top */
+    int freeze;         /* top: consistent mode ("freeze": true) */
 } pyheap_request;
 
 /* A protocol error: a stable code (a pyheap_errcode_name() name or one of
