@@ -437,14 +437,10 @@ static json_t *cmd_top(struct pyheapd *d, const struct ucred *peer,
     pyheap_snapshot *snap = NULL;
     struct pyheapd_scan_info info;
     if (pyheapd_scan(d, s, req->freeze, &snap, &info, &perr) < 0) {
+        /* Error replies keep their three fields; the session's state
+         * ("gone", "exec'd", "pid reused") is named in the message and
+         * shown by "ps". */
         reply = error_reply(&perr);
-        pthread_mutex_lock(&d->lock);
-        enum pyheapd_state st = s->gone ? s->state : PYHEAPD_ALIVE;
-        pthread_mutex_unlock(&d->lock);
-        if (reply && st != PYHEAPD_ALIVE)
-            json_object_set_new(reply, "state", json_string(pyheapd_state_name(st)));
-        if (reply && info.froze)
-            json_object_set_new(reply, "pause_ms", json_real(info.pause_ms));
         goto out;
     }
     pyheap_error err;
@@ -474,7 +470,8 @@ static json_t *cmd_top(struct pyheapd *d, const struct ucred *peer,
     }
     reply = pyheap_proto_ok_reply();
     if (!reply || merge(reply, rep) < 0 ||
-        json_object_set_new(reply, "freeze", json_boolean(info.froze)) < 0 ||
+        (info.froze &&
+         json_object_set_new(reply, "freeze", json_true()) < 0) ||
         (info.froze &&
          (json_object_set_new(reply, "pause_ms", json_real(info.pause_ms)) < 0 ||
           json_object_set_new(reply, "frozen_threads",
