@@ -40,6 +40,10 @@ static int read_stat(pid_t pid, unsigned long long *start, char *state)
     return sscanf(p, "%llu", start) == 1 ? 0 : -1;
 }
 
+/* A fingerprint of the address space: the start of the first mapping and
+ * of the [stack] mapping. exec builds a new address space, and with ASLR
+ * the stack (and a PIE executable) lands elsewhere, so an exec of the very
+ * same program is noticed too (not with randomize_va_space=0). */
 static unsigned long long first_map(pid_t pid)
 {
     char path[64];
@@ -47,11 +51,21 @@ static unsigned long long first_map(pid_t pid)
     FILE *f = fopen(path, "re");
     if (!f)
         return 0;
-    unsigned long long a = 0;
-    if (fscanf(f, "%llx", &a) != 1)
-        a = 0;
+    unsigned long long first = 0, stack = 0;
+    char line[512];
+    for (int n = 0; n < 100000 && fgets(line, sizeof line, f); n++) {
+        unsigned long long a;
+        if (sscanf(line, "%llx", &a) != 1)
+            continue;
+        if (n == 0)
+            first = a;
+        if (strstr(line, "[stack]")) {
+            stack = a;
+            break;
+        }
+    }
     fclose(f);
-    return a;
+    return first * 1000003ULL ^ stack;
 }
 
 static int read_exe(pid_t pid, struct pyheapd_identity *id)
