@@ -239,7 +239,25 @@ double pyheap_freeze_end(pyheap_freeze *f)
             if (t->exited)
                 continue;
         }
-        ptrace(PTRACE_DETACH, t->tid, NULL, (void *)(long)t->sig);
+        if (ptrace(PTRACE_DETACH, t->tid, NULL, (void *)(long)t->sig) == 0)
+            continue;
+        /* ESRCH: the thread is not in a stop any more — typically a fatal
+         * signal that another, already resumed thread took down the whole
+         * process with. A traced thread that exits waits for its tracer:
+         * reap it (bounded), or detach it if it stops again. */
+        for (int k = 0; k < 2000; k++) {
+            int st;
+            pid_t r = waitpid(t->tid, &st, __WALL | WNOHANG);
+            if (r < 0 && errno != EINTR)
+                break;
+            if (r > 0 && (WIFEXITED(st) || WIFSIGNALED(st)))
+                break;
+            if (r > 0 && WIFSTOPPED(st) &&
+                ptrace(PTRACE_DETACH, t->tid, NULL, (void *)(long)t->sig) == 0)
+                break;
+            struct timespec nap = { .tv_sec = 0, .tv_nsec = 500000 };
+            nanosleep(&nap, NULL);
+        }
     }
     double ms = ms_since(&f->t0);
     free(f->t);
