@@ -190,8 +190,8 @@ int main(int argc, char **argv)
             cfg.max_request = (size_t)v;
             break;
         case 5:
-            if (parse_num(optarg, 10, 4096, PYHEAP_PROTO_MAX_REPLY, &v) < 0) {
-                fprintf(stderr, "pyheapd: --max-reply takes 4096..%d\n", PYHEAP_PROTO_MAX_REPLY);
+            if (parse_num(optarg, 10, 1024, PYHEAP_PROTO_MAX_REPLY, &v) < 0) {
+                fprintf(stderr, "pyheapd: --max-reply takes 1024..%d\n", PYHEAP_PROTO_MAX_REPLY);
                 return 2;
             }
             cfg.max_reply = (size_t)v;
