@@ -127,8 +127,9 @@ static int parse_range(json_t *v, const char *name, long lo, long hi, long *out,
 }
 
 /* A type name: a non-empty string of at most PYHEAP_PROTO_MAX_TYPE_LEN
- * bytes without control characters (jansson has already checked UTF-8 and
- * "\u0000" shows up as a length mismatch). */
+ * bytes without NUL (jansson has already checked UTF-8; "\u0000" shows up
+ * as a length mismatch). Other characters are allowed: Python allows them
+ * in class names. */
 static int parse_type(json_t *v, pyheap_request *req, pyheap_proto_error *perr)
 {
     if (!json_is_string(v))
@@ -141,12 +142,9 @@ static int parse_type(json_t *v, pyheap_request *req, pyheap_proto_error *perr)
         return pyheap_proto_err_set(perr, PYHEAP_PROTO_E_BAD_REQUEST,
                                     "\"type\" must be 1 to %d bytes long, got %zu",
                                     PYHEAP_PROTO_MAX_TYPE_LEN, len);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f)
-            return pyheap_proto_err_set(perr, PYHEAP_PROTO_E_BAD_REQUEST,
-                                        "\"type\" must not contain control characters");
-    }
+    if (strlen(s) != len)
+        return pyheap_proto_err_set(perr, PYHEAP_PROTO_E_BAD_REQUEST,
+                                    "\"type\" must not contain NUL characters");
     memcpy(req->type, s, len);
     req->type[len] = '\0';
     return 0;

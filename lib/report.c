@@ -252,7 +252,7 @@ static json_t *suggest_types(const pyheap_snapshot *s, const char *name)
     size_t nbest = 0;
     const char *want = short_name(name);
     size_t wlen = strlen(want);
-    size_t limit = wlen < 4 ? 1 : wlen / 4 + 1;
+    size_t limit = wlen < 8 ? 1 : wlen / 4;
     size_t nt = pyheap_snapshot_ntypes(s);
     for (size_t i = 0; i < nt; i++) {
         const char *tn = pyheap_snapshot_type_name(s, (uint32_t)i);
