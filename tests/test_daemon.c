@@ -1848,6 +1848,130 @@ START_TEST(referrers_shapes)
 }
 END_TEST
 
+/* A stand-in daemon that answers every request line with one canned reply:
+ * the CLI's rendering of odd but valid replies (control characters, quotes,
+ * backslashes, non-ASCII text, parents out of order) without depending on
+ * what a real target happens to contain. */
+struct fake_daemon {
+    int listen_fd;
+    const char *reply;
+    int served;
+};
+
+static void *fake_daemon_main(void *arg)
+{
+    struct fake_daemon *f = arg;
+    for (;;) {
+        int fd = accept(f->listen_fd, NULL, NULL);
+        if (fd < 0)
+            return NULL;
+        char buf[4096];
+        size_t have = 0;
+        while (have < sizeof buf) {
+            ssize_t r = recv(fd, buf + have, sizeof buf - have, 0);
+            if (r <= 0)
+                break;
+            have += (size_t)r;
+            if (memchr(buf, '\n', have))
+                break;
+        }
+        send(fd, f->reply, strlen(f->reply), MSG_NOSIGNAL);
+        send(fd, "\n", 1, MSG_NOSIGNAL);
+        close(fd);
+        f->served++;
+    }
+}
+
+static void fake_daemon_start(struct env *e, struct fake_daemon *f, pthread_t *th,
+                              const char *reply)
+{
+    snprintf(e->sock, sizeof e->sock, "%s/fake.sock", e->dir);
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", e->sock);
+    f->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(f->listen_fd, 0);
+    ck_assert_int_eq(bind(f->listen_fd, (struct sockaddr *)&sun, sizeof sun), 0);
+    ck_assert_int_eq(listen(f->listen_fd, 8), 0);
+    f->reply = reply;
+    f->served = 0;
+    ck_assert_int_eq(pthread_create(th, NULL, fake_daemon_main, f), 0);
+}
+
+START_TEST(referrers_render_odd_names)
+{
+    struct env e;
+    env_init(&e);
+    struct fake_daemon f;
+    pthread_t th;
+    /* group 2 names a parent after itself (shown at the top level), group 3
+     * a parent that does not exist; labels hold quotes, backslashes, a
+     * newline, an escape character, a tab and non-ASCII text */
+    fake_daemon_start(&e, &f, &th,
+        "{\"ok\":true,\"pid\":99,\"type\":\"m.K\\\"q\\\\b\",\"objects\":3,\"bytes\":300,"
+        "\"scan_ms\":1.5,\"scan_truncated\":true,\"referrers\":["
+        "{\"type\":\"dict\",\"via\":\"['a\\\"b\\\\c\\nd\\u001b[31m']\",\"count\":2,"
+        "\"bytes\":200,\"depth\":1,\"parent\":null,\"flags\":[]},"
+        "{\"type\":\"caf\\u00e9.T\\tx\",\"via\":\".w\",\"count\":1,\"bytes\":50,\"depth\":2,"
+        "\"parent\":0,\"flags\":[\"weak\"]},"
+        "{\"type\":\"tuple\",\"via\":\"[0]\",\"count\":1,\"bytes\":9999,\"depth\":2,"
+        "\"parent\":5,\"flags\":[\"inferred\"]},"
+        "{\"type\":\"list\",\"via\":\"[*]\",\"count\":7,\"bytes\":10,\"depth\":1,"
+        "\"parent\":-4,\"flags\":[\"cut\"]}],"
+        "\"paths\":[{\"path\":\"m.x['\\u001b]0;pwned\\u0007']\",\"count\":3}],"
+        "\"unreachable\":1}");
+
+    char *out, *err;
+    int st = cli(&e, &out, &err, "referrers", "K", "--dot");
+    ck_assert_msg(st == 0, "--dot failed (%d): %s", st, err);
+    /* escaped, never raw: no control character reaches the output */
+    for (const char *c = out; *c; c++)
+        ck_assert_msg((unsigned char)*c >= 0x20 || *c == '\n', "control byte 0x%02x in:\n%s",
+                      (unsigned char)*c, out);
+    ck_assert_ptr_nonnull(strstr(out, "target [label=\"m.K\\\"q\\\\b\\n3 objects, 300 B\""));
+    ck_assert_ptr_nonnull(strstr(out, "g0 -> target [label=\"['a\\\"b\\\\c\\\\nd\\\\x1b[31m']\"]"));
+    ck_assert_ptr_nonnull(strstr(out, "g1 -> g0 [label=\".w\", style=dashed]"));
+    ck_assert_ptr_nonnull(strstr(out, "g2 -> target [label=\"[0]\", style=dotted]"));
+    ck_assert_ptr_nonnull(strstr(out, "g3 -> target [label=\"[*]\"]"));
+    ck_assert_ptr_nonnull(strstr(out, "\"caf\xc3\xa9.T\\\\x09x\\n1 object, 50 B\""));
+    check_dot_parses(&e, out, "odd");
+    free(out), free(err);
+
+    st = cli(&e, &out, &err, "referrers", "K");
+    ck_assert_msg(st == 0, "table failed (%d): %s", st, err);
+    for (const char *c = out; *c; c++)
+        ck_assert_msg((unsigned char)*c >= 0x20 || *c == '\n', "control byte 0x%02x in:\n%s",
+                      (unsigned char)*c, out);
+    ck_assert_ptr_nonnull(strstr(out, "3 objects of type m.K\"q\\b, 300 B in pid 99\n"));
+    ck_assert_ptr_nonnull(strstr(out, "warning: the scan hit its object limit"));
+    /* top level, largest first: the orphaned tuple, then dict with its
+     * child indented, then the list */
+    const char *tup = strstr(out, "          1  tuple [0] (inferred)");
+    const char *dic = strstr(out, "          2  dict ['a\"b\\c\\nd\\x1b[31m']");
+    const char *kid = strstr(out, "          1    caf\xc3\xa9.T\\tx .w (weak)");
+    const char *lst = strstr(out, "          7  list [*] (cut)");
+    ck_assert_msg(tup && dic && kid && lst && tup < dic && dic < kid && kid < lst,
+                  "tree order or indentation wrong:\n%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "          3  m.x['\\x1b]0;pwned\\x07']\n"));
+    ck_assert_ptr_nonnull(strstr(out, "unreachable from roots: 1 objects"));
+    free(out), free(err);
+
+    /* an ambiguous reply: the candidates, one per line, exit 1 */
+    f.reply = "{\"ok\":false,\"error\":\"ambiguous\",\"message\":\"'K' names 2 types\","
+              "\"candidates\":[\"a.K\",\"b.K\\u001b\"]}";
+    st = cli(&e, &out, &err, "referrers", "K");
+    ck_assert_int_eq(st, 1);
+    ck_assert_str_eq(out, "");
+    ck_assert_str_eq(err, "pyheap: 'K' names 2 types\ncandidates:\n  a.K\n  b.K\\x1b\n");
+    free(out), free(err);
+
+    shutdown(f.listen_fd, SHUT_RDWR);
+    close(f.listen_fd);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(f.served, 3);
+    env_fini(&e);
+}
+END_TEST
+
 Suite *suite_daemon(void)
 {
     Suite *s = suite_create("daemon");
@@ -1872,6 +1996,7 @@ Suite *suite_daemon(void)
     tcase_add_test(rc, referrers_cli);
     tcase_add_test(rc, referrers_errors);
     tcase_add_test(rc, referrers_shapes);
+    tcase_add_test(rc, referrers_render_odd_names);
     tcase_set_timeout(rc, 300);
     suite_add_tcase(s, rc);
     return s;
