@@ -323,7 +323,8 @@ void pyheap_render_referrers(const json_t *rep)
 {
     char g1[32], human[32];
     pyheap_human_bytes(uget(rep, "bytes"), human, sizeof human);
-    printf("%s objects of type ", group(uget(rep, "objects"), g1, sizeof g1));
+    unsigned long long nobj = uget(rep, "objects");
+    printf("%s object%s of type ", group(nobj, g1, sizeof g1), nobj == 1 ? "" : "s");
     put_clean(stdout, sget(rep, "type"));
     printf(", %s in pid %lld\n", human,
            (long long)json_integer_value(json_object_get(rep, "pid")));
@@ -362,7 +363,8 @@ void pyheap_render_referrers(const json_t *rep)
         put_clean(stdout, sget(p, "path"));
         putchar('\n');
     }
-    printf("\nunreachable from roots: %s objects", group(uget(rep, "unreachable"), g1, sizeof g1));
+    unsigned long long unr = uget(rep, "unreachable");
+    printf("\nunreachable from roots: %s object%s", group(unr, g1, sizeof g1), unr == 1 ? "" : "s");
     printf(" (held only by C code, or garbage in a reference cycle)\n");
 }
 
@@ -441,6 +443,8 @@ void pyheap_render_referrers_dot(const json_t *rep)
                 printf(", style=dashed");
             else if (f && strcmp(f, "inferred") == 0)
                 printf(", style=dotted");
+            else if (f && strcmp(f, "cut") == 0)
+                printf(", color=gray50");
         }
         printf("];\n");
     }
