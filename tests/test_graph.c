@@ -634,6 +634,14 @@ START_TEST(bench_real)
     dump(r);
     ck_assert_uint_eq(r->objects, 100000);
     EXPECT_PATH(r, "__main__.bench_index[");
+    /* the big list is held by nothing but a local of the running frames */
+    bool local_root = false;
+    for (size_t i = 0; i < r->ngroups; i++)
+        local_root |= r->groups[i].depth == 2 && r->groups[i].type == UINT32_MAX &&
+                      strcmp(r->groups[i].type_name, "<root>") == 0 &&
+                      strncmp(r->groups[i].via, "<thread ", 8) == 0 &&
+                      strstr(r->groups[i].via, ".f_locals['keep']") != NULL;
+    ck_assert_msg(local_root, "no <root> group for the frame local 'keep'");
     size_t n = pyheap_snapshot_count(s);
     uint64_t mem = n * (8 + 8 + 4 + 4) + 4 + s->nedges * 8;
     fprintf(stderr, "graph bench (real): %zu objects, %zu edges (%llu dropped), scan %.0f ms, "
