@@ -290,6 +290,13 @@ static size_t label_width(const json_t *g, unsigned depth)
 
 #define LABEL_MAX_WIDTH 72
 
+/* The library's marker for "the object above is itself a root": type
+ * "<root>", via the root's name, no bytes of its own. */
+static int is_root_group(const json_t *g)
+{
+    return strcmp(sget(g, "type"), "<root>") == 0;
+}
+
 static void print_group(const struct rtree *t, size_t i, unsigned depth, size_t lw)
 {
     const json_t *g = json_array_get(t->groups, i);
@@ -301,6 +308,11 @@ static void print_group(const struct rtree *t, size_t i, unsigned depth, size_t 
     putchar(' ');
     put_clean(stdout, sget(g, "via"));
     fputs(fl, stdout);
+    if (is_root_group(g)) {
+        /* the referent is itself a root: the chain ends here */
+        putchar('\n');
+        return;
+    }
     size_t w = label_width(g, depth - 1);
     printf("%*s  %10s\n", (int)(w < lw ? lw - w : 0), "", human);
     if (depth > 64)
@@ -342,6 +354,8 @@ void pyheap_render_referrers(const json_t *rep)
     } else {
         size_t lw = 0;
         for (size_t i = 0; i < t.n; i++) {
+            if (is_root_group(json_array_get(groups, i)))
+                continue;   /* printed without a bytes column */
             size_t w = label_width(json_array_get(groups, i), depth_of(groups, i));
             if (w > lw)
                 lw = w;
@@ -424,7 +438,13 @@ void pyheap_render_referrers_dot(const json_t *rep)
         const json_t *g = json_array_get(groups, i);
         char id[32];
         snprintf(id, sizeof id, "g%zu", i);
-        dot_node(id, sget(g, "type"), uget(g, "count"), uget(g, "bytes"), "");
+        if (is_root_group(g)) {
+            printf("  %s [label=\"root: ", id);
+            dot_escaped(sget(g, "via"));
+            printf("\", shape=ellipse];\n");
+        } else {
+            dot_node(id, sget(g, "type"), uget(g, "count"), uget(g, "bytes"), "");
+        }
     }
     for (size_t i = 0; i < n; i++) {
         const json_t *g = json_array_get(groups, i);
@@ -435,7 +455,7 @@ void pyheap_render_referrers_dot(const json_t *rep)
         else
             snprintf(to, sizeof to, "g%zu", p);
         printf("  g%zu -> %s [label=", i, to);
-        dot_string(sget(g, "via"));
+        dot_string(is_root_group(g) ? "" : sget(g, "via"));
         const json_t *flags = json_object_get(g, "flags");
         for (size_t k = 0; k < json_array_size(flags); k++) {
             const char *f = json_string_value(json_array_get(flags, k));

@@ -1504,7 +1504,14 @@ static void check_referrers_json(const json_t *j, pid_t pid, const char *type)
         ck_assert_uint_gt(strlen(jstr(e, "type")), 0);
         ck_assert_uint_gt(strlen(jstr(e, "via")), 0);
         ck_assert_int_gt(jint(e, "count"), 0);
-        ck_assert_int_gt(jint(e, "bytes"), 0);
+        /* an object that is itself a root ends its chain with a "<root>"
+         * group named by the root (count 1, bytes 0) */
+        if (strcmp(jstr(e, "type"), "<root>") == 0) {
+            ck_assert_int_eq(jint(e, "count"), 1);
+            ck_assert_int_eq(jint(e, "bytes"), 0);
+        } else {
+            ck_assert_int_gt(jint(e, "bytes"), 0);
+        }
         json_int_t d = jint(e, "depth");
         const json_t *p = json_object_get(e, "parent");
         if (d == 1) {
@@ -1925,7 +1932,9 @@ START_TEST(referrers_render_odd_names)
         "{\"type\":\"tuple\",\"via\":\"[0]\",\"count\":1,\"bytes\":9999,\"depth\":2,"
         "\"parent\":5,\"flags\":[\"inferred\"]},"
         "{\"type\":\"list\",\"via\":\"[*]\",\"count\":7,\"bytes\":10,\"depth\":1,"
-        "\"parent\":-4,\"flags\":[\"cut\"]}],"
+        "\"parent\":-4,\"flags\":[\"cut\"]},"
+        "{\"type\":\"<root>\",\"via\":\"<thread 7> main().f_locals['k\\\"']\",\"count\":1,"
+        "\"bytes\":0,\"depth\":2,\"parent\":0,\"flags\":[]}],"
         "\"paths\":[{\"path\":\"m.x['\\u001b]0;pwned\\u0007']\",\"count\":3}],"
         "\"unreachable\":1}");
 
@@ -1942,6 +1951,9 @@ START_TEST(referrers_render_odd_names)
     ck_assert_ptr_nonnull(strstr(out, "g2 -> target [label=\"[0]\", style=dotted]"));
     ck_assert_ptr_nonnull(strstr(out, "g3 -> target [label=\"[*]\", color=gray50]"));
     ck_assert_ptr_nonnull(strstr(out, "\"caf\xc3\xa9.T\\\\x09x\\n1 object, 50 B\""));
+    ck_assert_ptr_nonnull(strstr(out, "g4 [label=\"root: <thread 7> main().f_locals['k\\\"']\", "
+                                      "shape=ellipse];"));
+    ck_assert_ptr_nonnull(strstr(out, "g4 -> g0 [label=\"\"];"));
     check_dot_parses(&e, out, "odd");
     free(out), free(err);
 
@@ -1958,7 +1970,9 @@ START_TEST(referrers_render_odd_names)
     const char *dic = strstr(out, "          2  dict ['a\"b\\c\\nd\\x1b[31m']");
     const char *kid = strstr(out, "          1    caf\xc3\xa9.T\\tx .w (weak)");
     const char *lst = strstr(out, "          7  list [*] (cut)");
-    ck_assert_msg(tup && dic && kid && lst && tup < dic && dic < kid && kid < lst,
+    const char *root = strstr(out, "          1    <root> <thread 7> main().f_locals['k\"']\n");
+    ck_assert_msg(tup && dic && kid && root && lst && tup < dic && dic < kid && kid < root &&
+                  root < lst,
                   "tree order or indentation wrong:\n%s", out);
     ck_assert_ptr_nonnull(strstr(out, "          3  m.x['\\x1b]0;pwned\\x07']\n"));
     ck_assert_ptr_nonnull(strstr(out, "unreachable from roots: 1 object ("));
