@@ -245,6 +245,7 @@ START_TEST(hand_built_graph)
     ck_assert_int_eq(pyheap_type_lookup(s, "app.T", &ty, &nt, &e), 0);
     ck_assert_uint_eq(nt, 1);
     ck_assert_str_eq(pyheap_snapshot_type_name(s, ty[0]), "app.T");
+    free(ty);
     ck_assert_int_eq(pyheap_type_lookup(s, "Nope", &ty, &nt, &e), -1);
     ck_assert_int_eq(e.code, PYHEAP_E_NOTFOUND);
     ck_assert_int_eq(pyheap_type_lookup(s, "app.T", &ty, &nt, &e), 0);
