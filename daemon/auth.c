@@ -95,7 +95,8 @@ int pyheapd_authorize(const struct ucred *peer, pid_t pid, const uid_t *known_ui
         if (*known_uid == peer->uid)
             return 0;
         return pyheap_proto_err_set(perr, pyheap_errcode_name(PYHEAP_E_PERM),
-                                    "process %d belonged to uid %lu, and you are uid %lu",
+                                    "process %d belonged to uid %lu, and you are uid %lu: "
+                                    "pyheapd lets a client inspect only its own processes",
                                     (int)pid, (unsigned long)*known_uid,
                                     (unsigned long)peer->uid);
     }
@@ -103,14 +104,17 @@ int pyheapd_authorize(const struct ucred *peer, pid_t pid, const uid_t *known_ui
     if (known_uid && *known_uid != peer->uid)
         return pyheap_proto_err_set(perr, pyheap_errcode_name(PYHEAP_E_PERM),
                                     "process %d was attached as uid %lu's, and you are "
-                                    "uid %lu", (int)pid, (unsigned long)*known_uid, u);
+                                    "uid %lu: pyheapd lets a client inspect only its own "
+                                    "processes (or any, as root or with CAP_SYS_PTRACE)",
+                                    (int)pid, (unsigned long)*known_uid, u);
     for (int i = 0; i < 3; i++) {
         if (t.uid[i] != u)
             return pyheap_proto_err_set(perr, pyheap_errcode_name(PYHEAP_E_PERM),
                                         "process %d runs as uid %lu/%lu/%lu (real/effective/"
                                         "saved), and you are uid %lu: pyheapd lets a client "
-                                        "inspect only processes it could ptrace itself "
-                                        "(same user, or root / CAP_SYS_PTRACE)",
+                                        "inspect only its own processes, those it could "
+                                        "ptrace itself (or any, as root or with "
+                                        "CAP_SYS_PTRACE)",
                                         (int)pid, t.uid[0], t.uid[1], t.uid[2], u);
     }
     for (int i = 0; i < 3; i++) {
