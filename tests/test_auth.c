@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -165,6 +168,60 @@ START_TEST(socket_mode_and_group)
 }
 END_TEST
 
+/* In a child: become nobody keeping only CAP_SYS_PTRACE (effective if
+ * WITH_CAP), ask the daemon to attach PID; exit 0 if allowed, 1 if refused
+ * with "permission", 2+ on setup trouble. */
+static int attach_as_nobody_with_cap(struct svc *e, pid_t pid, int with_cap)
+{
+    pid_t c = fork();
+    ck_assert_int_ge(c, 0);
+    if (c == 0) {
+        if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 || setgroups(0, NULL) < 0 ||
+            setgid(SVC_NOBODY) < 0 || setuid(SVC_NOBODY) < 0)
+            _exit(3);
+        struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+        struct __user_cap_data_struct d[2];
+        memset(d, 0, sizeof d);
+        d[0].permitted = 1u << CAP_SYS_PTRACE;
+        d[0].effective = with_cap ? 1u << CAP_SYS_PTRACE : 0;
+        if (syscall(SYS_capset, &h, d) < 0)
+            _exit(4);
+        int fd = svc_connect(e->sock);
+        if (fd < 0)
+            _exit(5);
+        char line[96];
+        int n = snprintf(line, sizeof line, "{\"cmd\":\"attach\",\"pid\":%d}\n", (int)pid);
+        if (write(fd, line, (size_t)n) != n)
+            _exit(6);
+        char buf[4096];
+        ssize_t r = read(fd, buf, sizeof buf - 1);
+        if (r <= 0)
+            _exit(7);
+        buf[r] = '\0';
+        if (strstr(buf, "\"ok\":true"))
+            _exit(0);
+        _exit(strstr(buf, "\"permission\"") ? 1 : 8);
+    }
+    return svc_wait_exit(c, 20000);
+}
+
+START_TEST(cap_sys_ptrace_peer)
+{
+    ck_assert_msg(geteuid() == 0, "the authorization tests need root");
+    struct svc e;
+    svc_init(&e);
+    svc_daemon_start(&e, NULL);
+    struct svc_target roots;
+    svc_target_start(&e, &roots, "roots", "counter_target.py", "0", (uid_t)-1, (gid_t)-1);
+    /* nobody without the capability in its effective set: refused */
+    ck_assert_int_eq(attach_as_nobody_with_cap(&e, roots.pid, 0), 1);
+    /* nobody with CAP_SYS_PTRACE effective: allowed, like ptrace itself */
+    ck_assert_int_eq(attach_as_nobody_with_cap(&e, roots.pid, 1), 0);
+    svc_target_kill(&roots);
+    svc_fini(&e);
+}
+END_TEST
+
 Suite *suite_auth(void)
 {
     Suite *s = suite_create("auth");
@@ -173,6 +230,7 @@ Suite *suite_auth(void)
     tcase_add_test(tc, nonroot_own_vs_other);
     tcase_add_test(tc, nonroot_gid_mismatch_and_nondumpable);
     tcase_add_test(tc, socket_mode_and_group);
+    tcase_add_test(tc, cap_sys_ptrace_peer);
     suite_add_tcase(s, tc);
     return s;
 }
