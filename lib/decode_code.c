@@ -190,6 +190,8 @@ int pyheap_walk_iframe_refs(struct walk *w, uint64_t iframe)
         pyheap_walk_read_u64(w, names + off->ob_size, &nnames) == 0 &&
         (int64_t)nnames > nlocals)
         nnames = (uint64_t)nlocals;
+    if ((int64_t)nnames < 0)
+        nnames = 0;
     uint32_t stack = pyheap_walk_label(w, LBL_TEXT, "<stack>");
     uint64_t buf[256];
     for (int32_t i = 0; i < top; i += 256) {
