@@ -539,6 +539,44 @@ static void scenarios(const char *python)
     EXPECT_PATH(r, "__main__.Registry.cache['key-");
     pyheap_referrers_free(r);
 
+    /* a threading.local attribute set in another thread */
+    r = referrers_of(s, "WorkerItem");
+    ck_assert_uint_eq(r->objects, 5);
+    EXPECT_GROUP(r, 3, "_thread._local", ".__dict__");
+    EXPECT_PATH(r, "__main__.tls2.items[");
+    for (size_t i = 0; i < r->ngroups; i++) /* its borrowed pointer keeps nothing */
+        ck_assert_str_ne(r->groups[i].type_name, "_thread._localdummy");
+    pyheap_referrers_free(r);
+
+    /* an attribute of an instance whose __dict__ was materialised */
+    r = referrers_of(s, "HeldItem");
+    EXPECT_GROUP(r, 2, "dict", "['items']");
+    EXPECT_GROUP(r, 3, "__main__.Holder", ".__dict__");
+    EXPECT_PATH(r, "__main__.holder.items[");
+    pyheap_referrers_free(r);
+
+    /* a __slots__ member, reported once (not also by the conservative scan) */
+    r = referrers_of(s, "SlotItem");
+    EXPECT_GROUP(r, 1, "__main__.Slotted", ".payload");
+    for (size_t i = 0; i < r->ngroups; i++)
+        ck_assert_uint_eq(r->groups[i].flags & PYHEAP_EDGE_INFERRED, 0);
+    EXPECT_PATH(r, "__main__.slotted.payload");
+    pyheap_referrers_free(r);
+
+    /* functools.partial, defaultdict, a suspended generator's local */
+    r = referrers_of(s, "PartialArg");
+    EXPECT_GROUP(r, 2, "functools.partial", ".args");
+    EXPECT_PATH(r, "__main__.bound.args[0]");
+    pyheap_referrers_free(r);
+    r = referrers_of(s, "DDItem");
+    EXPECT_GROUP(r, 2, "collections.defaultdict", "['k']");
+    EXPECT_PATH(r, "__main__.dd['k'][0]");
+    pyheap_referrers_free(r);
+    r = referrers_of(s, "GenItem");
+    EXPECT_GROUP(r, 2, "generator", ".gi_frame.f_locals['held']");
+    EXPECT_PATH(r, "__main__.gen.gi_frame.f_locals['held'][");
+    pyheap_referrers_free(r);
+
     /* weak references are edges, flagged, and never referrers */
     r = referrers_of(s, "Weakly");
     ck_assert_uint_eq(r->objects, 3);
