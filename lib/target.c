@@ -103,6 +103,7 @@ static int read_version(pyheap_target *t, const struct pyheap_module *mod,
     uint32_t v;
     if (pyheap_mem_read(t->mem, sym + mod->bias, &v, sizeof v, err) != 0)
         return -1;
+    t->py_version = v;
     t->major = (int)(v >> 24);
     t->minor = (int)((v >> 16) & 0xff);
     t->micro = (int)((v >> 8) & 0xff);
@@ -118,6 +119,20 @@ static int read_version(pyheap_target *t, const struct pyheap_module *mod,
         snprintf(t->version, sizeof t->version, "%d.%d.%d%s%u", t->major,
                  t->minor, t->micro, level_suffix(level), serial);
     return 0;
+}
+
+/* A free-threaded build by its ABI flag in the file name: python3.13t,
+ * libpython3.14t.so.1.0 (also with the d flag: python3.13td). */
+static bool free_threaded_name(const char *path)
+{
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    if (strncmp(b, "lib", 3) == 0)
+        b += 3;
+    int major, minor, n = 0;
+    if (sscanf(b, "python%d.%d%n", &major, &minor, &n) != 2 || n <= 0)
+        return false;
+    return b[n] == 't';
 }
 
 /* Compare the process with what we saw at open. */
@@ -198,6 +213,13 @@ int pyheap_target_open(pid_t pid, const pyheap_open_opts *opts,
 
     if (pyheap_mem_open(pid, 0, &t->mem, err) != 0 || read_version(t, &mod, err) != 0)
         goto fail;
+    if (free_threaded_name(t->module) || free_threaded_name(t->exe)) {
+        pyheap_err_set(err, PYHEAP_E_UNSUPPORTED, 0, 0,
+                       "free-threaded CPython %s (module %s) is not supported: "
+                       "its objects are not on GC lists and its object header "
+                       "differs; run the default (GIL) build", t->version, t->module);
+        goto fail;
+    }
     if (!pyheap_version_supported(t->major, t->minor)) {
         pyheap_err_set(err, PYHEAP_E_UNSUPPORTED, 0, 0,
                        "Python %s (module %s) is not supported: pyheap supports %s",
@@ -234,6 +256,13 @@ void pyheap_target_free(pyheap_target *t)
         return;
     pyheap_mem_free(t->mem);
     free(t);
+}
+
+bool pyheap_target_walk_supported(const pyheap_target *t)
+{
+    /* The walker (walk.c, decode_*.c) is 3.11-shaped until its port; the
+     * port widens this. */
+    return t && t->major == 3 && t->minor == 11;
 }
 
 pid_t pyheap_target_pid(const pyheap_target *t) { return t->pid; }
