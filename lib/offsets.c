@@ -592,13 +592,16 @@ static bool incremental_gc_release(const pyheap_target *t)
     return t->major == 3 && t->minor == 14 && t->micro >= 0 && t->micro <= 4;
 }
 
-/* Try _Py_DebugOffsets: read (bounded) from &_PyRuntime, validate, and
- * cross-check every value it gives with the version's built-in table; the
- * table then supplies the fields it lacks. -1 with WHY on failure, -2 for
- * a refusal (free-threaded) or a dead process (err set). */
-static int try_debug_offsets(pyheap_target *t, const struct version_entry *v,
-                             const struct pyheap_module *mod, char *why,
-                             size_t why_len, pyheap_error *err)
+/* Read _Py_DebugOffsets (bounded) from &_PyRuntime, validate it, and
+ * compare every value it gives with the version's built-in table. 0: they
+ * agree (*GOT = table overlaid with them, *N provided); -1: unreadable or
+ * invalid (WHY); -3: valid but different from the table (WHY names the
+ * fields: another build configuration); -2: a refusal (free-threaded) or a
+ * dead process (err set). */
+static int debug_offsets_read(pyheap_target *t, const struct version_entry *v,
+                              const struct pyheap_module *mod,
+                              struct pyheap_offsets *got, int *nout, uint64_t *atout,
+                              char *why, size_t why_len, pyheap_error *err)
 {
     const struct pyheap_offsets_table *tab = v->table;
     size_t len = tab->dbg.size;
@@ -609,6 +612,7 @@ static int try_debug_offsets(pyheap_target *t, const struct version_entry *v,
         return -1;
     }
     uint64_t at = t->runtime_addr + tab->off.runtime_debug_offsets;
+    *atout = at;
     if (pyheap_mem_read(t->mem, at, buf, len, &e) != 0) {
         if (e.code == PYHEAP_E_GONE || e.code == PYHEAP_E_PERM) {
             if (err)
@@ -623,9 +627,9 @@ static int try_debug_offsets(pyheap_target *t, const struct version_entry *v,
     if (pyheap_elf_symbol(mod->elf, "_PyRuntime", &rsym, &rsize) != 0 &&
         pyheap_elf_section(mod->elf, ".PyRuntime", &rsym, &rsize, NULL) != 0)
         rsize = 0;
-    struct pyheap_offsets got = tab->off;
+    *got = tab->off;
     bool provided[PYHEAP_DBG_COUNT];
-    int n = pyheap_debug_offsets_parse(tab, buf, len, t->py_version, rsize, &got,
+    int n = pyheap_debug_offsets_parse(tab, buf, len, t->py_version, rsize, got,
                                        provided, &e);
     if (n < 0) {
         if (e.code == PYHEAP_E_UNSUPPORTED) {
@@ -636,15 +640,14 @@ static int try_debug_offsets(pyheap_target *t, const struct version_entry *v,
         fmt(why, why_len, "%s", e.msg);
         return -1;
     }
-    /* Same values as the table, or the table (and so the fields the debug
-     * offsets lack) does not describe this build. */
+    *nout = n;
     char diff[300] = "";
     size_t used = 0, ndiff = 0;
     for (size_t i = 0; i < PYHEAP_DBG_COUNT; i++) {
         if (!provided[i])
             continue;
         size_t slot = pyheap_debug_offsets_field_slot(i);
-        size_t a = *(const size_t *)((const char *)&got + slot);
+        size_t a = *(const size_t *)((const char *)got + slot);
         size_t b = *(const size_t *)((const char *)&tab->off + slot);
         if (a == b)
             continue;
@@ -658,10 +661,29 @@ static int try_debug_offsets(pyheap_target *t, const struct version_entry *v,
     if (ndiff) {
         fmt(why, why_len, "_Py_DebugOffsets is valid but differs from the built-in "
             "%d.%d table in %zu field(s) (%s): another build configuration "
-            "(e.g. Py_DEBUG), so the table cannot supply the rest", v->major,
+            "(e.g. Py_DEBUG), which the table does not describe", v->major,
             v->minor, ndiff, diff);
-        return -1;
+        return -3;
     }
+    return 0;
+}
+
+/* Try _Py_DebugOffsets; the table supplies the fields it lacks. -1 with
+ * WHY on failure, -2 for a refusal or a dead process (err set). */
+static int try_debug_offsets(pyheap_target *t, const struct version_entry *v,
+                             const struct pyheap_module *mod, char *why,
+                             size_t why_len, pyheap_error *err)
+{
+    const struct pyheap_offsets_table *tab = v->table;
+    struct pyheap_offsets got;
+    int n = 0;
+    uint64_t at = 0;
+    pyheap_error e = {0};
+    int rc = debug_offsets_read(t, v, mod, &got, &n, &at, why, why_len, err);
+    if (rc == -2)
+        return -2;
+    if (rc != 0)
+        return -1;
     t->off = got;
     t->source = PYHEAP_OFFSETS_DEBUG_OFFSETS;
     size_t total = 0;
@@ -723,6 +745,24 @@ int pyheap_offsets_load(pyheap_target *t, const struct pyheap_module *mod,
             return -1;
     }
     if (allowed(allowed_sources, PYHEAP_OFFSETS_TABLE) && v->table) {
+        if (v->has_debug_offsets && !dbg_why[0]) {
+            /* Not tried above (forced table): the runtime's own debug
+             * offsets still tell whether the table describes this build. */
+            struct pyheap_offsets got;
+            int n = 0;
+            uint64_t at = 0;
+            int rc = debug_offsets_read(t, v, mod, &got, &n, &at, dbg_why,
+                                        sizeof dbg_why, err);
+            if (rc == -2)
+                return -1;
+            if (rc == -3)
+                return pyheap_err_set(err, PYHEAP_E_OFFSETS, 0, 0,
+                                      "the built-in table for %d.%d does not "
+                                      "describe Python %s in %s: %s; use its "
+                                      "DWARF (debug symbols)", v->major, v->minor,
+                                      t->version, mod->path, dbg_why);
+            dbg_why[0] = '\0';
+        }
         t->off = v->table->off;
         t->source = PYHEAP_OFFSETS_TABLE;
         t->k.gc_incremental = incremental_gc_release(t);
