@@ -206,7 +206,8 @@ int pyheap_consts_init(pyheap_target *t, pyheap_error *err)
     {
         char sup[64];
         return pyheap_err_set(err, PYHEAP_E_UNSUPPORTED, 0, 0,
-                              "Python %d.%d is not supported: pyheap supports %s",
+                              "Python %d.%d is not supported: pyheap has no offsets or "
+                              "constants for it; it supports %s",
                               t->major, t->minor,
                               pyheap_versions_supported(sup, sizeof sup));
     }
@@ -660,9 +661,10 @@ static int debug_offsets_read(pyheap_target *t, const struct version_entry *v,
     }
     if (ndiff) {
         fmt(why, why_len, "_Py_DebugOffsets is valid but differs from the built-in "
-            "%d.%d table in %zu field(s) (%s): another build configuration "
-            "(e.g. Py_DEBUG), which the table does not describe", v->major,
-            v->minor, ndiff, diff);
+            "%d.%d table (%s headers) in %zu field(s) (%s): another build "
+            "configuration (e.g. Py_DEBUG) or patch release, which the table "
+            "does not describe", v->major, v->minor, v->table->headers_version,
+            ndiff, diff);
         return -3;
     }
     return 0;

@@ -222,8 +222,10 @@ int pyheap_target_open(pid_t pid, const pyheap_open_opts *opts,
     }
     if (!pyheap_version_supported(t->major, t->minor)) {
         pyheap_err_set(err, PYHEAP_E_UNSUPPORTED, 0, 0,
-                       "Python %s (module %s) is not supported: pyheap supports %s",
-                       t->version, t->module, pyheap_versions_supported(sup, sizeof sup));
+                       "Python %s (module %s) is not supported: pyheap has no "
+                       "offsets or constants for %d.%d; it supports %s",
+                       t->version, t->module, t->major, t->minor,
+                       pyheap_versions_supported(sup, sizeof sup));
         goto fail;
     }
     if (pyheap_consts_init(t, err) != 0 || pyheap_wk_resolve(t, &mod, err) != 0 ||

@@ -56,7 +56,7 @@ static void load(const char *path, struct pyheap_offsets *off, char *where,
                   "%s", err.msg);
     char missing[1024];
     size_t nmissing = 99;
-    ck_assert_msg(pyheap_dwarf_offsets(d, off, missing, sizeof missing, &nmissing,
+    ck_assert_msg(pyheap_dwarf_offsets(d, 3, 11, off, missing, sizeof missing, &nmissing,
                                        &err) == 0, "%s", err.msg);
     if (ms)
         *ms = now_ms() - t0;
@@ -218,7 +218,7 @@ static void expect_no_offsets(const char *path, const char *what)
     struct pyheap_offsets off;
     char missing[2048];
     size_t nmissing = 0;
-    int rc = pyheap_dwarf_offsets(e, &off, missing, sizeof missing, &nmissing, &err);
+    int rc = pyheap_dwarf_offsets(e, 3, 11, &off, missing, sizeof missing, &nmissing, &err);
     pyheap_elf_close(e);
     if (rc != 0) {
         ck_assert_msg(err.code == PYHEAP_E_NOTFOUND || err.code == PYHEAP_E_CORRUPT,
@@ -304,7 +304,7 @@ START_TEST(no_dwarf_found_for_a_copy_without_debug_file)
     ck_assert_msg(strstr(err.msg, "/bin/true"), "%s", err.msg);
     struct pyheap_offsets off;
     size_t nm;
-    ck_assert_int_eq(pyheap_dwarf_offsets(e, &off, NULL, 0, &nm, &err), -1);
+    ck_assert_int_eq(pyheap_dwarf_offsets(e, 3, 11, &off, NULL, 0, &nm, &err), -1);
     ck_assert_int_eq(err.code, PYHEAP_E_NOTFOUND);
     pyheap_elf_close(e);
 }

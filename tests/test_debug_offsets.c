@@ -1,0 +1,421 @@
+/* CPython 3.13, 3.14, 3.15 at attach level (issue 4): real targets started
+ * with chroot in the cached Debian sid root (tools/sid-root), release and
+ * Py_DEBUG (-dbg) builds; offsets from _Py_DebugOffsets, DWARF and the
+ * built-in tables, each validated live; corrupted copies of a real
+ * _Py_DebugOffsets; per-version constants; refusals. */
+#include <check.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "debug_offsets.h"
+#include "offsets_source.h"
+#include "internal.h"
+#include "testutil.h"
+
+static const char *sid_root(void)
+{
+    const char *r = getenv("PYHEAP_SID_ROOT");
+    return r && *r ? r : "/var/cache/pyheap/sid-root";
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* `chroot ROOT PROG -c script`: the PID is chroot's, which execs Python.
+ * Returns once the interpreter said "ready". Dies with the test. */
+static pid_t spawn_chroot(const char *prog)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/usr/bin/%s", sid_root(), prog);
+    ck_assert_msg(access(path, X_OK) == 0, "%s is missing: build the sid root "
+                  "with tools/sid-root (make check does)", path);
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(p[1], 1);
+        close(p[0]);
+        close(p[1]);
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0)
+            dup2(null, 2);
+        execlp("chroot", "chroot", sid_root(), prog, "-c",
+               "import sys, time; sys.stdout.write('ready\\n'); "
+               "sys.stdout.flush(); time.sleep(120)", (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+    char buf[16] = "";
+    ck_assert_msg(poll(&pfd, 1, 30000) == 1, "%s did not start", prog);
+    ck_assert_int_gt(read(p[0], buf, sizeof buf - 1), 0);
+    ck_assert_msg(strncmp(buf, "ready", 5) == 0, "%s said %s", prog, buf);
+    close(p[0]);
+    return pid;
+}
+
+static void reap(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+static const unsigned SRC_DBG = 1u << PYHEAP_OFFSETS_DEBUG_OFFSETS;
+static const unsigned SRC_DWARF = 1u << PYHEAP_OFFSETS_DWARF;
+static const unsigned SRC_TABLE = 1u << PYHEAP_OFFSETS_TABLE;
+
+struct interp {
+    const char *prog;
+    int minor;
+    bool debug_build;   /* Py_DEBUG: the table does not describe it */
+};
+
+static const struct interp interps[] = {
+    {"python3.13", 13, false}, {"python3.14", 14, false}, {"python3.15", 15, false},
+    {"python3.13-dbg", 13, true}, {"python3.14-dbg", 14, true},
+    {"python3.15-dbg", 15, true},
+};
+#define NINTERPS (sizeof interps / sizeof interps[0])
+
+static pyheap_target *open_src(pid_t pid, unsigned mask, pyheap_error *err,
+                               double *ms)
+{
+    pyheap_open_opts o = {.allowed_sources = mask};
+    pyheap_target *t = NULL;
+    double t0 = now_ms();
+    int rc = pyheap_target_open(pid, &o, &t, err);
+    if (ms)
+        *ms = now_ms() - t0;
+    return rc == 0 ? t : NULL;
+}
+
+/* Default order, then each source alone: what works, what refuses. */
+START_TEST(open_each_source)
+{
+    const struct interp *in = &interps[_i];
+    pid_t pid = spawn_chroot(in->prog);
+    pyheap_error err = {0};
+    char want[16];
+    snprintf(want, sizeof want, "3.%d.", in->minor);
+    double ms;
+
+    pyheap_target *t = open_src(pid, 0, &err, &ms);
+    ck_assert_msg(t, "%s: open: %s", in->prog, err.msg);
+    ck_assert_msg(strncmp(pyheap_target_version(t), want, strlen(want)) == 0,
+                  "%s: version %s", in->prog, pyheap_target_version(t));
+    ck_assert_msg(strstr(pyheap_target_module(t), in->debug_build ? "d" : in->prog),
+                  "module %s", pyheap_target_module(t));
+    pyheap_offsets_source want_src = in->debug_build ? PYHEAP_OFFSETS_DWARF
+                                                     : PYHEAP_OFFSETS_DEBUG_OFFSETS;
+    ck_assert_msg(pyheap_target_offsets_source(t) == want_src, "%s: source %s (%s)",
+                  in->prog, pyheap_offsets_source_name(pyheap_target_offsets_source(t)),
+                  pyheap_target_offsets_detail(t));
+    ck_assert_str_eq(pyheap_offsets_source_name(pyheap_target_offsets_source(t)),
+                     in->debug_build ? "dwarf" : "debug_offsets");
+    ck_assert(!pyheap_target_walk_supported(t));
+    ck_assert_int_eq(t->minor, in->minor);
+    ck_assert_uint_ne(t->py_version, 0);
+    fprintf(stderr, "debug_offsets: %s %s default -> %s in %.1f ms\n", in->prog,
+            pyheap_target_version(t),
+            pyheap_offsets_source_name(pyheap_target_offsets_source(t)), ms);
+    /* The offsets the walker port needs are there. */
+    ck_assert_uint_ne(t->off.tstate_current_frame, PYHEAP_OFF_ABSENT);
+    ck_assert_uint_ne(t->off.iframe_f_executable, PYHEAP_OFF_ABSENT);
+    ck_assert_uint_ne(t->off.long_lv_tag, PYHEAP_OFF_ABSENT);
+    ck_assert_uint_ne(t->off.interp_types_builtins_initialized, PYHEAP_OFF_ABSENT);
+    ck_assert_uint_eq(t->off.tstate_cframe, PYHEAP_OFF_ABSENT);
+    ck_assert_uint_eq(t->off.unicode_wstr, PYHEAP_OFF_ABSENT);
+    ck_assert_uint_eq(t->off.tuple_ob_item, in->minor >= 14 ? 32 : 24);
+    ck_assert_uint_eq(t->off.iframe_stackpointer == PYHEAP_OFF_ABSENT, in->minor < 14);
+    ck_assert_uint_eq(t->off.tstate_base_frame == PYHEAP_OFF_ABSENT, in->minor < 15);
+    struct pyheap_offsets def = t->off;
+    pyheap_target_free(t);
+
+    /* DWARF alone: the -dbg binaries carry it, the release ones have a
+     * zlib-compressed build-id debug file inside the root. */
+    t = open_src(pid, SRC_DWARF, &err, &ms);
+    ck_assert_msg(t, "%s: DWARF: %s", in->prog, err.msg);
+    ck_assert_int_eq(pyheap_target_offsets_source(t), PYHEAP_OFFSETS_DWARF);
+    ck_assert_msg(strstr(pyheap_target_offsets_detail(t),
+                         in->debug_build ? "/usr/bin/python3." : "/usr/lib/debug/.build-id/"),
+                  "%s", pyheap_target_offsets_detail(t));
+    fprintf(stderr, "debug_offsets: %s dwarf in %.1f ms\n", in->prog, ms);
+    /* Every field both give agrees. */
+    const size_t *a = (const size_t *)&def, *b = (const size_t *)&t->off;
+    for (size_t i = 0; i < sizeof def / sizeof(size_t); i++)
+        if (a[i] != PYHEAP_OFF_ABSENT && b[i] != PYHEAP_OFF_ABSENT && i * 8 !=
+            offsetof(struct pyheap_offsets, gcstate_young) && i * 8 !=
+            offsetof(struct pyheap_offsets, gcstate_old))
+            ck_assert_msg(a[i] == b[i], "%s: field #%zu: %zu vs DWARF %zu",
+                          in->prog, i, a[i], b[i]);
+    pyheap_target_free(t);
+
+    /* _Py_DebugOffsets alone and the table alone: fine for the release
+     * builds; the Py_DEBUG builds are refused, naming the difference. */
+    for (int k = 0; k < 2; k++) {
+        unsigned mask = k == 0 ? SRC_DBG : SRC_TABLE;
+        memset(&err, 0, sizeof err);
+        t = open_src(pid, mask, &err, &ms);
+        if (in->debug_build) {
+            ck_assert_msg(!t, "%s: mask %u accepted a Py_DEBUG build", in->prog, mask);
+            ck_assert_int_eq(err.code, PYHEAP_E_OFFSETS);
+            ck_assert_msg(strstr(err.msg, "interp_size") && strstr(err.msg, "differs"),
+                          "%s", err.msg);
+        } else {
+            ck_assert_msg(t, "%s: mask %u: %s", in->prog, mask, err.msg);
+            ck_assert_int_eq(pyheap_target_offsets_source(t),
+                             k == 0 ? PYHEAP_OFFSETS_DEBUG_OFFSETS : PYHEAP_OFFSETS_TABLE);
+            ck_assert(memcmp(&t->off, &def, sizeof def) == 0);
+            fprintf(stderr, "debug_offsets: %s %s in %.1f ms\n", in->prog,
+                    k == 0 ? "debug_offsets" : "table", ms);
+            pyheap_target_free(t);
+        }
+    }
+    reap(pid);
+}
+END_TEST
+
+/* The constants of each version (research of the sid headers, issue 4). */
+START_TEST(consts_per_version)
+{
+    pyheap_target t;
+    memset(&t, 0, sizeof t);
+    t.major = 3;
+    pyheap_error err = {0};
+
+    t.minor = 11;
+    ck_assert_int_eq(pyheap_consts_init(&t, &err), 0);
+    ck_assert_int_eq(t.k.managed_values_offset, -32);
+    ck_assert(!t.k.inline_values && !t.k.refcnt_split && !t.k.long_lv_tag);
+    ck_assert_uint_eq(t.k.unicode_ready_bit, 7);
+    ck_assert_int_eq(t.k.frame_owned_by_cstack, 3);
+    ck_assert_int_eq(t.k.frame_state_cleared, 4);
+
+    t.minor = 13;
+    ck_assert_int_eq(pyheap_consts_init(&t, &err), 0);
+    ck_assert_uint_eq(t.k.tpflags_inline_values, 1u << 2);
+    ck_assert_uint_eq(t.k.tpflags_preheader, (1u << 3) | (1u << 4));
+    ck_assert_int_eq(t.k.managed_dict_offset, -24);
+    ck_assert_int_eq(t.k.managed_weakref_offset, -32);
+    ck_assert_int_eq(t.k.managed_values_offset, 0);
+    ck_assert(t.k.long_lv_tag && !t.k.refcnt_split && !t.k.stackref_tagged);
+    ck_assert_uint_eq(t.k.refcnt_immortal_min, 0xffffffffu);
+    ck_assert_uint_eq(t.k.unicode_ready_bit, UINT_MAX);
+    ck_assert_int_eq(t.k.frame_owned_by_cstack, 3);
+    ck_assert_int_eq(t.k.frame_owned_by_interpreter, -1);
+    ck_assert_int_eq(t.k.frame_state_created, -3);
+
+    t.minor = 14;
+    ck_assert_int_eq(pyheap_consts_init(&t, &err), 0);
+    ck_assert(t.k.refcnt_split && t.k.stackref_tagged);
+    ck_assert_uint_eq(t.k.refcnt_immortal_min, 1u << 31);
+    ck_assert_uint_eq(t.k.ob_flags_valid, 5);
+    ck_assert_int_eq(t.k.frame_owned_by_interpreter, 3);
+    ck_assert_int_eq(t.k.frame_owned_by_cstack, 4);
+    ck_assert_int_eq(t.k.frame_state_cleared, 4);
+
+    t.minor = 15;
+    ck_assert_int_eq(pyheap_consts_init(&t, &err), 0);
+    ck_assert_uint_eq(t.k.ob_flags_valid, 7);
+    ck_assert_int_eq(t.k.frame_owned_by_cstack, -1);
+    ck_assert_int_eq(t.k.frame_state_created, 0);
+    ck_assert_int_eq(t.k.frame_state_executing, 4);
+    ck_assert_int_eq(t.k.frame_state_cleared, 5);
+
+    /* 3.12: DWARF could describe it, but pyheap has no constants, table
+     * or interpreter to test: refused by name. */
+    t.minor = 12;
+    ck_assert_int_eq(pyheap_consts_init(&t, &err), -1);
+    ck_assert_int_eq(err.code, PYHEAP_E_UNSUPPORTED);
+    ck_assert_msg(strstr(err.msg, "3.12") && strstr(err.msg, "3.13"), "%s", err.msg);
+}
+END_TEST
+
+/* A real _Py_DebugOffsets (copied out of a live 3.X) parses, then every
+ * kind of corruption of the copy is refused with a clear message. */
+static void read_real(int minor, pid_t *pid, unsigned char *buf, size_t *len,
+                      const struct pyheap_offsets_table **tab, uint32_t *ver)
+{
+    char prog[32];
+    snprintf(prog, sizeof prog, "python3.%d", minor);
+    *pid = spawn_chroot(prog);
+    pyheap_error err = {0};
+    pyheap_target *t = open_src(*pid, SRC_TABLE, &err, NULL);
+    ck_assert_msg(t, "%s", err.msg);
+    *tab = pyheap_offsets_table_for(3, minor);
+    ck_assert_ptr_nonnull(*tab);
+    *len = (*tab)->dbg.size;
+    ck_assert_uint_gt(*len, 0);
+    ck_assert_int_eq(pyheap_mem_read(t->mem, t->runtime_addr, buf, *len, &err), 0);
+    *ver = t->py_version;
+    pyheap_target_free(t);
+    reap(*pid);
+}
+
+static void put64(unsigned char *b, size_t at, uint64_t v) { memcpy(b + at, &v, 8); }
+
+static void expect_fail(const struct pyheap_offsets_table *tab, const unsigned char *b,
+                        size_t len, uint32_t ver, pyheap_errcode code,
+                        const char *needle)
+{
+    struct pyheap_offsets out = tab->off;
+    bool provided[PYHEAP_DBG_COUNT];
+    pyheap_error err = {0};
+    ck_assert_int_eq(pyheap_debug_offsets_parse(tab, b, len, ver, 0, &out, provided,
+                                                &err), -1);
+    ck_assert_msg(err.code == code, "code %d for \"%s\"", err.code, err.msg);
+    ck_assert_msg(strstr(err.msg, needle), "\"%s\" lacks \"%s\"", err.msg, needle);
+}
+
+START_TEST(corrupted_copies)
+{
+    int minor = 13 + _i;
+    pid_t pid;
+    unsigned char real[PYHEAP_DEBUG_OFFSETS_MAX], b[PYHEAP_DEBUG_OFFSETS_MAX];
+    size_t len;
+    const struct pyheap_offsets_table *tab;
+    uint32_t ver;
+    read_real(minor, &pid, real, &len, &tab, &ver);
+    const struct pyheap_debug_layout *L = &tab->dbg;
+
+    struct pyheap_offsets out = tab->off;
+    bool provided[PYHEAP_DBG_COUNT];
+    pyheap_error err = {0};
+    int n = pyheap_debug_offsets_parse(tab, real, len, ver, 0, &out, provided, &err);
+    ck_assert_msg(n > 50, "%d: %s", n, err.msg);
+    ck_assert(memcmp(&out, &tab->off, sizeof out) == 0);
+
+#define RESET() memcpy(b, real, len)
+    RESET();
+    expect_fail(tab, b, len - 1, ver, PYHEAP_E_CORRUPT, "truncated");
+    expect_fail(tab, NULL, 0, ver, PYHEAP_E_CORRUPT, "truncated");
+    b[L->cookie + 1] ^= 0x20;
+    expect_fail(tab, b, len, ver, PYHEAP_E_OFFSETS, "cookie");
+    RESET();
+    expect_fail(tab, b, len, ver + 0x100, PYHEAP_E_OFFSETS, "version");
+    put64(b, L->version, 0x030c00f0);
+    expect_fail(tab, b, len, 0, PYHEAP_E_OFFSETS, "version");
+    RESET();
+    put64(b, L->free_threaded, 1);
+    char ft[64];
+    snprintf(ft, sizeof ft, "free-threaded CPython 3.%dt is not supported", minor);
+    expect_fail(tab, b, len, ver, PYHEAP_E_UNSUPPORTED, ft);
+    put64(b, L->free_threaded, 0x4242);
+    expect_fail(tab, b, len, ver, PYHEAP_E_OFFSETS, "free_threaded");
+    RESET();
+    put64(b, L->sec_at[PYHEAP_DBGSEC_thread_state], 0);
+    expect_fail(tab, b, len, ver, PYHEAP_E_OFFSETS, "thread_state");
+    put64(b, L->sec_at[PYHEAP_DBGSEC_thread_state], 1ull << 40);
+    expect_fail(tab, b, len, ver, PYHEAP_E_OFFSETS, "thread_state");
+    RESET();
+    put64(b, L->at[PYHEAP_DBG_tuple_ob_item], 4000);
+    expect_fail(tab, b, len, ver, PYHEAP_E_OFFSETS, "ob_item");
+    RESET();
+    put64(b, L->at[PYHEAP_DBG_tstate_current_frame], UINT64_MAX - 3);
+    expect_fail(tab, b, len, ver, PYHEAP_E_OFFSETS, "current_frame");
+    RESET();
+    put64(b, L->at[PYHEAP_DBG_interp_threads_head], 7345);
+    expect_fail(tab, b, len, ver, PYHEAP_E_OFFSETS, "aligned");
+    RESET();
+    put64(b, L->at[PYHEAP_DBG_interp_gc], out.interp_size - 8);
+    expect_fail(tab, b, len, ver, PYHEAP_E_OFFSETS, "gc");
+    RESET();
+    {
+        struct pyheap_offsets o2 = tab->off;
+        pyheap_error e2 = {0};
+        ck_assert_int_eq(pyheap_debug_offsets_parse(tab, b, len, ver, 12345, &o2,
+                                                    provided, &e2), -1);
+        ck_assert_msg(strstr(e2.msg, "_PyRuntime has 12345"), "%s", e2.msg);
+    }
+
+    /* Random damage: refused or bounded, never a crash (ASan/UBSan run). */
+    unsigned seed = 4242u + (unsigned)minor;
+    int accepted = 0;
+    for (int it = 0; it < 4000; it++) {
+        RESET();
+        int flips = 1 + (int)(rand_r(&seed) % 8);
+        for (int f = 0; f < flips; f++)
+            b[rand_r(&seed) % len] = (unsigned char)rand_r(&seed);
+        size_t l = it % 10 == 0 ? rand_r(&seed) % (len + 1) : len;
+        struct pyheap_offsets o3 = tab->off;
+        pyheap_error e3 = {0};
+        int r = pyheap_debug_offsets_parse(tab, b, l, ver, 0, &o3, provided, &e3);
+        if (r < 0) {
+            ck_assert(e3.msg[0] != '\0');
+            continue;
+        }
+        accepted++;
+        for (size_t i = 0; i < PYHEAP_DBG_COUNT; i++)
+            if (provided[i])
+                ck_assert_uint_le(*(size_t *)((char *)&o3 +
+                                              pyheap_debug_offsets_field_slot(i)),
+                                  16u << 20);
+    }
+    fprintf(stderr, "debug_offsets: 3.%d: %d of 4000 damaged copies still "
+            "passed the bounds checks (values changed in range)\n", minor, accepted);
+    /* Garbage from scratch is refused. */
+    for (int it = 0; it < 200; it++) {
+        for (size_t i = 0; i < len; i++)
+            b[i] = (unsigned char)rand_r(&seed);
+        struct pyheap_offsets o4 = tab->off;
+        pyheap_error e4 = {0};
+        ck_assert_int_eq(pyheap_debug_offsets_parse(tab, b, len, ver, 0, &o4,
+                                                    provided, &e4), -1);
+    }
+    /* No layout before 3.13. */
+    {
+        struct pyheap_offsets o5 = pyheap_table_py3_11.off;
+        pyheap_error e5 = {0};
+        ck_assert_int_eq(pyheap_debug_offsets_parse(&pyheap_table_py3_11, real, len,
+                                                    0, 0, &o5, provided, &e5), -1);
+        ck_assert_int_eq(e5.code, PYHEAP_E_UNSUPPORTED);
+    }
+#undef RESET
+}
+END_TEST
+
+/* Each generated table is what tools/gen-offsets writes from the sid
+ * root's headers today. */
+START_TEST(tables_are_generated_output)
+{
+    int minor = 13 + _i;
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "%s/tools/gen-offsets 3.%d %s/usr/include/python3.%d | "
+             "cmp -s - %s/lib/tables/py3_%d.c", test_srcdir(), minor, sid_root(),
+             minor, test_srcdir(), minor);
+    int rc = system(cmd);
+    ck_assert_msg(rc != -1 && WEXITSTATUS(rc) == 0,
+                  "lib/tables/py3_%d.c differs from tools/gen-offsets output: "
+                  "regenerate it, never edit it", minor);
+}
+END_TEST
+
+Suite *suite_debug_offsets(void)
+{
+    Suite *s = suite_create("debug_offsets");
+    TCase *tc = tcase_create("targets");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, open_each_source, 0, NINTERPS);
+    tcase_add_loop_test(tc, corrupted_copies, 0, 3);
+    tcase_add_loop_test(tc, tables_are_generated_output, 0, 3);
+    tcase_add_test(tc, consts_per_version);
+    suite_add_tcase(s, tc);
+    return s;
+}
