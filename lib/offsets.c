@@ -769,7 +769,7 @@ int pyheap_offsets_load(pyheap_target *t, const struct pyheap_module *mod,
         t->source = PYHEAP_OFFSETS_TABLE;
         t->k.gc_incremental = incremental_gc_release(t);
         fmt(t->source_detail, sizeof t->source_detail,
-                 "built-in table for %d.%d (generated from %s headers)%s%s%.300s%s%.300s",
+                 "built-in table for %d.%d (generated from %s headers)%s%s%.300s%s%.600s",
                  v->major, v->minor, v->table->headers_version,
                  t->k.gc_incremental ? "; GC layout young/old[2] (3.14.0-3.14.4)" : "",
                  dbg_why[0] ? "; not _Py_DebugOffsets: " : "", dbg_why,
