@@ -235,6 +235,7 @@ struct pyheap_target {
     char module[PATH_MAX];           /* interpreter module, target's view */
     uint64_t module_bias;            /* load bias of that module */
     uint64_t runtime_addr;           /* &_PyRuntime in the target */
+    bool runtime_by_cookie;          /* found by scanning for "xdebugpy" */
     int major, minor, micro;
     char version[32];                /* "3.11.2" */
     uint32_t py_version;             /* Py_Version (PY_VERSION_HEX); 0 unknown */

@@ -697,10 +697,12 @@ static int try_debug_offsets(pyheap_target *t, const struct version_entry *v,
     }
     t->k.gc_incremental = incremental_gc_release(t);
     fmt(t->source_detail, sizeof t->source_detail,
-        "_Py_DebugOffsets at 0x%llx (%d fields: runtime, interpreter, thread, "
+        "_Py_DebugOffsets at 0x%llx%s (%d fields: runtime, interpreter, thread, "
         "frame, code, type, tuple, list, dict, int, str, gc sizes...); the other "
         "~%zu fields from the built-in table for %d.%d (generated from %s "
-        "headers)%s", (unsigned long long)at, n, total > (size_t)n ? total - (size_t)n : 0,
+        "headers)%s", (unsigned long long)at,
+        t->runtime_by_cookie ? " (_PyRuntime found by its cookie: no symbol or "
+        ".PyRuntime section)" : "", n, total > (size_t)n ? total - (size_t)n : 0,
         v->major, v->minor, tab->headers_version,
         t->k.gc_incremental ? "; GC layout young/old[2] (3.14.0-3.14.4)" : "");
     if (pyheap_offsets_validate(t, &e) != 0) {

@@ -434,6 +434,11 @@ int pyheap_proc_find_interpreter(pid_t pid, const char *exe,
         out->opened[0] = '\0';
         out->elf = old;
         out->bias = 0;
+        /* The caller may still find _PyRuntime by its cookie (3.13+). */
+        uint64_t bias = 0;
+        pyheap_error e = {0};
+        if (load_bias(maps, cand[old_k], old, &bias, &e) == 0)
+            out->bias = bias;
         out->runtime_addr = 0;
         return -2;
     }

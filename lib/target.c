@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "debug_offsets.h"
 #include "offsets_source.h"
 #include "proc_maps.h"
 
@@ -135,6 +136,61 @@ static bool free_threaded_name(const char *path)
     return b[n] == 't';
 }
 
+/* Scan the module's writable file mappings (at most 64 MiB, 1 MiB at a
+ * time) for a _Py_DebugOffsets of t->minor that validates: 0 and
+ * mod->runtime_addr set, 1 if none, -1 if the process is gone or
+ * unreadable. */
+static int runtime_by_cookie(pyheap_target *t, const struct pyheap_maps *maps,
+                             struct pyheap_module *mod, pyheap_error *err)
+{
+    const struct pyheap_offsets_table *tab = pyheap_offsets_table_for(3, t->minor);
+    if (!tab || tab->dbg.size == 0 || tab->off.runtime_debug_offsets != 0)
+        return 1;
+    enum { CHUNK = 1 << 20 };
+    unsigned char *buf = malloc(CHUNK + PYHEAP_DEBUG_OFFSETS_MAX);
+    if (!buf)
+        return pyheap_err_set(err, PYHEAP_E_NOMEM, ENOMEM, 0, "out of memory");
+    uint64_t scanned = 0;
+    int result = 1;
+    for (size_t i = 0; i < maps->n && result == 1 && scanned < (64u << 20); i++) {
+        const struct pyheap_map *m = &maps->v[i];
+        if (m->perms[1] != 'w' || strcmp(m->path, mod->path) != 0 || m->end <= m->start)
+            continue;
+        for (uint64_t a = m->start; a < m->end && result == 1 && scanned < (64u << 20);
+             a += CHUNK) {
+            size_t n = (size_t)(m->end - a < CHUNK ? m->end - a : CHUNK);
+            pyheap_error e = {0};
+            if (pyheap_mem_read(t->mem, a, buf, n, &e) != 0) {
+                if (e.code == PYHEAP_E_GONE || e.code == PYHEAP_E_PERM) {
+                    if (err)
+                        *err = e;
+                    result = -1;
+                }
+                continue;
+            }
+            scanned += n;
+            for (size_t off = 0; off + 8 <= n && result == 1; off += 8) {
+                if (memcmp(buf + off, "xdebugpy", 8) != 0)
+                    continue;
+                unsigned char d[PYHEAP_DEBUG_OFFSETS_MAX];
+                if (pyheap_mem_read(t->mem, a + off, d, tab->dbg.size, NULL) != 0)
+                    continue;
+                struct pyheap_offsets scratch = tab->off;
+                bool provided[PYHEAP_DBG_COUNT];
+                if (pyheap_debug_offsets_parse(tab, d, tab->dbg.size, t->py_version,
+                                               0, &scratch, provided, NULL) < 0)
+                    continue;
+                mod->runtime_addr = a + off;
+                mod->runtime_from_section = false;
+                t->runtime_by_cookie = true;
+                result = 0;
+            }
+        }
+    }
+    free(buf);
+    return result;
+}
+
 /* Compare the process with what we saw at open. */
 static int same_process(const pyheap_target *t, pyheap_error *err)
 {
@@ -198,6 +254,21 @@ int pyheap_target_open(pid_t pid, const pyheap_open_opts *opts,
     int found = pyheap_proc_find_interpreter(pid, t->exe, &maps, &mod, err);
     if (found == -2) {
         version_from_file(t, &mod);
+        if (t->major == 3 && t->minor >= 13 && pyheap_version_supported(3, t->minor)) {
+            /* A CPython module with neither the _PyRuntime symbol nor the
+             * .PyRuntime section: find _Py_DebugOffsets by its cookie. */
+            if (pyheap_mem_open(pid, 0, &t->mem, err) != 0)
+                goto fail;
+            int rc = runtime_by_cookie(t, &maps, &mod, err);
+            if (rc < 0)
+                goto fail;
+            if (rc == 0)
+                found = 0;
+            pyheap_mem_free(t->mem);
+            t->mem = NULL;
+        }
+    }
+    if (found == -2) {
         pyheap_err_set(err, PYHEAP_E_UNSUPPORTED, 0, 0,
                        "Python %s (module %s) is not supported: it predates "
                        "_PyRuntime (3.7); pyheap supports %s", t->version, mod.path,

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "debug_offsets.h"
+#include "elf_file.h"
 #include "offsets_source.h"
 #include "internal.h"
 #include "testutil.h"
@@ -35,12 +36,14 @@ static double now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-/* `chroot ROOT PROG -c script`: the PID is chroot's, which execs Python.
- * Returns once the interpreter said "ready". Dies with the test. */
+/* `chroot ROOT [env PYTHONHOME=/usr] PROG -c script`: the PID is chroot's,
+ * which execs Python. Returns once the interpreter said "ready". Dies with
+ * the test. PROG is under ROOT/usr/bin unless it starts with '/'. */
 static pid_t spawn_chroot(const char *prog)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/usr/bin/%s", sid_root(), prog);
+    bool abs = prog[0] == '/';
+    snprintf(path, sizeof path, "%s%s%s", sid_root(), abs ? "" : "/usr/bin/", prog);
     ck_assert_msg(access(path, X_OK) == 0, "%s is missing: build the sid root "
                   "with tools/sid-root (make check does)", path);
     int p[2];
@@ -55,9 +58,13 @@ static pid_t spawn_chroot(const char *prog)
         int null = open("/dev/null", O_WRONLY);
         if (null >= 0)
             dup2(null, 2);
-        execlp("chroot", "chroot", sid_root(), prog, "-c",
-               "import sys, time; sys.stdout.write('ready\\n'); "
-               "sys.stdout.flush(); time.sleep(120)", (char *)NULL);
+        const char *code = "import sys, time; sys.stdout.write('ready\\n'); "
+                           "sys.stdout.flush(); time.sleep(120)";
+        if (abs)
+            execlp("chroot", "chroot", sid_root(), "/usr/bin/env", "PYTHONHOME=/usr",
+                   prog, "-c", code, (char *)NULL);
+        else
+            execlp("chroot", "chroot", sid_root(), prog, "-c", code, (char *)NULL);
         _exit(127);
     }
     close(p[1]);
@@ -390,6 +397,57 @@ START_TEST(corrupted_copies)
 }
 END_TEST
 
+/* A 3.14 binary with neither the _PyRuntime symbol nor the .PyRuntime
+ * section (names patched in a copy inside the root): _PyRuntime is found
+ * by scanning the module's writable mappings for a _Py_DebugOffsets that
+ * validates. */
+START_TEST(runtime_found_by_cookie)
+{
+    char dir[256], copy[512], cmd[2048];
+    snprintf(dir, sizeof dir, "/tmp/pyheap-cookie-%d", (int)getpid());
+    snprintf(copy, sizeof copy, "%s%s", sid_root(), dir);
+    ck_assert_int_eq(mkdir(copy, 0700), 0);
+    snprintf(cmd, sizeof cmd,
+             "python3 -c \"import sys; b = open(sys.argv[1], 'rb').read(); "
+             "assert b.count(b'\\0_PyRuntime\\0') == 1 and b.count(b'\\0.PyRuntime\\0') == 1; "
+             "b = b.replace(b'\\0_PyRuntime\\0', b'\\0_PyRuntimX\\0')"
+             ".replace(b'\\0.PyRuntime\\0', b'\\0.PyRuntimX\\0'); "
+             "open(sys.argv[2], 'wb').write(b)\" %s/usr/bin/python3.14 %s/python3.14 && "
+             "chmod 755 %s/python3.14", sid_root(), copy, copy);
+    ck_assert_int_eq(system(cmd), 0);
+
+    char bin[600], orig[1400];
+    snprintf(bin, sizeof bin, "%s/python3.14", dir);
+    snprintf(orig, sizeof orig, "%s/usr/bin/python3.14", sid_root());
+    pyheap_elf *e;
+    pyheap_error err = {0};
+    uint64_t want = 0, dummy;
+    ck_assert_int_eq(pyheap_elf_open(orig, &e, &err), 0);
+    ck_assert_int_eq(pyheap_elf_section(e, ".PyRuntime", &want, NULL, NULL), 0);
+    pyheap_elf_close(e);
+    snprintf(orig, sizeof orig, "%s%s", sid_root(), bin);
+    ck_assert_int_eq(pyheap_elf_open(orig, &e, &err), 0);
+    ck_assert_int_eq(pyheap_elf_symbol(e, "_PyRuntime", &dummy, NULL), -1);
+    ck_assert_int_eq(pyheap_elf_section(e, ".PyRuntime", &dummy, NULL, NULL), -1);
+    pyheap_elf_close(e);
+
+    pid_t pid = spawn_chroot(bin);
+    double ms;
+    pyheap_target *t = open_src(pid, 0, &err, &ms);
+    ck_assert_msg(t, "%s", err.msg);
+    ck_assert_int_eq(pyheap_target_offsets_source(t), PYHEAP_OFFSETS_DEBUG_OFFSETS);
+    ck_assert_msg(strstr(pyheap_target_offsets_detail(t), "found by its cookie"), "%s",
+                  pyheap_target_offsets_detail(t));
+    ck_assert_uint_eq(t->runtime_addr, want);
+    fprintf(stderr, "debug_offsets: _PyRuntime by cookie at 0x%llx in %.1f ms\n",
+            (unsigned long long)t->runtime_addr, ms);
+    pyheap_target_free(t);
+    reap(pid);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", copy);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 /* Each generated table is what tools/gen-offsets writes from the sid
  * root's headers today. */
 START_TEST(tables_are_generated_output)
@@ -416,6 +474,7 @@ Suite *suite_debug_offsets(void)
     tcase_add_loop_test(tc, corrupted_copies, 0, 3);
     tcase_add_loop_test(tc, tables_are_generated_output, 0, 3);
     tcase_add_test(tc, consts_per_version);
+    tcase_add_test(tc, runtime_found_by_cookie);
     suite_add_tcase(s, tc);
     return s;
 }
