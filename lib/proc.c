@@ -343,9 +343,10 @@ static int load_bias(const struct pyheap_maps *maps, const struct pyheap_map *an
 }
 
 int pyheap_proc_find_interpreter(pid_t pid, const char *exe,
-                                 const struct pyheap_maps *maps,
+                                 const struct pyheap_maps *maps, size_t skip,
                                  struct pyheap_module *out, pyheap_error *err)
 {
+    size_t nruntime = 0; /* candidates defining _PyRuntime seen so far */
     /* Candidate mappings: the executable first, then libpython3.x. */
     const struct pyheap_map *cand[MAX_CANDIDATES];
     bool cand_exe[MAX_CANDIDATES];
@@ -413,6 +414,10 @@ int pyheap_proc_find_interpreter(pid_t pid, const char *exe,
                 continue;
             }
             from_section = true;
+        }
+        if (nruntime++ < skip) {
+            pyheap_elf_close(elf);
+            continue;
         }
         uint64_t bias = 0;
         if (load_bias(maps, cand[k], elf, &bias, err) != 0) {

@@ -191,6 +191,12 @@ static int runtime_by_cookie(pyheap_target *t, const struct pyheap_maps *maps,
     return result;
 }
 
+static int fail_rank(pyheap_errcode c)
+{
+    return c == PYHEAP_E_UNSUPPORTED ? 3 : c == PYHEAP_E_OFFSETS ? 2
+         : c == PYHEAP_E_NOTPYTHON ? 1 : 0;
+}
+
 /* Compare the process with what we saw at open. */
 static int same_process(const pyheap_target *t, pyheap_error *err)
 {
@@ -251,57 +257,97 @@ int pyheap_target_open(pid_t pid, const pyheap_open_opts *opts,
     if (pyheap_proc_exe(pid, t->exe, sizeof t->exe, true, err) != 0 ||
         pyheap_proc_maps_read(pid, &maps, err) != 0)
         goto fail;
-    int found = pyheap_proc_find_interpreter(pid, t->exe, &maps, &mod, err);
-    if (found == -2) {
-        version_from_file(t, &mod);
-        if (t->major == 3 && t->minor >= 13 && pyheap_version_supported(3, t->minor)) {
-            /* A CPython module with neither the _PyRuntime symbol nor the
-             * .PyRuntime section: find _Py_DebugOffsets by its cookie. */
-            if (pyheap_mem_open(pid, 0, &t->mem, err) != 0)
-                goto fail;
-            int rc = runtime_by_cookie(t, &maps, &mod, err);
-            if (rc < 0)
-                goto fail;
-            if (rc == 0)
-                found = 0;
-            pyheap_mem_free(t->mem);
-            t->mem = NULL;
+    /* Several modules may define _PyRuntime (an embedded second
+     * libpython): keep the first whose offsets validate. */
+    pyheap_error first = {0};
+    for (size_t skip = 0;; skip++) {
+        t->runtime_by_cookie = false;
+        int found = pyheap_proc_find_interpreter(pid, t->exe, &maps, skip, &mod, err);
+        if (skip > 0 && found != 0) {
+            /* No other candidate: report the first module's failure. */
+            if (err)
+                *err = first;
+            goto fail;
         }
-    }
-    if (found == -2) {
-        pyheap_err_set(err, PYHEAP_E_UNSUPPORTED, 0, 0,
-                       "Python %s (module %s) is not supported: it predates "
-                       "_PyRuntime (3.7); pyheap supports %s", t->version, mod.path,
-                       pyheap_versions_supported(sup, sizeof sup));
-        goto fail;
-    }
-    if (found != 0)
-        goto fail;
-    pyheap_proc_maps_free(&maps);
-    snprintf(t->module, sizeof t->module, "%s", mod.path);
-    t->module_bias = mod.bias;
-    t->runtime_addr = mod.runtime_addr;
+        if (found == -2) {
+            version_from_file(t, &mod);
+            if (t->major == 3 && t->minor >= 13 && pyheap_version_supported(3, t->minor)) {
+                /* A CPython module with neither the _PyRuntime symbol nor the
+                 * .PyRuntime section: find _Py_DebugOffsets by its cookie. */
+                if (pyheap_mem_open(pid, 0, &t->mem, err) != 0)
+                    goto fail;
+                int rc = runtime_by_cookie(t, &maps, &mod, err);
+                if (rc < 0)
+                    goto fail;
+                if (rc == 0)
+                    found = 0;
+                pyheap_mem_free(t->mem);
+                t->mem = NULL;
+            }
+        }
+        if (found == -2 && t->major == 3 && t->minor >= 7) {
+            pyheap_err_set(err, PYHEAP_E_NOTPYTHON, 0, 0,
+                           "Python %s (module %s): no _PyRuntime symbol, no "
+                           ".PyRuntime section%s; pyheap cannot find the runtime",
+                           t->version, mod.path, t->minor >= 13 ?
+                           " and no valid _Py_DebugOffsets in its data" : "");
+            goto fail;
+        }
+        if (found == -2) {
+            pyheap_err_set(err, PYHEAP_E_UNSUPPORTED, 0, 0,
+                           "Python %s (module %s) is not supported: it predates "
+                           "_PyRuntime (3.7); pyheap supports %s", t->version, mod.path,
+                           pyheap_versions_supported(sup, sizeof sup));
+            goto fail;
+        }
+        if (found != 0)
+            goto fail;
+        snprintf(t->module, sizeof t->module, "%s", mod.path);
+        t->module_bias = mod.bias;
+        t->runtime_addr = mod.runtime_addr;
 
-    if (pyheap_mem_open(pid, 0, &t->mem, err) != 0 || read_version(t, &mod, err) != 0)
-        goto fail;
-    if (free_threaded_name(t->module) || free_threaded_name(t->exe)) {
-        pyheap_err_set(err, PYHEAP_E_UNSUPPORTED, 0, 0,
-                       "free-threaded CPython %s (module %s) is not supported: "
-                       "its objects are not on GC lists and its object header "
-                       "differs; run the default (GIL) build", t->version, t->module);
-        goto fail;
+        pyheap_error e = {0};
+        if (pyheap_mem_open(pid, 0, &t->mem, err) != 0 || read_version(t, &mod, &e) != 0)
+            goto next;
+        if (free_threaded_name(t->module) || free_threaded_name(t->exe)) {
+            pyheap_err_set(&e, PYHEAP_E_UNSUPPORTED, 0, 0,
+                           "free-threaded CPython %s (module %s) is not supported: "
+                           "its objects are not on GC lists and its object header "
+                           "differs; run the default (GIL) build", t->version, t->module);
+            goto next;
+        }
+        if (!pyheap_version_supported(t->major, t->minor)) {
+            pyheap_err_set(&e, PYHEAP_E_UNSUPPORTED, 0, 0,
+                           "Python %s (module %s) is not supported: pyheap has no "
+                           "offsets or constants for %d.%d; it supports %s",
+                           t->version, t->module, t->major, t->minor,
+                           pyheap_versions_supported(sup, sizeof sup));
+            goto next;
+        }
+        if (pyheap_consts_init(t, &e) == 0 && pyheap_wk_resolve(t, &mod, &e) == 0 &&
+            pyheap_offsets_load(t, &mod, opts ? opts->allowed_sources : 0, &e) == 0)
+            break;
+    next:
+        /* This module failed: another may be the running interpreter,
+         * unless the process is gone or unreadable. */
+        if (e.code == PYHEAP_E_GONE || e.code == PYHEAP_E_PERM ||
+            e.code == PYHEAP_E_NOMEM || skip >= 8) {
+            if (err)
+                *err = e;
+            goto fail;
+        }
+        /* If none works, report the most telling failure: "unsupported
+         * version" over "offsets failed validation" (e.g. a library loaded
+         * but never initialized) over "not running Python"; the first of
+         * equal rank. */
+        if (skip == 0 || fail_rank(e.code) > fail_rank(first.code))
+            first = e;
+        pyheap_proc_module_clear(&mod);
+        memset(&mod, 0, sizeof mod);
+        pyheap_mem_free(t->mem);
+        t->mem = NULL;
     }
-    if (!pyheap_version_supported(t->major, t->minor)) {
-        pyheap_err_set(err, PYHEAP_E_UNSUPPORTED, 0, 0,
-                       "Python %s (module %s) is not supported: pyheap has no "
-                       "offsets or constants for %d.%d; it supports %s",
-                       t->version, t->module, t->major, t->minor,
-                       pyheap_versions_supported(sup, sizeof sup));
-        goto fail;
-    }
-    if (pyheap_consts_init(t, err) != 0 || pyheap_wk_resolve(t, &mod, err) != 0 ||
-        pyheap_offsets_load(t, &mod, opts ? opts->allowed_sources : 0, err) != 0)
-        goto fail;
+    pyheap_proc_maps_free(&maps);
     pyheap_proc_module_clear(&mod);
     /* Did it exit or exec while we looked? */
     if (same_process(t, err) != 0)
