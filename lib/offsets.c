@@ -532,6 +532,12 @@ static bool allowed(unsigned mask, pyheap_offsets_source s)
 
 /* Try DWARF: locate, load, check the shape, validate. On failure WHY says
  * what went wrong; *found tells whether DWARF was there at all. */
+static int debug_offsets_read(pyheap_target *t, const struct version_entry *v,
+                              const struct pyheap_module *mod,
+                              const struct pyheap_offsets *ref, const char *refname,
+                              struct pyheap_offsets *got, int *nout, uint64_t *atout,
+                              char *why, size_t why_len, pyheap_error *err);
+
 static int try_dwarf(pyheap_target *t, const struct pyheap_module *mod,
                      bool *found, char *why, size_t why_len, pyheap_error *err)
 {
@@ -571,10 +577,31 @@ static int try_dwarf(pyheap_target *t, const struct pyheap_module *mod,
         t->k.gc_incremental = false;
         gc_layout = t->minor == 14 ? "; GC layout generations[3]" : "";
     }
+    /* 3.13+: the runtime's own _Py_DebugOffsets must agree with the DWARF
+     * (a stale or foreign debug file would not). */
+    char confirmed[64] = "";
+    const struct version_entry *v = version_find(t->major, t->minor);
+    if (v && v->has_debug_offsets) {
+        struct pyheap_offsets got;
+        int n = 0;
+        uint64_t at = 0;
+        char dwhy[400];
+        int drc = debug_offsets_read(t, v, mod, &off, "DWARF", &got, &n, &at, dwhy,
+                                     sizeof dwhy, err);
+        if (drc == -2)
+            return -2;
+        if (drc == -3) {
+            fmt(why, why_len, "DWARF from %s rejected: %s", where, dwhy);
+            return -1;
+        }
+        if (drc == 0)
+            fmt(confirmed, sizeof confirmed, "; %d fields confirmed by "
+                "_Py_DebugOffsets", n);
+    }
     t->off = off;
     t->source = PYHEAP_OFFSETS_DWARF;
-    fmt(t->source_detail, sizeof t->source_detail, "DWARF from %s%s", where,
-        gc_layout);
+    fmt(t->source_detail, sizeof t->source_detail, "DWARF from %s%s%s", where,
+        gc_layout, confirmed);
     if (pyheap_offsets_validate(t, &e) != 0) {
         if (e.code == PYHEAP_E_GONE || e.code == PYHEAP_E_PERM) {
             if (err)
@@ -601,6 +628,7 @@ static bool incremental_gc_release(const pyheap_target *t)
  * dead process (err set). */
 static int debug_offsets_read(pyheap_target *t, const struct version_entry *v,
                               const struct pyheap_module *mod,
+                              const struct pyheap_offsets *ref, const char *refname,
                               struct pyheap_offsets *got, int *nout, uint64_t *atout,
                               char *why, size_t why_len, pyheap_error *err)
 {
@@ -628,7 +656,7 @@ static int debug_offsets_read(pyheap_target *t, const struct version_entry *v,
     if (pyheap_elf_symbol(mod->elf, "_PyRuntime", &rsym, &rsize) != 0 &&
         pyheap_elf_section(mod->elf, ".PyRuntime", &rsym, &rsize, NULL) != 0)
         rsize = 0;
-    *got = tab->off;
+    *got = *ref;
     bool provided[PYHEAP_DBG_COUNT];
     int n = pyheap_debug_offsets_parse(tab, buf, len, t->py_version, rsize, got,
                                        provided, &e);
@@ -649,15 +677,20 @@ static int debug_offsets_read(pyheap_target *t, const struct version_entry *v,
             continue;
         size_t slot = pyheap_debug_offsets_field_slot(i);
         size_t a = *(const size_t *)((const char *)got + slot);
-        size_t b = *(const size_t *)((const char *)&tab->off + slot);
+        size_t b = *(const size_t *)((const char *)ref + slot);
         if (a == b)
             continue;
         ndiff++;
-        int k = snprintf(diff + used, sizeof diff - used, "%s%s %zu (table %zd)",
+        int k = snprintf(diff + used, sizeof diff - used, "%s%s %zu (%s %zd)",
                          used ? ", " : "", pyheap_debug_offsets_field_name(i), a,
-                         (ssize_t)b);
+                         refname, (ssize_t)b);
         if (k > 0 && (size_t)k < sizeof diff - used)
             used += (size_t)k;
+    }
+    if (ndiff && ref != &tab->off) {
+        fmt(why, why_len, "_Py_DebugOffsets of the running binary differs from "
+            "the %s in %zu field(s) (%s)", refname, ndiff, diff);
+        return -3;
     }
     if (ndiff) {
         fmt(why, why_len, "_Py_DebugOffsets is valid but differs from the built-in "
@@ -681,7 +714,8 @@ static int try_debug_offsets(pyheap_target *t, const struct version_entry *v,
     int n = 0;
     uint64_t at = 0;
     pyheap_error e = {0};
-    int rc = debug_offsets_read(t, v, mod, &got, &n, &at, why, why_len, err);
+    int rc = debug_offsets_read(t, v, mod, &tab->off, "table", &got, &n, &at, why,
+                                why_len, err);
     if (rc == -2)
         return -2;
     if (rc != 0)
@@ -755,7 +789,8 @@ int pyheap_offsets_load(pyheap_target *t, const struct pyheap_module *mod,
             struct pyheap_offsets got;
             int n = 0;
             uint64_t at = 0;
-            int rc = debug_offsets_read(t, v, mod, &got, &n, &at, dbg_why,
+            int rc = debug_offsets_read(t, v, mod, &v->table->off, "table", &got,
+                                        &n, &at, dbg_why,
                                         sizeof dbg_why, err);
             if (rc == -2)
                 return -1;
