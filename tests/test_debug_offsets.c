@@ -254,6 +254,147 @@ START_TEST(consts_per_version)
 }
 END_TEST
 
+static const char consts_probe[] =
+    "#define Py_BUILD_CORE 1\n"
+    "#include <Python.h>\n"
+    "#include \"internal/pycore_object.h\"\n"
+    "#include \"internal/pycore_dict.h\"\n"
+    "#include \"internal/pycore_frame.h\"\n"
+    "#include \"internal/pycore_long.h\"\n"
+    "#if PY_VERSION_HEX >= 0x030E0000\n"
+    "#include \"internal/pycore_stackref.h\"\n"
+    "#endif\n"
+    "#include <stdio.h>\n"
+    "#include <string.h>\n"
+    "static unsigned raw(PyASCIIObject *a) { unsigned v; memcpy(&v, &a->state, 4); return v; }\n"
+    "#define P(name, v) printf(\"%s %lld\\n\", name, (long long)(v))\n"
+    "int main(void) {\n"
+    "  P(\"static_builtin\", _Py_TPFLAGS_STATIC_BUILTIN);\n"
+    "  P(\"inline_values\", Py_TPFLAGS_INLINE_VALUES);\n"
+    "  P(\"managed_weakref\", Py_TPFLAGS_MANAGED_WEAKREF);\n"
+    "  P(\"managed_dict\", Py_TPFLAGS_MANAGED_DICT);\n"
+    "  P(\"preheader_flags\", Py_TPFLAGS_PREHEADER);\n"
+    "  P(\"heaptype\", Py_TPFLAGS_HEAPTYPE);\n"
+    "  P(\"have_gc\", Py_TPFLAGS_HAVE_GC);\n"
+    "  P(\"managed_dict_off\", MANAGED_DICT_OFFSET);\n"
+    "  P(\"managed_weakref_off\", MANAGED_WEAKREF_OFFSET);\n"
+    "  PyTypeObject tp; memset(&tp, 0, sizeof tp); tp.tp_flags = Py_TPFLAGS_MANAGED_WEAKREF;\n"
+    "  P(\"preheader\", _PyType_PreHeaderSize(&tp));\n"
+    "#if PY_VERSION_HEX >= 0x030E0000\n"
+    "  P(\"immortal_min\", _Py_IMMORTAL_MINIMUM_REFCNT);\n"
+    "#ifdef _Py_LEGACY_ABI_CHECK_FLAG\n"
+    "  P(\"ob_flags_valid\", _Py_IMMORTAL_FLAGS | _Py_STATICALLY_ALLOCATED_FLAG | _Py_LEGACY_ABI_CHECK_FLAG);\n"
+    "#else\n"
+    "  P(\"ob_flags_valid\", _Py_IMMORTAL_FLAGS | _Py_STATICALLY_ALLOCATED_FLAG);\n"
+    "#endif\n"
+    "  P(\"tag_bits\", Py_TAG_BITS); P(\"int_tag\", Py_INT_TAG); P(\"null_bits\", Py_TAG_REFCNT);\n"
+    "  P(\"interpreter\", FRAME_OWNED_BY_INTERPRETER);\n"
+    "#else\n"
+    "  P(\"immortal_min\", _Py_IMMORTAL_REFCNT);\n"
+    "  P(\"ob_flags_valid\", 0); P(\"tag_bits\", 0); P(\"int_tag\", 0); P(\"null_bits\", 0);\n"
+    "  P(\"interpreter\", -1);\n"
+    "#endif\n"
+    "#if PY_VERSION_HEX < 0x030F0000\n"
+    "  P(\"cstack\", FRAME_OWNED_BY_CSTACK); P(\"completed\", FRAME_COMPLETED);\n"
+    "#else\n"
+    "  P(\"cstack\", -1); P(\"completed\", -2147483648LL);\n"
+    "#endif\n"
+    "  P(\"thread\", FRAME_OWNED_BY_THREAD); P(\"generator\", FRAME_OWNED_BY_GENERATOR);\n"
+    "  P(\"frame_object\", FRAME_OWNED_BY_FRAME_OBJECT);\n"
+    "  P(\"created\", FRAME_CREATED); P(\"suspended\", FRAME_SUSPENDED);\n"
+    "  P(\"executing\", FRAME_EXECUTING); P(\"cleared\", FRAME_CLEARED);\n"
+    "  P(\"non_size_bits\", _PyLong_NON_SIZE_BITS); P(\"sign_mask\", SIGN_MASK);\n"
+    "  PyASCIIObject a; memset(&a, 0, sizeof a); a.state.kind = 7; P(\"kind_bits\", raw(&a));\n"
+    "  memset(&a, 0, sizeof a); a.state.compact = 1; P(\"compact_bits\", raw(&a));\n"
+    "  memset(&a, 0, sizeof a); a.state.ascii = 1; P(\"ascii_bits\", raw(&a));\n"
+    "  memset(&a, 0, sizeof a); a.state.statically_allocated = 1; P(\"static_bits\", raw(&a));\n"
+    "  P(\"dk_general\", DICT_KEYS_GENERAL); P(\"dk_unicode\", DICT_KEYS_UNICODE);\n"
+    "  P(\"dk_split\", DICT_KEYS_SPLIT);\n"
+    "  return 0;\n"
+    "}\n";
+
+static long long pv(const char *out, const char *name)
+{
+    char key[64];
+    snprintf(key, sizeof key, "\n%s ", name);
+    const char *p = strstr(out, key);
+    ck_assert_msg(p != NULL, "probe printed no %s", name);
+    return strtoll(p + strlen(key), NULL, 10);
+}
+
+/* The constants of 3.13-3.15 equal what a probe compiled against each
+ * version's headers (the sid root) prints. */
+START_TEST(consts_match_sid_headers)
+{
+    int minor = 13 + _i;
+    char dir[] = "/tmp/pyheap-consts-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char src[128], cmd[4096];
+    snprintf(src, sizeof src, "%s/probe.c", dir);
+    FILE *f = fopen(src, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(consts_probe, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s/inc/x86_64-linux-gnu && "
+             "ln -s %s/usr/include/x86_64-linux-gnu/python3.%d %s/inc/x86_64-linux-gnu/ && "
+             "${CC:-cc} -std=gnu11 -w -DNDEBUG -I%s/inc -I%s/usr/include/python3.%d "
+             "-o %s/probe %s && %s/probe", dir, sid_root(), minor, dir, dir, sid_root(),
+             minor, dir, src, dir);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    char out[4096] = "\n";
+    size_t n = fread(out + 1, 1, sizeof out - 2, p);
+    out[n + 1] = '\0';
+    ck_assert_msg(pclose(p) == 0, "the 3.%d constants probe failed", minor);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+
+    pyheap_target t;
+    memset(&t, 0, sizeof t);
+    t.major = 3;
+    t.minor = minor;
+    pyheap_error err = {0};
+    ck_assert_int_eq(pyheap_consts_init(&t, &err), 0);
+    const struct pyheap_consts *k = &t.k;
+    ck_assert_uint_eq(k->tpflags_static_builtin, (uint64_t)pv(out, "static_builtin"));
+    ck_assert_uint_eq(k->tpflags_inline_values, (uint64_t)pv(out, "inline_values"));
+    ck_assert_uint_eq(k->tpflags_managed_weakref, (uint64_t)pv(out, "managed_weakref"));
+    ck_assert_uint_eq(k->tpflags_managed_dict, (uint64_t)pv(out, "managed_dict"));
+    ck_assert_uint_eq(k->tpflags_preheader, (uint64_t)pv(out, "preheader_flags"));
+    ck_assert_uint_eq(k->tpflags_heaptype, (uint64_t)pv(out, "heaptype"));
+    ck_assert_uint_eq(k->tpflags_have_gc, (uint64_t)pv(out, "have_gc"));
+    ck_assert_int_eq(k->managed_dict_offset, pv(out, "managed_dict_off"));
+    ck_assert_int_eq(k->managed_weakref_offset, pv(out, "managed_weakref_off"));
+    ck_assert_uint_eq(k->preheader_managed, (uint64_t)pv(out, "preheader"));
+    ck_assert_uint_eq(k->refcnt_immortal_min, (uint64_t)pv(out, "immortal_min"));
+    ck_assert_uint_eq(k->ob_flags_valid, (uint64_t)pv(out, "ob_flags_valid"));
+    ck_assert_uint_eq(k->stackref_tag_mask, (uint64_t)pv(out, "tag_bits"));
+    ck_assert_uint_eq(k->stackref_int_tag, (uint64_t)pv(out, "int_tag"));
+    ck_assert_uint_eq(k->stackref_null_bits, (uint64_t)pv(out, "null_bits"));
+    ck_assert_int_eq(k->frame_owned_by_thread, pv(out, "thread"));
+    ck_assert_int_eq(k->frame_owned_by_generator, pv(out, "generator"));
+    ck_assert_int_eq(k->frame_owned_by_frame_object, pv(out, "frame_object"));
+    ck_assert_int_eq(k->frame_owned_by_cstack, pv(out, "cstack"));
+    ck_assert_int_eq(k->frame_owned_by_interpreter, pv(out, "interpreter"));
+    ck_assert_int_eq(k->frame_state_created, pv(out, "created"));
+    ck_assert_int_eq(k->frame_state_suspended, pv(out, "suspended"));
+    ck_assert_int_eq(k->frame_state_executing, pv(out, "executing"));
+    ck_assert_int_eq(k->frame_state_completed, pv(out, "completed"));
+    ck_assert_int_eq(k->frame_state_cleared, pv(out, "cleared"));
+    ck_assert_uint_eq(k->long_ndigits_shift, (unsigned)pv(out, "non_size_bits"));
+    ck_assert_uint_eq(k->long_sign_mask, (unsigned)pv(out, "sign_mask"));
+    ck_assert_uint_eq(k->unicode_kind_mask << k->unicode_kind_shift,
+                      (unsigned)pv(out, "kind_bits"));
+    ck_assert_uint_eq(1u << k->unicode_compact_bit, (unsigned)pv(out, "compact_bits"));
+    ck_assert_uint_eq(1u << k->unicode_ascii_bit, (unsigned)pv(out, "ascii_bits"));
+    ck_assert_uint_eq(1u << k->unicode_static_bit, (unsigned)pv(out, "static_bits"));
+    ck_assert_uint_eq(k->dict_kind_general, (unsigned)pv(out, "dk_general"));
+    ck_assert_uint_eq(k->dict_kind_unicode, (unsigned)pv(out, "dk_unicode"));
+    ck_assert_uint_eq(k->dict_kind_split, (unsigned)pv(out, "dk_split"));
+}
+END_TEST
+
 /* A real _Py_DebugOffsets (copied out of a live 3.X) parses, then every
  * kind of corruption of the copy is refused with a clear message. */
 static void read_real(int minor, pid_t *pid, unsigned char *buf, size_t *len,
@@ -474,6 +615,7 @@ Suite *suite_debug_offsets(void)
     tcase_add_loop_test(tc, corrupted_copies, 0, 3);
     tcase_add_loop_test(tc, tables_are_generated_output, 0, 3);
     tcase_add_test(tc, consts_per_version);
+    tcase_add_loop_test(tc, consts_match_sid_headers, 0, 3);
     tcase_add_test(tc, runtime_found_by_cookie);
     suite_add_tcase(s, tc);
     return s;
