@@ -304,6 +304,47 @@ START_TEST(hand_built_graph)
 }
 END_TEST
 
+/* Many distinct str keys: the ones a single dict uses merge into [*], a
+ * key shared by several dicts stays a group of its own. */
+START_TEST(str_key_merge)
+{
+    const char *types[] = { "dict", "app.T" };
+    struct hb h;
+    hb_init(&h, types, 2);
+    size_t cache = hb_obj(&h, 0, 1000);
+    for (int i = 0; i < 30; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "req%d", i);
+        hb_edge(&h, cache, hb_obj(&h, 1, 48), hb_str(&h, LBL_KEY_STR, k));
+    }
+    for (int i = 0; i < 5; i++) {
+        size_t row = hb_obj(&h, 0, 200);
+        hb_edge(&h, row, hb_obj(&h, 1, 48), hb_str(&h, LBL_KEY_STR, "sql"));
+    }
+    pyheap_snapshot *s = hb_build(&h);
+    uint32_t *ty;
+    size_t nt;
+    pyheap_error e;
+    ck_assert_int_eq(pyheap_type_lookup(s, "T", &ty, &nt, &e), 0);
+    pyheap_referrers *r;
+    ck_assert_int_eq(pyheap_referrers_compute(s, ty, nt, NULL, &r, &e), 0);
+    dump(r);
+    ck_assert_uint_eq(r->ngroups, 2);
+    const pyheap_referrer_group *g = group(r, 1, "dict", "['sql']");
+    ck_assert_ptr_nonnull(g);
+    ck_assert_uint_eq(g->count, 5);
+    ck_assert_uint_eq(g->bytes, 1000);
+    g = group(r, 1, "dict", "[*]");
+    ck_assert_ptr_nonnull(g);
+    ck_assert_uint_eq(g->count, 1);
+    ck_assert_uint_eq(r->unreachable, 35); /* no roots at all */
+    ck_assert_uint_eq(r->npaths, 0);
+    pyheap_referrers_free(r);
+    free(ty);
+    pyheap_snapshot_free(s);
+}
+END_TEST
+
 /* 1M objects, 100k of the asked-for type: the timing figure. */
 START_TEST(bench_synthetic)
 {
@@ -703,6 +744,7 @@ Suite *suite_graph(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, label_rendering);
     tcase_add_test(tc, hand_built_graph);
+    tcase_add_test(tc, str_key_merge);
     tcase_add_test(tc, bench_synthetic);
     suite_add_tcase(s, tc);
     TCase *live = tcase_create("live");
