@@ -18,6 +18,7 @@
 
 #define PY_DEBIAN "/usr/bin/python3.11"
 #define PY_DEBUG "/usr/bin/python3.11d"
+#define PY_PYENV "/root/.pyenv/versions/3.11.7/bin/python3.11"
 
 static double now_ms(void)
 {
@@ -618,6 +619,20 @@ static void scenarios(const char *python)
     EXPECT_PATH(r, "__main__.gen.gi_frame.f_locals['held'][");
     pyheap_referrers_free(r);
 
+    /* staticmethod, classmethod, property; a memoryview's exporter */
+    r = referrers_of(s, "DescrItem");
+    ck_assert_uint_eq(r->objects, 3);
+    EXPECT_GROUP(r, 1, "staticmethod", ".__func__");
+    EXPECT_GROUP(r, 1, "classmethod", ".__func__");
+    EXPECT_GROUP(r, 1, "property", ".fget");
+    EXPECT_PATH(r, "__main__.Descriptors.");
+    pyheap_referrers_free(r);
+    r = referrers_of(s, "array.array");
+    EXPECT_GROUP(r, 1, "memoryview", ".obj");
+    EXPECT_GROUP(r, 1, "managedbuffer", ".obj");
+    EXPECT_PATH(r, "__main__.view.obj");
+    pyheap_referrers_free(r);
+
     /* weak references are edges, flagged, and never referrers */
     r = referrers_of(s, "Weakly");
     ck_assert_uint_eq(r->objects, 3);
@@ -692,6 +707,16 @@ START_TEST(scenarios_debug)
 }
 END_TEST
 
+START_TEST(scenarios_pyenv)
+{
+    if (access(PY_PYENV, X_OK) != 0) {
+        fprintf(stderr, "NOTICE: %s not present: scenarios_pyenv skipped\n", PY_PYENV);
+        return;
+    }
+    scenarios(PY_PYENV);
+}
+END_TEST
+
 /* ~1M objects in a real target, 100k of class Bench: timing figures. */
 START_TEST(bench_real)
 {
@@ -751,6 +776,7 @@ Suite *suite_graph(void)
     tcase_set_timeout(live, 300);
     tcase_add_test(live, scenarios_debian);
     tcase_add_test(live, scenarios_debug);
+    tcase_add_test(live, scenarios_pyenv);
     tcase_add_test(live, bench_real);
     suite_add_tcase(s, live);
     return s;
