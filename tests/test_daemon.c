@@ -1859,6 +1859,23 @@ START_TEST(referrers_shapes)
     free(d);
     json_decref(j);
 
+    /* the issue's chain: str <- dict [..] <- collections.deque [*] <-
+     * dict ['queries_log'] (the module's globals) */
+    j = referrers_json(&e, "str", "--groups", "1000");
+    check_referrers_json(j, t.pid, "str");
+    const json_t *gs = json_object_get(j, "referrers");
+    int chain = 0;
+    for (size_t i = 0; i < json_array_size(gs) && !chain; i++) {
+        const json_t *g1 = json_array_get(gs, i);
+        if (jint(g1, "depth") != 1 || strcmp(jstr(g1, "type"), "dict") != 0 ||
+            jstr(g1, "via")[0] != '[')
+            continue;
+        long dq = find_group(j, 2, (long)i, "collections.deque", "[");
+        chain = dq >= 0 && find_group(j, 3, dq, "dict", "['queries_log']") >= 0;
+    }
+    ck_assert_msg(chain, "no str <- dict <- deque <- dict ['queries_log'] chain");
+    json_decref(j);
+
     target_kill(&t);
     env_fini(&e);
 }
