@@ -50,7 +50,7 @@ static const char usage_top[] =
     "  --json             print pyheapd's reply as one JSON document instead\n";
 static const char usage_referrers[] =
     "Usage: pyheap [--socket PATH] referrers TYPE [-p PID] [--depth N] [--paths N]\n"
-    "                                        [--groups N] [--json | --dot]\n"
+    "                                        [--groups N] [--freeze] [--json | --dot]\n"
     "\n"
     "Who keeps the objects of TYPE alive. Scans the process (without stopping\n"
     "it), then prints: how many objects of TYPE there are and their bytes; their\n"
@@ -66,6 +66,7 @@ static const char usage_referrers[] =
     "  -d, --depth N      levels of referrers, 1 to %d (default %d)\n"
     "  --paths N          shortest paths shown, 1 to %d (default %d)\n"
     "  --groups N         groups per level and parent, 1 to %d (default %d)\n"
+    "  --freeze           stop the target's threads for the scan (see top --freeze)\n"
     "  --json             print pyheapd's reply as one JSON document instead\n"
     "  --dot              print the referrer tree as a Graphviz digraph\n"
     "                     (e.g. pyheap referrers Foo --dot | dot -Tsvg > foo.svg)\n";
@@ -378,13 +379,14 @@ static int run_referrers(int argc, char **argv)
         { "groups", required_argument, NULL, OPT_GROUPS },
         { "json", no_argument, NULL, OPT_JSON },
         { "dot", no_argument, NULL, OPT_DOT },
+        { "freeze", no_argument, NULL, OPT_FREEZE },
         { "socket", required_argument, NULL, 's' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     long pid = 0, depth = PYHEAP_PROTO_DEFAULT_DEPTH, paths = PYHEAP_PROTO_DEFAULT_PATHS,
          groups = PYHEAP_PROTO_DEFAULT_GROUPS;
-    int json = 0, dot = 0;
+    int json = 0, dot = 0, freeze = 0;
     optind = 0;
     int c;
     while ((c = getopt_long(argc, argv, "p:d:s:h", opts, NULL)) != -1) {
@@ -410,6 +412,9 @@ static int run_referrers(int argc, char **argv)
             break;
         case OPT_DOT:
             dot = 1;
+            break;
+        case OPT_FREEZE:
+            freeze = 1;
             break;
         case 's':
             socket_opt = optarg;
@@ -443,6 +448,8 @@ static int run_referrers(int argc, char **argv)
     }
     if (pid)
         json_object_set_new(req, "pid", json_integer(pid));
+    if (freeze)
+        json_object_set_new(req, "freeze", json_true());
     int status;
     json_t *rep = call(path, req, &status);
     if (!rep)
