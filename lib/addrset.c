@@ -1,0 +1,114 @@
+/* The walker's set of seen addresses: a radix tree of bitmaps (addrset.h). */
+#include <stdlib.h>
+
+#include "addrset.h"
+
+#define TOP_SLOTS   ((size_t)1 << ADDRSET_TOP_BITS)
+#define MID_SLOTS   ((size_t)1 << ADDRSET_MID_BITS)
+#define ADDR_LIMIT  ((uint64_t)1 << (ADDRSET_TOP_BITS + ADDRSET_MID_BITS + ADDRSET_LEAF_SHIFT))
+#define BLOCK_LEAVES 256   /* leaves per slab block (256 KiB) */
+
+struct addrset_block {
+    struct addrset_block *next;
+    size_t nused;
+    uint64_t leaves[BLOCK_LEAVES][ADDRSET_LEAF_WORDS];
+};
+
+static uint64_t *new_leaf(struct addrset *s)
+{
+    struct addrset_block *b = s->blocks;
+    if (!b || b->nused == BLOCK_LEAVES) {
+        b = calloc(1, sizeof *b);
+        if (!b)
+            return NULL;
+        b->next = s->blocks;
+        s->blocks = b;
+    }
+    s->leaves++;
+    return b->leaves[b->nused++];
+}
+
+/* The leaf covering ADDR; created if CREATE; NULL if absent or no memory. */
+static uint64_t *leaf_for(struct addrset *s, uint64_t addr, int create)
+{
+    uint64_t region = addr >> ADDRSET_LEAF_SHIFT;
+    if (s->last_leaf && s->last_region == region)
+        return s->last_leaf;
+    size_t ti = (size_t)(region >> ADDRSET_MID_BITS);
+    size_t mi = (size_t)(region & (MID_SLOTS - 1));
+    if (!s->top) {
+        if (!create)
+            return NULL;
+        s->top = calloc(TOP_SLOTS, sizeof *s->top);
+        if (!s->top)
+            return NULL;
+    }
+    uint64_t **mid = s->top[ti];
+    if (!mid) {
+        if (!create)
+            return NULL;
+        mid = calloc(MID_SLOTS, sizeof *mid);
+        if (!mid)
+            return NULL;
+        s->top[ti] = mid;
+    }
+    uint64_t *leaf = mid[mi];
+    if (!leaf) {
+        if (!create)
+            return NULL;
+        leaf = new_leaf(s);
+        if (!leaf)
+            return NULL;
+        mid[mi] = leaf;
+    }
+    s->last_region = region;
+    s->last_leaf = leaf;
+    return leaf;
+}
+
+int pyheap_addrset_insert(struct addrset *s, uint64_t addr)
+{
+    if (addr >= ADDR_LIMIT || (addr & 7))
+        return -1;
+    uint64_t *leaf = leaf_for(s, addr, 1);
+    if (!leaf)
+        return -1;
+    uint64_t bit = (addr & (((uint64_t)1 << ADDRSET_LEAF_SHIFT) - 1)) >> 3;
+    uint64_t mask = (uint64_t)1 << (bit & 63);
+    uint64_t *w = &leaf[bit >> 6];
+    if (*w & mask)
+        return 0;
+    *w |= mask;
+    s->used++;
+    return 1;
+}
+
+int pyheap_addrset_has(const struct addrset *s, uint64_t addr)
+{
+    if (addr >= ADDR_LIMIT || (addr & 7) || !s->top)
+        return 0;
+    uint64_t region = addr >> ADDRSET_LEAF_SHIFT;
+    uint64_t **mid = s->top[region >> ADDRSET_MID_BITS];
+    if (!mid)
+        return 0;
+    const uint64_t *leaf = mid[region & (MID_SLOTS - 1)];
+    if (!leaf)
+        return 0;
+    uint64_t bit = (addr & (((uint64_t)1 << ADDRSET_LEAF_SHIFT) - 1)) >> 3;
+    return (leaf[bit >> 6] >> (bit & 63)) & 1;
+}
+
+void pyheap_addrset_free(struct addrset *s)
+{
+    if (s->top) {
+        for (size_t i = 0; i < TOP_SLOTS; i++)
+            free(s->top[i]);
+        free(s->top);
+    }
+    while (s->blocks) {
+        struct addrset_block *n = s->blocks->next;
+        free(s->blocks);
+        s->blocks = n;
+    }
+    *s = (struct addrset){ 0 };
+}
