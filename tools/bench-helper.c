@@ -5,7 +5,7 @@
  *       The floor: copy every private writable anonymous mapping of PID
  *       (the heap, pymalloc arenas, mmap'd blocks) once, with 1 MiB
  *       process_vm_readv reads into one buffer. {"bytes":..,"ms":..}
- *   bench-helper census PID
+ *   bench-helper census PID [CACHE_MIB]
  *       One full census through the library (pyheap_target_open +
  *       pyheap_snapshot_take + pyheap_histogram), timed, with the memory the
  *       snapshot model holds: RSS with the snapshot minus RSS after freeing
@@ -116,7 +116,7 @@ static int floor_copy(pid_t pid)
     return 0;
 }
 
-static int census(pid_t pid)
+static int census(pid_t pid, uint64_t cache_mib)
 {
     pyheap_error err;
     pyheap_target *t = NULL;
@@ -128,7 +128,8 @@ static int census(pid_t pid)
     long rss0 = status_kib("VmRSS");
     pyheap_snapshot *s = NULL;
     double t0 = now_ms();
-    if (pyheap_snapshot_take(t, NULL, &s, &err) < 0) {
+    pyheap_scan_opts opts = { .max_cache_bytes = cache_mib << 20 };
+    if (pyheap_snapshot_take(t, &opts, &s, &err) < 0) {
         fprintf(stderr, "bench-helper: %s\n", err.msg);
         pyheap_target_free(t);
         return 1;
@@ -165,15 +166,15 @@ static int census(pid_t pid)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: bench-helper floor|census PID\n");
+    if (argc != 3 && !(argc == 4 && strcmp(argv[1], "census") == 0)) {
+        fprintf(stderr, "usage: bench-helper floor PID | census PID [CACHE_MIB]\n");
         return 2;
     }
     pid_t pid = (pid_t)strtol(argv[2], NULL, 10);
     if (strcmp(argv[1], "floor") == 0)
         return floor_copy(pid);
     if (strcmp(argv[1], "census") == 0)
-        return census(pid);
+        return census(pid, argc == 4 ? strtoull(argv[3], NULL, 10) : 0);
     fprintf(stderr, "usage: bench-helper floor|census PID\n");
     return 2;
 }
