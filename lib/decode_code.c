@@ -33,14 +33,30 @@ static int read_body(struct walk *w, const struct walk_obj *o, unsigned char *bu
     return pyheap_walk_read(w, o->addr, buf, body_len(o, cap));
 }
 
-/* Report the pointer fields at OFFS (skipping absent ones) of BUF. */
+/* A named pointer field: offset, label text (".name" unless it starts
+ * with '<'), extra edge flags. */
+struct field {
+    size_t off;
+    const char *name;
+    unsigned flags;
+};
+
+/* Report the pointer fields F (skipping absent ones) of BUF. */
 static void ref_fields(struct walk *w, const unsigned char *buf, size_t len,
-                       const size_t *offs, size_t n)
+                       const struct field *f, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (offs[i] != PYHEAP_OFF_ABSENT && offs[i] + 8 <= len)
-            pyheap_walk_ref(w, u64at(buf, offs[i]));
+    for (size_t i = 0; i < n; i++) {
+        if (f[i].off == PYHEAP_OFF_ABSENT || f[i].off + 8 > len)
+            continue;
+        uint64_t v = u64at(buf, f[i].off);
+        if (!v)
+            continue;
+        uint32_t l = pyheap_walk_label(w, f[i].name[0] == '<' ? LBL_TEXT : LBL_ATTR, f[i].name);
+        pyheap_walk_edge(w, v, WALK_LBL_WITH_FLAGS(l, f[i].flags));
+    }
 }
+
+#define NF(a) (sizeof (a) / sizeof (a)[0])
 
 int pyheap_walk_decode_module(struct walk *w, const struct walk_obj *o, uint64_t *size)
 {
@@ -48,8 +64,9 @@ int pyheap_walk_decode_module(struct walk *w, const struct walk_obj *o, uint64_t
     unsigned char b[256];
     if (read_body(w, o, b, sizeof b) < 0)
         return -1;
-    size_t f[] = { off->module_md_dict, off->module_md_name };
-    ref_fields(w, b, body_len(o, sizeof b), f, 2);
+    struct field f[] = { { off->module_md_dict, "__dict__", 0 },
+                         { off->module_md_name, "__name__", 0 } };
+    ref_fields(w, b, body_len(o, sizeof b), f, NF(f));
     return pyheap_walk_decode_fixed(w, o, size);
 }
 
@@ -59,11 +76,15 @@ int pyheap_walk_decode_function(struct walk *w, const struct walk_obj *o, uint64
     unsigned char b[512];
     if (read_body(w, o, b, sizeof b) < 0)
         return -1;
-    size_t f[] = { off->func_globals, off->func_builtins, off->func_name,
-                   off->func_qualname, off->func_code, off->func_defaults,
-                   off->func_kwdefaults, off->func_closure, off->func_doc,
-                   off->func_dict, off->func_module, off->func_annotations };
-    ref_fields(w, b, body_len(o, sizeof b), f, sizeof f / sizeof f[0]);
+    struct field f[] = {
+        { off->func_globals, "__globals__", PYHEAP_EDGE_CUT },
+        { off->func_builtins, "__builtins__", PYHEAP_EDGE_CUT },
+        { off->func_name, "__name__", 0 }, { off->func_qualname, "__qualname__", 0 },
+        { off->func_code, "__code__", 0 }, { off->func_defaults, "__defaults__", 0 },
+        { off->func_kwdefaults, "__kwdefaults__", 0 }, { off->func_closure, "__closure__", 0 },
+        { off->func_doc, "__doc__", 0 }, { off->func_dict, "__dict__", 0 },
+        { off->func_module, "__module__", 0 }, { off->func_annotations, "__annotations__", 0 } };
+    ref_fields(w, b, body_len(o, sizeof b), f, NF(f));
     return pyheap_walk_decode_fixed(w, o, size);
 }
 
@@ -74,11 +95,15 @@ int pyheap_walk_decode_code(struct walk *w, const struct walk_obj *o, uint64_t *
     if (read_body(w, o, b, sizeof b) < 0)
         return -1;
     size_t len = body_len(o, sizeof b);
-    size_t f[] = { off->code_co_consts, off->code_co_names, off->code_co_exceptiontable,
-                   off->code_co_localsplusnames, off->code_co_localspluskinds,
-                   off->code_co_filename, off->code_co_name, off->code_co_qualname,
-                   off->code_co_linetable, off->code_co_code_cache };
-    ref_fields(w, b, len, f, sizeof f / sizeof f[0]);
+    struct field f[] = {
+        { off->code_co_consts, "co_consts", 0 }, { off->code_co_names, "co_names", 0 },
+        { off->code_co_exceptiontable, "co_exceptiontable", 0 },
+        { off->code_co_localsplusnames, "co_localsplusnames", 0 },
+        { off->code_co_localspluskinds, "co_localspluskinds", 0 },
+        { off->code_co_filename, "co_filename", 0 }, { off->code_co_name, "co_name", 0 },
+        { off->code_co_qualname, "co_qualname", 0 }, { off->code_co_linetable, "co_linetable", 0 },
+        { off->code_co_code_cache, "<co_code>", 0 } };
+    ref_fields(w, b, len, f, NF(f));
     if (off->ob_size + 8 > len)
         return -1;
     int64_t n = (int64_t)u64at(b, off->ob_size);
@@ -103,7 +128,7 @@ int pyheap_walk_decode_cell(struct walk *w, const struct walk_obj *o, uint64_t *
     uint64_t v;
     if (pyheap_walk_read_u64(w, o->addr + off->cell_ob_ref, &v) < 0)
         return -1;
-    pyheap_walk_ref(w, v);
+    pyheap_walk_edge(w, v, pyheap_walk_label(w, LBL_ATTR, "cell_contents"));
     return pyheap_walk_decode_fixed(w, o, size);
 }
 
@@ -113,8 +138,9 @@ int pyheap_walk_decode_method(struct walk *w, const struct walk_obj *o, uint64_t
     unsigned char b[128];
     if (read_body(w, o, b, sizeof b) < 0)
         return -1;
-    size_t f[] = { off->method_im_func, off->method_im_self };
-    ref_fields(w, b, body_len(o, sizeof b), f, 2);
+    struct field f[] = { { off->method_im_func, "__func__", 0 },
+                         { off->method_im_self, "__self__", 0 } };
+    ref_fields(w, b, body_len(o, sizeof b), f, NF(f));
     return pyheap_walk_decode_fixed(w, o, size);
 }
 
@@ -142,24 +168,47 @@ int pyheap_walk_iframe_refs(struct walk *w, uint64_t iframe)
     size_t hdr = off->iframe_localsplus;
     if (hdr > sizeof b || pyheap_walk_read(w, iframe, b, hdr) < 0)
         return -1;
-    size_t f[] = { off->iframe_f_func, off->iframe_f_globals, off->iframe_f_builtins,
-                   off->iframe_f_locals, off->iframe_f_code, off->iframe_frame_obj };
-    ref_fields(w, b, hdr, f, sizeof f / sizeof f[0]);
+    struct field f[] = {
+        { off->iframe_f_func, "f_func", 0 }, { off->iframe_f_globals, "f_globals", PYHEAP_EDGE_CUT },
+        { off->iframe_f_builtins, "f_builtins", PYHEAP_EDGE_CUT },
+        { off->iframe_f_locals, "f_locals", 0 }, { off->iframe_f_code, "f_code", 0 },
+        { off->iframe_frame_obj, "<frame>", 0 } };
+    ref_fields(w, b, hdr, f, NF(f));
     int64_t slots, nlocals;
     int32_t top = i32at(b, off->iframe_stacktop);
-    if (code_slots(w, u64at(b, off->iframe_f_code), &slots, &nlocals) < 0 || top > slots)
+    uint64_t code = u64at(b, off->iframe_f_code);
+    if (code_slots(w, code, &slots, &nlocals) < 0 || top > slots)
         return -1;
     /* A frame that is executing has stacktop -1 (3.11): its locals are
      * valid, its value stack is not known. */
     if (top < 0)
         top = (int32_t)nlocals;
+    /* Local names: co_localsplusnames, a tuple of str. */
+    uint64_t names = 0, nnames = 0;
+    if (off->code_co_localsplusnames != PYHEAP_OFF_ABSENT &&
+        pyheap_walk_read_u64(w, code + off->code_co_localsplusnames, &names) == 0 && names &&
+        pyheap_walk_read_u64(w, names + off->ob_size, &nnames) == 0 &&
+        (int64_t)nnames > nlocals)
+        nnames = (uint64_t)nlocals;
+    uint32_t stack = pyheap_walk_label(w, LBL_TEXT, "<stack>");
     uint64_t buf[256];
     for (int32_t i = 0; i < top; i += 256) {
         int32_t m = top - i < 256 ? top - i : 256;
         if (pyheap_walk_read(w, iframe + hdr + (uint64_t)i * 8, buf, (size_t)m * 8) < 0)
             return -1;
-        for (int32_t j = 0; j < m; j++)
-            pyheap_walk_ref(w, buf[j]);
+        for (int32_t j = 0; j < m; j++) {
+            if (!buf[j])
+                continue;
+            uint64_t k = (uint64_t)(i + j), name;
+            uint32_t l = stack;
+            if (k < nnames &&
+                pyheap_walk_read_u64(w, names + off->tuple_ob_item + k * 8, &name) == 0) {
+                l = pyheap_walk_label_key(w, name, false);
+                l = WALK_LBL_KIND(l) == LBL_KEY_STR ? WALK_LBL(LBL_LOCAL, WALK_LBL_PAYLOAD(l))
+                                                    : stack;
+            }
+            pyheap_walk_edge(w, buf[j], l);
+        }
     }
     return 0;
 }
@@ -170,8 +219,9 @@ int pyheap_walk_decode_frame(struct walk *w, const struct walk_obj *o, uint64_t 
     unsigned char b[256];
     if (read_body(w, o, b, sizeof b) < 0)
         return -1;
-    size_t f[] = { off->frame_f_back, off->frame_f_trace };
-    ref_fields(w, b, body_len(o, sizeof b), f, 2);
+    struct field f[] = { { off->frame_f_back, "f_back", 0 },
+                         { off->frame_f_trace, "f_trace", 0 } };
+    ref_fields(w, b, body_len(o, sizeof b), f, NF(f));
     if (off->frame_f_frame + 8 > body_len(o, sizeof b))
         return -1;
     uint64_t iframe = u64at(b, off->frame_f_frame);
@@ -194,9 +244,10 @@ int pyheap_walk_decode_gen(struct walk *w, const struct walk_obj *o, uint64_t *s
     if (off->gen_iframe > sizeof b || pyheap_walk_read(w, o->addr, b, off->gen_iframe) < 0)
         return -1;
     uint64_t code = u64at(b, off->gen_code);
-    size_t f[] = { off->gen_code, off->gen_name, off->gen_qualname,
-                   off->gen_exc_state + off->err_stackitem_exc_value };
-    ref_fields(w, b, off->gen_iframe, f, sizeof f / sizeof f[0]);
+    struct field f[] = { { off->gen_code, "gi_code", 0 }, { off->gen_name, "__name__", 0 },
+                         { off->gen_qualname, "__qualname__", 0 },
+                         { off->gen_exc_state + off->err_stackitem_exc_value, "<exc_state>", 0 } };
+    ref_fields(w, b, off->gen_iframe, f, NF(f));
     int64_t slots;
     if (code_slots(w, code, &slots, NULL) < 0)
         return -1;

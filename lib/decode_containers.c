@@ -21,7 +21,7 @@ static int ref_array(struct walk *w, uint64_t addr, uint64_t n)
         if (pyheap_walk_read(w, addr + i * 8, buf, m * 8) < 0)
             return -1;
         for (uint64_t j = 0; j < m; j++)
-            pyheap_walk_ref(w, buf[j]);
+            pyheap_walk_edge(w, buf[j], pyheap_walk_label_index(i + j));
     }
     return 0;
 }
@@ -161,12 +161,27 @@ static int for_entries(struct walk *w, const struct dkeys *d, uint64_t values,
     return 0;
 }
 
+/* ARG non-NULL: the values are attributes (.name). */
 static int ref_entry(struct walk *w, uint64_t key, uint64_t value, void *arg)
 {
-    (void)arg;
-    pyheap_walk_ref(w, value);
-    pyheap_walk_ref(w, key);
+    pyheap_walk_edge(w, value, pyheap_walk_label_key(w, key, arg != NULL));
+    pyheap_walk_edge(w, key, WALK_LBL(LBL_DICT_KEY, 0));
     return 0;
+}
+
+int pyheap_walk_dict_foreach(struct walk *w, uint64_t dict,
+                             int (*fn)(struct walk *w, uint64_t key, uint64_t value, void *arg),
+                             void *arg)
+{
+    const struct pyheap_offsets *off = &pyheap_walk_target(w)->off;
+    uint64_t keys, values;
+    struct dkeys d;
+    if (!dict || pyheap_walk_read_u64(w, dict + off->dict_ma_keys, &keys) < 0 ||
+        pyheap_walk_read_u64(w, dict + off->dict_ma_values, &values) < 0 ||
+        read_keys(w, keys, &d) < 0)
+        return -1;
+    int r = for_entries(w, &d, values, fn, arg);
+    return r < 0 ? -1 : r;
 }
 
 int pyheap_walk_decode_dict(struct walk *w, const struct walk_obj *o, uint64_t *size)
@@ -199,7 +214,8 @@ void pyheap_walk_values_refs(struct walk *w, uint64_t values, uint64_t keys)
         pyheap_walk_skip(w);
         return;
     }
-    if (for_entries(w, &d, values, ref_entry, NULL) < 0)
+    int attr = 1;
+    if (for_entries(w, &d, values, ref_entry, &attr) < 0)
         pyheap_walk_skip(w);
 }
 
@@ -265,7 +281,7 @@ int pyheap_walk_decode_set(struct walk *w, const struct walk_obj *o, uint64_t *s
             uint64_t key = u64at(buf + j * es, off->setentry_key);
             int64_t hash = (int64_t)u64at(buf + j * es, off->setentry_hash);
             if (key && hash != -1) /* hash -1 marks the dummy of a deleted key */
-                pyheap_walk_ref(w, key);
+                pyheap_walk_edge(w, key, WALK_LBL(LBL_ITEM, 0));
         }
     }
     uint64_t sz = (uint64_t)o->type->basicsize;

@@ -62,7 +62,9 @@ static void scan_words(struct walk *w, uint64_t addr, uint64_t lo, uint64_t hi,
         for (uint64_t j = 0; j < m; j++) {
             if ((int64_t)(p + j * 8) == skip_off)
                 continue;
-            pyheap_walk_ref_maybe(w, buf[j]);
+            uint64_t at = p + j * 8;
+            uint32_t l = at <= WALK_LBL_PAYLOAD_MAX ? WALK_LBL(LBL_OFFSET, at) : WALK_LBL(LBL_NONE, 0);
+            pyheap_walk_edge(w, buf[j], WALK_LBL_WITH_FLAGS(l, PYHEAP_EDGE_INFERRED));
         }
     }
 }
@@ -74,22 +76,22 @@ void pyheap_walk_decode_extra(struct walk *w, const struct walk_obj *o)
     uint64_t v;
     if (t->managed_dict) {
         uint64_t values = 0;
-        if (pyheap_walk_read_u64(w, o->addr + (uint64_t)tg->k.managed_dict_offset, &v) == 0)
-            pyheap_walk_ref(w, v);
+        if (pyheap_walk_read_u64(w, o->addr + (uint64_t)tg->k.managed_dict_offset, &v) == 0 && v)
+            pyheap_walk_edge(w, v, pyheap_walk_label(w, LBL_ATTR, "__dict__"));
         if (pyheap_walk_read_u64(w, o->addr + (uint64_t)tg->k.managed_values_offset, &values) == 0 &&
             values)
             pyheap_walk_values_refs(w, values, t->cached_keys);
     }
     for (uint32_t i = 0; i < t->nmembers; i++)
-        if (pyheap_walk_read_u64(w, o->addr + t->members[i], &v) == 0)
-            pyheap_walk_ref(w, v);
+        if (pyheap_walk_read_u64(w, o->addr + t->members[i], &v) == 0 && v)
+            pyheap_walk_edge(w, v, t->member_labels[i]);
     int64_t n = 0;
     bool have_n = var_items(w, o, &n) == 0;
     if (t->heap && !t->managed_dict && t->dictoffset < 0 && have_n) {
         uint64_t sz = ((uint64_t)(t->basicsize + t->itemsize * n) + 7) & ~(uint64_t)7;
         int64_t at = (int64_t)sz + t->dictoffset;
-        if (at >= 16 && pyheap_walk_read_u64(w, o->addr + (uint64_t)at, &v) == 0)
-            pyheap_walk_ref(w, v);
+        if (at >= 16 && pyheap_walk_read_u64(w, o->addr + (uint64_t)at, &v) == 0 && v)
+            pyheap_walk_edge(w, v, pyheap_walk_label(w, LBL_ATTR, "__dict__"));
     }
     if (t->scan_hi > t->scan_lo)
         scan_words(w, o->addr, t->scan_lo, t->scan_hi, t->weaklistoffset);

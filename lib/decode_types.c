@@ -38,7 +38,7 @@ static enum walk_kind well_known_kind(const pyheap_target *t, uint64_t a)
     return WALK_UNKNOWN;
 }
 
-static int add_member(struct walk_type *out, uint32_t *cap, uint64_t off)
+static int add_member(struct walk_type *out, uint32_t *cap, uint64_t off, uint32_t label)
 {
     for (uint32_t i = 0; i < out->nmembers; i++)
         if (out->members[i] == off)
@@ -49,10 +49,24 @@ static int add_member(struct walk_type *out, uint32_t *cap, uint64_t off)
         if (!n)
             return -1;
         out->members = n;
+        uint32_t *l = realloc(out->member_labels, ncap * sizeof *l);
+        if (!l)
+            return -1;
+        out->member_labels = l;
         *cap = ncap;
     }
-    out->members[out->nmembers++] = (uint32_t)off;
+    out->members[out->nmembers] = (uint32_t)off;
+    out->member_labels[out->nmembers++] = label;
     return 0;
+}
+
+static void free_members(struct walk_type *out)
+{
+    free(out->members);
+    free(out->member_labels);
+    out->members = NULL;
+    out->member_labels = NULL;
+    out->nmembers = 0;
 }
 
 /* T_OBJECT / T_OBJECT_EX members of the heap type at TYPE (its own slots). */
@@ -73,9 +87,15 @@ static int collect_members(struct walk *w, uint64_t members, int64_t basicsize,
         int32_t type;
         memcpy(&type, md + off->member_def_type, sizeof type);
         int64_t moff = (int64_t)u64at(md, off->member_def_offset);
-        if ((type == T_OBJECT || type == T_OBJECT_EX) && moff >= 16 &&
-            moff + 8 <= basicsize && add_member(out, cap, (uint64_t)moff) < 0)
-            return -1;
+        if ((type == T_OBJECT || type == T_OBJECT_EX) && moff >= 16 && moff + 8 <= basicsize) {
+            char mname[128];
+            uint32_t label = WALK_LBL(LBL_NONE, 0);
+            if (pyheap_mem_read_cstr(pyheap_walk_target(w)->mem, u64at(md, off->member_def_name),
+                                     mname, sizeof mname, NULL) > 0)
+                label = pyheap_walk_label(w, LBL_ATTR, mname);
+            if (add_member(out, cap, (uint64_t)moff, label) < 0)
+                return -1;
+        }
     }
     return 0;
 }
@@ -156,12 +176,17 @@ int pyheap_walk_type_describe(struct walk *w, uint64_t addr, uint64_t meta, stru
         }
         if (pyheap_walk_read(w, cur, cb, off->type_object) < 0)
             break;
-        if (!(u64at(cb, off->tp_flags) & k->tpflags_heaptype)) {
-            /* A static extension type with a layout we know? */
+        bool cur_heap = (u64at(cb, off->tp_flags) & k->tpflags_heaptype) != 0;
+        {
+            /* An extension type with a layout we know? Static types by
+             * tp_name; heap types only when tp_name is dotted as
+             * PyType_FromSpec makes it (a Python class's tp_name has no
+             * dot). */
             char tn[64];
             int64_t bs = (int64_t)u64at(cb, off->tp_basicsize);
             int64_t is = (int64_t)u64at(cb, off->tp_itemsize);
-            if (pyheap_mem_read_cstr(t->mem, u64at(cb, off->tp_name), tn, sizeof tn, NULL) > 0) {
+            if (pyheap_mem_read_cstr(t->mem, u64at(cb, off->tp_name), tn, sizeof tn, NULL) > 0 &&
+                (!cur_heap || strchr(tn, '.'))) {
                 kind = pyheap_walk_extension_kind(tn, bs, is);
                 if (kind != WALK_UNKNOWN) {
                     base_size = bs;
@@ -172,8 +197,7 @@ int pyheap_walk_type_describe(struct walk *w, uint64_t addr, uint64_t meta, stru
         }
         if ((u64at(cb, off->tp_flags) & k->tpflags_heaptype) &&
             collect_members(w, u64at(cb, off->tp_members), out->basicsize, out, &cap) < 0) {
-            free(out->members);
-            out->members = NULL;
+            free_members(out);
             return -1;
         }
         cur = u64at(cb, off->tp_base);
@@ -188,9 +212,9 @@ int pyheap_walk_type_describe(struct walk *w, uint64_t addr, uint64_t meta, stru
     /* A dict slot added by a heap type (not managed) is a precise member. */
     if (out->heap && !out->managed_dict && out->dictoffset > 0 &&
         out->dictoffset + 8 <= out->basicsize &&
-        add_member(out, &cap, (uint64_t)out->dictoffset) < 0) {
-        free(out->members);
-        out->members = NULL;
+        add_member(out, &cap, (uint64_t)out->dictoffset,
+                   pyheap_walk_label(w, LBL_ATTR, "__dict__")) < 0) {
+        free_members(out);
         return -1;
     }
     if (base_item == 0) {
@@ -203,8 +227,7 @@ int pyheap_walk_type_describe(struct walk *w, uint64_t addr, uint64_t meta, stru
     type_name(w, addr, tb, out->heap, name, sizeof name);
     out->name = pyheap_walk_name_intern(w, name);
     if (out->name == UINT32_MAX) {
-        free(out->members);
-        out->members = NULL;
+        free_members(out);
         return -1;
     }
     return 0;
@@ -223,15 +246,27 @@ int pyheap_walk_decode_type(struct walk *w, const struct walk_obj *o, uint64_t *
     size_t len = heap ? off->heap_type_object : off->type_object;
     if (len > sizeof tb || pyheap_walk_read(w, o->addr, tb, len) < 0)
         return -1;
-    size_t refs[] = { off->tp_dict, off->tp_cache, off->tp_mro, off->tp_bases,
-                      off->tp_base, off->tp_subclasses };
-    for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++)
-        pyheap_walk_ref(w, u64at(tb, refs[i]));
+    struct { size_t off; const char *name; } refs[] = {
+        { off->tp_dict, "__dict__" }, { off->tp_cache, "<tp_cache>" }, { off->tp_mro, "__mro__" },
+        { off->tp_bases, "__bases__" }, { off->tp_base, "__base__" },
+        { off->tp_subclasses, "<tp_subclasses>" } };
+    for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++) {
+        uint64_t v = u64at(tb, refs[i].off);
+        if (v)
+            pyheap_walk_edge(w, v, pyheap_walk_label(w, refs[i].name[0] == '<' ? LBL_TEXT : LBL_ATTR,
+                                                     refs[i].name));
+    }
     uint64_t sz;
     if (heap) {
-        size_t hrefs[] = { off->ht_name, off->ht_slots, off->ht_qualname, off->ht_module };
-        for (size_t i = 0; i < sizeof hrefs / sizeof hrefs[0]; i++)
-            pyheap_walk_ref(w, u64at(tb, hrefs[i]));
+        struct { size_t off; const char *name; } hrefs[] = {
+            { off->ht_name, "__name__" }, { off->ht_slots, "__slots__" },
+            { off->ht_qualname, "__qualname__" }, { off->ht_module, "<ht_module>" } };
+        for (size_t i = 0; i < sizeof hrefs / sizeof hrefs[0]; i++) {
+            uint64_t v = u64at(tb, hrefs[i].off);
+            if (v)
+                pyheap_walk_edge(w, v, pyheap_walk_label(w, hrefs[i].name[0] == '<' ? LBL_TEXT : LBL_ATTR,
+                                                         hrefs[i].name));
+        }
         sz = off->heap_type_object;
         if (keys)
             sz += pyheap_walk_dict_keys_size(w, keys);

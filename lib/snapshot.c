@@ -1,14 +1,25 @@
 /* The immutable snapshot model and the histogram analysis. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 #include "snapshot.h"
+#include "walk.h"
 
-static int rec_cmp(const void *a, const void *b)
+/* Sort key: address, then discovery order (kept in the low bits of a
+ * side array), so duplicates keep the first record. */
+struct order {
+    uint64_t addr;
+    uint32_t disc;
+};
+
+static int order_cmp(const void *a, const void *b)
 {
-    const struct snapshot_rec *x = a, *y = b;
-    return (x->addr > y->addr) - (x->addr < y->addr);
+    const struct order *x = a, *y = b;
+    if (x->addr != y->addr)
+        return (x->addr > y->addr) - (x->addr < y->addr);
+    return (x->disc > y->disc) - (x->disc < y->disc);
 }
 
 static void free_names(char **names, size_t n)
@@ -20,44 +31,214 @@ static void free_names(char **names, size_t n)
     free(names);
 }
 
+static inline uint64_t hash64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+/* Address -> object index, open addressing over the sorted addresses. */
+struct addrmap {
+    uint32_t *slot; /* index + 1, 0 empty */
+    size_t mask;
+};
+
+static int addrmap_build(struct addrmap *m, const uint64_t *addr, size_t n)
+{
+    size_t cap = 16;
+    while (cap < n * 2)
+        cap *= 2;
+    m->slot = calloc(cap, sizeof *m->slot);
+    if (!m->slot)
+        return -1;
+    m->mask = cap - 1;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = hash64(addr[i]) & m->mask;
+        while (m->slot[j])
+            j = (j + 1) & m->mask;
+        m->slot[j] = (uint32_t)(i + 1);
+    }
+    return 0;
+}
+
+static size_t addrmap_find(const struct addrmap *m, const uint64_t *addr, uint64_t a)
+{
+    size_t j = hash64(a) & m->mask;
+    while (m->slot[j]) {
+        if (addr[m->slot[j] - 1] == a)
+            return m->slot[j] - 1;
+        j = (j + 1) & m->mask;
+    }
+    return SIZE_MAX;
+}
+
+static int build_graph(pyheap_snapshot *s, const uint32_t *perm, size_t nrec,
+                       const uint8_t *cut, struct snapshot_graph_in *g)
+{
+    s->labels = g->labels;
+    s->nlabels = g->nlabels;
+    g->labels = NULL;
+    g->nlabels = 0;
+    s->eoff = calloc(s->n + 1, sizeof *s->eoff);
+    if (!s->eoff)
+        return -1;
+    struct addrmap m;
+    if (addrmap_build(&m, s->addr, s->n) < 0)
+        return -1;
+    /* Resolve targets once; count per source. */
+    uint32_t *tgt = malloc((g->nedges ? g->nedges : 1) * sizeof *tgt);
+    if (!tgt) {
+        free(m.slot);
+        return -1;
+    }
+    size_t kept = 0;
+    for (size_t e = 0; e < g->nedges; e++) {
+        const struct snapshot_edge_in *in = &g->edges[e];
+        size_t src = in->src < nrec ? perm[in->src] : UINT32_MAX;
+        size_t t = addrmap_find(&m, s->addr, in->target);
+        if (src == UINT32_MAX || t == SIZE_MAX || kept >= UINT32_MAX - 1) {
+            tgt[e] = UINT32_MAX;
+            s->edges_dropped++;
+            continue;
+        }
+        tgt[e] = (uint32_t)t;
+        s->eoff[src + 1]++;
+        kept++;
+    }
+    for (size_t i = 0; i < s->n; i++)
+        s->eoff[i + 1] += s->eoff[i];
+    s->nedges = kept;
+    s->etarget = malloc((kept ? kept : 1) * sizeof *s->etarget);
+    s->elabel = malloc((kept ? kept : 1) * sizeof *s->elabel);
+    uint32_t *fill = malloc((s->n ? s->n : 1) * sizeof *fill);
+    if (!s->etarget || !s->elabel || !fill) {
+        free(fill);
+        free(tgt);
+        free(m.slot);
+        return -1;
+    }
+    memcpy(fill, s->eoff, s->n * sizeof *fill);
+    for (size_t e = 0; e < g->nedges; e++) {
+        if (tgt[e] == UINT32_MAX)
+            continue;
+        uint32_t src = perm[g->edges[e].src];
+        uint32_t k = fill[src]++;
+        uint32_t l = g->edges[e].label;
+        if (cut[tgt[e]])
+            l = WALK_LBL_WITH_FLAGS(l, PYHEAP_EDGE_CUT);
+        s->etarget[k] = tgt[e];
+        s->elabel[k] = l;
+    }
+    free(fill);
+    free(tgt);
+    /* Roots that are objects, in the order given. */
+    s->root_obj = malloc((g->nroots ? g->nroots : 1) * sizeof *s->root_obj);
+    s->root_name = calloc(g->nroots ? g->nroots : 1, sizeof *s->root_name);
+    s->root_prio = malloc(g->nroots ? g->nroots : 1);
+    if (!s->root_obj || !s->root_name || !s->root_prio) {
+        free(m.slot);
+        return -1;
+    }
+    for (size_t r = 0; r < g->nroots; r++) {
+        size_t i = addrmap_find(&m, s->addr, g->roots[r].addr);
+        if (i == SIZE_MAX) {
+            free(g->roots[r].name);
+            g->roots[r].name = NULL;
+            continue;
+        }
+        s->root_obj[s->nroots] = (uint32_t)i;
+        s->root_name[s->nroots] = g->roots[r].name;
+        s->root_prio[s->nroots] = (uint8_t)(g->roots[r].prio ? 1 : 0);
+        g->roots[r].name = NULL;
+        s->nroots++;
+    }
+    free(m.slot);
+    return 0;
+}
+
+static void graph_in_release(struct snapshot_graph_in *g)
+{
+    if (!g)
+        return;
+    free_names(g->labels, g->nlabels);
+    g->labels = NULL;
+    g->nlabels = 0;
+    for (size_t r = 0; r < g->nroots; r++) {
+        free(g->roots[r].name);
+        g->roots[r].name = NULL;
+    }
+}
+
 int pyheap_snapshot_build(struct snapshot_rec *recs, size_t n, char **names,
-                          size_t ntypes, const pyheap_scan_stats *stats,
+                          size_t ntypes, struct snapshot_graph_in *g,
+                          const pyheap_scan_stats *stats,
                           pyheap_snapshot **out, pyheap_error *err)
 {
     pyheap_snapshot *s = calloc(1, sizeof *s);
     if (!s) {
         free_names(names, ntypes);
+        graph_in_release(g);
         return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0,
                               "out of memory building a snapshot");
     }
     s->names = names;
     s->ntypes = ntypes;
     s->stats = *stats;
-    if (n > 0)
-        qsort(recs, n, sizeof *recs, rec_cmp);
     size_t alloc = n ? n : 1;
+    struct order *ord = malloc(alloc * sizeof *ord);
+    uint32_t *perm = malloc(alloc * sizeof *perm);
+    uint8_t *cut = calloc(alloc, 1);
     s->addr = malloc(alloc * sizeof *s->addr);
     s->size = malloc(alloc * sizeof *s->size);
     s->type = malloc(alloc * sizeof *s->type);
-    if (!s->addr || !s->size || !s->type) {
+    if (!ord || !perm || !cut || !s->addr || !s->size || !s->type || n >= UINT32_MAX) {
+        free(ord);
+        free(perm);
+        free(cut);
+        graph_in_release(g);
         pyheap_snapshot_free(s);
         return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0,
                               "out of memory building a snapshot of %zu objects", n);
     }
+    for (size_t i = 0; i < n; i++)
+        ord[i] = (struct order){ recs[i].addr, (uint32_t)i };
+    if (n > 0)
+        qsort(ord, n, sizeof *ord, order_cmp);
     size_t m = 0;
     uint64_t bytes = 0;
     for (size_t i = 0; i < n; i++) {
-        if (m > 0 && s->addr[m - 1] == recs[i].addr)
+        const struct snapshot_rec *r = &recs[ord[i].disc];
+        if (m > 0 && s->addr[m - 1] == r->addr) {
+            perm[ord[i].disc] = UINT32_MAX; /* a duplicate: its edges are dropped */
             continue;
-        s->addr[m] = recs[i].addr;
-        s->size[m] = recs[i].size;
-        s->type[m] = recs[i].type < ntypes ? recs[i].type : 0;
-        bytes += recs[i].size;
+        }
+        perm[ord[i].disc] = (uint32_t)m;
+        s->addr[m] = r->addr;
+        s->size[m] = r->size;
+        s->type[m] = r->type < ntypes ? r->type : 0;
+        cut[m] = (r->flags & SNAPSHOT_REC_CUT) != 0;
+        bytes += r->size;
         m++;
     }
+    free(ord);
     s->n = m;
     s->stats.objects = m;
     s->stats.bytes = bytes;
+    struct snapshot_graph_in empty;
+    memset(&empty, 0, sizeof empty);
+    int rc = build_graph(s, perm, n, cut, g ? g : &empty);
+    free(perm);
+    free(cut);
+    if (rc < 0) {
+        graph_in_release(g);
+        pyheap_snapshot_free(s);
+        return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0,
+                              "out of memory building the object graph of %zu objects", n);
+    }
     *out = s;
     return 0;
 }
@@ -79,6 +260,13 @@ void pyheap_snapshot_free(pyheap_snapshot *s)
     free(s->size);
     free(s->type);
     free_names(s->names, s->ntypes);
+    free(s->eoff);
+    free(s->etarget);
+    free(s->elabel);
+    free_names(s->labels, s->nlabels);
+    free_names(s->root_name, s->nroots);
+    free(s->root_obj);
+    free(s->root_prio);
     free(s);
 }
 
@@ -175,4 +363,93 @@ int pyheap_histogram(const pyheap_snapshot *s, pyheap_sort sort,
     *out = all;
     *n = m;
     return 0;
+}
+
+/* ---- the graph ---- */
+
+size_t pyheap_label_render(char *const *strs, size_t nstrs, uint32_t label,
+                           char *buf, size_t cap)
+{
+    char dummy[1];
+    if (!buf || cap == 0) {
+        buf = dummy;
+        cap = 1;
+    }
+    uint32_t p = WALK_LBL_PAYLOAD(label);
+    const char *str = p < nstrs && strs ? strs[p] : "?";
+    int r;
+    switch (WALK_LBL_KIND(label)) {
+    case LBL_KEY_STR: r = snprintf(buf, cap, "['%s']", str); break;
+    case LBL_KEY_INT: r = snprintf(buf, cap, "[%u]", p); break;
+    case LBL_KEY_TEXT: r = snprintf(buf, cap, "[%s]", str); break;
+    case LBL_ATTR: r = snprintf(buf, cap, ".%s", str); break;
+    case LBL_INDEX: r = snprintf(buf, cap, "[%u]", p); break;
+    case LBL_ITEM: r = snprintf(buf, cap, "[*]"); break;
+    case LBL_DICT_KEY: r = snprintf(buf, cap, "(key)"); break;
+    case LBL_LOCAL: r = snprintf(buf, cap, ".f_locals['%s']", str); break;
+    case LBL_OFFSET: r = snprintf(buf, cap, "<+%u>", p); break;
+    case LBL_TEXT: r = snprintf(buf, cap, "%s", str); break;
+    default: r = snprintf(buf, cap, "?"); break;
+    }
+    return r < 0 ? 0 : (size_t)r;
+}
+
+size_t pyheap_snapshot_nedges(const pyheap_snapshot *s, size_t i)
+{
+    if (!s->eoff || i >= s->n)
+        return 0;
+    return s->eoff[i + 1] - s->eoff[i];
+}
+
+size_t pyheap_snapshot_edge_target(const pyheap_snapshot *s, size_t i, size_t k)
+{
+    if (k >= pyheap_snapshot_nedges(s, i))
+        return SIZE_MAX;
+    return s->etarget[s->eoff[i] + k];
+}
+
+unsigned pyheap_snapshot_edge_flags(const pyheap_snapshot *s, size_t i, size_t k)
+{
+    if (k >= pyheap_snapshot_nedges(s, i))
+        return 0;
+    return WALK_LBL_FLAGS(s->elabel[s->eoff[i] + k]);
+}
+
+size_t pyheap_snapshot_edge_label(const pyheap_snapshot *s, size_t i, size_t k,
+                                  char *buf, size_t cap)
+{
+    if (k >= pyheap_snapshot_nedges(s, i)) {
+        if (buf && cap)
+            buf[0] = 0;
+        return 0;
+    }
+    return pyheap_label_render(s->labels, s->nlabels, s->elabel[s->eoff[i] + k], buf, cap);
+}
+
+size_t pyheap_snapshot_find(const pyheap_snapshot *s, uint64_t addr)
+{
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->addr[mid] < addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < s->n && s->addr[lo] == addr ? lo : SIZE_MAX;
+}
+
+size_t pyheap_snapshot_nroots(const pyheap_snapshot *s)
+{
+    return s->nroots;
+}
+
+size_t pyheap_snapshot_root_object(const pyheap_snapshot *s, size_t r)
+{
+    return r < s->nroots ? s->root_obj[r] : SIZE_MAX;
+}
+
+const char *pyheap_snapshot_root_name(const pyheap_snapshot *s, size_t r)
+{
+    return r < s->nroots ? s->root_name[r] : "";
 }

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -23,6 +24,18 @@
 
 /* Candidates carry a flag in the low bit (object addresses are 8-aligned). */
 #define REF_MAYBE 1ULL
+
+/* Interned strings: index by content. */
+struct strtab {
+    char **s;
+    size_t n, cap;
+    uint32_t *slots; /* hash -> index + 1 */
+    size_t slot_cap;
+};
+
+#define MAX_EDGES   ((size_t)UINT32_MAX - 1)
+#define MAX_ROOTS   1000000
+#define KEY_TEXT_MAX 40 /* bytes of a dict key shown in a label */
 
 /* Open-addressing set of u64 keys (0 never stored). */
 struct addrset {
@@ -56,10 +69,25 @@ struct walk {
     struct walk_type **types; /* stable: decoders keep pointers */
     size_t ntypes, captypes;
 
-    char **names;
-    size_t nnames, capnames;
-    uint32_t *name_slots; /* hash of names -> index + 1 */
-    size_t name_cap;
+    struct strtab names;  /* type names */
+    struct strtab labels; /* label strings */
+
+    /* The graph: edges of the object being visited go to `edges` with
+     * source cur_src; outside an object (walking roots) references become
+     * roots named root_prefix + label. */
+    struct snapshot_edge_in *edges;
+    size_t nedges, capedges;
+    struct snapshot_root_in *roots;
+    size_t nroots, caproots;
+    bool in_obj;
+    uint32_t cur_src;
+    char root_prefix[200];
+    int root_prio;
+
+    /* key object address -> label of the values stored under it */
+    uint64_t *kc_keys;
+    uint32_t *kc_labels;
+    size_t kc_cap, kc_used;
 
     uint64_t skipped;
     uint64_t gc_tracked;
@@ -180,13 +208,12 @@ static void push(struct walk *w, uint64_t addr, uint64_t flag)
 
 void pyheap_walk_ref(struct walk *w, uint64_t addr)
 {
-    if (addr)
-        push(w, addr, 0);
+    pyheap_walk_edge(w, addr, WALK_LBL(LBL_NONE, 0));
 }
 
 void pyheap_walk_ref_maybe(struct walk *w, uint64_t addr)
 {
-    push(w, addr, REF_MAYBE);
+    pyheap_walk_edge(w, addr, WALK_LBL_WITH_FLAGS(WALK_LBL(LBL_NONE, 0), PYHEAP_EDGE_INFERRED));
 }
 
 void pyheap_walk_skip(struct walk *w)
@@ -207,39 +234,261 @@ static uint64_t str_hash(const char *s)
     return h;
 }
 
-uint32_t pyheap_walk_name_intern(struct walk *w, const char *name)
+static const struct walk_type *type_lookup(struct walk *w, uint64_t addr, int depth);
+
+/* Index of NAME in T, added if new; UINT32_MAX on allocation failure. */
+static uint32_t strtab_intern(struct strtab *t, const char *name)
 {
-    if ((w->nnames + 1) * 2 > w->name_cap) {
-        size_t ncap = w->name_cap ? w->name_cap * 2 : 1024;
+    if ((t->n + 1) * 2 > t->slot_cap) {
+        size_t ncap = t->slot_cap ? t->slot_cap * 2 : 1024;
         uint32_t *n = calloc(ncap, sizeof *n);
         if (!n)
             return UINT32_MAX;
-        for (size_t i = 0; i < w->name_cap; i++) {
-            if (!w->name_slots[i])
+        for (size_t i = 0; i < t->slot_cap; i++) {
+            if (!t->slots[i])
                 continue;
-            size_t j = str_hash(w->names[w->name_slots[i] - 1]) & (ncap - 1);
+            size_t j = str_hash(t->s[t->slots[i] - 1]) & (ncap - 1);
             while (n[j])
                 j = (j + 1) & (ncap - 1);
-            n[j] = w->name_slots[i];
+            n[j] = t->slots[i];
         }
-        free(w->name_slots);
-        w->name_slots = n;
-        w->name_cap = ncap;
+        free(t->slots);
+        t->slots = n;
+        t->slot_cap = ncap;
     }
-    size_t j = str_hash(name) & (w->name_cap - 1);
-    while (w->name_slots[j]) {
-        if (strcmp(w->names[w->name_slots[j] - 1], name) == 0)
-            return w->name_slots[j] - 1;
-        j = (j + 1) & (w->name_cap - 1);
+    size_t j = str_hash(name) & (t->slot_cap - 1);
+    while (t->slots[j]) {
+        if (strcmp(t->s[t->slots[j] - 1], name) == 0)
+            return t->slots[j] - 1;
+        j = (j + 1) & (t->slot_cap - 1);
     }
-    if (!grow((void **)&w->names, &w->capnames, w->nnames + 1, sizeof *w->names))
+    if (t->n >= UINT32_MAX - 1 ||
+        !grow((void **)&t->s, &t->cap, t->n + 1, sizeof *t->s))
         return UINT32_MAX;
     char *copy = strdup(name);
     if (!copy)
         return UINT32_MAX;
-    w->names[w->nnames] = copy;
-    w->name_slots[j] = (uint32_t)(w->nnames + 1);
-    return (uint32_t)w->nnames++;
+    t->s[t->n] = copy;
+    t->slots[j] = (uint32_t)(t->n + 1);
+    return (uint32_t)t->n++;
+}
+
+static void strtab_free(struct strtab *t)
+{
+    if (t->s)
+        for (size_t i = 0; i < t->n; i++)
+            free(t->s[i]);
+    free(t->s);
+    free(t->slots);
+    memset(t, 0, sizeof *t);
+}
+
+uint32_t pyheap_walk_name_intern(struct walk *w, const char *name)
+{
+    return strtab_intern(&w->names, name);
+}
+
+/* ---- edges, labels and roots ---- */
+
+uint32_t pyheap_walk_label(struct walk *w, enum walk_label_kind kind, const char *text)
+{
+    uint32_t i = strtab_intern(&w->labels, text);
+    if (i == UINT32_MAX) {
+        w->nomem = true;
+        return WALK_LBL(LBL_NONE, 0);
+    }
+    if (i > WALK_LBL_PAYLOAD_MAX)
+        return WALK_LBL(LBL_NONE, 0);
+    return WALK_LBL(kind, i);
+}
+
+uint32_t pyheap_walk_label_index(uint64_t i)
+{
+    return i <= WALK_LBL_PAYLOAD_MAX ? WALK_LBL(LBL_INDEX, i) : WALK_LBL(LBL_ITEM, 0);
+}
+
+/* Copy up to KEY_TEXT_MAX bytes of SRC into DST (cap >= 4 * KEY_TEXT_MAX + 4)
+ * with quotes, backslashes and control characters escaped; "..." marks a cut. */
+static void escape_key(const char *src, char *dst)
+{
+    size_t n = strlen(src), o = 0;
+    bool cut = n > KEY_TEXT_MAX;
+    if (cut) {
+        n = KEY_TEXT_MAX;
+        while (n > 0 && ((unsigned char)src[n] & 0xc0) == 0x80)
+            n--; /* do not split a UTF-8 sequence */
+    }
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)src[i];
+        if (c == '\'' || c == '\\') {
+            dst[o++] = '\\';
+            dst[o++] = (char)c;
+        } else if (c < 0x20 || c == 0x7f) {
+            dst[o++] = '\\';
+            dst[o++] = 'x';
+            dst[o++] = hex[c >> 4];
+            dst[o++] = hex[c & 15];
+        } else {
+            dst[o++] = (char)c;
+        }
+    }
+    if (cut) {
+        memcpy(dst + o, "...", 3);
+        o += 3;
+    }
+    dst[o] = 0;
+}
+
+/* Value of the int object at ADDR if it fits in int64. 0 or -1. */
+static int read_small_int(struct walk *w, uint64_t addr, int64_t *out)
+{
+    const struct pyheap_offsets *off = &w->t->off;
+    uint64_t size;
+    uint32_t d[3] = { 0, 0, 0 };
+    if (pyheap_walk_read_u64(w, addr + off->ob_size, &size) < 0)
+        return -1;
+    int64_t n = (int64_t)size;
+    int64_t an = n < 0 ? -n : n;
+    if (an > 2 || (an > 0 && pyheap_walk_read(w, addr + off->long_ob_digit, d,
+                                              (size_t)an * sizeof d[0]) < 0))
+        return -1;
+    uint64_t v = (uint64_t)(d[0] & 0x3fffffffu) | ((uint64_t)(d[1] & 0x3fffffffu) << 30);
+    *out = n < 0 ? -(int64_t)v : (int64_t)v;
+    return 0;
+}
+
+static uint32_t key_label_compute(struct walk *w, uint64_t key)
+{
+    uint64_t hdr[2];
+    const struct walk_type *t = NULL;
+    if (pyheap_walk_read(w, key, hdr, sizeof hdr) == 0)
+        t = type_lookup(w, hdr[1], 0);
+    if (!t)
+        return pyheap_walk_label(w, LBL_KEY_TEXT, "<?>");
+    char buf[4 * KEY_TEXT_MAX + 8];
+    if (t->kind == WALK_STR) {
+        char raw[KEY_TEXT_MAX * 2 + 8];
+        if (pyheap_walk_str_utf8(w, key, raw, sizeof raw) < 0)
+            return pyheap_walk_label(w, LBL_KEY_TEXT, "<str>");
+        escape_key(raw, buf);
+        return pyheap_walk_label(w, LBL_KEY_STR, buf);
+    }
+    int64_t v;
+    if (t->addr == w->t->wk.int_ && read_small_int(w, key, &v) == 0) {
+        if (v >= 0 && v <= (int64_t)WALK_LBL_PAYLOAD_MAX)
+            return WALK_LBL(LBL_KEY_INT, (uint32_t)v);
+        snprintf(buf, sizeof buf, "%lld", (long long)v);
+        return pyheap_walk_label(w, LBL_KEY_TEXT, buf);
+    }
+    if (t->addr == w->t->wk.bool_ && read_small_int(w, key, &v) == 0)
+        return pyheap_walk_label(w, LBL_KEY_TEXT, v ? "True" : "False");
+    if (t->addr == w->t->wk.none_type)
+        return pyheap_walk_label(w, LBL_KEY_TEXT, "None");
+    const char *tn = t->name < w->names.n ? w->names.s[t->name] : "?";
+    snprintf(buf, sizeof buf, "<%.*s>", 60, tn);
+    return pyheap_walk_label(w, LBL_KEY_TEXT, buf);
+}
+
+static int kc_grow(struct walk *w)
+{
+    size_t ncap = w->kc_cap ? w->kc_cap * 2 : 4096;
+    uint64_t *k = calloc(ncap, sizeof *k);
+    uint32_t *l = calloc(ncap, sizeof *l);
+    if (!k || !l) {
+        free(k);
+        free(l);
+        return -1;
+    }
+    for (size_t i = 0; i < w->kc_cap; i++) {
+        if (!w->kc_keys[i])
+            continue;
+        size_t j = hash64(w->kc_keys[i]) & (ncap - 1);
+        while (k[j])
+            j = (j + 1) & (ncap - 1);
+        k[j] = w->kc_keys[i];
+        l[j] = w->kc_labels[i];
+    }
+    free(w->kc_keys);
+    free(w->kc_labels);
+    w->kc_keys = k;
+    w->kc_labels = l;
+    w->kc_cap = ncap;
+    return 0;
+}
+
+uint32_t pyheap_walk_label_key(struct walk *w, uint64_t key, bool attr)
+{
+    if (!plausible_addr(key))
+        return WALK_LBL(LBL_NONE, 0);
+    if ((w->kc_used + 1) * 2 > w->kc_cap && kc_grow(w) < 0) {
+        w->nomem = true;
+        return WALK_LBL(LBL_NONE, 0);
+    }
+    size_t j = hash64(key) & (w->kc_cap - 1);
+    uint32_t l;
+    while (w->kc_keys[j] && w->kc_keys[j] != key)
+        j = (j + 1) & (w->kc_cap - 1);
+    if (w->kc_keys[j]) {
+        l = w->kc_labels[j];
+    } else {
+        l = key_label_compute(w, key);
+        /* Probe again: the computation must not, but could, touch the cache. */
+        j = hash64(key) & (w->kc_cap - 1);
+        while (w->kc_keys[j] && w->kc_keys[j] != key)
+            j = (j + 1) & (w->kc_cap - 1);
+        if (w->kc_keys[j])
+            return attr && WALK_LBL_KIND(l) == LBL_KEY_STR ? WALK_LBL(LBL_ATTR, WALK_LBL_PAYLOAD(l)) : l;
+        w->kc_keys[j] = key;
+        w->kc_labels[j] = l;
+        w->kc_used++;
+    }
+    if (attr && WALK_LBL_KIND(l) == LBL_KEY_STR)
+        l = WALK_LBL(LBL_ATTR, WALK_LBL_PAYLOAD(l));
+    return l;
+}
+
+static void add_root(struct walk *w, uint64_t addr, uint32_t label)
+{
+    if (w->nroots >= MAX_ROOTS || !plausible_addr(addr))
+        return;
+    char lb[300], name[600];
+    lb[0] = 0;
+    if (WALK_LBL_KIND(label) != LBL_NONE)
+        pyheap_label_render(w->labels.s, w->labels.n, label, lb, sizeof lb);
+    snprintf(name, sizeof name, "%s%s", w->root_prefix, lb);
+    char *copy = strdup(name);
+    if (!copy || !grow((void **)&w->roots, &w->caproots, w->nroots + 1, sizeof *w->roots)) {
+        free(copy);
+        w->nomem = true;
+        return;
+    }
+    w->roots[w->nroots++] = (struct snapshot_root_in){ .addr = addr, .name = copy,
+                                                       .prio = w->root_prio };
+}
+
+void pyheap_walk_edge(struct walk *w, uint64_t addr, uint32_t label)
+{
+    if (!addr)
+        return;
+    bool maybe = (WALK_LBL_FLAGS(label) & PYHEAP_EDGE_INFERRED) != 0;
+    if (w->in_obj) {
+        if (plausible_addr(addr)) {
+            if (w->nedges >= MAX_EDGES ||
+                !grow((void **)&w->edges, &w->capedges, w->nedges + 1, sizeof *w->edges)) {
+                w->nomem = w->nedges < MAX_EDGES;
+            } else {
+                w->edges[w->nedges++] = (struct snapshot_edge_in){
+                    .target = addr, .src = w->cur_src, .label = label };
+            }
+        }
+    } else if (w->root_prefix[0] && !maybe &&
+               !(WALK_LBL_FLAGS(label) & PYHEAP_EDGE_CUT)) {
+        /* A frame's globals and builtins are no roots of their own: their
+         * module names them better. */
+        add_root(w, addr, label);
+    }
+    push(w, addr, maybe ? REF_MAYBE : 0);
 }
 
 /* ---- the type cache ---- */
@@ -343,6 +592,7 @@ static const struct walk_type *type_lookup(struct walk *w, uint64_t addr, int de
         !grow((void **)&w->types, &w->captypes, w->ntypes + 1, sizeof *w->types)) {
         free(copy);
         free(wt.members);
+        free(wt.member_labels);
         w->nomem = true;
         e->idx = -1;
         return NULL;
@@ -381,6 +631,14 @@ static int decode(struct walk *w, const struct walk_obj *o, uint64_t *size)
     case WALK_GEN: return pyheap_walk_decode_gen(w, o, size);
     case WALK_DEQUE: return pyheap_walk_decode_deque(w, o, size);
     case WALK_ODICT: return pyheap_walk_decode_odict(w, o, size);
+    case WALK_DEFAULTDICT: return pyheap_walk_decode_defaultdict(w, o, size);
+    case WALK_PARTIAL: return pyheap_walk_decode_partial(w, o, size);
+    case WALK_WEAKREF: return pyheap_walk_decode_weakref(w, o, size);
+    case WALK_LOCAL: return pyheap_walk_decode_local(w, o, size);
+    case WALK_PROPERTY: return pyheap_walk_decode_property(w, o, size);
+    case WALK_CLASSMETHOD: return pyheap_walk_decode_classmethod(w, o, size);
+    case WALK_MEMORYVIEW: return pyheap_walk_decode_memoryview(w, o, size);
+    case WALK_MANAGEDBUF: return pyheap_walk_decode_managedbuf(w, o, size);
     case WALK_FLOAT:
     case WALK_COMPLEX:
     case WALK_OBJECT:
@@ -412,24 +670,36 @@ static void visit(struct walk *w, uint64_t item)
     }
     struct walk_obj o = { .addr = addr, .type = t };
     uint64_t size = 0;
-    size_t before = w->nstack;
+    size_t before = w->nstack, edges_before = w->nedges;
+    w->in_obj = true;
+    w->cur_src = (uint32_t)w->nrecs;
     if (decode(w, &o, &size) < 0) {
         /* Drop what a half-decoded object reported. */
+        w->in_obj = false;
         w->nstack = before;
+        w->nedges = edges_before;
         if (!maybe)
             w->skipped++;
         return;
     }
     uint32_t name = t->name;
     uint64_t type_addr = t->addr;
+    enum walk_kind kind = t->kind;
     pyheap_walk_decode_extra(w, &o);
-    pyheap_walk_ref(w, type_addr);
+    w->in_obj = false;
+    /* The type is discovered through its instances, but ob_type is not
+     * kept as an edge (it would make every instance a referrer of its
+     * class); see docs/graph.md. */
+    push(w, type_addr, 0);
     if (!grow((void **)&w->recs, &w->caprecs, w->nrecs + 1, sizeof *w->recs)) {
         w->nomem = true;
+        w->nedges = edges_before;
         return;
     }
-    w->recs[w->nrecs++] = (struct snapshot_rec){ .addr = addr, .size = size, .type = name };
-    if (w->nrecs >= w->max_objects)
+    bool cut = kind == WALK_MODULE || kind == WALK_TYPE || kind == WALK_CODE;
+    w->recs[w->nrecs++] = (struct snapshot_rec){ .addr = addr, .size = size, .type = name,
+                                                 .flags = cut ? SNAPSHOT_REC_CUT : 0 };
+    if (w->nrecs >= w->max_objects || w->nrecs >= UINT32_MAX - 1)
         w->truncated = true;
 }
 
@@ -478,14 +748,32 @@ static void walk_gc_list(struct walk *w, uint64_t head)
     }
 }
 
-static void ref_at(struct walk *w, uint64_t addr)
+/* The object pointed to by the word at ADDR is a root named NAME. */
+static void root_at(struct walk *w, uint64_t addr, const char *name, int prio)
 {
     uint64_t v;
-    if (pyheap_walk_read_u64(w, addr, &v) == 0)
-        pyheap_walk_ref(w, v);
+    if (pyheap_walk_read_u64(w, addr, &v) < 0 || !v)
+        return;
+    snprintf(w->root_prefix, sizeof w->root_prefix, "%s", name);
+    w->root_prio = prio;
+    pyheap_walk_ref(w, v);
+    w->root_prefix[0] = 0;
 }
 
-static void walk_frames(struct walk *w, uint64_t tstate)
+static int module_root(struct walk *w, uint64_t key, uint64_t value, void *arg)
+{
+    (void)arg;
+    char name[160];
+    if (pyheap_walk_str_utf8(w, key, name, sizeof name) < 0 || !name[0])
+        snprintf(name, sizeof name, "<module>");
+    snprintf(w->root_prefix, sizeof w->root_prefix, "%s", name);
+    w->root_prio = 0;
+    pyheap_walk_ref(w, value);
+    w->root_prefix[0] = 0;
+    return 0;
+}
+
+static void walk_frames(struct walk *w, uint64_t tstate, const char *thread)
 {
     const struct pyheap_offsets *off = &w->t->off;
     uint64_t cframe, f;
@@ -493,7 +781,18 @@ static void walk_frames(struct walk *w, uint64_t tstate)
         pyheap_walk_read_u64(w, cframe + off->cframe_current_frame, &f) < 0)
         return;
     for (int n = 0; f && n < MAX_FRAMES && !w->gone; n++) {
-        if (pyheap_walk_iframe_refs(w, f) < 0) {
+        char fn[64] = "?";
+        uint64_t code, cname;
+        if (pyheap_walk_read_u64(w, f + off->iframe_f_code, &code) == 0 &&
+            off->code_co_name != PYHEAP_OFF_ABSENT &&
+            pyheap_walk_read_u64(w, code + off->code_co_name, &cname) == 0 &&
+            pyheap_walk_str_utf8(w, cname, fn, sizeof fn) < 0)
+            snprintf(fn, sizeof fn, "?");
+        snprintf(w->root_prefix, sizeof w->root_prefix, "%s %s()", thread, fn);
+        w->root_prio = 1;
+        int rc = pyheap_walk_iframe_refs(w, f);
+        w->root_prefix[0] = 0;
+        if (rc < 0) {
             w->skipped++;
             return;
         }
@@ -505,23 +804,39 @@ static void walk_frames(struct walk *w, uint64_t tstate)
 static void walk_thread(struct walk *w, uint64_t ts)
 {
     const struct pyheap_offsets *off = &w->t->off;
-    size_t fields[] = { off->tstate_dict, off->tstate_curexc_type,
-                        off->tstate_curexc_value, off->tstate_curexc_traceback,
-                        off->tstate_async_exc, off->tstate_c_profileobj,
-                        off->tstate_c_traceobj, off->tstate_context };
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
-        if (fields[i] != PYHEAP_OFF_ABSENT)
-            ref_at(w, ts + fields[i]);
+    uint64_t tid = 0;
+    if (off->tstate_native_thread_id == PYHEAP_OFF_ABSENT ||
+        pyheap_walk_read_u64(w, ts + off->tstate_native_thread_id, &tid) < 0 || !tid) {
+        if (off->tstate_thread_id == PYHEAP_OFF_ABSENT ||
+            pyheap_walk_read_u64(w, ts + off->tstate_thread_id, &tid) < 0)
+            tid = 0;
+    }
+    char thread[48];
+    snprintf(thread, sizeof thread, "<thread %llu>", (unsigned long long)tid);
+    struct { size_t off; const char *what; } fields[] = {
+        { off->tstate_dict, "dict" }, { off->tstate_curexc_type, "curexc_type" },
+        { off->tstate_curexc_value, "curexc_value" },
+        { off->tstate_curexc_traceback, "curexc_traceback" },
+        { off->tstate_async_exc, "async_exc" }, { off->tstate_c_profileobj, "c_profileobj" },
+        { off->tstate_c_traceobj, "c_traceobj" }, { off->tstate_context, "context" } };
+    char name[96];
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        if (fields[i].off == PYHEAP_OFF_ABSENT)
+            continue;
+        snprintf(name, sizeof name, "%s.%s", thread, fields[i].what);
+        root_at(w, ts + fields[i].off, name, 1);
+    }
     uint64_t item;
     if (off->tstate_exc_info != PYHEAP_OFF_ABSENT &&
         pyheap_walk_read_u64(w, ts + off->tstate_exc_info, &item) == 0) {
+        snprintf(name, sizeof name, "%s.exc_info", thread);
         for (int n = 0; item && n < MAX_EXC_CHAIN; n++) {
-            ref_at(w, item + off->err_stackitem_exc_value);
+            root_at(w, item + off->err_stackitem_exc_value, name, 1);
             if (pyheap_walk_read_u64(w, item + off->err_stackitem_previous_item, &item) < 0)
                 break;
         }
     }
-    walk_frames(w, ts);
+    walk_frames(w, ts, thread);
 }
 
 static void walk_interp(struct walk *w, uint64_t interp)
@@ -533,19 +848,30 @@ static void walk_interp(struct walk *w, uint64_t interp)
                         off->gc_generation_head);
     if (off->gcstate_permanent_generation != PYHEAP_OFF_ABSENT)
         walk_gc_list(w, gc + off->gcstate_permanent_generation + off->gc_generation_head);
-    size_t roots[] = { off->interp_modules, off->interp_modules_by_index,
-                       off->interp_sysdict, off->interp_builtins,
-                       off->interp_importlib, off->interp_dict,
-                       off->interp_builtins_copy, off->interp_import_func,
-                       off->interp_codec_search_path, off->interp_codec_search_cache,
-                       off->interp_codec_error_registry };
+    /* Modules first, by their name in sys.modules. */
+    uint64_t modules;
+    if (off->interp_modules != PYHEAP_OFF_ABSENT &&
+        pyheap_walk_read_u64(w, interp + off->interp_modules, &modules) == 0 && modules &&
+        pyheap_walk_dict_foreach(w, modules, module_root, NULL) < 0)
+        w->skipped++;
+    w->root_prefix[0] = 0;
+    struct { size_t off; const char *name; } roots[] = {
+        { off->interp_modules, "sys.modules" },
+        { off->interp_modules_by_index, "<interp>.modules_by_index" },
+        { off->interp_sysdict, "<interp>.sysdict" }, { off->interp_builtins, "<interp>.builtins" },
+        { off->interp_importlib, "<interp>.importlib" }, { off->interp_dict, "<interp>.dict" },
+        { off->interp_builtins_copy, "<interp>.builtins_copy" },
+        { off->interp_import_func, "<interp>.import_func" },
+        { off->interp_codec_search_path, "<interp>.codec_search_path" },
+        { off->interp_codec_search_cache, "<interp>.codec_search_cache" },
+        { off->interp_codec_error_registry, "<interp>.codec_error_registry" } };
     for (size_t i = 0; i < sizeof roots / sizeof roots[0]; i++)
-        if (roots[i] != PYHEAP_OFF_ABSENT)
-            ref_at(w, interp + roots[i]);
+        if (roots[i].off != PYHEAP_OFF_ABSENT)
+            root_at(w, interp + roots[i].off, roots[i].name, 1);
     if (off->gcstate_garbage != PYHEAP_OFF_ABSENT)
-        ref_at(w, gc + off->gcstate_garbage);
+        root_at(w, gc + off->gcstate_garbage, "gc.garbage", 1);
     if (off->gcstate_callbacks != PYHEAP_OFF_ABSENT)
-        ref_at(w, gc + off->gcstate_callbacks);
+        root_at(w, gc + off->gcstate_callbacks, "gc.callbacks", 1);
     uint64_t ts;
     if (pyheap_walk_read_u64(w, interp + off->interp_threads_head, &ts) < 0)
         return;
@@ -564,14 +890,18 @@ static void walk_free(struct walk *w)
     free(w->tmap);
     for (size_t i = 0; i < w->ntypes; i++) {
         free(w->types[i]->members);
+        free(w->types[i]->member_labels);
         free(w->types[i]);
     }
     free(w->types);
-    if (w->names)
-        for (size_t i = 0; i < w->nnames; i++)
-            free(w->names[i]);
-    free(w->names);
-    free(w->name_slots);
+    strtab_free(&w->names);
+    strtab_free(&w->labels);
+    free(w->edges);
+    for (size_t i = 0; i < w->nroots; i++)
+        free(w->roots[i].name);
+    free(w->roots);
+    free(w->kc_keys);
+    free(w->kc_labels);
 }
 
 /* Offsets the decoders index local buffers with: they must be present and
@@ -735,11 +1065,21 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         st.remote_bytes = bytes1 - bytes0;
         st.truncated = w.truncated;
         st.scan_ms = now_ms() - t0;
-        char **names = w.names;
-        size_t nnames = w.nnames;
-        w.names = NULL;
-        w.nnames = 0;
-        rc = pyheap_snapshot_build(w.recs, w.nrecs, names, nnames, &st, out, err);
+        char **names = w.names.s;
+        size_t nnames = w.names.n;
+        w.names.s = NULL;
+        w.names.n = 0;
+        struct snapshot_graph_in g = {
+            .edges = w.edges, .nedges = w.nedges,
+            .labels = w.labels.s, .nlabels = w.labels.n,
+            .roots = w.roots, .nroots = w.nroots,
+        };
+        w.labels.s = NULL;
+        w.labels.n = 0;
+        w.roots = NULL; /* names taken too */
+        w.nroots = 0;
+        rc = pyheap_snapshot_build(w.recs, w.nrecs, names, nnames, &g, &st, out, err);
+        free(g.roots);
         if (rc == 0)
             (*out)->stats.scan_ms = now_ms() - t0; /* including the sort */
     }

@@ -46,6 +46,14 @@ enum walk_kind {
     WALK_GEN,         /* generator, coroutine, async generator */
     WALK_DEQUE,       /* collections.deque (private layout, checked by size) */
     WALK_ODICT,       /* collections.OrderedDict: a dict plus its node list */
+    WALK_DEFAULTDICT, /* collections.defaultdict: a dict plus default_factory */
+    WALK_PARTIAL,     /* functools.partial */
+    WALK_WEAKREF,     /* weakref.ReferenceType / ProxyType / CallableProxyType */
+    WALK_LOCAL,       /* _thread._local (threading.local) */
+    WALK_PROPERTY,    /* property */
+    WALK_CLASSMETHOD, /* staticmethod and classmethod */
+    WALK_MEMORYVIEW,  /* memoryview */
+    WALK_MANAGEDBUF,  /* managedbuffer (what a memoryview holds) */
     WALK_NKINDS
 };
 
@@ -83,7 +91,36 @@ struct walk_type {
     bool scan_items;         /* also scan the variable part conservatively */
     uint32_t nmembers;       /* T_OBJECT / T_OBJECT_EX offsets */
     uint32_t *members;
+    uint32_t *member_labels; /* nmembers edge labels (".name"), parallel */
 };
+
+/* ---- edge labels ----
+ * Every reference a decoder reports carries a label packed in 32 bits:
+ * kind (5 bits) | PYHEAP_EDGE_* flags (3 bits) | payload (24 bits). The
+ * payload is a small integer or an index into the walk's table of label
+ * strings (interned, moved into the snapshot); see docs/graph.md. */
+enum walk_label_kind {
+    LBL_NONE = 0,  /* unlabelled: "?" */
+    LBL_KEY_STR,   /* ['text']: dict value under a str key (payload: string) */
+    LBL_KEY_INT,   /* [n]: dict value under an int key 0 <= n < 2^24 */
+    LBL_KEY_TEXT,  /* [text]: any other key, e.g. [-5], [<tuple>] (payload: string) */
+    LBL_ATTR,      /* .name: attribute, slot or named field (payload: string) */
+    LBL_INDEX,     /* [i]: sequence item i */
+    LBL_ITEM,      /* [*]: set / deque item */
+    LBL_DICT_KEY,  /* (key): the object is a dict key */
+    LBL_LOCAL,     /* .f_locals['name']: frame local (payload: string) */
+    LBL_OFFSET,    /* <+n>: a conservative-scan word at byte offset n */
+    LBL_TEXT,      /* text as is, e.g. "<stack>" (payload: string) */
+    LBL_NKINDS
+};
+
+#define WALK_LBL_PAYLOAD_MAX ((1u << 24) - 1)
+#define WALK_LBL(kind, payload) (((uint32_t)(kind) << 27) | ((uint32_t)(payload) & WALK_LBL_PAYLOAD_MAX))
+#define WALK_LBL_KIND(l)    ((unsigned)((l) >> 27))
+#define WALK_LBL_FLAGS(l)   ((unsigned)(((l) >> 24) & 7u))
+#define WALK_LBL_PAYLOAD(l) ((uint32_t)((l) & WALK_LBL_PAYLOAD_MAX))
+#define WALK_LBL_WITH_FLAGS(l, f) ((l) | (((uint32_t)(f) & 7u) << 24))
+#define WALK_LBL_NOFLAGS(l) ((l) & ~(7u << 24))
 
 struct walk;
 
@@ -96,6 +133,19 @@ int pyheap_walk_read(struct walk *w, uint64_t addr, void *buf, size_t len);
 int pyheap_walk_read_u64(struct walk *w, uint64_t addr, uint64_t *out);
 /* A precise reference from the object being decoded. 0 is ignored. */
 void pyheap_walk_ref(struct walk *w, uint64_t addr);
+/* The same with an edge label (WALK_LBL..., flags included). Outside an
+ * object (while the roots are walked) the reference is recorded as a root
+ * named by the current root prefix and the label. */
+void pyheap_walk_edge(struct walk *w, uint64_t addr, uint32_t label);
+/* A label of KIND whose payload is the interned TEXT (LBL_NONE if the
+ * table is full or memory runs out). */
+uint32_t pyheap_walk_label(struct walk *w, enum walk_label_kind kind, const char *text);
+/* The label of a dict value stored under the key object KEY: ['text'] for
+ * a str, [n] for an int, [<type>] otherwise. ATTR: .text for str keys
+ * (instance attributes). Cached per key address. */
+uint32_t pyheap_walk_label_key(struct walk *w, uint64_t key, bool attr);
+/* Label for a tuple / list item at index I. */
+uint32_t pyheap_walk_label_index(uint64_t i);
 /* A word from a conservative scan that may be an object address. */
 void pyheap_walk_ref_maybe(struct walk *w, uint64_t addr);
 /* Count one rejected / torn item. */
@@ -126,8 +176,14 @@ int pyheap_walk_decode_set(struct walk *w, const struct walk_obj *o, uint64_t *s
 /* Size in bytes of a keys object (PyDictKeysObject + indices + entries), as
  * _PyDict_KeysSize computes it; 0 if unreadable. */
 uint64_t pyheap_walk_dict_keys_size(struct walk *w, uint64_t keys);
-/* Report the values of an inline values array for keys object KEYS. */
+/* Report the values of an inline values array for keys object KEYS,
+ * labelled as attributes (.name). */
 void pyheap_walk_values_refs(struct walk *w, uint64_t values, uint64_t keys);
+/* Visit the live entries of the dict at DICT: FN(w, key, value, arg) until
+ * it returns nonzero (returned). 0, or -1 if the dict does not read. */
+int pyheap_walk_dict_foreach(struct walk *w, uint64_t dict,
+                             int (*fn)(struct walk *w, uint64_t key, uint64_t value, void *arg),
+                             void *arg);
 /* Find KEY (an ASCII str) in the dict at DICT; 0 with *value, or -1. */
 int pyheap_walk_dict_get_str(struct walk *w, uint64_t dict, const char *key,
                       uint64_t *value);
@@ -170,6 +226,14 @@ enum walk_kind pyheap_walk_extension_kind(const char *name, int64_t basicsize,
                                           int64_t itemsize);
 int pyheap_walk_decode_deque(struct walk *w, const struct walk_obj *o, uint64_t *size);
 int pyheap_walk_decode_odict(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_defaultdict(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_partial(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_weakref(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_local(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_property(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_classmethod(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_memoryview(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_managedbuf(struct walk *w, const struct walk_obj *o, uint64_t *size);
 
 /* decode_generic.c */
 /* The parts a subclass / extension type adds beyond the built-in decoder:
