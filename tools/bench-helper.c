@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/uio.h>
 #include <time.h>
 
@@ -30,6 +31,14 @@ static double now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static double cpu_ms(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
 }
 
 static long status_kib(const char *key)
@@ -127,6 +136,7 @@ static int census(pid_t pid, uint64_t cache_mib)
     malloc_trim(0);
     long rss0 = status_kib("VmRSS");
     pyheap_snapshot *s = NULL;
+    double c0 = cpu_ms();
     double t0 = now_ms();
     pyheap_scan_opts opts = { .max_cache_bytes = cache_mib << 20 };
     if (pyheap_snapshot_take(t, &opts, &s, &err) < 0) {
@@ -143,6 +153,7 @@ static int census(pid_t pid, uint64_t cache_mib)
         return 1;
     }
     double ms = now_ms() - t0;
+    double cms = cpu_ms() - c0;
     malloc_trim(0);
     long rss1 = status_kib("VmRSS");
     const pyheap_scan_stats *st = pyheap_snapshot_stats(s);
@@ -155,11 +166,11 @@ static int census(pid_t pid, uint64_t cache_mib)
     malloc_trim(0);
     long rss2 = status_kib("VmRSS");
     long hwm = status_kib("VmHWM");
-    printf("{\"ms\": %.3f, \"scan_ms\": %.3f, \"objects\": %" PRIu64 ", \"skipped\": %" PRIu64
+    printf("{\"ms\": %.3f, \"cpu_ms\": %.3f, \"scan_ms\": %.3f, \"objects\": %" PRIu64 ", \"skipped\": %" PRIu64
            ", \"truncated\": %d, \"remote_reads\": %" PRIu64 ", \"remote_bytes\": %" PRIu64
            ", \"types\": %zu, \"rss_before_kib\": %ld, \"rss_with_snapshot_kib\": %ld"
            ", \"rss_after_free_kib\": %ld, \"hwm_kib\": %ld}\n",
-           ms, scan_ms, objects, skipped, truncated, reads, rbytes, nh, rss0, rss1, rss2, hwm);
+           ms, cms, scan_ms, objects, skipped, truncated, reads, rbytes, nh, rss0, rss1, rss2, hwm);
     pyheap_target_free(t);
     return 0;
 }
