@@ -112,3 +112,106 @@ void pyheap_addrset_free(struct addrset *s)
     }
     *s = (struct addrset){ 0 };
 }
+
+/* ---- the rank index ---- */
+
+struct addrindex_leaf {
+    uint64_t bits[ADDRSET_LEAF_WORDS];
+    uint16_t cum[ADDRSET_LEAF_WORDS]; /* set bits in the words before */
+    uint64_t base;                    /* index of the leaf's first address */
+};
+
+static int index_ok(uint64_t addr)
+{
+    return addr < ADDR_LIMIT && (addr & 7) == 0;
+}
+
+int pyheap_addrindex_build(struct addrindex *x, const uint64_t *sorted, size_t n)
+{
+    *x = (struct addrindex){ 0 };
+    size_t nleaves = 0;
+    uint64_t prev = UINT64_MAX;
+    for (size_t i = 0; i < n; i++) {
+        if (sorted[i] & 7)
+            return -1; /* would shift the ranks of its neighbours */
+        if (!index_ok(sorted[i]))
+            continue;
+        uint64_t region = sorted[i] >> ADDRSET_LEAF_SHIFT;
+        if (region != prev)
+            nleaves++;
+        prev = region;
+    }
+    x->top = calloc(TOP_SLOTS, sizeof *x->top);
+    x->leaves = calloc(nleaves ? nleaves : 1, sizeof *x->leaves);
+    if (!x->top || !x->leaves) {
+        pyheap_addrindex_free(x);
+        return -1;
+    }
+    struct addrindex_leaf *leaf = NULL;
+    prev = UINT64_MAX;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t a = sorted[i];
+        if (!index_ok(a))
+            continue;
+        uint64_t region = a >> ADDRSET_LEAF_SHIFT;
+        if (region != prev || (i > 0 && a <= sorted[i - 1])) {
+            if (prev != UINT64_MAX && (region < prev || a <= sorted[i - 1])) {
+                pyheap_addrindex_free(x); /* not sorted: a caller's bug */
+                return -1;
+            }
+            leaf = &x->leaves[x->nleaves++];
+            leaf->base = i;
+            size_t ti = (size_t)(region >> ADDRSET_MID_BITS);
+            if (!x->top[ti]) {
+                x->top[ti] = calloc(MID_SLOTS, sizeof *x->top[ti]);
+                if (!x->top[ti]) {
+                    pyheap_addrindex_free(x);
+                    return -1;
+                }
+            }
+            x->top[ti][region & (MID_SLOTS - 1)] = leaf;
+            prev = region;
+        }
+        uint64_t bit = (a & (((uint64_t)1 << ADDRSET_LEAF_SHIFT) - 1)) >> 3;
+        leaf->bits[bit >> 6] |= (uint64_t)1 << (bit & 63);
+    }
+    for (size_t l = 0; l < x->nleaves; l++) {
+        unsigned c = 0;
+        for (size_t w = 0; w < ADDRSET_LEAF_WORDS; w++) {
+            x->leaves[l].cum[w] = (uint16_t)c;
+            c += (unsigned)__builtin_popcountll(x->leaves[l].bits[w]);
+        }
+    }
+    return 0;
+}
+
+size_t pyheap_addrindex_find(const struct addrindex *x, uint64_t addr)
+{
+    if (!index_ok(addr) || !x->top)
+        return SIZE_MAX;
+    uint64_t region = addr >> ADDRSET_LEAF_SHIFT;
+    struct addrindex_leaf **mid = x->top[region >> ADDRSET_MID_BITS];
+    if (!mid)
+        return SIZE_MAX;
+    const struct addrindex_leaf *leaf = mid[region & (MID_SLOTS - 1)];
+    if (!leaf)
+        return SIZE_MAX;
+    uint64_t bit = (addr & (((uint64_t)1 << ADDRSET_LEAF_SHIFT) - 1)) >> 3;
+    uint64_t word = leaf->bits[bit >> 6];
+    uint64_t below = (uint64_t)1 << (bit & 63);
+    if (!(word & below))
+        return SIZE_MAX;
+    return (size_t)(leaf->base + leaf->cum[bit >> 6] +
+                    (uint64_t)__builtin_popcountll(word & (below - 1)));
+}
+
+void pyheap_addrindex_free(struct addrindex *x)
+{
+    if (x->top) {
+        for (size_t i = 0; i < TOP_SLOTS; i++)
+            free(x->top[i]);
+        free(x->top);
+    }
+    free(x->leaves);
+    *x = (struct addrindex){ 0 };
+}

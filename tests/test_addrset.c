@@ -1,5 +1,6 @@
 /* The walker's seen-set (lib/addrset.c) against a sorted reference. */
 #include <check.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "addrset.h"
@@ -53,11 +54,51 @@ START_TEST(test_addrset_dense_and_sparse)
 }
 END_TEST
 
+START_TEST(test_addrindex_ranks)
+{
+    enum { N = 200000 };
+    uint64_t *a = malloc((N + 2) * sizeof *a);
+    ck_assert_ptr_nonnull(a);
+    /* Dense runs and far jumps, ascending and distinct. */
+    uint64_t x = 0x10000;
+    for (int i = 0; i < N; i++) {
+        uint64_t r = rng();
+        x += (r & 3) == 0 ? ((r >> 8) & 0xffffff) * 8 + 8 : ((r >> 8) & 7) * 8 + 8;
+        a[i] = x;
+    }
+    a[N] = 1ull << 47;      /* out of range: never found */
+    a[N + 1] = 1ull << 48;
+    struct addrindex ix;
+    ck_assert_int_eq(pyheap_addrindex_build(&ix, a, N + 2), 0);
+    for (int i = 0; i < N; i++) {
+        ck_assert_uint_eq(pyheap_addrindex_find(&ix, a[i]), (size_t)i);
+        if (a[i] + 8 != a[i + 1])
+            ck_assert_uint_eq(pyheap_addrindex_find(&ix, a[i] + 8), SIZE_MAX);
+    }
+    ck_assert_uint_eq(pyheap_addrindex_find(&ix, a[0] - 8), SIZE_MAX);
+    ck_assert_uint_eq(pyheap_addrindex_find(&ix, a[5] + 4), SIZE_MAX);
+    ck_assert_uint_eq(pyheap_addrindex_find(&ix, 1ull << 47), SIZE_MAX);
+    pyheap_addrindex_free(&ix);
+    ck_assert_uint_eq(pyheap_addrindex_find(&ix, a[0]), SIZE_MAX);
+    /* Unsorted, duplicate or misaligned input is refused. */
+    uint64_t bad1[] = { 0x2000, 0x1000 }, bad2[] = { 0x2000, 0x2000 }, bad3[] = { 0x2004 };
+    ck_assert_int_eq(pyheap_addrindex_build(&ix, bad1, 2), -1);
+    ck_assert_int_eq(pyheap_addrindex_build(&ix, bad2, 2), -1);
+    ck_assert_int_eq(pyheap_addrindex_build(&ix, bad3, 1), -1);
+    /* Empty. */
+    ck_assert_int_eq(pyheap_addrindex_build(&ix, a, 0), 0);
+    ck_assert_uint_eq(pyheap_addrindex_find(&ix, a[0]), SIZE_MAX);
+    pyheap_addrindex_free(&ix);
+    free(a);
+}
+END_TEST
+
 Suite *suite_addrset(void)
 {
     Suite *su = suite_create("addrset");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_addrset_dense_and_sparse);
+    tcase_add_test(tc, test_addrindex_ranks);
     suite_add_tcase(su, tc);
     return su;
 }
