@@ -198,7 +198,10 @@ typedef struct pyheap_referrers_opts {
 
 /* One aggregated group: objects of type `type` that refer, through edges
  * labelled `via`, to the objects of the parent group (depth 1: to the
- * objects of the asked-for type). */
+ * objects of the asked-for type). A group with type UINT32_MAX and
+ * type_name "<root>" says that some of those objects are roots themselves
+ * (e.g. a list that only a running frame's local holds); `via` is then the
+ * root's name, count 1, bytes 0, and it has no children. */
 typedef struct pyheap_referrer_group {
     unsigned depth;       /* 1 = direct referrers */
     size_t parent;        /* index of the parent group, SIZE_MAX at depth 1 */

@@ -27,6 +27,10 @@
 #define MAX_PATH_HOPS      256
 #define MAX_PATH_TEXT      1024
 
+/* The group "type" of roots: the objects are held by the interpreter
+ * (a module in sys.modules, a frame's local...), named in `via`. */
+#define ROOT_TYPE UINT32_MAX
+
 #define NO_PARENT UINT32_MAX
 #define IS_ROOT   (UINT32_MAX - 1)
 
@@ -90,6 +94,9 @@ struct ctx {
     uint32_t *roff, *rsrc, *rlab;
     unsigned depth;
     size_t max_groups;
+    /* (object << 32 | root index), sorted: which objects are roots */
+    uint64_t *rootof;
+    size_t nrootof;
     /* output */
     pyheap_referrer_group *groups;
     size_t ngroups, capgroups;
@@ -217,6 +224,45 @@ static bool merge_str_keys(struct pair *p, size_t n)
     return changed;
 }
 
+/* Roots among the referrers: pairs (key ROOT_TYPE << 32 | root index,
+ * src = the object) for each root that is object O, written to OUT when
+ * not NULL. Returns how many. */
+static size_t roots_of(const struct ctx *c, uint32_t o, struct pair *out)
+{
+    size_t lo = 0, hi = c->nrootof;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if ((c->rootof[mid] >> 32) < o)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t n = 0;
+    for (; lo < c->nrootof && (c->rootof[lo] >> 32) == o; lo++, n++)
+        if (out)
+            out[n] = (struct pair){ ((uint64_t)ROOT_TYPE << 32) | (uint32_t)c->rootof[lo], o, 0 };
+    return n;
+}
+
+static int u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int build_rootof(struct ctx *c)
+{
+    const pyheap_snapshot *s = c->s;
+    c->rootof = malloc((s->nroots ? s->nroots : 1) * sizeof *c->rootof);
+    if (!c->rootof)
+        return -1;
+    for (size_t r = 0; r < s->nroots; r++)
+        c->rootof[r] = ((uint64_t)s->root_obj[r] << 32) | (uint32_t)r;
+    c->nrootof = s->nroots;
+    qsort(c->rootof, c->nrootof, sizeof *c->rootof, u64_cmp);
+    return 0;
+}
+
 static int add_group(struct ctx *c, unsigned depth, size_t parent, uint64_t key,
                      const struct cand *cd)
 {
@@ -225,16 +271,23 @@ static int add_group(struct ctx *c, unsigned depth, size_t parent, uint64_t key,
     const pyheap_snapshot *s = c->s;
     uint32_t type = (uint32_t)(key >> 32);
     uint32_t label = (uint32_t)key;
-    size_t len = pyheap_label_render(s->labels, s->nlabels, label, NULL, 0);
-    char *via = malloc(len + 1);
-    if (!via)
-        return -1;
-    pyheap_label_render(s->labels, s->nlabels, label, via, len + 1);
+    char *via;
+    if (type == ROOT_TYPE) {
+        via = strdup(label < s->nroots ? s->root_name[label] : "?");
+        if (!via)
+            return -1;
+    } else {
+        size_t len = pyheap_label_render(s->labels, s->nlabels, label, NULL, 0);
+        via = malloc(len + 1);
+        if (!via)
+            return -1;
+        pyheap_label_render(s->labels, s->nlabels, label, via, len + 1);
+    }
     pyheap_referrer_group *g = &c->groups[c->ngroups++];
     g->depth = depth;
     g->parent = parent;
     g->type = type;
-    g->type_name = pyheap_snapshot_type_name(s, type);
+    g->type_name = type == ROOT_TYPE ? "<root>" : pyheap_snapshot_type_name(s, type);
     g->via = via;
     g->flags = cd->flags;
     g->count = cd->count;
@@ -249,7 +302,7 @@ static int level(struct ctx *c, const uint32_t *members, size_t nm, unsigned dep
     const pyheap_snapshot *s = c->s;
     size_t np = 0;
     for (size_t i = 0; i < nm; i++)
-        np += c->roff[members[i] + 1] - c->roff[members[i]];
+        np += c->roff[members[i] + 1] - c->roff[members[i]] + roots_of(c, members[i], NULL);
     if (np == 0)
         return 0;
     struct pair *p = malloc(np * sizeof *p);
@@ -265,6 +318,7 @@ static int level(struct ctx *c, const uint32_t *members, size_t nm, unsigned dep
             p[k].flags = WALK_LBL_FLAGS(c->rlab[e]);
             k++;
         }
+        k += roots_of(c, m, p + k);
     }
     qsort(p, np, sizeof *p, pair_cmp);
     if (merge_str_keys(p, np))
@@ -279,9 +333,11 @@ static int level(struct ctx *c, const uint32_t *members, size_t nm, unsigned dep
             x.flags &= p[j].flags;
             if (j == i || p[j].src != p[j - 1].src) {
                 x.count++;
-                x.bytes += s->size[p[j].src];
+                x.bytes += (uint32_t)(p[j].key >> 32) == ROOT_TYPE ? 0 : s->size[p[j].src];
             }
         }
+        if ((uint32_t)(p[i].key >> 32) == ROOT_TYPE)
+            x.count = 1; /* one root, however many of the objects it is */
         x.hi = j;
         if (!grow((void **)&cd, &capcd, ncd + 1, sizeof *cd)) {
             free(cd);
@@ -302,7 +358,7 @@ static int level(struct ctx *c, const uint32_t *members, size_t nm, unsigned dep
             rc = -1;
             break;
         }
-        if (depth >= c->depth)
+        if (depth >= c->depth || (uint32_t)(p[cd[g].lo].key >> 32) == ROOT_TYPE)
             continue;
         free(sub);
         sub = malloc(cd[g].count * sizeof *sub);
@@ -597,7 +653,8 @@ int pyheap_referrers_compute(const pyheap_snapshot *s, const uint32_t *types,
             r->bytes += s->size[i];
         }
     if (s->eoff) {
-        if (build_reverse(&c) < 0 || level(&c, members, nm, 1, SIZE_MAX) < 0)
+        if (build_reverse(&c) < 0 || build_rootof(&c) < 0 ||
+            level(&c, members, nm, 1, SIZE_MAX) < 0)
             goto out;
         if (paths(s, members, nm, max_paths, r) < 0)
             goto out;
@@ -616,6 +673,7 @@ out:
     free(c.roff);
     free(c.rsrc);
     free(c.rlab);
+    free(c.rootof);
     free(members);
     free(want);
     if (rc < 0) {

@@ -598,6 +598,87 @@ START_TEST(deque_blocks)
 }
 END_TEST
 
+/* The label of the first edge from the object at SRC to the one at DST,
+ * with its flags in *flags; NULL if there is none. */
+static const char *edge_label(const pyheap_snapshot *s, uint64_t src, uint64_t dst,
+                              char *buf, size_t cap, unsigned *flags)
+{
+    size_t i = pyheap_snapshot_find(s, src), j = pyheap_snapshot_find(s, dst);
+    ck_assert_uint_ne(i, SIZE_MAX);
+    ck_assert_uint_ne(j, SIZE_MAX);
+    for (size_t k = 0; k < pyheap_snapshot_nedges(s, i); k++)
+        if (pyheap_snapshot_edge_target(s, i, k) == j) {
+            pyheap_snapshot_edge_label(s, i, k, buf, cap);
+            *flags = pyheap_snapshot_edge_flags(s, i, k);
+            return buf;
+        }
+    return NULL;
+}
+
+#define EXPECT_EDGE(s, a, b, want, wflags)                                               \
+    do {                                                                                 \
+        char lb_[64];                                                                    \
+        unsigned fl_ = 99;                                                               \
+        const char *got_ = edge_label((s), (a), (b), lb_, sizeof lb_, &fl_);            \
+        ck_assert_msg(got_ != NULL, "no edge for %s", (want));                          \
+        ck_assert_str_eq(got_, (want));                                                  \
+        ck_assert_uint_eq(fl_, (wflags));                                                \
+    } while (0)
+
+START_TEST(edge_labels)
+{
+    struct fake f;
+    fake_init(&f);
+    const struct pyheap_consts *k = &f.t->k;
+    uint64_t gcf = k->tpflags_have_gc;
+    uint64_t i1 = mkint(&f, 1), i2 = mkint(&f, 1), i3 = mkint(&f, 1), i4 = mkint(&f, 1);
+    put32(&f, i1 + f.o->long_ob_digit, 7); /* the int 7 */
+    uint64_t ka = mkstr(&f, 3, 1, true);   /* 'abc' */
+    /* {'abc': i2} and {7: i3} */
+    uint64_t uk[] = { ka }, uv[] = { i2 };
+    uint64_t du = mkdict(&f, mkkeys(&f, k->dict_kind_unicode, 1, 1, uk, uv), 0, 1);
+    uint64_t gk[] = { i1 }, gv[] = { i3 };
+    uint64_t dg = mkdict(&f, mkkeys(&f, k->dict_kind_general, 1, 1, gk, gv), 0, 1);
+    /* a weak reference to i4 with no callback */
+    uint64_t wr_type = mktype(&f, "weakref.ReferenceType", 64, 0, gcf, f.ty_object);
+    uint64_t wr = gc_alloc(&f, 64, wr_type);
+    put64(&f, wr + 16, i4);
+    /* a defaultdict({'abc': i2}, factory i3) */
+    uint64_t dd_type = mktype(&f, "collections.defaultdict", 56, 0,
+                              gcf | k->tpflags_dict_subclass, f.ty_dict);
+    uint64_t dd = gc_alloc(&f, 56, dd_type);
+    put64(&f, dd + f.o->dict_ma_used, 1);
+    put64(&f, dd + f.o->dict_ma_keys, mkkeys(&f, k->dict_kind_unicode, 1, 1, uk, uv));
+    put64(&f, dd + 48, i3);
+    /* an extension type nobody knows, holding i1 at offset 16 */
+    uint64_t ext_type = mktype(&f, "ext.Thing", 32, 0, 0, f.ty_object);
+    uint64_t ext = alloc(&f, 32);
+    header(&f, ext, ext_type);
+    put64(&f, ext + 16, i1);
+    put64(&f, ext + 24, 0x12345678);
+    uint64_t items[] = { du, ext };
+    uint64_t tup = mktuple(&f, 2, items);
+    pyheap_error e;
+    pyheap_snapshot *s = fake_walk(&f, &e);
+    EXPECT_EDGE(s, du, i2, "['abc']", 0);
+    EXPECT_EDGE(s, du, ka, "(key)", 0);
+    EXPECT_EDGE(s, dg, i3, "[7]", 0);
+    EXPECT_EDGE(s, tup, du, "[0]", 0);
+    EXPECT_EDGE(s, tup, ext, "[1]", 0);
+    EXPECT_EDGE(s, wr, i4, "()", PYHEAP_EDGE_WEAK);
+    EXPECT_EDGE(s, dd, i2, "['abc']", 0);
+    EXPECT_EDGE(s, dd, i3, ".default_factory", 0);
+    EXPECT_EDGE(s, ext, i1, "<+16>", PYHEAP_EDGE_INFERRED);
+    /* ob_type is followed but kept as no edge: the dict has its two */
+    ck_assert_uint_eq(pyheap_snapshot_nedges(s, pyheap_snapshot_find(s, du)), 2);
+    ck_assert_str_eq(type_of(s, dd), "collections.defaultdict");
+    ck_assert_int_eq(size_of(s, dd), 56 + 16 + (int64_t)(f.o->dict_keys_object + 8 + 5 * f.o->dict_unicode_entry));
+    ck_assert_uint_eq(pyheap_snapshot_stats(s)->skipped, 0);
+    pyheap_snapshot_free(s);
+    fake_free(&f);
+}
+END_TEST
+
 Suite *suite_decode(void)
 {
     Suite *s = suite_create("decode");
@@ -609,6 +690,7 @@ Suite *suite_decode(void)
     tcase_add_test(tc, gc_cycle_terminates);
     tcase_add_test(tc, histogram_order);
     tcase_add_test(tc, deque_blocks);
+    tcase_add_test(tc, edge_labels);
     tcase_add_test(tc, random_garbage_never_crashes);
     tcase_add_test(tc, corrupt_offsets_refused);
     tcase_set_timeout(tc, 60);

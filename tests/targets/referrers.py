@@ -55,6 +55,14 @@ class Bench:
     pass
 
 
+class Dup:
+    """Two types print as ...Dup: a short name that is ambiguous."""
+
+
+OtherDup = type('Dup', (), {'__module__': 'other'})
+dups = [Dup(), OtherDup()]
+
+
 seen_log = []
 
 
