@@ -101,7 +101,7 @@ typedef struct pyheap_scan_opts {
      * the scan stops and reports truncation. */
     uint64_t max_objects;
     /* Upper bound on bytes of target memory cached during the scan
-     * (0: default 512 MiB). */
+     * (0: default 64 MiB). */
     uint64_t max_cache_bytes;
 } pyheap_scan_opts;
 

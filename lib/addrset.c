@@ -121,21 +121,52 @@ struct addrindex_leaf {
     uint64_t base;                    /* index of the leaf's first address */
 };
 
+/* Without -mpopcnt the builtin is a libgcc call; this is a few ALU ops. */
+static inline unsigned popcount64(uint64_t x)
+{
+    x = x - ((x >> 1) & 0x5555555555555555ull);
+    x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+    x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
+    return (unsigned)((x * 0x0101010101010101ull) >> 56);
+}
+
 static int index_ok(uint64_t addr)
 {
     return addr < ADDR_LIMIT && (addr & 7) == 0;
 }
 
+/* The i in [lo, hi) with sorted[i] == addr, or SIZE_MAX. */
+static size_t bsearch_addr(const uint64_t *sorted, size_t lo, size_t hi, uint64_t addr)
+{
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (sorted[mid] < addr)
+            lo = mid + 1;
+        else if (sorted[mid] > addr)
+            hi = mid;
+        else
+            return mid;
+    }
+    return SIZE_MAX;
+}
+
 int pyheap_addrindex_build(struct addrindex *x, const uint64_t *sorted, size_t n)
 {
     *x = (struct addrindex){ 0 };
+    x->sorted = sorted;
+    x->n = n;
+    x->tree_end = n;
     size_t nleaves = 0;
     uint64_t prev = UINT64_MAX;
     for (size_t i = 0; i < n; i++) {
-        if (sorted[i] & 7)
-            return -1; /* would shift the ranks of its neighbours */
-        if (!index_ok(sorted[i]))
-            continue;
+        if (i > 0 && sorted[i] <= sorted[i - 1])
+            return -1;
+        if (!index_ok(sorted[i])) {
+            if (sorted[i] & 7)
+                return 0; /* no tree: binary search over everything */
+            x->tree_end = i; /* the rest lies above the tree's range */
+            break;
+        }
         uint64_t region = sorted[i] >> ADDRSET_LEAF_SHIFT;
         if (region != prev)
             nleaves++;
@@ -149,16 +180,10 @@ int pyheap_addrindex_build(struct addrindex *x, const uint64_t *sorted, size_t n
     }
     struct addrindex_leaf *leaf = NULL;
     prev = UINT64_MAX;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < x->tree_end; i++) {
         uint64_t a = sorted[i];
-        if (!index_ok(a))
-            continue;
         uint64_t region = a >> ADDRSET_LEAF_SHIFT;
-        if (region != prev || (i > 0 && a <= sorted[i - 1])) {
-            if (prev != UINT64_MAX && (region < prev || a <= sorted[i - 1])) {
-                pyheap_addrindex_free(x); /* not sorted: a caller's bug */
-                return -1;
-            }
+        if (region != prev) {
             leaf = &x->leaves[x->nleaves++];
             leaf->base = i;
             size_t ti = (size_t)(region >> ADDRSET_MID_BITS);
@@ -179,7 +204,7 @@ int pyheap_addrindex_build(struct addrindex *x, const uint64_t *sorted, size_t n
         unsigned c = 0;
         for (size_t w = 0; w < ADDRSET_LEAF_WORDS; w++) {
             x->leaves[l].cum[w] = (uint16_t)c;
-            c += (unsigned)__builtin_popcountll(x->leaves[l].bits[w]);
+            c += popcount64(x->leaves[l].bits[w]);
         }
     }
     return 0;
@@ -187,8 +212,10 @@ int pyheap_addrindex_build(struct addrindex *x, const uint64_t *sorted, size_t n
 
 size_t pyheap_addrindex_find(const struct addrindex *x, uint64_t addr)
 {
-    if (!index_ok(addr) || !x->top)
-        return SIZE_MAX;
+    if (!x->top)
+        return bsearch_addr(x->sorted, 0, x->n, addr);
+    if (!index_ok(addr))
+        return addr & 7 ? SIZE_MAX : bsearch_addr(x->sorted, x->tree_end, x->n, addr);
     uint64_t region = addr >> ADDRSET_LEAF_SHIFT;
     struct addrindex_leaf **mid = x->top[region >> ADDRSET_MID_BITS];
     if (!mid)
@@ -201,12 +228,13 @@ size_t pyheap_addrindex_find(const struct addrindex *x, uint64_t addr)
     uint64_t below = (uint64_t)1 << (bit & 63);
     if (!(word & below))
         return SIZE_MAX;
-    return (size_t)(leaf->base + leaf->cum[bit >> 6] +
-                    (uint64_t)__builtin_popcountll(word & (below - 1)));
+    return (size_t)(leaf->base + leaf->cum[bit >> 6] + popcount64(word & (below - 1)));
 }
 
 void pyheap_addrindex_free(struct addrindex *x)
 {
+    if (!x)
+        return;
     if (x->top) {
         for (size_t i = 0; i < TOP_SLOTS; i++)
             free(x->top[i]);

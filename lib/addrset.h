@@ -45,14 +45,18 @@ void pyheap_addrset_free(struct addrset *s);
  * space that holds objects instead of a hash table of 8 bytes per object. */
 struct addrindex_leaf;
 struct addrindex {
-    struct addrindex_leaf ***top;
+    struct addrindex_leaf ***top;   /* NULL: binary search only */
     struct addrindex_leaf *leaves;
     size_t nleaves;
+    const uint64_t *sorted;         /* borrowed */
+    size_t n;
+    size_t tree_end;                /* sorted[tree_end..n) lie above 2^47 */
 };
 
-/* Index the N distinct ascending 8-aligned addresses of SORTED (those at or
- * above 2^47 are left out: never found). 0, or -1 on allocation failure or
- * input that is not so. */
+/* Index the N distinct ascending addresses of SORTED (borrowed: it must
+ * outlive the index). Addresses at or above 2^47 are found by binary search
+ * (no walk produces them); a misaligned one makes the whole index a binary
+ * search. 0, or -1 on allocation failure or input not strictly ascending. */
 int pyheap_addrindex_build(struct addrindex *x, const uint64_t *sorted, size_t n);
 /* The i with sorted[i] == ADDR, or SIZE_MAX. */
 size_t pyheap_addrindex_find(const struct addrindex *x, uint64_t addr);

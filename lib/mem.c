@@ -3,10 +3,11 @@
  *
  * One read per small object costs a syscall (~1-2 us); a 64 KiB chunk costs
  * about the same, so the walker reads through the cache and decodes locally.
- * A chunk keeps the bytes first read until the cache is cleared, so one scan
- * sees one copy of each chunk. Unreadable pages inside a chunk (mapping
- * edges, freed arenas) are remembered per page so they fail like EFAULT
- * without asking the kernel again.
+ * A chunk keeps the bytes first read until the cache is cleared or full
+ * (then every chunk is forgotten at once and the buffers are reused).
+ * Unreadable pages inside a chunk (mapping edges, freed arenas) are
+ * remembered per page so they fail like EFAULT without asking the kernel
+ * again.
  *
  * For unit tests the same API serves reads from in-memory "images".
  */
@@ -24,7 +25,9 @@
 #define PAGE_SHIFT_ 12
 #define PAGE_SIZE_ ((uint64_t)1 << PAGE_SHIFT_)
 #define PAGES_PER_CHUNK (CHUNK_SIZE / PAGE_SIZE_)
-#define DEFAULT_CACHE_CAP ((uint64_t)512 << 20)
+/* Small enough to stay well below the target's heap, large enough that the
+ * walk's locality (allocation order) keeps re-reads to one extra pass. */
+#define DEFAULT_CACHE_CAP ((uint64_t)64 << 20)
 
 struct chunk {
     uint64_t base;          /* chunk-aligned remote address; 0 = empty slot */

@@ -66,25 +66,30 @@ START_TEST(test_addrindex_ranks)
         x += (r & 3) == 0 ? ((r >> 8) & 0xffffff) * 8 + 8 : ((r >> 8) & 7) * 8 + 8;
         a[i] = x;
     }
-    a[N] = 1ull << 47;      /* out of range: never found */
+    a[N] = 1ull << 47;      /* above the tree: binary search */
     a[N + 1] = 1ull << 48;
     struct addrindex ix;
     ck_assert_int_eq(pyheap_addrindex_build(&ix, a, N + 2), 0);
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < N + 2; i++) {
         ck_assert_uint_eq(pyheap_addrindex_find(&ix, a[i]), (size_t)i);
-        if (a[i] + 8 != a[i + 1])
+        if (i < N && a[i] + 8 != a[i + 1])
             ck_assert_uint_eq(pyheap_addrindex_find(&ix, a[i] + 8), SIZE_MAX);
     }
     ck_assert_uint_eq(pyheap_addrindex_find(&ix, a[0] - 8), SIZE_MAX);
     ck_assert_uint_eq(pyheap_addrindex_find(&ix, a[5] + 4), SIZE_MAX);
-    ck_assert_uint_eq(pyheap_addrindex_find(&ix, 1ull << 47), SIZE_MAX);
+    ck_assert_uint_eq(pyheap_addrindex_find(&ix, (1ull << 47) + 8), SIZE_MAX);
     pyheap_addrindex_free(&ix);
-    ck_assert_uint_eq(pyheap_addrindex_find(&ix, a[0]), SIZE_MAX);
-    /* Unsorted, duplicate or misaligned input is refused. */
-    uint64_t bad1[] = { 0x2000, 0x1000 }, bad2[] = { 0x2000, 0x2000 }, bad3[] = { 0x2004 };
+    /* Misaligned addresses: a binary search over all. */
+    uint64_t odd[] = { 0x1000, 0x1004, 0x2000, 1ull << 50 };
+    ck_assert_int_eq(pyheap_addrindex_build(&ix, odd, 4), 0);
+    for (size_t i = 0; i < 4; i++)
+        ck_assert_uint_eq(pyheap_addrindex_find(&ix, odd[i]), i);
+    ck_assert_uint_eq(pyheap_addrindex_find(&ix, 0x1008), SIZE_MAX);
+    pyheap_addrindex_free(&ix);
+    /* Unsorted or duplicate input is refused. */
+    uint64_t bad1[] = { 0x2000, 0x1000 }, bad2[] = { 0x2000, 0x2000 };
     ck_assert_int_eq(pyheap_addrindex_build(&ix, bad1, 2), -1);
     ck_assert_int_eq(pyheap_addrindex_build(&ix, bad2, 2), -1);
-    ck_assert_int_eq(pyheap_addrindex_build(&ix, bad3, 1), -1);
     /* Empty. */
     ck_assert_int_eq(pyheap_addrindex_build(&ix, a, 0), 0);
     ck_assert_uint_eq(pyheap_addrindex_find(&ix, a[0]), SIZE_MAX);
