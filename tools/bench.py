@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -336,6 +337,9 @@ def machine():
 
 
 def main():
+    # SIGTERM/SIGINT unwind through the finally blocks: targets and daemons
+    # are stopped, the temporary directory removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if len(sys.argv) != 2:
         print("usage: bench.py BUILD_DIR", file=sys.stderr)
         return 2
