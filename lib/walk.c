@@ -16,7 +16,7 @@
 #include "snapshot.h"
 #include "walk.h"
 
-#define DEFAULT_MAX_OBJECTS 50000000ULL
+#define DEFAULT_MAX_OBJECTS 100000000ULL
 #define MAX_INTERPRETERS    256
 #define MAX_THREADS         100000
 #define MAX_FRAMES          100000

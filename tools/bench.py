@@ -25,7 +25,9 @@ Medians are printed with ratios; everything goes to BUILD_DIR/bench.json.
 
 Environment: BENCH_QUICK=1 (small heaps, short loops), BENCH_SIZES
 (comma-separated N, e.g. 1000000,4000000), BENCH_RUNS (default 3),
-BENCH_COUNT_SECS (counter loop length), PYTHON.
+BENCH_COUNT_SECS (counter loop length), BENCH_SKIP (comma-separated parts to
+leave out: inprocess, throughput, referrers; for the one-off 50M-object run),
+PYTHON.
 """
 import json
 import os
@@ -149,8 +151,8 @@ def helper(build, mode, pid):
     return json.loads(r.stdout)
 
 
-def bench_size(build, python, n, runs, count_secs, tmp):
-    res = {"n": n}
+def bench_size(build, python, n, runs, count_secs, tmp, skip=()):
+    res = {"n": n, "skipped_parts": sorted(skip)}
     log("== N=%d: starting the target" % n)
     t = Target(python, n)
     d = None
@@ -194,8 +196,11 @@ def bench_size(build, python, n, runs, count_secs, tmp):
         res["daemon_hwm_kib"] = proc_status_kib(d.p.pid, "VmHWM")
 
         # 6. referrers
-        r = d.cli("referrers", "bytes")
-        if r.returncode == 0:
+        r = d.cli("referrers", "bytes") if "referrers" not in skip else None
+        if r is None:
+            res["referrers_s"] = None
+            res["referrers_note"] = "n/a: skipped (BENCH_SKIP)"
+        elif r.returncode == 0:
             ts = []
             for _ in range(runs):
                 w0 = time.perf_counter()
@@ -229,7 +234,7 @@ def bench_size(build, python, n, runs, count_secs, tmp):
             th.join()
             return rate, done[0]
 
-        for i in range(runs):
+        for i in range(runs if "throughput" not in skip else 0):
             calm.append(t.cmd("count %g" % count_secs)["per_second"])
             rate, k = counted_while_scanning()
             busy.append(rate)
@@ -249,7 +254,7 @@ def bench_size(build, python, n, runs, count_secs, tmp):
 
         # 2. in-process alternatives (last: the closure grows the target).
         clos, tst = [], []
-        for i in range(runs):
+        for i in range(runs if "inprocess" not in skip else 0):
             c = t.cmd("closure")
             s = t.cmd("typestats")
             clos.append(c)
@@ -257,9 +262,9 @@ def bench_size(build, python, n, runs, count_secs, tmp):
             log("   run %d: closure %.3f s (%d objects), typestats %.3f s (%d objects)"
                 % (i + 1, c["seconds"], c["objects"], s["seconds"], s["objects"]))
         res["closure_s"] = [c["seconds"] for c in clos]
-        res["closure_objects"] = clos[-1]["objects"]
+        res["closure_objects"] = clos[-1]["objects"] if clos else None
         res["typestats_s"] = [s["seconds"] for s in tst]
-        res["typestats_objects"] = tst[-1]["objects"]
+        res["typestats_objects"] = tst[-1]["objects"] if tst else None
         res["target_rss_end_kib"] = t.cmd("rss")["VmRSS"]
     finally:
         if d:
@@ -353,6 +358,11 @@ def main():
         sizes = [100000, 400000] if quick else [1000000, 4000000, 8000000]
     runs = int(os.environ.get("BENCH_RUNS", "3"))
     count_secs = float(os.environ.get("BENCH_COUNT_SECS", "1" if quick else "3"))
+    skip = set(x for x in os.environ.get("BENCH_SKIP", "").split(",") if x)
+    bad = skip - {"inprocess", "throughput", "referrers"}
+    if bad:
+        print("bench: BENCH_SKIP takes inprocess, throughput, referrers", file=sys.stderr)
+        return 2
     for exe in ("pyheapd", "pyheap", "bench-helper"):
         if not os.access(os.path.join(build, exe), os.X_OK):
             print("bench: %s/%s missing; run `make bench`" % (build, exe), file=sys.stderr)
@@ -366,7 +376,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="pyheap-bench.")
     try:
         for n in sizes:
-            res = bench_size(build, python, n, runs, count_secs, tmp)
+            res = bench_size(build, python, n, runs, count_secs, tmp, skip)
             res["summary"] = summarize(res)
             out["sizes"].append(res)
     finally:
