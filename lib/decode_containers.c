@@ -144,7 +144,8 @@ static int for_entries(struct walk *w, const struct dkeys *d, uint64_t values,
         size_t m = (size_t)(n - i) < per ? (size_t)(n - i) : per;
         if (pyheap_walk_read(w, d->entries + (uint64_t)i * d->entry_size, buf, m * d->entry_size) < 0)
             return -1;
-        if (values && pyheap_walk_read(w, values + (uint64_t)i * 8, vbuf, m * 8) < 0)
+        if (values && pyheap_walk_read(w, values + off->dict_values_values + (uint64_t)i * 8,
+                                       vbuf, m * 8) < 0)
             return -1;
         for (size_t j = 0; j < m; j++) {
             const unsigned char *e = buf + j * d->entry_size;
