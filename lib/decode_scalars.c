@@ -189,7 +189,7 @@ int pyheap_walk_decode_bytearray(struct walk *w, const struct walk_obj *o, uint6
         if (pyheap_walk_read_u64(w, o->addr + off->bytearray_ob_bytes_object, &bo) < 0)
             return -1;
         sz = (uint64_t)o->type->basicsize;
-        if (bo && pyheap_walk_read_u64(w, bo + off->ob_size, &bn) == 0 &&
+        if (alloc && bo && pyheap_walk_read_u64(w, bo + off->ob_size, &bn) == 0 &&
             (int64_t)bn >= 0 && (int64_t)bn <= WALK_MAX_VAR_ITEMS)
             sz += off->bytes_ob_sval + 1 + bn;
         pyheap_walk_edge(w, bo, pyheap_walk_label(w, LBL_TEXT, "<ob_bytes_object>"));

@@ -279,9 +279,11 @@ int pyheap_walk_decode_type(struct walk *w, const struct walk_obj *o, uint64_t *
     } else {
         sz = off->type_object;
     }
-    /* sys.getsizeof adds the pre-header of the metatype (its GC head), for
-     * static types too. */
-    sz += pyheap_walk_presize(w, o->type);
+    /* sys.getsizeof adds the pre-header of the metatype (its GC head): for
+     * static types too in 3.11; in 3.12+ only for GC objects, and a static
+     * type is not one (type_is_gc). */
+    if (heap || !t->k.static_types_per_interp)
+        sz += pyheap_walk_presize(w, o->type);
     *size = sz;
     return 0;
 }
