@@ -64,8 +64,16 @@ class Node:
         self.next = nxt
 
 
+class Kept:
+    """Held only by the module-level list KEPT (referrers tests: list [*]
+    <- module __main__, path __main__.KEPT[i])."""
+
+    def __init__(self, i):
+        self.i = i
+
+
 EXPECTED = {'Plain': 2000, 'Slotted': 1000, 'DictSub': 300, 'ListSub': 300,
-            'Wide': 100, 'Node': 500, 'DequeSub': 50}
+            'Wide': 100, 'Node': 500, 'DequeSub': 50, 'Kept': 40}
 
 
 def gen_fn(n):
@@ -125,6 +133,7 @@ def build(scale):
     h['dequesubs'] = [DequeSub(['ds%d' % i]) for i in range(EXPECTED['DequeSub'] * scale)]
     h['odicts'] = [collections.OrderedDict(a=i, b='od%d' % i) for i in range(20)]
     h['bytearrays'] = [bytearray(b'x' * (i % 64)) for i in range(n // 4)]
+    KEPT.extend(Kept(i) for i in range(EXPECTED['Kept'] * scale))
     return h
 
 
@@ -182,6 +191,7 @@ def main():
 
 
 HEAP = {}
+KEPT = []
 
 if __name__ == '__main__':
     main()
