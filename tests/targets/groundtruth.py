@@ -26,6 +26,10 @@ How the objects are found (honestly, in-process, never from pyheap output):
          __name__, __qualname__ (ht_name, ht_qualname) and ht_slots (ctypes);
          (3.12+: a static builtin type's __dict__ is the per-interpreter dict
          behind the mappingproxy, found the same way);
+       - the instance dict of a Py_TPFLAGS_MANAGED_DICT type, read with
+         ctypes from the pre-header (3 words before the object): reading
+         o.__dict__ would create it, and tp_traverse visits only the inline
+         values while they are valid (3.13+), not a dict that shares them;
        - 3.15: the bytes object that backs a bytearray's buffer
          (ob_bytes_object; bytearray is no GC type), read with ctypes at an
          offset discovered below.
@@ -47,6 +51,7 @@ import sys
 import types
 
 HEAPTYPE = 1 << 9
+MANAGED_DICT = 1 << 4
 WORD = ctypes.sizeof(ctypes.c_void_p)
 
 
@@ -174,6 +179,10 @@ def _extra_edges(o, layout, out):
                     v = _obj_if_type(_word(cached + i * WORD), tp)
                     if v is not None:
                         out.append(v)
+    if type.__dict__['__flags__'].__get__(t) & MANAGED_DICT:
+        v = _obj_if_type(_word(id(o) - 3 * WORD), dict)
+        if v is not None:
+            out.append(v)
     if isinstance(o, bytearray) and layout.ba_bytes is not None:
         v = _obj_if_type(_word(id(o) + layout.ba_bytes), bytes)
         if v is not None:
