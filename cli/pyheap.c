@@ -46,6 +46,27 @@ static const char usage_top[] =
     "  --sort bytes|count order by total bytes (default) or object count\n"
     "  -p, --pid PID      which attached process (needed when several are attached)\n"
     "  --json             print pyheapd's reply as one JSON document instead\n";
+static const char usage_referrers[] =
+    "Usage: pyheap [--socket PATH] referrers TYPE [-p PID] [--depth N] [--paths N]\n"
+    "                                        [--groups N] [--json | --dot]\n"
+    "\n"
+    "Who keeps the objects of TYPE alive. Scans the process (without stopping\n"
+    "it), then prints: how many objects of TYPE there are and their bytes; their\n"
+    "referrers grouped by (referrer type, edge) with counts and bytes, largest\n"
+    "first, and the referrers of those one level up, indented (--depth levels);\n"
+    "a few shortest paths from roots (modules, thread frames) as Python-like\n"
+    "expressions; how many objects of TYPE no root reaches.\n"
+    "\n"
+    "TYPE is a qualified name (mypkg.db.Connection) or a short one (Connection);\n"
+    "a short name that several types share is refused with the list of them.\n"
+    "\n"
+    "  -p, --pid PID      which attached process (needed when several are attached)\n"
+    "  -d, --depth N      levels of referrers, 1 to %d (default %d)\n"
+    "  --paths N          shortest paths shown, 1 to %d (default %d)\n"
+    "  --groups N         groups per level and parent, 1 to %d (default %d)\n"
+    "  --json             print pyheapd's reply as one JSON document instead\n"
+    "  --dot              print the referrer tree as a Graphviz digraph\n"
+    "                     (e.g. pyheap referrers Foo --dot | dot -Tsvg > foo.svg)\n";
 static const char usage_ping[] =
     "Usage: pyheap [--socket PATH] ping [--json]\n"
     "\n"
@@ -63,6 +84,7 @@ static void main_usage(FILE *f)
             "  detach PID       detach from it\n"
             "  ps               list attached processes\n"
             "  top --by-type    live objects by type: count, bytes, %%\n"
+            "  referrers TYPE   who keeps the objects of TYPE alive (tree, paths, --dot)\n"
             "  ping             check that pyheapd is running\n"
             "\n"
             "Options:\n"
@@ -87,6 +109,35 @@ static int parse_uint(const char *s, long max, long *out)
     return 0;
 }
 
+/* S on stderr with control characters (from the target) escaped. */
+static void put_clean_err(const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c == 0x7f)
+            fprintf(stderr, "\\x%02x", c);
+        else
+            fputc(c, stderr);
+    }
+}
+
+/* An error reply's list of candidate type names, one per line on stderr
+ * (the message may have been cut short). Control characters are not sent. */
+static void print_names(const json_t *arr, const char *title)
+{
+    if (json_array_size(arr) == 0)
+        return;
+    fprintf(stderr, "%s:\n", title);
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        const char *n = json_string_value(json_array_get(arr, i));
+        if (!n)
+            continue;
+        fputs("  ", stderr);
+        put_clean_err(n);
+        fputc('\n', stderr);
+    }
+}
+
 /* Send REQ (stolen), handle transport and error replies. Returns the ok
  * reply or NULL with *status set. */
 static json_t *call(const char *sock, json_t *req, int *status)
@@ -105,7 +156,10 @@ static json_t *call(const char *sock, json_t *req, int *status)
     if (!json_is_true(json_object_get(rep, "ok"))) {
         const char *msg = json_string_value(json_object_get(rep, "message"));
         const char *code = json_string_value(json_object_get(rep, "error"));
-        fprintf(stderr, "pyheap: %s\n", msg ? msg : code ? code : "request failed");
+        fputs("pyheap: ", stderr);
+        put_clean_err(msg ? msg : code ? code : "request failed");
+        fputc('\n', stderr);
+        print_names(json_object_get(rep, "candidates"), "candidates");
         json_decref(rep);
         *status = PYHEAP_EXIT_FAILED;
         return NULL;
@@ -126,7 +180,7 @@ static int print_json(json_t *rep)
     return PYHEAP_EXIT_OK;
 }
 
-enum { OPT_JSON = 1000, OPT_SORT, OPT_BY_TYPE };
+enum { OPT_JSON = 1000, OPT_SORT, OPT_BY_TYPE, OPT_DOT, OPT_PATHS, OPT_GROUPS };
 
 /* Print an ok reply (stolen) as JSON or as a table. */
 static int finish(json_t *rep, int json, void (*render)(const json_t *))
@@ -307,11 +361,93 @@ static int run_top(int argc, char **argv)
     return finish(rep, json, pyheap_render_top);
 }
 
+static int run_referrers(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "pid", required_argument, NULL, 'p' },
+        { "depth", required_argument, NULL, 'd' },
+        { "paths", required_argument, NULL, OPT_PATHS },
+        { "groups", required_argument, NULL, OPT_GROUPS },
+        { "json", no_argument, NULL, OPT_JSON },
+        { "dot", no_argument, NULL, OPT_DOT },
+        { "socket", required_argument, NULL, 's' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    long pid = 0, depth = PYHEAP_PROTO_DEFAULT_DEPTH, paths = PYHEAP_PROTO_DEFAULT_PATHS,
+         groups = PYHEAP_PROTO_DEFAULT_GROUPS;
+    int json = 0, dot = 0;
+    optind = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "p:d:s:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'p':
+            if (parse_uint(optarg, PYHEAP_PROTO_MAX_PID, &pid) < 0 || pid == 0)
+                return bad_usage("referrers", "-p takes a positive PID");
+            break;
+        case 'd':
+            if (parse_uint(optarg, PYHEAP_PROTO_MAX_DEPTH, &depth) < 0 || depth == 0)
+                return bad_usage("referrers", "--depth takes a number from 1 to 10");
+            break;
+        case OPT_PATHS:
+            if (parse_uint(optarg, PYHEAP_PROTO_MAX_PATHS, &paths) < 0 || paths == 0)
+                return bad_usage("referrers", "--paths takes a number from 1 to 100");
+            break;
+        case OPT_GROUPS:
+            if (parse_uint(optarg, PYHEAP_PROTO_MAX_GROUPS, &groups) < 0 || groups == 0)
+                return bad_usage("referrers", "--groups takes a number from 1 to 1000");
+            break;
+        case OPT_JSON:
+            json = 1;
+            break;
+        case OPT_DOT:
+            dot = 1;
+            break;
+        case 's':
+            socket_opt = optarg;
+            break;
+        case 'h':
+            printf(usage_referrers, PYHEAP_PROTO_MAX_DEPTH, PYHEAP_PROTO_DEFAULT_DEPTH,
+                   PYHEAP_PROTO_MAX_PATHS, PYHEAP_PROTO_DEFAULT_PATHS,
+                   PYHEAP_PROTO_MAX_GROUPS, PYHEAP_PROTO_DEFAULT_GROUPS);
+            return PYHEAP_EXIT_OK;
+        default:
+            return bad_usage("referrers", "invalid option");
+        }
+    }
+    if (argc - optind != 1)
+        return bad_usage("referrers", "expects one TYPE");
+    if (json && dot)
+        return bad_usage("referrers", "--json and --dot are exclusive");
+    const char *type = argv[optind];
+    size_t tlen = strlen(type);
+    if (tlen == 0 || tlen > PYHEAP_PROTO_MAX_TYPE_LEN)
+        return bad_usage("referrers", "TYPE must be 1 to 256 bytes long");
+    char path[108];
+    if (resolve_socket(path, sizeof path) < 0)
+        return PYHEAP_EXIT_USAGE;
+    json_t *req = json_pack("{s:s,s:s,s:I,s:I,s:I}", "cmd", "referrers", "type", type,
+                            "depth", (json_int_t)depth, "max_paths", (json_int_t)paths,
+                            "max_groups", (json_int_t)groups);
+    if (!req) {
+        /* json_pack fails on invalid UTF-8 as well as on OOM. */
+        return bad_usage("referrers", "TYPE must be valid UTF-8");
+    }
+    if (pid)
+        json_object_set_new(req, "pid", json_integer(pid));
+    int status;
+    json_t *rep = call(path, req, &status);
+    if (!rep)
+        return status;
+    return finish(rep, json, dot ? pyheap_render_referrers_dot : pyheap_render_referrers);
+}
+
 static const struct cmd commands[] = {
     { "attach", run_attach },
     { "detach", run_detach },
     { "ps", run_ps },
     { "top", run_top },
+    { "referrers", run_referrers },
     { "ping", run_ping },
 };
 

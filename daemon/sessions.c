@@ -423,7 +423,7 @@ static struct pyheapd_session *pick_session(struct pyheapd *d, const struct ucre
         }
         pyheap_proto_err_set(perr, PYHEAP_PROTO_E_AMBIGUOUS,
                              "%zu processes are attached (%s%s): say which one with "
-                             "\"pid\" (pyheap top -p PID)",
+                             "\"pid\" (pyheap ... -p PID)",
                              nvis, list, shown < nvis ? ", ..." : "");
     }
     if (s)
@@ -432,8 +432,44 @@ static struct pyheapd_session *pick_session(struct pyheapd *d, const struct ucre
     return s;
 }
 
-static json_t *cmd_top(struct pyheapd *d, const struct ucred *peer,
-                       const pyheap_request *req)
+/* Builds the reply of a scanning command from a fresh snapshot: a complete
+ * reply (new reference; ok or error) or NULL with *err. */
+typedef json_t *(*snapshot_reply_fn)(const struct pyheapd_session *s,
+                                     const pyheap_snapshot *snap,
+                                     const pyheap_request *req, pyheap_error *err);
+
+static json_t *top_reply(const struct pyheapd_session *s, const pyheap_snapshot *snap,
+                         const pyheap_request *req, pyheap_error *err)
+{
+    json_t *rep = pyheap_report_top(s->target, snap, req->sort, req->n, err);
+    if (!rep)
+        return NULL;
+    json_t *reply = pyheap_proto_ok_reply();
+    if (!reply || merge(reply, rep) < 0) {
+        json_decref(reply);
+        reply = NULL;
+        err->code = PYHEAP_E_NOMEM;
+        err->sys_errno = 0;
+        err->addr = 0;
+        snprintf(err->msg, sizeof err->msg, "pyheapd ran out of memory building the reply");
+    }
+    json_decref(rep);
+    return reply;
+}
+
+static json_t *referrers_reply(const struct pyheapd_session *s, const pyheap_snapshot *snap,
+                               const pyheap_request *req, pyheap_error *err)
+{
+    pyheap_referrers_opts opts = {
+        .depth = req->depth, .max_groups = req->max_groups, .max_paths = req->max_paths,
+    };
+    return pyheap_report_referrers(s->pid, snap, req->type, &opts, err);
+}
+
+/* Take a fresh snapshot of the chosen target (under its scan lock), build
+ * the reply with FN, and drop the snapshot. */
+static json_t *scan_command(struct pyheapd *d, const struct ucred *peer,
+                            const pyheap_request *req, snapshot_reply_fn fn)
 {
     pyheap_proto_error perr;
     struct pyheapd_session *s = pick_session(d, peer, req->pid, &perr);
@@ -450,7 +486,6 @@ static json_t *cmd_top(struct pyheapd *d, const struct ucred *peer,
     clock_gettime(CLOCK_MONOTONIC, &w0);
     pyheap_error err;
     pyheap_snapshot *snap = NULL;
-    json_t *rep = NULL;
     int gone = 0;
     if (pyheap_target_check_alive(s->target, &err) < 0 ||
         pyheap_snapshot_take(s->target, NULL, &snap, &err) < 0) {
@@ -463,17 +498,19 @@ static json_t *cmd_top(struct pyheapd *d, const struct ucred *peer,
             err.code = PYHEAP_E_GONE;
         }
     } else {
-        rep = pyheap_report_top(s->target, snap, req->sort, req->n, &err);
+        reply = fn(s, snap, req, &err);
     }
     double ms = 0.0;
+    int scanned = snap != NULL;
     if (snap) {
         const pyheap_scan_stats *st = pyheap_snapshot_stats(snap);
         ms = st->scan_ms;
         clock_gettime(CLOCK_MONOTONIC, &w1);
         double wall = (double)(w1.tv_sec - w0.tv_sec) * 1e3 +
                       (double)(w1.tv_nsec - w0.tv_nsec) / 1e6;
-        pyheapd_log("scanned pid %d for uid %lu: %llu objects, %llu bytes, %llu skipped, "
+        pyheapd_log("%s of pid %d for uid %lu: %llu objects, %llu bytes, %llu skipped, "
                     "scan %.1f ms, request %.1f ms%s",
+                    pyheap_proto_cmd_name(req->cmd),
                     (int)s->pid, (unsigned long)peer->uid, (unsigned long long)st->objects,
                     (unsigned long long)st->bytes, (unsigned long long)st->skipped, ms, wall,
                     st->truncated ? " (truncated)" : "");
@@ -489,22 +526,14 @@ static json_t *cmd_top(struct pyheapd *d, const struct ucred *peer,
         s->gone = 1;
         pyheapd_log("pid %d has exited; session marked gone", (int)s->pid);
     }
-    if (rep) {
+    if (scanned) {
         s->scans++;
         s->last_scan_ms = ms;
     }
     pthread_mutex_unlock(&d->lock);
 
-    if (!rep) {
+    if (!reply)
         reply = lib_error_reply(&err);
-        goto out;
-    }
-    reply = pyheap_proto_ok_reply();
-    if (!reply || merge(reply, rep) < 0) {
-        json_decref(reply);
-        reply = NULL;
-    }
-    json_decref(rep);
 out:
     session_unref(d, s);
     return reply;
@@ -528,7 +557,10 @@ json_t *pyheapd_handle(struct pyheapd *d, const struct ucred *peer,
         r = cmd_ps(d, peer);
         break;
     case PYHEAP_CMD_TOP:
-        r = cmd_top(d, peer, req);
+        r = scan_command(d, peer, req, top_reply);
+        break;
+    case PYHEAP_CMD_REFERRERS:
+        r = scan_command(d, peer, req, referrers_reply);
         break;
     }
     return r ? r : oom_reply();

@@ -157,7 +157,8 @@ int pyheap_histogram(const pyheap_snapshot *s, pyheap_sort sort,
 /* ---- the object graph and referrers (issue 3) --------------------------- */
 
 /* Edge flags. An edge's label is text such as "['key']", ".attr", "[3]",
- * "[*]", "(key)", "local 'x'", "__closure__", "cell". */
+ * "[*]", "(key)", ".f_locals['x']", ".__closure__", ".cell_contents"
+ * (docs/graph.md lists them). */
 #define PYHEAP_EDGE_WEAK     0x1u /* weak reference: never keeps its target alive */
 #define PYHEAP_EDGE_INFERRED 0x2u /* found by a conservative scan of an unknown type */
 #define PYHEAP_EDGE_CUT      0x4u /* into a module, type, code or function globals:
@@ -177,7 +178,7 @@ size_t pyheap_snapshot_find(const pyheap_snapshot *s, uint64_t addr);
 /* Roots: objects the interpreter itself holds (modules in sys.modules,
  * thread frames' locals, thread dicts, builtins, interpreter state,
  * interned strings where found). Each has a name usable as the start of a
- * Python-like path ("mypkg.cache", "<thread 1234>.frame[main].local 'x'"). */
+ * Python-like path ("mypkg.cache", "<thread 1234> main().f_locals['x']"). */
 size_t pyheap_snapshot_nroots(const pyheap_snapshot *s);
 size_t pyheap_snapshot_root_object(const pyheap_snapshot *s, size_t r);
 const char *pyheap_snapshot_root_name(const pyheap_snapshot *s, size_t r);

@@ -31,4 +31,24 @@ json_t *pyheap_report_top(const pyheap_target *t, const pyheap_snapshot *s,
  * "module"}. */
 json_t *pyheap_report_target(const pyheap_target *t, pyheap_error *err);
 
+/* The "referrers" report (pure: no process). TYPE is the resolved qualified
+ * name. {"pid","type","objects","bytes","scan_ms","scan_truncated",
+ *  "referrers":[{"type","via","count","bytes","depth","parent","flags"}],
+ *  "paths":[{"path","count"}],"unreachable"}. "parent" is the index in
+ * "referrers" of the group referred to (null at depth 1); "flags" lists
+ * "weak", "inferred", "cut" as they apply. STATS may be NULL (scan_ms 0). */
+json_t *pyheap_report_referrers_data(pid_t pid, const char *type,
+                                     const pyheap_referrers *r,
+                                     const pyheap_scan_stats *stats,
+                                     pyheap_error *err);
+
+/* Resolve NAME in S and compute its referrers. Returns a complete reply
+ * (new reference): {"ok":true, ...the report above} on success;
+ * {"ok":false,"error":"not_found","message","suggestions":[names]} when no
+ * type matches (suggestions: up to 5 close names); {"ok":false,
+ * "error":"ambiguous","message","candidates":[qualified names]} when a
+ * short name matches several types. NULL with *err for other failures. */
+json_t *pyheap_report_referrers(pid_t pid, const pyheap_snapshot *s, const char *name,
+                                const pyheap_referrers_opts *opts, pyheap_error *err);
+
 #endif

@@ -1,5 +1,6 @@
 /* Modules, functions, code, cells, bound methods, frames, generators and
  * the interpreter frames (_PyInterpreterFrame) they embed. */
+#include <stdio.h>
 #include <string.h>
 
 #include "walk.h"
@@ -161,7 +162,7 @@ static int code_slots(struct walk *w, uint64_t code, int64_t *slots, int64_t *nl
     return 0;
 }
 
-int pyheap_walk_iframe_refs(struct walk *w, uint64_t iframe)
+int pyheap_walk_iframe_refs(struct walk *w, uint64_t iframe, const char *owner)
 {
     const struct pyheap_offsets *off = &pyheap_walk_target(w)->off;
     unsigned char b[256];
@@ -190,6 +191,8 @@ int pyheap_walk_iframe_refs(struct walk *w, uint64_t iframe)
         pyheap_walk_read_u64(w, names + off->ob_size, &nnames) == 0 &&
         (int64_t)nnames > nlocals)
         nnames = (uint64_t)nlocals;
+    if ((int64_t)nnames < 0)
+        nnames = 0;
     uint32_t stack = pyheap_walk_label(w, LBL_TEXT, "<stack>");
     uint64_t buf[256];
     for (int32_t i = 0; i < top; i += 256) {
@@ -204,8 +207,16 @@ int pyheap_walk_iframe_refs(struct walk *w, uint64_t iframe)
             if (k < nnames &&
                 pyheap_walk_read_u64(w, names + off->tuple_ob_item + k * 8, &name) == 0) {
                 l = pyheap_walk_label_key(w, name, false);
-                l = WALK_LBL_KIND(l) == LBL_KEY_STR ? WALK_LBL(LBL_LOCAL, WALK_LBL_PAYLOAD(l))
-                                                    : stack;
+                if (WALK_LBL_KIND(l) != LBL_KEY_STR) {
+                    l = stack;
+                } else if (owner) {
+                    char text[200];
+                    snprintf(text, sizeof text, "%s.f_locals['%s']", owner,
+                             pyheap_walk_label_text(w, l));
+                    l = pyheap_walk_label(w, LBL_ATTR, text);
+                } else {
+                    l = WALK_LBL(LBL_LOCAL, WALK_LBL_PAYLOAD(l));
+                }
             }
             pyheap_walk_edge(w, buf[j], l);
         }
@@ -230,7 +241,7 @@ int pyheap_walk_decode_frame(struct walk *w, const struct walk_obj *o, uint64_t 
     if (!iframe || pyheap_walk_read_u64(w, iframe + off->iframe_f_code, &code) < 0 ||
         code_slots(w, code, &slots, NULL) < 0)
         return -1;
-    if (pyheap_walk_iframe_refs(w, iframe) < 0)
+    if (pyheap_walk_iframe_refs(w, iframe, NULL) < 0)
         pyheap_walk_skip(w);
     *size = off->frame_f_frame_data + off->iframe_localsplus + (uint64_t)slots * 8 +
             pyheap_walk_presize(w, o->type);
@@ -252,7 +263,10 @@ int pyheap_walk_decode_gen(struct walk *w, const struct walk_obj *o, uint64_t *s
     if (code_slots(w, code, &slots, NULL) < 0)
         return -1;
     int8_t state = (int8_t)b[off->gen_frame_state];
-    if (state < FRAME_CLEARED && pyheap_walk_iframe_refs(w, o->addr + off->gen_iframe) < 0)
+    const pyheap_target *t = pyheap_walk_target(w);
+    const char *owner = o->type->addr == t->wk.coro ? "cr_frame"
+                        : o->type->addr == t->wk.async_gen ? "ag_frame" : "gi_frame";
+    if (state < FRAME_CLEARED && pyheap_walk_iframe_refs(w, o->addr + off->gen_iframe, owner) < 0)
         pyheap_walk_skip(w);
     *size = off->gen_iframe + off->iframe_localsplus + (uint64_t)slots * 8 +
             pyheap_walk_presize(w, o->type);

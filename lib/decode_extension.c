@@ -30,6 +30,9 @@
  *   _thread._local (heap type, 64): key, args, kw, weakreflist, dummies
  *     (a dict: weak reference to a per-thread dummy -> that thread's
  *     attribute dict), wr_callback.
+ *   _thread._localdummy (heap type, 32): localdict (a *borrowed* pointer
+ *     to the thread's attribute dict: reported as a weak edge, it keeps
+ *     nothing alive), weakreflist.
  *   property (64): fget, fset, fdel, doc, name, getter_doc.
  *   staticmethod / classmethod (32): callable, dict.
  *   memoryview (144, items 8): PyObject_VAR_HEAD, mbuf, hash, flags,
@@ -60,6 +63,7 @@
 #define WEAKREF_BASICSIZE 64
 #define LOCAL_BASICSIZE 64
 #define LOCAL_DUMMIES 48
+#define LOCALDUMMY_BASICSIZE 32
 #define PROPERTY_BASICSIZE 64
 #define CLASSMETHOD_BASICSIZE 32
 #define MEMORYVIEW_BASICSIZE 144
@@ -79,6 +83,7 @@ static const struct {
     { "weakref.ProxyType", WEAKREF_BASICSIZE, 0, WALK_WEAKREF },
     { "weakref.CallableProxyType", WEAKREF_BASICSIZE, 0, WALK_WEAKREF },
     { "_thread._local", LOCAL_BASICSIZE, 0, WALK_LOCAL },
+    { "_thread._localdummy", LOCALDUMMY_BASICSIZE, 0, WALK_LOCALDUMMY },
     { "property", PROPERTY_BASICSIZE, 0, WALK_PROPERTY },
     { "staticmethod", CLASSMETHOD_BASICSIZE, 0, WALK_CLASSMETHOD },
     { "classmethod", CLASSMETHOD_BASICSIZE, 0, WALK_CLASSMETHOD },
@@ -232,6 +237,14 @@ int pyheap_walk_decode_local(struct walk *w, const struct walk_obj *o, uint64_t 
         if (pyheap_walk_dict_foreach(w, dummies, local_dict, &l) < 0)
             pyheap_walk_skip(w);
     }
+    return pyheap_walk_decode_fixed(w, o, size);
+}
+
+int pyheap_walk_decode_localdummy(struct walk *w, const struct walk_obj *o, uint64_t *size)
+{
+    static const struct xfield f[] = { { 16, "<localdict>", PYHEAP_EDGE_WEAK } };
+    if (ref_xfields(w, o, f, NX(f)) < 0)
+        return -1;
     return pyheap_walk_decode_fixed(w, o, size);
 }
 

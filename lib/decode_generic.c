@@ -44,14 +44,28 @@ int pyheap_walk_object_sizeof(struct walk *w, const struct walk_obj *o, uint64_t
     return 0;
 }
 
-static void scan_words(struct walk *w, uint64_t addr, uint64_t lo, uint64_t hi,
-                       int64_t skip_off)
+/* Scan [lo, hi) of the object at ADDR conservatively, leaving out the
+ * weak list at SKIP_OFF and T's members (reported precisely). */
+static void scan_words(struct walk *w, const struct walk_type *t, uint64_t addr, uint64_t lo,
+                       uint64_t hi, int64_t skip_off)
 {
     lo = (lo + 7) & ~(uint64_t)7;
     if (hi <= lo)
         return;
     if (hi - lo > WALK_MAX_SCAN_BYTES)
         hi = lo + WALK_MAX_SCAN_BYTES;
+    /* Members inside the region: a bitmap of the words to leave out. */
+    uint64_t skip[WALK_MAX_SCAN_BYTES / 8 / 64 + 1];
+    bool any = false;
+    memset(skip, 0, sizeof skip);
+    for (uint32_t i = 0; t && i < t->nmembers; i++) {
+        uint64_t m = t->members[i];
+        if (m >= lo && m < hi && ((m - lo) & 7) == 0) {
+            uint64_t wi = (m - lo) / 8;
+            skip[wi / 64] |= 1ULL << (wi % 64);
+            any = true;
+        }
+    }
     uint64_t buf[512];
     for (uint64_t p = lo; p + 8 <= hi; p += sizeof buf) {
         uint64_t m = (hi - p) / 8;
@@ -61,6 +75,9 @@ static void scan_words(struct walk *w, uint64_t addr, uint64_t lo, uint64_t hi,
             return;
         for (uint64_t j = 0; j < m; j++) {
             if ((int64_t)(p + j * 8) == skip_off)
+                continue;
+            uint64_t wi = (p + j * 8 - lo) / 8;
+            if (any && (skip[wi / 64] >> (wi % 64)) & 1)
                 continue;
             uint64_t at = p + j * 8;
             uint32_t l = at <= WALK_LBL_PAYLOAD_MAX ? WALK_LBL(LBL_OFFSET, at) : WALK_LBL(LBL_NONE, 0);
@@ -94,8 +111,8 @@ void pyheap_walk_decode_extra(struct walk *w, const struct walk_obj *o)
             pyheap_walk_edge(w, v, pyheap_walk_label(w, LBL_ATTR, "__dict__"));
     }
     if (t->scan_hi > t->scan_lo)
-        scan_words(w, o->addr, t->scan_lo, t->scan_hi, t->weaklistoffset);
+        scan_words(w, t, o->addr, t->scan_lo, t->scan_hi, t->weaklistoffset);
     if (t->scan_items && have_n && n > 0)
-        scan_words(w, o->addr, (uint64_t)t->basicsize,
+        scan_words(w, NULL, o->addr, (uint64_t)t->basicsize,
                    (uint64_t)(t->basicsize + t->itemsize * n), -1);
 }

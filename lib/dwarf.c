@@ -24,15 +24,18 @@ struct spec {
     const char *ctype;
     const char *member; /* NULL: sizeof(ctype) */
     size_t slot;        /* offsetof(struct pyheap_offsets, field) */
+    unsigned lo, hi;    /* version range (offsets_fields.h) */
 };
 
 static const struct spec specs[] = {
-#define PYOFF(field, CTYPE, member) \
-    {#field, #CTYPE, #member, offsetof(struct pyheap_offsets, field)},
-#define PYSIZE(field, CTYPE) \
-    {#field, #CTYPE, NULL, offsetof(struct pyheap_offsets, field)},
+#define PYOFF(field, CTYPE, member, lo, hi) \
+    {#field, #CTYPE, #member, offsetof(struct pyheap_offsets, field), lo, hi},
+#define PYALT PYOFF
+#define PYSIZE(field, CTYPE, lo, hi) \
+    {#field, #CTYPE, NULL, offsetof(struct pyheap_offsets, field), lo, hi},
 #include "offsets_fields.h"
 #undef PYOFF
+#undef PYALT
 #undef PYSIZE
 };
 #define NSPECS (sizeof specs / sizeof specs[0])
@@ -40,6 +43,25 @@ static const struct spec specs[] = {
 size_t pyheap_dwarf_nfields(void) { return NSPECS; }
 const char *pyheap_dwarf_field_name(size_t i) { return i < NSPECS ? specs[i].field : NULL; }
 size_t pyheap_dwarf_field_slot(size_t i) { return i < NSPECS ? specs[i].slot : 0; }
+void pyheap_dwarf_field_range(size_t i, unsigned *lo, unsigned *hi)
+{
+    *lo = i < NSPECS ? specs[i].lo : 0;
+    *hi = i < NSPECS ? specs[i].hi : 0;
+}
+
+bool pyheap_offsets_range_has(unsigned lo, unsigned hi, int major, int minor,
+                              int micro)
+{
+    if (major < 0 || minor < 0 || minor > 99)
+        return false;
+    unsigned vmin = (unsigned)(major * 10000 + minor * 100);
+    unsigned plo = lo < 1000 ? lo * 100 : lo;
+    unsigned phi = hi < 1000 ? hi * 100 + 99 : hi;
+    if (micro < 0) /* any patch release of the minor version */
+        return plo <= vmin + 99 && phi >= vmin;
+    unsigned v = vmin + (unsigned)(micro > 99 ? 99 : micro);
+    return plo <= v && v <= phi;
+}
 
 /* ---- finding the types ---- */
 
@@ -310,9 +332,9 @@ static bool fmt(char *buf, size_t len, const char *f, ...)
     return n >= 0 && (size_t)n < len;
 }
 
-int pyheap_dwarf_offsets(const pyheap_elf *dbg, struct pyheap_offsets *off,
-                         char *missing, size_t missing_len, size_t *nmissing,
-                         pyheap_error *err)
+int pyheap_dwarf_offsets(const pyheap_elf *dbg, int major, int minor,
+                         struct pyheap_offsets *off, char *missing,
+                         size_t missing_len, size_t *nmissing, pyheap_error *err)
 {
     if (missing && missing_len)
         missing[0] = '\0';
@@ -331,8 +353,17 @@ int pyheap_dwarf_offsets(const pyheap_elf *dbg, struct pyheap_offsets *off,
         dwarf_end(dw);
         return pyheap_err_set(err, PYHEAP_E_NOMEM, ENOMEM, 0, "out of memory");
     }
-    for (size_t i = 0; i < NSPECS; i++)
-        typeset_add(ts, specs[i].ctype);
+    bool *in = calloc(NSPECS, sizeof *in);
+    if (!in) {
+        free(ts);
+        dwarf_end(dw);
+        return pyheap_err_set(err, PYHEAP_E_NOMEM, ENOMEM, 0, "out of memory");
+    }
+    for (size_t i = 0; i < NSPECS; i++) {
+        in[i] = pyheap_offsets_range_has(specs[i].lo, specs[i].hi, major, minor, -1);
+        if (in[i])
+            typeset_add(ts, specs[i].ctype);
+    }
     scan_units(dw, ts);
     if (ts->nfound < ts->n && ts->switched) {
         /* A tag became wanted mid-pass; its definition may come earlier. */
@@ -341,8 +372,21 @@ int pyheap_dwarf_offsets(const pyheap_elf *dbg, struct pyheap_offsets *off,
     }
 
     size_t nmiss = 0, nok = 0;
+    /* Every slot starts absent; an entry in range that resolves fills it
+     * (PYALT paths and patch-range members share or add slots). */
+    for (size_t i = 0; i < NSPECS; i++)
+        *(size_t *)((char *)off + specs[i].slot) = PYHEAP_OFF_ABSENT;
     for (size_t i = 0; i < NSPECS; i++) {
         const struct spec *s = &specs[i];
+        if (!in[i])
+            continue;
+        size_t *slot = (size_t *)((char *)off + s->slot);
+        if (*slot != PYHEAP_OFF_ABSENT)
+            continue;
+        /* Another in-range entry for the same slot may still fill it. */
+        bool later = false;
+        for (size_t j = i + 1; j < NSPECS && !later; j++)
+            later = in[j] && specs[j].slot == s->slot;
         struct wanted *w = typeset_get(ts, s->ctype);
         uint64_t v = 0;
         bool ok = false;
@@ -355,16 +399,15 @@ int pyheap_dwarf_offsets(const pyheap_elf *dbg, struct pyheap_offsets *off,
                 ok = path_offset(ts, &w->die, s->member, &v) == 0;
             }
         }
-        size_t *slot = (size_t *)((char *)off + s->slot);
         if (ok && v < (1u << 20)) {
             *slot = (size_t)v;
             nok++;
-        } else {
-            *slot = PYHEAP_OFF_ABSENT;
+        } else if (!later) {
             nmiss++;
             append_missing(missing, missing_len, s->field);
         }
     }
+    free(in);
     free(ts);
     dwarf_end(dw);
     if (nmissing)

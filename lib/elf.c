@@ -34,6 +34,10 @@ struct pyheap_elf {
     size_t shnum;
     size_t shstrndx;
     size_t phnum;
+    /* Whether .debug_info has contents inside the file, decided at open:
+     * libdw decompresses SHF_COMPRESSED sections in place, after which the
+     * header's size is the uncompressed one. */
+    bool has_debug_info;
     char path[PATH_MAX];
 };
 
@@ -42,6 +46,8 @@ static int corrupt(pyheap_error *err, const char *path, const char *what)
     return pyheap_err_set(err, PYHEAP_E_CORRUPT, 0, 0,
                           "%s is not a usable ELF file: %s", path, what);
 }
+
+static bool debug_info_in_file(const pyheap_elf *e);
 
 int pyheap_elf_open(const char *path, pyheap_elf **out, pyheap_error *err)
 {
@@ -114,6 +120,7 @@ int pyheap_elf_open(const char *path, pyheap_elf **out, pyheap_error *err)
         pyheap_elf_close(e);
         return corrupt(err, path, why);
     }
+    e->has_debug_info = debug_info_in_file(e);
     *out = e;
     return 0;
 }
@@ -203,6 +210,11 @@ int pyheap_elf_section_bytes(const pyheap_elf *e, const char *name,
 }
 
 bool pyheap_elf_has_debug_info(const pyheap_elf *e)
+{
+    return e->has_debug_info;
+}
+
+static bool debug_info_in_file(const pyheap_elf *e)
 {
     GElf_Shdr sh;
     Elf_Scn *scn = find_section(e, ".debug_info", &sh);

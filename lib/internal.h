@@ -149,6 +149,81 @@ struct pyheap_consts {
     unsigned unicode_compact_bit, unicode_ascii_bit;
     /* dk_kind values */
     unsigned dict_kind_general, dict_kind_unicode, dict_kind_split;
+
+    /* ---- added for 3.12+ (issue 4); 3.11 values in brackets ---- */
+    uint64_t tpflags_static_builtin;  /* _Py_TPFLAGS_STATIC_BUILTIN 1<<1 (3.12+) [0] */
+    uint64_t tpflags_inline_values;   /* Py_TPFLAGS_INLINE_VALUES 1<<2 (3.13+) [0] */
+    uint64_t tpflags_managed_weakref; /* Py_TPFLAGS_MANAGED_WEAKREF 1<<3 (3.12+) [0] */
+    /* Any of these flags puts the 2-word pre-header (preheader_managed
+     * bytes) before the GC head: MANAGED_DICT|MANAGED_WEAKREF (3.12+)
+     * [MANAGED_DICT]. */
+    uint64_t tpflags_preheader;
+    /* Weakref list of MANAGED_WEAKREF objects, bytes relative to the
+     * object: -32 (3.12+) [0 = none]. In 3.13+ managed_values_offset is 0
+     * (no values pointer): INLINE_VALUES types keep a PyDictValues at
+     * obj + tp_basicsize, keys in the type's ht_cached_keys. */
+    int64_t managed_weakref_offset;
+    bool inline_values;               /* 3.13+ */
+    /* Static builtin types keep tp_dict/tp_subclasses/tp_weaklist in
+     * interp->types.builtins.initialized[] (tp_subclasses holds an index);
+     * 3.12+ [false]. */
+    bool static_types_per_interp;
+
+    /* Reference counts (word 0 of every object).
+     * refcnt_split (3.14+): word 0 = uint32 ob_refcnt | uint16 ob_overflow
+     * << 32 | uint16 ob_flags << 48 (GIL build); the count is the low 32
+     * bits, ob_overflow must be 0, ob_flags & ~ob_flags_valid must be 0.
+     * Immortal iff count >= refcnt_immortal_min (3.14+: 1<<31 on the low
+     * 32 bits; 3.13: == 0xFFFFFFFF; 3.12: >= 0x3FFFFFFF; [0 = none]). */
+    bool refcnt_split;
+    uint64_t refcnt_immortal_min;
+    uint64_t ob_flags_valid;          /* 3.14: 0x5, 3.15: 0x7 [0] */
+
+    /* PyASCIIObject.state: mask before use (upper 24 bits are not zeroed
+     * in 3.12+): 0xff; ready bit 7 (3.11) or UINT_MAX (none, 3.12+, every
+     * str is ready); statically_allocated bit 7 (3.12+) [UINT_MAX]. */
+    unsigned unicode_state_mask;
+    unsigned unicode_ready_bit;
+    unsigned unicode_static_bit;
+
+    /* int: 3.12+ lv_tag encoding (ndigits = lv_tag >> long_ndigits_shift,
+     * sign = lv_tag & long_sign_mask: 0 positive, 1 zero, 2 negative);
+     * [false: ob_size is the signed digit count]. */
+    bool long_lv_tag;
+    unsigned long_ndigits_shift, long_sign_mask;
+
+    /* _PyInterpreterFrame.owner values; -1 where the version has none.
+     * Frames owned by CSTACK / INTERPRETER are entry/sentinel frames with
+     * no code object: skip them.
+     * 3.11: 0 thread, 1 generator, 2 frame object, 3 cstack
+     * 3.13: same; 3.14: 3 interpreter, 4 cstack; 3.15: 3 interpreter. */
+    int frame_owned_by_thread, frame_owned_by_generator;
+    int frame_owned_by_frame_object, frame_owned_by_cstack;
+    int frame_owned_by_interpreter;
+    /* gi_frame_state values (int8); INT_MIN where absent.
+     * 3.11: created -2, suspended -1, executing 0, completed 1, cleared 4
+     * 3.13/3.14: created -3, suspended -2, executing 0, completed 1, cleared 4
+     * 3.15: created 0, suspended 1, executing 4, completed none, cleared 5.
+     * A generator's embedded frame is valid iff state < frame_state_cleared
+     * (and != completed where that exists). */
+    int frame_state_created, frame_state_suspended, frame_state_executing;
+    int frame_state_completed, frame_state_cleared;
+
+    /* _PyStackRef (3.14+): frame f_executable, f_funcobj and localsplus
+     * slots are tagged: bits 0 or stackref_null_bits = no object; (bits &
+     * stackref_tag_mask) == stackref_int_tag: a tagged int, not an object;
+     * == 2: invalid (3.15 debug); else the object is bits & ~tag_mask.
+     * [false: plain PyObject*]. */
+    bool stackref_tagged;
+    uint64_t stackref_tag_mask, stackref_int_tag, stackref_null_bits;
+
+    /* GC: number of generation lists before the permanent one (3). The
+     * 3.14.0-3.14.4 incremental GC (young + old[2]) keeps the same list
+     * heads at the same bytes; gc_incremental says that layout was seen
+     * (by patch release or DWARF members). Mask the low 2 bits of both
+     * _gc_next and _gc_prev. */
+    unsigned gc_generations;
+    bool gc_incremental;
 };
 
 /* ---- the target (target.c; filled by proc/elf/dwarf/offsets) ---- */
@@ -160,8 +235,10 @@ struct pyheap_target {
     char module[PATH_MAX];           /* interpreter module, target's view */
     uint64_t module_bias;            /* load bias of that module */
     uint64_t runtime_addr;           /* &_PyRuntime in the target */
+    bool runtime_by_cookie;          /* found by scanning for "xdebugpy" */
     int major, minor, micro;
     char version[32];                /* "3.11.2" */
+    uint32_t py_version;             /* Py_Version (PY_VERSION_HEX); 0 unknown */
     pyheap_offsets_source source;
     char source_detail[PATH_MAX + 64];
     struct pyheap_offsets off;
@@ -179,6 +256,15 @@ int pyheap_consts_init(pyheap_target *t, pyheap_error *err);
  * has an interpreter with a thread state, GC list heads are self-consistent.
  * -1 + PYHEAP_E_OFFSETS naming the failed check. */
 int pyheap_offsets_validate(pyheap_target *t, pyheap_error *err);
+
+/* ---- target.c ---- */
+
+/* Whether the walker (walk.c, decode_*.c) handles T's version: true for
+ * 3.11 only until the walker port for 3.13+ lands (it then widens the
+ * list in target.c). pyheap_target_open succeeds on 3.13-3.15 so that
+ * version, offsets source and validation can be shown; walking such a
+ * target must be refused with PYHEAP_E_UNSUPPORTED when this is false. */
+bool pyheap_target_walk_supported(const pyheap_target *t);
 
 /* ---- walk.c ---- */
 

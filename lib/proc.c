@@ -343,9 +343,10 @@ static int load_bias(const struct pyheap_maps *maps, const struct pyheap_map *an
 }
 
 int pyheap_proc_find_interpreter(pid_t pid, const char *exe,
-                                 const struct pyheap_maps *maps,
+                                 const struct pyheap_maps *maps, size_t skip,
                                  struct pyheap_module *out, pyheap_error *err)
 {
+    size_t nruntime = 0; /* candidates defining _PyRuntime seen so far */
     /* Candidate mappings: the executable first, then libpython3.x. */
     const struct pyheap_map *cand[MAX_CANDIDATES];
     bool cand_exe[MAX_CANDIDATES];
@@ -414,6 +415,10 @@ int pyheap_proc_find_interpreter(pid_t pid, const char *exe,
             }
             from_section = true;
         }
+        if (nruntime++ < skip) {
+            pyheap_elf_close(elf);
+            continue;
+        }
         uint64_t bias = 0;
         if (load_bias(maps, cand[k], elf, &bias, err) != 0) {
             pyheap_elf_close(elf);
@@ -434,6 +439,11 @@ int pyheap_proc_find_interpreter(pid_t pid, const char *exe,
         out->opened[0] = '\0';
         out->elf = old;
         out->bias = 0;
+        /* The caller may still find _PyRuntime by its cookie (3.13+). */
+        uint64_t bias = 0;
+        pyheap_error e = {0};
+        if (load_bias(maps, cand[old_k], old, &bias, &e) == 0)
+            out->bias = bias;
         out->runtime_addr = 0;
         return -2;
     }

@@ -54,13 +54,15 @@ struct pyheap_module {
 };
 
 /* Candidates: the executable, then mapped files named libpython3.*.so*.
- * The module is the first whose ELF defines _PyRuntime (.dynsym/.symtab),
- * or failing that has a .PyRuntime section. -1 + PYHEAP_E_NOTPYTHON when
- * none does. -2 (err untouched) when the module is a CPython too old to have
- * _PyRuntime (before 3.7): out->path and out->elf are set, nothing else.
+ * The module is the first (after SKIP such) whose ELF defines _PyRuntime
+ * (.dynsym/.symtab), or failing that has a .PyRuntime section: the caller
+ * retries with SKIP + 1 when a module's offsets do not validate. -1 +
+ * PYHEAP_E_NOTPYTHON when none does. -2 (err untouched) when the module is a
+ * CPython without _PyRuntime symbol or section (before 3.7, or stripped of
+ * both): out->path, out->elf and out->bias are set, runtime_addr is 0.
  * On 0 and -2 the caller owns out->elf (pyheap_proc_module_clear). */
 int pyheap_proc_find_interpreter(pid_t pid, const char *exe,
-                                 const struct pyheap_maps *maps,
+                                 const struct pyheap_maps *maps, size_t skip,
                                  struct pyheap_module *out, pyheap_error *err);
 void pyheap_proc_module_clear(struct pyheap_module *m);
 

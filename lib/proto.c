@@ -16,16 +16,19 @@ static const char *const cmd_names[] = {
     [PYHEAP_CMD_DETACH] = "detach",
     [PYHEAP_CMD_PS] = "ps",
     [PYHEAP_CMD_TOP] = "top",
+    [PYHEAP_CMD_REFERRERS] = "referrers",
 };
 
 /* Which fields each command accepts besides "cmd". */
-enum { F_PID = 1, F_N = 2, F_SORT = 4 };
+enum { F_PID = 1, F_N = 2, F_SORT = 4, F_TYPE = 8, F_DEPTH = 16, F_PATHS = 32,
+       F_GROUPS = 64 };
 static const unsigned cmd_fields[] = {
     [PYHEAP_CMD_PING] = 0,
     [PYHEAP_CMD_ATTACH] = F_PID,
     [PYHEAP_CMD_DETACH] = F_PID,
     [PYHEAP_CMD_PS] = 0,
     [PYHEAP_CMD_TOP] = F_PID | F_N | F_SORT,
+    [PYHEAP_CMD_REFERRERS] = F_PID | F_TYPE | F_DEPTH | F_PATHS | F_GROUPS,
 };
 
 const char *pyheap_proto_cmd_name(pyheap_proto_cmd cmd)
@@ -111,6 +114,42 @@ static int parse_sort(json_t *v, pyheap_request *req, pyheap_proto_error *perr)
     return 0;
 }
 
+/* An integer field within [lo, hi]. */
+static int parse_range(json_t *v, const char *name, long lo, long hi, long *out,
+                       pyheap_proto_error *perr)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return pyheap_proto_err_set(perr, PYHEAP_PROTO_E_BAD_REQUEST,
+                                    "\"%s\" must be an integer between %ld and %ld",
+                                    name, lo, hi);
+    *out = (long)json_integer_value(v);
+    return 0;
+}
+
+/* A type name: a non-empty string of at most PYHEAP_PROTO_MAX_TYPE_LEN
+ * bytes without NUL (jansson has already checked UTF-8; "\u0000" shows up
+ * as a length mismatch). Other characters are allowed: Python allows them
+ * in class names. */
+static int parse_type(json_t *v, pyheap_request *req, pyheap_proto_error *perr)
+{
+    if (!json_is_string(v))
+        return pyheap_proto_err_set(perr, PYHEAP_PROTO_E_BAD_REQUEST,
+                                    "\"type\" must be a string such as \"Connection\" "
+                                    "or \"mypkg.db.Connection\"");
+    const char *s = json_string_value(v);
+    size_t len = json_string_length(v);
+    if (len == 0 || len > PYHEAP_PROTO_MAX_TYPE_LEN)
+        return pyheap_proto_err_set(perr, PYHEAP_PROTO_E_BAD_REQUEST,
+                                    "\"type\" must be 1 to %d bytes long, got %zu",
+                                    PYHEAP_PROTO_MAX_TYPE_LEN, len);
+    if (strlen(s) != len)
+        return pyheap_proto_err_set(perr, PYHEAP_PROTO_E_BAD_REQUEST,
+                                    "\"type\" must not contain NUL characters");
+    memcpy(req->type, s, len);
+    req->type[len] = '\0';
+    return 0;
+}
+
 int pyheap_proto_parse(const char *line, size_t len, pyheap_request *req,
                        pyheap_proto_error *perr)
 {
@@ -156,12 +195,16 @@ int pyheap_proto_parse(const char *line, size_t len, pyheap_request *req,
         char q[64];
         quote_short(cmd, cmdlen, q, sizeof q);
         pyheap_proto_err_set(perr, PYHEAP_PROTO_E_UNKNOWN_CMD,
-                             "unknown command \"%s\" (known: ping, attach, detach, ps, top)", q);
+                             "unknown command \"%s\" (known: ping, attach, detach, ps, top, referrers)", q);
         goto out;
     }
 
     pyheap_request r = { .cmd = (pyheap_proto_cmd)ci, .pid = 0,
-                         .n = PYHEAP_PROTO_DEFAULT_N, .sort = PYHEAP_SORT_BYTES };
+                         .n = PYHEAP_PROTO_DEFAULT_N, .sort = PYHEAP_SORT_BYTES,
+                         .depth = PYHEAP_PROTO_DEFAULT_DEPTH,
+                         .max_paths = PYHEAP_PROTO_DEFAULT_PATHS,
+                         .max_groups = PYHEAP_PROTO_DEFAULT_GROUPS };
+    long lv;
     unsigned allowed = cmd_fields[ci];
     const char *key;
     json_t *val;
@@ -177,6 +220,21 @@ int pyheap_proto_parse(const char *line, size_t len, pyheap_request *req,
         } else if (strcmp(key, "sort") == 0 && (allowed & F_SORT)) {
             if (parse_sort(val, &r, perr) < 0)
                 goto out;
+        } else if (strcmp(key, "type") == 0 && (allowed & F_TYPE)) {
+            if (parse_type(val, &r, perr) < 0)
+                goto out;
+        } else if (strcmp(key, "depth") == 0 && (allowed & F_DEPTH)) {
+            if (parse_range(val, "depth", 1, PYHEAP_PROTO_MAX_DEPTH, &lv, perr) < 0)
+                goto out;
+            r.depth = (unsigned)lv;
+        } else if (strcmp(key, "max_paths") == 0 && (allowed & F_PATHS)) {
+            if (parse_range(val, "max_paths", 1, PYHEAP_PROTO_MAX_PATHS, &lv, perr) < 0)
+                goto out;
+            r.max_paths = (size_t)lv;
+        } else if (strcmp(key, "max_groups") == 0 && (allowed & F_GROUPS)) {
+            if (parse_range(val, "max_groups", 1, PYHEAP_PROTO_MAX_GROUPS, &lv, perr) < 0)
+                goto out;
+            r.max_groups = (size_t)lv;
         } else {
             char q[64];
             quote_short(key, strlen(key), q, sizeof q);
@@ -189,6 +247,11 @@ int pyheap_proto_parse(const char *line, size_t len, pyheap_request *req,
     if ((r.cmd == PYHEAP_CMD_ATTACH || r.cmd == PYHEAP_CMD_DETACH) && r.pid == 0) {
         pyheap_proto_err_set(perr, PYHEAP_PROTO_E_BAD_REQUEST,
                              "command \"%s\" needs a \"pid\" field", cmd_names[ci]);
+        goto out;
+    }
+    if (r.cmd == PYHEAP_CMD_REFERRERS && r.type[0] == '\0') {
+        pyheap_proto_err_set(perr, PYHEAP_PROTO_E_BAD_REQUEST,
+                             "command \"referrers\" needs a \"type\" field");
         goto out;
     }
     *req = r;

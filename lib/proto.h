@@ -30,6 +30,14 @@
 #define PYHEAP_PROTO_MAX_N 1000000000
 /* Largest accepted pid (the kernel's PID_MAX_LIMIT). */
 #define PYHEAP_PROTO_MAX_PID 4194304
+/* "referrers": longest type name (bytes), bounds and defaults. */
+#define PYHEAP_PROTO_MAX_TYPE_LEN 256
+#define PYHEAP_PROTO_DEFAULT_DEPTH 3
+#define PYHEAP_PROTO_MAX_DEPTH 10
+#define PYHEAP_PROTO_DEFAULT_PATHS 5
+#define PYHEAP_PROTO_MAX_PATHS 100
+#define PYHEAP_PROTO_DEFAULT_GROUPS 20
+#define PYHEAP_PROTO_MAX_GROUPS 1000
 
 /* jansson dump flags for every reply: compact, one line, key order kept. */
 #define PYHEAP_PROTO_DUMP_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12))
@@ -39,7 +47,8 @@
 #define PYHEAP_PROTO_E_BAD_REQUEST "bad_request"  /* JSON, but not a valid request */
 #define PYHEAP_PROTO_E_UNKNOWN_CMD "unknown_command"
 #define PYHEAP_PROTO_E_TOO_LONG "too_long"        /* line over PYHEAP_PROTO_MAX_LINE */
-#define PYHEAP_PROTO_E_AMBIGUOUS "ambiguous"      /* top without pid, several targets */
+#define PYHEAP_PROTO_E_AMBIGUOUS "ambiguous"      /* no pid and several targets, or a
+                                                     short type name naming several types */
 #define PYHEAP_PROTO_E_BUSY "busy"                /* too many connections */
 
 typedef enum pyheap_proto_cmd {
@@ -47,7 +56,8 @@ typedef enum pyheap_proto_cmd {
     PYHEAP_CMD_ATTACH,
     PYHEAP_CMD_DETACH,
     PYHEAP_CMD_PS,
-    PYHEAP_CMD_TOP
+    PYHEAP_CMD_TOP,
+    PYHEAP_CMD_REFERRERS
 } pyheap_proto_cmd;
 
 typedef struct pyheap_request {
@@ -55,6 +65,12 @@ typedef struct pyheap_request {
     pid_t pid;          /* 0 when absent */
     size_t n;           /* top: types to list, 0 = all */
     pyheap_sort sort;   /* top */
+    /* referrers: the type name (non-empty, no control characters), levels,
+     * paths and groups per level (each within its PYHEAP_PROTO_MAX_*). */
+    char type[PYHEAP_PROTO_MAX_TYPE_LEN + 1];
+    unsigned depth;
+    size_t max_paths;
+    size_t max_groups;
 } pyheap_request;
 
 /* A protocol error: a stable code (a pyheap_errcode_name() name or one of

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "debug_offsets.h"
 #include "offsets_source.h"
 #include "proc_maps.h"
 
@@ -103,6 +104,7 @@ static int read_version(pyheap_target *t, const struct pyheap_module *mod,
     uint32_t v;
     if (pyheap_mem_read(t->mem, sym + mod->bias, &v, sizeof v, err) != 0)
         return -1;
+    t->py_version = v;
     t->major = (int)(v >> 24);
     t->minor = (int)((v >> 16) & 0xff);
     t->micro = (int)((v >> 8) & 0xff);
@@ -118,6 +120,81 @@ static int read_version(pyheap_target *t, const struct pyheap_module *mod,
         snprintf(t->version, sizeof t->version, "%d.%d.%d%s%u", t->major,
                  t->minor, t->micro, level_suffix(level), serial);
     return 0;
+}
+
+/* A free-threaded build by its ABI flag in the file name: python3.13t,
+ * libpython3.14t.so.1.0 (also with the d flag: python3.13td). */
+static bool free_threaded_name(const char *path)
+{
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    if (strncmp(b, "lib", 3) == 0)
+        b += 3;
+    int major, minor, n = 0;
+    if (sscanf(b, "python%d.%d%n", &major, &minor, &n) != 2 || n <= 0)
+        return false;
+    return b[n] == 't';
+}
+
+/* Scan the module's writable file mappings (at most 64 MiB, 1 MiB at a
+ * time) for a _Py_DebugOffsets of t->minor that validates: 0 and
+ * mod->runtime_addr set, 1 if none, -1 if the process is gone or
+ * unreadable. */
+static int runtime_by_cookie(pyheap_target *t, const struct pyheap_maps *maps,
+                             struct pyheap_module *mod, pyheap_error *err)
+{
+    const struct pyheap_offsets_table *tab = pyheap_offsets_table_for(3, t->minor);
+    if (!tab || tab->dbg.size == 0 || tab->off.runtime_debug_offsets != 0)
+        return 1;
+    enum { CHUNK = 1 << 20 };
+    unsigned char *buf = malloc(CHUNK + PYHEAP_DEBUG_OFFSETS_MAX);
+    if (!buf)
+        return pyheap_err_set(err, PYHEAP_E_NOMEM, ENOMEM, 0, "out of memory");
+    uint64_t scanned = 0;
+    int result = 1;
+    for (size_t i = 0; i < maps->n && result == 1 && scanned < (64u << 20); i++) {
+        const struct pyheap_map *m = &maps->v[i];
+        if (m->perms[1] != 'w' || strcmp(m->path, mod->path) != 0 || m->end <= m->start)
+            continue;
+        for (uint64_t a = m->start; a < m->end && result == 1 && scanned < (64u << 20);
+             a += CHUNK) {
+            size_t n = (size_t)(m->end - a < CHUNK ? m->end - a : CHUNK);
+            pyheap_error e = {0};
+            if (pyheap_mem_read(t->mem, a, buf, n, &e) != 0) {
+                if (e.code == PYHEAP_E_GONE || e.code == PYHEAP_E_PERM) {
+                    if (err)
+                        *err = e;
+                    result = -1;
+                }
+                continue;
+            }
+            scanned += n;
+            for (size_t off = 0; off + 8 <= n && result == 1; off += 8) {
+                if (memcmp(buf + off, "xdebugpy", 8) != 0)
+                    continue;
+                unsigned char d[PYHEAP_DEBUG_OFFSETS_MAX];
+                if (pyheap_mem_read(t->mem, a + off, d, tab->dbg.size, NULL) != 0)
+                    continue;
+                struct pyheap_offsets scratch = tab->off;
+                bool provided[PYHEAP_DBG_COUNT];
+                if (pyheap_debug_offsets_parse(tab, d, tab->dbg.size, t->py_version,
+                                               0, &scratch, provided, NULL) < 0)
+                    continue;
+                mod->runtime_addr = a + off;
+                mod->runtime_from_section = false;
+                t->runtime_by_cookie = true;
+                result = 0;
+            }
+        }
+    }
+    free(buf);
+    return result;
+}
+
+static int fail_rank(pyheap_errcode c)
+{
+    return c == PYHEAP_E_UNSUPPORTED ? 3 : c == PYHEAP_E_OFFSETS ? 2
+         : c == PYHEAP_E_NOTPYTHON ? 1 : 0;
 }
 
 /* Compare the process with what we saw at open. */
@@ -180,33 +257,97 @@ int pyheap_target_open(pid_t pid, const pyheap_open_opts *opts,
     if (pyheap_proc_exe(pid, t->exe, sizeof t->exe, true, err) != 0 ||
         pyheap_proc_maps_read(pid, &maps, err) != 0)
         goto fail;
-    int found = pyheap_proc_find_interpreter(pid, t->exe, &maps, &mod, err);
-    if (found == -2) {
-        version_from_file(t, &mod);
-        pyheap_err_set(err, PYHEAP_E_UNSUPPORTED, 0, 0,
-                       "Python %s (module %s) is not supported: it predates "
-                       "_PyRuntime (3.7); pyheap supports %s", t->version, mod.path,
-                       pyheap_versions_supported(sup, sizeof sup));
-        goto fail;
-    }
-    if (found != 0)
-        goto fail;
-    pyheap_proc_maps_free(&maps);
-    snprintf(t->module, sizeof t->module, "%s", mod.path);
-    t->module_bias = mod.bias;
-    t->runtime_addr = mod.runtime_addr;
+    /* Several modules may define _PyRuntime (an embedded second
+     * libpython): keep the first whose offsets validate. */
+    pyheap_error first = {0};
+    for (size_t skip = 0;; skip++) {
+        t->runtime_by_cookie = false;
+        int found = pyheap_proc_find_interpreter(pid, t->exe, &maps, skip, &mod, err);
+        if (skip > 0 && found != 0) {
+            /* No other candidate: report the first module's failure. */
+            if (err)
+                *err = first;
+            goto fail;
+        }
+        if (found == -2) {
+            version_from_file(t, &mod);
+            if (t->major == 3 && t->minor >= 13 && pyheap_version_supported(3, t->minor)) {
+                /* A CPython module with neither the _PyRuntime symbol nor the
+                 * .PyRuntime section: find _Py_DebugOffsets by its cookie. */
+                if (pyheap_mem_open(pid, 0, &t->mem, err) != 0)
+                    goto fail;
+                int rc = runtime_by_cookie(t, &maps, &mod, err);
+                if (rc < 0)
+                    goto fail;
+                if (rc == 0)
+                    found = 0;
+                pyheap_mem_free(t->mem);
+                t->mem = NULL;
+            }
+        }
+        if (found == -2 && t->major == 3 && t->minor >= 7) {
+            pyheap_err_set(err, PYHEAP_E_NOTPYTHON, 0, 0,
+                           "Python %s (module %s): no _PyRuntime symbol, no "
+                           ".PyRuntime section%s; pyheap cannot find the runtime",
+                           t->version, mod.path, t->minor >= 13 ?
+                           " and no valid _Py_DebugOffsets in its data" : "");
+            goto fail;
+        }
+        if (found == -2) {
+            pyheap_err_set(err, PYHEAP_E_UNSUPPORTED, 0, 0,
+                           "Python %s (module %s) is not supported: it predates "
+                           "_PyRuntime (3.7); pyheap supports %s", t->version, mod.path,
+                           pyheap_versions_supported(sup, sizeof sup));
+            goto fail;
+        }
+        if (found != 0)
+            goto fail;
+        snprintf(t->module, sizeof t->module, "%s", mod.path);
+        t->module_bias = mod.bias;
+        t->runtime_addr = mod.runtime_addr;
 
-    if (pyheap_mem_open(pid, 0, &t->mem, err) != 0 || read_version(t, &mod, err) != 0)
-        goto fail;
-    if (!pyheap_version_supported(t->major, t->minor)) {
-        pyheap_err_set(err, PYHEAP_E_UNSUPPORTED, 0, 0,
-                       "Python %s (module %s) is not supported: pyheap supports %s",
-                       t->version, t->module, pyheap_versions_supported(sup, sizeof sup));
-        goto fail;
+        pyheap_error e = {0};
+        if (pyheap_mem_open(pid, 0, &t->mem, err) != 0 || read_version(t, &mod, &e) != 0)
+            goto next;
+        if (free_threaded_name(t->module) || free_threaded_name(t->exe)) {
+            pyheap_err_set(&e, PYHEAP_E_UNSUPPORTED, 0, 0,
+                           "free-threaded CPython %s (module %s) is not supported: "
+                           "its objects are not on GC lists and its object header "
+                           "differs; run the default (GIL) build", t->version, t->module);
+            goto next;
+        }
+        if (!pyheap_version_supported(t->major, t->minor)) {
+            pyheap_err_set(&e, PYHEAP_E_UNSUPPORTED, 0, 0,
+                           "Python %s (module %s) is not supported: pyheap has no "
+                           "offsets or constants for %d.%d; it supports %s",
+                           t->version, t->module, t->major, t->minor,
+                           pyheap_versions_supported(sup, sizeof sup));
+            goto next;
+        }
+        if (pyheap_consts_init(t, &e) == 0 && pyheap_wk_resolve(t, &mod, &e) == 0 &&
+            pyheap_offsets_load(t, &mod, opts ? opts->allowed_sources : 0, &e) == 0)
+            break;
+    next:
+        /* This module failed: another may be the running interpreter,
+         * unless the process is gone or unreadable. */
+        if (e.code == PYHEAP_E_GONE || e.code == PYHEAP_E_PERM ||
+            e.code == PYHEAP_E_NOMEM || skip >= 8) {
+            if (err)
+                *err = e;
+            goto fail;
+        }
+        /* If none works, report the most telling failure: "unsupported
+         * version" over "offsets failed validation" (e.g. a library loaded
+         * but never initialized) over "not running Python"; the first of
+         * equal rank. */
+        if (skip == 0 || fail_rank(e.code) > fail_rank(first.code))
+            first = e;
+        pyheap_proc_module_clear(&mod);
+        memset(&mod, 0, sizeof mod);
+        pyheap_mem_free(t->mem);
+        t->mem = NULL;
     }
-    if (pyheap_consts_init(t, err) != 0 || pyheap_wk_resolve(t, &mod, err) != 0 ||
-        pyheap_offsets_load(t, &mod, opts ? opts->allowed_sources : 0, err) != 0)
-        goto fail;
+    pyheap_proc_maps_free(&maps);
     pyheap_proc_module_clear(&mod);
     /* Did it exit or exec while we looked? */
     if (same_process(t, err) != 0)
@@ -234,6 +375,13 @@ void pyheap_target_free(pyheap_target *t)
         return;
     pyheap_mem_free(t->mem);
     free(t);
+}
+
+bool pyheap_target_walk_supported(const pyheap_target *t)
+{
+    /* The walker (walk.c, decode_*.c) is 3.11-shaped until its port; the
+     * port widens this. */
+    return t && t->major == 3 && t->minor == 11;
 }
 
 pid_t pyheap_target_pid(const pyheap_target *t) { return t->pid; }

@@ -260,6 +260,12 @@ uint32_t pyheap_walk_label(struct walk *w, enum walk_label_kind kind, const char
     return WALK_LBL(kind, i);
 }
 
+const char *pyheap_walk_label_text(const struct walk *w, uint32_t label)
+{
+    uint32_t p = WALK_LBL_PAYLOAD(label);
+    return p < w->labels.n ? w->labels.s[p] : "";
+}
+
 uint32_t pyheap_walk_label_index(uint64_t i)
 {
     return i <= WALK_LBL_PAYLOAD_MAX ? WALK_LBL(LBL_INDEX, i) : WALK_LBL(LBL_ITEM, 0);
@@ -593,6 +599,7 @@ static int decode(struct walk *w, const struct walk_obj *o, uint64_t *size)
     case WALK_PARTIAL: return pyheap_walk_decode_partial(w, o, size);
     case WALK_WEAKREF: return pyheap_walk_decode_weakref(w, o, size);
     case WALK_LOCAL: return pyheap_walk_decode_local(w, o, size);
+    case WALK_LOCALDUMMY: return pyheap_walk_decode_localdummy(w, o, size);
     case WALK_PROPERTY: return pyheap_walk_decode_property(w, o, size);
     case WALK_CLASSMETHOD: return pyheap_walk_decode_classmethod(w, o, size);
     case WALK_MEMORYVIEW: return pyheap_walk_decode_memoryview(w, o, size);
@@ -749,7 +756,7 @@ static void walk_frames(struct walk *w, uint64_t tstate, const char *thread)
             snprintf(fn, sizeof fn, "?");
         snprintf(w->root_prefix, sizeof w->root_prefix, "%s %s()", thread, fn);
         w->root_prio = 1;
-        int rc = pyheap_walk_iframe_refs(w, f);
+        int rc = pyheap_walk_iframe_refs(w, f, NULL);
         w->root_prefix[0] = 0;
         if (rc < 0) {
             w->skipped++;

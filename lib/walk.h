@@ -50,6 +50,7 @@ enum walk_kind {
     WALK_PARTIAL,     /* functools.partial */
     WALK_WEAKREF,     /* weakref.ReferenceType / ProxyType / CallableProxyType */
     WALK_LOCAL,       /* _thread._local (threading.local) */
+    WALK_LOCALDUMMY,  /* _thread._localdummy: a borrowed pointer to a local dict */
     WALK_PROPERTY,    /* property */
     WALK_CLASSMETHOD, /* staticmethod and classmethod */
     WALK_MEMORYVIEW,  /* memoryview */
@@ -144,6 +145,8 @@ uint32_t pyheap_walk_label(struct walk *w, enum walk_label_kind kind, const char
  * a str, [n] for an int, [<type>] otherwise. ATTR: .text for str keys
  * (instance attributes). Cached per key address. */
 uint32_t pyheap_walk_label_key(struct walk *w, uint64_t key, bool attr);
+/* The interned text of a label whose payload is a string ("" if none). */
+const char *pyheap_walk_label_text(const struct walk *w, uint32_t label);
 /* Label for a tuple / list item at index I. */
 uint32_t pyheap_walk_label_index(uint64_t i);
 /* A word from a conservative scan that may be an object address. */
@@ -215,8 +218,9 @@ int pyheap_walk_decode_frame(struct walk *w, const struct walk_obj *o, uint64_t 
 int pyheap_walk_decode_gen(struct walk *w, const struct walk_obj *o, uint64_t *size);
 /* Report the references of the _PyInterpreterFrame at IFRAME (f_func,
  * globals, builtins, locals, code, frame object, localsplus[0..stacktop)).
- * 0 or -1. */
-int pyheap_walk_iframe_refs(struct walk *w, uint64_t iframe);
+ * Locals are labelled .f_locals['x'], or OWNER.f_locals['x'] when OWNER
+ * is not NULL (a generator's "gi_frame"). 0 or -1. */
+int pyheap_walk_iframe_refs(struct walk *w, uint64_t iframe, const char *owner);
 
 /* decode_extension.c: extension types whose layout is not in any header;
  * recognised by tp_name and a basic size that matches the known layout. */
@@ -230,6 +234,7 @@ int pyheap_walk_decode_defaultdict(struct walk *w, const struct walk_obj *o, uin
 int pyheap_walk_decode_partial(struct walk *w, const struct walk_obj *o, uint64_t *size);
 int pyheap_walk_decode_weakref(struct walk *w, const struct walk_obj *o, uint64_t *size);
 int pyheap_walk_decode_local(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_localdummy(struct walk *w, const struct walk_obj *o, uint64_t *size);
 int pyheap_walk_decode_property(struct walk *w, const struct walk_obj *o, uint64_t *size);
 int pyheap_walk_decode_classmethod(struct walk *w, const struct walk_obj *o, uint64_t *size);
 int pyheap_walk_decode_memoryview(struct walk *w, const struct walk_obj *o, uint64_t *size);

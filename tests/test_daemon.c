@@ -1464,6 +1464,554 @@ START_TEST(known_heap_pyenv)
 }
 END_TEST
 
+/* ---- referrers (issue 3) ---- */
+
+/* tests/targets/referrers_target.py with N Connection objects. */
+static void referrers_target_start(struct env *e, struct target *t, const char *name, long n)
+{
+    snprintf(t->dir, sizeof t->dir, "%s/%s", e->dir, name);
+    ck_assert_int_eq(mkdir(t->dir, 0755), 0);
+    char script[512], errf[300], nbuf[32];
+    snprintf(script, sizeof script, "%s/tests/targets/referrers_target.py", test_srcdir());
+    snprintf(errf, sizeof errf, "%s/stderr", t->dir);
+    snprintf(nbuf, sizeof nbuf, "%ld", n);
+    ck_assert_msg(access(PYTHON, X_OK) == 0, PYTHON " is missing: install python3.11");
+    char *argv[] = { PYTHON, script, t->dir, nbuf, NULL };
+    t->pid = spawn(argv, NULL, errf, (uid_t)-1);
+    target_wait_ready(t);
+}
+
+/* The documented shape of a referrers reply (CLI --json: without "ok"). */
+static void check_referrers_json(const json_t *j, pid_t pid, const char *type)
+{
+    static const char *const keys[] = {
+        "pid", "type", "objects", "bytes", "scan_ms", "scan_truncated", "referrers", "paths",
+        "unreachable",
+    };
+    ck_assert_ptr_null(json_object_get(j, "ok"));
+    ck_assert_uint_eq(json_object_size(j), sizeof keys / sizeof keys[0]);
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        ck_assert_msg(json_object_get(j, keys[i]) != NULL, "missing %s", keys[i]);
+    ck_assert_int_eq(jint(j, "pid"), pid);
+    ck_assert_str_eq(jstr(j, "type"), type);
+    ck_assert_int_ge(jint(j, "bytes"), jint(j, "objects"));
+    ck_assert(json_is_false(json_object_get(j, "scan_truncated")));
+    const json_t *g = json_object_get(j, "referrers");
+    ck_assert(json_is_array(g));
+    for (size_t i = 0; i < json_array_size(g); i++) {
+        const json_t *e = json_array_get(g, i);
+        ck_assert_uint_eq(json_object_size(e), 7);
+        ck_assert_uint_gt(strlen(jstr(e, "type")), 0);
+        ck_assert_uint_gt(strlen(jstr(e, "via")), 0);
+        ck_assert_int_gt(jint(e, "count"), 0);
+        /* an object that is itself a root ends its chain with a "<root>"
+         * group named by the root (count 1, bytes 0) */
+        if (strcmp(jstr(e, "type"), "<root>") == 0) {
+            ck_assert_int_eq(jint(e, "count"), 1);
+            ck_assert_int_eq(jint(e, "bytes"), 0);
+        } else {
+            ck_assert_int_gt(jint(e, "bytes"), 0);
+        }
+        json_int_t d = jint(e, "depth");
+        const json_t *p = json_object_get(e, "parent");
+        if (d == 1) {
+            ck_assert(json_is_null(p));
+        } else {
+            /* a parent precedes its child and is one level closer */
+            ck_assert(json_is_integer(p));
+            json_int_t pi = json_integer_value(p);
+            ck_assert(pi >= 0 && (size_t)pi < i);
+            ck_assert_int_eq(jint(json_array_get(g, (size_t)pi), "depth"), d - 1);
+        }
+        ck_assert(json_is_array(json_object_get(e, "flags")));
+    }
+    const json_t *p = json_object_get(j, "paths");
+    ck_assert(json_is_array(p));
+    for (size_t i = 0; i < json_array_size(p); i++) {
+        ck_assert_uint_eq(json_object_size(json_array_get(p, i)), 2);
+        ck_assert_uint_gt(strlen(jstr(json_array_get(p, i), "path")), 0);
+        ck_assert_int_gt(jint(json_array_get(p, i), "count"), 0);
+    }
+    ck_assert_int_ge(jint(j, "unreachable"), 0);
+    ck_assert_int_le(jint(j, "unreachable"), jint(j, "objects"));
+}
+
+/* Index of the first group at DEPTH (with parent PARENT when >= 0) whose
+ * type is TYPE and whose via starts with VIA; -1 if none. */
+static long find_group(const json_t *j, long depth, long parent, const char *type,
+                       const char *via)
+{
+    const json_t *g = json_object_get(j, "referrers");
+    for (size_t i = 0; i < json_array_size(g); i++) {
+        const json_t *e = json_array_get(g, i);
+        if (jint(e, "depth") != depth || strcmp(jstr(e, "type"), type) != 0 ||
+            strncmp(jstr(e, "via"), via, strlen(via)) != 0)
+            continue;
+        const json_t *p = json_object_get(e, "parent");
+        if (parent >= 0 && (!json_is_integer(p) || json_integer_value(p) != parent))
+            continue;
+        return (long)i;
+    }
+    return -1;
+}
+
+/* Some path contains NEEDLE; returns its count, or -1. */
+static json_int_t find_path(const json_t *j, const char *needle)
+{
+    const json_t *p = json_object_get(j, "paths");
+    for (size_t i = 0; i < json_array_size(p); i++)
+        if (strstr(jstr(json_array_get(p, i), "path"), needle))
+            return jint(json_array_get(p, i), "count");
+    return -1;
+}
+
+static char *dump(const json_t *j)
+{
+    char *s = json_dumps(j, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+    ck_assert_ptr_nonnull(s);
+    return s;
+}
+
+/* pyheap referrers TYPE --json ARGS...: the parsed document. */
+static json_t *referrers_json(struct env *e, const char *type, const char *a1, const char *a2)
+{
+    char *out, *err;
+    int st = cli(e, &out, &err, "referrers", (char *)type, "--json", (char *)a1, (char *)a2);
+    ck_assert_msg(st == 0, "referrers %s failed (%d): %s", type, st, err);
+    json_t *j = parse_doc(out);
+    free(out), free(err);
+    return j;
+}
+
+/* Write TEXT to a file in E's directory and run dot -Tsvg on it: it must
+ * exit 0 and produce SVG. */
+static void check_dot_parses(struct env *e, const char *text, const char *name)
+{
+    char in[300], out[300];
+    snprintf(in, sizeof in, "%s/%s.dot", e->dir, name);
+    snprintf(out, sizeof out, "%s/%s.svg", e->dir, name);
+    FILE *f = fopen(in, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fputs(text, f) >= 0, 1);
+    ck_assert_int_eq(fclose(f), 0);
+    ck_assert_msg(access("/usr/bin/dot", X_OK) == 0,
+                  "/usr/bin/dot is missing: install graphviz (tools/install-deps)");
+    char *argv[] = { "/usr/bin/dot", "-Tsvg", in, "-o", out, NULL };
+    char *so, *se;
+    int st = run_argv(e, argv, (uid_t)-1, &so, &se);
+    ck_assert_msg(st == 0, "dot -Tsvg failed (%d) on:\n%s\n%s", st, text, se);
+    free(so), free(se);
+    char *svg = slurp(out);
+    ck_assert_msg(strstr(svg, "<svg") != NULL && strstr(svg, "</svg>") != NULL,
+                  "dot wrote no SVG: %.200s", svg);
+    free(svg);
+}
+
+START_TEST(referrers_cli)
+{
+    struct env e;
+    env_init(&e);
+    struct target t;
+    referrers_target_start(&e, &t, "rt", 500);
+    daemon_start(&e, t.pid);
+    char pid[32];
+    snprintf(pid, sizeof pid, "%d", (int)t.pid);
+    char *out, *err;
+
+    /* --json: the shape, the list [*] referrer and the path through the
+     * module-level variable */
+    json_t *j = referrers_json(&e, "Connection", NULL, NULL);
+    check_referrers_json(j, t.pid, "__main__.Connection");
+    ck_assert_int_eq(jint(j, "objects"), 500);
+    char *d = dump(j);
+    long li = find_group(j, 1, -1, "list", "[");
+    ck_assert_msg(li >= 0, "no depth-1 list [...] referrer:\n%s", d);
+    ck_assert_int_eq(jint(json_array_get(json_object_get(j, "referrers"), (size_t)li), "count"), 1);
+    ck_assert_msg(find_group(j, 2, li, "dict", "['connections']") >= 0,
+                  "no dict ['connections'] above the list:\n%s", d);
+    ck_assert_msg(find_path(j, "__main__.connections[") > 0,
+                  "no path through __main__.connections:\n%s", d);
+    ck_assert_int_eq(jint(j, "unreachable"), 0);
+    free(d);
+    json_decref(j);
+
+    /* the qualified name and an explicit pid give the same answer */
+    j = referrers_json(&e, "__main__.Connection", "-p", pid);
+    check_referrers_json(j, t.pid, "__main__.Connection");
+    ck_assert_int_eq(jint(j, "objects"), 500);
+    json_decref(j);
+
+    /* --depth bounds the levels */
+    j = referrers_json(&e, "Connection", "--depth", "1");
+    const json_t *g = json_object_get(j, "referrers");
+    ck_assert_uint_gt(json_array_size(g), 0);
+    for (size_t i = 0; i < json_array_size(g); i++)
+        ck_assert_int_eq(jint(json_array_get(g, i), "depth"), 1);
+    json_decref(j);
+
+    /* the table */
+    int st = cli(&e, &out, &err, "referrers", "Connection");
+    ck_assert_msg(st == 0, "referrers (table) failed (%d): %s", st, err);
+    ck_assert_msg(strstr(out, "500 objects of type __main__.Connection") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "  list [") != NULL, "no list referrer line:\n%s", out);
+    ck_assert_msg(strstr(out, "shortest paths from roots") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "__main__.connections[") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "unreachable from roots: 0 objects") != NULL, "%s", out);
+    free(out), free(err);
+
+    /* --dot parses with Graphviz; the asked type is the root node */
+    st = cli(&e, &out, &err, "referrers", "Connection", "--dot");
+    ck_assert_msg(st == 0, "referrers --dot failed (%d): %s", st, err);
+    ck_assert(strncmp(out, "digraph referrers {\n", 20) == 0);
+    ck_assert_ptr_nonnull(strstr(out, "target [label=\"__main__.Connection\\n500 objects"));
+    ck_assert_ptr_nonnull(strstr(out, " -> target [label=\"["));
+    check_dot_parses(&e, out, "conn");
+    free(out), free(err);
+
+    /* quotes, backslashes and a newline in the type name and edge label */
+    st = cli(&e, &out, &err, "referrers", "We\"ird\\name", "--dot");
+    ck_assert_msg(st == 0, "referrers of the odd type failed (%d): %s", st, err);
+    ck_assert_msg(strstr(out, "target [label=\"__main__.We\\\"ird\\\\name\\n1 object") != NULL,
+                  "type not escaped:\n%s", out);
+    check_dot_parses(&e, out, "weird");
+    free(out), free(err);
+    st = cli(&e, &out, &err, "referrers", "We\"ird\\name", "--json");
+    ck_assert_int_eq(st, 0);
+    j = parse_doc(out);
+    check_referrers_json(j, t.pid, "__main__.We\"ird\\name");
+    d = dump(j);
+    ck_assert_msg(find_group(j, 1, -1, "dict", "[") >= 0, "no dict referrer:\n%s", d);
+    free(d);
+    json_decref(j);
+    free(out), free(err);
+
+    target_kill(&t);
+    env_fini(&e);
+}
+END_TEST
+
+START_TEST(referrers_errors)
+{
+    struct env e;
+    env_init(&e);
+    daemon_start(&e, 0);
+    char *out, *err;
+
+    /* nothing attached */
+    int st = cli(&e, &out, &err, "referrers", "Connection");
+    ck_assert_int_eq(st, 1);
+    ck_assert_msg(strstr(err, "no process is attached") != NULL, "%s", err);
+    free(out), free(err);
+
+    struct target t;
+    referrers_target_start(&e, &t, "rt", 50);
+    char pid[32];
+    snprintf(pid, sizeof pid, "%d", (int)t.pid);
+    ck_assert_int_eq(cli(&e, NULL, NULL, "attach", pid), 0);
+
+    /* an ambiguous short name lists both candidates and exits 1 */
+    st = cli(&e, &out, &err, "referrers", "Session");
+    ck_assert_int_eq(st, 1);
+    ck_assert_str_eq(out, "");
+    ck_assert_msg(strstr(err, "candidates:\n  shard_a.Session\n  shard_b.Session\n") != NULL,
+                  "%s", err);
+    free(out), free(err);
+    /* ... over the protocol too, with a candidates array */
+    char line[256];
+    snprintf(line, sizeof line, "{\"cmd\":\"referrers\",\"type\":\"Session\",\"pid\":%d}",
+             (int)t.pid);
+    json_t *r = request(&e, line);
+    ck_assert(json_is_false(json_object_get(r, "ok")));
+    ck_assert_str_eq(jstr(r, "error"), "ambiguous");
+    const json_t *cand = json_object_get(r, "candidates");
+    ck_assert_uint_eq(json_array_size(cand), 2);
+    ck_assert_str_eq(json_string_value(json_array_get(cand, 0)), "shard_a.Session");
+    ck_assert_str_eq(json_string_value(json_array_get(cand, 1)), "shard_b.Session");
+    json_decref(r);
+    /* a qualified name picks one */
+    json_t *j = referrers_json(&e, "shard_b.Session", NULL, NULL);
+    check_referrers_json(j, t.pid, "shard_b.Session");
+    ck_assert_int_eq(jint(j, "objects"), 4);
+    ck_assert_msg(find_path(j, "shard_b.sessions[") > 0, "no path via shard_b.sessions");
+    json_decref(j);
+
+    /* unknown: exit 1 with a message and a close name */
+    st = cli(&e, &out, &err, "referrers", "Conection");
+    ck_assert_int_eq(st, 1);
+    ck_assert_msg(strstr(err, "no live object has a type named 'Conection'") != NULL, "%s", err);
+    ck_assert_msg(strstr(err, "did you mean: __main__.Connection") != NULL, "%s", err);
+    free(out), free(err);
+    st = cli(&e, &out, &err, "referrers", "NoSuchTypeAnywhere");
+    ck_assert_int_eq(st, 1);
+    ck_assert_msg(strstr(err, "no live object has a type named 'NoSuchTypeAnywhere'") != NULL,
+                  "%s", err);
+    free(out), free(err);
+    r = request(&e, "{\"cmd\":\"referrers\",\"type\":\"NoSuchTypeAnywhere\"}");
+    ck_assert(json_is_false(json_object_get(r, "ok")));
+    ck_assert_str_eq(jstr(r, "error"), "not_found");
+    ck_assert(json_is_array(json_object_get(r, "suggestions")));
+    json_decref(r);
+
+    /* bad requests over the socket */
+    expect_error(request(&e, "{\"cmd\":\"referrers\",\"type\":\"X\",\"depth\":11}"),
+                 "bad_request");
+    expect_error(request(&e, "{\"cmd\":\"referrers\"}"), "bad_request");
+    expect_error(request(&e, "{\"cmd\":\"referrers\",\"type\":\"Connection\",\"pid\":1}"),
+                 "not_found");
+
+    /* usage errors: exit 2, nothing sent */
+    static const char *const bad[][4] = {
+        { "referrers", NULL },
+        { "referrers", "A", "B", NULL },
+        { "referrers", "A", "--depth", "0" },
+        { "referrers", "A", "--depth", "11" },
+        { "referrers", "A", "--paths", "x" },
+        { "referrers", "A", "--groups", "0" },
+        { "referrers", "A", "-p", "0" },
+        { "referrers", "", NULL },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        st = cli(&e, &out, &err, (char *)bad[i][0], (char *)bad[i][1], (char *)bad[i][2],
+                 (char *)bad[i][3]);
+        ck_assert_msg(st == 2, "case %zu: exit %d", i, st);
+        ck_assert_msg(strstr(err, "pyheap referrers:") != NULL, "case %zu: %s", i, err);
+        free(out), free(err);
+    }
+    st = cli(&e, &out, &err, "referrers", "A", "--json", "--dot");
+    ck_assert_int_eq(st, 2);
+    free(out), free(err);
+    st = cli(&e, &out, &err, "referrers", "--help");
+    ck_assert_int_eq(st, 0);
+    ck_assert_ptr_nonnull(strstr(out, "Usage: pyheap [--socket PATH] referrers TYPE"));
+    free(out), free(err);
+
+    target_kill(&t);
+    env_fini(&e);
+}
+END_TEST
+
+/* The leak shapes of the issue, each with its expected referrer and path. */
+START_TEST(referrers_shapes)
+{
+    struct env e;
+    env_init(&e);
+    struct target t;
+    referrers_target_start(&e, &t, "rt", 100);
+    daemon_start(&e, t.pid);
+
+    /* a closure capturing a list: Captured <- list [*] <- cell */
+    json_t *j = referrers_json(&e, "Captured", NULL, NULL);
+    check_referrers_json(j, t.pid, "__main__.Captured");
+    ck_assert_int_eq(jint(j, "objects"), 150);
+    char *d = dump(j);
+    long li = find_group(j, 1, -1, "list", "[");
+    ck_assert_msg(li >= 0 && find_group(j, 2, li, "cell", "") >= 0,
+                  "no list <- cell chain:\n%s", d);
+    ck_assert_msg(find_path(j, "__main__.handler.__closure__") > 0,
+                  "no path via handler.__closure__:\n%s", d);
+    free(d);
+    json_decref(j);
+
+    /* a class attribute dict used as a cache */
+    j = referrers_json(&e, "Cached", "--groups", "200");
+    check_referrers_json(j, t.pid, "__main__.Cached");
+    ck_assert_int_eq(jint(j, "objects"), 120);
+    d = dump(j);
+    /* one group per (type, label); values under many keys share "[*]" */
+    li = find_group(j, 1, -1, "dict", "[");
+    ck_assert_msg(li >= 0, "no dict [..] referrer:\n%s", d);
+    ck_assert_msg(find_group(j, 2, li, "dict", "['cache']") >= 0, "no dict ['cache']:\n%s", d);
+    ck_assert_msg(find_path(j, "__main__.Registry.cache['key") > 0,
+                  "no path via Registry.cache:\n%s", d);
+    free(d);
+    json_decref(j);
+
+    /* a thread-local holding a big dict */
+    j = referrers_json(&e, "__main__.Local", "--groups", "400");
+    check_referrers_json(j, t.pid, "__main__.Local");
+    ck_assert_int_eq(jint(j, "objects"), 300);
+    d = dump(j);
+    ck_assert_msg(find_group(j, 1, -1, "dict", "[") >= 0, "no dict [..] referrer:\n%s", d);
+    ck_assert_int_eq(jint(j, "unreachable"), 0);
+    ck_assert_msg(json_array_size(json_object_get(j, "paths")) > 0, "no path:\n%s", d);
+    free(d);
+    json_decref(j);
+
+    /* cycles held by nothing: unreachable from roots */
+    j = referrers_json(&e, "Orphan", NULL, NULL);
+    check_referrers_json(j, t.pid, "__main__.Orphan");
+    ck_assert_int_eq(jint(j, "objects"), 100);
+    d = dump(j);
+    ck_assert_msg(jint(j, "unreachable") == 100, "unreachable != 100:\n%s", d);
+    ck_assert_msg(find_group(j, 1, -1, "__main__.Orphan", ".peer") >= 0,
+                  "no Orphan .peer referrer:\n%s", d);
+    ck_assert_msg(json_array_size(json_object_get(j, "paths")) == 0, "paths to orphans:\n%s", d);
+    free(d);
+    json_decref(j);
+
+    /* a deque of dicts of str: the dicts' referrers include the deque */
+    j = referrers_json(&e, "dict", "--groups", "1000");
+    check_referrers_json(j, t.pid, "dict");
+    d = dump(j);
+    li = find_group(j, 1, -1, "collections.deque", "[");
+    ck_assert_msg(li >= 0, "no collections.deque [..] referrer of dict:\n%s", d);
+    ck_assert_int_ge(jint(json_array_get(json_object_get(j, "referrers"), (size_t)li), "count"), 1);
+    free(d);
+    json_decref(j);
+
+    /* the issue's chain: str <- dict [..] <- collections.deque [*] <-
+     * dict ['queries_log'] (the module's globals) */
+    j = referrers_json(&e, "str", "--groups", "1000");
+    check_referrers_json(j, t.pid, "str");
+    const json_t *gs = json_object_get(j, "referrers");
+    int chain = 0;
+    for (size_t i = 0; i < json_array_size(gs) && !chain; i++) {
+        const json_t *g1 = json_array_get(gs, i);
+        if (jint(g1, "depth") != 1 || strcmp(jstr(g1, "type"), "dict") != 0 ||
+            jstr(g1, "via")[0] != '[')
+            continue;
+        long dq = find_group(j, 2, (long)i, "collections.deque", "[");
+        chain = dq >= 0 && find_group(j, 3, dq, "dict", "['queries_log']") >= 0;
+    }
+    ck_assert_msg(chain, "no str <- dict <- deque <- dict ['queries_log'] chain");
+    json_decref(j);
+
+    target_kill(&t);
+    env_fini(&e);
+}
+END_TEST
+
+/* A stand-in daemon that answers every request line with one canned reply:
+ * the CLI's rendering of odd but valid replies (control characters, quotes,
+ * backslashes, non-ASCII text, parents out of order) without depending on
+ * what a real target happens to contain. */
+struct fake_daemon {
+    int listen_fd;
+    const char *reply;
+    int served;
+};
+
+static void *fake_daemon_main(void *arg)
+{
+    struct fake_daemon *f = arg;
+    for (;;) {
+        int fd = accept(f->listen_fd, NULL, NULL);
+        if (fd < 0)
+            return NULL;
+        char buf[4096];
+        size_t have = 0;
+        while (have < sizeof buf) {
+            ssize_t r = recv(fd, buf + have, sizeof buf - have, 0);
+            if (r <= 0)
+                break;
+            have += (size_t)r;
+            if (memchr(buf, '\n', have))
+                break;
+        }
+        send(fd, f->reply, strlen(f->reply), MSG_NOSIGNAL);
+        send(fd, "\n", 1, MSG_NOSIGNAL);
+        close(fd);
+        f->served++;
+    }
+}
+
+static void fake_daemon_start(struct env *e, struct fake_daemon *f, pthread_t *th,
+                              const char *reply)
+{
+    snprintf(e->sock, sizeof e->sock, "%s/fake.sock", e->dir);
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", e->sock);
+    f->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(f->listen_fd, 0);
+    ck_assert_int_eq(bind(f->listen_fd, (struct sockaddr *)&sun, sizeof sun), 0);
+    ck_assert_int_eq(listen(f->listen_fd, 8), 0);
+    f->reply = reply;
+    f->served = 0;
+    ck_assert_int_eq(pthread_create(th, NULL, fake_daemon_main, f), 0);
+}
+
+START_TEST(referrers_render_odd_names)
+{
+    struct env e;
+    env_init(&e);
+    struct fake_daemon f;
+    pthread_t th;
+    /* group 2 names a parent after itself (shown at the top level), group 3
+     * a parent that does not exist; labels hold quotes, backslashes, a
+     * newline, an escape character, a tab and non-ASCII text */
+    fake_daemon_start(&e, &f, &th,
+        "{\"ok\":true,\"pid\":99,\"type\":\"m.K\\\"q\\\\b\",\"objects\":3,\"bytes\":300,"
+        "\"scan_ms\":1.5,\"scan_truncated\":true,\"referrers\":["
+        "{\"type\":\"dict\",\"via\":\"['a\\\"b\\\\c\\nd\\u001b[31m']\",\"count\":2,"
+        "\"bytes\":200,\"depth\":1,\"parent\":null,\"flags\":[]},"
+        "{\"type\":\"caf\\u00e9.T\\tx\",\"via\":\".w\",\"count\":1,\"bytes\":50,\"depth\":2,"
+        "\"parent\":0,\"flags\":[\"weak\"]},"
+        "{\"type\":\"tuple\",\"via\":\"[0]\",\"count\":1,\"bytes\":9999,\"depth\":2,"
+        "\"parent\":5,\"flags\":[\"inferred\"]},"
+        "{\"type\":\"list\",\"via\":\"[*]\",\"count\":7,\"bytes\":10,\"depth\":1,"
+        "\"parent\":-4,\"flags\":[\"cut\"]},"
+        "{\"type\":\"<root>\",\"via\":\"<thread 7> main().f_locals['k\\\"']\",\"count\":1,"
+        "\"bytes\":0,\"depth\":2,\"parent\":0,\"flags\":[]}],"
+        "\"paths\":[{\"path\":\"m.x['\\u001b]0;pwned\\u0007']\",\"count\":3}],"
+        "\"unreachable\":1}");
+
+    char *out, *err;
+    int st = cli(&e, &out, &err, "referrers", "K", "--dot");
+    ck_assert_msg(st == 0, "--dot failed (%d): %s", st, err);
+    /* escaped, never raw: no control character reaches the output */
+    for (const char *c = out; *c; c++)
+        ck_assert_msg((unsigned char)*c >= 0x20 || *c == '\n', "control byte 0x%02x in:\n%s",
+                      (unsigned char)*c, out);
+    ck_assert_ptr_nonnull(strstr(out, "target [label=\"m.K\\\"q\\\\b\\n3 objects, 300 B\""));
+    ck_assert_ptr_nonnull(strstr(out, "g0 -> target [label=\"['a\\\"b\\\\c\\\\nd\\\\x1b[31m']\"]"));
+    ck_assert_ptr_nonnull(strstr(out, "g1 -> g0 [label=\".w\", style=dashed]"));
+    ck_assert_ptr_nonnull(strstr(out, "g2 -> target [label=\"[0]\", style=dotted]"));
+    ck_assert_ptr_nonnull(strstr(out, "g3 -> target [label=\"[*]\", color=gray50]"));
+    ck_assert_ptr_nonnull(strstr(out, "\"caf\xc3\xa9.T\\\\x09x\\n1 object, 50 B\""));
+    ck_assert_ptr_nonnull(strstr(out, "g4 [label=\"root: <thread 7> main().f_locals['k\\\"']\", "
+                                      "shape=ellipse];"));
+    ck_assert_ptr_nonnull(strstr(out, "g4 -> g0 [label=\"\"];"));
+    check_dot_parses(&e, out, "odd");
+    free(out), free(err);
+
+    st = cli(&e, &out, &err, "referrers", "K");
+    ck_assert_msg(st == 0, "table failed (%d): %s", st, err);
+    for (const char *c = out; *c; c++)
+        ck_assert_msg((unsigned char)*c >= 0x20 || *c == '\n', "control byte 0x%02x in:\n%s",
+                      (unsigned char)*c, out);
+    ck_assert_ptr_nonnull(strstr(out, "3 objects of type m.K\"q\\b, 300 B in pid 99\n"));
+    ck_assert_ptr_nonnull(strstr(out, "warning: the scan hit its object limit"));
+    /* top level, largest first: the orphaned tuple, then dict with its
+     * child indented, then the list */
+    const char *tup = strstr(out, "          1  tuple [0] (inferred)");
+    const char *dic = strstr(out, "          2  dict ['a\"b\\c\\nd\\x1b[31m']");
+    const char *kid = strstr(out, "          1    caf\xc3\xa9.T\\tx .w (weak)");
+    const char *lst = strstr(out, "          7  list [*] (cut)");
+    const char *root = strstr(out, "          1    <root> <thread 7> main().f_locals['k\"']\n");
+    ck_assert_msg(tup && dic && kid && root && lst && tup < dic && dic < kid && kid < root &&
+                  root < lst,
+                  "tree order or indentation wrong:\n%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "          3  m.x['\\x1b]0;pwned\\x07']\n"));
+    ck_assert_ptr_nonnull(strstr(out, "unreachable from roots: 1 object ("));
+    free(out), free(err);
+
+    /* an ambiguous reply: the candidates, one per line, exit 1 */
+    f.reply = "{\"ok\":false,\"error\":\"ambiguous\",\"message\":\"'K' names 2 types\","
+              "\"candidates\":[\"a.K\",\"b.K\\u001b\"]}";
+    st = cli(&e, &out, &err, "referrers", "K");
+    ck_assert_int_eq(st, 1);
+    ck_assert_str_eq(out, "");
+    ck_assert_str_eq(err, "pyheap: 'K' names 2 types\ncandidates:\n  a.K\n  b.K\\x1b\n");
+    free(out), free(err);
+
+    shutdown(f.listen_fd, SHUT_RDWR);
+    close(f.listen_fd);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(f.served, 3);
+    env_fini(&e);
+}
+END_TEST
+
 Suite *suite_daemon(void)
 {
     Suite *s = suite_create("daemon");
@@ -1484,5 +2032,12 @@ Suite *suite_daemon(void)
     tcase_add_test(tc, known_heap_pyenv);
     tcase_set_timeout(tc, 300);
     suite_add_tcase(s, tc);
+    TCase *rc = tcase_create("referrers");
+    tcase_add_test(rc, referrers_cli);
+    tcase_add_test(rc, referrers_errors);
+    tcase_add_test(rc, referrers_shapes);
+    tcase_add_test(rc, referrers_render_odd_names);
+    tcase_set_timeout(rc, 300);
+    suite_add_tcase(s, rc);
     return s;
 }

@@ -56,7 +56,7 @@ static void load(const char *path, struct pyheap_offsets *off, char *where,
                   "%s", err.msg);
     char missing[1024];
     size_t nmissing = 99;
-    ck_assert_msg(pyheap_dwarf_offsets(d, off, missing, sizeof missing, &nmissing,
+    ck_assert_msg(pyheap_dwarf_offsets(d, 3, 11, off, missing, sizeof missing, &nmissing,
                                        &err) == 0, "%s", err.msg);
     if (ms)
         *ms = now_ms() - t0;
@@ -207,7 +207,7 @@ static off_t shdr_pos(const char *path, const char *name, Elf64_Shdr *sh_out)
     return found;
 }
 
-static void expect_no_offsets(const char *path, const char *what)
+static void expect_no_offsets_v(const char *path, const char *what, int minor)
 {
     pyheap_elf *e;
     pyheap_error err = {0};
@@ -218,7 +218,7 @@ static void expect_no_offsets(const char *path, const char *what)
     struct pyheap_offsets off;
     char missing[2048];
     size_t nmissing = 0;
-    int rc = pyheap_dwarf_offsets(e, &off, missing, sizeof missing, &nmissing, &err);
+    int rc = pyheap_dwarf_offsets(e, 3, minor, &off, missing, sizeof missing, &nmissing, &err);
     pyheap_elf_close(e);
     if (rc != 0) {
         ck_assert_msg(err.code == PYHEAP_E_NOTFOUND || err.code == PYHEAP_E_CORRUPT,
@@ -226,9 +226,14 @@ static void expect_no_offsets(const char *path, const char *what)
         return;
     }
     char why[512];
-    ck_assert_msg(pyheap_offsets_check_shape(3, 11, &off, why, sizeof why) != 0,
-                  "%s: broken DWARF passed as the 3.11 layout", what);
+    ck_assert_msg(pyheap_offsets_check_shape(3, minor, &off, why, sizeof why) != 0,
+                  "%s: broken DWARF passed as the 3.%d layout", what, minor);
     ck_assert_uint_gt(nmissing, 0);
+}
+
+static void expect_no_offsets(const char *path, const char *what)
+{
+    expect_no_offsets_v(path, what, 11);
 }
 
 START_TEST(broken_dwarf_fails_cleanly)
@@ -291,6 +296,95 @@ START_TEST(broken_dwarf_fails_cleanly)
 }
 END_TEST
 
+/* The sid root's release 3.14: its DWARF is a separate build-id file with
+ * zlib-compressed (SHF_COMPRESSED) sections. Intact it has the 3.14 shape
+ * (and not the 3.13 one); damaged copies fail cleanly. */
+START_TEST(compressed_debug_file_of_sid_314)
+{
+    const char *r = getenv("PYHEAP_SID_ROOT");
+    char root[1024], bin[1200], dbg[1400];
+    snprintf(root, sizeof root, "%s", r && *r ? r : "/var/cache/pyheap/sid-root");
+    snprintf(bin, sizeof bin, "%s/usr/bin/python3.14", root);
+    ck_assert_msg(access(bin, R_OK) == 0, "%s missing: run tools/sid-root", bin);
+    pyheap_elf *e;
+    pyheap_error err = {0};
+    ck_assert_int_eq(pyheap_elf_open(bin, &e, &err), 0);
+    uint8_t id[64];
+    size_t idlen = 0;
+    ck_assert_int_eq(pyheap_elf_build_id(e, id, sizeof id, &idlen), 0);
+    pyheap_elf_close(e);
+    ck_assert_uint_gt(idlen, 1);
+    int n = snprintf(dbg, sizeof dbg, "%s/usr/lib/debug/.build-id/%02x/", root, id[0]);
+    for (size_t i = 1; i < idlen; i++)
+        n += snprintf(dbg + n, sizeof dbg - (size_t)n, "%02x", id[i]);
+    snprintf(dbg + n, sizeof dbg - (size_t)n, ".debug");
+
+    ck_assert_int_eq(pyheap_elf_open(dbg, &e, &err), 0);
+    struct pyheap_offsets off;
+    char missing[2048], why[512];
+    size_t nm = 0;
+    ck_assert_msg(pyheap_dwarf_offsets(e, 3, 14, &off, missing, sizeof missing, &nm,
+                                       &err) == 0, "%s", err.msg);
+    ck_assert_msg(pyheap_offsets_check_shape(3, 14, &off, why, sizeof why) == 0, "%s", why);
+    ck_assert_uint_eq(off.tuple_ob_item, 32);
+    ck_assert_uint_eq(off.gcstate_generations, 24);
+    ck_assert_uint_eq(off.gcstate_young, PYHEAP_OFF_ABSENT); /* 3.14.5+ */
+    ck_assert_msg(pyheap_dwarf_offsets(e, 3, 13, &off, missing, sizeof missing, &nm,
+                                       &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(pyheap_offsets_check_shape(3, 13, &off, why, sizeof why), -1);
+    ck_assert_msg(strstr(why, "iframe_stacktop"), "%s", why);
+    pyheap_elf_close(e);
+
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/pyheap-dwarf-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/py314.debug", tmpdir);
+    struct stat st;
+    ck_assert_int_eq(stat(dbg, &st), 0);
+
+    copy_file(dbg, path, (size_t)st.st_size / 2);
+    expect_no_offsets_v(path, "3.14 debug file truncated at half", 14);
+
+    /* The compressed stream of .debug_info damaged after its header. */
+    copy_file(dbg, path, (size_t)st.st_size);
+    Elf64_Shdr sh;
+    off_t pos = shdr_pos(path, ".debug_info", &sh);
+    ck_assert_msg(sh.sh_flags & SHF_COMPRESSED, "the sid debug file is not compressed");
+    int fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    size_t nj = sh.sh_size > 4096 ? 4096 : (size_t)sh.sh_size;
+    unsigned char junk[4096];
+    srand(11);
+    for (size_t i = 0; i < nj; i++)
+        junk[i] = (unsigned char)rand();
+    ck_assert_int_eq(pwrite(fd, junk, nj - 64, (off_t)sh.sh_offset + 64), (ssize_t)(nj - 64));
+    close(fd);
+    expect_no_offsets_v(path, "compressed .debug_info garbage", 14);
+
+    /* Section size cut below the compression header's claim. */
+    copy_file(dbg, path, (size_t)st.st_size);
+    fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    uint64_t small = 100;
+    ck_assert_int_eq(pwrite(fd, &small, sizeof small, pos + 32 /* sh_size */), 8);
+    close(fd);
+    expect_no_offsets_v(path, "compressed .debug_info cut to 100 bytes", 14);
+
+    /* Compression header claims an absurd size. */
+    copy_file(dbg, path, (size_t)st.st_size);
+    fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    uint64_t huge = 1ull << 62;
+    ck_assert_int_eq(pwrite(fd, &huge, sizeof huge, (off_t)sh.sh_offset + 8 /* ch_size */), 8);
+    close(fd);
+    expect_no_offsets_v(path, "compressed .debug_info with a huge ch_size", 14);
+
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 START_TEST(no_dwarf_found_for_a_copy_without_debug_file)
 {
     /* /bin/true has a build-id but no installed debug file and no DWARF. */
@@ -304,7 +398,7 @@ START_TEST(no_dwarf_found_for_a_copy_without_debug_file)
     ck_assert_msg(strstr(err.msg, "/bin/true"), "%s", err.msg);
     struct pyheap_offsets off;
     size_t nm;
-    ck_assert_int_eq(pyheap_dwarf_offsets(e, &off, NULL, 0, &nm, &err), -1);
+    ck_assert_int_eq(pyheap_dwarf_offsets(e, 3, 11, &off, NULL, 0, &nm, &err), -1);
     ck_assert_int_eq(err.code, PYHEAP_E_NOTFOUND);
     pyheap_elf_close(e);
 }
@@ -321,6 +415,7 @@ Suite *suite_dwarf(void)
     tcase_add_test(tc, pyenv_libpython);
     tcase_add_test(tc, shape_check_rejects_other_layouts);
     tcase_add_test(tc, broken_dwarf_fails_cleanly);
+    tcase_add_test(tc, compressed_debug_file_of_sid_314);
     tcase_add_test(tc, no_dwarf_found_for_a_copy_without_debug_file);
     suite_add_tcase(s, tc);
     return s;

@@ -163,6 +163,98 @@ START_TEST(bad_fields)
 }
 END_TEST
 
+START_TEST(referrers_request)
+{
+    pyheap_request r = expect_ok("{\"cmd\":\"referrers\",\"type\":\"Connection\"}");
+    ck_assert_int_eq(r.cmd, PYHEAP_CMD_REFERRERS);
+    ck_assert_str_eq(pyheap_proto_cmd_name(r.cmd), "referrers");
+    ck_assert_str_eq(r.type, "Connection");
+    ck_assert_int_eq(r.pid, 0);
+    ck_assert_uint_eq(r.depth, PYHEAP_PROTO_DEFAULT_DEPTH);
+    ck_assert_uint_eq(r.max_paths, PYHEAP_PROTO_DEFAULT_PATHS);
+    ck_assert_uint_eq(r.max_groups, PYHEAP_PROTO_DEFAULT_GROUPS);
+    r = expect_ok("{\"cmd\":\"referrers\",\"pid\":77,\"type\":\"__main__.Connection\","
+                  "\"depth\":10,\"max_paths\":100,\"max_groups\":1000}");
+    ck_assert_int_eq(r.pid, 77);
+    ck_assert_str_eq(r.type, "__main__.Connection");
+    ck_assert_uint_eq(r.depth, 10);
+    ck_assert_uint_eq(r.max_paths, 100);
+    ck_assert_uint_eq(r.max_groups, 1000);
+    r = expect_ok("{\"cmd\":\"referrers\",\"type\":\"a\",\"depth\":1,\"max_paths\":1,"
+                  "\"max_groups\":1}");
+    ck_assert_str_eq(r.type, "a");
+    ck_assert_uint_eq(r.depth, 1);
+    ck_assert_uint_eq(r.max_paths, 1);
+    ck_assert_uint_eq(r.max_groups, 1);
+    /* Python allows any character but NUL in a class name */
+    r = expect_ok("{\"cmd\":\"referrers\",\"type\":\"We\\\"ird\\\\n\\u00e9\\nx\"}");
+    ck_assert_str_eq(r.type, "We\"ird\\n\xc3\xa9\nx");
+
+    /* the longest type name, and one byte more */
+    char buf[PYHEAP_PROTO_MAX_TYPE_LEN + 64];
+    int n = snprintf(buf, sizeof buf, "{\"cmd\":\"referrers\",\"type\":\"%0*d\"}",
+                     PYHEAP_PROTO_MAX_TYPE_LEN, 0);
+    ck_assert_int_lt(n, (int)sizeof buf);
+    r = expect_ok(buf);
+    ck_assert_uint_eq(strlen(r.type), PYHEAP_PROTO_MAX_TYPE_LEN);
+    snprintf(buf, sizeof buf, "{\"cmd\":\"referrers\",\"type\":\"%0*d\"}",
+             PYHEAP_PROTO_MAX_TYPE_LEN + 1, 0);
+    expect_err_s(buf, PYHEAP_PROTO_E_BAD_REQUEST);
+}
+END_TEST
+
+START_TEST(referrers_bad_fields)
+{
+    /* the type is required, a non-empty string without NUL */
+    expect_err_s("{\"cmd\":\"referrers\"}", PYHEAP_PROTO_E_BAD_REQUEST);
+    expect_err_s("{\"cmd\":\"referrers\",\"pid\":3}", PYHEAP_PROTO_E_BAD_REQUEST);
+    expect_err_s("{\"cmd\":\"referrers\",\"type\":\"\"}", PYHEAP_PROTO_E_BAD_REQUEST);
+    expect_err_s("{\"cmd\":\"referrers\",\"type\":null}", PYHEAP_PROTO_E_BAD_REQUEST);
+    expect_err_s("{\"cmd\":\"referrers\",\"type\":3}", PYHEAP_PROTO_E_BAD_REQUEST);
+    expect_err_s("{\"cmd\":\"referrers\",\"type\":[\"x\"]}", PYHEAP_PROTO_E_BAD_REQUEST);
+    /* jansson refuses an escaped NUL before we see it */
+    expect_err_s("{\"cmd\":\"referrers\",\"type\":\"a\\u0000b\"}", PYHEAP_PROTO_E_BAD_JSON);
+    expect_err_s("{\"cmd\":\"referrers\",\"type\":\"\xff\"}", PYHEAP_PROTO_E_BAD_JSON);
+    /* depth 1..10 */
+    static const char *const bad_depth[] = { "0", "11", "-1", "2.0", "\"3\"", "null", "true",
+                                             "9223372036854775807" };
+    /* max_paths 1..100, max_groups 1..1000 */
+    static const char *const bad_paths[] = { "0", "101", "-3", "1.5", "\"5\"", "[]" };
+    static const char *const bad_groups[] = { "0", "1001", "-1", "20.5", "{}", "false" };
+    char buf[256];
+    for (size_t i = 0; i < sizeof bad_depth / sizeof bad_depth[0]; i++) {
+        snprintf(buf, sizeof buf, "{\"cmd\":\"referrers\",\"type\":\"X\",\"depth\":%s}",
+                 bad_depth[i]);
+        expect_err_s(buf, PYHEAP_PROTO_E_BAD_REQUEST);
+    }
+    for (size_t i = 0; i < sizeof bad_paths / sizeof bad_paths[0]; i++) {
+        snprintf(buf, sizeof buf, "{\"cmd\":\"referrers\",\"type\":\"X\",\"max_paths\":%s}",
+                 bad_paths[i]);
+        expect_err_s(buf, PYHEAP_PROTO_E_BAD_REQUEST);
+    }
+    for (size_t i = 0; i < sizeof bad_groups / sizeof bad_groups[0]; i++) {
+        snprintf(buf, sizeof buf, "{\"cmd\":\"referrers\",\"type\":\"X\",\"max_groups\":%s}",
+                 bad_groups[i]);
+        expect_err_s(buf, PYHEAP_PROTO_E_BAD_REQUEST);
+    }
+    /* fields of other commands, and referrers fields elsewhere */
+    expect_err_s("{\"cmd\":\"referrers\",\"type\":\"X\",\"n\":3}", PYHEAP_PROTO_E_BAD_REQUEST);
+    expect_err_s("{\"cmd\":\"referrers\",\"type\":\"X\",\"sort\":\"bytes\"}",
+                 PYHEAP_PROTO_E_BAD_REQUEST);
+    expect_err_s("{\"cmd\":\"referrers\",\"type\":\"X\",\"Type\":\"Y\"}",
+                 PYHEAP_PROTO_E_BAD_REQUEST);
+    expect_err_s("{\"cmd\":\"top\",\"type\":\"X\"}", PYHEAP_PROTO_E_BAD_REQUEST);
+    expect_err_s("{\"cmd\":\"top\",\"depth\":3}", PYHEAP_PROTO_E_BAD_REQUEST);
+    expect_err_s("{\"cmd\":\"attach\",\"pid\":3,\"max_paths\":3}", PYHEAP_PROTO_E_BAD_REQUEST);
+    /* duplicate type fields are refused, not resolved */
+    expect_err_s("{\"cmd\":\"referrers\",\"type\":\"X\",\"type\":\"Y\"}",
+                 PYHEAP_PROTO_E_BAD_JSON);
+    /* the command name is exact */
+    expect_err_s("{\"cmd\":\"referrer\",\"type\":\"X\"}", PYHEAP_PROTO_E_UNKNOWN_CMD);
+    expect_err_s("{\"cmd\":\"Referrers\",\"type\":\"X\"}", PYHEAP_PROTO_E_UNKNOWN_CMD);
+}
+END_TEST
+
 START_TEST(oversize_line)
 {
     size_t len = PYHEAP_PROTO_MAX_LINE + 1;
@@ -301,6 +393,7 @@ START_TEST(random_garbage)
         "{\"cmd\":\"top\",\"pid\":123,\"n\":0,\"sort\":\"count\"}",
         "{\"cmd\":\"attach\",\"pid\":42}",
         "{\"cmd\":\"ps\"}",
+        "{\"cmd\":\"referrers\",\"type\":\"a.B\",\"depth\":4,\"max_paths\":2,\"max_groups\":9}",
         "[{\"a\":[1,2,{\"b\":null}]},\"x\\u00e9\",1e10]",
     };
     static const char alphabet[] = "{}[]\",:0123456789-+.eE\\u tfnalrsecmdpio\x01\x7f\xc3\xa9\xff";
@@ -350,8 +443,15 @@ START_TEST(random_garbage)
         total++;
         if (rc == 0) {
             parsed_ok++;
-            ck_assert_int_le(req.cmd, PYHEAP_CMD_TOP);
+            ck_assert_int_le(req.cmd, PYHEAP_CMD_REFERRERS);
             ck_assert_int_ge(req.pid, 0);
+            if (req.cmd == PYHEAP_CMD_REFERRERS) {
+                ck_assert(req.type[0] != '\0');
+                ck_assert_uint_le(strlen(req.type), PYHEAP_PROTO_MAX_TYPE_LEN);
+                ck_assert(req.depth >= 1 && req.depth <= PYHEAP_PROTO_MAX_DEPTH);
+                ck_assert(req.max_paths >= 1 && req.max_paths <= PYHEAP_PROTO_MAX_PATHS);
+                ck_assert(req.max_groups >= 1 && req.max_groups <= PYHEAP_PROTO_MAX_GROUPS);
+            }
             ck_assert_int_le(req.pid, PYHEAP_PROTO_MAX_PID);
         } else {
             ck_assert_int_eq(rc, -1);
@@ -380,6 +480,8 @@ Suite *suite_protocol(void)
     tcase_add_test(tc, bad_cmd);
     tcase_add_test(tc, bad_pid);
     tcase_add_test(tc, bad_fields);
+    tcase_add_test(tc, referrers_request);
+    tcase_add_test(tc, referrers_bad_fields);
     tcase_add_test(tc, oversize_line);
     tcase_add_test(tc, deep_nesting);
     tcase_add_test(tc, error_reply_shape);

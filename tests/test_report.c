@@ -123,6 +123,124 @@ START_TEST(top_limit_n)
 }
 END_TEST
 
+static const char *const referrers_keys[] = {
+    "pid", "type", "objects", "bytes", "scan_ms", "scan_truncated", "referrers", "paths",
+    "unreachable",
+};
+
+static void check_referrers_shape(const json_t *o)
+{
+    ck_assert(json_is_object(o));
+    ck_assert_uint_eq(json_object_size(o), sizeof referrers_keys / sizeof referrers_keys[0]);
+    for (size_t i = 0; i < sizeof referrers_keys / sizeof referrers_keys[0]; i++)
+        ck_assert_msg(json_object_get(o, referrers_keys[i]) != NULL, "missing %s",
+                      referrers_keys[i]);
+    const json_t *g = json_object_get(o, "referrers");
+    ck_assert(json_is_array(g));
+    for (size_t i = 0; i < json_array_size(g); i++) {
+        const json_t *e = json_array_get(g, i);
+        ck_assert_uint_eq(json_object_size(e), 7);
+        ck_assert(json_is_string(json_object_get(e, "type")));
+        ck_assert(json_is_string(json_object_get(e, "via")));
+        ck_assert(json_is_integer(json_object_get(e, "count")));
+        ck_assert(json_is_integer(json_object_get(e, "bytes")));
+        ck_assert(json_is_integer(json_object_get(e, "depth")));
+        const json_t *p = json_object_get(e, "parent");
+        ck_assert(json_is_null(p) || (json_is_integer(p) && json_integer_value(p) >= 0 &&
+                                      (size_t)json_integer_value(p) < i));
+        ck_assert(json_is_array(json_object_get(e, "flags")));
+    }
+    const json_t *p = json_object_get(o, "paths");
+    ck_assert(json_is_array(p));
+    for (size_t i = 0; i < json_array_size(p); i++) {
+        const json_t *e = json_array_get(p, i);
+        ck_assert_uint_eq(json_object_size(e), 2);
+        ck_assert(json_is_string(json_object_get(e, "path")));
+        ck_assert(json_is_integer(json_object_get(e, "count")));
+    }
+    ck_assert(json_is_integer(json_object_get(o, "unreachable")));
+}
+
+START_TEST(referrers_from_data)
+{
+    char via0[] = "[*]", via1[] = "['conns']", via2[] = ".cache", via3[] = "bad\xffvia";
+    pyheap_referrer_group g[] = {
+        { 1, SIZE_MAX, 4, "list", via0, 0, 500, 4056 },
+        { 2, 0, 2, "dict", via1, PYHEAP_EDGE_CUT, 1, 1176 },
+        { 1, SIZE_MAX, 5, "weakref.ReferenceType", via2,
+          PYHEAP_EDGE_WEAK | PYHEAP_EDGE_INFERRED, 3, 240 },
+        /* a parent that does not precede its child is shown as none */
+        { 2, 7, 6, "tuple", via3, 0, 1, 56 },
+    };
+    char path0[] = "__main__.connections[*]";
+    pyheap_root_path paths[] = { { path0, 500 } };
+    pyheap_referrers r = { .objects = 500, .bytes = 28000, .unreachable = 7, .groups = g,
+                           .ngroups = 4, .paths = paths, .npaths = 1 };
+    pyheap_scan_stats st = { .scan_ms = 41.2371, .truncated = 1 };
+    pyheap_error err;
+    json_t *o = pyheap_report_referrers_data(4321, "__main__.Connection", &r, &st, &err);
+    ck_assert_msg(o != NULL, "%s", err.msg);
+    check_referrers_shape(o);
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "pid")), 4321);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "type")), "__main__.Connection");
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "objects")), 500);
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "bytes")), 28000);
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "unreachable")), 7);
+    ck_assert_double_eq_tol(json_number_value(json_object_get(o, "scan_ms")), 41.24, 1e-9);
+    ck_assert(json_is_true(json_object_get(o, "scan_truncated")));
+    const json_t *gs = json_object_get(o, "referrers");
+    ck_assert_uint_eq(json_array_size(gs), 4);
+    const json_t *e0 = json_array_get(gs, 0), *e1 = json_array_get(gs, 1);
+    const json_t *e2 = json_array_get(gs, 2), *e3 = json_array_get(gs, 3);
+    ck_assert_str_eq(json_string_value(json_object_get(e0, "type")), "list");
+    ck_assert_str_eq(json_string_value(json_object_get(e0, "via")), "[*]");
+    ck_assert_int_eq(json_integer_value(json_object_get(e0, "count")), 500);
+    ck_assert_int_eq(json_integer_value(json_object_get(e0, "bytes")), 4056);
+    ck_assert_int_eq(json_integer_value(json_object_get(e0, "depth")), 1);
+    ck_assert(json_is_null(json_object_get(e0, "parent")));
+    ck_assert_uint_eq(json_array_size(json_object_get(e0, "flags")), 0);
+    ck_assert_int_eq(json_integer_value(json_object_get(e1, "parent")), 0);
+    ck_assert_int_eq(json_integer_value(json_object_get(e1, "depth")), 2);
+    ck_assert_str_eq(json_string_value(json_object_get(e1, "via")), "['conns']");
+    ck_assert_str_eq(json_string_value(json_array_get(json_object_get(e1, "flags"), 0)), "cut");
+    const json_t *f2 = json_object_get(e2, "flags");
+    ck_assert_uint_eq(json_array_size(f2), 2);
+    ck_assert_str_eq(json_string_value(json_array_get(f2, 0)), "weak");
+    ck_assert_str_eq(json_string_value(json_array_get(f2, 1)), "inferred");
+    ck_assert(json_is_null(json_object_get(e3, "parent")));
+    ck_assert_str_eq(json_string_value(json_object_get(e3, "via")), "bad?via");
+    const json_t *p0 = json_array_get(json_object_get(o, "paths"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(p0, "path")), "__main__.connections[*]");
+    ck_assert_int_eq(json_integer_value(json_object_get(p0, "count")), 500);
+    /* the documented key order on the wire */
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    ck_assert_ptr_nonnull(s);
+    static const char prefix[] = "{\"pid\":4321,\"type\":\"__main__.Connection\","
+                                 "\"objects\":500,\"bytes\":28000,\"scan_ms\":";
+    ck_assert_msg(strncmp(s, prefix, sizeof prefix - 1) == 0, "encoding %s", s);
+    ck_assert_ptr_nonnull(strstr(s, "{\"type\":\"list\",\"via\":\"[*]\",\"count\":500,"
+                                    "\"bytes\":4056,\"depth\":1,\"parent\":null,\"flags\":[]}"));
+    free(s);
+    json_decref(o);
+
+    /* nothing found is a valid report; no stats means scan_ms 0 */
+    pyheap_referrers empty = { 0 };
+    o = pyheap_report_referrers_data(1, "x.Y", &empty, NULL, &err);
+    ck_assert_ptr_nonnull(o);
+    check_referrers_shape(o);
+    ck_assert_uint_eq(json_array_size(json_object_get(o, "referrers")), 0);
+    ck_assert_double_eq(json_number_value(json_object_get(o, "scan_ms")), 0.0);
+    json_decref(o);
+
+    /* missing arguments are an error, not a crash */
+    ck_assert_ptr_null(pyheap_report_referrers_data(1, NULL, &empty, NULL, &err));
+    ck_assert_int_eq(err.code, PYHEAP_E_INVAL);
+    pyheap_referrers bad = { .ngroups = 2 };
+    ck_assert_ptr_null(pyheap_report_referrers_data(1, "x", &bad, NULL, &err));
+    ck_assert_int_eq(err.code, PYHEAP_E_INVAL);
+}
+END_TEST
+
 /* A real target: /usr/bin/python3.11 that builds some objects and waits. */
 static pid_t spawn_python(int *ready_fd)
 {
@@ -138,6 +256,12 @@ static pid_t spawn_python(int *ready_fd)
               "import sys, time\n"
               "class ReportProbe: pass\n"
               "keep = [ReportProbe() for _ in range(5000)]\n"
+              "import types\n"
+              "for m in ('alpha_mod', 'beta_mod'):\n"
+              "    mod = types.ModuleType(m)\n"
+              "    exec('class Twin: pass', mod.__dict__)\n"
+              "    mod.keep = mod.Twin()\n"
+              "    sys.modules[m] = mod\n"
               "sys.stdout.write('ready\\n'); sys.stdout.flush()\n"
               "time.sleep(120)\n",
               (char *)NULL);
@@ -208,6 +332,58 @@ START_TEST(top_from_live_process)
     ck_assert_str_eq(json_string_value(json_object_get(id, "module")), pyheap_target_module(t));
     ck_assert(json_is_string(json_object_get(id, "offsets_detail")));
 
+    /* referrers: a qualified and a short name resolve to the same report */
+    pyheap_referrers_opts ro = { .depth = 2 };
+    json_t *rq = pyheap_report_referrers(pid, s, "__main__.ReportProbe", &ro, &err);
+    ck_assert_msg(rq != NULL, "referrers: %s", err.msg);
+    ck_assert(json_is_true(json_object_get(rq, "ok")));
+    json_object_del(rq, "ok");
+    check_referrers_shape(rq);
+    ck_assert_str_eq(json_string_value(json_object_get(rq, "type")), "__main__.ReportProbe");
+    ck_assert_int_eq(json_integer_value(json_object_get(rq, "objects")), 5000);
+    json_t *rs = pyheap_report_referrers(pid, s, "ReportProbe", &ro, &err);
+    ck_assert_ptr_nonnull(rs);
+    ck_assert_str_eq(json_string_value(json_object_get(rs, "type")), "__main__.ReportProbe");
+    json_decref(rs);
+    json_decref(rq);
+
+    /* an ambiguous short name: an error reply listing both, sorted */
+    json_t *amb = pyheap_report_referrers(pid, s, "Twin", &ro, &err);
+    ck_assert_msg(amb != NULL, "referrers Twin: %s", err.msg);
+    ck_assert(json_is_false(json_object_get(amb, "ok")));
+    ck_assert_str_eq(json_string_value(json_object_get(amb, "error")), "ambiguous");
+    const json_t *cand = json_object_get(amb, "candidates");
+    ck_assert_uint_eq(json_array_size(cand), 2);
+    ck_assert_str_eq(json_string_value(json_array_get(cand, 0)), "alpha_mod.Twin");
+    ck_assert_str_eq(json_string_value(json_array_get(cand, 1)), "beta_mod.Twin");
+    const char *m = json_string_value(json_object_get(amb, "message"));
+    ck_assert_ptr_nonnull(strstr(m, "alpha_mod.Twin"));
+    ck_assert_ptr_nonnull(strstr(m, "beta_mod.Twin"));
+    json_decref(amb);
+    /* the qualified name is not ambiguous */
+    json_t *one = pyheap_report_referrers(pid, s, "beta_mod.Twin", &ro, &err);
+    ck_assert_ptr_nonnull(one);
+    ck_assert(json_is_true(json_object_get(one, "ok")));
+    ck_assert_int_eq(json_integer_value(json_object_get(one, "objects")), 1);
+    json_decref(one);
+
+    /* unknown: not_found, with close names suggested */
+    json_t *nf = pyheap_report_referrers(pid, s, "ReportProbs", &ro, &err);
+    ck_assert_ptr_nonnull(nf);
+    ck_assert(json_is_false(json_object_get(nf, "ok")));
+    ck_assert_str_eq(json_string_value(json_object_get(nf, "error")), "not_found");
+    const json_t *sug = json_object_get(nf, "suggestions");
+    ck_assert_uint_ge(json_array_size(sug), 1);
+    ck_assert_str_eq(json_string_value(json_array_get(sug, 0)), "__main__.ReportProbe");
+    ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(nf, "message")),
+                                 "did you mean: __main__.ReportProbe"));
+    json_decref(nf);
+    nf = pyheap_report_referrers(pid, s, "Qzxwv_Nothing", &ro, &err);
+    ck_assert_ptr_nonnull(nf);
+    ck_assert_str_eq(json_string_value(json_object_get(nf, "error")), "not_found");
+    ck_assert_uint_eq(json_array_size(json_object_get(nf, "suggestions")), 0);
+    json_decref(nf);
+
     json_decref(id);
     json_decref(top3);
     json_decref(all);
@@ -224,6 +400,7 @@ Suite *suite_report(void)
     TCase *tc = tcase_create("json");
     tcase_add_test(tc, top_from_histogram);
     tcase_add_test(tc, top_limit_n);
+    tcase_add_test(tc, referrers_from_data);
     suite_add_tcase(s, tc);
     TCase *live = tcase_create("live");
     tcase_add_test(live, top_from_live_process);

@@ -286,7 +286,7 @@ START_TEST(unsupported_versions)
     /* Older ones lack _PyRuntime (< 3.7) or Py_Version (< 3.11): the
      * version then comes from the library name and its PY_VERSION string. */
     const char *const vers[] = {"2.7.18", "3.6.15", "3.7.16", "3.8.18", "3.9.18",
-                                "3.10.13", "3.12.1", "3.13.0"};
+                                "3.10.13", "3.12.1"};
     int ran = 0;
     for (size_t i = 0; i < sizeof vers / sizeof vers[0]; i++) {
         char prog[256];
@@ -301,7 +301,7 @@ START_TEST(unsupported_versions)
         ck_assert_msg(err.code == PYHEAP_E_UNSUPPORTED, "%s: %s", prog, err.msg);
         char want[64];
         snprintf(want, sizeof want, "Python %s (module ", vers[i]);
-        ck_assert_msg(strstr(err.msg, want) && strstr(err.msg, "pyheap supports 3.11"),
+        ck_assert_msg(strstr(err.msg, want) && strstr(err.msg, "supports 3.11, 3.13"),
                       "%s", err.msg);
         fprintf(stderr, "unsupported: %s\n", err.msg);
         reap(pid);
@@ -309,6 +309,58 @@ START_TEST(unsupported_versions)
     }
     if (ran == 0)
         fprintf(stderr, "SKIP: no other pyenv Python present\n");
+}
+END_TEST
+
+/* Two modules define _PyRuntime: pyenv's 3.13.0 running, with pyenv's
+ * libpython3.11 loaded by ctypes but never initialized (mapped below it, so
+ * tried first). The one whose offsets validate is kept; with 3.12.1 running
+ * instead, the refusal names 3.12, not the idle 3.11 library. */
+START_TEST(second_libpython_is_skipped)
+{
+    const char *lib311 = PYENV "/3.11.7/lib/libpython3.11.so.1.0";
+    const char *const progs[] = {PYENV "/3.13.0/bin/python3.13",
+                                 PYENV "/3.12.1/bin/python3.12"};
+    if (access(lib311, R_OK) != 0 || access(progs[0], X_OK) != 0 ||
+        access(progs[1], X_OK) != 0) {
+        fprintf(stderr, "SKIP: pyenv 3.11.7, 3.12.1 or 3.13.0 not present\n");
+        return;
+    }
+    char code[512];
+    snprintf(code, sizeof code, "import ctypes, sys, time; ctypes.CDLL('%s'); "
+             "sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(60)", lib311);
+    for (int i = 0; i < 2; i++) {
+        int p[2];
+        ck_assert_int_eq(pipe(p), 0);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            dup2(p[1], 1);
+            close(p[0]);
+            close(p[1]);
+            execl(progs[i], progs[i], "-c", code, (char *)NULL);
+            _exit(127);
+        }
+        close(p[1]);
+        struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+        char buf[8] = "";
+        ck_assert_int_eq(poll(&pfd, 1, 20000), 1);
+        ck_assert_int_gt(read(p[0], buf, sizeof buf - 1), 0);
+        close(p[0]);
+        if (i == 0) {
+            pyheap_target *t = open_ok(pid, 0, NULL);
+            ck_assert_str_eq(pyheap_target_version(t), "3.13.0");
+            ck_assert_msg(strstr(pyheap_target_module(t), "libpython3.13"), "%s",
+                          pyheap_target_module(t));
+            pyheap_target_free(t);
+        } else {
+            pyheap_error err = open_fail(pid, 0);
+            ck_assert_msg(err.code == PYHEAP_E_UNSUPPORTED && strstr(err.msg, "3.12.1"),
+                          "%s", err.msg);
+        }
+        reap(pid);
+    }
 }
 END_TEST
 
@@ -577,6 +629,7 @@ Suite *suite_target(void)
     tcase_add_test(tc, no_such_process);
     tcase_add_test(tc, not_python);
     tcase_add_test(tc, unsupported_versions);
+    tcase_add_test(tc, second_libpython_is_skipped);
     tcase_add_test(tc, exited_target_is_gone);
     tcase_add_test(tc, not_permitted);
     tcase_add_test(tc, deleted_executable);

@@ -10,7 +10,9 @@ scenario. Writes OUTDIR/ready and idles (OUTDIR/counter advances).
 --bench N: also build N objects of class Bench (10 % of them reachable
 through a dict of lists) among ~10 N other objects, for a timing figure.
 """
+import array
 import collections
+import functools
 import gc
 import os
 import sys
@@ -55,6 +57,58 @@ class Bench:
     pass
 
 
+class WorkerItem:
+    """Held by a threading.local attribute set in another thread."""
+
+
+class HeldItem:
+    """In a list attribute of an instance whose __dict__ was materialised."""
+
+
+class SlotItem:
+    """In a __slots__ member."""
+
+
+class PartialArg:
+    """A bound argument of a functools.partial."""
+
+
+class DDItem:
+    """In a list value of a defaultdict."""
+
+
+class GenItem:
+    """In a local variable of a suspended generator."""
+
+
+class DescrItem:
+    """Wrapped by staticmethod, classmethod and property objects."""
+
+
+class Descriptors:
+    sm = staticmethod(DescrItem())
+    cm = classmethod(DescrItem())
+    prop = property(DescrItem())
+
+
+class Holder:
+    def __init__(self):
+        self.items = [HeldItem() for _ in range(3)]
+
+
+class Slotted:
+    __slots__ = ('payload',)
+
+    def __init__(self):
+        self.payload = SlotItem()
+
+
+def make_gen():
+    held = [GenItem() for _ in range(2)]
+    yield len(held)
+    yield 0
+
+
 class Dup:
     """Two types print as ...Dup: a short name that is ambiguous."""
 
@@ -96,6 +150,29 @@ weak_refs = [weakref.ref(x) for x in weak_targets]
 weak_values = weakref.WeakValueDictionary({i: x for i, x in enumerate(weak_targets)})
 
 bench_index = {}
+
+tls2 = threading.local()
+worker_ready = threading.Event()
+
+
+def worker():
+    tls2.items = [WorkerItem() for _ in range(5)]
+    worker_ready.set()
+    while True:
+        time.sleep(1)
+
+
+holder = Holder()
+vars(holder)  # materialises the instance dict
+slotted = Slotted()
+bound = functools.partial(print, PartialArg())
+dd = collections.defaultdict(list)
+dd['k'].append(DDItem())
+gen = make_gen()
+next(gen)
+exported = array.array('b', [1, 2, 3])
+view = memoryview(exported)
+del exported
 
 
 def build(bench):
@@ -144,6 +221,8 @@ def main():
     bench = int(sys.argv[sys.argv.index('--bench') + 1]) if '--bench' in sys.argv else 0
     gc.disable()  # keep the unreachable cycle alive for the test
     keep = build(bench)
+    threading.Thread(target=worker, daemon=True).start()
+    worker_ready.wait()
     with open(os.path.join(outdir, 'ready'), 'w') as f:
         f.write('%d\n' % os.getpid())
     idle(outdir, keep)
