@@ -415,8 +415,8 @@ def main():
         note = ""
         if key == "referrers_s" and v is None:
             note = " (%s)" % big.get("referrers_note", "n/a")
-        print("  %-26s %s %-5g %-8s %s%s" % (key, op, lim, fmt(v),
-                                             "met" if ok else "NOT met", note))
+        verdict = "n/a" if v is None else "met" if ok else "NOT met"
+        print("  %-26s %s %-5g %-8s %s%s" % (key, op, lim, fmt(v), verdict, note))
     print("details: %s" % path)
     return 0
 
