@@ -259,11 +259,9 @@ int pyheap_offsets_validate(pyheap_target *t, pyheap_error *err);
 
 /* ---- target.c ---- */
 
-/* Whether the walker (walk.c, decode_*.c) handles T's version: true for
- * 3.11 only until the walker port for 3.13+ lands (it then widens the
- * list in target.c). pyheap_target_open succeeds on 3.13-3.15 so that
- * version, offsets source and validation can be shown; walking such a
- * target must be refused with PYHEAP_E_UNSUPPORTED when this is false. */
+/* Whether the walker (walk.c, decode_*.c) handles T's version: 3.11 and
+ * 3.13-3.15, the versions tested end to end (not 3.12). pyheap_walk
+ * refuses a target with PYHEAP_E_UNSUPPORTED when this is false. */
 bool pyheap_target_walk_supported(const pyheap_target *t);
 
 /* ---- walk.c ---- */
