@@ -943,8 +943,12 @@ static void walk_interp(struct walk *w, uint64_t interp)
     const struct pyheap_offsets *off = &w->t->off;
     uint64_t gc = interp + off->interp_gc;
     unsigned ngen = w->t->k.gc_generations ? w->t->k.gc_generations : 3;
+    /* 3.14.0-3.14.4 (incremental GC): young + old[2] are three consecutive
+     * gc_generation structs where the other versions have generations[3]. */
+    size_t gens = off->gcstate_generations != PYHEAP_OFF_ABSENT ? off->gcstate_generations
+                                                                : off->gcstate_young;
     for (unsigned i = 0; i < ngen && i < 8; i++)
-        walk_gc_list(w, gc + off->gcstate_generations + (uint64_t)i * off->gc_generation +
+        walk_gc_list(w, gc + gens + (uint64_t)i * off->gc_generation +
                         off->gc_generation_head);
     if (off->gcstate_permanent_generation != PYHEAP_OFF_ABSENT)
         walk_gc_list(w, gc + off->gcstate_permanent_generation + off->gc_generation_head);
@@ -1013,7 +1017,7 @@ static int offsets_usable(const struct pyheap_offsets *off, pyheap_error *err)
     static const struct { const char *name; size_t at; } required[] = {
     F(ob_type), F(ob_size), F(gc_head), F(gc_next), F(gc_prev),
     F(runtime_interpreters_head), F(interp_next), F(interp_threads_head), F(interp_gc),
-    F(gcstate_generations), F(gc_generation), F(gc_generation_head), F(tstate_next),
+    F(gc_generation), F(gc_generation_head), F(tstate_next),
     F(err_stackitem_exc_value), F(iframe_owner),
     F(err_stackitem_previous_item), F(iframe_previous),
     F(iframe_localsplus), F(frame_f_frame), F(frame_f_frame_data),
@@ -1037,6 +1041,7 @@ static int offsets_usable(const struct pyheap_offsets *off, pyheap_error *err)
     /* Version-shaped fields: 3.11 (first) or 3.13+ (second) must be there. */
 #define G(name) #name, offsetof(struct pyheap_offsets, name)
     static const struct { const char *a; size_t at_a; const char *b; size_t at_b; } either[] = {
+        { G(gcstate_generations), G(gcstate_young) },
         { G(tstate_cframe), G(tstate_current_frame) },
         { G(cframe_current_frame), G(tstate_current_frame) },
         { G(iframe_f_code), G(iframe_f_executable) },
