@@ -623,6 +623,7 @@ static int decode(struct walk *w, const struct walk_obj *o, uint64_t *size)
     case WALK_PARTIAL: return pyheap_walk_decode_partial(w, o, size);
     case WALK_WEAKREF: return pyheap_walk_decode_weakref(w, o, size);
     case WALK_LOCAL: return pyheap_walk_decode_local(w, o, size);
+    case WALK_LOCAL_DICTS: return pyheap_walk_decode_local_dicts(w, o, size);
     case WALK_LOCALDUMMY: return pyheap_walk_decode_localdummy(w, o, size);
     case WALK_PROPERTY: return pyheap_walk_decode_property(w, o, size);
     case WALK_CLASSMETHOD: return pyheap_walk_decode_classmethod(w, o, size);

@@ -55,6 +55,7 @@ enum walk_kind {
     WALK_CLASSMETHOD, /* staticmethod and classmethod */
     WALK_MEMORYVIEW,  /* memoryview */
     WALK_MANAGEDBUF,  /* managedbuffer (what a memoryview holds) */
+    WALK_LOCAL_DICTS, /* _thread._local, 3.13+ layout (localdicts dict) */
     WALK_NKINDS
 };
 
@@ -242,6 +243,7 @@ int pyheap_walk_decode_defaultdict(struct walk *w, const struct walk_obj *o, uin
 int pyheap_walk_decode_partial(struct walk *w, const struct walk_obj *o, uint64_t *size);
 int pyheap_walk_decode_weakref(struct walk *w, const struct walk_obj *o, uint64_t *size);
 int pyheap_walk_decode_local(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_local_dicts(struct walk *w, const struct walk_obj *o, uint64_t *size);
 int pyheap_walk_decode_localdummy(struct walk *w, const struct walk_obj *o, uint64_t *size);
 int pyheap_walk_decode_property(struct walk *w, const struct walk_obj *o, uint64_t *size);
 int pyheap_walk_decode_classmethod(struct walk *w, const struct walk_obj *o, uint64_t *size);
