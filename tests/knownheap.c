@@ -66,7 +66,14 @@ static void copy_file(const char *from, const char *to)
 
 void kh_start(struct kh *k, const char *root, const char *python, const char *extra)
 {
+    kh_start_script(k, root, python, "known_heap.py", extra);
+}
+
+void kh_start_script(struct kh *k, const char *root, const char *python, const char *name,
+                     const char *extra)
+{
     memset(k, 0, sizeof *k);
+    snprintf(k->script, sizeof k->script, "%s", name);
     char script[4096], inner[600];
     if (root) {
         snprintf(k->root, sizeof k->root, "%s", root);
@@ -78,7 +85,7 @@ void kh_start(struct kh *k, const char *root, const char *python, const char *ex
         snprintf(k->dir, sizeof k->dir, "%s/tmp/pyheap-kh-XXXXXX", root);
         ck_assert_ptr_nonnull(mkdtemp(k->dir));
         chmod(k->dir, 0755);
-        const char *files[] = { "known_heap.py", "groundtruth.py" };
+        const char *files[] = { name, "groundtruth.py" };
         for (size_t i = 0; i < 2; i++) {
             char from[4096], to[700];
             snprintf(from, sizeof from, "%s/tests/targets/%s", test_srcdir(), files[i]);
@@ -86,14 +93,14 @@ void kh_start(struct kh *k, const char *root, const char *python, const char *ex
             copy_file(from, to);
         }
         snprintf(inner, sizeof inner, "%s", k->dir + strlen(root));
-        snprintf(script, sizeof script, "%s/known_heap.py", inner);
+        snprintf(script, sizeof script, "%s/%s", inner, name);
     } else {
         snprintf(k->label, sizeof k->label, "%s", python);
         ck_assert_msg(access(python, X_OK) == 0, "%s is required", python);
         snprintf(k->dir, sizeof k->dir, "/tmp/pyheap-kh-XXXXXX");
         ck_assert_ptr_nonnull(mkdtemp(k->dir));
         snprintf(inner, sizeof inner, "%s", k->dir);
-        snprintf(script, sizeof script, "%s/tests/targets/known_heap.py", test_srcdir());
+        snprintf(script, sizeof script, "%s/tests/targets/%s", test_srcdir(), name);
         ck_assert_msg(access(script, R_OK) == 0, "%s not found (PYHEAP_SRCDIR?)", script);
     }
     pid_t pid = fork();
@@ -122,7 +129,7 @@ void kh_start(struct kh *k, const char *root, const char *python, const char *ex
         if (waitpid(pid, &st, WNOHANG) == pid) {
             k->pid = 0;
             kh_stop(k);
-            ck_abort_msg("%s known_heap.py exited (status %d) before it was ready", python, st);
+            ck_abort_msg("%s %s exited (status %d) before it was ready", python, name, st);
         }
         kh_sleep_ms(100);
     }
@@ -130,7 +137,7 @@ void kh_start(struct kh *k, const char *root, const char *python, const char *ex
     waitpid(pid, NULL, 0);
     k->pid = 0;
     kh_stop(k);
-    ck_abort_msg("%s known_heap.py not ready after 180 s", python);
+    ck_abort_msg("%s %s not ready after 180 s", python, name);
 }
 
 void kh_stop(struct kh *k)
@@ -142,18 +149,11 @@ void kh_stop(struct kh *k)
     }
     if (!k->dir[0] || strstr(k->dir, "/pyheap-kh-") == NULL)
         return;
-    const char *files[] = { "ready", "truth.json", "objects.tsv", "expected.txt",
-                            "counter", "counter.tmp", "known_heap.py", "groundtruth.py" };
-    char p[1024];
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        kh_path(k, files[i], p, sizeof p);
-        unlink(p);
-    }
+    /* Everything in it was made by kh_start and the script. */
     char cmd[800];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s/__pycache__'", k->dir);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", k->dir);
     if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s/__pycache__\n", k->dir);
-    rmdir(k->dir);
+        fprintf(stderr, "could not remove %s\n", k->dir);
     k->dir[0] = 0;
 }
 

@@ -12,6 +12,7 @@
 
 struct kh {
     pid_t pid;
+    char script[64];  /* tests/targets/ script name */
     char dir[512];    /* the output directory, as the host sees it */
     char root[256];   /* chroot directory, "" for a host interpreter */
     char label[128];  /* "python3.14 (sid chroot)" etc., for messages */
@@ -25,6 +26,10 @@ const char *kh_sid_root(void);
  * with the scripts copied to ROOT/tmp/pyheap-kh-XXXXXX (removed by
  * kh_stop). The target dies with the test process. */
 void kh_start(struct kh *k, const char *root, const char *python, const char *extra);
+/* The same for another script of tests/targets/ that takes OUTDIR [EXTRA]
+ * and writes OUTDIR/ready (e.g. referrers.py). */
+void kh_start_script(struct kh *k, const char *root, const char *python, const char *script,
+                     const char *extra);
 /* Kill the target and remove everything kh_start created. */
 void kh_stop(struct kh *k);
 /* The target's progress counter (-1 if unreadable). */

@@ -8,6 +8,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -139,6 +140,168 @@ END_TEST
 START_TEST(py315_debug)
 {
     run("/usr/bin/python3.15d", ALL, PYHEAP_OFFSETS_DWARF);
+}
+END_TEST
+
+/* ---- labelled referrers through the ported decoders ---- */
+
+static pyheap_referrers *referrers_of(const pyheap_snapshot *s, const char *name)
+{
+    uint32_t *ty = NULL;
+    size_t nt = 0;
+    pyheap_error e;
+    memset(&e, 0, sizeof e);
+    ck_assert_msg(pyheap_type_lookup(s, name, &ty, &nt, &e) == 0, "%s: %s", name, e.msg);
+    pyheap_referrers *r = NULL;
+    ck_assert_msg(pyheap_referrers_compute(s, ty, nt, NULL, &r, &e) == 0, "%s: %s", name, e.msg);
+    free(ty);
+    return r;
+}
+
+static void expect_group(const pyheap_referrers *r, const char *what, unsigned depth,
+                         const char *type, const char *via)
+{
+    for (size_t i = 0; i < r->ngroups; i++)
+        if (r->groups[i].depth == depth && strcmp(r->groups[i].type_name, type) == 0 &&
+            strcmp(r->groups[i].via, via) == 0)
+            return;
+    for (size_t i = 0; i < r->ngroups; i++)
+        fprintf(stderr, "  %s: depth %u %s via %s\n", what, r->groups[i].depth,
+                r->groups[i].type_name, r->groups[i].via);
+    ck_abort_msg("%s: no referrer group %s via %s at depth %u", what, type, via, depth);
+}
+
+static void expect_path(const pyheap_referrers *r, const char *what, const char *prefix)
+{
+    for (size_t i = 0; i < r->npaths; i++)
+        if (strncmp(r->paths[i].path, prefix, strlen(prefix)) == 0)
+            return;
+    ck_abort_msg("%s: no path starting %s (first: %s)", what, prefix,
+                 r->npaths ? r->paths[0].path : "none");
+}
+
+/* tests/targets/referrers.py in the chroot: the shapes whose decoders
+ * changed with the version (thread-locals: 3.13's localdicts; partial:
+ * 3.14's 80-byte layout; generator locals: 3.14's tagged stack refs;
+ * materialised instance dicts and inline values; slots; weak refs). */
+static void scenarios(const char *python)
+{
+    struct kh k;
+    kh_start_script(&k, kh_sid_root(), python, "referrers.py", NULL);
+    pyheap_target *t = NULL;
+    pyheap_error e;
+    memset(&e, 0, sizeof e);
+    ck_assert_msg(pyheap_target_open(k.pid, NULL, &t, &e) == 0, "%s: %s", k.label, e.msg);
+    pyheap_snapshot *s = NULL;
+    ck_assert_msg(pyheap_snapshot_take(t, NULL, &s, &e) == 0, "%s: %s", k.label, e.msg);
+    fprintf(stderr, "\n== scenarios: %s (python %s): %zu objects, %zu roots\n", k.label,
+            pyheap_target_version(t), pyheap_snapshot_count(s), pyheap_snapshot_nroots(s));
+
+    pyheap_referrers *r = referrers_of(s, "Seen");
+    ck_assert_uint_eq(r->objects, 50);
+    expect_group(r, "Seen", 1, "list", "[*]");
+    expect_group(r, "Seen", 2, "dict", "['seen_log']");
+    expect_path(r, "Seen", "__main__.seen_log[");
+    pyheap_referrers_free(r);
+
+    r = referrers_of(s, "__main__.Cyclic");
+    ck_assert_uint_eq(r->unreachable, 4);
+    expect_group(r, "Cyclic", 1, "__main__.Cyclic", ".other");
+    pyheap_referrers_free(r);
+
+    r = referrers_of(s, "TLPayload");
+    ck_assert_uint_eq(r->objects, 200);
+    ck_assert_uint_eq(r->unreachable, 0);
+    expect_group(r, "TLPayload", 3, "_thread._local", ".__dict__");
+    expect_path(r, "TLPayload", "__main__.tls.big[");
+    pyheap_referrers_free(r);
+
+    r = referrers_of(s, "WorkerItem");
+    expect_group(r, "WorkerItem", 3, "_thread._local", ".__dict__");
+    expect_path(r, "WorkerItem", "__main__.tls2.items[");
+    pyheap_referrers_free(r);
+
+    r = referrers_of(s, "Query");
+    expect_group(r, "Query", 2, "collections.deque", "[*]");
+    expect_path(r, "Query", "__main__.queries_log[*]['marker']");
+    pyheap_referrers_free(r);
+
+    r = referrers_of(s, "Captured");
+    expect_group(r, "Captured", 2, "cell", ".cell_contents");
+    expect_path(r, "Captured", "__main__.handler.__closure__[0].cell_contents[");
+    pyheap_referrers_free(r);
+
+    r = referrers_of(s, "Cached");
+    expect_group(r, "Cached", 3, "type", ".__dict__");
+    expect_path(r, "Cached", "__main__.Registry.cache['key-");
+    pyheap_referrers_free(r);
+
+    r = referrers_of(s, "HeldItem");
+    expect_group(r, "HeldItem", 3, "__main__.Holder", ".__dict__");
+    expect_path(r, "HeldItem", "__main__.holder.items[");
+    pyheap_referrers_free(r);
+
+    r = referrers_of(s, "SlotItem");
+    expect_group(r, "SlotItem", 1, "__main__.Slotted", ".payload");
+    pyheap_referrers_free(r);
+
+    r = referrers_of(s, "PartialArg");
+    expect_group(r, "PartialArg", 2, "functools.partial", ".args");
+    expect_path(r, "PartialArg", "__main__.bound.args[0]");
+    pyheap_referrers_free(r);
+
+    r = referrers_of(s, "DDItem");
+    expect_group(r, "DDItem", 2, "collections.defaultdict", "['k']");
+    pyheap_referrers_free(r);
+
+    r = referrers_of(s, "GenItem");
+    expect_group(r, "GenItem", 2, "generator", ".gi_frame.f_locals['held']");
+    expect_path(r, "GenItem", "__main__.gen.gi_frame.f_locals['held'][");
+    pyheap_referrers_free(r);
+
+    r = referrers_of(s, "DescrItem");
+    ck_assert_uint_eq(r->objects, 3);
+    expect_group(r, "DescrItem", 1, "property", ".fget");
+    pyheap_referrers_free(r);
+
+    r = referrers_of(s, "array.array");
+    expect_group(r, "array.array", 1, "memoryview", ".obj");
+    pyheap_referrers_free(r);
+
+    r = referrers_of(s, "Weakly");
+    ck_assert_uint_eq(r->objects, 3);
+    for (size_t i = 0; i < r->ngroups; i++)
+        ck_assert_msg(strncmp(r->groups[i].type_name, "weakref.", 8) != 0,
+                      "weak reference counted as a referrer: %s", r->groups[i].via);
+    expect_path(r, "Weakly", "__main__.weak_targets[");
+    pyheap_referrers_free(r);
+
+    bool thread_root = false;
+    for (size_t i = 0; i < pyheap_snapshot_nroots(s); i++)
+        thread_root |= strstr(pyheap_snapshot_root_name(s, i), "idle().f_locals['keep']") != NULL ||
+                       strstr(pyheap_snapshot_root_name(s, i), "idle().f_locals['outdir']") != NULL;
+    ck_assert_msg(thread_root, "%s: no root for a local of the main thread's idle() frame",
+                  k.label);
+    pyheap_snapshot_free(s);
+    pyheap_target_free(t);
+    kh_stop(&k);
+}
+
+START_TEST(scenarios_py313)
+{
+    scenarios("/usr/bin/python3.13");
+}
+END_TEST
+
+START_TEST(scenarios_py314)
+{
+    scenarios("/usr/bin/python3.14");
+}
+END_TEST
+
+START_TEST(scenarios_py315)
+{
+    scenarios("/usr/bin/python3.15");
 }
 END_TEST
 
@@ -317,6 +480,9 @@ Suite *suite_walk_versions(void)
     tcase_add_test(tc, py315_release);
     tcase_add_test(tc, py315_release_table);
     tcase_add_test(tc, py315_debug);
+    tcase_add_test(tc, scenarios_py313);
+    tcase_add_test(tc, scenarios_py314);
+    tcase_add_test(tc, scenarios_py315);
     tcase_add_test(tc, daemon_py314_release);
     tcase_add_test(tc, daemon_py315_debug);
     suite_add_tcase(s, tc);
