@@ -82,6 +82,12 @@ def gen_fn(n):
         yield local_list, i
 
 
+def frame_of(i):
+    """A frame object that outlives its call (it then owns its data)."""
+    held = ['frame', i]
+    return sys._getframe(), held
+
+
 def make_closure(i):
     captured = ['cl', i]
 
@@ -126,6 +132,7 @@ def build(scale):
     for g in gens:
         next(g)
     h['gens'] = gens
+    h['frames'] = [frame_of(i)[0] for i in range(n // 20)]
     # Deques hold their items in blocks outside the object: these strs are
     # referenced from nowhere else.
     h['deques'] = [collections.deque('dq%d-%d' % (i, j) for j in range(i % 150))
