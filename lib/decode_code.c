@@ -5,7 +5,6 @@
 
 #include "walk.h"
 
-#define FRAME_CLEARED 4 /* 3.11 enum _framestate */
 
 static uint64_t u64at(const unsigned char *buf, size_t off)
 {
@@ -84,7 +83,9 @@ int pyheap_walk_decode_function(struct walk *w, const struct walk_obj *o, uint64
         { off->func_code, "__code__", 0 }, { off->func_defaults, "__defaults__", 0 },
         { off->func_kwdefaults, "__kwdefaults__", 0 }, { off->func_closure, "__closure__", 0 },
         { off->func_doc, "__doc__", 0 }, { off->func_dict, "__dict__", 0 },
-        { off->func_module, "__module__", 0 }, { off->func_annotations, "__annotations__", 0 } };
+        { off->func_module, "__module__", 0 }, { off->func_annotations, "__annotations__", 0 },
+        { off->func_typeparams, "__type_params__", 0 },
+        { off->func_annotate, "__annotate__", 0 } };
     ref_fields(w, b, body_len(o, sizeof b), f, NF(f));
     return pyheap_walk_decode_fixed(w, o, size);
 }
@@ -105,6 +106,19 @@ int pyheap_walk_decode_code(struct walk *w, const struct walk_obj *o, uint64_t *
         { off->code_co_qualname, "co_qualname", 0 }, { off->code_co_linetable, "co_linetable", 0 },
         { off->code_co_code_cache, "<co_code>", 0 } };
     ref_fields(w, b, len, f, NF(f));
+    if (off->code_co_cached != PYHEAP_OFF_ABSENT && off->code_co_cached + 8 <= len) {
+        /* 3.12+: co_code, co_varnames... cached in a separate _PyCoCached */
+        uint64_t cached = u64at(b, off->code_co_cached);
+        struct { size_t off; const char *name; } cf[] = {
+            { off->coc_code, "<co_code>" }, { off->coc_varnames, "<co_varnames>" },
+            { off->coc_cellvars, "<co_cellvars>" }, { off->coc_freevars, "<co_freevars>" } };
+        for (size_t i = 0; cached && i < NF(cf); i++) {
+            uint64_t v;
+            if (cf[i].off != PYHEAP_OFF_ABSENT && cf[i].off < 256 &&
+                pyheap_walk_read_u64(w, cached + cf[i].off, &v) == 0 && v)
+                pyheap_walk_edge(w, v, pyheap_walk_label(w, LBL_TEXT, cf[i].name));
+        }
+    }
     if (off->ob_size + 8 > len)
         return -1;
     int64_t n = (int64_t)u64at(b, off->ob_size);
@@ -175,12 +189,37 @@ int pyheap_walk_iframe_refs(struct walk *w, uint64_t iframe, const char *owner)
         { off->iframe_f_locals, "f_locals", 0 }, { off->iframe_f_code, "f_code", 0 },
         { off->iframe_frame_obj, "<frame>", 0 } };
     ref_fields(w, b, hdr, f, NF(f));
+    /* 3.13+: f_executable and f_funcobj (tagged _PyStackRef in 3.14+). */
+    struct field sf[] = { { off->iframe_f_executable, "f_code", 0 },
+                          { off->iframe_f_funcobj, "f_func", 0 } };
+    for (size_t i = 0; i < NF(sf); i++) {
+        if (sf[i].off == PYHEAP_OFF_ABSENT || sf[i].off + 8 > hdr)
+            continue;
+        uint64_t v = pyheap_walk_stackref(w, u64at(b, sf[i].off));
+        if (v)
+            pyheap_walk_edge(w, v, pyheap_walk_label(w, LBL_ATTR, sf[i].name));
+    }
     int64_t slots, nlocals;
-    int32_t top = i32at(b, off->iframe_stacktop);
-    uint64_t code = u64at(b, off->iframe_f_code);
-    if (code_slots(w, code, &slots, &nlocals) < 0 || top > slots)
+    uint64_t code;
+    if (pyheap_walk_iframe_code(w, iframe, &code) < 0 || code_slots(w, code, &slots, &nlocals) < 0)
         return -1;
-    /* A frame that is executing has stacktop -1 (3.11): its locals are
+    int32_t top;
+    if (off->iframe_stacktop != PYHEAP_OFF_ABSENT) {
+        top = i32at(b, off->iframe_stacktop);
+    } else if (off->iframe_stackpointer != PYHEAP_OFF_ABSENT) {
+        /* 3.14+: a pointer to the first free slot; stale or NULL while the
+         * frame executes, so out of range means "locals only". */
+        uint64_t sp = u64at(b, off->iframe_stackpointer), base = iframe + hdr;
+        if (sp >= base && sp <= base + (uint64_t)slots * 8 && ((sp - base) & 7) == 0)
+            top = (int32_t)((sp - base) / 8);
+        else
+            top = -1;
+    } else {
+        return -1;
+    }
+    if (top > slots)
+        return -1;
+    /* A frame that is executing has stacktop -1 (3.11, 3.13): its locals are
      * valid, its value stack is not known. */
     if (top < 0)
         top = (int32_t)nlocals;
@@ -200,6 +239,7 @@ int pyheap_walk_iframe_refs(struct walk *w, uint64_t iframe, const char *owner)
         if (pyheap_walk_read(w, iframe + hdr + (uint64_t)i * 8, buf, (size_t)m * 8) < 0)
             return -1;
         for (int32_t j = 0; j < m; j++) {
+            buf[j] = pyheap_walk_stackref(w, buf[j]);
             if (!buf[j])
                 continue;
             uint64_t k = (uint64_t)(i + j), name;
@@ -231,14 +271,17 @@ int pyheap_walk_decode_frame(struct walk *w, const struct walk_obj *o, uint64_t 
     if (read_body(w, o, b, sizeof b) < 0)
         return -1;
     struct field f[] = { { off->frame_f_back, "f_back", 0 },
-                         { off->frame_f_trace, "f_trace", 0 } };
+                         { off->frame_f_trace, "f_trace", 0 },
+                         { off->frame_f_extra_locals, "<f_extra_locals>", 0 },
+                         { off->frame_f_locals_cache, "<f_locals_cache>", 0 },
+                         { off->frame_f_overwritten_fast_locals, "<f_overwritten_fast_locals>", 0 } };
     ref_fields(w, b, body_len(o, sizeof b), f, NF(f));
     if (off->frame_f_frame + 8 > body_len(o, sizeof b))
         return -1;
     uint64_t iframe = u64at(b, off->frame_f_frame);
     uint64_t code;
     int64_t slots;
-    if (!iframe || pyheap_walk_read_u64(w, iframe + off->iframe_f_code, &code) < 0 ||
+    if (!iframe || pyheap_walk_iframe_code(w, iframe, &code) < 0 ||
         code_slots(w, code, &slots, NULL) < 0)
         return -1;
     if (pyheap_walk_iframe_refs(w, iframe, NULL) < 0)
@@ -254,7 +297,11 @@ int pyheap_walk_decode_gen(struct walk *w, const struct walk_obj *o, uint64_t *s
     unsigned char b[128];
     if (off->gen_iframe > sizeof b || pyheap_walk_read(w, o->addr, b, off->gen_iframe) < 0)
         return -1;
-    uint64_t code = u64at(b, off->gen_code);
+    uint64_t code = 0;
+    if (off->gen_code != PYHEAP_OFF_ABSENT)
+        code = u64at(b, off->gen_code);
+    else if (pyheap_walk_iframe_code(w, o->addr + off->gen_iframe, &code) < 0)
+        return -1; /* 3.12+: the code is the embedded frame's f_executable */
     struct field f[] = { { off->gen_code, "gi_code", 0 }, { off->gen_name, "__name__", 0 },
                          { off->gen_qualname, "__qualname__", 0 },
                          { off->gen_exc_state + off->err_stackitem_exc_value, "<exc_state>", 0 } };
@@ -266,7 +313,11 @@ int pyheap_walk_decode_gen(struct walk *w, const struct walk_obj *o, uint64_t *s
     const pyheap_target *t = pyheap_walk_target(w);
     const char *owner = o->type->addr == t->wk.coro ? "cr_frame"
                         : o->type->addr == t->wk.async_gen ? "ag_frame" : "gi_frame";
-    if (state < FRAME_CLEARED && pyheap_walk_iframe_refs(w, o->addr + off->gen_iframe, owner) < 0)
+    const struct pyheap_consts *k = &t->k;
+    /* 3.13+ clear a completed generator's frame too (3.11 kept it). */
+    bool live = state < k->frame_state_cleared &&
+                (t->minor < 13 || state != k->frame_state_completed);
+    if (live && pyheap_walk_iframe_refs(w, o->addr + off->gen_iframe, owner) < 0)
         pyheap_walk_skip(w);
     *size = off->gen_iframe + off->iframe_localsplus + (uint64_t)slots * 8 +
             pyheap_walk_presize(w, o->type);

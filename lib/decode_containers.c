@@ -88,14 +88,16 @@ static int read_keys(struct walk *w, uint64_t keys, struct dkeys *d)
     d->kind = kb[off->dk_kind];
     d->usable = (int64_t)u64at(kb, off->dk_usable);
     d->nentries = (int64_t)u64at(kb, off->dk_nentries);
-    /* The shared empty keys object (Py_EMPTY_KEYS) has log2_size 0. */
-    bool empty = d->log2_size == 0 && d->log2_index_bytes == 0 && d->nentries == 0 &&
+    /* The shared empty keys object (Py_EMPTY_KEYS) has log2_size 0 (and
+     * log2_index_bytes 0 in 3.11, 3 in 3.13+). */
+    bool empty = d->log2_size == 0 && d->log2_index_bytes <= 3 && d->nentries == 0 &&
                  d->usable == 0;
     if ((d->log2_size < 3 && !empty) || d->log2_size > WALK_MAX_DICT_LOG2 ||
         d->log2_index_bytes < d->log2_size || d->log2_index_bytes > d->log2_size + 3)
         return -1;
     int64_t cap = (int64_t)((((uint64_t)1 << d->log2_size) << 1) / 3);
-    if (d->refcnt <= 0 || d->nentries < 0 || d->nentries > cap || d->usable < 0 ||
+    /* Py_EMPTY_KEYS is immortal: dk_refcnt 0xFFFFFFFF (3.13), 1<<63 (3.14+). */
+    if ((d->refcnt <= 0 && !empty) || d->nentries < 0 || d->nentries > cap || d->usable < 0 ||
         d->usable > cap)
         return -1;
     if (d->kind == t->k.dict_kind_general) {
@@ -144,7 +146,8 @@ static int for_entries(struct walk *w, const struct dkeys *d, uint64_t values,
         size_t m = (size_t)(n - i) < per ? (size_t)(n - i) : per;
         if (pyheap_walk_read(w, d->entries + (uint64_t)i * d->entry_size, buf, m * d->entry_size) < 0)
             return -1;
-        if (values && pyheap_walk_read(w, values + (uint64_t)i * 8, vbuf, m * 8) < 0)
+        if (values && pyheap_walk_read(w, values + off->dict_values_values + (uint64_t)i * 8,
+                                       vbuf, m * 8) < 0)
             return -1;
         for (size_t j = 0; j < m; j++) {
             const unsigned char *e = buf + j * d->entry_size;

@@ -23,13 +23,17 @@
  * 3.11, 64-bit; each accepted only at the basic size given):
  *   collections.defaultdict (56): a PyDictObject, then default_factory.
  *   functools.partial (heap type, 64): fn, args, kw, dict, weakreflist,
- *     vectorcall at 16..56.
+ *     vectorcall at 16..56; 3.14+ (80): phcount and placeholder before
+ *     vectorcall, the same fields at the same offsets.
  *   weakref.ReferenceType / ProxyType / CallableProxyType (64):
  *     wr_object (the weak referent), wr_callback, hash, wr_prev, wr_next
  *     (the other weak references to the same object), vectorcall.
  *   _thread._local (heap type, 64): key, args, kw, weakreflist, dummies
  *     (a dict: weak reference to a per-thread dummy -> that thread's
  *     attribute dict), wr_callback.
+ *   _thread._local, 3.13+ (heap type, 56): args, kw, weakreflist,
+ *     localdicts (a dict: per-thread sentinel localdummy -> that thread's
+ *     attribute dict), thread_watchdogs (a set of weak references).
  *   _thread._localdummy (heap type, 32): localdict (a *borrowed* pointer
  *     to the thread's attribute dict: reported as a weak edge, it keeps
  *     nothing alive), weakreflist.
@@ -60,9 +64,12 @@
 #define DEFDICT_BASICSIZE 56
 #define DEFDICT_FACTORY 48
 #define PARTIAL_BASICSIZE 64
+#define PARTIAL_BASICSIZE_314 80
 #define WEAKREF_BASICSIZE 64
 #define LOCAL_BASICSIZE 64
 #define LOCAL_DUMMIES 48
+#define LOCAL_BASICSIZE_313 56
+#define LOCAL_LOCALDICTS_313 40
 #define LOCALDUMMY_BASICSIZE 32
 #define PROPERTY_BASICSIZE 64
 #define CLASSMETHOD_BASICSIZE 32
@@ -79,10 +86,12 @@ static const struct {
 } known[] = {
     { "collections.defaultdict", DEFDICT_BASICSIZE, 0, WALK_DEFAULTDICT },
     { "functools.partial", PARTIAL_BASICSIZE, 0, WALK_PARTIAL },
+    { "functools.partial", PARTIAL_BASICSIZE_314, 0, WALK_PARTIAL },
     { "weakref.ReferenceType", WEAKREF_BASICSIZE, 0, WALK_WEAKREF },
     { "weakref.ProxyType", WEAKREF_BASICSIZE, 0, WALK_WEAKREF },
     { "weakref.CallableProxyType", WEAKREF_BASICSIZE, 0, WALK_WEAKREF },
     { "_thread._local", LOCAL_BASICSIZE, 0, WALK_LOCAL },
+    { "_thread._local", LOCAL_BASICSIZE_313, 0, WALK_LOCAL_DICTS },
     { "_thread._localdummy", LOCALDUMMY_BASICSIZE, 0, WALK_LOCALDUMMY },
     { "property", PROPERTY_BASICSIZE, 0, WALK_PROPERTY },
     { "staticmethod", CLASSMETHOD_BASICSIZE, 0, WALK_CLASSMETHOD },
@@ -235,6 +244,23 @@ int pyheap_walk_decode_local(struct walk *w, const struct walk_obj *o, uint64_t 
     if (pyheap_walk_read_u64(w, o->addr + LOCAL_DUMMIES, &dummies) == 0 && dummies) {
         uint32_t l = pyheap_walk_label(w, LBL_ATTR, "__dict__");
         if (pyheap_walk_dict_foreach(w, dummies, local_dict, &l) < 0)
+            pyheap_walk_skip(w);
+    }
+    return pyheap_walk_decode_fixed(w, o, size);
+}
+
+int pyheap_walk_decode_local_dicts(struct walk *w, const struct walk_obj *o, uint64_t *size)
+{
+    static const struct xfield f[] = {
+        { 16, "<args>", 0 }, { 24, "<kw>", 0 }, { LOCAL_LOCALDICTS_313, "<localdicts>", 0 },
+        { 48, "<thread_watchdogs>", 0 } };
+    if (ref_xfields(w, o, f, NX(f)) < 0)
+        return -1;
+    /* Each thread's attribute dict: the values of localdicts. */
+    uint64_t dicts;
+    if (pyheap_walk_read_u64(w, o->addr + LOCAL_LOCALDICTS_313, &dicts) == 0 && dicts) {
+        uint32_t l = pyheap_walk_label(w, LBL_ATTR, "__dict__");
+        if (pyheap_walk_dict_foreach(w, dicts, local_dict, &l) < 0)
             pyheap_walk_skip(w);
     }
     return pyheap_walk_decode_fixed(w, o, size);

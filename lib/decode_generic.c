@@ -12,7 +12,7 @@ uint64_t pyheap_walk_presize(const struct walk *w, const struct walk_type *t)
     uint64_t n = 0;
     if (t->gc)
         n += tg->off.gc_head;
-    if (t->managed_dict)
+    if (t->preheader)
         n += tg->k.preheader_managed;
     return n;
 }
@@ -91,13 +91,27 @@ void pyheap_walk_decode_extra(struct walk *w, const struct walk_obj *o)
     const pyheap_target *tg = pyheap_walk_target(w);
     const struct walk_type *t = o->type;
     uint64_t v;
-    if (t->managed_dict) {
+    if (t->managed_dict && !tg->k.inline_values) {
         uint64_t values = 0;
         if (pyheap_walk_read_u64(w, o->addr + (uint64_t)tg->k.managed_dict_offset, &v) == 0 && v)
             pyheap_walk_edge(w, v, pyheap_walk_label(w, LBL_ATTR, "__dict__"));
         if (pyheap_walk_read_u64(w, o->addr + (uint64_t)tg->k.managed_values_offset, &values) == 0 &&
             values)
             pyheap_walk_values_refs(w, values, t->cached_keys);
+    } else if (t->managed_dict) {
+        /* 3.13+: a materialised dict at managed_dict_offset (it holds the
+         * inline values then), else the inline values at obj + basicsize
+         * when the type has them and they are valid. */
+        v = 0;
+        if (pyheap_walk_read_u64(w, o->addr + (uint64_t)tg->k.managed_dict_offset, &v) == 0 && v) {
+            pyheap_walk_edge(w, v, pyheap_walk_label(w, LBL_ATTR, "__dict__"));
+        } else if (t->flags & tg->k.tpflags_inline_values) {
+            uint64_t iv = o->addr + (uint64_t)t->basicsize;
+            uint8_t hdr[4];
+            if (tg->off.dv_valid != PYHEAP_OFF_ABSENT && tg->off.dv_valid < 4 &&
+                pyheap_walk_read(w, iv, hdr, sizeof hdr) == 0 && hdr[tg->off.dv_valid])
+                pyheap_walk_values_refs(w, iv, t->cached_keys);
+        }
     }
     for (uint32_t i = 0; i < t->nmembers; i++)
         if (pyheap_walk_read_u64(w, o->addr + t->members[i], &v) == 0 && v)

@@ -35,13 +35,15 @@ static int read_str(struct walk *w, uint64_t addr, struct ustr *u)
         return -1;
     uint32_t state;
     memcpy(&state, b + off->unicode_state, sizeof state);
+    if (k->unicode_state_mask)
+        state &= k->unicode_state_mask; /* 3.12+: the padding bits are not zeroed */
     u->length = (int64_t)u64at(b, off->unicode_length);
     u->kind = (state >> k->unicode_kind_shift) & k->unicode_kind_mask;
     u->compact = (state >> k->unicode_compact_bit) & 1;
     u->ascii = (state >> k->unicode_ascii_bit) & 1;
-    /* 3.11: `ready` is the bit after `ascii`. */
-    u->ready = (state >> (k->unicode_ascii_bit + 1)) & 1;
-    u->wstr = u64at(b, off->unicode_wstr);
+    /* 3.11: a `ready` bit; 3.12+: every str is ready. */
+    u->ready = k->unicode_ready_bit >= 32 || ((state >> k->unicode_ready_bit) & 1);
+    u->wstr = off->unicode_wstr == PYHEAP_OFF_ABSENT ? 0 : u64at(b, off->unicode_wstr);
     if (u->length < 0 || u->length > WALK_MAX_STR)
         return -1;
     if (u->ready && u->kind != 1 && u->kind != 2 && u->kind != 4)
@@ -60,7 +62,8 @@ static int read_str(struct walk *w, uint64_t addr, struct ustr *u)
         return -1;
     u->utf8 = u64at(b, off->unicode_utf8);
     u->utf8_length = (int64_t)u64at(b, off->unicode_utf8_length);
-    u->wstr_length = (int64_t)u64at(b, off->unicode_wstr_length);
+    u->wstr_length = off->unicode_wstr_length == PYHEAP_OFF_ABSENT
+                         ? 0 : (int64_t)u64at(b, off->unicode_wstr_length);
     if (u->utf8_length < 0 || u->utf8_length > WALK_MAX_STR || u->wstr_length < 0 ||
         u->wstr_length > WALK_MAX_STR)
         return -1;
@@ -178,7 +181,20 @@ int pyheap_walk_decode_bytearray(struct walk *w, const struct walk_obj *o, uint6
         pyheap_walk_read_u64(w, o->addr + off->bytearray_ob_alloc, &alloc) < 0 ||
         (int64_t)n < 0 || (int64_t)alloc < 0 || (int64_t)alloc > WALK_MAX_VAR_ITEMS)
         return -1;
-    *size = (uint64_t)o->type->basicsize + alloc + pyheap_walk_presize(w, o->type);
+    uint64_t sz = (uint64_t)o->type->basicsize + alloc;
+    if (off->bytearray_ob_bytes_object != PYHEAP_OFF_ABSENT) {
+        /* 3.15: the buffer is a bytes object; __sizeof__ is basicsize plus
+         * that object's size (reported as a referent too). */
+        uint64_t bo, bn;
+        if (pyheap_walk_read_u64(w, o->addr + off->bytearray_ob_bytes_object, &bo) < 0)
+            return -1;
+        sz = (uint64_t)o->type->basicsize;
+        if (alloc && bo && pyheap_walk_read_u64(w, bo + off->ob_size, &bn) == 0 &&
+            (int64_t)bn >= 0 && (int64_t)bn <= WALK_MAX_VAR_ITEMS)
+            sz += off->bytes_ob_sval + 1 + bn;
+        pyheap_walk_edge(w, bo, pyheap_walk_label(w, LBL_TEXT, "<ob_bytes_object>"));
+    }
+    *size = sz + pyheap_walk_presize(w, o->type);
     return 0;
 }
 
@@ -189,6 +205,9 @@ int pyheap_walk_decode_int(struct walk *w, const struct walk_obj *o, uint64_t *s
     if (pyheap_walk_read_u64(w, o->addr + off->ob_size, &v) < 0)
         return -1;
     int64_t n = (int64_t)v;
+    const struct pyheap_consts *k = &pyheap_walk_target(w)->k;
+    if (k->long_lv_tag) /* 3.12+: lv_tag = ndigits << shift | flags */
+        n = (int64_t)(v >> k->long_ndigits_shift);
     if (n < 0)
         n = -n;
     if (n < 0 || n > WALK_MAX_VAR_ITEMS)

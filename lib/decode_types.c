@@ -143,6 +143,8 @@ int pyheap_walk_type_describe(struct walk *w, uint64_t addr, uint64_t meta, stru
         return -1;
     out->gc = (out->flags & k->tpflags_have_gc) != 0;
     out->managed_dict = k->tpflags_managed_dict && (out->flags & k->tpflags_managed_dict);
+    out->preheader = k->tpflags_preheader && (out->flags & k->tpflags_preheader);
+    out->static_builtin = k->tpflags_static_builtin && (out->flags & k->tpflags_static_builtin);
     out->basicsize = (int64_t)u64at(tb, off->tp_basicsize);
     out->itemsize = (int64_t)u64at(tb, off->tp_itemsize);
     out->dictoffset = (int64_t)u64at(tb, off->tp_dictoffset);
@@ -252,6 +254,10 @@ int pyheap_walk_decode_type(struct walk *w, const struct walk_obj *o, uint64_t *
         { off->tp_subclasses, "<tp_subclasses>" } };
     for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++) {
         uint64_t v = u64at(tb, refs[i].off);
+        /* 3.12+ static builtin types: tp_subclasses holds an index into
+         * the interpreter's table (walked as a root), not a pointer. */
+        if (self->static_builtin && refs[i].off == off->tp_subclasses)
+            continue;
         if (v)
             pyheap_walk_edge(w, v, pyheap_walk_label(w, refs[i].name[0] == '<' ? LBL_TEXT : LBL_ATTR,
                                                      refs[i].name));
@@ -273,9 +279,11 @@ int pyheap_walk_decode_type(struct walk *w, const struct walk_obj *o, uint64_t *
     } else {
         sz = off->type_object;
     }
-    /* sys.getsizeof adds the pre-header of the metatype (its GC head), for
-     * static types too. */
-    sz += pyheap_walk_presize(w, o->type);
+    /* sys.getsizeof adds the pre-header of the metatype (its GC head): for
+     * static types too in 3.11; in 3.12+ only for GC objects, and a static
+     * type is not one (type_is_gc). */
+    if (heap || !t->k.static_types_per_interp)
+        sz += pyheap_walk_presize(w, o->type);
     *size = sz;
     return 0;
 }

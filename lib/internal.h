@@ -44,7 +44,7 @@ int pyheap_err_remote(pyheap_error *err, int sys_errno, pid_t pid,
 typedef struct pyheap_mem pyheap_mem;
 
 /* Reader for a live process. max_cache_bytes caps the chunk cache
- * (0: 512 MiB). */
+ * (0: 64 MiB). */
 int pyheap_mem_open(pid_t pid, uint64_t max_cache_bytes, pyheap_mem **out,
                     pyheap_error *err);
 /* Reader over in-memory "images" registered with pyheap_mem_image_add: for
@@ -264,11 +264,9 @@ int pyheap_offsets_validate(pyheap_target *t, pyheap_error *err);
 
 /* ---- target.c ---- */
 
-/* Whether the walker (walk.c, decode_*.c) handles T's version: true for
- * 3.11 only until the walker port for 3.13+ lands (it then widens the
- * list in target.c). pyheap_target_open succeeds on 3.13-3.15 so that
- * version, offsets source and validation can be shown; walking such a
- * target must be refused with PYHEAP_E_UNSUPPORTED when this is false. */
+/* Whether the walker (walk.c, decode_*.c) handles T's version: 3.11 and
+ * 3.13-3.15, the versions tested end to end (not 3.12). pyheap_walk
+ * refuses a target with PYHEAP_E_UNSUPPORTED when this is false. */
 bool pyheap_target_walk_supported(const pyheap_target *t);
 
 /* ---- walk.c ---- */

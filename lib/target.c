@@ -379,9 +379,10 @@ void pyheap_target_free(pyheap_target *t)
 
 bool pyheap_target_walk_supported(const pyheap_target *t)
 {
-    /* The walker (walk.c, decode_*.c) is 3.11-shaped until its port; the
-     * port widens this. */
-    return t && t->major == 3 && t->minor == 11;
+    /* The versions the walker (walk.c, decode_*.c) is tested with end to
+     * end (tests/test_walk.c, test_walk_versions.c); 3.12 is not. */
+    return t && t->major == 3 &&
+           (t->minor == 11 || t->minor == 13 || t->minor == 14 || t->minor == 15);
 }
 
 pid_t pyheap_target_pid(const pyheap_target *t) { return t->pid; }

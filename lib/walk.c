@@ -12,10 +12,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "addrset.h"
 #include "snapshot.h"
 #include "walk.h"
 
-#define DEFAULT_MAX_OBJECTS 50000000ULL
+#define DEFAULT_MAX_OBJECTS 100000000ULL
 #define MAX_INTERPRETERS    256
 #define MAX_THREADS         100000
 #define MAX_FRAMES          100000
@@ -37,12 +38,6 @@ struct strtab {
 #define MAX_ROOTS   1000000
 #define KEY_TEXT_MAX 40 /* bytes of a dict key shown in a label */
 
-/* Open-addressing set of u64 keys (0 never stored). */
-struct addrset {
-    uint64_t *slots;
-    size_t cap; /* power of two */
-    size_t used;
-};
 
 struct typemap_entry {
     uint64_t addr;
@@ -105,43 +100,6 @@ static inline uint64_t hash64(uint64_t x)
     return x;
 }
 
-static int addrset_grow(struct addrset *s)
-{
-    size_t ncap = s->cap ? s->cap * 2 : 1 << 16;
-    uint64_t *n = calloc(ncap, sizeof *n);
-    if (!n)
-        return -1;
-    for (size_t i = 0; i < s->cap; i++) {
-        uint64_t k = s->slots[i];
-        if (!k)
-            continue;
-        size_t j = hash64(k) & (ncap - 1);
-        while (n[j])
-            j = (j + 1) & (ncap - 1);
-        n[j] = k;
-    }
-    free(s->slots);
-    s->slots = n;
-    s->cap = ncap;
-    return 0;
-}
-
-/* 1 if newly inserted, 0 if present, -1 on allocation failure. */
-static int addrset_insert(struct addrset *s, uint64_t k)
-{
-    if ((s->used + 1) * 2 > s->cap && addrset_grow(s) < 0)
-        return -1;
-    size_t j = hash64(k) & (s->cap - 1);
-    while (s->slots[j]) {
-        if (s->slots[j] == k)
-            return 0;
-        j = (j + 1) & (s->cap - 1);
-    }
-    s->slots[j] = k;
-    s->used++;
-    return 1;
-}
-
 static bool grow(void **p, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap)
@@ -188,7 +146,7 @@ static void push(struct walk *w, uint64_t addr, uint64_t flag)
             w->skipped++;
         return;
     }
-    int r = addrset_insert(&w->seen, addr);
+    int r = pyheap_addrset_insert(&w->seen, addr);
     if (r < 0) {
         w->nomem = true;
         return;
@@ -235,6 +193,22 @@ static uint64_t str_hash(const char *s)
 }
 
 static const struct walk_type *type_lookup(struct walk *w, uint64_t addr, int depth);
+
+/* Whether WORD, the first word of an object header, is a plausible
+ * reference count. 3.14+ (refcnt_split): a uint32 count, a zero
+ * ob_overflow and known ob_flags bits (static immortal objects read as
+ * 0x0005_0000_C000_0000); before: a positive Py_ssize_t below a bound. */
+static bool refcnt_ok(const struct walk *w, uint64_t word)
+{
+    const struct pyheap_consts *k = &w->t->k;
+    if (k->refcnt_split) {
+        uint32_t cnt = (uint32_t)word;
+        uint16_t overflow = (uint16_t)(word >> 32), flags = (uint16_t)(word >> 48);
+        return cnt > 0 && overflow == 0 && (flags & ~k->ob_flags_valid) == 0;
+    }
+    int64_t refcnt = (int64_t)word;
+    return refcnt > 0 && refcnt < WALK_MAX_REFCNT;
+}
 
 /* Index of NAME in T, added if new; UINT32_MAX on allocation failure. */
 static uint32_t strtab_intern(struct strtab *t, const char *name)
@@ -355,6 +329,15 @@ static int read_small_int(struct walk *w, uint64_t addr, int64_t *out)
     if (pyheap_walk_read_u64(w, addr + off->ob_size, &size) < 0)
         return -1;
     int64_t n = (int64_t)size;
+    if (w->t->k.long_lv_tag) {
+        /* 3.12+: lv_tag = ndigits << shift | sign (0 +, 1 zero, 2 -) */
+        uint64_t sign = size & w->t->k.long_sign_mask;
+        n = (int64_t)(size >> w->t->k.long_ndigits_shift);
+        if (sign == 2)
+            n = -n;
+        else if (sign != 0 && sign != 1)
+            return -1;
+    }
     int64_t an = n < 0 ? -n : n;
     if (an > 2 || (an > 0 && pyheap_walk_read(w, addr + off->long_ob_digit, d,
                                               (size_t)an * sizeof d[0]) < 0))
@@ -563,9 +546,8 @@ static const struct walk_type *type_lookup(struct walk *w, uint64_t addr, int de
     int ok = 0;
     uint64_t meta = 0;
     if (pyheap_walk_read(w, addr, hdr, sizeof hdr) == 0) {
-        int64_t refcnt = (int64_t)hdr[0];
         meta = hdr[1];
-        if (refcnt > 0 && refcnt < WALK_MAX_REFCNT) {
+        if (refcnt_ok(w, hdr[0])) {
             if (meta == w->t->wk.type)
                 ok = 1;
             else if (meta != addr) {
@@ -641,6 +623,7 @@ static int decode(struct walk *w, const struct walk_obj *o, uint64_t *size)
     case WALK_PARTIAL: return pyheap_walk_decode_partial(w, o, size);
     case WALK_WEAKREF: return pyheap_walk_decode_weakref(w, o, size);
     case WALK_LOCAL: return pyheap_walk_decode_local(w, o, size);
+    case WALK_LOCAL_DICTS: return pyheap_walk_decode_local_dicts(w, o, size);
     case WALK_LOCALDUMMY: return pyheap_walk_decode_localdummy(w, o, size);
     case WALK_PROPERTY: return pyheap_walk_decode_property(w, o, size);
     case WALK_CLASSMETHOD: return pyheap_walk_decode_classmethod(w, o, size);
@@ -666,9 +649,8 @@ static void visit(struct walk *w, uint64_t item)
             w->skipped++;
         return;
     }
-    int64_t refcnt = (int64_t)hdr[0];
     const struct walk_type *t = NULL;
-    if (refcnt > 0 && refcnt < WALK_MAX_REFCNT)
+    if (refcnt_ok(w, hdr[0]))
         t = type_lookup(w, hdr[1], 0);
     if (!t) {
         if (!maybe)
@@ -736,7 +718,8 @@ static void walk_gc_list(struct walk *w, uint64_t head)
             return;
         }
         /* An object seen before on a GC list means a cycle (torn links). */
-        int fresh = addrset_insert(&w->seen, cur + off->gc_head);
+        int fresh = plausible_addr(cur + off->gc_head)
+                        ? pyheap_addrset_insert(&w->seen, cur + off->gc_head) : 0;
         if (fresh <= 0) {
             if (fresh < 0)
                 w->nomem = true;
@@ -780,17 +763,78 @@ static int module_root(struct walk *w, uint64_t key, uint64_t value, void *arg)
     return 0;
 }
 
+uint64_t pyheap_walk_stackref(const struct walk *w, uint64_t bits)
+{
+    const struct pyheap_consts *k = &w->t->k;
+    if (!k->stackref_tagged)
+        return bits;
+    if (bits == 0 || bits == k->stackref_null_bits)
+        return 0;
+    uint64_t tag = bits & k->stackref_tag_mask;
+    if (tag == k->stackref_int_tag || tag == 2)
+        return 0; /* a tagged int, or an invalid (debug) reference */
+    return bits & ~k->stackref_tag_mask;
+}
+
+int pyheap_walk_iframe_code(struct walk *w, uint64_t iframe, uint64_t *code)
+{
+    const struct pyheap_offsets *off = &w->t->off;
+    uint64_t v;
+    if (off->iframe_f_code != PYHEAP_OFF_ABSENT) {
+        if (pyheap_walk_read_u64(w, iframe + off->iframe_f_code, &v) < 0)
+            return -1;
+        *code = v;
+        return 0;
+    }
+    /* 3.13+: f_executable is a code object, None or another executable. */
+    if (off->iframe_f_executable == PYHEAP_OFF_ABSENT ||
+        pyheap_walk_read_u64(w, iframe + off->iframe_f_executable, &v) < 0)
+        return -1;
+    v = pyheap_walk_stackref(w, v);
+    uint64_t type;
+    if (!v || pyheap_walk_read_u64(w, v + off->ob_type, &type) < 0 || type != w->t->wk.code)
+        return -1;
+    *code = v;
+    return 0;
+}
+
+/* Whether the _PyInterpreterFrame at F is an entry / sentinel frame with no
+ * code object (owned by the C stack or the interpreter, 3.12+). */
+static bool frame_is_shim(struct walk *w, uint64_t f)
+{
+    const struct pyheap_consts *k = &w->t->k;
+    const struct pyheap_offsets *off = &w->t->off;
+    if (off->iframe_f_code != PYHEAP_OFF_ABSENT)
+        return false; /* 3.11: the chain holds Python frames only */
+    uint8_t owner;
+    if (pyheap_walk_read(w, f + off->iframe_owner, &owner, 1) < 0)
+        return false;
+    return (k->frame_owned_by_cstack >= 0 && owner == (unsigned)k->frame_owned_by_cstack) ||
+           (k->frame_owned_by_interpreter >= 0 &&
+            owner == (unsigned)k->frame_owned_by_interpreter);
+}
+
 static void walk_frames(struct walk *w, uint64_t tstate, const char *thread)
 {
     const struct pyheap_offsets *off = &w->t->off;
     uint64_t cframe, f;
-    if (pyheap_walk_read_u64(w, tstate + off->tstate_cframe, &cframe) < 0 || !cframe ||
-        pyheap_walk_read_u64(w, cframe + off->cframe_current_frame, &f) < 0)
+    if (off->tstate_cframe != PYHEAP_OFF_ABSENT) {
+        if (pyheap_walk_read_u64(w, tstate + off->tstate_cframe, &cframe) < 0 || !cframe ||
+            pyheap_walk_read_u64(w, cframe + off->cframe_current_frame, &f) < 0)
+            return;
+    } else if (off->tstate_current_frame == PYHEAP_OFF_ABSENT ||
+               pyheap_walk_read_u64(w, tstate + off->tstate_current_frame, &f) < 0) {
         return;
+    }
     for (int n = 0; f && n < MAX_FRAMES && !w->gone; n++) {
+        if (frame_is_shim(w, f)) {
+            if (pyheap_walk_read_u64(w, f + off->iframe_previous, &f) < 0)
+                return;
+            continue;
+        }
         char fn[64] = "?";
         uint64_t code, cname;
-        if (pyheap_walk_read_u64(w, f + off->iframe_f_code, &code) == 0 &&
+        if (pyheap_walk_iframe_code(w, f, &code) == 0 &&
             off->code_co_name != PYHEAP_OFF_ABSENT &&
             pyheap_walk_read_u64(w, code + off->code_co_name, &cname) == 0 &&
             pyheap_walk_str_utf8(w, cname, fn, sizeof fn) < 0)
@@ -822,6 +866,7 @@ static void walk_thread(struct walk *w, uint64_t ts)
     snprintf(thread, sizeof thread, "<thread %llu>", (unsigned long long)tid);
     struct { size_t off; const char *what; } fields[] = {
         { off->tstate_dict, "dict" }, { off->tstate_curexc_type, "curexc_type" },
+        { off->tstate_current_exception, "current_exception" },
         { off->tstate_curexc_value, "curexc_value" },
         { off->tstate_curexc_traceback, "curexc_traceback" },
         { off->tstate_async_exc, "async_exc" }, { off->tstate_c_profileobj, "c_profileobj" },
@@ -846,12 +891,65 @@ static void walk_thread(struct walk *w, uint64_t ts)
     walk_frames(w, ts, thread);
 }
 
+/* 3.12+: static builtin types keep their tp_dict and tp_subclasses per
+ * interpreter (interp->types.builtins / for_extensions.initialized[]). */
+static void walk_static_types_in(struct walk *w, uint64_t arr, uint64_t num_at, uint64_t cap)
+{
+    const struct pyheap_offsets *off = &w->t->off;
+    uint64_t num = 0;
+    size_t es = off->managed_static_type_state;
+    if (pyheap_walk_read(w, num_at, &num, sizeof num) < 0 || es == PYHEAP_OFF_ABSENT ||
+        es == 0 || es > 4096)
+        return;
+    num &= 0xffffffffu; /* a size_t; keep it small */
+    if (num > cap)
+        num = cap;
+    for (uint64_t i = 0; i < num && !w->gone; i++) {
+        uint64_t e = arr + i * es, type = 0, name_ptr = 0;
+        char tn[80] = "?";
+        if (off->msts_type != PYHEAP_OFF_ABSENT &&
+            pyheap_walk_read_u64(w, e + off->msts_type, &type) == 0 && type &&
+            pyheap_walk_read_u64(w, type + off->tp_name, &name_ptr) == 0 &&
+            pyheap_mem_read_cstr(w->mem, name_ptr, tn, sizeof tn, NULL) <= 0)
+            snprintf(tn, sizeof tn, "?");
+        char name[128];
+        if (off->msts_tp_dict != PYHEAP_OFF_ABSENT) {
+            snprintf(name, sizeof name, "<type %s>.__dict__", tn);
+            root_at(w, e + off->msts_tp_dict, name, 1);
+        }
+        if (off->msts_tp_subclasses != PYHEAP_OFF_ABSENT) {
+            snprintf(name, sizeof name, "<type %s>.<tp_subclasses>", tn);
+            root_at(w, e + off->msts_tp_subclasses, name, 1);
+        }
+    }
+}
+
+static void walk_static_types(struct walk *w, uint64_t interp)
+{
+    const struct pyheap_offsets *off = &w->t->off;
+    if (!w->t->k.static_types_per_interp || off->interp_types_builtins_num == PYHEAP_OFF_ABSENT ||
+        off->interp_types_builtins_initialized == PYHEAP_OFF_ABSENT)
+        return;
+    /* _Py_MAX_MANAGED_STATIC_BUILTIN_TYPES is ~200, the extension array 10. */
+    walk_static_types_in(w, interp + off->interp_types_builtins_initialized,
+                         interp + off->interp_types_builtins_num, 512);
+    if (off->interp_types_for_ext_num != PYHEAP_OFF_ABSENT &&
+        off->interp_types_for_ext_initialized != PYHEAP_OFF_ABSENT)
+        walk_static_types_in(w, interp + off->interp_types_for_ext_initialized,
+                             interp + off->interp_types_for_ext_num, 64);
+}
+
 static void walk_interp(struct walk *w, uint64_t interp)
 {
     const struct pyheap_offsets *off = &w->t->off;
     uint64_t gc = interp + off->interp_gc;
-    for (int i = 0; i < 3; i++)
-        walk_gc_list(w, gc + off->gcstate_generations + (uint64_t)i * off->gc_generation +
+    unsigned ngen = w->t->k.gc_generations ? w->t->k.gc_generations : 3;
+    /* 3.14.0-3.14.4 (incremental GC): young + old[2] are three consecutive
+     * gc_generation structs where the other versions have generations[3]. */
+    size_t gens = off->gcstate_generations != PYHEAP_OFF_ABSENT ? off->gcstate_generations
+                                                                : off->gcstate_young;
+    for (unsigned i = 0; i < ngen && i < 8; i++)
+        walk_gc_list(w, gc + gens + (uint64_t)i * off->gc_generation +
                         off->gc_generation_head);
     if (off->gcstate_permanent_generation != PYHEAP_OFF_ABSENT)
         walk_gc_list(w, gc + off->gcstate_permanent_generation + off->gc_generation_head);
@@ -875,6 +973,7 @@ static void walk_interp(struct walk *w, uint64_t interp)
     for (size_t i = 0; i < sizeof roots / sizeof roots[0]; i++)
         if (roots[i].off != PYHEAP_OFF_ABSENT)
             root_at(w, interp + roots[i].off, roots[i].name, 1);
+    walk_static_types(w, interp);
     if (off->gcstate_garbage != PYHEAP_OFF_ABSENT)
         root_at(w, gc + off->gcstate_garbage, "gc.garbage", 1);
     if (off->gcstate_callbacks != PYHEAP_OFF_ABSENT)
@@ -891,7 +990,7 @@ static void walk_interp(struct walk *w, uint64_t interp)
 
 static void walk_free(struct walk *w)
 {
-    free(w->seen.slots);
+    pyheap_addrset_free(&w->seen);
     free(w->stack);
     free(w->recs);
     free(w->tmap);
@@ -919,10 +1018,10 @@ static int offsets_usable(const struct pyheap_offsets *off, pyheap_error *err)
     static const struct { const char *name; size_t at; } required[] = {
     F(ob_type), F(ob_size), F(gc_head), F(gc_next), F(gc_prev),
     F(runtime_interpreters_head), F(interp_next), F(interp_threads_head), F(interp_gc),
-    F(gcstate_generations), F(gc_generation), F(gc_generation_head), F(tstate_next),
-    F(tstate_cframe), F(cframe_current_frame), F(err_stackitem_exc_value),
-    F(err_stackitem_previous_item), F(iframe_f_code), F(iframe_previous),
-    F(iframe_stacktop), F(iframe_localsplus), F(frame_f_frame), F(frame_f_frame_data),
+    F(gc_generation), F(gc_generation_head), F(tstate_next),
+    F(err_stackitem_exc_value), F(iframe_owner),
+    F(err_stackitem_previous_item), F(iframe_previous),
+    F(iframe_localsplus), F(frame_f_frame), F(frame_f_frame_data),
     F(type_object), F(heap_type_object), F(tp_name), F(tp_basicsize), F(tp_itemsize),
     F(tp_flags), F(tp_members), F(tp_base), F(tp_dict), F(tp_dictoffset),
     F(tp_weaklistoffset), F(tp_mro), F(tp_bases), F(tp_cache), F(tp_subclasses),
@@ -935,11 +1034,22 @@ static int offsets_usable(const struct pyheap_offsets *off, pyheap_error *err)
     F(due_value), F(set_fill), F(set_used), F(set_mask), F(set_table), F(set_smalltable),
     F(set_entry), F(setentry_key), F(setentry_hash), F(ascii_object),
     F(compact_unicode_object), F(unicode_object), F(unicode_length), F(unicode_state),
-    F(unicode_wstr), F(unicode_utf8_length), F(unicode_utf8), F(unicode_wstr_length),
+    F(unicode_utf8_length), F(unicode_utf8),
     F(unicode_data), F(bytearray_ob_alloc), F(long_ob_digit), F(cell_ob_ref),
-    F(code_co_nlocalsplus), F(code_co_stacksize), F(gen_code), F(gen_frame_state),
+    F(code_co_nlocalsplus), F(code_co_stacksize), F(gen_frame_state),
     F(gen_iframe), F(gen_exc_state),
     };
+    /* Version-shaped fields: 3.11 (first) or 3.13+ (second) must be there. */
+#define G(name) #name, offsetof(struct pyheap_offsets, name)
+    static const struct { const char *a; size_t at_a; const char *b; size_t at_b; } either[] = {
+        { G(gcstate_generations), G(gcstate_young) },
+        { G(tstate_cframe), G(tstate_current_frame) },
+        { G(cframe_current_frame), G(tstate_current_frame) },
+        { G(iframe_f_code), G(iframe_f_executable) },
+        { G(iframe_stacktop), G(iframe_stackpointer) },
+        { G(gen_code), G(iframe_f_executable) },
+    };
+#undef G
 #undef F
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
         size_t v;
@@ -949,6 +1059,16 @@ static int offsets_usable(const struct pyheap_offsets *off, pyheap_error *err)
                                   "offset %s is %s: the walker cannot decode objects "
                                   "without it", required[i].name,
                                   v == PYHEAP_OFF_ABSENT ? "missing" : "implausible");
+    }
+    for (size_t i = 0; i < sizeof either / sizeof either[0]; i++) {
+        size_t va, vb;
+        memcpy(&va, (const char *)off + either[i].at_a, sizeof va);
+        memcpy(&vb, (const char *)off + either[i].at_b, sizeof vb);
+        if ((va == PYHEAP_OFF_ABSENT || va >= 8192) && (vb == PYHEAP_OFF_ABSENT || vb >= 8192))
+            return pyheap_err_set(err, PYHEAP_E_OFFSETS, 0, 0,
+                                  "offsets %s and %s are both missing or implausible: the "
+                                  "walker cannot decode objects without one", either[i].a,
+                                  either[i].b);
     }
     /* Fields read out of a local copy of their struct lie inside it, and
      * the structs fit the decoders' buffers. */
@@ -985,11 +1105,16 @@ static int offsets_usable(const struct pyheap_offsets *off, pyheap_error *err)
         { off->iframe_f_code, 8, off->iframe_localsplus },
         { off->iframe_stacktop, 4, off->iframe_localsplus }, { off->iframe_localsplus, 0, 256 },
         { off->gen_code, 8, off->gen_iframe }, { off->gen_frame_state, 1, off->gen_iframe },
+        { off->iframe_f_executable, 8, off->iframe_localsplus },
+        { off->iframe_stackpointer, 8, off->iframe_localsplus },
+        { off->iframe_f_funcobj, 8, off->iframe_localsplus },
+        { off->iframe_owner, 1, off->iframe_localsplus },
         { off->gen_exc_state + off->err_stackitem_exc_value, 8, off->gen_iframe },
         { off->gen_iframe, 0, 128 },
     };
     for (size_t i = 0; i < sizeof inside / sizeof inside[0]; i++)
-        if (inside[i].field + inside[i].width > inside[i].end)
+        if (inside[i].field != PYHEAP_OFF_ABSENT &&
+            inside[i].field + inside[i].width > inside[i].end)
             return pyheap_err_set(err, PYHEAP_E_OFFSETS, 0, 0,
                                   "the offsets are inconsistent (check %zu: field at %zu "
                                   "outside its struct of %zu bytes)", i, inside[i].field,
@@ -1014,6 +1139,10 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     if (!t || !t->mem || !out)
         return pyheap_err_set(err, PYHEAP_E_INVAL, 0, 0,
                               "pyheap_walk needs an opened target");
+    if (!pyheap_target_walk_supported(t))
+        return pyheap_err_set(err, PYHEAP_E_UNSUPPORTED, 0, 0,
+                              "walking Python %s heaps is not supported (tested: 3.11, "
+                              "3.13, 3.14, 3.15 default builds)", t->version);
     if (offsets_usable(&t->off, err) < 0)
         return -1;
     double t0 = now_ms();
@@ -1085,6 +1214,12 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         w.labels.n = 0;
         w.roots = NULL; /* names taken too */
         w.nroots = 0;
+        /* What only the walk needed goes before the build allocates. */
+        pyheap_mem_cache_clear(t->mem);
+        pyheap_addrset_free(&w.seen);
+        free(w.stack);
+        w.stack = NULL;
+        w.nstack = w.capstack = 0;
         rc = pyheap_snapshot_build(w.recs, w.nrecs, names, nnames, &g, &st, out, err);
         free(g.roots);
         if (rc == 0)

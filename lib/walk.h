@@ -55,6 +55,7 @@ enum walk_kind {
     WALK_CLASSMETHOD, /* staticmethod and classmethod */
     WALK_MEMORYVIEW,  /* memoryview */
     WALK_MANAGEDBUF,  /* managedbuffer (what a memoryview holds) */
+    WALK_LOCAL_DICTS, /* _thread._local, 3.13+ layout (localdicts dict) */
     WALK_NKINDS
 };
 
@@ -82,7 +83,9 @@ struct walk_type {
     enum walk_kind kind;
     bool heap;               /* Py_TPFLAGS_HEAPTYPE */
     bool gc;                 /* Py_TPFLAGS_HAVE_GC */
-    bool managed_dict;       /* Py_TPFLAGS_MANAGED_DICT (3.11) */
+    bool managed_dict;       /* Py_TPFLAGS_MANAGED_DICT */
+    bool preheader;          /* 2-word pre-header (MANAGED_DICT, 3.12+ also MANAGED_WEAKREF) */
+    bool static_builtin;     /* _Py_TPFLAGS_STATIC_BUILTIN (3.12+) */
     uint32_t name;           /* index into the walk's type-name table */
     uint64_t cached_keys;    /* heap types: ht_cached_keys (for split values) */
     /* Region [scan_lo, scan_hi) of the fixed part not covered by the
@@ -157,6 +160,12 @@ void pyheap_walk_skip(struct walk *w);
 const struct walk_type *pyheap_walk_type_get(struct walk *w, uint64_t addr);
 /* The target being walked. */
 const pyheap_target *pyheap_walk_target(const struct walk *w);
+/* The object a _PyStackRef (3.14+) or plain PyObject* (before) slot
+ * holds: 0 for NULL, tagged ints and invalid references. */
+uint64_t pyheap_walk_stackref(const struct walk *w, uint64_t bits);
+/* The code object of the _PyInterpreterFrame at IFRAME (f_code in 3.11,
+ * f_executable untagged and checked to be a code object in 3.13+). 0 or -1. */
+int pyheap_walk_iframe_code(struct walk *w, uint64_t iframe, uint64_t *code);
 /* Intern a type name; returns its index (UINT32_MAX on allocation failure). */
 uint32_t pyheap_walk_name_intern(struct walk *w, const char *name);
 
@@ -234,6 +243,7 @@ int pyheap_walk_decode_defaultdict(struct walk *w, const struct walk_obj *o, uin
 int pyheap_walk_decode_partial(struct walk *w, const struct walk_obj *o, uint64_t *size);
 int pyheap_walk_decode_weakref(struct walk *w, const struct walk_obj *o, uint64_t *size);
 int pyheap_walk_decode_local(struct walk *w, const struct walk_obj *o, uint64_t *size);
+int pyheap_walk_decode_local_dicts(struct walk *w, const struct walk_obj *o, uint64_t *size);
 int pyheap_walk_decode_localdummy(struct walk *w, const struct walk_obj *o, uint64_t *size);
 int pyheap_walk_decode_property(struct walk *w, const struct walk_obj *o, uint64_t *size);
 int pyheap_walk_decode_classmethod(struct walk *w, const struct walk_obj *o, uint64_t *size);

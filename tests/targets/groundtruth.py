@@ -18,10 +18,21 @@ How the objects are found (honestly, in-process, never from pyheap output):
          co_qualname, co_linetable, and, read with ctypes at offsets
          discovered below, co_localsplusnames, co_localspluskinds and the
          cached _co_code (only if already cached: reading co.co_code would
-         create it);
+         create it; 3.11 keeps it in the code object, 3.12+ in a separate
+         _PyCoCached struct {_co_code, _co_varnames, _co_cellvars,
+         _co_freevars} that the code object points to);
        - static types (not GC types): their __dict__ (the dict behind the
          mappingproxy), __mro__, __bases__, __base__; heap types also
          __name__, __qualname__ (ht_name, ht_qualname) and ht_slots (ctypes);
+         (3.12+: a static builtin type's __dict__ is the per-interpreter dict
+         behind the mappingproxy, found the same way);
+       - the instance dict of a Py_TPFLAGS_MANAGED_DICT type, read with
+         ctypes from the pre-header (3 words before the object): reading
+         o.__dict__ would create it, and tp_traverse visits only the inline
+         values while they are valid (3.13+), not a dict that shares them;
+       - 3.15: the bytes object that backs a bytearray's buffer
+         (ob_bytes_object; bytearray is no GC type), read with ctypes at an
+         offset discovered below.
   Objects are keyed by id(), i.e. their address, like pyheap's.
 
 Sizes are sys.getsizeof(o). Type names are formatted like pyheap's: static
@@ -40,6 +51,7 @@ import sys
 import types
 
 HEAPTYPE = 1 << 9
+MANAGED_DICT = 1 << 4
 WORD = ctypes.sizeof(ctypes.c_void_p)
 
 
@@ -52,6 +64,21 @@ def _obj_if_type(ptr, tp):
     if not ptr or _word(ptr + WORD) != id(tp):
         return None
     return ctypes.cast(ptr, ctypes.py_object).value
+
+
+def _readable(addr):
+    """Whether WORD bytes at ADDR can be read (for pointers that may be
+    anything): write(2) from there into a pipe fails with EFAULT instead of
+    crashing. (No /proc/self/maps: targets may run in a chroot.)"""
+    import os
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.write.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
+    r, w = os.pipe()
+    try:
+        return libc.write(w, addr, WORD) == WORD
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 def _find_word(obj, value, limit):
@@ -81,6 +108,14 @@ class _Layout:
         self.co_localsplusnames = fn - 2 * WORD if fn else None
         self.co_localspluskinds = fn - WORD if fn else None
         self.co_code_cache = cc
+        # 3.12+: a pointer to a _PyCoCached whose first word is co_code.
+        self.co_cached = None
+        if cc is None:
+            for off in range(2 * WORD, size, WORD):
+                p = _word(id(code) + off)
+                if p and p % WORD == 0 and _readable(p) and _word(p) == id(code.co_code):
+                    self.co_cached = off
+                    break
         names = _obj_if_type(_word(id(code) + self.co_localsplusnames), tuple) if fn else None
         if names is None or set(names) != set(code.co_varnames + code.co_cellvars +
                                               code.co_freevars):
@@ -94,6 +129,20 @@ class _Layout:
         slots = _obj_if_type(_word(id(Sample) + self.ht_slots), tuple) if qn else None
         if slots != ('slot_a',):
             self.ht_slots = None
+
+        # 3.15: bytearray keeps its buffer in a bytes object (ob_bytes_object).
+        self.ba_bytes = None
+        if sys.version_info >= (3, 15):
+            ba = bytearray(b'pyheap-sample')
+            for off in range(2 * WORD, bytearray.__basicsize__, WORD):
+                p = _word(id(ba) + off)
+                if not p or p % WORD or not _readable(p + WORD):
+                    continue
+                v = _obj_if_type(p, bytes)
+                if v is not None and v.startswith(b'pyheap-sample'):
+                    self.ba_bytes = off
+                    break
+            assert self.ba_bytes is not None
 
 
 def type_name(t):
@@ -123,6 +172,21 @@ def _extra_edges(o, layout, out):
                 v = _obj_if_type(_word(id(o) + off), tp)
                 if v is not None:
                     out.append(v)
+        if layout.co_cached is not None:
+            cached = _word(id(o) + layout.co_cached)
+            if cached:
+                for i, tp in enumerate((bytes, tuple, tuple, tuple)):
+                    v = _obj_if_type(_word(cached + i * WORD), tp)
+                    if v is not None:
+                        out.append(v)
+    if type.__dict__['__flags__'].__get__(t) & MANAGED_DICT:
+        v = _obj_if_type(_word(id(o) - 3 * WORD), dict)
+        if v is not None:
+            out.append(v)
+    if isinstance(o, bytearray) and layout.ba_bytes is not None:
+        v = _obj_if_type(_word(id(o) + layout.ba_bytes), bytes)
+        if v is not None:
+            out.append(v)
     if isinstance(o, type):
         getd = type.__dict__
         out.append(getd['__mro__'].__get__(o))

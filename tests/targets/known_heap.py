@@ -64,14 +64,28 @@ class Node:
         self.next = nxt
 
 
+class Kept:
+    """Held only by the module-level list KEPT (referrers tests: list [*]
+    <- module __main__, path __main__.KEPT[i])."""
+
+    def __init__(self, i):
+        self.i = i
+
+
 EXPECTED = {'Plain': 2000, 'Slotted': 1000, 'DictSub': 300, 'ListSub': 300,
-            'Wide': 100, 'Node': 500, 'DequeSub': 50}
+            'Wide': 100, 'Node': 500, 'DequeSub': 50, 'Kept': 40}
 
 
 def gen_fn(n):
     local_list = [n, n * 2]
     for i in range(n):
         yield local_list, i
+
+
+def frame_of(i):
+    """A frame object that outlives its call (it then owns its data)."""
+    held = ['frame', i]
+    return sys._getframe(), held
 
 
 def make_closure(i):
@@ -118,6 +132,7 @@ def build(scale):
     for g in gens:
         next(g)
     h['gens'] = gens
+    h['frames'] = [frame_of(i)[0] for i in range(n // 20)]
     # Deques hold their items in blocks outside the object: these strs are
     # referenced from nowhere else.
     h['deques'] = [collections.deque('dq%d-%d' % (i, j) for j in range(i % 150))
@@ -125,6 +140,7 @@ def build(scale):
     h['dequesubs'] = [DequeSub(['ds%d' % i]) for i in range(EXPECTED['DequeSub'] * scale)]
     h['odicts'] = [collections.OrderedDict(a=i, b='od%d' % i) for i in range(20)]
     h['bytearrays'] = [bytearray(b'x' * (i % 64)) for i in range(n // 4)]
+    KEPT.extend(Kept(i) for i in range(EXPECTED['Kept'] * scale))
     return h
 
 
@@ -182,6 +198,7 @@ def main():
 
 
 HEAP = {}
+KEPT = []
 
 if __name__ == '__main__':
     main()
