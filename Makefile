@@ -76,6 +76,7 @@ deps:
 
 test: all $(TESTBIN)
 	PYHEAP_SRCDIR=$(CURDIR) PYHEAP_BUILD=$(CURDIR)/$(BUILD) $(TESTBIN)
+	$(MAKE) BUILD=$(BUILD) SANITIZE=$(SANITIZE) fuzz-run
 
 check: deps
 	$(MAKE) test
@@ -92,3 +93,59 @@ clean:
 	rm -rf build
 
 -include $(LIB_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+
+# ---- fuzzing (issue 6; docs/operations.md) ----------------------------------
+# libFuzzer harnesses built with clang, ASan and UBSan. `make fuzz` builds
+# them; `make fuzz-run` runs each for FUZZ_SECONDS with a fixed seed over a
+# scratch copy of fuzz/corpus/ (part of `make test`).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 12
+FUZZ_BUILD   := $(BUILD)/fuzz
+FUZZ_FLAGS   := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -Iinclude -Ilib \
+                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
+FUZZERS      := $(FUZZ_BUILD)/fuzz_proto $(FUZZ_BUILD)/fuzz_walk
+
+.PHONY: fuzz fuzz-run
+.SECONDARY: $(FUZZ_LIB_OBJ)
+fuzz: $(FUZZERS)
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -o $@ $^ $(LDLIBS_ALL)
+
+fuzz-run: $(FUZZERS)
+	@for f in proto walk; do \
+	  rm -rf $(FUZZ_BUILD)/corpus-$$f && mkdir -p $(FUZZ_BUILD)/corpus-$$f && \
+	  echo "fuzz_$$f: $(FUZZ_SECONDS) s, seed 1" && \
+	  $(FUZZ_BUILD)/fuzz_$$f -seed=1 -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	    -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD)/crash-$$f- \
+	    $(FUZZ_BUILD)/corpus-$$f fuzz/corpus/$$f 2>$(FUZZ_BUILD)/fuzz_$$f.log; \
+	  rc=$$?; grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::average_exec_per_sec)|cov:' $(FUZZ_BUILD)/fuzz_$$f.log | tail -3; \
+	  if [ $$rc -ne 0 ]; then tail -40 $(FUZZ_BUILD)/fuzz_$$f.log; echo "fuzz_$$f FAILED"; exit 1; fi; \
+	done
+
+# ---- install (issue 6) -------------------------------------------------------
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+BINDIR     ?= $(PREFIX)/bin
+SBINDIR    ?= $(PREFIX)/sbin
+MANDIR     ?= $(PREFIX)/share/man
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1 \
+	  $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR)
+	install -m 0755 $(PYHEAP) $(DESTDIR)$(BINDIR)/pyheap
+	install -m 0755 $(PYHEAPD) $(DESTDIR)$(SBINDIR)/pyheapd
+	install -m 0644 man/pyheap.1 $(DESTDIR)$(MANDIR)/man1/pyheap.1
+	install -m 0644 man/pyheapd.8 $(DESTDIR)$(MANDIR)/man8/pyheapd.8
+	sed 's|@SBINDIR@|$(SBINDIR)|g' systemd/pyheapd.service > $(DESTDIR)$(UNITDIR)/pyheapd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/pyheapd.service
+	install -m 0644 systemd/pyheapd.socket $(DESTDIR)$(UNITDIR)/pyheapd.socket
+	install -m 0644 systemd/pyheapd.sysusers $(DESTDIR)$(SYSUSERSDIR)/pyheapd.conf

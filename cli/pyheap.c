@@ -34,7 +34,7 @@ static const char usage_ps[] =
     "number of scans, interpreter module.\n";
 static const char usage_top[] =
     "Usage: pyheap [--socket PATH] top --by-type [-n N] [--sort bytes|count]\n"
-    "                                  [-p PID] [--json]\n"
+    "                                  [-p PID] [--freeze] [--json]\n"
     "\n"
     "Scan every live object of an attached process (without stopping it) and\n"
     "print a histogram by type: type, count, bytes, %% of all bytes, and a total\n"
@@ -45,6 +45,8 @@ static const char usage_top[] =
     "  -n, --limit N      show the N largest types (default %d; 0 = all)\n"
     "  --sort bytes|count order by total bytes (default) or object count\n"
     "  -p, --pid PID      which attached process (needed when several are attached)\n"
+    "  --freeze           consistent mode: stop the target's threads for the scan\n"
+    "                     (ptrace), then resume them; the pause is reported\n"
     "  --json             print pyheapd's reply as one JSON document instead\n";
 static const char usage_referrers[] =
     "Usage: pyheap [--socket PATH] referrers TYPE [-p PID] [--depth N] [--paths N]\n"
@@ -180,7 +182,7 @@ static int print_json(json_t *rep)
     return PYHEAP_EXIT_OK;
 }
 
-enum { OPT_JSON = 1000, OPT_SORT, OPT_BY_TYPE, OPT_DOT, OPT_PATHS, OPT_GROUPS };
+enum { OPT_JSON = 1000, OPT_SORT, OPT_BY_TYPE, OPT_DOT, OPT_PATHS, OPT_GROUPS, OPT_FREEZE };
 
 /* Print an ok reply (stolen) as JSON or as a table. */
 static int finish(json_t *rep, int json, void (*render)(const json_t *))
@@ -307,13 +309,14 @@ static int run_top(int argc, char **argv)
         { "sort", required_argument, NULL, OPT_SORT },
         { "pid", required_argument, NULL, 'p' },
         { "json", no_argument, NULL, OPT_JSON },
+        { "freeze", no_argument, NULL, OPT_FREEZE },
         { "socket", required_argument, NULL, 's' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     long n = PYHEAP_PROTO_DEFAULT_N, pid = 0;
     const char *sort = "bytes";
-    int json = 0;
+    int json = 0, freeze = 0;
     optind = 0;
     int c;
     while ((c = getopt_long(argc, argv, "n:p:s:h", opts, NULL)) != -1) {
@@ -336,6 +339,9 @@ static int run_top(int argc, char **argv)
         case OPT_JSON:
             json = 1;
             break;
+        case OPT_FREEZE:
+            freeze = 1;
+            break;
         case 's':
             socket_opt = optarg;
             break;
@@ -354,6 +360,8 @@ static int run_top(int argc, char **argv)
     json_t *req = json_pack("{s:s,s:I,s:s}", "cmd", "top", "n", (json_int_t)n, "sort", sort);
     if (req && pid)
         json_object_set_new(req, "pid", json_integer(pid));
+    if (req && freeze)
+        json_object_set_new(req, "freeze", json_true());
     int status;
     json_t *rep = call(path, req, &status);
     if (!rep)

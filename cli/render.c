@@ -107,8 +107,15 @@ void pyheap_render_top(const json_t *rep)
            group(uget(rep, "skipped"), g3, sizeof g3), ms,
            (long long)json_integer_value(json_object_get(rep, "pid")),
            sget(rep, "python"), sget(rep, "offsets_source"));
+    if (json_is_true(json_object_get(rep, "freeze")))
+        printf("frozen: %lld threads stopped for %.1f ms\n",
+               (long long)json_integer_value(json_object_get(rep, "frozen_threads")),
+               json_number_value(json_object_get(rep, "pause_ms")));
     if (json_is_true(json_object_get(rep, "scan_truncated")))
         printf("warning: the scan hit its object limit; figures are incomplete\n");
+    if (json_is_true(json_object_get(rep, "reply_truncated")))
+        printf("warning: the reply was cut to the daemon's --max-reply; %lld types not shown\n",
+               (long long)json_integer_value(json_object_get(rep, "reply_dropped")));
 }
 
 void pyheap_render_ps(const json_t *rep)

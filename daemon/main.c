@@ -2,6 +2,8 @@
  * socket (docs/protocol.md). Foreground; logs one line per event to stderr. */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,26 +13,67 @@
 
 #include "pyheapd.h"
 
-void pyheapd_log(const char *fmt, ...)
+#define DEFAULT_MAX_REPLY (16 * 1024 * 1024)
+#define DEFAULT_SCAN_MS 60000
+#define DEFAULT_FREEZE_MS 1000
+
+/* Set once in main() before any thread starts; read-only afterwards. */
+static int journal_prefix;
+
+void pyheapd_log_set_journal(int on)
+{
+    journal_prefix = on;
+}
+
+static void vlog(int prio, const char *fmt, va_list ap)
 {
     char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
     /* Messages may quote client input or target paths: keep each event on
      * one clean line (no control characters to forge log lines). */
     for (char *p = line; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             *p = '?';
-    /* One write per line so lines from threads never interleave. */
-    fprintf(stderr, "pyheapd: %s\n", line);
+    /* One write per line so lines from threads never interleave. Under
+     * journald (JOURNAL_STREAM) a "<N>" prefix carries the priority. */
+    if (journal_prefix)
+        fprintf(stderr, "<%d>%s\n", prio & 7, line);
+    else
+        fprintf(stderr, "pyheapd: %s\n", line);
+}
+
+void pyheapd_log(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(6, fmt, ap);
+    va_end(ap);
+}
+
+void pyheapd_logp(int prio, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(prio, fmt, ap);
+    va_end(ap);
+}
+
+/* JOURNAL_STREAM is "DEV:INODE" of the journal stream; it applies only if
+ * our stderr is still that stream. */
+static int stderr_is_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
+        return 0;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
 }
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: pyheapd [--socket PATH] [attach PID]\n"
+            "Usage: pyheapd [OPTIONS] [attach PID]\n"
             "\n"
             "Serve heap reports of running CPython processes to the `pyheap` client\n"
             "over a Unix socket. Runs in the foreground and logs to stderr.\n"
@@ -38,11 +81,39 @@ static void usage(FILE *f)
             "  attach PID       attach to process PID at start-up (exit 1 if that fails)\n"
             "  -s, --socket PATH  socket to listen on (default: $PYHEAP_SOCKET, else\n"
             "                   %s for root, else $XDG_RUNTIME_DIR/pyheapd.sock)\n"
+            "  --socket-mode MODE  octal mode of the socket it binds (default 0666 as\n"
+            "                   root, else 0600; every request is authorized anyway)\n"
+            "  --socket-group NAME  group of the socket it binds (e.g. pyheap)\n"
+            "  --max-clients N  concurrent connections (default %d, at most %d)\n"
+            "  --max-request BYTES  longest request line (default and at most %d)\n"
+            "  --max-reply BYTES  longest reply line; longer replies are cut and say\n"
+            "                   so (default %d)\n"
+            "  --scan-timeout MS  time budget of one scan; 0: none (default %d)\n"
+            "  --freeze-timeout MS  --freeze: how long threads may take to stop\n"
+            "                   (default %d)\n"
             "  -h, --help       show this help\n"
             "  -V, --version    show the version\n"
             "\n"
-            "Stop it with SIGINT or SIGTERM; the socket is removed on exit.\n",
-            PYHEAP_PROTO_ROOT_SOCKET);
+            "Under systemd, the socket may come from pyheapd.socket (socket\n"
+            "activation) and readiness is notified. Stop it with SIGINT or SIGTERM;\n"
+            "a socket it bound itself is removed on exit.\n",
+            PYHEAP_PROTO_ROOT_SOCKET, PYHEAPD_MAX_CONNS, PYHEAPD_MAX_CONNS_LIMIT,
+            PYHEAP_PROTO_MAX_LINE, DEFAULT_MAX_REPLY, DEFAULT_SCAN_MS, DEFAULT_FREEZE_MS);
+}
+
+/* Unsigned decimal (or octal with BASE 8) in [LO, HI]. */
+static int parse_num(const char *s, int base, unsigned long long lo, unsigned long long hi,
+                     unsigned long long *out)
+{
+    char *end;
+    errno = 0;
+    if (!s || !*s || s[0] == '-')
+        return -1;
+    unsigned long long v = strtoull(s, &end, base);
+    if (errno || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
 }
 
 static int parse_pid(const char *s, pid_t *pid)
@@ -60,16 +131,84 @@ int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "socket", required_argument, NULL, 's' },
+        { "socket-mode", required_argument, NULL, 1 },
+        { "socket-group", required_argument, NULL, 2 },
+        { "max-clients", required_argument, NULL, 3 },
+        { "max-request", required_argument, NULL, 4 },
+        { "max-reply", required_argument, NULL, 5 },
+        { "scan-timeout", required_argument, NULL, 6 },
+        { "freeze-timeout", required_argument, NULL, 7 },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
     const char *sock_opt = NULL;
+    struct pyheapd_config cfg = {
+        .socket_mode = geteuid() == 0 ? 0666 : 0600,
+        .socket_gid = -1,
+        .max_conns = PYHEAPD_MAX_CONNS,
+        .max_request = PYHEAP_PROTO_MAX_LINE,
+        .scan_budget_ms = DEFAULT_SCAN_MS,
+        .max_reply = DEFAULT_MAX_REPLY,
+        .freeze_stop_ms = DEFAULT_FREEZE_MS,
+    };
+    unsigned long long v;
     int c;
     while ((c = getopt_long(argc, argv, "s:hV", opts, NULL)) != -1) {
         switch (c) {
         case 's':
             sock_opt = optarg;
+            break;
+        case 1:
+            if (parse_num(optarg, 8, 0, 0777, &v) < 0) {
+                fprintf(stderr, "pyheapd: --socket-mode takes an octal mode like 0660\n");
+                return 2;
+            }
+            cfg.socket_mode = (unsigned)v;
+            break;
+        case 2: {
+            struct group *g = getgrnam(optarg);
+            if (!g) {
+                fprintf(stderr, "pyheapd: --socket-group: no group named '%s'\n", optarg);
+                return 2;
+            }
+            cfg.socket_gid = (int)g->gr_gid;
+            break;
+        }
+        case 3:
+            if (parse_num(optarg, 10, 1, PYHEAPD_MAX_CONNS_LIMIT, &v) < 0) {
+                fprintf(stderr, "pyheapd: --max-clients takes 1..%d\n", PYHEAPD_MAX_CONNS_LIMIT);
+                return 2;
+            }
+            cfg.max_conns = (size_t)v;
+            break;
+        case 4:
+            if (parse_num(optarg, 10, 64, PYHEAP_PROTO_MAX_LINE, &v) < 0) {
+                fprintf(stderr, "pyheapd: --max-request takes 64..%d\n", PYHEAP_PROTO_MAX_LINE);
+                return 2;
+            }
+            cfg.max_request = (size_t)v;
+            break;
+        case 5:
+            if (parse_num(optarg, 10, 1024, PYHEAP_PROTO_MAX_REPLY, &v) < 0) {
+                fprintf(stderr, "pyheapd: --max-reply takes 1024..%d\n", PYHEAP_PROTO_MAX_REPLY);
+                return 2;
+            }
+            cfg.max_reply = (size_t)v;
+            break;
+        case 6:
+            if (parse_num(optarg, 10, 0, 86400000ull, &v) < 0) {
+                fprintf(stderr, "pyheapd: --scan-timeout takes milliseconds (0: none)\n");
+                return 2;
+            }
+            cfg.scan_budget_ms = v;
+            break;
+        case 7:
+            if (parse_num(optarg, 10, 1, 60000, &v) < 0) {
+                fprintf(stderr, "pyheapd: --freeze-timeout takes 1..60000 ms\n");
+                return 2;
+            }
+            cfg.freeze_stop_ms = (unsigned)v;
             break;
         case 'h':
             usage(stdout);
@@ -111,15 +250,19 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    cfg.journal_prefix = stderr_is_journal();
+    pyheapd_log_set_journal(cfg.journal_prefix);
     struct pyheapd *d = malloc(sizeof *d);
     if (!d || pyheapd_init(d) < 0) {
         fprintf(stderr, "pyheapd: out of memory\n");
         return 1;
     }
+    d->cfg = cfg;
     pyheapd_log("version %s starting (pid %d)", PYHEAP_VERSION, (int)getpid());
+    int afd = pyheapd_listen_fds();
     /* Refuse early if a daemon already answers; attach before listening so
      * that a client that can connect always sees the initial target. */
-    if (pyheapd_probe(path) < 0) {
+    if (afd < 0 && pyheapd_probe(path) < 0) {
         pyheapd_fini(d);
         free(d);
         return 1;
@@ -130,7 +273,7 @@ int main(int argc, char **argv)
         free(d);
         return 1;
     }
-    if (pyheapd_listen(d, path) < 0) {
+    if (afd >= 0 ? pyheapd_adopt(d, afd) < 0 : pyheapd_listen(d, path) < 0) {
         pyheapd_fini(d);
         free(d);
         return 1;

@@ -16,11 +16,41 @@
 #include "pyheap.h"
 
 #define PYHEAPD_MAX_SESSIONS 64
+/* Default and hard upper bound of --max-clients. */
 #define PYHEAPD_MAX_CONNS 64
+#define PYHEAPD_MAX_CONNS_LIMIT 1024
 /* A client that sends nothing for this long is disconnected. */
 #define PYHEAPD_IDLE_TIMEOUT_S 120
 /* A client that does not read its reply for this long is disconnected. */
 #define PYHEAPD_SEND_TIMEOUT_S 30
+
+/* Operator settings (main.c parses them; docs/operations.md). */
+struct pyheapd_config {
+    unsigned socket_mode;          /* own socket's mode (fallback bind) */
+    int socket_gid;                /* own socket's group, -1: unchanged */
+    size_t max_conns;              /* concurrent clients */
+    size_t max_request;            /* request line bytes, <= PYHEAP_PROTO_MAX_LINE */
+    uint64_t scan_budget_ms;       /* per-scan time budget, 0: none */
+    size_t max_reply;              /* reply line bytes */
+    unsigned freeze_stop_ms;       /* --freeze: bound on waiting for threads to stop */
+    int journal_prefix;            /* "<N>" priority prefixes (JOURNAL_STREAM set) */
+};
+
+/* What the daemon saw of a target at attach, to tell "gone", "exec'd" and
+ * "pid reused" apart later (lifecycle.c). */
+struct pyheapd_identity {
+    unsigned long long start_time; /* /proc/PID/stat field 22 */
+    char exe[256];                 /* readlink /proc/PID/exe */
+    unsigned long long exe_dev, exe_ino;
+    unsigned long long first_map;  /* start of the first mapping (ASLR: moves on exec) */
+};
+
+enum pyheapd_state {
+    PYHEAPD_ALIVE = 0,
+    PYHEAPD_GONE,        /* exited (or zombie) */
+    PYHEAPD_EXECD,       /* same PID and start time, another program image */
+    PYHEAPD_PID_REUSED,  /* the PID now belongs to another process */
+};
 
 /* One attached target. Immutable after creation except where noted. */
 struct pyheapd_session {
@@ -32,6 +62,8 @@ struct pyheapd_session {
     /* Protected by the table lock: */
     unsigned refs;
     int gone;
+    enum pyheapd_state state;       /* why gone (table lock) */
+    struct pyheapd_identity id;     /* immutable after attach */
     uint64_t scans;
     double last_scan_ms;
     struct pyheapd_session *next;
@@ -44,15 +76,69 @@ struct pyheapd {
 
     pthread_mutex_t conn_lock;      /* connection registry */
     pthread_cond_t conn_cv;
-    int conn_fds[PYHEAPD_MAX_CONNS];
+    int conn_fds[PYHEAPD_MAX_CONNS_LIMIT];
     size_t nconns;
 
     char socket_path[108];
     int listen_fd;
+    int activated;                  /* listen_fd came from systemd: do not unlink */
+    struct pyheapd_config cfg;
 };
 
 /* main.c */
 void pyheapd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Same with a syslog priority (LOG_ERR...), shown as "<N>" for journald. */
+void pyheapd_logp(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void pyheapd_log_set_journal(int on);
+
+/* activation.c: systemd socket activation and readiness notification. */
+/* The listening socket passed by systemd (LISTEN_PID/LISTEN_FDS, fd 3), or
+ * -1 when not socket-activated (then the daemon binds its own). Unsets the
+ * variables so children do not inherit them. */
+int pyheapd_listen_fds(void);
+/* Send STATE ("READY=1\nSTATUS=...") to $NOTIFY_SOCKET; no-op without it.
+ * 0, or -1 (logged). */
+int pyheapd_notify(const char *state);
+/* Apply --socket-mode / --socket-group to the socket file at PATH. */
+int pyheapd_socket_perms(const struct pyheapd_config *cfg, const char *path);
+
+/* auth.c: may PEER inspect PID as the kernel's ptrace rule would allow?
+ * 0, or -1 with *perr (code "permission" or "no_process"). KNOWN_UID is the
+ * target uid recorded at attach (used when the process is gone) or NULL. */
+int pyheapd_authorize(const struct ucred *peer, pid_t pid, const uid_t *known_uid,
+                      pyheap_proto_error *perr);
+/* Is the peer privileged (root or CAP_SYS_PTRACE in its effective set)? */
+int pyheapd_peer_privileged(const struct ucred *peer);
+
+/* lifecycle.c */
+int pyheapd_identity_read(pid_t pid, struct pyheapd_identity *id);
+/* Compare PID with what was recorded. */
+enum pyheapd_state pyheapd_identity_check(pid_t pid, const struct pyheapd_identity *id);
+const char *pyheapd_state_name(enum pyheapd_state st);
+
+/* scan.c: one scan of a session's target, shared by every command that
+ * needs a snapshot. Checks the target's identity before and after (a
+ * changed identity marks the session and fails with its state), applies
+ * the time budget, and with FREEZE stops the target for the scan only (in
+ * a dedicated thread, so the kernel resumes the target even if that thread
+ * dies). The caller holds a reference on S, not its scan_lock. */
+struct pyheapd_scan_info {
+    int froze;
+    double pause_ms;          /* with freeze: how long the target was stopped */
+    size_t frozen_threads;
+    double wall_ms;
+};
+int pyheapd_scan(struct pyheapd *d, struct pyheapd_session *s, int freeze,
+                 pyheap_snapshot **out, struct pyheapd_scan_info *info,
+                 pyheap_proto_error *perr);
+/* Re-check S's identity (table lock not held); marks it. Returns its state. */
+enum pyheapd_state pyheapd_session_check(struct pyheapd *d, struct pyheapd_session *s);
+
+/* limits.c */
+/* Encode REPLY (consumed) as one line within cfg->max_reply bytes: long
+ * arrays ("types", "targets") are shortened and the reply says so
+ * ("reply_truncated"); if it still does not fit, an error reply. */
+char *pyheapd_encode_capped(const struct pyheapd_config *cfg, json_t *reply, size_t *len);
 
 /* sessions.c */
 int pyheapd_init(struct pyheapd *d);
@@ -72,6 +158,8 @@ int pyheapd_probe(const char *path);
 /* Refuse if a daemon answers on PATH, remove a stale socket, create the
  * parent directory, bind and listen. */
 int pyheapd_listen(struct pyheapd *d, const char *path);
+/* Serve on FD, a listening socket passed by systemd. */
+int pyheapd_adopt(struct pyheapd *d, int fd);
 /* Serve until SIGINT/SIGTERM (blocked by the caller and handled through a
  * signalfd), then unlink the socket and wait briefly for clients. Returns
  * the exit status. */

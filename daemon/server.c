@@ -113,8 +113,9 @@ int pyheapd_listen(struct pyheapd *d, const char *path)
         return -1;
     }
     /* Root serves every user (each request is authorized with
-     * SO_PEERCRED); an unprivileged daemon serves only its own user. */
-    if (chmod(path, geteuid() == 0 ? 0666 : 0600) < 0 || listen(fd, 64) < 0) {
+     * SO_PEERCRED) unless --socket-mode/--socket-group narrow it; an
+     * unprivileged daemon serves only its own user by default. */
+    if (pyheapd_socket_perms(&d->cfg, path) < 0 || listen(fd, 128) < 0) {
         pyheapd_log("cannot set up %s: %s", path, strerror(errno));
         close(fd);
         unlink(path);
@@ -142,13 +143,12 @@ static int write_all(int fd, const char *buf, size_t len)
     return 0;
 }
 
-static int send_reply(int fd, json_t *reply)
+static int send_reply(const struct pyheapd *d, int fd, json_t *reply)
 {
     if (!reply)
         return -1;
     size_t len;
-    char *line = pyheap_proto_encode(reply, &len);
-    json_decref(reply);
+    char *line = pyheapd_encode_capped(&d->cfg, reply, &len);
     if (!line)
         return -1;
     int rc = write_all(fd, line, len);
@@ -156,11 +156,11 @@ static int send_reply(int fd, json_t *reply)
     return rc;
 }
 
-static int send_error(int fd, const char *code, const char *msg)
+static int send_error(const struct pyheapd *d, int fd, const char *code, const char *msg)
 {
     pyheap_proto_error perr;
     pyheap_proto_err_set(&perr, code, "%s", msg);
-    return send_reply(fd, pyheap_proto_error_reply(&perr));
+    return send_reply(d, fd, pyheap_proto_error_reply(&perr));
 }
 
 struct conn {
@@ -182,7 +182,7 @@ static int handle_line(struct conn *c, const char *line, size_t len)
     } else {
         reply = pyheapd_handle(c->d, &c->peer, &req);
     }
-    return send_reply(c->fd, reply);
+    return send_reply(c->d, c->fd, reply);
 }
 
 /* After a fatal reply: stop sending, then read and drop what the client
@@ -207,10 +207,11 @@ static void drain(int fd, char *buf, size_t cap)
 static void conn_serve(struct conn *c)
 {
     /* One line plus its newline fits; anything longer is refused. */
-    size_t cap = PYHEAP_PROTO_MAX_LINE + 1;
+    size_t maxline = c->d->cfg.max_request;
+    size_t cap = maxline + 1;
     char *buf = malloc(cap);
     if (!buf) {
-        send_error(c->fd, pyheap_errcode_name(PYHEAP_E_NOMEM), "pyheapd is out of memory");
+        send_error(c->d, c->fd, pyheap_errcode_name(PYHEAP_E_NOMEM), "pyheapd is out of memory");
         return;
     }
     size_t have = 0;
@@ -243,11 +244,11 @@ static void conn_serve(struct conn *c)
         have -= start;
         if (have == cap) {
             char msg[128];
-            snprintf(msg, sizeof msg, "request line is longer than %d bytes; closing the connection",
-                     PYHEAP_PROTO_MAX_LINE);
-            pyheapd_log("request over %d bytes from pid %d uid %lu; closing",
-                        PYHEAP_PROTO_MAX_LINE, (int)c->peer.pid, (unsigned long)c->peer.uid);
-            send_error(c->fd, PYHEAP_PROTO_E_TOO_LONG, msg);
+            snprintf(msg, sizeof msg, "request line is longer than %zu bytes; closing the connection",
+                     maxline);
+            pyheapd_log("request over %zu bytes from pid %d uid %lu; closing",
+                        maxline, (int)c->peer.pid, (unsigned long)c->peer.uid);
+            send_error(c->d, c->fd, PYHEAP_PROTO_E_TOO_LONG, msg);
             drain(c->fd, buf, cap);
             break;
         }
@@ -297,7 +298,7 @@ static void accept_one(struct pyheapd *d)
     if (!c || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->peer, &sl) < 0 ||
         sl != sizeof c->peer) {
         pyheapd_log("cannot read peer credentials: %s", strerror(errno));
-        send_error(fd, pyheap_errcode_name(PYHEAP_E_PERM),
+        send_error(d, fd, pyheap_errcode_name(PYHEAP_E_PERM),
                    "pyheapd could not read your credentials (SO_PEERCRED)");
         free(c);
         close(fd);
@@ -307,11 +308,11 @@ static void accept_one(struct pyheapd *d)
     c->fd = fd;
 
     pthread_mutex_lock(&d->conn_lock);
-    if (d->nconns >= PYHEAPD_MAX_CONNS) {
+    if (d->nconns >= d->cfg.max_conns || d->nconns >= PYHEAPD_MAX_CONNS_LIMIT) {
         pthread_mutex_unlock(&d->conn_lock);
-        pyheapd_log("refusing connection from pid %d: %d connections already open",
-                    (int)c->peer.pid, PYHEAPD_MAX_CONNS);
-        send_error(fd, PYHEAP_PROTO_E_BUSY, "pyheapd has too many open connections; try again");
+        pyheapd_log("refusing connection from pid %d: %zu connections already open",
+                    (int)c->peer.pid, d->nconns);
+        send_error(d, fd, PYHEAP_PROTO_E_BUSY, "pyheapd has too many open connections; try again");
         free(c);
         close(fd);
         return;
@@ -330,10 +331,25 @@ static void accept_one(struct pyheapd *d)
     if (rc != 0) {
         pyheapd_log("cannot start a connection thread: %s", strerror(rc));
         conn_unregister(d, fd);
-        send_error(fd, PYHEAP_PROTO_E_BUSY, "pyheapd cannot start a thread; try again");
+        send_error(d, fd, PYHEAP_PROTO_E_BUSY, "pyheapd cannot start a thread; try again");
         free(c);
         close(fd);
     }
+}
+
+int pyheapd_adopt(struct pyheapd *d, int fd)
+{
+    struct sockaddr_un sun;
+    socklen_t al = sizeof sun;
+    memset(&sun, 0, sizeof sun);
+    if (getsockname(fd, (struct sockaddr *)&sun, &al) < 0)
+        sun.sun_path[0] = '\0';
+    d->listen_fd = fd;
+    d->activated = 1;
+    snprintf(d->socket_path, sizeof d->socket_path, "%s",
+             sun.sun_path[0] ? sun.sun_path : "(socket from systemd)");
+    pyheapd_log("listening on %s (socket activation)", d->socket_path);
+    return 0;
 }
 
 int pyheapd_serve(struct pyheapd *d, const sigset_t *sigs)
@@ -344,6 +360,10 @@ int pyheapd_serve(struct pyheapd *d, const sigset_t *sigs)
         return 1;
     }
     int status = 0;
+    char ready[160];
+    snprintf(ready, sizeof ready, "READY=1\nSTATUS=serving on %s\nMAINPID=%d",
+             d->socket_path, (int)getpid());
+    pyheapd_notify(ready);
     for (;;) {
         struct pollfd p[2] = {
             { .fd = d->listen_fd, .events = POLLIN },
@@ -367,9 +387,11 @@ int pyheapd_serve(struct pyheapd *d, const sigset_t *sigs)
             accept_one(d);
     }
     close(sfd);
+    pyheapd_notify("STOPPING=1\nSTATUS=shutting down");
     close(d->listen_fd);
     d->listen_fd = -1;
-    if (unlink(d->socket_path) < 0 && errno != ENOENT)
+    /* A socket from systemd is systemd's to remove. */
+    if (!d->activated && unlink(d->socket_path) < 0 && errno != ENOENT)
         pyheapd_log("cannot remove %s: %s", d->socket_path, strerror(errno));
 
     /* Wake connection threads and give a running scan a moment to end. */

@@ -89,28 +89,10 @@ static int proc_uid(pid_t pid, uid_t *uid)
     return found;
 }
 
-/* May PEER inspect PID? Root may inspect anything; anyone else only a
- * process whose real uid is theirs. KNOWN is the uid recorded at attach
- * (used when the process is gone), or NULL. */
 static int authorize(const struct ucred *peer, pid_t pid, const uid_t *known,
                      pyheap_proto_error *perr)
 {
-    if (peer->uid == 0)
-        return 0;
-    uid_t uid;
-    if (proc_uid(pid, &uid) < 0) {
-        if (!known)
-            return pyheap_proto_err_set(perr, pyheap_errcode_name(PYHEAP_E_NOPROC),
-                                        "no process with PID %d", (int)pid);
-        uid = *known;
-    }
-    if (uid == peer->uid && (!known || *known == peer->uid))
-        return 0;
-    return pyheap_proto_err_set(perr, pyheap_errcode_name(PYHEAP_E_PERM),
-                                "process %d belongs to uid %lu, and you are uid %lu: "
-                                "pyheapd lets a client inspect only its own processes "
-                                "(or any, as root)",
-                                (int)pid, (unsigned long)uid, (unsigned long)peer->uid);
+    return pyheapd_authorize(peer, pid, known, perr);
 }
 
 static struct pyheapd_session *find_locked(struct pyheapd *d, pid_t pid)
@@ -124,7 +106,7 @@ static struct pyheapd_session *find_locked(struct pyheapd *d, pid_t pid)
 /* Root sees every session, others only their own targets. */
 static int visible(const struct ucred *peer, const struct pyheapd_session *s)
 {
-    return peer->uid == 0 || peer->uid == s->uid;
+    return peer->uid == 0 || peer->uid == s->uid || pyheapd_peer_privileged(peer);
 }
 
 /* Unlink S from the table; caller holds d->lock and owns the table's ref
@@ -210,7 +192,9 @@ static json_t *do_attach(struct pyheapd *d, pid_t pid, int *already,
         return NULL;
     }
     uid_t uid = 0;
-    if (proc_uid(pid, &uid) < 0) {
+    struct pyheapd_identity id;
+    if (proc_uid(pid, &uid) < 0 || pyheapd_identity_read(pid, &id) < 0 ||
+        pyheap_target_check_alive(t, NULL) < 0) {
         pyheap_target_free(t);
         pyheap_proto_err_set(perr, pyheap_errcode_name(PYHEAP_E_GONE),
                              "process %d exited while being attached", (int)pid);
@@ -234,6 +218,7 @@ static json_t *do_attach(struct pyheapd *d, pid_t pid, int *already,
     s->target = t;
     s->pid = pid;
     s->uid = uid;
+    s->id = id;
     s->attached_at = time(NULL);
     s->refs = 1;   /* the table's */
 
@@ -360,18 +345,23 @@ static json_t *cmd_ps(struct pyheapd *d, const struct ucred *peer)
     for (struct pyheapd_session *s = d->sessions; s; s = s->next) {
         if (!visible(peer, s))
             continue;
-        /* Refresh liveness unless a scan holds the target (never wait). */
-        if (!s->gone && pthread_mutex_trylock(&s->scan_lock) == 0) {
-            if (pyheap_target_check_alive(s->target, NULL) < 0)
+        /* Refresh liveness from /proc (never touches the target, never
+         * waits for a scan). */
+        if (!s->gone) {
+            enum pyheapd_state st = pyheapd_identity_check(s->pid, &s->id);
+            if (st != PYHEAPD_ALIVE) {
                 s->gone = 1;
-            pthread_mutex_unlock(&s->scan_lock);
+                s->state = st;
+                pyheapd_logp(5, "pid %d: session ends: %s", (int)s->pid,
+                             pyheapd_state_name(st));
+            }
         }
         pyheap_error err;
         json_t *e = pyheap_report_target(s->target, &err);
         char when[64];
         iso_time(s->attached_at, when, sizeof when);
         if (!e || json_array_append_new(arr, e) < 0 ||
-            json_object_set_new(e, "state", json_string(s->gone ? "gone" : "attached")) < 0 ||
+            json_object_set_new(e, "state", json_string(pyheapd_state_name(s->gone ? s->state : PYHEAPD_ALIVE))) < 0 ||
             json_object_set_new(e, "attached_at", json_string(when)) < 0 ||
             json_object_set_new(e, "uid", json_integer(s->uid)) < 0 ||
             json_object_set_new(e, "scans", json_integer((json_int_t)s->scans)) < 0 ||
@@ -466,8 +456,9 @@ static json_t *referrers_reply(const struct pyheapd_session *s, const pyheap_sna
     return pyheap_report_referrers(s->pid, snap, req->type, &opts, err);
 }
 
-/* Take a fresh snapshot of the chosen target (under its scan lock), build
- * the reply with FN, and drop the snapshot. */
+/* Take a fresh snapshot of the chosen target (pyheapd_scan: identity
+ * checks, time budget, optional freeze), build the reply with FN, and drop
+ * the snapshot. */
 static json_t *scan_command(struct pyheapd *d, const struct ucred *peer,
                             const pyheap_request *req, snapshot_reply_fn fn)
 {
@@ -480,60 +471,48 @@ static json_t *scan_command(struct pyheapd *d, const struct ucred *peer,
         reply = error_reply(&perr);
         goto out;
     }
-
-    pthread_mutex_lock(&s->scan_lock);
-    struct timespec w0, w1;
-    clock_gettime(CLOCK_MONOTONIC, &w0);
-    pyheap_error err;
     pyheap_snapshot *snap = NULL;
-    int gone = 0;
-    if (pyheap_target_check_alive(s->target, &err) < 0 ||
-        pyheap_snapshot_take(s->target, NULL, &snap, &err) < 0) {
-        gone = err.code == PYHEAP_E_GONE ||
-               pyheap_target_check_alive(s->target, NULL) < 0;
-        if (gone && err.code != PYHEAP_E_GONE) {
-            snprintf(err.msg, sizeof err.msg,
-                     "process %d has exited: detach it with `pyheap detach %d`",
-                     (int)s->pid, (int)s->pid);
-            err.code = PYHEAP_E_GONE;
-        }
-    } else {
-        reply = fn(s, snap, req, &err);
+    struct pyheapd_scan_info info;
+    if (pyheapd_scan(d, s, req->freeze, &snap, &info, &perr) < 0) {
+        /* Error replies keep their three fields; the session's state
+         * ("gone", "exec'd", "pid reused") is named in the message and
+         * shown by "ps". */
+        reply = error_reply(&perr);
+        goto out;
     }
-    double ms = 0.0;
-    int scanned = snap != NULL;
-    if (snap) {
-        const pyheap_scan_stats *st = pyheap_snapshot_stats(snap);
-        ms = st->scan_ms;
-        clock_gettime(CLOCK_MONOTONIC, &w1);
-        double wall = (double)(w1.tv_sec - w0.tv_sec) * 1e3 +
-                      (double)(w1.tv_nsec - w0.tv_nsec) / 1e6;
-        pyheapd_log("%s of pid %d for uid %lu: %llu objects, %llu bytes, %llu skipped, "
-                    "scan %.1f ms, request %.1f ms%s",
-                    pyheap_proto_cmd_name(req->cmd),
-                    (int)s->pid, (unsigned long)peer->uid, (unsigned long long)st->objects,
-                    (unsigned long long)st->bytes, (unsigned long long)st->skipped, ms, wall,
-                    st->truncated ? " (truncated)" : "");
-    } else if (!gone) {
-        pyheapd_log("scan of pid %d failed: %s: %s", (int)s->pid,
-                    pyheap_errcode_name(err.code), err.msg);
-    }
+    pyheap_error err;
+    memset(&err, 0, sizeof err);
+    reply = fn(s, snap, req, &err);
+    const pyheap_scan_stats *st = pyheap_snapshot_stats(snap);
+    double ms = st->scan_ms;
+    pyheapd_log("%s of pid %d for uid %lu: %llu objects, %llu bytes, %llu skipped, "
+                "scan %.1f ms, request %.1f ms%s%s",
+                pyheap_proto_cmd_name(req->cmd),
+                (int)s->pid, (unsigned long)peer->uid, (unsigned long long)st->objects,
+                (unsigned long long)st->bytes, (unsigned long long)st->skipped, ms, info.wall_ms,
+                st->truncated ? " (truncated)" : "", info.froze ? " (frozen)" : "");
+    if (info.froze)
+        pyheapd_log("froze pid %d: %zu threads stopped for %.1f ms", (int)s->pid,
+                    info.frozen_threads, info.pause_ms);
     pyheap_snapshot_free(snap);
-    pthread_mutex_unlock(&s->scan_lock);
 
     pthread_mutex_lock(&d->lock);
-    if (gone && !s->gone) {
-        s->gone = 1;
-        pyheapd_log("pid %d has exited; session marked gone", (int)s->pid);
-    }
-    if (scanned) {
-        s->scans++;
-        s->last_scan_ms = ms;
-    }
+    s->scans++;
+    s->last_scan_ms = ms;
     pthread_mutex_unlock(&d->lock);
 
-    if (!reply)
+    if (!reply) {
         reply = lib_error_reply(&err);
+    } else if (json_is_true(json_object_get(reply, "ok"))) {
+        if ((info.froze && json_object_set_new(reply, "freeze", json_true()) < 0) ||
+            (info.froze &&
+             (json_object_set_new(reply, "pause_ms", json_real(info.pause_ms)) < 0 ||
+              json_object_set_new(reply, "frozen_threads",
+                                  json_integer((json_int_t)info.frozen_threads)) < 0))) {
+            json_decref(reply);
+            reply = NULL;
+        }
+    }
 out:
     session_unref(d, s);
     return reply;

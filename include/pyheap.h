@@ -116,6 +116,13 @@ typedef struct pyheap_scan_stats {
     int truncated;           /* a limit stopped the scan early */
 } pyheap_scan_stats;
 
+/* Per-scan time budget: MS milliseconds from now on, every remote read of
+ * T fails, so a running scan ends quickly (its result is then incomplete:
+ * check pyheap_target_budget_spent). 0 removes the budget. */
+void pyheap_target_set_time_budget(pyheap_target *t, uint64_t ms);
+/* Did the budget set last run out? */
+int pyheap_target_budget_spent(const pyheap_target *t);
+
 /* Take a snapshot of the target's heap (non-stop: reads race with the
  * target; inconsistent objects are skipped and counted). */
 int pyheap_snapshot_take(pyheap_target *t, const pyheap_scan_opts *opts,

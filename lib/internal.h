@@ -66,6 +66,11 @@ int pyheap_mem_read(pyheap_mem *m, uint64_t addr, void *buf, size_t len,
 int pyheap_mem_read_cached(pyheap_mem *m, uint64_t addr, void *buf, size_t len,
                            pyheap_error *err);
 void pyheap_mem_cache_clear(pyheap_mem *m);
+/* Time budget: after DEADLINE_NS (CLOCK_MONOTONIC, in ns; 0 = none) every
+ * read fails (PYHEAP_E_READ, ETIMEDOUT), so any scan ends quickly; whether
+ * that happened is kept until the next call. */
+void pyheap_mem_set_deadline(pyheap_mem *m, uint64_t deadline_ns);
+int pyheap_mem_deadline_hit(const pyheap_mem *m);
 /* Counters since open. */
 void pyheap_mem_counters(const pyheap_mem *m, uint64_t *reads, uint64_t *bytes);
 /* Read a NUL-terminated string of at most MAX-1 bytes into BUF (always

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
@@ -53,7 +54,41 @@ struct pyheap_mem {
     /* counters */
     uint64_t reads;
     uint64_t bytes;
+    /* time budget (pyheap_mem_set_deadline): CLOCK_MONOTONIC ns, 0 = none */
+    uint64_t deadline_ns;
+    unsigned deadline_tick;
+    int deadline_hit;
 };
+
+/* Past the deadline? Looked at every 64 reads (clock_gettime is cheap but
+ * not free); once hit, every later read fails until the deadline is reset. */
+static int over_deadline(pyheap_mem *m)
+{
+    if (!m->deadline_ns)
+        return 0;
+    if (m->deadline_hit)
+        return 1;
+    if ((m->deadline_tick++ & 63) != 0)
+        return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    if (now >= m->deadline_ns)
+        m->deadline_hit = 1;
+    return m->deadline_hit;
+}
+
+void pyheap_mem_set_deadline(pyheap_mem *m, uint64_t deadline_ns)
+{
+    m->deadline_ns = deadline_ns;
+    m->deadline_tick = 0;
+    m->deadline_hit = 0;
+}
+
+int pyheap_mem_deadline_hit(const pyheap_mem *m)
+{
+    return m->deadline_hit;
+}
 
 _Static_assert(PAGES_PER_CHUNK <= 16, "valid bitmap is 16 bits");
 
@@ -178,6 +213,9 @@ int pyheap_mem_read(pyheap_mem *m, uint64_t addr, void *buf, size_t len,
         return 0;
     if (addr == 0 || addr + len < addr)
         return pyheap_err_remote(err, EFAULT, m->pid, addr, len);
+    if (over_deadline(m))
+        return pyheap_err_set(err, PYHEAP_E_READ, ETIMEDOUT, addr,
+                              "the scan's time budget is spent");
     if (m->is_image) {
         if (image_read(m, addr, buf, len) < 0)
             return pyheap_err_remote(err, EFAULT, m->pid, addr, len);
@@ -293,6 +331,9 @@ int pyheap_mem_read_cached(pyheap_mem *m, uint64_t addr, void *buf, size_t len,
         return 0;
     if (addr == 0 || addr + len < addr)
         return pyheap_err_remote(err, EFAULT, m->pid, addr, len);
+    if (over_deadline(m))
+        return pyheap_err_set(err, PYHEAP_E_READ, ETIMEDOUT, addr,
+                              "the scan's time budget is spent");
     if (m->is_image)
         return pyheap_mem_read(m, addr, buf, len, err);
     /* Reads larger than the cache itself go straight to the target. */

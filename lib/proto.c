@@ -21,14 +21,14 @@ static const char *const cmd_names[] = {
 
 /* Which fields each command accepts besides "cmd". */
 enum { F_PID = 1, F_N = 2, F_SORT = 4, F_TYPE = 8, F_DEPTH = 16, F_PATHS = 32,
-       F_GROUPS = 64 };
+       F_GROUPS = 64, F_FREEZE = 128 };
 static const unsigned cmd_fields[] = {
     [PYHEAP_CMD_PING] = 0,
     [PYHEAP_CMD_ATTACH] = F_PID,
     [PYHEAP_CMD_DETACH] = F_PID,
     [PYHEAP_CMD_PS] = 0,
-    [PYHEAP_CMD_TOP] = F_PID | F_N | F_SORT,
-    [PYHEAP_CMD_REFERRERS] = F_PID | F_TYPE | F_DEPTH | F_PATHS | F_GROUPS,
+    [PYHEAP_CMD_TOP] = F_PID | F_N | F_SORT | F_FREEZE,
+    [PYHEAP_CMD_REFERRERS] = F_PID | F_TYPE | F_DEPTH | F_PATHS | F_GROUPS | F_FREEZE,
 };
 
 const char *pyheap_proto_cmd_name(pyheap_proto_cmd cmd)
@@ -220,6 +220,13 @@ int pyheap_proto_parse(const char *line, size_t len, pyheap_request *req,
         } else if (strcmp(key, "sort") == 0 && (allowed & F_SORT)) {
             if (parse_sort(val, &r, perr) < 0)
                 goto out;
+        } else if (strcmp(key, "freeze") == 0 && (allowed & F_FREEZE)) {
+            if (!json_is_boolean(val)) {
+                pyheap_proto_err_set(perr, PYHEAP_PROTO_E_BAD_REQUEST,
+                                     "\"freeze\" must be true or false");
+                goto out;
+            }
+            r.freeze = json_is_true(val);
         } else if (strcmp(key, "type") == 0 && (allowed & F_TYPE)) {
             if (parse_type(val, &r, perr) < 0)
                 goto out;

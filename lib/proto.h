@@ -71,6 +71,7 @@ typedef struct pyheap_request {
     unsigned depth;
     size_t max_paths;
     size_t max_groups;
+    int freeze;         /* top: consistent mode ("freeze": true) */
 } pyheap_request;
 
 /* A protocol error: a stable code (a pyheap_errcode_name() name or one of
