@@ -85,8 +85,12 @@ demo: deps
 	$(MAKE) all
 	sh tools/demo $(BUILD)
 
+# tools/bench's helper (bulk-copy floor, library census).
+$(BUILD)/bench-helper: $(BUILD)/tools/bench-helper.o $(LIBA)
+	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDLIBS_ALL)
+
 bench: deps
-	$(MAKE) all
+	$(MAKE) all $(BUILD)/bench-helper
 	sh tools/bench $(BUILD)
 
 clean:

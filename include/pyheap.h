@@ -97,11 +97,11 @@ int pyheap_target_check_alive(const pyheap_target *t, pyheap_error *err);
 typedef struct pyheap_snapshot pyheap_snapshot;
 
 typedef struct pyheap_scan_opts {
-    /* Upper bound on objects visited (0: default, 50 million). Beyond it
+    /* Upper bound on objects visited (0: default, 100 million). Beyond it
      * the scan stops and reports truncation. */
     uint64_t max_objects;
     /* Upper bound on bytes of target memory cached during the scan
-     * (0: default 512 MiB). */
+     * (0: default 64 MiB). */
     uint64_t max_cache_bytes;
 } pyheap_scan_opts;
 

@@ -44,7 +44,7 @@ int pyheap_err_remote(pyheap_error *err, int sys_errno, pid_t pid,
 typedef struct pyheap_mem pyheap_mem;
 
 /* Reader for a live process. max_cache_bytes caps the chunk cache
- * (0: 512 MiB). */
+ * (0: 64 MiB). */
 int pyheap_mem_open(pid_t pid, uint64_t max_cache_bytes, pyheap_mem **out,
                     pyheap_error *err);
 /* Reader over in-memory "images" registered with pyheap_mem_image_add: for

@@ -3,10 +3,11 @@
  *
  * One read per small object costs a syscall (~1-2 us); a 64 KiB chunk costs
  * about the same, so the walker reads through the cache and decodes locally.
- * A chunk keeps the bytes first read until the cache is cleared, so one scan
- * sees one copy of each chunk. Unreadable pages inside a chunk (mapping
- * edges, freed arenas) are remembered per page so they fail like EFAULT
- * without asking the kernel again.
+ * A chunk keeps the bytes first read until the cache is cleared or full
+ * (then every chunk is forgotten at once and the buffers are reused).
+ * Unreadable pages inside a chunk (mapping edges, freed arenas) are
+ * remembered per page so they fail like EFAULT without asking the kernel
+ * again.
  *
  * For unit tests the same API serves reads from in-memory "images".
  */
@@ -25,7 +26,9 @@
 #define PAGE_SHIFT_ 12
 #define PAGE_SIZE_ ((uint64_t)1 << PAGE_SHIFT_)
 #define PAGES_PER_CHUNK (CHUNK_SIZE / PAGE_SIZE_)
-#define DEFAULT_CACHE_CAP ((uint64_t)512 << 20)
+/* Small enough to stay well below the target's heap, large enough that the
+ * walk's locality (allocation order) keeps re-reads to one extra pass. */
+#define DEFAULT_CACHE_CAP ((uint64_t)64 << 20)
 
 struct chunk {
     uint64_t base;          /* chunk-aligned remote address; 0 = empty slot */
@@ -51,6 +54,12 @@ struct pyheap_mem {
     /* images */
     struct image *images;
     size_t nimages;
+    /* the chunk of the last hit (most reads fall in the chunk before) */
+    struct chunk *last;
+    /* buffers of evicted chunks, reused before asking malloc (fresh pages
+     * cost a page fault each) */
+    unsigned char **spare;
+    size_t nspare, capspare;
     /* counters */
     uint64_t reads;
     uint64_t bytes;
@@ -91,6 +100,7 @@ int pyheap_mem_deadline_hit(const pyheap_mem *m)
 }
 
 _Static_assert(PAGES_PER_CHUNK <= 16, "valid bitmap is 16 bits");
+#define ALL_PAGES ((uint16_t)((1u << PAGES_PER_CHUNK) - 1))
 
 int pyheap_mem_open(pid_t pid, uint64_t max_cache_bytes, pyheap_mem **out,
                     pyheap_error *err)
@@ -145,6 +155,35 @@ void pyheap_mem_cache_clear(pyheap_mem *m)
     m->nslots = 0;
     m->nused = 0;
     m->cache_bytes = 0;
+    m->last = NULL;
+    for (size_t i = 0; i < m->nspare; i++)
+        free(m->spare[i]);
+    free(m->spare);
+    m->spare = NULL;
+    m->nspare = m->capspare = 0;
+}
+
+/* The cache is full: forget every chunk but keep the buffers for reuse. */
+static void cache_evict(pyheap_mem *m)
+{
+    size_t need = m->nspare + m->nused;
+    if (need > m->capspare) {
+        unsigned char **n = realloc(m->spare, need * sizeof *n);
+        if (!n) {
+            pyheap_mem_cache_clear(m);
+            return;
+        }
+        m->spare = n;
+        m->capspare = need;
+    }
+    for (size_t i = 0; i < m->nslots; i++) {
+        if (m->slots[i].data)
+            m->spare[m->nspare++] = m->slots[i].data;
+        m->slots[i] = (struct chunk){ 0 };
+    }
+    m->nused = 0;
+    m->cache_bytes = 0;
+    m->last = NULL;
 }
 
 void pyheap_mem_free(pyheap_mem *m)
@@ -260,6 +299,7 @@ static int grow_slots(pyheap_mem *m)
     free(m->slots);
     m->slots = ns;
     m->nslots = nn;
+    m->last = NULL;
     return 0;
 }
 
@@ -267,7 +307,7 @@ static int grow_slots(pyheap_mem *m)
 static void fill_chunk(pyheap_mem *m, struct chunk *c)
 {
     c->valid = 0;
-    c->data = malloc(CHUNK_SIZE);
+    c->data = m->nspare ? m->spare[--m->nspare] : malloc(CHUNK_SIZE);
     if (!c->data)
         return;
     ssize_t n;
@@ -275,7 +315,7 @@ static void fill_chunk(pyheap_mem *m, struct chunk *c)
         n = raw_read(m, c->base, c->data, CHUNK_SIZE);
     } while (n < 0 && errno == EINTR);
     if (n == (ssize_t)CHUNK_SIZE) {
-        c->valid = 0xffff;
+        c->valid = ALL_PAGES;
         return;
     }
     if (n < 0 && (errno == ESRCH || errno == EPERM || errno == EACCES)) {
@@ -302,26 +342,33 @@ static void fill_chunk(pyheap_mem *m, struct chunk *c)
 /* The chunk holding BASE, reading it if needed; NULL on allocation failure. */
 static struct chunk *get_chunk(pyheap_mem *m, uint64_t base)
 {
+    if (m->last && m->last->base == base)
+        return m->last;
+    if (m->nslots) {
+        size_t mask = m->nslots - 1;
+        for (size_t j = hash_base(base, mask); m->slots[j].base; j = (j + 1) & mask) {
+            if (m->slots[j].base == base)
+                return m->last = &m->slots[j];
+        }
+    }
+    /* A miss: make room, then read the chunk. */
     if (m->cache_bytes >= m->cache_cap)
-        pyheap_mem_cache_clear(m);
+        cache_evict(m);
     if (m->nslots == 0 || (m->nused + 1) * 2 > m->nslots) {
         if (grow_slots(m) < 0)
             return NULL;
     }
     size_t mask = m->nslots - 1;
     size_t j = hash_base(base, mask);
-    while (m->slots[j].base) {
-        if (m->slots[j].base == base)
-            return &m->slots[j];
+    while (m->slots[j].base)
         j = (j + 1) & mask;
-    }
     struct chunk *c = &m->slots[j];
     c->base = base;
     m->nused++;
     fill_chunk(m, c);
     if (c->data)
         m->cache_bytes += CHUNK_SIZE;
-    return c;
+    return m->last = c;
 }
 
 int pyheap_mem_read_cached(pyheap_mem *m, uint64_t addr, void *buf, size_t len,
@@ -358,7 +405,8 @@ int pyheap_mem_read_cached(pyheap_mem *m, uint64_t addr, void *buf, size_t len,
                 return pyheap_err_remote(err, ESRCH, m->pid, addr, len);
             return pyheap_err_remote(err, EFAULT, m->pid, addr, len);
         }
-        for (size_t p = off >> PAGE_SHIFT_; p <= (off + n - 1) >> PAGE_SHIFT_; p++) {
+        for (size_t p = off >> PAGE_SHIFT_;
+             c->valid != ALL_PAGES && p <= (off + n - 1) >> PAGE_SHIFT_; p++) {
             if (!(c->valid & (1u << p)))
                 return pyheap_err_remote(err, EFAULT, m->pid, addr, len);
         }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "addrset.h"
 #include "snapshot.h"
 #include "walk.h"
 
@@ -14,14 +15,6 @@ struct order {
     uint32_t disc;
 };
 
-static int order_cmp(const void *a, const void *b)
-{
-    const struct order *x = a, *y = b;
-    if (x->addr != y->addr)
-        return (x->addr > y->addr) - (x->addr < y->addr);
-    return (x->disc > y->disc) - (x->disc < y->disc);
-}
-
 static void free_names(char **names, size_t n)
 {
     if (!names)
@@ -31,49 +24,56 @@ static void free_names(char **names, size_t n)
     free(names);
 }
 
-static inline uint64_t hash64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
+/* Sort ORD[0..n) by address, stably (so duplicates keep discovery order):
+ * LSD radix over bits 3..47 in 11-bit digits, skipping digits that are the
+ * same for every key (the high bits of one heap usually are). TMP holds n
+ * entries. Addresses are 8-aligned and below 2^47 (the walker's
+ * plausible_addr); any other bits still sort, through the last digit. */
+#define RADIX_BITS 11
+#define RADIX_SIZE (1u << RADIX_BITS)
+#define RADIX_DIGITS 6 /* bits 3..68: covers the whole 64-bit key */
 
-/* Address -> object index, open addressing over the sorted addresses. */
-struct addrmap {
-    uint32_t *slot; /* index + 1, 0 empty */
-    size_t mask;
-};
-
-static int addrmap_build(struct addrmap *m, const uint64_t *addr, size_t n)
+static int radix_sort(struct order *ord, size_t n)
 {
-    size_t cap = 16;
-    while (cap < n * 2)
-        cap *= 2;
-    m->slot = calloc(cap, sizeof *m->slot);
-    if (!m->slot)
+    if (n < 2)
+        return 0;
+    struct order *tmp = malloc(n * sizeof *tmp);
+    size_t (*count)[RADIX_SIZE] = calloc(RADIX_DIGITS, sizeof *count);
+    if (!tmp || !count) {
+        free(tmp);
+        free(count);
         return -1;
-    m->mask = cap - 1;
+    }
     for (size_t i = 0; i < n; i++) {
-        size_t j = hash64(addr[i]) & m->mask;
-        while (m->slot[j])
-            j = (j + 1) & m->mask;
-        m->slot[j] = (uint32_t)(i + 1);
+        uint64_t k = ord[i].addr >> 3;
+        for (int d = 0; d < RADIX_DIGITS; d++)
+            count[d][(k >> (d * RADIX_BITS)) & (RADIX_SIZE - 1)]++;
     }
+    struct order *src = ord, *dst = tmp;
+    for (int d = 0; d < RADIX_DIGITS; d++) {
+        size_t *c = count[d];
+        uint64_t first = (src[0].addr >> 3 >> (d * RADIX_BITS)) & (RADIX_SIZE - 1);
+        if (c[first] == n)
+            continue; /* one bucket: this digit does not reorder */
+        size_t sum = 0;
+        for (size_t b = 0; b < RADIX_SIZE; b++) {
+            size_t k = c[b];
+            c[b] = sum;
+            sum += k;
+        }
+        for (size_t i = 0; i < n; i++) {
+            size_t b = (size_t)((src[i].addr >> 3 >> (d * RADIX_BITS)) & (RADIX_SIZE - 1));
+            dst[c[b]++] = src[i];
+        }
+        struct order *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != ord)
+        memcpy(ord, src, n * sizeof *ord);
+    free(tmp);
+    free(count);
     return 0;
-}
-
-static size_t addrmap_find(const struct addrmap *m, const uint64_t *addr, uint64_t a)
-{
-    size_t j = hash64(a) & m->mask;
-    while (m->slot[j]) {
-        if (addr[m->slot[j] - 1] == a)
-            return m->slot[j] - 1;
-        j = (j + 1) & m->mask;
-    }
-    return SIZE_MAX;
 }
 
 static int build_graph(pyheap_snapshot *s, const uint32_t *perm, size_t nrec,
@@ -86,20 +86,20 @@ static int build_graph(pyheap_snapshot *s, const uint32_t *perm, size_t nrec,
     s->eoff = calloc(s->n + 1, sizeof *s->eoff);
     if (!s->eoff)
         return -1;
-    struct addrmap m;
-    if (addrmap_build(&m, s->addr, s->n) < 0)
+    struct addrindex m;
+    if (pyheap_addrindex_build(&m, s->addr, s->n) < 0)
         return -1;
     /* Resolve targets once; count per source. */
     uint32_t *tgt = malloc((g->nedges ? g->nedges : 1) * sizeof *tgt);
     if (!tgt) {
-        free(m.slot);
+        pyheap_addrindex_free(&m);
         return -1;
     }
     size_t kept = 0;
     for (size_t e = 0; e < g->nedges; e++) {
         const struct snapshot_edge_in *in = &g->edges[e];
         size_t src = in->src < nrec ? perm[in->src] : UINT32_MAX;
-        size_t t = addrmap_find(&m, s->addr, in->target);
+        size_t t = pyheap_addrindex_find(&m, in->target);
         if (src == UINT32_MAX || t == SIZE_MAX || kept >= UINT32_MAX - 1) {
             tgt[e] = UINT32_MAX;
             s->edges_dropped++;
@@ -118,7 +118,7 @@ static int build_graph(pyheap_snapshot *s, const uint32_t *perm, size_t nrec,
     if (!s->etarget || !s->elabel || !fill) {
         free(fill);
         free(tgt);
-        free(m.slot);
+        pyheap_addrindex_free(&m);
         return -1;
     }
     memcpy(fill, s->eoff, s->n * sizeof *fill);
@@ -140,11 +140,11 @@ static int build_graph(pyheap_snapshot *s, const uint32_t *perm, size_t nrec,
     s->root_name = calloc(g->nroots ? g->nroots : 1, sizeof *s->root_name);
     s->root_prio = malloc(g->nroots ? g->nroots : 1);
     if (!s->root_obj || !s->root_name || !s->root_prio) {
-        free(m.slot);
+        pyheap_addrindex_free(&m);
         return -1;
     }
     for (size_t r = 0; r < g->nroots; r++) {
-        size_t i = addrmap_find(&m, s->addr, g->roots[r].addr);
+        size_t i = pyheap_addrindex_find(&m, g->roots[r].addr);
         if (i == SIZE_MAX) {
             free(g->roots[r].name);
             g->roots[r].name = NULL;
@@ -156,7 +156,7 @@ static int build_graph(pyheap_snapshot *s, const uint32_t *perm, size_t nrec,
         g->roots[r].name = NULL;
         s->nroots++;
     }
-    free(m.slot);
+    pyheap_addrindex_free(&m);
     return 0;
 }
 
@@ -206,8 +206,15 @@ int pyheap_snapshot_build(struct snapshot_rec *recs, size_t n, char **names,
     }
     for (size_t i = 0; i < n; i++)
         ord[i] = (struct order){ recs[i].addr, (uint32_t)i };
-    if (n > 0)
-        qsort(ord, n, sizeof *ord, order_cmp);
+    if (radix_sort(ord, n) < 0) {
+        free(ord);
+        free(perm);
+        free(cut);
+        graph_in_release(g);
+        pyheap_snapshot_free(s);
+        return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0,
+                              "out of memory sorting a snapshot of %zu objects", n);
+    }
     size_t m = 0;
     uint64_t bytes = 0;
     for (size_t i = 0; i < n; i++) {

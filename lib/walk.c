@@ -12,10 +12,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "addrset.h"
 #include "snapshot.h"
 #include "walk.h"
 
-#define DEFAULT_MAX_OBJECTS 50000000ULL
+#define DEFAULT_MAX_OBJECTS 100000000ULL
 #define MAX_INTERPRETERS    256
 #define MAX_THREADS         100000
 #define MAX_FRAMES          100000
@@ -37,12 +38,6 @@ struct strtab {
 #define MAX_ROOTS   1000000
 #define KEY_TEXT_MAX 40 /* bytes of a dict key shown in a label */
 
-/* Open-addressing set of u64 keys (0 never stored). */
-struct addrset {
-    uint64_t *slots;
-    size_t cap; /* power of two */
-    size_t used;
-};
 
 struct typemap_entry {
     uint64_t addr;
@@ -105,43 +100,6 @@ static inline uint64_t hash64(uint64_t x)
     return x;
 }
 
-static int addrset_grow(struct addrset *s)
-{
-    size_t ncap = s->cap ? s->cap * 2 : 1 << 16;
-    uint64_t *n = calloc(ncap, sizeof *n);
-    if (!n)
-        return -1;
-    for (size_t i = 0; i < s->cap; i++) {
-        uint64_t k = s->slots[i];
-        if (!k)
-            continue;
-        size_t j = hash64(k) & (ncap - 1);
-        while (n[j])
-            j = (j + 1) & (ncap - 1);
-        n[j] = k;
-    }
-    free(s->slots);
-    s->slots = n;
-    s->cap = ncap;
-    return 0;
-}
-
-/* 1 if newly inserted, 0 if present, -1 on allocation failure. */
-static int addrset_insert(struct addrset *s, uint64_t k)
-{
-    if ((s->used + 1) * 2 > s->cap && addrset_grow(s) < 0)
-        return -1;
-    size_t j = hash64(k) & (s->cap - 1);
-    while (s->slots[j]) {
-        if (s->slots[j] == k)
-            return 0;
-        j = (j + 1) & (s->cap - 1);
-    }
-    s->slots[j] = k;
-    s->used++;
-    return 1;
-}
-
 static bool grow(void **p, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap)
@@ -188,7 +146,7 @@ static void push(struct walk *w, uint64_t addr, uint64_t flag)
             w->skipped++;
         return;
     }
-    int r = addrset_insert(&w->seen, addr);
+    int r = pyheap_addrset_insert(&w->seen, addr);
     if (r < 0) {
         w->nomem = true;
         return;
@@ -736,7 +694,8 @@ static void walk_gc_list(struct walk *w, uint64_t head)
             return;
         }
         /* An object seen before on a GC list means a cycle (torn links). */
-        int fresh = addrset_insert(&w->seen, cur + off->gc_head);
+        int fresh = plausible_addr(cur + off->gc_head)
+                        ? pyheap_addrset_insert(&w->seen, cur + off->gc_head) : 0;
         if (fresh <= 0) {
             if (fresh < 0)
                 w->nomem = true;
@@ -891,7 +850,7 @@ static void walk_interp(struct walk *w, uint64_t interp)
 
 static void walk_free(struct walk *w)
 {
-    free(w->seen.slots);
+    pyheap_addrset_free(&w->seen);
     free(w->stack);
     free(w->recs);
     free(w->tmap);
@@ -1085,6 +1044,12 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         w.labels.n = 0;
         w.roots = NULL; /* names taken too */
         w.nroots = 0;
+        /* What only the walk needed goes before the build allocates. */
+        pyheap_mem_cache_clear(t->mem);
+        pyheap_addrset_free(&w.seen);
+        free(w.stack);
+        w.stack = NULL;
+        w.nstack = w.capstack = 0;
         rc = pyheap_snapshot_build(w.recs, w.nrecs, names, nnames, &g, &st, out, err);
         free(g.roots);
         if (rc == 0)

@@ -1,0 +1,245 @@
+/* The walker's set of seen addresses: a radix tree of bitmaps (addrset.h). */
+#include <stdlib.h>
+
+#include "addrset.h"
+
+#define TOP_SLOTS   ((size_t)1 << ADDRSET_TOP_BITS)
+#define MID_SLOTS   ((size_t)1 << ADDRSET_MID_BITS)
+#define ADDR_LIMIT  ((uint64_t)1 << (ADDRSET_TOP_BITS + ADDRSET_MID_BITS + ADDRSET_LEAF_SHIFT))
+#define BLOCK_LEAVES 256   /* leaves per slab block (256 KiB) */
+
+struct addrset_block {
+    struct addrset_block *next;
+    size_t nused;
+    uint64_t leaves[BLOCK_LEAVES][ADDRSET_LEAF_WORDS];
+};
+
+static uint64_t *new_leaf(struct addrset *s)
+{
+    struct addrset_block *b = s->blocks;
+    if (!b || b->nused == BLOCK_LEAVES) {
+        b = calloc(1, sizeof *b);
+        if (!b)
+            return NULL;
+        b->next = s->blocks;
+        s->blocks = b;
+    }
+    s->leaves++;
+    return b->leaves[b->nused++];
+}
+
+/* The leaf covering ADDR; created if CREATE; NULL if absent or no memory. */
+static uint64_t *leaf_for(struct addrset *s, uint64_t addr, int create)
+{
+    uint64_t region = addr >> ADDRSET_LEAF_SHIFT;
+    if (s->last_leaf && s->last_region == region)
+        return s->last_leaf;
+    size_t ti = (size_t)(region >> ADDRSET_MID_BITS);
+    size_t mi = (size_t)(region & (MID_SLOTS - 1));
+    if (!s->top) {
+        if (!create)
+            return NULL;
+        s->top = calloc(TOP_SLOTS, sizeof *s->top);
+        if (!s->top)
+            return NULL;
+    }
+    uint64_t **mid = s->top[ti];
+    if (!mid) {
+        if (!create)
+            return NULL;
+        mid = calloc(MID_SLOTS, sizeof *mid);
+        if (!mid)
+            return NULL;
+        s->top[ti] = mid;
+    }
+    uint64_t *leaf = mid[mi];
+    if (!leaf) {
+        if (!create)
+            return NULL;
+        leaf = new_leaf(s);
+        if (!leaf)
+            return NULL;
+        mid[mi] = leaf;
+    }
+    s->last_region = region;
+    s->last_leaf = leaf;
+    return leaf;
+}
+
+int pyheap_addrset_insert(struct addrset *s, uint64_t addr)
+{
+    if (addr >= ADDR_LIMIT || (addr & 7))
+        return -1;
+    uint64_t *leaf = leaf_for(s, addr, 1);
+    if (!leaf)
+        return -1;
+    uint64_t bit = (addr & (((uint64_t)1 << ADDRSET_LEAF_SHIFT) - 1)) >> 3;
+    uint64_t mask = (uint64_t)1 << (bit & 63);
+    uint64_t *w = &leaf[bit >> 6];
+    if (*w & mask)
+        return 0;
+    *w |= mask;
+    s->used++;
+    return 1;
+}
+
+int pyheap_addrset_has(const struct addrset *s, uint64_t addr)
+{
+    if (addr >= ADDR_LIMIT || (addr & 7) || !s->top)
+        return 0;
+    uint64_t region = addr >> ADDRSET_LEAF_SHIFT;
+    uint64_t **mid = s->top[region >> ADDRSET_MID_BITS];
+    if (!mid)
+        return 0;
+    const uint64_t *leaf = mid[region & (MID_SLOTS - 1)];
+    if (!leaf)
+        return 0;
+    uint64_t bit = (addr & (((uint64_t)1 << ADDRSET_LEAF_SHIFT) - 1)) >> 3;
+    return (leaf[bit >> 6] >> (bit & 63)) & 1;
+}
+
+void pyheap_addrset_free(struct addrset *s)
+{
+    if (s->top) {
+        for (size_t i = 0; i < TOP_SLOTS; i++)
+            free(s->top[i]);
+        free(s->top);
+    }
+    while (s->blocks) {
+        struct addrset_block *n = s->blocks->next;
+        free(s->blocks);
+        s->blocks = n;
+    }
+    *s = (struct addrset){ 0 };
+}
+
+/* ---- the rank index ---- */
+
+struct addrindex_leaf {
+    uint64_t bits[ADDRSET_LEAF_WORDS];
+    uint16_t cum[ADDRSET_LEAF_WORDS]; /* set bits in the words before */
+    uint64_t base;                    /* index of the leaf's first address */
+};
+
+/* Without -mpopcnt the builtin is a libgcc call; this is a few ALU ops. */
+static inline unsigned popcount64(uint64_t x)
+{
+    x = x - ((x >> 1) & 0x5555555555555555ull);
+    x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+    x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
+    return (unsigned)((x * 0x0101010101010101ull) >> 56);
+}
+
+static int index_ok(uint64_t addr)
+{
+    return addr < ADDR_LIMIT && (addr & 7) == 0;
+}
+
+/* The i in [lo, hi) with sorted[i] == addr, or SIZE_MAX. */
+static size_t bsearch_addr(const uint64_t *sorted, size_t lo, size_t hi, uint64_t addr)
+{
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (sorted[mid] < addr)
+            lo = mid + 1;
+        else if (sorted[mid] > addr)
+            hi = mid;
+        else
+            return mid;
+    }
+    return SIZE_MAX;
+}
+
+int pyheap_addrindex_build(struct addrindex *x, const uint64_t *sorted, size_t n)
+{
+    *x = (struct addrindex){ 0 };
+    x->sorted = sorted;
+    x->n = n;
+    x->tree_end = n;
+    size_t nleaves = 0;
+    uint64_t prev = UINT64_MAX;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && sorted[i] <= sorted[i - 1])
+            return -1;
+        if (!index_ok(sorted[i])) {
+            if (sorted[i] & 7)
+                return 0; /* no tree: binary search over everything */
+            x->tree_end = i; /* the rest lies above the tree's range */
+            break;
+        }
+        uint64_t region = sorted[i] >> ADDRSET_LEAF_SHIFT;
+        if (region != prev)
+            nleaves++;
+        prev = region;
+    }
+    x->top = calloc(TOP_SLOTS, sizeof *x->top);
+    x->leaves = calloc(nleaves ? nleaves : 1, sizeof *x->leaves);
+    if (!x->top || !x->leaves) {
+        pyheap_addrindex_free(x);
+        return -1;
+    }
+    struct addrindex_leaf *leaf = NULL;
+    prev = UINT64_MAX;
+    for (size_t i = 0; i < x->tree_end; i++) {
+        uint64_t a = sorted[i];
+        uint64_t region = a >> ADDRSET_LEAF_SHIFT;
+        if (region != prev) {
+            leaf = &x->leaves[x->nleaves++];
+            leaf->base = i;
+            size_t ti = (size_t)(region >> ADDRSET_MID_BITS);
+            if (!x->top[ti]) {
+                x->top[ti] = calloc(MID_SLOTS, sizeof *x->top[ti]);
+                if (!x->top[ti]) {
+                    pyheap_addrindex_free(x);
+                    return -1;
+                }
+            }
+            x->top[ti][region & (MID_SLOTS - 1)] = leaf;
+            prev = region;
+        }
+        uint64_t bit = (a & (((uint64_t)1 << ADDRSET_LEAF_SHIFT) - 1)) >> 3;
+        leaf->bits[bit >> 6] |= (uint64_t)1 << (bit & 63);
+    }
+    for (size_t l = 0; l < x->nleaves; l++) {
+        unsigned c = 0;
+        for (size_t w = 0; w < ADDRSET_LEAF_WORDS; w++) {
+            x->leaves[l].cum[w] = (uint16_t)c;
+            c += popcount64(x->leaves[l].bits[w]);
+        }
+    }
+    return 0;
+}
+
+size_t pyheap_addrindex_find(const struct addrindex *x, uint64_t addr)
+{
+    if (!x->top)
+        return bsearch_addr(x->sorted, 0, x->n, addr);
+    if (!index_ok(addr))
+        return addr & 7 ? SIZE_MAX : bsearch_addr(x->sorted, x->tree_end, x->n, addr);
+    uint64_t region = addr >> ADDRSET_LEAF_SHIFT;
+    struct addrindex_leaf **mid = x->top[region >> ADDRSET_MID_BITS];
+    if (!mid)
+        return SIZE_MAX;
+    const struct addrindex_leaf *leaf = mid[region & (MID_SLOTS - 1)];
+    if (!leaf)
+        return SIZE_MAX;
+    uint64_t bit = (addr & (((uint64_t)1 << ADDRSET_LEAF_SHIFT) - 1)) >> 3;
+    uint64_t word = leaf->bits[bit >> 6];
+    uint64_t below = (uint64_t)1 << (bit & 63);
+    if (!(word & below))
+        return SIZE_MAX;
+    return (size_t)(leaf->base + leaf->cum[bit >> 6] + popcount64(word & (below - 1)));
+}
+
+void pyheap_addrindex_free(struct addrindex *x)
+{
+    if (!x)
+        return;
+    if (x->top) {
+        for (size_t i = 0; i < TOP_SLOTS; i++)
+            free(x->top[i]);
+        free(x->top);
+    }
+    free(x->leaves);
+    *x = (struct addrindex){ 0 };
+}

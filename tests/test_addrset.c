@@ -1,0 +1,109 @@
+/* The walker's seen-set (lib/addrset.c) against a sorted reference. */
+#include <check.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "addrset.h"
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+START_TEST(test_addrset_dense_and_sparse)
+{
+    struct addrset s = { 0 };
+    /* Dense: every 16th byte of 4 MiB, inserted twice. */
+    uint64_t base = 0x7f0000000000ull - (4u << 20);
+    for (int pass = 0; pass < 2; pass++)
+        for (uint64_t a = base; a < base + (4u << 20); a += 16)
+            ck_assert_int_eq(pyheap_addrset_insert(&s, a), pass == 0 ? 1 : 0);
+    ck_assert_uint_eq(s.used, (4u << 20) / 16);
+    ck_assert_int_eq(pyheap_addrset_has(&s, base + 8), 0);
+    ck_assert_int_eq(pyheap_addrset_has(&s, base + 16), 1);
+    /* Sparse, all over the 47-bit space. */
+    enum { N = 20000 };
+    uint64_t *keys = malloc(N * sizeof *keys);
+    ck_assert_ptr_nonnull(keys);
+    size_t fresh = 0;
+    for (int i = 0; i < N; i++) {
+        keys[i] = (rng() & ((1ull << 47) - 1)) & ~7ull;
+        int had = pyheap_addrset_has(&s, keys[i]);
+        int r = pyheap_addrset_insert(&s, keys[i]);
+        ck_assert_int_eq(r, had ? 0 : 1);
+        fresh += (size_t)r;
+    }
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(pyheap_addrset_has(&s, keys[i]), 1);
+    ck_assert_uint_eq(s.used, (4u << 20) / 16 + fresh);
+    /* Out of range or misaligned: refused, never stored. */
+    ck_assert_int_eq(pyheap_addrset_insert(&s, 1ull << 47), -1);
+    ck_assert_int_eq(pyheap_addrset_insert(&s, base + 4), -1);
+    ck_assert_int_eq(pyheap_addrset_has(&s, 1ull << 47), 0);
+    free(keys);
+    pyheap_addrset_free(&s);
+    ck_assert_uint_eq(s.used, 0);
+    ck_assert_int_eq(pyheap_addrset_has(&s, base + 16), 0);
+    /* Freeing an empty set is fine. */
+    pyheap_addrset_free(&s);
+}
+END_TEST
+
+START_TEST(test_addrindex_ranks)
+{
+    enum { N = 200000 };
+    uint64_t *a = malloc((N + 2) * sizeof *a);
+    ck_assert_ptr_nonnull(a);
+    /* Dense runs and far jumps, ascending and distinct. */
+    uint64_t x = 0x10000;
+    for (int i = 0; i < N; i++) {
+        uint64_t r = rng();
+        x += (r & 3) == 0 ? ((r >> 8) & 0xffffff) * 8 + 8 : ((r >> 8) & 7) * 8 + 8;
+        a[i] = x;
+    }
+    a[N] = 1ull << 47;      /* above the tree: binary search */
+    a[N + 1] = 1ull << 48;
+    struct addrindex ix;
+    ck_assert_int_eq(pyheap_addrindex_build(&ix, a, N + 2), 0);
+    for (int i = 0; i < N + 2; i++) {
+        ck_assert_uint_eq(pyheap_addrindex_find(&ix, a[i]), (size_t)i);
+        if (i < N && a[i] + 8 != a[i + 1])
+            ck_assert_uint_eq(pyheap_addrindex_find(&ix, a[i] + 8), SIZE_MAX);
+    }
+    ck_assert_uint_eq(pyheap_addrindex_find(&ix, a[0] - 8), SIZE_MAX);
+    ck_assert_uint_eq(pyheap_addrindex_find(&ix, a[5] + 4), SIZE_MAX);
+    ck_assert_uint_eq(pyheap_addrindex_find(&ix, (1ull << 47) + 8), SIZE_MAX);
+    pyheap_addrindex_free(&ix);
+    /* Misaligned addresses: a binary search over all. */
+    uint64_t odd[] = { 0x1000, 0x1004, 0x2000, 1ull << 50 };
+    ck_assert_int_eq(pyheap_addrindex_build(&ix, odd, 4), 0);
+    for (size_t i = 0; i < 4; i++)
+        ck_assert_uint_eq(pyheap_addrindex_find(&ix, odd[i]), i);
+    ck_assert_uint_eq(pyheap_addrindex_find(&ix, 0x1008), SIZE_MAX);
+    pyheap_addrindex_free(&ix);
+    /* Unsorted or duplicate input is refused. */
+    uint64_t bad1[] = { 0x2000, 0x1000 }, bad2[] = { 0x2000, 0x2000 };
+    ck_assert_int_eq(pyheap_addrindex_build(&ix, bad1, 2), -1);
+    ck_assert_int_eq(pyheap_addrindex_build(&ix, bad2, 2), -1);
+    /* Empty. */
+    ck_assert_int_eq(pyheap_addrindex_build(&ix, a, 0), 0);
+    ck_assert_uint_eq(pyheap_addrindex_find(&ix, a[0]), SIZE_MAX);
+    pyheap_addrindex_free(&ix);
+    free(a);
+}
+END_TEST
+
+Suite *suite_addrset(void)
+{
+    Suite *su = suite_create("addrset");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_addrset_dense_and_sparse);
+    tcase_add_test(tc, test_addrindex_ranks);
+    suite_add_tcase(su, tc);
+    return su;
+}

@@ -1,0 +1,423 @@
+#!/usr/bin/env python3
+"""`make bench`: pyheap against in-process censuses and the bulk-copy floor.
+
+Usage: python3 tools/bench.py BUILD_DIR
+
+For each heap size N (instances of tests/targets/bench_heap.py: 4 objects
+each) it starts one real target (/usr/bin/python3.11, or $PYTHON) and one
+pyheapd attached to it, and measures side by side, RUNS times each:
+
+  census     `pyheap top --by-type` wall time, and pyheapd's CPU time
+             (utime+stime from /proc/PID/stat) for it
+  lib        the same census through the library (tools/bench-helper census):
+             scan time, snapshot model bytes per object
+  floor      copying the target's rw anonymous mappings once in 1 MiB
+             process_vm_readv reads (tools/bench-helper floor)
+  closure    in the target: gc.get_objects + gc.get_referents closure with
+             sys.getsizeof
+  typestats  in the target: objgraph.typestats()
+  rss        pyheapd's peak RSS (VmHWM) against the target's RSS
+  throughput the target's counter loop while pyheap scans it back to back,
+             against the same loop undisturbed
+  referrers  `pyheap referrers bytes` (bytes hold 10% of the objects)
+
+Medians are printed with ratios; everything goes to BUILD_DIR/bench.json.
+
+Environment: BENCH_QUICK=1 (small heaps, short loops), BENCH_SIZES
+(comma-separated N, e.g. 1000000,4000000), BENCH_RUNS (default 3),
+BENCH_COUNT_SECS (counter loop length), BENCH_SKIP (comma-separated parts to
+leave out: inprocess, throughput, referrers; for the one-off 50M-object run),
+PYTHON.
+"""
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+TARGET = os.path.join(ROOT, "tests", "targets", "bench_heap.py")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def proc_cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        data = f.read()
+    fields = data[data.rindex(")") + 2:].split()
+    # fields[0] is field 3 (state): utime is field 14, stime field 15.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_status_kib(pid, key):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return None
+
+
+class Target:
+    def __init__(self, python, n):
+        self.p = subprocess.Popen([python, TARGET, str(n)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        line = self.p.stdout.readline()
+        if not line:
+            raise RuntimeError("bench_heap.py did not start (N=%d)" % n)
+        self.info = json.loads(line)
+        self.pid = self.info["ready"]
+        self.lock = threading.Lock()
+
+    def cmd(self, text):
+        with self.lock:
+            self.p.stdin.write(text + "\n")
+            self.p.stdin.flush()
+            line = self.p.stdout.readline()
+        if not line:
+            raise RuntimeError("bench target exited during %r" % text)
+        return json.loads(line)
+
+    def close(self):
+        try:
+            self.p.stdin.write("quit\n")
+            self.p.stdin.flush()
+            self.p.wait(timeout=30)
+        except Exception:
+            self.p.kill()
+            self.p.wait()
+
+
+class Daemon:
+    def __init__(self, build, pid, tmp):
+        self.build = build
+        self.sock = os.path.join(tmp, "pyheapd.sock")
+        self.logpath = os.path.join(tmp, "pyheapd.log")
+        self.logf = open(self.logpath, "w")
+        self.p = subprocess.Popen([os.path.join(build, "pyheapd"), "attach", str(pid),
+                                   "--socket", self.sock], stderr=self.logf)
+        for _ in range(300):
+            if self.p.poll() is not None:
+                raise RuntimeError("pyheapd exited; see %s" % self.logpath)
+            if self.cli("ps").returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("pyheapd did not come up")
+
+    def cli(self, *args):
+        return subprocess.run([os.path.join(self.build, "pyheap"), "--socket", self.sock]
+                              + list(args), capture_output=True, text=True)
+
+    def close(self):
+        self.p.terminate()
+        try:
+            self.p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+        self.logf.close()
+
+    def last_scan(self):
+        """(objects, scan_ms) from pyheapd's last 'scanned pid' log line."""
+        with open(self.logpath) as f:
+            lines = [ln for ln in f if "scanned pid" in ln]
+        if not lines:
+            return None, None
+        ln = lines[-1]
+        objs = int(ln.split(": ", 2)[2].split(" objects")[0]) if ": " in ln else None
+        ms = float(ln.split("scan ")[1].split(" ms")[0])
+        return objs, ms
+
+
+def helper(build, mode, pid):
+    r = subprocess.run([os.path.join(build, "bench-helper"), mode, str(pid)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("bench-helper %s: %s" % (mode, r.stderr.strip()))
+    return json.loads(r.stdout)
+
+
+def bench_size(build, python, n, runs, count_secs, tmp, skip=()):
+    res = {"n": n, "skipped_parts": sorted(skip)}
+    log("== N=%d: starting the target" % n)
+    t = Target(python, n)
+    d = None
+    try:
+        res["target_build_seconds"] = t.info["build_seconds"]
+        res["target_rss_kib"] = t.cmd("rss")["VmRSS"]
+        d = Daemon(build, t.pid, tmp)
+        log("   target pid %d, rss %.0f MiB" % (t.pid, res["target_rss_kib"] / 1024))
+
+        # 1. census through pyheapd; 3. floor; lib census: interleaved.
+        walls, cpus, scans, floors, libs = [], [], [], [], []
+        objects = None
+        for i in range(runs):
+            c0 = proc_cpu_s(d.p.pid)
+            w0 = time.perf_counter()
+            r = d.cli("top", "--by-type", "-n", "10")
+            w1 = time.perf_counter()
+            c1 = proc_cpu_s(d.p.pid)
+            if r.returncode != 0:
+                raise RuntimeError("pyheap top failed: %s" % r.stderr.strip())
+            walls.append(w1 - w0)
+            cpus.append(c1 - c0)
+            objects, scan_ms = d.last_scan()
+            scans.append(scan_ms / 1e3 if scan_ms is not None else None)
+            floors.append(helper(build, "floor", t.pid))
+            libs.append(helper(build, "census", t.pid))
+            log("   run %d: census %.3f s (daemon cpu %.2f s), floor %.3f s, lib %.3f s"
+                % (i + 1, walls[-1], cpus[-1], floors[-1]["ms"] / 1e3, libs[-1]["ms"] / 1e3))
+        res["census_top_output"] = r.stdout
+        res["census_wall_s"] = walls
+        res["census_daemon_cpu_s"] = cpus
+        res["census_scan_s"] = scans
+        res["census_objects"] = objects
+        res["floor_s"] = [f["ms"] / 1e3 for f in floors]
+        res["floor_bytes"] = floors[-1]["bytes"]
+        res["lib_census_s"] = [x["ms"] / 1e3 for x in libs]
+        res["lib"] = libs[-1]
+        lib = libs[-1]
+        model_kib = lib["rss_with_snapshot_kib"] - lib["rss_after_free_kib"]
+        res["snapshot_model_bytes_per_object"] = model_kib * 1024 / max(lib["objects"], 1)
+        res["daemon_hwm_kib"] = proc_status_kib(d.p.pid, "VmHWM")
+
+        # 6. referrers
+        r = d.cli("referrers", "bytes") if "referrers" not in skip else None
+        if r is None:
+            res["referrers_s"] = None
+            res["referrers_note"] = "n/a: skipped (BENCH_SKIP)"
+        elif r.returncode == 0:
+            ts = []
+            for _ in range(runs):
+                w0 = time.perf_counter()
+                r = d.cli("referrers", "bytes")
+                ts.append(time.perf_counter() - w0 if r.returncode == 0 else None)
+            res["referrers_s"] = ts
+        else:
+            res["referrers_s"] = None
+            res["referrers_note"] = "n/a: " + (r.stderr.strip().splitlines() or ["?"])[-1]
+        res["daemon_hwm_kib"] = proc_status_kib(d.p.pid, "VmHWM")
+
+        # 5. throughput: undisturbed and under continuous scans, alternating.
+        # pyheapd's threads inherit the nice value of its main thread when
+        # a connection starts them: the third column runs it at nice 19.
+        calm, busy, nice, scans_during = [], [], [], []
+
+        def counted_while_scanning():
+            stop = threading.Event()
+            done = [0]
+
+            def scanner():
+                while not stop.is_set():
+                    if d.cli("top", "--by-type", "-n", "1").returncode == 0:
+                        done[0] += 1
+
+            th = threading.Thread(target=scanner)
+            th.start()
+            time.sleep(0.05)
+            rate = t.cmd("count %g" % count_secs)["per_second"]
+            stop.set()
+            th.join()
+            return rate, done[0]
+
+        for i in range(runs if "throughput" not in skip else 0):
+            calm.append(t.cmd("count %g" % count_secs)["per_second"])
+            rate, k = counted_while_scanning()
+            busy.append(rate)
+            scans_during.append(k)
+            os.setpriority(os.PRIO_PROCESS, d.p.pid, 19)
+            rate, k = counted_while_scanning()
+            os.setpriority(os.PRIO_PROCESS, d.p.pid, 0)
+            nice.append(rate)
+            log("   run %d: counter %.3g/s undisturbed, %.3g/s while scanning (%d scans), "
+                "%.3g/s while scanning at nice 19 (%d scans)"
+                % (i + 1, calm[-1], busy[-1], scans_during[-1], nice[-1], k))
+        res["count_undisturbed_per_s"] = calm
+        res["count_scanning_per_s"] = busy
+        res["count_scanning_nice19_per_s"] = nice
+        res["scans_during_count"] = scans_during
+        res["daemon_hwm_kib"] = proc_status_kib(d.p.pid, "VmHWM")
+
+        # 2. in-process alternatives (last: the closure grows the target).
+        clos, tst = [], []
+        for i in range(runs if "inprocess" not in skip else 0):
+            c = t.cmd("closure")
+            s = t.cmd("typestats")
+            clos.append(c)
+            tst.append(s)
+            log("   run %d: closure %.3f s (%d objects), typestats %.3f s (%d objects)"
+                % (i + 1, c["seconds"], c["objects"], s["seconds"], s["objects"]))
+        res["closure_s"] = [c["seconds"] for c in clos]
+        res["closure_objects"] = clos[-1]["objects"] if clos else None
+        res["typestats_s"] = [s["seconds"] for s in tst]
+        res["typestats_objects"] = tst[-1]["objects"] if tst else None
+        res["target_rss_end_kib"] = t.cmd("rss")["VmRSS"]
+    finally:
+        if d:
+            d.close()
+        t.close()
+    return res
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def summarize(r):
+    m = {k: median(r[k]) for k in ("census_wall_s", "census_daemon_cpu_s", "floor_s",
+                                   "lib_census_s", "closure_s", "typestats_s",
+                                   "count_undisturbed_per_s", "count_scanning_per_s",
+                                   "count_scanning_nice19_per_s")}
+    m["referrers_s"] = median(r["referrers_s"]) if r.get("referrers_s") else None
+    s = {
+        "census_s": m["census_wall_s"],
+        "census_daemon_cpu_s": m["census_daemon_cpu_s"],
+        "lib_census_s": m["lib_census_s"],
+        "floor_s": m["floor_s"],
+        "closure_s": m["closure_s"],
+        "typestats_s": m["typestats_s"],
+        "census_vs_closure": ratio(m["census_wall_s"], m["closure_s"]),
+        "census_vs_typestats": ratio(m["census_wall_s"], m["typestats_s"]),
+        "census_vs_floor": ratio(m["census_wall_s"], m["floor_s"]),
+        "daemon_hwm_vs_target_rss": ratio(r["daemon_hwm_kib"], r["target_rss_kib"]),
+        "snapshot_bytes_per_object": r["snapshot_model_bytes_per_object"],
+        "throughput_ratio": ratio(m["count_scanning_per_s"], m["count_undisturbed_per_s"]),
+        "throughput_ratio_nice19": ratio(m["count_scanning_nice19_per_s"],
+                                         m["count_undisturbed_per_s"]),
+        "referrers_s": m["referrers_s"],
+    }
+    return s
+
+
+TARGETS = [
+    ("census_vs_closure", "<=", 0.1),
+    ("census_vs_typestats", "<=", 1.0),
+    ("census_vs_floor", "<=", 3.0),
+    ("daemon_hwm_vs_target_rss", "<=", 1.0),
+    ("snapshot_bytes_per_object", "<=", 48.0),
+    ("throughput_ratio", ">=", 0.95),
+    ("referrers_s", "<=", 1.0),
+]
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return ("%.3f" % v if v < 100 else "%.0f" % v) + unit
+    return str(v) + unit
+
+
+def machine():
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = None
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1])
+    return {"nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
+            "mem_total_kib": mem, "python": sys.version.split()[0]}
+
+
+def main():
+    # SIGTERM/SIGINT unwind through the finally blocks: targets and daemons
+    # are stopped, the temporary directory removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if len(sys.argv) != 2:
+        print("usage: bench.py BUILD_DIR", file=sys.stderr)
+        return 2
+    build = sys.argv[1]
+    python = os.environ.get("PYTHON", "/usr/bin/python3.11")
+    quick = os.environ.get("BENCH_QUICK") == "1"
+    sizes = os.environ.get("BENCH_SIZES")
+    if sizes:
+        sizes = [int(x) for x in sizes.split(",") if x]
+    else:
+        sizes = [100000, 400000] if quick else [1000000, 4000000, 8000000]
+    runs = int(os.environ.get("BENCH_RUNS", "3"))
+    count_secs = float(os.environ.get("BENCH_COUNT_SECS", "1" if quick else "3"))
+    skip = set(x for x in os.environ.get("BENCH_SKIP", "").split(",") if x)
+    bad = skip - {"inprocess", "throughput", "referrers"}
+    if bad:
+        print("bench: BENCH_SKIP takes inprocess, throughput, referrers", file=sys.stderr)
+        return 2
+    for exe in ("pyheapd", "pyheap", "bench-helper"):
+        if not os.access(os.path.join(build, exe), os.X_OK):
+            print("bench: %s/%s missing; run `make bench`" % (build, exe), file=sys.stderr)
+            return 1
+    r = subprocess.run([python, "-c", "import objgraph"], capture_output=True)
+    if r.returncode != 0:
+        print("bench: %s cannot import objgraph (install python3-objgraph: "
+              "`make deps`)" % python, file=sys.stderr)
+        return 1
+    out = {"machine": machine(), "runs": runs, "count_secs": count_secs, "sizes": []}
+    tmp = tempfile.mkdtemp(prefix="pyheap-bench.")
+    try:
+        for n in sizes:
+            res = bench_size(build, python, n, runs, count_secs, tmp, skip)
+            res["summary"] = summarize(res)
+            out["sizes"].append(res)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    path = os.path.join(build, "bench.json")
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+
+    mc = out["machine"]
+    print("pyheap bench: %d CPUs (%s), kernel %s, python %s; medians of %d runs"
+          % (mc["nproc"], mc["cpu"], mc["kernel"], mc["python"], runs))
+    hdr = ("N", "objects", "census", "daemon cpu", "closure", "x", "typestats", "x",
+           "floor", "x", "hwm/rss", "B/obj", "thruput", "nice19", "referrers")
+    rows = []
+    for res in out["sizes"]:
+        s = res["summary"]
+        rows.append((
+            str(res["n"]), fmt(res["census_objects"]), fmt(s["census_s"], "s"),
+            fmt(s["census_daemon_cpu_s"], "s"), fmt(s["closure_s"], "s"),
+            fmt(s["census_vs_closure"]), fmt(s["typestats_s"], "s"),
+            fmt(s["census_vs_typestats"]), fmt(s["floor_s"], "s"), fmt(s["census_vs_floor"]),
+            fmt(s["daemon_hwm_vs_target_rss"]), fmt(s["snapshot_bytes_per_object"]),
+            fmt(s["throughput_ratio"]), fmt(s["throughput_ratio_nice19"]),
+            fmt(s["referrers_s"], "s")))
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(hdr)]
+    print("  ".join(h.rjust(w) for h, w in zip(hdr, widths)))
+    for row in rows:
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+    big = out["sizes"][-1]
+    print("targets on N=%d:" % big["n"])
+    for key, op, lim in TARGETS:
+        v = big["summary"][key]
+        ok = v is not None and (v <= lim if op == "<=" else v >= lim)
+        note = ""
+        if key == "referrers_s" and v is None:
+            note = " (%s)" % big.get("referrers_note", "n/a")
+        print("  %-26s %s %-5g %-8s %s%s" % (key, op, lim, fmt(v),
+                                             "met" if ok else "NOT met", note))
+    print("details: %s" % path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
