@@ -298,6 +298,12 @@ typedef struct pyheap_diff {
     size_t nvias;
 } pyheap_diff;
 
+/* A copy of S with its objects (address, size, type), type names and
+ * stats only — no graph: enough to be the OLDER side of a diff, at 20 bytes
+ * per object. */
+int pyheap_snapshot_slim(const pyheap_snapshot *s, pyheap_snapshot **out,
+                         pyheap_error *err);
+
 /* Diff OLDER against NEWER; *out is freed with pyheap_diff_free. */
 int pyheap_diff_compute(const pyheap_snapshot *older, const pyheap_snapshot *newer,
                         pyheap_diff **out, pyheap_error *err);

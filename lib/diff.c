@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "internal.h"
+#include "snapshot.h"
+#include "pyheap_report.h"
 
 #define NONE_VIA "<none>"
 #define ROOT_VIA "<root>"
@@ -224,4 +226,84 @@ oom:
     free(tbytes);
     pyheap_diff_free(d);
     return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0, "out of memory diffing snapshots");
+}
+
+int pyheap_snapshot_slim(const pyheap_snapshot *s, pyheap_snapshot **out, pyheap_error *err)
+{
+    struct snapshot_parts p;
+    memset(&p, 0, sizeof p);
+    size_t n = s->n, alloc = n ? n : 1;
+    p.addr = malloc(alloc * sizeof *p.addr);
+    p.size = malloc(alloc * sizeof *p.size);
+    p.type = malloc(alloc * sizeof *p.type);
+    p.names = calloc(s->ntypes ? s->ntypes : 1, sizeof *p.names);
+    p.ntypes = s->ntypes;
+    int ok = p.addr && p.size && p.type && p.names;
+    for (size_t t = 0; ok && t < s->ntypes; t++)
+        ok = (p.names[t] = strdup(s->names[t])) != NULL;
+    if (!ok) {
+        p.n = 0;
+        pyheap_snapshot *tmp = NULL;
+        /* adopt frees what P holds */
+        if (pyheap_snapshot_adopt(&p, &tmp, NULL) == 0)
+            pyheap_snapshot_free(tmp);
+        return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0, "out of memory copying a snapshot");
+    }
+    memcpy(p.addr, s->addr, n * sizeof *p.addr);
+    memcpy(p.size, s->size, n * sizeof *p.size);
+    memcpy(p.type, s->type, n * sizeof *p.type);
+    p.n = n;
+    p.stats = s->stats;
+    return pyheap_snapshot_adopt(&p, out, err);
+}
+
+/* ---- the JSON report ---- */
+
+static json_t *jint(uint64_t v)
+{
+    return json_integer(v > (uint64_t)INT64_MAX ? INT64_MAX : (json_int_t)v);
+}
+
+json_t *pyheap_report_diff(pid_t pid, const pyheap_diff *d, size_t n, pyheap_error *err)
+{
+    size_t nt = n && n < d->ntypes ? n : d->ntypes;
+    size_t nv = n && n < d->nvias ? n : d->nvias;
+    json_t *o = json_object(), *types = json_array(), *via = json_array();
+    if (!o || !types || !via || json_object_set_new(o, "pid", json_integer(pid)) < 0 ||
+        json_object_set_new(o, "new_objects", jint(d->new_objects)) < 0 ||
+        json_object_set_new(o, "new_bytes", jint(d->new_bytes)) < 0 ||
+        json_object_set_new(o, "gone_objects", jint(d->gone_objects)) < 0 ||
+        json_object_set_new(o, "gone_bytes", jint(d->gone_bytes)) < 0 ||
+        json_object_set_new(o, "types", types) < 0 ||
+        json_object_set_new(o, "truncated_types", jint(d->ntypes - nt)) < 0 ||
+        json_object_set_new(o, "via", via) < 0 ||
+        json_object_set_new(o, "truncated_via", jint(d->nvias - nv)) < 0)
+        goto oom;
+    for (size_t i = 0; i < nt; i++) {
+        json_t *e = json_object();
+        if (!e || json_array_append_new(types, e) < 0 ||
+            json_object_set_new(e, "type", json_string(d->types[i].type_name)) < 0 ||
+            json_object_set_new(e, "count", jint(d->types[i].count)) < 0 ||
+            json_object_set_new(e, "bytes", jint(d->types[i].bytes)) < 0)
+            goto oom;
+    }
+    for (size_t i = 0; i < nv; i++) {
+        json_t *e = json_object();
+        if (!e || json_array_append_new(via, e) < 0 ||
+            json_object_set_new(e, "type", json_string(d->vias[i].type_name)) < 0 ||
+            json_object_set_new(e, "via_type", json_string(d->vias[i].via_type)) < 0 ||
+            json_object_set_new(e, "via", json_string(d->vias[i].via)) < 0 ||
+            json_object_set_new(e, "count", jint(d->vias[i].count)) < 0 ||
+            json_object_set_new(e, "bytes", jint(d->vias[i].bytes)) < 0)
+            goto oom;
+    }
+    return o;
+oom:
+    json_decref(o);
+    if (!o) {
+        json_decref(types);
+        json_decref(via);
+    }
+    return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0, "out of memory building the diff report"),
+           NULL;
 }
