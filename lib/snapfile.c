@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,14 +13,15 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "snapfile.h"
 #include "snapshot.h"
 #include "walk.h"
 
 #define MAGIC "PYHEAPSN"
 #define FORMAT_VERSION 1u
-#define HEADER_SIZE 160u
-#define SECT_ENTRY 32u
-#define NSECT 5u
+#define HEADER_SIZE SNAPFILE_HEADER_SIZE
+#define SECT_ENTRY SNAPFILE_SECT_ENTRY
+#define NSECT SNAPFILE_NSECT
 /* Bounds the reader applies on top of the file size. */
 #define MAX_STRING (1u << 20)
 
@@ -234,8 +236,10 @@ int pyheap_snapfile_write(const pyheap_snapshot *s, const pyheap_snapfile_info *
     put64(head + 120, st->bytes);
     put64(head + 128, st->skipped);
     put64(head + 136, st->gc_tracked);
-    double us = st->scan_ms > 0 && st->scan_ms < 1e15 ? st->scan_ms * 1000.0 : 0;
-    put64(head + 144, (uint64_t)us);
+    uint64_t msbits;
+    double ms = st->scan_ms;
+    memcpy(&msbits, &ms, sizeof msbits);   /* IEEE 754 binary64 */
+    put64(head + 144, msbits);
     put32(head + 152, st->truncated ? 1 : 0);
     put32(head + 28, crc_update(tab, 0, head, sizeof head));
 
@@ -506,7 +510,10 @@ int pyheap_snapfile_parse(const void *buf, size_t len, pyheap_snapshot **out,
     p.stats.bytes = get64(b + 120);
     p.stats.skipped = get64(b + 128);
     p.stats.gc_tracked = get64(b + 136);
-    p.stats.scan_ms = (double)get64(b + 144) / 1000.0;
+    uint64_t msbits = get64(b + 144);
+    double ms;
+    memcpy(&ms, &msbits, sizeof ms);
+    p.stats.scan_ms = isfinite(ms) && ms >= 0 ? ms : 0;
     p.stats.truncated = get32(b + 152) != 0;
     if (info) {
         memset(info, 0, sizeof *info);
@@ -562,4 +569,22 @@ int pyheap_snapfile_load(const char *path, pyheap_snapshot **out, pyheap_snapfil
     }
     free(b);
     return rc;
+}
+
+int pyheap_snapfile_seal(unsigned char *b, size_t len)
+{
+    const size_t hlen = HEADER_SIZE + NSECT * SECT_ENTRY;
+    if (len < hlen)
+        return -1;
+    uint32_t tab[256];
+    crc_table(tab);
+    for (unsigned k = 0; k < NSECT; k++) {
+        unsigned char *e = b + HEADER_SIZE + k * SECT_ENTRY;
+        uint64_t off = get64(e + 8), slen = get64(e + 16);
+        if (off <= len && slen <= len - off)
+            put32(e + 4, crc_update(tab, 0, b + off, (size_t)slen));
+    }
+    put32(b + 28, 0);
+    put32(b + 28, crc_update(tab, 0, b, hlen));
+    return 0;
 }
