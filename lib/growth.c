@@ -1,6 +1,7 @@
 /* Growth scoring over a series of per-type histograms (docs/growth.md).
- * A leak grows steadily: most intervals grow, the robust (Theil-Sen) slope
- * is positive, and the net growth keeps most of the peak. A type that
+ * A leak grows steadily: growing intervals dominate, the values rise in
+ * rank order (Kendall's tau), the robust (Theil-Sen) slope is positive and
+ * well above the typical step, and the net growth keeps most of the peak. A type that
  * churns or grows then shrinks back fails one of these. */
 #include <math.h>
 #include <stdlib.h>
@@ -43,6 +44,33 @@ static double theil_sen(const pyheap_growth_point *pts, size_t npts, size_t type
     return m % 2 ? slopes[m / 2] : (slopes[m / 2 - 1] + slopes[m / 2]) / 2;
 }
 
+/* Kendall's tau of bytes against time over PTS[0..NPTS): +1 when every
+ * later point is above every earlier one. */
+static double kendall_tau(const pyheap_growth_point *pts, size_t npts, size_t type)
+{
+    long s = 0, pairs = 0;
+    for (size_t i = 0; i < npts; i++)
+        for (size_t j = i + 1; j < npts; j++) {
+            uint64_t a = pts[i].bytes[type], b = pts[j].bytes[type];
+            s += b > a ? 1 : b < a ? -1 : 0;
+            pairs++;
+        }
+    return pairs ? (double)s / (double)pairs : 0;
+}
+
+/* Median of |b[i] - b[i-1]|: the typical step, noise included. */
+static double median_step(const pyheap_growth_point *pts, size_t npts, size_t type,
+                          double *tmp)
+{
+    size_t m = 0;
+    for (size_t i = 1; i < npts; i++)
+        tmp[m++] = fabs((double)pts[i].bytes[type] - (double)pts[i - 1].bytes[type]);
+    if (m == 0)
+        return 0;
+    qsort(tmp, m, sizeof *tmp, dcmp);
+    return m % 2 ? tmp[m / 2] : (tmp[m / 2 - 1] + tmp[m / 2]) / 2;
+}
+
 int pyheap_growth_rank(const pyheap_growth_point *pts, size_t npts, size_t ntypes,
                        pyheap_growth_row **out, size_t *n, pyheap_error *err)
 {
@@ -54,7 +82,7 @@ int pyheap_growth_rank(const pyheap_growth_point *pts, size_t npts, size_t ntype
     /* Theil-Sen over the last 64 points at most: O(k^2) per type. */
     size_t first = npts > 64 ? npts - 64 : 0;
     size_t k = npts - first;
-    double *slopes = malloc(k * (k - 1) / 2 * sizeof *slopes);
+    double *slopes = malloc((k * (k - 1) / 2 + k) * sizeof *slopes);
     pyheap_growth_row *rows = calloc(ntypes ? ntypes : 1, sizeof *rows);
     if (!slopes || !rows) {
         free(slopes);
@@ -68,24 +96,36 @@ int pyheap_growth_rank(const pyheap_growth_point *pts, size_t npts, size_t ntype
         uint64_t c0 = pts[0].count[t], b0 = pts[0].bytes[t];
         uint64_t c1 = pts[npts - 1].count[t], b1 = pts[npts - 1].bytes[t];
         uint64_t peak = b0;
-        unsigned grew = 0;
+        unsigned grew = 0, shrank = 0;
         for (size_t i = 1; i < npts; i++) {
             uint64_t bp = pts[i - 1].bytes[t], bi = pts[i].bytes[t];
             if (bi > bp || (bi == bp && pts[i].count[t] > pts[i - 1].count[t]))
                 grew++;
+            else if (bi < bp)
+                shrank++;
             if (bi > peak)
                 peak = bi;
         }
         if (b1 <= b0 || c1 < c0)
             continue;
-        /* Most intervals grew (strict majority). */
-        if (2 * grew <= intervals)
+        /* Growing intervals outnumber shrinking ones two to one (flat
+         * intervals of a slow, stepwise leak count for neither). */
+        if (grew <= 2 * shrank)
             continue;
         /* The net growth keeps at least half of the peak's. */
         if ((double)(b1 - b0) < 0.5 * (double)(peak - b0))
             continue;
         double slope = theil_sen(pts + first, k, t, slopes);
         if (!(slope > 0))
+            continue;
+        /* A trend, not noise: ranks agree (Kendall's tau >= 0.7) and the
+         * fitted rise over the window is at least twice the typical step
+         * (once with 2 points). */
+        if (kendall_tau(pts + first, k, t) < 0.7)
+            continue;
+        double span = pts[npts - 1].t - pts[first].t;
+        double step = median_step(pts + first, k, t, slopes);
+        if (slope * span < fmin(2.0, (double)(k - 1)) * step)
             continue;
         pyheap_growth_row *r = &rows[m++];
         r->type = t;
