@@ -636,6 +636,25 @@ static json_t *stats_reply(const struct pyheapd_session *s, const pyheap_snapsho
     pyheap_mem_stats m;
     if (pyheap_mem_stats_read(s->pid, &m, err) < 0)
         return NULL;
+    /* pymalloc reads the target: serialized with scans of it. */
+    struct pyheapd_session *ms = (struct pyheapd_session *)s;
+    pyheap_pymalloc pm;
+    pyheap_error pmerr;
+    memset(&pmerr, 0, sizeof pmerr);
+    pthread_mutex_lock(&ms->scan_lock);
+    int pm_ok = pyheap_pymalloc_read(ms->target, &pm, &pmerr) == 0;
+    pthread_mutex_unlock(&ms->scan_lock);
+    json_t *jpm = json_null();
+    if (pm_ok)
+        jpm = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s}",
+                        "arenas", (json_int_t)pm.arenas, "arena_size", (json_int_t)pm.arena_size,
+                        "pool_size", (json_int_t)pm.pool_size,
+                        "arena_bytes", (json_int_t)pm.arena_bytes,
+                        "pools_used", (json_int_t)pm.pools_used,
+                        "pools_free", (json_int_t)pm.pools_free,
+                        "used_bytes", (json_int_t)pm.used_bytes,
+                        "free_bytes", (json_int_t)pm.free_bytes,
+                        "symbols_from", pm.symbols_from);
     const pyheap_scan_stats *st = pyheap_snapshot_stats(snap);
     int64_t py = (int64_t)st->bytes;
     int64_t rest = m.anon >= 0 ? (m.anon > py ? m.anon - py : 0) : -1;
@@ -651,9 +670,8 @@ static json_t *stats_reply(const struct pyheapd_session *s, const pyheap_snapsho
         json_object_set_new(o, "python_objects", json_integer((json_int_t)st->objects)) < 0 ||
         json_object_set_new(o, "python_objects_bytes", json_integer(py)) < 0 ||
         json_object_set_new(o, "not_python_bytes", jbytes(rest)) < 0 ||
-        json_object_set_new(o, "pymalloc", json_null()) < 0 ||
-        json_object_set_new(o, "pymalloc_note",
-                            json_string("pymalloc arena accounting is not read yet: unknown")) < 0 ||
+        json_object_set_new(o, "pymalloc", jpm ? jpm : json_null()) < 0 ||
+        (!pm_ok && json_object_set_new(o, "pymalloc_note", json_string(pmerr.msg)) < 0) ||
         pyheapd_history_trend(s->hist, o) < 0) {
         json_decref(o);
         return lib_fail(err, "stats");

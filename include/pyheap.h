@@ -338,6 +338,25 @@ typedef struct pyheap_mem_stats {
 } pyheap_mem_stats;
 int pyheap_mem_stats_read(pid_t pid, pyheap_mem_stats *out, pyheap_error *err);
 
+/* pymalloc's arenas (CPython 3.11: obmalloc's static `arenas`,
+ * `maxarenas`, `narenas_currently_allocated`, found in the .symtab of the
+ * interpreter module or of its DWARF debug file). Bytes. */
+typedef struct pyheap_pymalloc {
+    uint64_t arenas;             /* allocated arenas */
+    uint64_t arena_size, pool_size;
+    uint64_t arena_bytes;        /* arenas * arena_size */
+    uint64_t pools_used, pools_free;
+    uint64_t used_bytes;         /* pools in use * pool_size */
+    uint64_t free_bytes;         /* free pools * pool_size (whole free pools
+                                    only; free blocks inside used pools are
+                                    not counted) */
+    char symbols_from[256];      /* file the symbols came from */
+} pyheap_pymalloc;
+/* -1 + PYHEAP_E_UNSUPPORTED (other versions) or PYHEAP_E_NOTFOUND (no
+ * symbol table: a stripped build without its debug file) rather than a
+ * guess. Reads T's memory: the caller serializes this with scans of T. */
+int pyheap_pymalloc_read(pyheap_target *t, pyheap_pymalloc *out, pyheap_error *err);
+
 #ifdef __cplusplus
 }
 #endif
