@@ -328,6 +328,47 @@ START_TEST(series_ends_when_target_goes)
 }
 END_TEST
 
+/* pymalloc as pyheap reads it from outside equals what the idle target's
+ * own sys._debugmallocstats() printed (Debian's LTO build: the statics are
+ * found in its build-id debug file). */
+START_TEST(stats_pymalloc_matches_the_interpreter)
+{
+    struct henv e;
+    henv_start(&e, "idle");
+    int st;
+    char *out = run(&e, &st, "attach %d", (int)e.target);
+    ck_assert_msg(st == 0, "%s", out);
+    free(out);
+    char path[128];
+    snprintf(path, sizeof path, "%s/malloc.txt", e.dir);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512];
+    long long arenas = -1, unused = -1;
+    while (fgets(line, sizeof line, f)) {
+        long long v;
+        /* sscanf returns 1 as soon as %lld converted: test the words first */
+        if (strstr(line, "# arenas allocated current") &&
+            sscanf(line, "# arenas allocated current = %lld", &v) == 1)
+            arenas = v;
+        if (strstr(line, "unused pools * 16384 bytes") && sscanf(line, "%lld", &v) == 1)
+            unused = v;
+    }
+    fclose(f);
+    ck_assert_msg(arenas > 0 && unused >= 0, "malloc.txt not understood");
+    json_t *s = run_json(&e, "stats");
+    const json_t *pm = json_object_get(s, "pymalloc");
+    ck_assert_msg(json_is_object(pm), "pymalloc unknown: %s",
+                  json_string_value(json_object_get(s, "pymalloc_note")));
+    ck_assert_int_eq(jget(pm, "arenas"), arenas);
+    ck_assert_int_eq(jget(pm, "pools_free"), unused);
+    ck_assert_int_eq(jget(pm, "arena_bytes"), arenas << 20);
+    ck_assert_int_eq(jget(pm, "free_bytes"), unused * 16384);
+    json_decref(s);
+    henv_stop(&e);
+}
+END_TEST
+
 Suite *suite_history(void)
 {
     Suite *s = suite_create("history");
@@ -337,6 +378,7 @@ Suite *suite_history(void)
     tcase_add_test(tc, stats_tells_native_leak);
     tcase_add_test(tc, diff_lists_exactly_the_new);
     tcase_add_test(tc, series_ends_when_target_goes);
+    tcase_add_test(tc, stats_pymalloc_matches_the_interpreter);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -8,6 +8,8 @@ Writes OUTDIR/ready (its PID) once set up, then per MODE:
           built and dropped (churn: allocated and freed);
   native  every 50 ms mallocs 256 KiB through ctypes, touches it and never
           frees it (no Python object keeps it);
+  idle    builds 50 000 small objects, writes sys._debugmallocstats() to
+          OUTDIR/malloc.txt, then writes ready and sleeps (no allocation);
   append  idles until OUTDIR/go exists, then appends exactly K (the file's
           content) AppendedRecord instances to `held`, writes OUTDIR/done,
           and idles.
@@ -53,6 +55,18 @@ def main():
     outdir, mode = sys.argv[1], sys.argv[2]
     rng = random.Random(5)
     churn = [ChurnItem(i) for i in range(500)]
+    if mode == "idle":
+        keep = [ChurnItem(i) for i in range(50000)]
+        fd = os.open(os.path.join(outdir, "malloc.txt"), os.O_WRONLY | os.O_CREAT, 0o644)
+        saved = os.dup(2)
+        os.dup2(fd, 2)
+        sys._debugmallocstats()
+        os.dup2(saved, 2)
+        os.close(fd)
+        ready(outdir)
+        while True:
+            time.sleep(1)
+        del keep
     ready(outdir)
     if mode == "leak":
         while True:
