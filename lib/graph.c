@@ -198,8 +198,12 @@ static int cand_cmp(const void *a, const void *b)
     return (x->lo > y->lo) - (x->lo < y->lo);
 }
 
-/* Collapse the str-key labels of referrer types that have too many of
- * them into one [*]. P is sorted; returns true when something changed. */
+/* A referrer type with many distinct str keys among its groups (a cache
+ * keyed by request id, module dicts) would spread over one group per key:
+ * when there are more than MERGE_STR_KEYS of them, the keys used by a
+ * single referrer object become one "[*]" group; keys shared by several
+ * referrers (['sql'] in 75k row dicts) stay. P is sorted; returns true
+ * when something changed. */
 static bool merge_str_keys(struct pair *p, size_t n)
 {
     bool changed = false;
@@ -213,11 +217,20 @@ static bool merge_str_keys(struct pair *p, size_t n)
                 last = p[j].key;
             }
         if (distinct > MERGE_STR_KEYS) {
-            for (size_t k = i; k < j; k++)
-                if (WALK_LBL_KIND((uint32_t)p[k].key) == LBL_KEY_STR) {
-                    p[k].key = ((uint64_t)type << 32) | WALK_LBL(LBL_ITEM, 0);
+            for (size_t k = i; k < j;) {
+                size_t e = k;
+                bool single = true;
+                while (e < j && p[e].key == p[k].key) {
+                    single &= p[e].src == p[k].src;
+                    e++;
+                }
+                if (single && WALK_LBL_KIND((uint32_t)p[k].key) == LBL_KEY_STR) {
+                    for (size_t x = k; x < e; x++)
+                        p[x].key = ((uint64_t)type << 32) | WALK_LBL(LBL_ITEM, 0);
                     changed = true;
                 }
+                k = e;
+            }
         }
         i = j;
     }

@@ -18,6 +18,7 @@
 
 #define PY_DEBIAN "/usr/bin/python3.11"
 #define PY_DEBUG "/usr/bin/python3.11d"
+#define PY_PYENV "/root/.pyenv/versions/3.11.7/bin/python3.11"
 
 static double now_ms(void)
 {
@@ -304,6 +305,47 @@ START_TEST(hand_built_graph)
 }
 END_TEST
 
+/* Many distinct str keys: the ones a single dict uses merge into [*], a
+ * key shared by several dicts stays a group of its own. */
+START_TEST(str_key_merge)
+{
+    const char *types[] = { "dict", "app.T" };
+    struct hb h;
+    hb_init(&h, types, 2);
+    size_t cache = hb_obj(&h, 0, 1000);
+    for (int i = 0; i < 30; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "req%d", i);
+        hb_edge(&h, cache, hb_obj(&h, 1, 48), hb_str(&h, LBL_KEY_STR, k));
+    }
+    for (int i = 0; i < 5; i++) {
+        size_t row = hb_obj(&h, 0, 200);
+        hb_edge(&h, row, hb_obj(&h, 1, 48), hb_str(&h, LBL_KEY_STR, "sql"));
+    }
+    pyheap_snapshot *s = hb_build(&h);
+    uint32_t *ty;
+    size_t nt;
+    pyheap_error e;
+    ck_assert_int_eq(pyheap_type_lookup(s, "T", &ty, &nt, &e), 0);
+    pyheap_referrers *r;
+    ck_assert_int_eq(pyheap_referrers_compute(s, ty, nt, NULL, &r, &e), 0);
+    dump(r);
+    ck_assert_uint_eq(r->ngroups, 2);
+    const pyheap_referrer_group *g = group(r, 1, "dict", "['sql']");
+    ck_assert_ptr_nonnull(g);
+    ck_assert_uint_eq(g->count, 5);
+    ck_assert_uint_eq(g->bytes, 1000);
+    g = group(r, 1, "dict", "[*]");
+    ck_assert_ptr_nonnull(g);
+    ck_assert_uint_eq(g->count, 1);
+    ck_assert_uint_eq(r->unreachable, 35); /* no roots at all */
+    ck_assert_uint_eq(r->npaths, 0);
+    pyheap_referrers_free(r);
+    free(ty);
+    pyheap_snapshot_free(s);
+}
+END_TEST
+
 /* 1M objects, 100k of the asked-for type: the timing figure. */
 START_TEST(bench_synthetic)
 {
@@ -577,6 +619,20 @@ static void scenarios(const char *python)
     EXPECT_PATH(r, "__main__.gen.gi_frame.f_locals['held'][");
     pyheap_referrers_free(r);
 
+    /* staticmethod, classmethod, property; a memoryview's exporter */
+    r = referrers_of(s, "DescrItem");
+    ck_assert_uint_eq(r->objects, 3);
+    EXPECT_GROUP(r, 1, "staticmethod", ".__func__");
+    EXPECT_GROUP(r, 1, "classmethod", ".__func__");
+    EXPECT_GROUP(r, 1, "property", ".fget");
+    EXPECT_PATH(r, "__main__.Descriptors.");
+    pyheap_referrers_free(r);
+    r = referrers_of(s, "array.array");
+    EXPECT_GROUP(r, 1, "memoryview", ".obj");
+    EXPECT_GROUP(r, 1, "managedbuffer", ".obj");
+    EXPECT_PATH(r, "__main__.view.obj");
+    pyheap_referrers_free(r);
+
     /* weak references are edges, flagged, and never referrers */
     r = referrers_of(s, "Weakly");
     ck_assert_uint_eq(r->objects, 3);
@@ -651,6 +707,16 @@ START_TEST(scenarios_debug)
 }
 END_TEST
 
+START_TEST(scenarios_pyenv)
+{
+    if (access(PY_PYENV, X_OK) != 0) {
+        fprintf(stderr, "NOTICE: %s not present: scenarios_pyenv skipped\n", PY_PYENV);
+        return;
+    }
+    scenarios(PY_PYENV);
+}
+END_TEST
+
 /* ~1M objects in a real target, 100k of class Bench: timing figures. */
 START_TEST(bench_real)
 {
@@ -703,12 +769,14 @@ Suite *suite_graph(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, label_rendering);
     tcase_add_test(tc, hand_built_graph);
+    tcase_add_test(tc, str_key_merge);
     tcase_add_test(tc, bench_synthetic);
     suite_add_tcase(s, tc);
     TCase *live = tcase_create("live");
     tcase_set_timeout(live, 300);
     tcase_add_test(live, scenarios_debian);
     tcase_add_test(live, scenarios_debug);
+    tcase_add_test(live, scenarios_pyenv);
     tcase_add_test(live, bench_real);
     suite_add_tcase(s, live);
     return s;

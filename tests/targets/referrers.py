@@ -10,6 +10,7 @@ scenario. Writes OUTDIR/ready and idles (OUTDIR/counter advances).
 --bench N: also build N objects of class Bench (10 % of them reachable
 through a dict of lists) among ~10 N other objects, for a timing figure.
 """
+import array
 import collections
 import functools
 import gc
@@ -78,6 +79,16 @@ class DDItem:
 
 class GenItem:
     """In a local variable of a suspended generator."""
+
+
+class DescrItem:
+    """Wrapped by staticmethod, classmethod and property objects."""
+
+
+class Descriptors:
+    sm = staticmethod(DescrItem())
+    cm = classmethod(DescrItem())
+    prop = property(DescrItem())
 
 
 class Holder:
@@ -159,6 +170,9 @@ dd = collections.defaultdict(list)
 dd['k'].append(DDItem())
 gen = make_gen()
 next(gen)
+exported = array.array('b', [1, 2, 3])
+view = memoryview(exported)
+del exported
 
 
 def build(bench):
