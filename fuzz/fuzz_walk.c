@@ -10,7 +10,8 @@
  * pointer, a small number, -1-ish, or leaves it raw, so mutations reach the
  * decoders' interesting paths instead of failing the first pointer check.
  * The input's first byte says how many region words become GC-linked
- * objects. Whatever the bytes, the walk must end without a sanitizer report
+ * objects (at offsets from the input's last bytes, each given a plausible
+ * header whose type the input picks). Whatever the bytes, the walk must end without a sanitizer report
  * and within the image's bounds. */
 #include <stdbool.h>
 #include <stddef.h>
@@ -169,7 +170,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             off = ((size_t)data[size - 1 - 2 * i] << 8) | data[size - 2 - 2 * i];
         uint64_t obj = region + 16 + (off % (REGION_WORDS - 512)) * 8;
         obj &= ~(uint64_t)15;
-        /* Keep what the input put there; the header must at least be one. */
+        /* A plausible header (refcount, a real type chosen by the input),
+         * so the decoders, not the header check, see the fuzzed bodies;
+         * the body stays what the input made it. */
+        uint8_t sel = size > 1 + i ? data[1 + i] : 0;
+        put64(&m, obj + m.o->ob_refcnt, 1 + (sel >> 4));
+        put64(&m, obj + m.o->ob_type, m.types[sel % m.ntypes]);
         gc_link(&m, obj);
     }
     pyheap_error e;
