@@ -25,13 +25,12 @@ static void free_names(char **names, size_t n)
 }
 
 /* Sort ORD[0..n) by address, stably (so duplicates keep discovery order):
- * LSD radix over bits 3..47 in 11-bit digits, skipping digits that are the
- * same for every key (the high bits of one heap usually are). TMP holds n
- * entries. Addresses are 8-aligned and below 2^47 (the walker's
- * plausible_addr); any other bits still sort, through the last digit. */
+ * LSD radix over the 64-bit address in 11-bit digits, skipping digits that
+ * are the same for every key (the high bits of one heap usually are). Needs
+ * a second array of n entries. 0, or -1 on allocation failure. */
 #define RADIX_BITS 11
 #define RADIX_SIZE (1u << RADIX_BITS)
-#define RADIX_DIGITS 6 /* bits 3..68: covers the whole 64-bit key */
+#define RADIX_DIGITS 6 /* 66 bits */
 
 static int radix_sort(struct order *ord, size_t n)
 {
@@ -45,14 +44,14 @@ static int radix_sort(struct order *ord, size_t n)
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
-        uint64_t k = ord[i].addr >> 3;
+        uint64_t k = ord[i].addr;
         for (int d = 0; d < RADIX_DIGITS; d++)
             count[d][(k >> (d * RADIX_BITS)) & (RADIX_SIZE - 1)]++;
     }
     struct order *src = ord, *dst = tmp;
     for (int d = 0; d < RADIX_DIGITS; d++) {
         size_t *c = count[d];
-        uint64_t first = (src[0].addr >> 3 >> (d * RADIX_BITS)) & (RADIX_SIZE - 1);
+        uint64_t first = (src[0].addr >> (d * RADIX_BITS)) & (RADIX_SIZE - 1);
         if (c[first] == n)
             continue; /* one bucket: this digit does not reorder */
         size_t sum = 0;
@@ -62,7 +61,7 @@ static int radix_sort(struct order *ord, size_t n)
             sum += k;
         }
         for (size_t i = 0; i < n; i++) {
-            size_t b = (size_t)((src[i].addr >> 3 >> (d * RADIX_BITS)) & (RADIX_SIZE - 1));
+            size_t b = (size_t)((src[i].addr >> (d * RADIX_BITS)) & (RADIX_SIZE - 1));
             dst[c[b]++] = src[i];
         }
         struct order *t = src;

@@ -32,6 +32,7 @@ PYTHON.
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -132,15 +133,16 @@ class Daemon:
         self.logf.close()
 
     def last_scan(self):
-        """(objects, scan_ms) from pyheapd's last 'scanned pid' log line."""
+        """(objects, scan_ms) from pyheapd's last scan log line
+        ("... pid N for uid U: X objects, ..., scan Y ms, ...")."""
+        pat = re.compile(r": (\d+) objects, .*\bscan ([0-9.]+) ms")
+        found = (None, None)
         with open(self.logpath) as f:
-            lines = [ln for ln in f if "scanned pid" in ln]
-        if not lines:
-            return None, None
-        ln = lines[-1]
-        objs = int(ln.split(": ", 2)[2].split(" objects")[0]) if ": " in ln else None
-        ms = float(ln.split("scan ")[1].split(" ms")[0])
-        return objs, ms
+            for ln in f:
+                mt = pat.search(ln)
+                if mt:
+                    found = (int(mt.group(1)), float(mt.group(2)))
+        return found
 
 
 def helper(build, mode, pid):
@@ -413,8 +415,8 @@ def main():
         note = ""
         if key == "referrers_s" and v is None:
             note = " (%s)" % big.get("referrers_note", "n/a")
-        print("  %-26s %s %-5g %-8s %s%s" % (key, op, lim, fmt(v),
-                                             "met" if ok else "NOT met", note))
+        verdict = "n/a" if v is None else "met" if ok else "NOT met"
+        print("  %-26s %s %-5g %-8s %s%s" % (key, op, lim, fmt(v), verdict, note))
     print("details: %s" % path)
     return 0
 
