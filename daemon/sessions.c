@@ -5,6 +5,7 @@
  * scan_lock serializes scans of that one target; "ps" never waits for it. */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -577,24 +578,28 @@ static json_t *lib_fail(pyheap_error *err, const char *what)
     return NULL;
 }
 
+/* Before any scan: "snapshot" needs a regular file open for writing,
+ * passed with the request (a pipe nobody reads would block this thread). */
+static int snapshot_fd_check(const pyheap_request *req, pyheap_proto_error *perr)
+{
+    if (req->fd < 0)
+        return pyheap_proto_err_set(perr, pyheap_errcode_name(PYHEAP_E_INVAL),
+                                    "\"snapshot\" writes into a file descriptor passed with "
+                                    "the request (SCM_RIGHTS); none came: use `pyheap "
+                                    "snapshot -o FILE`");
+    int fl = fcntl(req->fd, F_GETFL);
+    struct stat fst;
+    if (fl < 0 || (fl & O_ACCMODE) == O_RDONLY || fstat(req->fd, &fst) < 0 ||
+        !S_ISREG(fst.st_mode))
+        return pyheap_proto_err_set(perr, pyheap_errcode_name(PYHEAP_E_INVAL),
+                                    "the file descriptor passed with \"snapshot\" is not a "
+                                    "regular file open for writing");
+    return 0;
+}
+
 static json_t *snapshot_reply(const struct pyheapd_session *s, const pyheap_snapshot *snap,
                               const pyheap_request *req, pyheap_error *err)
 {
-    if (req->fd < 0) {
-        pyheap_proto_error perr;
-        pyheap_proto_err_set(&perr, pyheap_errcode_name(PYHEAP_E_INVAL),
-                             "\"snapshot\" writes into a file descriptor passed with the "
-                             "request (SCM_RIGHTS); none came: use `pyheap snapshot -o FILE`");
-        return pyheap_proto_error_reply(&perr);
-    }
-    int fl = fcntl(req->fd, F_GETFL);
-    if (fl < 0 || (fl & O_ACCMODE) == O_RDONLY) {
-        pyheap_proto_error perr;
-        pyheap_proto_err_set(&perr, pyheap_errcode_name(PYHEAP_E_INVAL),
-                             "the file descriptor passed with \"snapshot\" is not open for "
-                             "writing");
-        return pyheap_proto_error_reply(&perr);
-    }
     pyheap_snapfile_info info;
     memset(&info, 0, sizeof info);
     info.pid = s->pid;
@@ -805,9 +810,14 @@ json_t *pyheapd_handle(struct pyheapd *d, const struct ucred *peer,
     case PYHEAP_CMD_REFERRERS:
         r = scan_command(d, peer, req, referrers_reply);
         break;
-    case PYHEAP_CMD_SNAPSHOT:
-        r = scan_command(d, peer, req, snapshot_reply);
+    case PYHEAP_CMD_SNAPSHOT: {
+        pyheap_proto_error perr;
+        if (snapshot_fd_check(req, &perr) < 0)
+            r = error_reply(&perr);
+        else
+            r = scan_command(d, peer, req, snapshot_reply);
         break;
+    }
     case PYHEAP_CMD_STATS:
         r = scan_command(d, peer, req, stats_reply);
         break;

@@ -239,6 +239,28 @@ START_TEST(diff_lists_exactly_the_new)
     ck_assert_int_eq(st, 1);
     ck_assert_msg(strstr(out, "no snapshot"), "%s", out);
     free(out);
+    /* "snapshot" by hand: without a descriptor, and with a pipe's write end
+     * (not a regular file), pyheapd refuses and opens nothing itself. */
+    char py[160], cmd[512];
+    snprintf(py, sizeof py, "%s/rawsnap.py", e.dir);
+    FILE *w = fopen(py, "w");
+    ck_assert_ptr_nonnull(w);
+    fputs("import os, socket, sys\n"
+          "for fds in ([], [os.pipe()[1]]):\n"
+          "    s = socket.socket(socket.AF_UNIX)\n"
+          "    s.connect(sys.argv[1])\n"
+          "    socket.send_fds(s, [b'{\"cmd\":\"snapshot\"}\\n'], fds)\n"
+          "    print(s.makefile().readline().strip(), flush=True)\n", w);
+    fclose(w);
+    snprintf(cmd, sizeof cmd, PYTHON " %s %s", py, e.sock);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    char l1[1024] = "", l2[1024] = "";
+    ck_assert_ptr_nonnull(fgets(l1, sizeof l1, p));
+    ck_assert_ptr_nonnull(fgets(l2, sizeof l2, p));
+    pclose(p);
+    ck_assert_msg(strstr(l1, "\"invalid\"") && strstr(l1, "none came"), "%s", l1);
+    ck_assert_msg(strstr(l2, "\"invalid\"") && strstr(l2, "not a regular file"), "%s", l2);
     char fa[128], fb[128], go[128], done[128];
     snprintf(fa, sizeof fa, "%s/a.snap", e.dir);
     snprintf(fb, sizeof fb, "%s/b.snap", e.dir);
