@@ -552,7 +552,10 @@ static json_t *scan_command(struct pyheapd *d, const struct ucred *peer,
     if (!reply) {
         reply = lib_error_reply(&err);
     } else if (json_is_true(json_object_get(reply, "ok"))) {
-        if ((snap_id && json_object_set_new(reply, "snapshot_id", json_integer((json_int_t)snap_id)) < 0) ||
+        /* top/referrers keep their documented shape; the issue 5 commands
+         * name the snapshot they recorded. */
+        int say_id = snap_id && (req->cmd == PYHEAP_CMD_SNAPSHOT || req->cmd == PYHEAP_CMD_STATS);
+        if ((say_id && json_object_set_new(reply, "snapshot_id", json_integer((json_int_t)snap_id)) < 0) ||
             (info.froze && json_object_set_new(reply, "freeze", json_true()) < 0) ||
             (info.froze &&
              (json_object_set_new(reply, "pause_ms", json_real(info.pause_ms)) < 0 ||
