@@ -65,7 +65,7 @@ static const char usage_top[] =
     "  --json             print pyheapd's reply as one JSON document instead\n";
 static const char usage_referrers[] =
     "Usage: pyheap [--socket PATH] referrers TYPE [-p PID] [--depth N] [--paths N]\n"
-    "                                        [--groups N] [--json | --dot]\n"
+    "                                        [--groups N] [--freeze] [--json | --dot]\n"
     "\n"
     "Who keeps the objects of TYPE alive. Scans the process (without stopping\n"
     "it), then prints: how many objects of TYPE there are and their bytes; their\n"
@@ -81,6 +81,7 @@ static const char usage_referrers[] =
     "  -d, --depth N      levels of referrers, 1 to %d (default %d)\n"
     "  --paths N          shortest paths shown, 1 to %d (default %d)\n"
     "  --groups N         groups per level and parent, 1 to %d (default %d)\n"
+    "  --freeze           stop the target's threads for the scan (see top --freeze)\n"
     "  --json             print pyheapd's reply as one JSON document instead\n"
     "  --file FILE        read a snapshot file (pyheap snapshot -o) instead: offline\n"
     "  --dot              print the referrer tree as a Graphviz digraph\n"
@@ -855,13 +856,14 @@ static int run_referrers(int argc, char **argv)
         { "json", no_argument, NULL, OPT_JSON },
         { "dot", no_argument, NULL, OPT_DOT },
         { "file", required_argument, NULL, OPT_FILE },
+        { "freeze", no_argument, NULL, OPT_FREEZE },
         { "socket", required_argument, NULL, 's' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     long pid = 0, depth = PYHEAP_PROTO_DEFAULT_DEPTH, paths = PYHEAP_PROTO_DEFAULT_PATHS,
          groups = PYHEAP_PROTO_DEFAULT_GROUPS;
-    int json = 0, dot = 0;
+    int json = 0, dot = 0, freeze = 0;
     const char *file = NULL;
     optind = 0;
     int c;
@@ -892,6 +894,9 @@ static int run_referrers(int argc, char **argv)
         case OPT_FILE:
             file = optarg;
             break;
+        case OPT_FREEZE:
+            freeze = 1;
+            break;
         case 's':
             socket_opt = optarg;
             break;
@@ -913,8 +918,8 @@ static int run_referrers(int argc, char **argv)
     if (tlen == 0 || tlen > PYHEAP_PROTO_MAX_TYPE_LEN)
         return bad_usage("referrers", "TYPE must be 1 to 256 bytes long");
     if (file) {
-        if (pid)
-            return bad_usage("referrers", "--file reads a snapshot file: no -p");
+        if (pid || freeze)
+            return bad_usage("referrers", "--file reads a snapshot file: no -p or --freeze");
         pyheap_referrers_opts ro = { .depth = (unsigned)depth, .max_groups = (size_t)groups,
                                      .max_paths = (size_t)paths };
         return finish_offline(offline_referrers(file, type, &ro), json,
@@ -932,6 +937,8 @@ static int run_referrers(int argc, char **argv)
     }
     if (pid)
         json_object_set_new(req, "pid", json_integer(pid));
+    if (freeze)
+        json_object_set_new(req, "freeze", json_true());
     int status;
     json_t *rep = call(path, req, &status);
     if (!rep)

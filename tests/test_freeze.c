@@ -67,6 +67,20 @@ START_TEST(freeze_scan_resumes)
         json_decref(j);
         assert_running(&t);
     }
+    /* referrers takes freeze too */
+    json_t *r = svc_request(&e, "{\"cmd\":\"referrers\",\"type\":\"__main__.Stable\","
+                                "\"freeze\":true}");
+    svc_expect_ok(r);
+    ck_assert(json_is_true(json_object_get(r, "freeze")));
+    ck_assert(json_number_value(json_object_get(r, "pause_ms")) > 0);
+    json_decref(r);
+    assert_running(&t);
+    char *rout, *rerr;
+    ck_assert_int_eq(svc_cli(&e, (uid_t)-1, (gid_t)-1, &rout, &rerr, "referrers", "Stable",
+                             "--freeze", "--json", NULL), 0);
+    ck_assert_msg(strstr(rout, "\"pause_ms\""), "%s", rout);
+    free(rout), free(rerr);
+    assert_running(&t);
     /* The CLI shows the pause. */
     char *out, *err;
     ck_assert_int_eq(svc_cli(&e, (uid_t)-1, (gid_t)-1, &out, &err, "top", "--freeze", "-n", "3",
