@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 
+#include "proto.h"
 #include "testutil.h"
 
 #define PYTHON "/usr/bin/python3.11"
@@ -391,6 +392,38 @@ START_TEST(stats_pymalloc_matches_the_interpreter)
 }
 END_TEST
 
+/* The new request fields are bounded and only where they belong. */
+START_TEST(request_fields)
+{
+    static const struct { const char *line; int ok; } cases[] = {
+        { "{\"cmd\":\"attach\",\"pid\":1,\"interval\":0.3,\"history\":10,\"keep\":2}", 1 },
+        { "{\"cmd\":\"attach\",\"pid\":1,\"interval\":0}", 1 },
+        { "{\"cmd\":\"attach\",\"pid\":1,\"interval\":0.05}", 0 },
+        { "{\"cmd\":\"attach\",\"pid\":1,\"interval\":86401}", 0 },
+        { "{\"cmd\":\"attach\",\"pid\":1,\"interval\":\"5\"}", 0 },
+        { "{\"cmd\":\"attach\",\"pid\":1,\"history\":1}", 0 },
+        { "{\"cmd\":\"attach\",\"pid\":1,\"keep\":33}", 0 },
+        { "{\"cmd\":\"top\",\"interval\":1}", 0 },
+        { "{\"cmd\":\"diff\",\"since\":3,\"n\":0}", 1 },
+        { "{\"cmd\":\"diff\",\"since\":0}", 0 },
+        { "{\"cmd\":\"growth\",\"pid\":5,\"n\":3}", 1 },
+        { "{\"cmd\":\"growth\",\"since\":3}", 0 },
+        { "{\"cmd\":\"snapshot\",\"freeze\":true}", 1 },
+        { "{\"cmd\":\"stats\",\"n\":3}", 0 },
+        { "{\"cmd\":\"snapshots\"}", 1 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pyheap_request req;
+        pyheap_proto_error perr;
+        int rc = pyheap_proto_parse(cases[i].line, strlen(cases[i].line), &req, &perr);
+        ck_assert_msg((rc == 0) == cases[i].ok, "%s: %s", cases[i].line,
+                      rc ? perr.msg : "accepted");
+        if (rc == 0)
+            ck_assert_int_eq(req.fd, -1);
+    }
+}
+END_TEST
+
 Suite *suite_history(void)
 {
     Suite *s = suite_create("history");
@@ -402,5 +435,8 @@ Suite *suite_history(void)
     tcase_add_test(tc, series_ends_when_target_goes);
     tcase_add_test(tc, stats_pymalloc_matches_the_interpreter);
     suite_add_tcase(s, tc);
+    TCase *tp = tcase_create("protocol");
+    tcase_add_test(tp, request_fields);
+    suite_add_tcase(s, tp);
     return s;
 }
