@@ -108,7 +108,7 @@ FUZZ_BUILD   := $(BUILD)/fuzz
 FUZZ_FLAGS   := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -Iinclude -Ilib \
                 $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
-FUZZERS      := $(FUZZ_BUILD)/fuzz_proto $(FUZZ_BUILD)/fuzz_walk
+FUZZERS      := $(FUZZ_BUILD)/fuzz_proto $(FUZZ_BUILD)/fuzz_walk $(FUZZ_BUILD)/fuzz_snapfile
 
 .PHONY: fuzz fuzz-run
 .SECONDARY: $(FUZZ_LIB_OBJ)
@@ -122,7 +122,7 @@ $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -o $@ $^ $(LDLIBS_ALL)
 
 fuzz-run: $(FUZZERS)
-	@for f in proto walk; do \
+	@for f in proto walk snapfile; do \
 	  rm -rf $(FUZZ_BUILD)/corpus-$$f && mkdir -p $(FUZZ_BUILD)/corpus-$$f && \
 	  echo "fuzz_$$f: $(FUZZ_SECONDS) s, seed 1" && \
 	  $(FUZZ_BUILD)/fuzz_$$f -seed=1 -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \

@@ -25,7 +25,38 @@ static int write_all(int fd, const char *buf, size_t len)
     return 0;
 }
 
+/* Send LEN bytes of BUF with PASSFD attached (SCM_RIGHTS) to the first
+ * byte, then the rest normally. */
+static int send_with_fd(int fd, const char *buf, size_t len, int passfd)
+{
+    union {
+        struct cmsghdr h;
+        char b[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+                         .msg_control = ctl.b, .msg_controllen = sizeof ctl.b };
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &passfd, sizeof passfd);
+    ssize_t w;
+    do
+        w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+    while (w < 0 && errno == EINTR);
+    if (w < 0)
+        return -1;
+    return write_all(fd, buf + w, len - (size_t)w);
+}
+
 json_t *pyheap_client_call(const char *path, const json_t *request)
+{
+    return pyheap_client_call_fd(path, request, -1);
+}
+
+json_t *pyheap_client_call_fd(const char *path, const json_t *request, int passfd)
 {
     struct sockaddr_un sun;
     memset(&sun, 0, sizeof sun);
@@ -57,7 +88,7 @@ json_t *pyheap_client_call(const char *path, const json_t *request)
         close(fd);
         return NULL;
     }
-    int rc = write_all(fd, line, len);
+    int rc = passfd >= 0 ? send_with_fd(fd, line, len, passfd) : write_all(fd, line, len);
     free(line);
     if (rc < 0) {
         fprintf(stderr, "pyheap: cannot send the request to pyheapd at %s: %s\n",

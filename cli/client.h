@@ -13,5 +13,8 @@
  * Returns the reply (new reference) or NULL after printing
  * "pyheap: ..." to stderr (connection / protocol trouble). */
 json_t *pyheap_client_call(const char *path, const json_t *request);
+/* The same, passing file descriptor PASSFD (>= 0) along with the request
+ * (SCM_RIGHTS): "snapshot" writes the file into it (issue 5). */
+json_t *pyheap_client_call_fd(const char *path, const json_t *request, int passfd);
 
 #endif

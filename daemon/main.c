@@ -73,7 +73,7 @@ static int stderr_is_journal(void)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: pyheapd [OPTIONS] [attach PID]\n"
+            "Usage: pyheapd [OPTIONS] [attach PID [--interval S]]\n"
             "\n"
             "Serve heap reports of running CPython processes to the `pyheap` client\n"
             "over a Unix socket. Runs in the foreground and logs to stderr.\n"
@@ -91,6 +91,10 @@ static void usage(FILE *f)
             "  --scan-timeout MS  time budget of one scan; 0: none (default %d)\n"
             "  --freeze-timeout MS  --freeze: how long threads may take to stop\n"
             "                   (default %d)\n"
+            "  --interval SECONDS  with attach: scan every SECONDS in the background and\n"
+            "                   record a per-type series (`pyheap growth`; default off)\n"
+            "  --history N      with attach: series points kept (default %d)\n"
+            "  --keep N         with attach: snapshots kept for `pyheap diff` (default %d)\n"
             "  -h, --help       show this help\n"
             "  -V, --version    show the version\n"
             "\n"
@@ -98,7 +102,8 @@ static void usage(FILE *f)
             "activation) and readiness is notified. Stop it with SIGINT or SIGTERM;\n"
             "a socket it bound itself is removed on exit.\n",
             PYHEAP_PROTO_ROOT_SOCKET, PYHEAPD_MAX_CONNS, PYHEAPD_MAX_CONNS_LIMIT,
-            PYHEAP_PROTO_MAX_LINE, DEFAULT_MAX_REPLY, DEFAULT_SCAN_MS, DEFAULT_FREEZE_MS);
+            PYHEAP_PROTO_MAX_LINE, DEFAULT_MAX_REPLY, DEFAULT_SCAN_MS, DEFAULT_FREEZE_MS,
+            PYHEAP_PROTO_DEFAULT_HISTORY, PYHEAP_PROTO_DEFAULT_KEEP);
 }
 
 /* Unsigned decimal (or octal with BASE 8) in [LO, HI]. */
@@ -138,6 +143,9 @@ int main(int argc, char **argv)
         { "max-reply", required_argument, NULL, 5 },
         { "scan-timeout", required_argument, NULL, 6 },
         { "freeze-timeout", required_argument, NULL, 7 },
+        { "interval", required_argument, NULL, 8 },
+        { "history", required_argument, NULL, 9 },
+        { "keep", required_argument, NULL, 10 },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -153,6 +161,8 @@ int main(int argc, char **argv)
         .freeze_stop_ms = DEFAULT_FREEZE_MS,
     };
     unsigned long long v;
+    double interval = 0;
+    size_t history = 0, keep = 0;
     int c;
     while ((c = getopt_long(argc, argv, "s:hV", opts, NULL)) != -1) {
         switch (c) {
@@ -209,6 +219,34 @@ int main(int argc, char **argv)
                 return 2;
             }
             cfg.freeze_stop_ms = (unsigned)v;
+            break;
+        case 8: {
+            char *end;
+            errno = 0;
+            interval = strtod(optarg, &end);
+            if (errno || end == optarg || *end ||
+                !(interval == 0 || (interval >= PYHEAP_PROTO_MIN_INTERVAL &&
+                                    interval <= PYHEAP_PROTO_MAX_INTERVAL))) {
+                fprintf(stderr, "pyheapd: --interval takes seconds, %g..%g (0: off)\n",
+                        PYHEAP_PROTO_MIN_INTERVAL, PYHEAP_PROTO_MAX_INTERVAL);
+                return 2;
+            }
+            break;
+        }
+        case 9:
+            if (parse_num(optarg, 10, 2, PYHEAP_PROTO_MAX_HISTORY, &v) < 0) {
+                fprintf(stderr, "pyheapd: --history takes 2..%d points\n",
+                        PYHEAP_PROTO_MAX_HISTORY);
+                return 2;
+            }
+            history = (size_t)v;
+            break;
+        case 10:
+            if (parse_num(optarg, 10, 1, PYHEAP_PROTO_MAX_KEEP, &v) < 0) {
+                fprintf(stderr, "pyheapd: --keep takes 1..%d snapshots\n", PYHEAP_PROTO_MAX_KEEP);
+                return 2;
+            }
+            keep = (size_t)v;
             break;
         case 'h':
             usage(stdout);
@@ -267,7 +305,7 @@ int main(int argc, char **argv)
         free(d);
         return 1;
     }
-    if (pid && pyheapd_attach_initial(d, pid, &perr) < 0) {
+    if (pid && pyheapd_attach_initial(d, pid, interval, history, keep, &perr) < 0) {
         pyheapd_log("cannot attach to pid %d: %s", (int)pid, perr.msg);
         pyheapd_fini(d);
         free(d);

@@ -53,6 +53,8 @@ enum pyheapd_state {
 };
 
 /* One attached target. Immutable after creation except where noted. */
+struct pyheapd_history;
+
 struct pyheapd_session {
     pyheap_target *target;          /* owned */
     pid_t pid;
@@ -66,6 +68,7 @@ struct pyheapd_session {
     struct pyheapd_identity id;     /* immutable after attach */
     uint64_t scans;
     double last_scan_ms;
+    struct pyheapd_history *hist;   /* issue 5: owned; its own lock (history.h) */
     struct pyheapd_session *next;
 };
 
@@ -149,7 +152,10 @@ void pyheapd_fini(struct pyheapd *d);
 json_t *pyheapd_handle(struct pyheapd *d, const struct ucred *peer,
                        const pyheap_request *req);
 /* Attach at start-up (no authorization: the operator started us). */
-int pyheapd_attach_initial(struct pyheapd *d, pid_t pid, pyheap_proto_error *perr);
+/* INTERVAL seconds between periodic scans (0: off), HISTORY points and
+ * KEEP snapshots kept (0: defaults) — issue 5. */
+int pyheapd_attach_initial(struct pyheapd *d, pid_t pid, double interval, size_t history,
+                           size_t keep, pyheap_proto_error *perr);
 
 /* server.c */
 /* Is PATH free to bind? 0: nothing there; 1: a stale socket nobody answers

@@ -167,7 +167,38 @@ struct conn {
     struct pyheapd *d;
     int fd;
     struct ucred peer;
+    int passed_fd;      /* SCM_RIGHTS fd of the next request, or -1 (issue 5) */
 };
+
+/* recv() that also takes a file descriptor the client passed with
+ * SCM_RIGHTS ("snapshot" writes into it); any other passed fd is closed. */
+static ssize_t recv_fds(struct conn *c, char *buf, size_t len)
+{
+    union {
+        struct cmsghdr h;
+        char b[CMSG_SPACE(4 * sizeof(int))];
+    } ctl;
+    struct iovec iov = { .iov_base = buf, .iov_len = len };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+                         .msg_control = ctl.b, .msg_controllen = sizeof ctl.b };
+    ssize_t r = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
+    if (r < 0)
+        return r;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < nfd; i++) {
+            int f;
+            memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof f);
+            if (c->passed_fd < 0)
+                c->passed_fd = f;
+            else
+                close(f);
+        }
+    }
+    return r;
+}
 
 /* Handle one request line; returns -1 to close the connection. */
 static int handle_line(struct conn *c, const char *line, size_t len)
@@ -180,7 +211,12 @@ static int handle_line(struct conn *c, const char *line, size_t len)
                     (unsigned long)c->peer.uid, perr.code, perr.msg);
         reply = pyheap_proto_error_reply(&perr);
     } else {
+        req.fd = c->passed_fd;
         reply = pyheapd_handle(c->d, &c->peer, &req);
+    }
+    if (c->passed_fd >= 0) {
+        close(c->passed_fd);
+        c->passed_fd = -1;
     }
     return send_reply(c->d, c->fd, reply);
 }
@@ -216,7 +252,7 @@ static void conn_serve(struct conn *c)
     }
     size_t have = 0;
     for (;;) {
-        ssize_t r = recv(c->fd, buf + have, cap - have, 0);
+        ssize_t r = recv_fds(c, buf + have, cap - have);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -254,6 +290,10 @@ static void conn_serve(struct conn *c)
         }
     }
     free(buf);
+    if (c->passed_fd >= 0) {
+        close(c->passed_fd);
+        c->passed_fd = -1;
+    }
 }
 
 static void conn_unregister(struct pyheapd *d, int fd)
@@ -306,6 +346,7 @@ static void accept_one(struct pyheapd *d)
     }
     c->d = d;
     c->fd = fd;
+    c->passed_fd = -1;
 
     pthread_mutex_lock(&d->conn_lock);
     if (d->nconns >= d->cfg.max_conns || d->nconns >= PYHEAPD_MAX_CONNS_LIMIT) {

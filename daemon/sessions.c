@@ -4,12 +4,15 @@
  * is only held for short bookkeeping (never during a scan). Each session's
  * scan_lock serializes scans of that one target; "ps" never waits for it. */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "history.h"
 #include "pyheap_report.h"
 #include "pyheapd.h"
 
@@ -29,6 +32,8 @@ static void session_free(struct pyheapd_session *s)
 {
     if (!s)
         return;
+    /* Stops the periodic thread first (it scans s->target). */
+    pyheapd_history_free(s->hist);
     pyheap_target_free(s->target);
     pthread_mutex_destroy(&s->scan_lock);
     free(s);
@@ -123,6 +128,12 @@ static void unlink_locked(struct pyheapd *d, struct pyheapd_session *s)
     }
 }
 
+struct attach_opts {
+    double interval;
+    int has_interval;
+    size_t history, keep;
+};
+
 static json_t *error_reply(const pyheap_proto_error *perr)
 {
     return pyheap_proto_error_reply(perr);
@@ -158,8 +169,17 @@ static int merge(json_t *dst, json_t *src)
 
 /* Open PID and insert a session. *already is set if a live session existed.
  * Returns the session's identity report (new ref) or NULL with *perr. */
-static json_t *do_attach(struct pyheapd *d, pid_t pid, int *already,
-                         pyheap_proto_error *perr)
+/* Apply the session options of an attach request to S (issue 5). */
+static void apply_series(struct pyheapd *d, struct pyheapd_session *s,
+                         const struct attach_opts *ao)
+{
+    pyheapd_history_limits(s->hist, ao->history, ao->keep);
+    if (ao->has_interval)
+        pyheapd_history_set_interval(d, s, ao->interval);
+}
+
+static json_t *do_attach(struct pyheapd *d, pid_t pid, const struct attach_opts *ao,
+                         int *already, pyheap_proto_error *perr)
 {
     *already = 0;
     pthread_mutex_lock(&d->lock);
@@ -167,7 +187,11 @@ static json_t *do_attach(struct pyheapd *d, pid_t pid, int *already,
     if (old && !old->gone) {
         pyheap_error err;
         json_t *rep = pyheap_report_target(old->target, &err);
+        old->refs++;
         pthread_mutex_unlock(&d->lock);
+        if (rep)
+            apply_series(d, old, ao);
+        session_unref(d, old);
         if (!rep) {
             pyheap_proto_err_from_lib(perr, &err);
             return NULL;
@@ -207,7 +231,11 @@ static json_t *do_attach(struct pyheapd *d, pid_t pid, int *already,
         return NULL;
     }
     struct pyheapd_session *s = calloc(1, sizeof *s);
-    if (!s || pthread_mutex_init(&s->scan_lock, NULL) != 0) {
+    if (s)
+        s->hist = pyheapd_history_new(ao->history, ao->keep);
+    if (!s || !s->hist || pthread_mutex_init(&s->scan_lock, NULL) != 0) {
+        if (s)
+            pyheapd_history_free(s->hist);
         free(s);
         pyheap_target_free(t);
         json_decref(rep);
@@ -239,8 +267,12 @@ static json_t *do_attach(struct pyheapd *d, pid_t pid, int *already,
     s->next = d->sessions;
     d->sessions = s;
     d->nsessions++;
+    s->refs++;
     pthread_mutex_unlock(&d->lock);
     session_free(dead);
+    if (ao->has_interval && ao->interval > 0)
+        pyheapd_history_set_interval(d, s, ao->interval);
+    session_unref(d, s);
     pyheapd_log("attached to pid %d (python %s, offsets %s, module %s)",
                 (int)pid, pyheap_target_version(t),
                 pyheap_offsets_source_name(pyheap_target_offsets_source(t)),
@@ -248,10 +280,12 @@ static json_t *do_attach(struct pyheapd *d, pid_t pid, int *already,
     return rep;
 }
 
-int pyheapd_attach_initial(struct pyheapd *d, pid_t pid, pyheap_proto_error *perr)
+int pyheapd_attach_initial(struct pyheapd *d, pid_t pid, double interval, size_t history,
+                           size_t keep, pyheap_proto_error *perr)
 {
     int already;
-    json_t *rep = do_attach(d, pid, &already, perr);
+    struct attach_opts ao = { interval, interval > 0, history, keep };
+    json_t *rep = do_attach(d, pid, &ao, &already, perr);
     if (!rep)
         return -1;
     json_decref(rep);
@@ -276,13 +310,16 @@ static json_t *cmd_ping(struct pyheapd *d)
     return o;
 }
 
-static json_t *cmd_attach(struct pyheapd *d, const struct ucred *peer, pid_t pid)
+static json_t *cmd_attach(struct pyheapd *d, const struct ucred *peer,
+                          const pyheap_request *req)
 {
+    pid_t pid = req->pid;
     pyheap_proto_error perr;
     if (authorize(peer, pid, NULL, &perr) < 0)
         return error_reply(&perr);
     int already;
-    json_t *rep = do_attach(d, pid, &already, &perr);
+    struct attach_opts ao = { req->interval, req->has_interval, req->history, req->keep };
+    json_t *rep = do_attach(d, pid, &ao, &already, &perr);
     if (!rep) {
         pyheapd_log("attach pid %d failed: %s: %s", (int)pid, perr.code, perr.msg);
         return error_reply(&perr);
@@ -295,6 +332,15 @@ static json_t *cmd_attach(struct pyheapd *d, const struct ucred *peer, pid_t pid
         return NULL;
     }
     json_decref(rep);
+    pthread_mutex_lock(&d->lock);
+    struct pyheapd_session *s = find_locked(d, pid);
+    if (s)
+        s->refs++;
+    pthread_mutex_unlock(&d->lock);
+    if (s) {
+        pyheapd_history_ps(s->hist, o);
+        session_unref(d, s);
+    }
     return o;
 }
 
@@ -365,7 +411,8 @@ static json_t *cmd_ps(struct pyheapd *d, const struct ucred *peer)
             json_object_set_new(e, "attached_at", json_string(when)) < 0 ||
             json_object_set_new(e, "uid", json_integer(s->uid)) < 0 ||
             json_object_set_new(e, "scans", json_integer((json_int_t)s->scans)) < 0 ||
-            json_object_set_new(e, "last_scan_ms", json_real(s->last_scan_ms)) < 0) {
+            json_object_set_new(e, "last_scan_ms", json_real(s->last_scan_ms)) < 0 ||
+            pyheapd_history_ps(s->hist, e) < 0) {
             pthread_mutex_unlock(&d->lock);
             json_decref(o);
             return NULL;
@@ -480,6 +527,7 @@ static json_t *scan_command(struct pyheapd *d, const struct ucred *peer,
         reply = error_reply(&perr);
         goto out;
     }
+    uint64_t snap_id = pyheapd_history_record(s->hist, s->pid, snap);
     pyheap_error err;
     memset(&err, 0, sizeof err);
     reply = fn(s, snap, req, &err);
@@ -504,7 +552,11 @@ static json_t *scan_command(struct pyheapd *d, const struct ucred *peer,
     if (!reply) {
         reply = lib_error_reply(&err);
     } else if (json_is_true(json_object_get(reply, "ok"))) {
-        if ((info.froze && json_object_set_new(reply, "freeze", json_true()) < 0) ||
+        /* top/referrers keep their documented shape; the issue 5 commands
+         * name the snapshot they recorded. */
+        int say_id = snap_id && (req->cmd == PYHEAP_CMD_SNAPSHOT || req->cmd == PYHEAP_CMD_STATS);
+        if ((say_id && json_object_set_new(reply, "snapshot_id", json_integer((json_int_t)snap_id)) < 0) ||
+            (info.froze && json_object_set_new(reply, "freeze", json_true()) < 0) ||
             (info.froze &&
              (json_object_set_new(reply, "pause_ms", json_real(info.pause_ms)) < 0 ||
               json_object_set_new(reply, "frozen_threads",
@@ -518,6 +570,226 @@ out:
     return reply;
 }
 
+/* ---- issue 5: snapshot files, stats, growth, snapshots, diff ---- */
+
+static json_t *lib_fail(pyheap_error *err, const char *what)
+{
+    err->code = PYHEAP_E_NOMEM;
+    err->sys_errno = 0;
+    err->addr = 0;
+    snprintf(err->msg, sizeof err->msg, "pyheapd ran out of memory building the %s reply", what);
+    return NULL;
+}
+
+/* Before any scan: "snapshot" needs a regular file open for writing,
+ * passed with the request (a pipe nobody reads would block this thread). */
+static int snapshot_fd_check(const pyheap_request *req, pyheap_proto_error *perr)
+{
+    if (req->fd < 0)
+        return pyheap_proto_err_set(perr, pyheap_errcode_name(PYHEAP_E_INVAL),
+                                    "\"snapshot\" writes into a file descriptor passed with "
+                                    "the request (SCM_RIGHTS); none came: use `pyheap "
+                                    "snapshot -o FILE`");
+    int fl = fcntl(req->fd, F_GETFL);
+    struct stat fst;
+    if (fl < 0 || (fl & O_ACCMODE) == O_RDONLY || fstat(req->fd, &fst) < 0 ||
+        !S_ISREG(fst.st_mode))
+        return pyheap_proto_err_set(perr, pyheap_errcode_name(PYHEAP_E_INVAL),
+                                    "the file descriptor passed with \"snapshot\" is not a "
+                                    "regular file open for writing");
+    return 0;
+}
+
+static json_t *snapshot_reply(const struct pyheapd_session *s, const pyheap_snapshot *snap,
+                              const pyheap_request *req, pyheap_error *err)
+{
+    pyheap_snapfile_info info;
+    memset(&info, 0, sizeof info);
+    info.pid = s->pid;
+    info.time_unix = (int64_t)time(NULL);
+    snprintf(info.python, sizeof info.python, "%s", pyheap_target_version(s->target));
+    snprintf(info.offsets_source, sizeof info.offsets_source, "%s",
+             pyheap_offsets_source_name(pyheap_target_offsets_source(s->target)));
+    off_t start = lseek(req->fd, 0, SEEK_CUR);
+    if (pyheap_snapfile_write(snap, &info, req->fd, err) < 0)
+        return NULL;
+    off_t end = lseek(req->fd, 0, SEEK_CUR);
+    const pyheap_scan_stats *st = pyheap_snapshot_stats(snap);
+    json_t *o = pyheap_proto_ok_reply();
+    if (!o || json_object_set_new(o, "pid", json_integer(s->pid)) < 0 ||
+        json_object_set_new(o, "objects", json_integer((json_int_t)st->objects)) < 0 ||
+        json_object_set_new(o, "bytes", json_integer((json_int_t)st->bytes)) < 0 ||
+        json_object_set_new(o, "edges", json_integer((json_int_t)0)) < 0 ||
+        json_object_set_new(o, "file_bytes", start >= 0 && end >= start
+                                ? json_integer((json_int_t)(end - start)) : json_null()) < 0) {
+        json_decref(o);
+        return lib_fail(err, "snapshot");
+    }
+    size_t ne = 0, n = pyheap_snapshot_count(snap);
+    for (size_t i = 0; i < n; i++)
+        ne += pyheap_snapshot_nedges(snap, i);
+    json_object_set_new(o, "edges", json_integer((json_int_t)ne));
+    return o;
+}
+
+static json_t *jbytes(int64_t v)
+{
+    return v < 0 ? json_null() : json_integer(v);
+}
+
+static json_t *stats_reply(const struct pyheapd_session *s, const pyheap_snapshot *snap,
+                           const pyheap_request *req, pyheap_error *err)
+{
+    (void)req;
+    pyheap_mem_stats m;
+    if (pyheap_mem_stats_read(s->pid, &m, err) < 0)
+        return NULL;
+    /* pymalloc reads the target: serialized with scans of it. */
+    struct pyheapd_session *ms = (struct pyheapd_session *)s;
+    pyheap_pymalloc pm;
+    pyheap_error pmerr;
+    memset(&pmerr, 0, sizeof pmerr);
+    pthread_mutex_lock(&ms->scan_lock);
+    int pm_ok = pyheap_pymalloc_read(ms->target, &pm, &pmerr) == 0;
+    pthread_mutex_unlock(&ms->scan_lock);
+    json_t *jpm = json_null();
+    if (pm_ok)
+        jpm = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s}",
+                        "arenas", (json_int_t)pm.arenas, "arena_size", (json_int_t)pm.arena_size,
+                        "pool_size", (json_int_t)pm.pool_size,
+                        "arena_bytes", (json_int_t)pm.arena_bytes,
+                        "pools_used", (json_int_t)pm.pools_used,
+                        "pools_free", (json_int_t)pm.pools_free,
+                        "used_bytes", (json_int_t)pm.used_bytes,
+                        "free_bytes", (json_int_t)pm.free_bytes,
+                        "symbols_from", pm.symbols_from);
+    const pyheap_scan_stats *st = pyheap_snapshot_stats(snap);
+    int64_t py = (int64_t)st->bytes;
+    int64_t rest = m.anon >= 0 ? (m.anon > py ? m.anon - py : 0) : -1;
+    json_t *o = pyheap_proto_ok_reply();
+    if (!o || json_object_set_new(o, "pid", json_integer(s->pid)) < 0 ||
+        json_object_set_new(o, "rss", jbytes(m.rss)) < 0 ||
+        json_object_set_new(o, "pss", jbytes(m.pss)) < 0 ||
+        json_object_set_new(o, "pss_anon", jbytes(m.pss_anon)) < 0 ||
+        json_object_set_new(o, "pss_file", jbytes(m.pss_file)) < 0 ||
+        json_object_set_new(o, "anon", jbytes(m.anon)) < 0 ||
+        json_object_set_new(o, "file", jbytes(m.file)) < 0 ||
+        json_object_set_new(o, "swap", jbytes(m.swap)) < 0 ||
+        json_object_set_new(o, "python_objects", json_integer((json_int_t)st->objects)) < 0 ||
+        json_object_set_new(o, "python_objects_bytes", json_integer(py)) < 0 ||
+        json_object_set_new(o, "not_python_bytes", jbytes(rest)) < 0 ||
+        json_object_set_new(o, "pymalloc", jpm ? jpm : json_null()) < 0 ||
+        (!pm_ok && json_object_set_new(o, "pymalloc_note", json_string(pmerr.msg)) < 0) ||
+        pyheapd_history_trend(s->hist, o) < 0) {
+        json_decref(o);
+        return lib_fail(err, "stats");
+    }
+    return o;
+}
+
+/* A command that needs no scan: pick the session, authorize, call FN. */
+static json_t *history_command(struct pyheapd *d, const struct ucred *peer,
+                               const pyheap_request *req)
+{
+    pyheap_proto_error perr;
+    struct pyheapd_session *s = pick_session(d, peer, req->pid, &perr);
+    if (!s)
+        return error_reply(&perr);
+    json_t *reply = NULL;
+    if (authorize(peer, s->pid, &s->uid, &perr) < 0) {
+        reply = error_reply(&perr);
+        goto out;
+    }
+    reply = pyheap_proto_ok_reply();
+    if (!reply || json_object_set_new(reply, "pid", json_integer(s->pid)) < 0) {
+        json_decref(reply);
+        reply = NULL;
+        goto out;
+    }
+    if (req->cmd == PYHEAP_CMD_GROWTH) {
+        pyheap_error err;
+        memset(&err, 0, sizeof err);
+        if (pyheapd_history_growth(s->hist, req->n, reply, &err) < 0) {
+            json_decref(reply);
+            reply = err.code == PYHEAP_E_INVAL ? NULL : lib_error_reply(&err);
+            if (!reply) {
+                pyheap_proto_err_set(&perr, "not_enough_snapshots", "%s", err.msg);
+                reply = error_reply(&perr);
+            }
+        }
+    } else if (pyheapd_history_list(s->hist, reply) < 0) {
+        json_decref(reply);
+        reply = NULL;
+    }
+out:
+    session_unref(d, s);
+    return reply;
+}
+
+static json_t *cmd_diff(struct pyheapd *d, const struct ucred *peer, const pyheap_request *req)
+{
+    pyheap_proto_error perr;
+    struct pyheapd_session *s = pick_session(d, peer, req->pid, &perr);
+    if (!s)
+        return error_reply(&perr);
+    json_t *reply = NULL;
+    struct pyheapd_kept *k = NULL;
+    pyheap_snapshot *snap = NULL;
+    if (authorize(peer, s->pid, &s->uid, &perr) < 0) {
+        reply = error_reply(&perr);
+        goto out;
+    }
+    k = pyheapd_history_get(s->hist, req->since);
+    if (!k) {
+        if (req->since)
+            pyheap_proto_err_set(&perr, pyheap_errcode_name(PYHEAP_E_NOTFOUND),
+                                 "snapshot %llu of process %d is not kept (any more): "
+                                 "`pyheap snapshots -p %d` lists those kept",
+                                 (unsigned long long)req->since, (int)s->pid, (int)s->pid);
+        else
+            pyheap_proto_err_set(&perr, "not_enough_snapshots",
+                                 "no snapshot of process %d is kept yet to diff against: take "
+                                 "one (`pyheap top`, or attach with --interval) and run "
+                                 "`pyheap diff` later", (int)s->pid);
+        reply = error_reply(&perr);
+        goto out;
+    }
+    struct pyheapd_scan_info info;
+    if (pyheapd_scan(d, s, req->freeze, &snap, &info, &perr) < 0) {
+        reply = error_reply(&perr);
+        goto out;
+    }
+    uint64_t id = pyheapd_history_record(s->hist, s->pid, snap);
+    pyheap_error err;
+    memset(&err, 0, sizeof err);
+    pyheap_diff *df = NULL;
+    json_t *rep = NULL;
+    if (pyheap_diff_compute(k->snap, snap, &df, &err) == 0)
+        rep = pyheap_report_diff(s->pid, df, req->n, &err);
+    pyheap_diff_free(df);
+    if (!rep) {
+        reply = lib_error_reply(&err);
+        goto out;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    reply = pyheap_proto_ok_reply();
+    if (!reply || merge(reply, rep) < 0 ||
+        json_object_set_new(reply, "since", json_integer((json_int_t)k->id)) < 0 ||
+        json_object_set_new(reply, "since_time", json_integer(k->wall)) < 0 ||
+        json_object_set_new(reply, "snapshot_id", json_integer((json_int_t)id)) < 0 ||
+        json_object_set_new(reply, "window_s", json_integer(now.tv_sec - k->wall)) < 0) {
+        json_decref(reply);
+        reply = NULL;
+    }
+    json_decref(rep);
+out:
+    pyheap_snapshot_free(snap);
+    pyheapd_history_put(s->hist, k);
+    session_unref(d, s);
+    return reply;
+}
+
 json_t *pyheapd_handle(struct pyheapd *d, const struct ucred *peer,
                        const pyheap_request *req)
 {
@@ -527,7 +799,7 @@ json_t *pyheapd_handle(struct pyheapd *d, const struct ucred *peer,
         r = cmd_ping(d);
         break;
     case PYHEAP_CMD_ATTACH:
-        r = cmd_attach(d, peer, req->pid);
+        r = cmd_attach(d, peer, req);
         break;
     case PYHEAP_CMD_DETACH:
         r = cmd_detach(d, peer, req->pid);
@@ -540,6 +812,24 @@ json_t *pyheapd_handle(struct pyheapd *d, const struct ucred *peer,
         break;
     case PYHEAP_CMD_REFERRERS:
         r = scan_command(d, peer, req, referrers_reply);
+        break;
+    case PYHEAP_CMD_SNAPSHOT: {
+        pyheap_proto_error perr;
+        if (snapshot_fd_check(req, &perr) < 0)
+            r = error_reply(&perr);
+        else
+            r = scan_command(d, peer, req, snapshot_reply);
+        break;
+    }
+    case PYHEAP_CMD_STATS:
+        r = scan_command(d, peer, req, stats_reply);
+        break;
+    case PYHEAP_CMD_GROWTH:
+    case PYHEAP_CMD_SNAPSHOTS:
+        r = history_command(d, peer, req);
+        break;
+    case PYHEAP_CMD_DIFF:
+        r = cmd_diff(d, peer, req);
         break;
     }
     return r ? r : oom_reply();

@@ -242,6 +242,121 @@ int pyheap_referrers_compute(const pyheap_snapshot *s, const uint32_t *types,
                              pyheap_referrers **out, pyheap_error *err);
 void pyheap_referrers_free(pyheap_referrers *r);
 
+
+/* ---- over time: snapshot files, diffs, growth, memory stats (issue 5) ---- */
+
+/* Identity written into a snapshot file's header (docs/snapshot-format.md). */
+typedef struct pyheap_snapfile_info {
+    uint32_t version;       /* format version of the file */
+    int32_t pid;
+    int64_t time_unix;      /* when the snapshot was taken (seconds) */
+    char python[32];        /* "3.11.2" */
+    char offsets_source[32];/* "dwarf", "table"... */
+} pyheap_snapfile_info;
+
+/* Write snapshot S to FD (any writable fd, written sequentially from its
+ * current position) in the versioned binary format of
+ * docs/snapshot-format.md. INFO gives the header's identity (version is
+ * ignored). -1 with PYHEAP_E_IO on a write error. */
+int pyheap_snapfile_write(const pyheap_snapshot *s, const pyheap_snapfile_info *info,
+                          int fd, pyheap_error *err);
+/* Parse a snapshot file held in memory (BUF, LEN bytes). Every count,
+ * length and offset is checked against LEN; a truncated or corrupted file
+ * fails with PYHEAP_E_CORRUPT and a message naming what is wrong. *info
+ * (may be NULL) receives the header. */
+int pyheap_snapfile_parse(const void *buf, size_t len, pyheap_snapshot **out,
+                          pyheap_snapfile_info *info, pyheap_error *err);
+/* Read and parse the file at PATH (PYHEAP_E_IO if it cannot be read). */
+int pyheap_snapfile_load(const char *path, pyheap_snapshot **out,
+                         pyheap_snapfile_info *info, pyheap_error *err);
+
+/* Object diff (CPython objects do not move): objects of NEWER whose
+ * (address, type) is not in OLDER, grouped by type and by "via" — the type
+ * of one referrer in NEWER and the label of its edge ("<root>" and the root
+ * name when a root holds it, "<none>" when nothing found refers to it). */
+typedef struct pyheap_diff_via {
+    uint32_t type;          /* type of the new objects (index into NEWER) */
+    const char *type_name;  /* borrowed from NEWER */
+    const char *via_type;   /* borrowed from NEWER, or "<root>" / "<none>" */
+    char *via;              /* owned: label or root name */
+    uint64_t count;
+    uint64_t bytes;
+} pyheap_diff_via;
+
+typedef struct pyheap_diff_type {
+    uint32_t type;
+    const char *type_name;  /* borrowed from NEWER */
+    uint64_t count, bytes;  /* new objects of this type */
+} pyheap_diff_type;
+
+typedef struct pyheap_diff {
+    uint64_t new_objects, new_bytes;
+    uint64_t gone_objects, gone_bytes; /* in OLDER, not in NEWER */
+    pyheap_diff_type *types;   /* bytes desc */
+    size_t ntypes;
+    pyheap_diff_via *vias;     /* count desc */
+    size_t nvias;
+} pyheap_diff;
+
+/* A copy of S with its objects (address, size, type), type names and
+ * stats only — no graph: enough to be the OLDER side of a diff, at 20 bytes
+ * per object. */
+int pyheap_snapshot_slim(const pyheap_snapshot *s, pyheap_snapshot **out,
+                         pyheap_error *err);
+
+/* Diff OLDER against NEWER; *out is freed with pyheap_diff_free. */
+int pyheap_diff_compute(const pyheap_snapshot *older, const pyheap_snapshot *newer,
+                        pyheap_diff **out, pyheap_error *err);
+void pyheap_diff_free(pyheap_diff *d);
+
+/* Growth scoring over a series of per-type histograms (docs/growth.md). */
+typedef struct pyheap_growth_point {
+    double t;                  /* seconds (any origin, ascending) */
+    const uint64_t *count;     /* per series type, NTYPES entries */
+    const uint64_t *bytes;
+} pyheap_growth_point;
+
+typedef struct pyheap_growth_row {
+    size_t type;               /* series type index */
+    uint64_t count, bytes;     /* at the last point */
+    int64_t delta_count, delta_bytes; /* last - first */
+    double per_min_bytes;      /* Theil-Sen slope of bytes, per minute */
+    unsigned grew_in;          /* intervals in which bytes (or count) grew */
+    unsigned intervals;        /* points - 1 */
+    double score;
+} pyheap_growth_row;
+
+/* Rank types by steady growth over NPTS points of NTYPES types. Only
+ * types that qualify (docs/growth.md) are returned, best first; *out is
+ * malloc'd. NPTS < 2 fails with PYHEAP_E_INVAL. */
+int pyheap_growth_rank(const pyheap_growth_point *pts, size_t npts, size_t ntypes,
+                       pyheap_growth_row **out, size_t *n, pyheap_error *err);
+
+/* Memory of a process from /proc/PID/smaps_rollup (bytes; -1: unknown). */
+typedef struct pyheap_mem_stats {
+    int64_t rss, pss, pss_anon, pss_file, anon, file, swap;
+} pyheap_mem_stats;
+int pyheap_mem_stats_read(pid_t pid, pyheap_mem_stats *out, pyheap_error *err);
+
+/* pymalloc's arenas (CPython 3.11: obmalloc's static `arenas`,
+ * `maxarenas`, `narenas_currently_allocated`, found in the .symtab of the
+ * interpreter module or of its DWARF debug file). Bytes. */
+typedef struct pyheap_pymalloc {
+    uint64_t arenas;             /* allocated arenas */
+    uint64_t arena_size, pool_size;
+    uint64_t arena_bytes;        /* arenas * arena_size */
+    uint64_t pools_used, pools_free;
+    uint64_t used_bytes;         /* pools in use * pool_size */
+    uint64_t free_bytes;         /* free pools * pool_size (whole free pools
+                                    only; free blocks inside used pools are
+                                    not counted) */
+    char symbols_from[256];      /* file the symbols came from */
+} pyheap_pymalloc;
+/* -1 + PYHEAP_E_UNSUPPORTED (other versions) or PYHEAP_E_NOTFOUND (no
+ * symbol table: a stripped build without its debug file) rather than a
+ * guess. Reads T's memory: the caller serializes this with scans of T. */
+int pyheap_pymalloc_read(pyheap_target *t, pyheap_pymalloc *out, pyheap_error *err);
+
 #ifdef __cplusplus
 }
 #endif

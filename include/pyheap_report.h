@@ -51,4 +51,10 @@ json_t *pyheap_report_referrers_data(pid_t pid, const char *type,
 json_t *pyheap_report_referrers(pid_t pid, const pyheap_snapshot *s, const char *name,
                                 const pyheap_referrers_opts *opts, pyheap_error *err);
 
+/* issue 5: the "diff" report (pure): {"pid","new_objects","new_bytes",
+ * "gone_objects","gone_bytes","types":[{"type","count","bytes"}],
+ * "via":[{"type","via_type","via","count","bytes"}]}; N rows of each list
+ * (0: all), "truncated_types"/"truncated_via" say how many were left out. */
+json_t *pyheap_report_diff(pid_t pid, const pyheap_diff *d, size_t n, pyheap_error *err);
+
 #endif

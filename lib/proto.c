@@ -17,18 +17,29 @@ static const char *const cmd_names[] = {
     [PYHEAP_CMD_PS] = "ps",
     [PYHEAP_CMD_TOP] = "top",
     [PYHEAP_CMD_REFERRERS] = "referrers",
+    [PYHEAP_CMD_GROWTH] = "growth",
+    [PYHEAP_CMD_DIFF] = "diff",
+    [PYHEAP_CMD_SNAPSHOT] = "snapshot",
+    [PYHEAP_CMD_STATS] = "stats",
+    [PYHEAP_CMD_SNAPSHOTS] = "snapshots",
 };
 
 /* Which fields each command accepts besides "cmd". */
 enum { F_PID = 1, F_N = 2, F_SORT = 4, F_TYPE = 8, F_DEPTH = 16, F_PATHS = 32,
-       F_GROUPS = 64, F_FREEZE = 128 };
+       F_GROUPS = 64, F_FREEZE = 128, F_INTERVAL = 256, F_HISTORY = 512, F_KEEP = 1024,
+       F_SINCE = 2048 };
 static const unsigned cmd_fields[] = {
     [PYHEAP_CMD_PING] = 0,
-    [PYHEAP_CMD_ATTACH] = F_PID,
+    [PYHEAP_CMD_ATTACH] = F_PID | F_INTERVAL | F_HISTORY | F_KEEP,
     [PYHEAP_CMD_DETACH] = F_PID,
     [PYHEAP_CMD_PS] = 0,
     [PYHEAP_CMD_TOP] = F_PID | F_N | F_SORT | F_FREEZE,
     [PYHEAP_CMD_REFERRERS] = F_PID | F_TYPE | F_DEPTH | F_PATHS | F_GROUPS | F_FREEZE,
+    [PYHEAP_CMD_GROWTH] = F_PID | F_N,
+    [PYHEAP_CMD_DIFF] = F_PID | F_SINCE | F_N | F_FREEZE,
+    [PYHEAP_CMD_SNAPSHOT] = F_PID | F_FREEZE,
+    [PYHEAP_CMD_STATS] = F_PID,
+    [PYHEAP_CMD_SNAPSHOTS] = F_PID,
 };
 
 const char *pyheap_proto_cmd_name(pyheap_proto_cmd cmd)
@@ -195,11 +206,11 @@ int pyheap_proto_parse(const char *line, size_t len, pyheap_request *req,
         char q[64];
         quote_short(cmd, cmdlen, q, sizeof q);
         pyheap_proto_err_set(perr, PYHEAP_PROTO_E_UNKNOWN_CMD,
-                             "unknown command \"%s\" (known: ping, attach, detach, ps, top, referrers)", q);
+                             "unknown command \"%s\" (known: ping, attach, detach, ps, top, referrers, growth, diff, snapshot, snapshots, stats)", q);
         goto out;
     }
 
-    pyheap_request r = { .cmd = (pyheap_proto_cmd)ci, .pid = 0,
+    pyheap_request r = { .cmd = (pyheap_proto_cmd)ci, .pid = 0, .fd = -1,
                          .n = PYHEAP_PROTO_DEFAULT_N, .sort = PYHEAP_SORT_BYTES,
                          .depth = PYHEAP_PROTO_DEFAULT_DEPTH,
                          .max_paths = PYHEAP_PROTO_DEFAULT_PATHS,
@@ -238,6 +249,30 @@ int pyheap_proto_parse(const char *line, size_t len, pyheap_request *req,
             if (parse_range(val, "max_paths", 1, PYHEAP_PROTO_MAX_PATHS, &lv, perr) < 0)
                 goto out;
             r.max_paths = (size_t)lv;
+        } else if (strcmp(key, "interval") == 0 && (allowed & F_INTERVAL)) {
+            double iv = json_is_number(val) ? json_number_value(val) : -1;
+            if (!(iv == 0 || (iv >= PYHEAP_PROTO_MIN_INTERVAL &&
+                              iv <= PYHEAP_PROTO_MAX_INTERVAL))) {
+                pyheap_proto_err_set(perr, PYHEAP_PROTO_E_BAD_REQUEST,
+                                     "\"interval\" must be 0 (off) or a number of seconds "
+                                     "between %g and %g", PYHEAP_PROTO_MIN_INTERVAL,
+                                     PYHEAP_PROTO_MAX_INTERVAL);
+                goto out;
+            }
+            r.interval = iv;
+            r.has_interval = 1;
+        } else if (strcmp(key, "history") == 0 && (allowed & F_HISTORY)) {
+            if (parse_range(val, "history", 2, PYHEAP_PROTO_MAX_HISTORY, &lv, perr) < 0)
+                goto out;
+            r.history = (size_t)lv;
+        } else if (strcmp(key, "keep") == 0 && (allowed & F_KEEP)) {
+            if (parse_range(val, "keep", 1, PYHEAP_PROTO_MAX_KEEP, &lv, perr) < 0)
+                goto out;
+            r.keep = (size_t)lv;
+        } else if (strcmp(key, "since") == 0 && (allowed & F_SINCE)) {
+            if (parse_range(val, "since", 1, 2000000000L, &lv, perr) < 0)
+                goto out;
+            r.since = (uint64_t)lv;
         } else if (strcmp(key, "max_groups") == 0 && (allowed & F_GROUPS)) {
             if (parse_range(val, "max_groups", 1, PYHEAP_PROTO_MAX_GROUPS, &lv, perr) < 0)
                 goto out;

@@ -39,6 +39,14 @@
 #define PYHEAP_PROTO_DEFAULT_GROUPS 20
 #define PYHEAP_PROTO_MAX_GROUPS 1000
 
+/* issue 5: periodic scans and their history. */
+#define PYHEAP_PROTO_MIN_INTERVAL 0.1
+#define PYHEAP_PROTO_MAX_INTERVAL 86400.0
+#define PYHEAP_PROTO_DEFAULT_HISTORY 720
+#define PYHEAP_PROTO_MAX_HISTORY 100000
+#define PYHEAP_PROTO_DEFAULT_KEEP 3
+#define PYHEAP_PROTO_MAX_KEEP 32
+
 /* jansson dump flags for every reply: compact, one line, key order kept. */
 #define PYHEAP_PROTO_DUMP_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12))
 
@@ -57,7 +65,13 @@ typedef enum pyheap_proto_cmd {
     PYHEAP_CMD_DETACH,
     PYHEAP_CMD_PS,
     PYHEAP_CMD_TOP,
-    PYHEAP_CMD_REFERRERS
+    PYHEAP_CMD_REFERRERS,
+    /* issue 5 */
+    PYHEAP_CMD_GROWTH,
+    PYHEAP_CMD_DIFF,
+    PYHEAP_CMD_SNAPSHOT,
+    PYHEAP_CMD_STATS,
+    PYHEAP_CMD_SNAPSHOTS
 } pyheap_proto_cmd;
 
 typedef struct pyheap_request {
@@ -72,6 +86,18 @@ typedef struct pyheap_request {
     size_t max_paths;
     size_t max_groups;
     int freeze;         /* top: consistent mode ("freeze": true) */
+    /* issue 5: attach "interval" seconds between periodic scans (0: off,
+     * else PYHEAP_PROTO_MIN_INTERVAL..MAX), "history" points kept, "keep"
+     * snapshots kept for diffs; diff "since" snapshot id (0: oldest kept). */
+    double interval;
+    int has_interval;
+    size_t history;     /* 0: default */
+    size_t keep;        /* 0: default */
+    uint64_t since;
+    /* snapshot: a file descriptor the client passed with SCM_RIGHTS along
+     * with the request (set by the server, -1 when none; the parser never
+     * sets it). */
+    int fd;
 } pyheap_request;
 
 /* A protocol error: a stable code (a pyheap_errcode_name() name or one of

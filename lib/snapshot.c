@@ -459,3 +459,46 @@ const char *pyheap_snapshot_root_name(const pyheap_snapshot *s, size_t r)
 {
     return r < s->nroots ? s->root_name[r] : "";
 }
+
+/* ---- loaded snapshots (snapfile.c) ---- */
+
+int pyheap_snapshot_adopt(struct snapshot_parts *p, pyheap_snapshot **out,
+                          pyheap_error *err)
+{
+    pyheap_snapshot *s = calloc(1, sizeof *s);
+    if (!s) {
+        free(p->addr);
+        free(p->size);
+        free(p->type);
+        free_names(p->names, p->ntypes);
+        free(p->eoff);
+        free(p->etarget);
+        free(p->elabel);
+        free_names(p->labels, p->nlabels);
+        free(p->root_obj);
+        free_names(p->root_name, p->nroots);
+        free(p->root_prio);
+        memset(p, 0, sizeof *p);
+        return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0, "out of memory loading a snapshot");
+    }
+    s->n = p->n;
+    s->addr = p->addr;
+    s->size = p->size;
+    s->type = p->type;
+    s->ntypes = p->ntypes;
+    s->names = p->names;
+    s->stats = p->stats;
+    s->eoff = p->eoff;
+    s->etarget = p->etarget;
+    s->elabel = p->elabel;
+    s->nedges = p->nedges;
+    s->labels = p->labels;
+    s->nlabels = p->nlabels;
+    s->nroots = p->nroots;
+    s->root_obj = p->root_obj;
+    s->root_name = p->root_name;
+    s->root_prio = p->root_prio;
+    memset(p, 0, sizeof *p);
+    *out = s;
+    return 0;
+}

@@ -97,4 +97,28 @@ static inline uint32_t snapshot_elabel(const pyheap_snapshot *s, size_t e)
     return s->elabel[e];
 }
 
+/* A loaded snapshot's arrays (snapfile.c), already validated: N objects
+ * ascending by address; CSR edges; label and root strings. */
+struct snapshot_parts {
+    size_t n;
+    uint64_t *addr, *size;
+    uint32_t *type;
+    size_t ntypes;
+    char **names;
+    uint32_t *eoff, *etarget, *elabel;
+    size_t nedges;
+    char **labels;
+    size_t nlabels;
+    size_t nroots;
+    uint32_t *root_obj;
+    char **root_name;
+    uint8_t *root_prio;
+    pyheap_scan_stats stats;
+};
+
+/* Make a snapshot of P's arrays; takes every array and string of P (also on
+ * failure; P is zeroed). */
+int pyheap_snapshot_adopt(struct snapshot_parts *p, pyheap_snapshot **out,
+                          pyheap_error *err);
+
 #endif

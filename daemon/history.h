@@ -1,0 +1,57 @@
+/* Per-session history (issue 5): periodic scans in a background thread, a
+ * bounded series of per-type histograms + memory figures, and the last few
+ * snapshots' objects (address, size, type: no graph) for object diffs.
+ * docs/growth.md describes the bounds. */
+#ifndef PYHEAPD_HISTORY_H
+#define PYHEAPD_HISTORY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "pyheap.h"
+
+struct pyheapd;
+struct pyheapd_session;
+struct pyheapd_history;
+
+/* Total bytes of kept (slim) snapshots per session, beyond which the
+ * oldest are dropped (the newest is always kept). */
+#define PYHEAPD_KEEP_MAX_BYTES (512ull << 20)
+
+/* A kept snapshot (objects and types only), reference-counted so a diff
+ * can use it while the thread records newer ones. */
+struct pyheapd_kept {
+    uint64_t id;
+    double t;               /* seconds since the session began (monotonic) */
+    int64_t wall;           /* unix time */
+    pyheap_snapshot *snap;  /* slim: no graph */
+    unsigned refs;          /* history lock */
+};
+
+struct pyheapd_history *pyheapd_history_new(size_t cap, size_t keep);
+/* Stop the periodic thread (waits for a running scan) and free. */
+void pyheapd_history_free(struct pyheapd_history *h);
+/* Change history cap / keep (0: unchanged). */
+void pyheapd_history_limits(struct pyheapd_history *h, size_t cap, size_t keep);
+/* Start, retune or stop (INTERVAL 0) the periodic scans of S. 0 or -1. */
+int pyheapd_history_set_interval(struct pyheapd *d, struct pyheapd_session *s, double interval);
+/* Record a fresh snapshot of S (any command's scan); returns its id. */
+uint64_t pyheapd_history_record(struct pyheapd_history *h, pid_t pid,
+                                const pyheap_snapshot *snap);
+/* The kept snapshot ID (0: the oldest kept), with a reference; NULL if not
+ * kept. */
+struct pyheapd_kept *pyheapd_history_get(struct pyheapd_history *h, uint64_t id);
+void pyheapd_history_put(struct pyheapd_history *h, struct pyheapd_kept *k);
+/* Fields for "ps": interval_s, series_points, series_state. */
+int pyheapd_history_ps(struct pyheapd_history *h, json_t *entry);
+/* {"pid","window_s","snapshots","interval_s","state","types":[...]} into O,
+ * N types (0: all); -1 with *err (fewer than 2 points: PYHEAP_E_INVAL). */
+int pyheapd_history_growth(struct pyheapd_history *h, size_t n, json_t *o, pyheap_error *err);
+/* "snapshots": the kept snapshots and the series. */
+int pyheapd_history_list(struct pyheapd_history *h, json_t *o);
+/* "stats" trend: the series' memory figures, first vs last. */
+int pyheapd_history_trend(struct pyheapd_history *h, json_t *o);
+
+#endif
