@@ -24,16 +24,6 @@ struct svc_target {
     char dir[256];
 };
 
-double svc_now_ms(void);
-void svc_sleep_ms(int ms);
-/* Whole file (malloc'd; "" when unreadable). */
-char *svc_slurp(const char *path);
-/* fork + exec ARGV with stdout/stderr to OUT/ERR (NULL: inherit), as
- * UID/GID ((uid_t)-1: unchanged), with PR_SET_PDEATHSIG. */
-pid_t svc_spawn(char *const argv[], const char *out, const char *err, uid_t uid, gid_t gid);
-/* Exit status, 128+signal, or -1 after TIMEOUT_MS (then killed). */
-int svc_wait_exit(pid_t pid, int timeout_ms);
-
 void svc_init(struct svc *e);
 /* Start pyheapd --socket SOCK plus EXTRA (NULL-terminated, may be NULL);
  * wait until it accepts. */
@@ -57,8 +47,6 @@ struct svc_conn {
     char *buf;
     size_t have, cap;
 };
-/* Connect; -1 on failure (errno kept). */
-int svc_connect(const char *path);
 void svc_conn_open(struct svc *e, struct svc_conn *c);
 void svc_conn_close(struct svc_conn *c);
 void svc_send(struct svc_conn *c, const char *data, size_t len);

@@ -35,94 +35,6 @@ struct env {
     int ncalls;
 };
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return strdup("");
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    ck_assert_ptr_nonnull(buf);
-    size_t r;
-    while ((r = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += r;
-        if (cap - len < 2) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            ck_assert_ptr_nonnull(buf);
-        }
-    }
-    buf[len] = '\0';
-    fclose(f);
-    return buf;
-}
-
-/* fork + exec ARGV. OUT/ERR: files for stdout/stderr (NULL: inherit).
- * UID: run as that uid/gid ((uid_t)-1: unchanged). */
-static pid_t spawn(char *const argv[], const char *out, const char *err, uid_t uid)
-{
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        if (out) {
-            int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-            if (fd < 0 || dup2(fd, 1) < 0)
-                _exit(126);
-            close(fd);
-        }
-        if (err) {
-            int fd = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-            if (fd < 0 || dup2(fd, 2) < 0)
-                _exit(126);
-            close(fd);
-        }
-        int devnull = open("/dev/null", O_RDONLY);
-        if (devnull >= 0)
-            dup2(devnull, 0);
-        if (uid != (uid_t)-1 && (setgroups(0, NULL) < 0 || setgid(uid) < 0 || setuid(uid) < 0))
-            _exit(125);
-        /* after setuid: a credential change clears the death signal */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() == 1)
-            _exit(124);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* waitpid with a deadline; returns the exit status, 128+signal, or -1 on
- * timeout (the child is then killed). */
-static int wait_exit(pid_t pid, int timeout_ms)
-{
-    double end = now_ms() + timeout_ms;
-    for (;;) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        if (now_ms() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            return -1;
-        }
-        sleep_ms(5);
-    }
-}
-
 /* Run a program to completion; *out / *err receive its output (malloc'd). */
 static int run_argv(struct env *e, char *const argv[], uid_t uid, char **out, char **err)
 {
@@ -130,10 +42,10 @@ static int run_argv(struct env *e, char *const argv[], uid_t uid, char **out, ch
     int n = e->ncalls++;
     snprintf(o, sizeof o, "%s/out.%d", e->dir, n);
     snprintf(r, sizeof r, "%s/err.%d", e->dir, n);
-    pid_t pid = spawn(argv, o, r, uid);
-    int st = wait_exit(pid, 120000);
+    pid_t pid = test_spawn(argv, o, r, uid, (gid_t)-1);
+    int st = test_wait_exit(pid, 120000);
     ck_assert_msg(st != -1, "%s timed out", argv[0]);
-    char *so = slurp(o), *se = slurp(r);
+    char *so = test_slurp(o), *se = test_slurp(r);
     if (out)
         *out = so;
     else
@@ -176,19 +88,6 @@ static void env_init(struct env *e)
     e->daemon = -1;
 }
 
-static int try_connect(const char *path)
-{
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(fd, 0);
-    if (connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* Start pyheapd [attach PID] --socket SOCK; wait until it accepts. */
 static void daemon_start(struct env *e, pid_t attach)
 {
@@ -198,22 +97,22 @@ static void daemon_start(struct env *e, pid_t attach)
     snprintf(errf, sizeof errf, "%s/pyheapd.log", e->dir);
     char *argv_plain[] = { bin, "--socket", e->sock, NULL };
     char *argv_attach[] = { bin, "attach", pidbuf, "--socket", e->sock, NULL };
-    e->daemon = spawn(attach ? argv_attach : argv_plain, NULL, errf, (uid_t)-1);
-    double end = now_ms() + 20000;
+    e->daemon = test_spawn(attach ? argv_attach : argv_plain, NULL, errf, (uid_t)-1, (gid_t)-1);
+    double end = test_now_ms() + 20000;
     for (;;) {
-        int fd = try_connect(e->sock);
+        int fd = test_connect(e->sock);
         if (fd >= 0) {
             close(fd);
             return;
         }
         int st;
         if (waitpid(e->daemon, &st, WNOHANG) == e->daemon) {
-            char *log = slurp(errf);
+            char *log = test_slurp(errf);
             e->daemon = -1;
             ck_abort_msg("pyheapd exited during start-up: %s", log);
         }
-        ck_assert_msg(now_ms() < end, "pyheapd did not start listening on %s", e->sock);
-        sleep_ms(10);
+        ck_assert_msg(test_now_ms() < end, "pyheapd did not start listening on %s", e->sock);
+        test_sleep_ms(10);
     }
 }
 
@@ -223,11 +122,11 @@ static void daemon_stop(struct env *e)
     if (e->daemon <= 0)
         return;
     kill(e->daemon, SIGTERM);
-    int st = wait_exit(e->daemon, 20000);
+    int st = test_wait_exit(e->daemon, 20000);
     e->daemon = -1;
     char errf[256];
     snprintf(errf, sizeof errf, "%s/pyheapd.log", e->dir);
-    char *log = slurp(errf);
+    char *log = test_slurp(errf);
     ck_assert_msg(st == 0, "pyheapd exited with %d after SIGTERM; log:\n%s", st, log);
     ck_assert_msg(access(e->sock, F_OK) < 0, "socket %s left behind", e->sock);
     free(log);
@@ -261,18 +160,18 @@ static void target_start_n(struct env *e, struct target *t, const char *name, ui
     char nextra[32];
     snprintf(nextra, sizeof nextra, "%ld", extra);
     char *argv[] = { PYTHON, script, t->dir, nextra, NULL };
-    t->pid = spawn(argv, NULL, errf, uid);
+    t->pid = test_spawn(argv, NULL, errf, uid, (gid_t)-1);
     char ready[300];
     snprintf(ready, sizeof ready, "%s/ready", t->dir);
-    double end = now_ms() + 30000;
+    double end = test_now_ms() + 30000;
     while (access(ready, F_OK) < 0) {
         int st;
         if (waitpid(t->pid, &st, WNOHANG) == t->pid) {
-            char *log = slurp(errf);
+            char *log = test_slurp(errf);
             ck_abort_msg("target exited during start-up: %s", log);
         }
-        ck_assert_msg(now_ms() < end, "target did not become ready");
-        sleep_ms(10);
+        ck_assert_msg(test_now_ms() < end, "target did not become ready");
+        test_sleep_ms(10);
     }
 }
 
@@ -282,15 +181,15 @@ static void target_wait_ready(struct target *t)
     char ready[300], errf[300];
     snprintf(ready, sizeof ready, "%s/ready", t->dir);
     snprintf(errf, sizeof errf, "%s/stderr", t->dir);
-    double end = now_ms() + 120000;
+    double end = test_now_ms() + 120000;
     while (access(ready, F_OK) < 0) {
         int st;
         if (waitpid(t->pid, &st, WNOHANG) == t->pid) {
-            char *log = slurp(errf);
+            char *log = test_slurp(errf);
             ck_abort_msg("target exited during start-up: %s", log);
         }
-        ck_assert_msg(now_ms() < end, "target did not become ready");
-        sleep_ms(20);
+        ck_assert_msg(test_now_ms() < end, "target did not become ready");
+        test_sleep_ms(20);
     }
 }
 
@@ -304,7 +203,7 @@ static void known_heap_start(struct env *e, struct target *t, const char *name,
     snprintf(script, sizeof script, "%s/tests/targets/known_heap.py", test_srcdir());
     snprintf(errf, sizeof errf, "%s/stderr", t->dir);
     char *argv[] = { (char *)python_bin, script, t->dir, NULL };
-    t->pid = spawn(argv, NULL, errf, (uid_t)-1);
+    t->pid = test_spawn(argv, NULL, errf, (uid_t)-1, (gid_t)-1);
     target_wait_ready(t);
 }
 
@@ -326,7 +225,7 @@ static long read_counter(const struct target *t)
 {
     char path[300];
     snprintf(path, sizeof path, "%s/counter", t->dir);
-    char *s = slurp(path);
+    char *s = test_slurp(path);
     long v = strtol(s, NULL, 10);
     free(s);
     return v;
@@ -342,7 +241,7 @@ struct raw {
 
 static void raw_open(struct env *e, struct raw *r)
 {
-    r->fd = try_connect(e->sock);
+    r->fd = test_connect(e->sock);
     ck_assert_msg(r->fd >= 0, "cannot connect to %s", e->sock);
     struct timeval tv = { .tv_sec = 60 };
     setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -674,8 +573,8 @@ START_TEST(attach_at_start)
     char bin[512];
     snprintf(bin, sizeof bin, "%s/pyheapd", test_builddir());
     char *sleep_argv[] = { "/bin/sleep", "60", NULL };
-    pid_t sl = spawn(sleep_argv, NULL, NULL, (uid_t)-1);
-    sleep_ms(100);
+    pid_t sl = test_spawn(sleep_argv, NULL, NULL, (uid_t)-1, (gid_t)-1);
+    test_sleep_ms(100);
     char slpid[32];
     snprintf(slpid, sizeof slpid, "%d", (int)sl);
     char *argv[] = { bin, "attach", slpid, "--socket", e.sock, NULL };
@@ -751,8 +650,8 @@ START_TEST(error_cases)
 
     /* not a Python process */
     char *sleep_argv[] = { "/bin/sleep", "60", NULL };
-    pid_t sl = spawn(sleep_argv, NULL, NULL, (uid_t)-1);
-    sleep_ms(100);
+    pid_t sl = test_spawn(sleep_argv, NULL, NULL, (uid_t)-1, (gid_t)-1);
+    test_sleep_ms(100);
     char spid[32];
     snprintf(spid, sizeof spid, "%d", (int)sl);
     ck_assert_int_eq(cli(&e, &out, &err, "attach", spid), 1);
@@ -987,9 +886,9 @@ START_TEST(nonstop_scans)
     for (int i = 0; i < SCANS; i++) {
         /* back to back: nothing but the request between two scans */
         before[i] = read_counter(&t);
-        double t0 = now_ms();
+        double t0 = test_now_ms();
         json_t *top = raw_call(&r, "{\"cmd\":\"top\",\"n\":0}");
-        wall[i] = now_ms() - t0;
+        wall[i] = test_now_ms() - t0;
         after[i] = read_counter(&t);
         expect_ok(top);
         ck_assert_int_eq(type_count(top, "__main__.DaemonProbe"), 3000);
@@ -1243,11 +1142,11 @@ START_TEST(socket_lifecycle)
     char *argv2[] = { bin, NULL };
     char errf[256];
     snprintf(errf, sizeof errf, "%s/pyheapd2.log", e.dir);
-    pid_t d2 = spawn(argv2, NULL, errf, (uid_t)-1);
-    double end = now_ms() + 20000;
-    while ((fd = try_connect(nested)) < 0) {
-        ck_assert_msg(now_ms() < end, "daemon with PYHEAP_SOCKET did not start");
-        sleep_ms(10);
+    pid_t d2 = test_spawn(argv2, NULL, errf, (uid_t)-1, (gid_t)-1);
+    double end = test_now_ms() + 20000;
+    while ((fd = test_connect(nested)) < 0) {
+        ck_assert_msg(test_now_ms() < end, "daemon with PYHEAP_SOCKET did not start");
+        test_sleep_ms(10);
     }
     close(fd);
     struct stat st;
@@ -1261,7 +1160,7 @@ START_TEST(socket_lifecycle)
     ck_assert_int_eq(run_argv(&e, cargv, (uid_t)-1, &out, &err), 0);
     free(out), free(err);
     kill(d2, SIGINT);
-    ck_assert_int_eq(wait_exit(d2, 20000), 0);
+    ck_assert_int_eq(test_wait_exit(d2, 20000), 0);
     ck_assert_int_ne(access(nested, F_OK), 0);
     unsetenv("PYHEAP_SOCKET");
     env_fini(&e);
@@ -1316,12 +1215,12 @@ START_TEST(connection_cap)
     raw_close(&extra);
     /* freeing one slot lets a new client in (once the daemon sees EOF) */
     raw_close(&conns[0]);
-    double end = now_ms() + 10000;
+    double end = test_now_ms() + 10000;
     /* a new client may still be refused (busy, then closed) until the
      * daemon has seen the EOF: retry without asserting on the transport */
     while (!try_ping(e.sock)) {
-        ck_assert_msg(now_ms() < end, "slot not freed after a client left");
-        sleep_ms(20);
+        ck_assert_msg(test_now_ms() < end, "slot not freed after a client left");
+        test_sleep_ms(20);
     }
     for (int i = 1; i < CAP; i++)
         raw_close(&conns[i]);
@@ -1340,13 +1239,13 @@ START_TEST(ps_during_scan)
 
     struct raw scan;
     raw_open(&e, &scan);
-    double t0 = now_ms();
+    double t0 = test_now_ms();
     raw_send(&scan, "{\"cmd\":\"top\",\"n\":5}\n", 21);
-    sleep_ms(30);
+    test_sleep_ms(30);
     /* ps, ping and a second connection's requests are answered while the
      * scan still runs: its reply is not there yet when ps has answered */
     json_t *ps = request(&e, "{\"cmd\":\"ps\"}");
-    double ps_done = now_ms();
+    double ps_done = test_now_ms();
     expect_ok(ps);
     const json_t *t0j = json_array_get(json_object_get(ps, "targets"), 0);
     ck_assert_ptr_nonnull(t0j);
@@ -1355,7 +1254,7 @@ START_TEST(ps_during_scan)
     struct pollfd pfd = { .fd = scan.fd, .events = POLLIN };
     int pending = poll(&pfd, 1, 0) == 0;
     json_t *top = raw_reply(&scan);
-    double top_done = now_ms();
+    double top_done = test_now_ms();
     ck_assert_ptr_nonnull(top);
     expect_ok(top);
     double scan_ms = json_number_value(json_object_get(top, "scan_ms"));
@@ -1410,7 +1309,7 @@ static void known_heap_via_cli(const char *python_bin, const char *want_source)
     ck_assert_int_eq(jint(top, "pid"), t.pid);
 
     snprintf(path, sizeof path, "%s/expected.txt", t.dir);
-    char *exp = slurp(path);
+    char *exp = test_slurp(path);
     int classes = 0;
     for (char *line = strtok(exp, "\n"); line; line = strtok(NULL, "\n")) {
         char *tab = strchr(line, '\t');
@@ -1477,7 +1376,7 @@ static void referrers_target_start(struct env *e, struct target *t, const char *
     snprintf(nbuf, sizeof nbuf, "%ld", n);
     ck_assert_msg(access(PYTHON, X_OK) == 0, PYTHON " is missing: install python3.11");
     char *argv[] = { PYTHON, script, t->dir, nbuf, NULL };
-    t->pid = spawn(argv, NULL, errf, (uid_t)-1);
+    t->pid = test_spawn(argv, NULL, errf, (uid_t)-1, (gid_t)-1);
     target_wait_ready(t);
 }
 
@@ -1601,7 +1500,7 @@ static void check_dot_parses(struct env *e, const char *text, const char *name)
     int st = run_argv(e, argv, (uid_t)-1, &so, &se);
     ck_assert_msg(st == 0, "dot -Tsvg failed (%d) on:\n%s\n%s", st, text, se);
     free(so), free(se);
-    char *svg = slurp(out);
+    char *svg = test_slurp(out);
     ck_assert_msg(strstr(svg, "<svg") != NULL && strstr(svg, "</svg>") != NULL,
                   "dot wrote no SVG: %.200s", svg);
     free(svg);

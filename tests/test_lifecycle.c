@@ -91,9 +91,9 @@ static void *bg_top_main(void *arg)
     struct bg_top *b = arg;
     char line[96];
     snprintf(line, sizeof line, "{\"cmd\":\"top\",\"pid\":%d,\"n\":5}", (int)b->pid);
-    double t0 = svc_now_ms();
+    double t0 = test_now_ms();
     b->reply = svc_request(b->e, line);
-    b->ms = svc_now_ms() - t0;
+    b->ms = test_now_ms() - t0;
     return NULL;
 }
 
@@ -110,7 +110,7 @@ START_TEST(killed_mid_scan)
     struct bg_top b = { .e = &e, .pid = pid };
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, bg_top_main, &b), 0);
-    svc_sleep_ms(300);
+    test_sleep_ms(300);
     svc_target_kill(&t);
     pthread_join(th, NULL);
     /* The scan ends with "gone", quickly, and reports nothing. */
@@ -148,18 +148,18 @@ static void exec_case(const char *mode)
     /* Wait until the exec happened (comm changes / marker file). */
     char marker[300];
     snprintf(marker, sizeof marker, "%s/execd", t.dir);
-    double end = svc_now_ms() + 20000;
+    double end = test_now_ms() + 20000;
     for (;;) {
         char path[64];
         snprintf(path, sizeof path, "/proc/%d/comm", (int)t.pid);
-        char *comm = svc_slurp(path);
+        char *comm = test_slurp(path);
         int done = strcmp(mode, "sleep") == 0 ? strncmp(comm, "sleep", 5) == 0
                                                : access(marker, F_OK) == 0;
         free(comm);
         if (done)
             break;
-        ck_assert_msg(svc_now_ms() < end, "target did not exec");
-        svc_sleep_ms(10);
+        ck_assert_msg(test_now_ms() < end, "target did not exec");
+        test_sleep_ms(10);
     }
     top_gone(&e, t.pid, "exec'd");
     ck_assert_str_eq(ps_state(&e, t.pid), "exec'd");
@@ -230,10 +230,10 @@ START_TEST(pid_reused)
     /* Let the new process become a real Python process. */
     char ready[300];
     snprintf(ready, sizeof ready, "%s/ready", dir2);
-    double end = svc_now_ms() + 30000;
+    double end = test_now_ms() + 30000;
     while (access(ready, F_OK) < 0) {
-        ck_assert_msg(svc_now_ms() < end, "recycled target did not start");
-        svc_sleep_ms(10);
+        ck_assert_msg(test_now_ms() < end, "recycled target did not start");
+        test_sleep_ms(10);
     }
     top_gone(&e, pid, "pid reused");
     ck_assert_str_eq(ps_state(&e, pid), "pid reused");
