@@ -29,13 +29,6 @@ static const char *sid_root(void)
     return r && *r ? r : "/var/cache/pyheap/sid-root";
 }
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 /* `chroot ROOT [env PYTHONHOME=/usr] PROG -c script`: the PID is chroot's,
  * which execs Python. Returns once the interpreter said "ready". Dies with
  * the test. PROG is under ROOT/usr/bin unless it starts with '/'. */
@@ -46,41 +39,15 @@ static pid_t spawn_chroot(const char *prog)
     snprintf(path, sizeof path, "%s%s%s", sid_root(), abs ? "" : "/usr/bin/", prog);
     ck_assert_msg(access(path, X_OK) == 0, "%s is missing: build the sid root "
                   "with tools/sid-root (make check does)", path);
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        int null = open("/dev/null", O_WRONLY);
-        if (null >= 0)
-            dup2(null, 2);
-        const char *code = "import sys, time; sys.stdout.write('ready\\n'); "
-                           "sys.stdout.flush(); time.sleep(120)";
-        if (abs)
-            execlp("chroot", "chroot", sid_root(), "/usr/bin/env", "PYTHONHOME=/usr",
-                   prog, "-c", code, (char *)NULL);
-        else
-            execlp("chroot", "chroot", sid_root(), prog, "-c", code, (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    struct pollfd pfd = {.fd = p[0], .events = POLLIN};
-    char buf[16] = "";
-    ck_assert_msg(poll(&pfd, 1, 30000) == 1, "%s did not start", prog);
-    ck_assert_int_gt(read(p[0], buf, sizeof buf - 1), 0);
-    ck_assert_msg(strncmp(buf, "ready", 5) == 0, "%s said %s", prog, buf);
-    close(p[0]);
+    char code[] = "import sys, time; sys.stdout.write('ready\\n'); "
+                  "sys.stdout.flush(); time.sleep(120)";
+    char *argv_abs[] = { "chroot", (char *)sid_root(), "/usr/bin/env", "PYTHONHOME=/usr",
+                         (char *)prog, "-c", code, NULL };
+    char *argv_rel[] = { "chroot", (char *)sid_root(), (char *)prog, "-c", code, NULL };
+    int fd;
+    pid_t pid = test_spawn_ready(abs ? argv_abs : argv_rel, true, 30000, &fd);
+    close(fd);
     return pid;
-}
-
-static void reap(pid_t pid)
-{
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
 }
 
 static const unsigned SRC_DBG = 1u << PYHEAP_OFFSETS_DEBUG_OFFSETS;
@@ -105,10 +72,10 @@ static pyheap_target *open_src(pid_t pid, unsigned mask, pyheap_error *err,
 {
     pyheap_open_opts o = {.allowed_sources = mask};
     pyheap_target *t = NULL;
-    double t0 = now_ms();
+    double t0 = test_now_ms();
     int rc = pyheap_target_open(pid, &o, &t, err);
     if (ms)
-        *ms = now_ms() - t0;
+        *ms = test_now_ms() - t0;
     return rc == 0 ? t : NULL;
 }
 
@@ -194,7 +161,7 @@ START_TEST(open_each_source)
             pyheap_target_free(t);
         }
     }
-    reap(pid);
+    test_reap(pid);
 }
 END_TEST
 
@@ -413,7 +380,7 @@ static void read_real(int minor, pid_t *pid, unsigned char *buf, size_t *len,
     ck_assert_int_eq(pyheap_mem_read(t->mem, t->runtime_addr, buf, *len, &err), 0);
     *ver = t->py_version;
     pyheap_target_free(t);
-    reap(*pid);
+    test_reap(*pid);
 }
 
 static void put64(unsigned char *b, size_t at, uint64_t v) { memcpy(b + at, &v, 8); }
@@ -583,7 +550,7 @@ START_TEST(runtime_found_by_cookie)
     fprintf(stderr, "debug_offsets: _PyRuntime by cookie at 0x%llx in %.1f ms\n",
             (unsigned long long)t->runtime_addr, ms);
     pyheap_target_free(t);
-    reap(pid);
+    test_reap(pid);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", copy);
     ck_assert_int_eq(system(cmd), 0);
 }

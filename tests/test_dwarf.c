@@ -18,13 +18,6 @@
 #define PY "/usr/bin/python3.11"
 #define PYENV_LIB "/root/.pyenv/versions/3.11.7/lib/libpython3.11.so.1.0"
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 static size_t field(const struct pyheap_offsets *o, size_t i)
 {
     return *(const size_t *)((const char *)o + pyheap_dwarf_field_slot(i));
@@ -50,7 +43,7 @@ static void load(const char *path, struct pyheap_offsets *off, char *where,
 {
     pyheap_elf *e, *d;
     pyheap_error err = {0};
-    double t0 = now_ms();
+    double t0 = test_now_ms();
     ck_assert_msg(pyheap_elf_open(path, &e, &err) == 0, "%s", err.msg);
     ck_assert_msg(pyheap_dwarf_locate(0, path, e, &d, where, where_len, &err) == 0,
                   "%s", err.msg);
@@ -59,7 +52,7 @@ static void load(const char *path, struct pyheap_offsets *off, char *where,
     ck_assert_msg(pyheap_dwarf_offsets(d, 3, 11, off, missing, sizeof missing, &nmissing,
                                        &err) == 0, "%s", err.msg);
     if (ms)
-        *ms = now_ms() - t0;
+        *ms = test_now_ms() - t0;
     ck_assert_msg(nmissing == 0, "%s: DWARF lacks: %s", path, missing);
     ck_assert_str_eq(missing, "");
     char why[512];

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,4 +125,40 @@ int test_connect(const char *path)
         return -1;
     }
     return fd;
+}
+
+void test_reap(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+pid_t test_spawn_ready(char *const argv[], bool quiet, int timeout_ms, int *ready_fd)
+{
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(p[1], 1);
+        close(p[0]);
+        close(p[1]);
+        if (quiet) {
+            int null = open("/dev/null", O_WRONLY);
+            if (null >= 0)
+                dup2(null, 2);
+        }
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    close(p[1]);
+    struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+    char buf[16] = "";
+    ck_assert_msg(poll(&pfd, 1, timeout_ms) == 1, "%s did not start", argv[0]);
+    ck_assert_int_gt(read(p[0], buf, sizeof buf - 1), 0);
+    ck_assert_msg(strncmp(buf, "ready", 5) == 0, "%s said %s", argv[0], buf);
+    if (ready_fd)
+        *ready_fd = p[0];
+    return pid;
 }

@@ -2,6 +2,7 @@
 #ifndef PYHEAP_TESTUTIL_H
 #define PYHEAP_TESTUTIL_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -23,5 +24,13 @@ pid_t test_spawn(char *const argv[], const char *out, const char *err, uid_t uid
 int test_wait_exit(pid_t pid, int timeout_ms);
 /* Connect to the Unix socket PATH; -1 on failure (errno kept). */
 int test_connect(const char *path);
+/* SIGKILL PID and reap it. */
+void test_reap(pid_t pid);
+/* fork + exec ARGV (PATH searched) with stdout to a pipe and, when QUIET,
+ * stderr to /dev/null; the child dies with the test process. Waits up to
+ * TIMEOUT_MS for its first output, which must start with "ready". The
+ * pipe's read end goes to *READY_FD (if not NULL) and otherwise stays open
+ * until the test process exits: a target writing more never dies of EPIPE. */
+pid_t test_spawn_ready(char *const argv[], bool quiet, int timeout_ms, int *ready_fd);
 
 #endif
