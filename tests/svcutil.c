@@ -101,6 +101,24 @@ void svc_target_start(struct svc *e, struct svc_target *t, const char *name,
     }
 }
 
+void svc_attach(struct svc *e, pid_t pid)
+{
+    char line[96];
+    snprintf(line, sizeof line, "{\"cmd\":\"attach\",\"pid\":%d}", (int)pid);
+    json_t *j = svc_request(e, line);
+    svc_expect_ok(j);
+    json_decref(j);
+}
+
+void svc_start_attached(struct svc *e, struct svc_target *t, const char *script,
+                        const char *arg)
+{
+    svc_init(e);
+    svc_daemon_start(e, NULL);
+    svc_target_start(e, t, "t", script, arg, (uid_t)-1, (gid_t)-1);
+    svc_attach(e, t->pid);
+}
+
 void svc_target_kill(struct svc_target *t)
 {
     if (t->pid > 0) {

@@ -36,6 +36,12 @@ void svc_fini(struct svc *e);
  * waits for OUTDIR/ready. */
 void svc_target_start(struct svc *e, struct svc_target *t, const char *name,
                       const char *script, const char *arg, uid_t uid, gid_t gid);
+/* Attach the daemon to PID; asserts success. */
+void svc_attach(struct svc *e, pid_t pid);
+/* svc_init, a daemon without options, SCRIPT with ARG as target "t" (as
+ * root) and svc_attach to it. */
+void svc_start_attached(struct svc *e, struct svc_target *t, const char *script,
+                        const char *arg);
 void svc_target_kill(struct svc_target *t);
 long svc_target_counter(const struct svc_target *t);
 /* State letter of /proc/PID/status ('R', 'S', 't', ...; 0 if gone). */

@@ -19,15 +19,6 @@
 #include "svcutil.h"
 #include "testutil.h"
 
-static void attach(struct svc *e, pid_t pid)
-{
-    char line[96];
-    snprintf(line, sizeof line, "{\"cmd\":\"attach\",\"pid\":%d}", (int)pid);
-    json_t *j = svc_request(e, line);
-    svc_expect_ok(j);
-    json_decref(j);
-}
-
 /* The target runs: not stopped, and its counter moves within 5 s. */
 static void assert_running(const struct svc_target *t)
 {
@@ -48,11 +39,8 @@ static void assert_running(const struct svc_target *t)
 START_TEST(freeze_scan_resumes)
 {
     struct svc e;
-    svc_init(&e);
-    svc_daemon_start(&e, NULL);
     struct svc_target t;
-    svc_target_start(&e, &t, "t", "churn_target.py", "20000", (uid_t)-1, (gid_t)-1);
-    attach(&e, t.pid);
+    svc_start_attached(&e, &t, "churn_target.py", "20000");
     for (int i = 0; i < 5; i++) {
         json_t *j = svc_request(&e, "{\"cmd\":\"top\",\"n\":0,\"freeze\":true}");
         svc_expect_ok(j);
@@ -101,7 +89,7 @@ START_TEST(freeze_over_budget_resumes)
     svc_daemon_start(&e, opts);
     struct svc_target t;
     svc_target_start(&e, &t, "t", "counter_target.py", "1000000", (uid_t)-1, (gid_t)-1);
-    attach(&e, t.pid);
+    svc_attach(&e, t.pid);
     json_t *j = svc_request(&e, "{\"cmd\":\"top\",\"freeze\":true}");
     svc_expect_error(j, "timeout");
     assert_running(&t);
@@ -182,12 +170,9 @@ static void *bg_main(void *arg)
 START_TEST(daemon_killed_mid_freeze)
 {
     struct svc e;
-    svc_init(&e);
-    svc_daemon_start(&e, NULL);
     struct svc_target t;
     /* A big heap: a frozen scan lasts seconds. */
-    svc_target_start(&e, &t, "t", "counter_target.py", "2000000", (uid_t)-1, (gid_t)-1);
-    attach(&e, t.pid);
+    svc_start_attached(&e, &t, "counter_target.py", "2000000");
     struct bg b = { .e = &e };
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, bg_main, &b), 0);

@@ -21,15 +21,6 @@
 #include "svcutil.h"
 #include "testutil.h"
 
-static void attach(struct svc *e, pid_t pid)
-{
-    char line[96];
-    snprintf(line, sizeof line, "{\"cmd\":\"attach\",\"pid\":%d}", (int)pid);
-    json_t *j = svc_request(e, line);
-    svc_expect_ok(j);
-    json_decref(j);
-}
-
 /* The "state" ps shows for PID (static buffer), or NULL if not listed. */
 static const char *ps_state(struct svc *e, pid_t pid)
 {
@@ -66,11 +57,8 @@ static void top_gone(struct svc *e, pid_t pid, const char *state)
 START_TEST(exit_is_gone)
 {
     struct svc e;
-    svc_init(&e);
-    svc_daemon_start(&e, NULL);
     struct svc_target t;
-    svc_target_start(&e, &t, "t", "counter_target.py", "0", (uid_t)-1, (gid_t)-1);
-    attach(&e, t.pid);
+    svc_start_attached(&e, &t, "counter_target.py", "0");
     pid_t pid = t.pid;
     svc_target_kill(&t);
     top_gone(&e, pid, "gone");
@@ -100,12 +88,9 @@ static void *bg_top_main(void *arg)
 START_TEST(killed_mid_scan)
 {
     struct svc e;
-    svc_init(&e);
-    svc_daemon_start(&e, NULL);
     struct svc_target t;
     /* ~3 million objects: a scan takes well over a second. */
-    svc_target_start(&e, &t, "t", "counter_target.py", "1500000", (uid_t)-1, (gid_t)-1);
-    attach(&e, t.pid);
+    svc_start_attached(&e, &t, "counter_target.py", "1500000");
     pid_t pid = t.pid;
     struct bg_top b = { .e = &e, .pid = pid };
     pthread_t th;
@@ -136,7 +121,7 @@ static void exec_case(const char *mode)
     svc_daemon_start(&e, NULL);
     struct svc_target t;
     svc_target_start(&e, &t, "t", "exec_target.py", mode, (uid_t)-1, (gid_t)-1);
-    attach(&e, t.pid);
+    svc_attach(&e, t.pid);
     json_t *j = svc_request(&e, "{\"cmd\":\"top\",\"n\":3}");
     svc_expect_ok(j);
     json_decref(j);
@@ -214,11 +199,8 @@ START_TEST(pid_reused)
 {
     ck_assert_msg(geteuid() == 0, "the PID reuse test needs root (ns_last_pid)");
     struct svc e;
-    svc_init(&e);
-    svc_daemon_start(&e, NULL);
     struct svc_target t;
-    svc_target_start(&e, &t, "t", "counter_target.py", "0", (uid_t)-1, (gid_t)-1);
-    attach(&e, t.pid);
+    svc_start_attached(&e, &t, "counter_target.py", "0");
     pid_t pid = t.pid;
     svc_target_kill(&t);
 
@@ -244,7 +226,7 @@ START_TEST(pid_reused)
     char st = svc_proc_state(pid);
     ck_assert_msg(st != 't' && st != 'T', "unrelated process left in state %c", st);
     /* Attaching again attaches the new process. */
-    attach(&e, pid);
+    svc_attach(&e, pid);
     json_t *j = svc_request(&e, "{\"cmd\":\"top\",\"n\":3}");
     svc_expect_ok(j);
     json_decref(j);

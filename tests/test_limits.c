@@ -16,15 +16,6 @@
 #include "svcutil.h"
 #include "testutil.h"
 
-static void attach(struct svc *e, pid_t pid)
-{
-    char line[96];
-    snprintf(line, sizeof line, "{\"cmd\":\"attach\",\"pid\":%d}", (int)pid);
-    json_t *j = svc_request(e, line);
-    svc_expect_ok(j);
-    json_decref(j);
-}
-
 /* xorshift64* */
 static uint64_t rnd(uint64_t *s)
 {
@@ -173,11 +164,8 @@ static void *client_main(void *arg)
 START_TEST(fifty_concurrent_clients)
 {
     struct svc e;
-    svc_init(&e);
-    svc_daemon_start(&e, NULL);
     struct svc_target t;
-    svc_target_start(&e, &t, "t", "counter_target.py", "0", (uid_t)-1, (gid_t)-1);
-    attach(&e, t.pid);
+    svc_start_attached(&e, &t, "counter_target.py", "0");
     enum { N = 50 };
     struct client cl[N];
     pthread_t th[N];
@@ -205,7 +193,7 @@ START_TEST(scan_time_budget)
     svc_daemon_start(&e, opts);
     struct svc_target t;
     svc_target_start(&e, &t, "t", "counter_target.py", "1000000", (uid_t)-1, (gid_t)-1);
-    attach(&e, t.pid);
+    svc_attach(&e, t.pid);
     double t0 = test_now_ms();
     json_t *j = svc_request(&e, "{\"cmd\":\"top\"}");
     double ms = test_now_ms() - t0;
@@ -233,7 +221,7 @@ START_TEST(reply_cap)
     svc_daemon_start(&e, opts);
     struct svc_target t;
     svc_target_start(&e, &t, "t", "counter_target.py", "0", (uid_t)-1, (gid_t)-1);
-    attach(&e, t.pid);
+    svc_attach(&e, t.pid);
     struct svc_conn c;
     svc_conn_open(&e, &c);
     svc_send(&c, "{\"cmd\":\"top\",\"n\":0}\n", 21);
@@ -335,8 +323,8 @@ START_TEST(slow_scan_blocks_nothing_else)
     struct svc_target big, small;
     svc_target_start(&e, &big, "big", "counter_target.py", "1500000", (uid_t)-1, (gid_t)-1);
     svc_target_start(&e, &small, "small", "counter_target.py", "0", (uid_t)-1, (gid_t)-1);
-    attach(&e, big.pid);
-    attach(&e, small.pid);
+    svc_attach(&e, big.pid);
+    svc_attach(&e, small.pid);
     struct slow s = { .e = &e, .pid = big.pid };
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, slow_main, &s), 0);
