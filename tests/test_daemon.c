@@ -23,6 +23,7 @@
 
 #include <jansson.h>
 
+#include "svcutil.h"
 #include "testutil.h"
 
 #define PYTHON "/usr/bin/python3.11"
@@ -140,14 +141,9 @@ static void env_fini(struct env *e)
     ck_assert_int_eq(system(cmd), 0);
 }
 
-struct target {
-    pid_t pid;
-    char dir[256];
-};
-
 /* Start the counter target (as UID) with EXTRA bulk objects and wait for
  * its ready file. */
-static void target_start_n(struct env *e, struct target *t, const char *name, uid_t uid,
+static void target_start_n(struct env *e, struct svc_target *t, const char *name, uid_t uid,
                            long extra)
 {
     snprintf(t->dir, sizeof t->dir, "%s/%s", e->dir, name);
@@ -176,7 +172,7 @@ static void target_start_n(struct env *e, struct target *t, const char *name, ui
 }
 
 /* Wait for T's ready file (written last by both target scripts). */
-static void target_wait_ready(struct target *t)
+static void target_wait_ready(struct svc_target *t)
 {
     char ready[300], errf[300];
     snprintf(ready, sizeof ready, "%s/ready", t->dir);
@@ -194,7 +190,7 @@ static void target_wait_ready(struct target *t)
 }
 
 /* H2's known-heap target (tests/targets/known_heap.py) under PYTHON_BIN. */
-static void known_heap_start(struct env *e, struct target *t, const char *name,
+static void known_heap_start(struct env *e, struct svc_target *t, const char *name,
                              const char *python_bin)
 {
     snprintf(t->dir, sizeof t->dir, "%s/%s", e->dir, name);
@@ -207,28 +203,9 @@ static void known_heap_start(struct env *e, struct target *t, const char *name,
     target_wait_ready(t);
 }
 
-static void target_start(struct env *e, struct target *t, const char *name, uid_t uid)
+static void target_start(struct env *e, struct svc_target *t, const char *name, uid_t uid)
 {
     target_start_n(e, t, name, uid, 0);
-}
-
-static void target_kill(struct target *t)
-{
-    if (t->pid > 0) {
-        kill(t->pid, SIGKILL);
-        waitpid(t->pid, NULL, 0);
-        t->pid = -1;
-    }
-}
-
-static long read_counter(const struct target *t)
-{
-    char path[300];
-    snprintf(path, sizeof path, "%s/counter", t->dir);
-    char *s = test_slurp(path);
-    long v = strtol(s, NULL, 10);
-    free(s);
-    return v;
 }
 
 /* ---- raw protocol client ---- */
@@ -418,7 +395,7 @@ START_TEST(attach_ps_top)
     struct env e;
     env_init(&e);
     daemon_start(&e, 0);
-    struct target t;
+    struct svc_target t;
     target_start(&e, &t, "t1", (uid_t)-1);
     char pid[32];
     snprintf(pid, sizeof pid, "%d", (int)t.pid);
@@ -540,7 +517,7 @@ START_TEST(attach_ps_top)
     ck_assert_int_eq(cli(&e, &out, &err, "detach", pid), 1);
     free(out), free(err);
 
-    target_kill(&t);
+    svc_target_kill(&t);
     env_fini(&e);
 }
 END_TEST
@@ -549,7 +526,7 @@ START_TEST(attach_at_start)
 {
     struct env e;
     env_init(&e);
-    struct target t;
+    struct svc_target t;
     target_start(&e, &t, "t1", (uid_t)-1);
     daemon_start(&e, t.pid);
     /* attached before the socket accepted anything */
@@ -599,7 +576,7 @@ START_TEST(attach_at_start)
     ck_assert_int_eq(run_argv(&e, bad, (uid_t)-1, &out, &err), 2);
     free(out), free(err);
 
-    target_kill(&t);
+    svc_target_kill(&t);
     env_fini(&e);
 }
 END_TEST
@@ -699,7 +676,7 @@ START_TEST(target_gone)
     struct env e;
     env_init(&e);
     daemon_start(&e, 0);
-    struct target t;
+    struct svc_target t;
     target_start(&e, &t, "t1", (uid_t)-1);
     char pid[32];
     snprintf(pid, sizeof pid, "%d", (int)t.pid);
@@ -709,7 +686,7 @@ START_TEST(target_gone)
     ck_assert_int_eq(cli(&e, &out, &err, "top", "--by-type", "--json"), 0);
     free(out), free(err);
 
-    target_kill(&t);
+    svc_target_kill(&t);
 
     expect_error(request(&e, "{\"cmd\":\"top\"}"), "gone");
     ck_assert_int_eq(cli(&e, &out, &err, "top", "--by-type"), 1);
@@ -870,7 +847,7 @@ START_TEST(nonstop_scans)
     env_init(&e);
     /* ~400k extra objects: each scan takes long enough (tens of ms or more)
      * for a running target to move its counter during it */
-    struct target t;
+    struct svc_target t;
     target_start_n(&e, &t, "t1", (uid_t)-1, 200000);
     daemon_start(&e, t.pid);
 
@@ -885,11 +862,11 @@ START_TEST(nonstop_scans)
     raw_open(&e, &r);
     for (int i = 0; i < SCANS; i++) {
         /* back to back: nothing but the request between two scans */
-        before[i] = read_counter(&t);
+        before[i] = svc_target_counter(&t);
         double t0 = test_now_ms();
         json_t *top = raw_call(&r, "{\"cmd\":\"top\",\"n\":0}");
         wall[i] = test_now_ms() - t0;
-        after[i] = read_counter(&t);
+        after[i] = svc_target_counter(&t);
         expect_ok(top);
         ck_assert_int_eq(type_count(top, "__main__.DaemonProbe"), 3000);
         ck_assert_int_ge(type_count(top, "tuple"), 200000);
@@ -920,7 +897,7 @@ START_TEST(nonstop_scans)
                   "target was stopped/traced in %ld/%ld of %ld samples: %s",
                   smp.stopped, smp.traced, smp.samples, smp.last_bad);
     ck_assert_int_eq(kill(t.pid, 0), 0);
-    target_kill(&t);
+    svc_target_kill(&t);
     env_fini(&e);
 }
 END_TEST
@@ -979,7 +956,7 @@ START_TEST(several_targets)
     struct env e;
     env_init(&e);
     daemon_start(&e, 0);
-    struct target a, b;
+    struct svc_target a, b;
     target_start(&e, &a, "a", (uid_t)-1);
     target_start(&e, &b, "b", (uid_t)-1);
     char line[128];
@@ -1035,8 +1012,8 @@ START_TEST(several_targets)
     json_decref(ps);
     free(out), free(err);
 
-    target_kill(&a);
-    target_kill(&b);
+    svc_target_kill(&a);
+    svc_target_kill(&b);
     env_fini(&e);
 }
 END_TEST
@@ -1047,7 +1024,7 @@ START_TEST(authorization)
     struct env e;
     env_init(&e);
     daemon_start(&e, 0);
-    struct target mine, theirs;
+    struct svc_target mine, theirs;
     target_start(&e, &mine, "root-target", (uid_t)-1);
     target_start(&e, &theirs, "nobody-target", NOBODY);
     char pm[16], pt[16];
@@ -1100,8 +1077,8 @@ START_TEST(authorization)
     json_decref(ps);
     free(out), free(err);
 
-    target_kill(&mine);
-    target_kill(&theirs);
+    svc_target_kill(&mine);
+    svc_target_kill(&theirs);
     env_fini(&e);
 }
 END_TEST
@@ -1233,7 +1210,7 @@ START_TEST(ps_during_scan)
     /* a big heap (about 2 million objects) so one scan takes a while */
     struct env e;
     env_init(&e);
-    struct target t;
+    struct svc_target t;
     target_start_n(&e, &t, "big", (uid_t)-1, 1000000);
     daemon_start(&e, t.pid);
 
@@ -1266,7 +1243,7 @@ START_TEST(ps_during_scan)
     ck_assert_msg(scan_ms > 100, "scan too short (%.1f ms) to test concurrency", scan_ms);
     ck_assert_msg(pending, "ps was answered only after the scan finished "
                   "(ps at %.1f ms, scan %.1f ms)", ps_done - t0, scan_ms);
-    target_kill(&t);
+    svc_target_kill(&t);
     env_fini(&e);
 }
 END_TEST
@@ -1279,7 +1256,7 @@ static void known_heap_via_cli(const char *python_bin, const char *want_source)
 {
     struct env e;
     env_init(&e);
-    struct target t;
+    struct svc_target t;
     known_heap_start(&e, &t, "kh", python_bin);
     daemon_start(&e, t.pid);
     char *out, *err;
@@ -1333,7 +1310,7 @@ static void known_heap_via_cli(const char *python_bin, const char *want_source)
             json_number_value(json_object_get(top, "scan_ms")));
     json_decref(truth);
     json_decref(top);
-    target_kill(&t);
+    svc_target_kill(&t);
     env_fini(&e);
 }
 
@@ -1366,7 +1343,7 @@ END_TEST
 /* ---- referrers (issue 3) ---- */
 
 /* tests/targets/referrers_target.py with N Connection objects. */
-static void referrers_target_start(struct env *e, struct target *t, const char *name, long n)
+static void referrers_target_start(struct env *e, struct svc_target *t, const char *name, long n)
 {
     snprintf(t->dir, sizeof t->dir, "%s/%s", e->dir, name);
     ck_assert_int_eq(mkdir(t->dir, 0755), 0);
@@ -1510,7 +1487,7 @@ START_TEST(referrers_cli)
 {
     struct env e;
     env_init(&e);
-    struct target t;
+    struct svc_target t;
     referrers_target_start(&e, &t, "rt", 500);
     daemon_start(&e, t.pid);
     char pid[32];
@@ -1584,7 +1561,7 @@ START_TEST(referrers_cli)
     json_decref(j);
     free(out), free(err);
 
-    target_kill(&t);
+    svc_target_kill(&t);
     env_fini(&e);
 }
 END_TEST
@@ -1602,7 +1579,7 @@ START_TEST(referrers_errors)
     ck_assert_msg(strstr(err, "no process is attached") != NULL, "%s", err);
     free(out), free(err);
 
-    struct target t;
+    struct svc_target t;
     referrers_target_start(&e, &t, "rt", 50);
     char pid[32];
     snprintf(pid, sizeof pid, "%d", (int)t.pid);
@@ -1684,7 +1661,7 @@ START_TEST(referrers_errors)
     ck_assert_ptr_nonnull(strstr(out, "Usage: pyheap [--socket PATH] referrers TYPE"));
     free(out), free(err);
 
-    target_kill(&t);
+    svc_target_kill(&t);
     env_fini(&e);
 }
 END_TEST
@@ -1694,7 +1671,7 @@ START_TEST(referrers_shapes)
 {
     struct env e;
     env_init(&e);
-    struct target t;
+    struct svc_target t;
     referrers_target_start(&e, &t, "rt", 100);
     daemon_start(&e, t.pid);
 
@@ -1775,7 +1752,7 @@ START_TEST(referrers_shapes)
     ck_assert_msg(chain, "no str <- dict <- deque <- dict ['queries_log'] chain");
     json_decref(j);
 
-    target_kill(&t);
+    svc_target_kill(&t);
     env_fini(&e);
 }
 END_TEST
