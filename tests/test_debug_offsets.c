@@ -21,13 +21,8 @@
 #include "elf_file.h"
 #include "offsets_source.h"
 #include "internal.h"
+#include "knownheap.h"
 #include "testutil.h"
-
-static const char *sid_root(void)
-{
-    const char *r = getenv("PYHEAP_SID_ROOT");
-    return r && *r ? r : "/var/cache/pyheap/sid-root";
-}
 
 /* `chroot ROOT [env PYTHONHOME=/usr] PROG -c script`: the PID is chroot's,
  * which execs Python. Returns once the interpreter said "ready". Dies with
@@ -36,14 +31,14 @@ static pid_t spawn_chroot(const char *prog)
 {
     char path[4096];
     bool abs = prog[0] == '/';
-    snprintf(path, sizeof path, "%s%s%s", sid_root(), abs ? "" : "/usr/bin/", prog);
+    snprintf(path, sizeof path, "%s%s%s", kh_sid_root(), abs ? "" : "/usr/bin/", prog);
     ck_assert_msg(access(path, X_OK) == 0, "%s is missing: build the sid root "
                   "with tools/sid-root (make check does)", path);
     char code[] = "import sys, time; sys.stdout.write('ready\\n'); "
                   "sys.stdout.flush(); time.sleep(120)";
-    char *argv_abs[] = { "chroot", (char *)sid_root(), "/usr/bin/env", "PYTHONHOME=/usr",
+    char *argv_abs[] = { "chroot", (char *)kh_sid_root(), "/usr/bin/env", "PYTHONHOME=/usr",
                          (char *)prog, "-c", code, NULL };
-    char *argv_rel[] = { "chroot", (char *)sid_root(), (char *)prog, "-c", code, NULL };
+    char *argv_rel[] = { "chroot", (char *)kh_sid_root(), (char *)prog, "-c", code, NULL };
     int fd;
     pid_t pid = test_spawn_ready(abs ? argv_abs : argv_rel, true, 30000, &fd);
     close(fd);
@@ -306,7 +301,7 @@ START_TEST(consts_match_sid_headers)
              "mkdir -p %s/inc/x86_64-linux-gnu && "
              "ln -s %s/usr/include/x86_64-linux-gnu/python3.%d %s/inc/x86_64-linux-gnu/ && "
              "${CC:-cc} -std=gnu11 -w -DNDEBUG -I%s/inc -I%s/usr/include/python3.%d "
-             "-o %s/probe %s && %s/probe", dir, sid_root(), minor, dir, dir, sid_root(),
+             "-o %s/probe %s && %s/probe", dir, kh_sid_root(), minor, dir, dir, kh_sid_root(),
              minor, dir, src, dir);
     FILE *p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
@@ -513,7 +508,7 @@ START_TEST(runtime_found_by_cookie)
 {
     char dir[256], copy[512], cmd[2048];
     snprintf(dir, sizeof dir, "/tmp/pyheap-cookie-%d", (int)getpid());
-    snprintf(copy, sizeof copy, "%s%s", sid_root(), dir);
+    snprintf(copy, sizeof copy, "%s%s", kh_sid_root(), dir);
     ck_assert_int_eq(mkdir(copy, 0700), 0);
     snprintf(cmd, sizeof cmd,
              "python3 -c \"import sys; b = open(sys.argv[1], 'rb').read(); "
@@ -521,19 +516,19 @@ START_TEST(runtime_found_by_cookie)
              "b = b.replace(b'\\0_PyRuntime\\0', b'\\0_PyRuntimX\\0')"
              ".replace(b'\\0.PyRuntime\\0', b'\\0.PyRuntimX\\0'); "
              "open(sys.argv[2], 'wb').write(b)\" %s/usr/bin/python3.14 %s/python3.14 && "
-             "chmod 755 %s/python3.14", sid_root(), copy, copy);
+             "chmod 755 %s/python3.14", kh_sid_root(), copy, copy);
     ck_assert_int_eq(system(cmd), 0);
 
     char bin[600], orig[1400];
     snprintf(bin, sizeof bin, "%s/python3.14", dir);
-    snprintf(orig, sizeof orig, "%s/usr/bin/python3.14", sid_root());
+    snprintf(orig, sizeof orig, "%s/usr/bin/python3.14", kh_sid_root());
     pyheap_elf *e;
     pyheap_error err = {0};
     uint64_t want = 0, dummy;
     ck_assert_int_eq(pyheap_elf_open(orig, &e, &err), 0);
     ck_assert_int_eq(pyheap_elf_section(e, ".PyRuntime", &want, NULL, NULL), 0);
     pyheap_elf_close(e);
-    snprintf(orig, sizeof orig, "%s%s", sid_root(), bin);
+    snprintf(orig, sizeof orig, "%s%s", kh_sid_root(), bin);
     ck_assert_int_eq(pyheap_elf_open(orig, &e, &err), 0);
     ck_assert_int_eq(pyheap_elf_symbol(e, "_PyRuntime", &dummy, NULL), -1);
     ck_assert_int_eq(pyheap_elf_section(e, ".PyRuntime", &dummy, NULL, NULL), -1);
@@ -564,7 +559,7 @@ START_TEST(tables_are_generated_output)
     char cmd[8192];
     snprintf(cmd, sizeof cmd,
              "%s/tools/gen-offsets 3.%d %s/usr/include/python3.%d | "
-             "cmp -s - %s/lib/tables/py3_%d.c", test_srcdir(), minor, sid_root(),
+             "cmp -s - %s/lib/tables/py3_%d.c", test_srcdir(), minor, kh_sid_root(),
              minor, test_srcdir(), minor);
     int rc = system(cmd);
     ck_assert_msg(rc != -1 && WEXITSTATUS(rc) == 0,

@@ -293,24 +293,10 @@ START_TEST(second_libpython_is_skipped)
     snprintf(code, sizeof code, "import ctypes, sys, time; ctypes.CDLL('%s'); "
              "sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(60)", lib311);
     for (int i = 0; i < 2; i++) {
-        int p[2];
-        ck_assert_int_eq(pipe(p), 0);
-        pid_t pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-            prctl(PR_SET_PDEATHSIG, SIGKILL);
-            dup2(p[1], 1);
-            close(p[0]);
-            close(p[1]);
-            execl(progs[i], progs[i], "-c", code, (char *)NULL);
-            _exit(127);
-        }
-        close(p[1]);
-        struct pollfd pfd = {.fd = p[0], .events = POLLIN};
-        char buf[8] = "";
-        ck_assert_int_eq(poll(&pfd, 1, 20000), 1);
-        ck_assert_int_gt(read(p[0], buf, sizeof buf - 1), 0);
-        close(p[0]);
+        char *argv[] = { (char *)progs[i], "-c", code, NULL };
+        int fd;
+        pid_t pid = test_spawn_ready(argv, false, 20000, &fd);
+        close(fd);
         if (i == 0) {
             pyheap_target *t = open_ok(pid, 0, NULL);
             ck_assert_str_eq(pyheap_target_version(t), "3.13.0");
