@@ -12,6 +12,7 @@
 
 #include "dwarf_layout.h"
 #include "offsets_source.h"
+#include "knownheap.h"
 #include "testutil.h"
 
 #define PYD "/usr/bin/python3.11d"
@@ -294,9 +295,8 @@ END_TEST
  * (and not the 3.13 one); damaged copies fail cleanly. */
 START_TEST(compressed_debug_file_of_sid_314)
 {
-    const char *r = getenv("PYHEAP_SID_ROOT");
     char root[1024], bin[1200], dbg[1400];
-    snprintf(root, sizeof root, "%s", r && *r ? r : "/var/cache/pyheap/sid-root");
+    snprintf(root, sizeof root, "%s", kh_sid_root());
     snprintf(bin, sizeof bin, "%s/usr/bin/python3.14", root);
     ck_assert_msg(access(bin, R_OK) == 0, "%s missing: run tools/sid-root", bin);
     pyheap_elf *e;
