@@ -381,7 +381,7 @@ static void daemon_cli(const char *python, const char *want_version, const char 
     for (int i = 0; i < 2000 && !can_connect(sock); i++) {
         int st;
         ck_assert_msg(waitpid(d, &st, WNOHANG) == 0, "pyheapd exited (see %s)", log);
-        kh_sleep_ms(10);
+        test_sleep_ms(10);
     }
     ck_assert_msg(can_connect(sock), "pyheapd did not listen on %s", sock);
 
