@@ -72,9 +72,7 @@ void svc_daemon_stop(struct svc *e)
 void svc_fini(struct svc *e)
 {
     svc_daemon_stop(e);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", e->dir);
-    ck_assert_int_eq(system(cmd), 0);
+    test_rm_rf(e->dir);
 }
 
 void svc_target_start(struct svc *e, struct svc_target *t, const char *name,

@@ -136,9 +136,7 @@ static void daemon_stop(struct env *e)
 static void env_fini(struct env *e)
 {
     daemon_stop(e);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", e->dir);
-    ck_assert_int_eq(system(cmd), 0);
+    test_rm_rf(e->dir);
 }
 
 /* Start the counter target (as UID) with EXTRA bulk objects and wait for

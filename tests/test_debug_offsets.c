@@ -309,8 +309,7 @@ START_TEST(consts_match_sid_headers)
     size_t n = fread(out + 1, 1, sizeof out - 2, p);
     out[n + 1] = '\0';
     ck_assert_msg(pclose(p) == 0, "the 3.%d constants probe failed", minor);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    test_rm_rf(dir);
 
     pyheap_target t;
     memset(&t, 0, sizeof t);
@@ -546,8 +545,7 @@ START_TEST(runtime_found_by_cookie)
             (unsigned long long)t->runtime_addr, ms);
     pyheap_target_free(t);
     test_reap(pid);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", copy);
-    ck_assert_int_eq(system(cmd), 0);
+    test_rm_rf(copy);
 }
 END_TEST
 

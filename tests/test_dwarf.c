@@ -284,9 +284,7 @@ START_TEST(broken_dwarf_fails_cleanly)
     close(fd);
     expect_no_offsets(path, ".debug_abbrev garbage");
 
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
+    test_rm_rf(tmpdir);
 }
 END_TEST
 
@@ -372,9 +370,7 @@ START_TEST(compressed_debug_file_of_sid_314)
     close(fd);
     expect_no_offsets_v(path, "compressed .debug_info with a huge ch_size", 14);
 
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
+    test_rm_rf(tmpdir);
 }
 END_TEST
 

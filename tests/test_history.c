@@ -80,9 +80,7 @@ static void henv_stop(struct henv *e)
     }
     kill(e->daemon, SIGTERM);
     waitpid(e->daemon, NULL, 0);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", e->dir);
-    ck_assert_int_eq(system(cmd), 0);
+    test_rm_rf(e->dir);
 }
 
 /* Run `pyheap -s SOCK ARGS` (printf-style); *status = exit status; returns

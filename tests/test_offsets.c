@@ -89,8 +89,7 @@ START_TEST(consts_match_headers)
     size_t n = fread(out + 1, 1, sizeof out - 2, p);
     out[n + 1] = '\0';
     ck_assert_int_eq(pclose(p), 0);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    test_rm_rf(dir);
 
     pyheap_target t;
     memset(&t, 0, sizeof t);
@@ -213,8 +212,7 @@ START_TEST(broken_dwarf_falls_back_to_table)
     ck_assert_uint_eq(t->off.tp_name, pyheap_table_py3_11.off.tp_name);
     pyheap_target_free(t);
     test_reap(pid);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    test_rm_rf(dir);
 }
 END_TEST
 

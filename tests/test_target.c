@@ -562,8 +562,7 @@ START_TEST(embedded_libpython)
     ck_assert_int_eq(pyheap_target_offsets_source(t), PYHEAP_OFFSETS_TABLE);
     pyheap_target_free(t);
     test_reap(pid);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    test_rm_rf(dir);
 }
 END_TEST
 

@@ -162,3 +162,10 @@ pid_t test_spawn_ready(char *const argv[], bool quiet, int timeout_ms, int *read
         *ready_fd = p[0];
     return pid;
 }
+
+void test_rm_rf(const char *dir)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}

@@ -32,5 +32,7 @@ void test_reap(pid_t pid);
  * pipe's read end goes to *READY_FD (if not NULL) and otherwise stays open
  * until the test process exits: a target writing more never dies of EPIPE. */
 pid_t test_spawn_ready(char *const argv[], bool quiet, int timeout_ms, int *ready_fd);
+/* `rm -rf 'DIR'`; asserts success. */
+void test_rm_rf(const char *dir);
 
 #endif
