@@ -22,21 +22,6 @@
 #include "svcutil.h"
 #include "testutil.h"
 
-/* Run a shell command; its output (malloc'd) in *out. Exit status. */
-static int sh(const char *cmd, char **out)
-{
-    char full[4096];
-    char tmp[] = "/tmp/pyheap-sh.XXXXXX";
-    int fd = mkstemp(tmp);
-    ck_assert_int_ge(fd, 0);
-    close(fd);
-    snprintf(full, sizeof full, "(%s) >%s 2>&1", cmd, tmp);
-    int st = system(full);
-    *out = test_slurp(tmp);
-    unlink(tmp);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* Units with @SBINDIR@ pointing at the build's pyheapd, in DIR. */
 static void units_in(const char *dir)
 {
@@ -45,7 +30,7 @@ static void units_in(const char *dir)
              "mkdir -p '%s' && sed 's|@SBINDIR@|%s|' '%s/systemd/pyheapd.service' > "
              "'%s/pyheapd.service' && cp '%s/systemd/pyheapd.socket' '%s/'",
              dir, test_builddir(), test_srcdir(), dir, test_srcdir(), dir);
-    ck_assert_msg(sh(cmd, &out) == 0, "%s", out);
+    ck_assert_msg(test_sh(cmd, &out) == 0, "%s", out);
     free(out);
 }
 
@@ -60,13 +45,13 @@ START_TEST(units_verify_and_security)
     units_in(dir);
     snprintf(cmd, sizeof cmd,
              "cd '%s' && systemd-analyze verify --man=no ./pyheapd.socket ./pyheapd.service", dir);
-    int rc = sh(cmd, &out);
+    int rc = test_sh(cmd, &out);
     ck_assert_msg(rc == 0 && out[0] == '\0', "systemd-analyze verify (%d): %s", rc, out);
     free(out);
     snprintf(cmd, sizeof cmd,
              "cd '%s' && systemd-analyze security --offline=yes --no-pager ./pyheapd.service",
              dir);
-    rc = sh(cmd, &out);
+    rc = test_sh(cmd, &out);
     char *p = strstr(out, "Overall exposure level for pyheapd.service: ");
     ck_assert_msg(p, "no score (%d): %s", rc, out);
     double score = strtod(p + strlen("Overall exposure level for pyheapd.service: "), NULL);
@@ -82,7 +67,7 @@ START_TEST(units_verify_and_security)
     free(unit);
     free(out);
     /* process_vm_readv comes with @ipc, which @system-service includes. */
-    rc = sh("systemd-analyze syscall-filter @system-service | grep -qw @ipc && "
+    rc = test_sh("systemd-analyze syscall-filter @system-service | grep -qw @ipc && "
             "systemd-analyze syscall-filter @ipc | grep -qw process_vm_readv", &out);
     ck_assert_msg(rc == 0, "process_vm_readv is not in @system-service here: %s", out);
     free(out);
@@ -227,7 +212,7 @@ START_TEST(make_install_destdir)
     snprintf(cmd, sizeof cmd,
              "make -s -C '%s' install BUILD='%s' SANITIZE=%s DESTDIR='%s/root' PREFIX=/usr",
              test_srcdir(), test_builddir(), san, e.dir);
-    int rc = sh(cmd, &out);
+    int rc = test_sh(cmd, &out);
     ck_assert_msg(rc == 0, "make install: %s", out);
     free(out);
     static const char *const files[] = {
@@ -247,13 +232,13 @@ START_TEST(make_install_destdir)
     ck_assert_ptr_null(strstr(unit, "@SBINDIR@"));
     free(unit);
     snprintf(cmd, sizeof cmd, "'%s/root/usr/sbin/pyheapd' --version", e.dir);
-    ck_assert_int_eq(sh(cmd, &out), 0);
+    ck_assert_int_eq(test_sh(cmd, &out), 0);
     ck_assert_ptr_nonnull(strstr(out, "pyheapd "));
     free(out);
     snprintf(cmd, sizeof cmd, "man --warnings -l '%s/root/usr/share/man/man8/pyheapd.8' "
                               "'%s/root/usr/share/man/man1/pyheap.1' 2>&1 >/dev/null",
              e.dir, e.dir);
-    rc = sh(cmd, &out);
+    rc = test_sh(cmd, &out);
     ck_assert_msg(rc == 0 && out[0] == '\0', "man page warnings: %s", out);
     free(out);
     svc_fini(&e);

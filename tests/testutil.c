@@ -169,3 +169,17 @@ void test_rm_rf(const char *dir)
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     ck_assert_int_eq(system(cmd), 0);
 }
+
+int test_sh(const char *cmd, char **out)
+{
+    char full[4096];
+    char tmp[] = "/tmp/pyheap-sh.XXXXXX";
+    int fd = mkstemp(tmp);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    snprintf(full, sizeof full, "(%s) >%s 2>&1", cmd, tmp);
+    int st = system(full);
+    *out = test_slurp(tmp);
+    unlink(tmp);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
