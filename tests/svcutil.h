@@ -1,6 +1,8 @@
 /* Helpers for the production-service suites (test_service, test_auth,
- * test_limits, test_lifecycle, test_freeze, test_churn): spawn the build's
- * pyheapd with options, Python targets, and talk the protocol raw. */
+ * test_limits, test_lifecycle, test_freeze, test_churn; test_daemon and
+ * test_walk_versions use some): spawn the build's pyheapd with options,
+ * Python targets, and talk the protocol raw. Process helpers are in
+ * testutil.h. */
 #ifndef PYHEAP_SVCUTIL_H
 #define PYHEAP_SVCUTIL_H
 
