@@ -10,21 +10,6 @@
 #include "client.h"
 #include "proto.h"
 
-static int write_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = send(fd, buf, len, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        buf += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Send LEN bytes of BUF with PASSFD attached (SCM_RIGHTS) to the first
  * byte, then the rest normally. */
 static int send_with_fd(int fd, const char *buf, size_t len, int passfd)
@@ -48,7 +33,7 @@ static int send_with_fd(int fd, const char *buf, size_t len, int passfd)
     while (w < 0 && errno == EINTR);
     if (w < 0)
         return -1;
-    return write_all(fd, buf + w, len - (size_t)w);
+    return pyheap_proto_send_all(fd, buf + w, len - (size_t)w);
 }
 
 json_t *pyheap_client_call(const char *path, const json_t *request)
@@ -88,7 +73,8 @@ json_t *pyheap_client_call_fd(const char *path, const json_t *request, int passf
         close(fd);
         return NULL;
     }
-    int rc = passfd >= 0 ? send_with_fd(fd, line, len, passfd) : write_all(fd, line, len);
+    int rc = passfd >= 0 ? send_with_fd(fd, line, len, passfd)
+                         : pyheap_proto_send_all(fd, line, len);
     free(line);
     if (rc < 0) {
         fprintf(stderr, "pyheap: cannot send the request to pyheapd at %s: %s\n",

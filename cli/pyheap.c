@@ -1,6 +1,7 @@
 /* pyheap: command-line client of pyheapd (docs/cli.md). */
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,6 +293,12 @@ static int simple_opts(const char *name, const char *usage, int argc, char **arg
     return -1;
 }
 
+/* A positive PID up to PYHEAP_PROTO_MAX_PID. */
+static bool parse_pid(const char *s, long *pid)
+{
+    return parse_uint(s, PYHEAP_PROTO_MAX_PID, pid) == 0 && *pid != 0;
+}
+
 static int resolve_socket(char *path, size_t sz)
 {
     pyheap_proto_error perr;
@@ -300,6 +307,22 @@ static int resolve_socket(char *path, size_t sz)
         return -1;
     }
     return 0;
+}
+
+/* Add "pid" and "freeze" (when set) to REQ (stolen; NULL: out of memory),
+ * send it to the daemon at PATH and print the reply. */
+static int call_finish(const char *path, json_t *req, long pid, int freeze, int json,
+                       void (*render)(const json_t *))
+{
+    if (req && pid)
+        json_object_set_new(req, "pid", json_integer(pid));
+    if (req && freeze)
+        json_object_set_new(req, "freeze", json_true());
+    int status;
+    json_t *rep = call(path, req, &status);
+    if (!rep)
+        return status;
+    return finish(rep, json, render);
 }
 
 static int pid_command(const char *name, const char *usage, int argc, char **argv,
@@ -311,16 +334,13 @@ static int pid_command(const char *name, const char *usage, int argc, char **arg
     if (rc >= 0)
         return rc;
     long pid;
-    if (parse_uint(pos[0], PYHEAP_PROTO_MAX_PID, &pid) < 0 || pid == 0)
+    if (!parse_pid(pos[0], &pid))
         return bad_usage(name, "PID must be a positive integer");
     char path[108];
     if (resolve_socket(path, sizeof path) < 0)
         return PYHEAP_EXIT_USAGE;
-    int status;
-    json_t *rep = call(path, json_pack("{s:s,s:I}", "cmd", name, "pid", (json_int_t)pid), &status);
-    if (!rep)
-        return status;
-    return finish(rep, json, render);
+    return call_finish(path, json_pack("{s:s,s:I}", "cmd", name, "pid", (json_int_t)pid), 0, 0,
+                       json, render);
 }
 
 static int run_attach(int argc, char **argv)
@@ -369,7 +389,7 @@ static int run_attach(int argc, char **argv)
     if (argc - optind != 1)
         return bad_usage("attach", "expects a PID");
     long pid;
-    if (parse_uint(argv[optind], PYHEAP_PROTO_MAX_PID, &pid) < 0 || pid == 0)
+    if (!parse_pid(argv[optind], &pid))
         return bad_usage("attach", "PID must be a positive integer");
     char path[108];
     if (resolve_socket(path, sizeof path) < 0)
@@ -411,11 +431,7 @@ static int noarg_command(const char *name, const char *usage, int argc, char **a
     char path[108];
     if (resolve_socket(path, sizeof path) < 0)
         return PYHEAP_EXIT_USAGE;
-    int status;
-    json_t *rep = call(path, json_pack("{s:s}", "cmd", name), &status);
-    if (!rep)
-        return status;
-    return finish(rep, json, render);
+    return call_finish(path, json_pack("{s:s}", "cmd", name), 0, 0, json, render);
 }
 
 static int run_ps(int argc, char **argv)
@@ -566,7 +582,7 @@ static int session_command(const char *name, const char *usage, int argc, char *
     while ((c = getopt_long(argc, argv, with_n ? "p:n:s:h" : "p:s:h", opts, NULL)) != -1) {
         switch (c) {
         case 'p':
-            if (parse_uint(optarg, PYHEAP_PROTO_MAX_PID, &pid) < 0 || pid == 0)
+            if (!parse_pid(optarg, &pid))
                 return bad_usage(name, "-p takes a positive PID");
             break;
         case 'n':
@@ -633,7 +649,7 @@ static int run_diff(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "p:n:s:h", opts, NULL)) != -1) {
         switch (c) {
         case 'p':
-            if (parse_uint(optarg, PYHEAP_PROTO_MAX_PID, &pid) < 0 || pid == 0)
+            if (!parse_pid(optarg, &pid))
                 return bad_usage("diff", "-p takes a positive PID");
             break;
         case OPT_SINCE:
@@ -703,7 +719,7 @@ static int run_snapshot(int argc, char **argv)
         switch (c) {
         case 'o': out = optarg; break;
         case 'p':
-            if (parse_uint(optarg, PYHEAP_PROTO_MAX_PID, &pid) < 0 || pid == 0)
+            if (!parse_pid(optarg, &pid))
                 return bad_usage("snapshot", "-p takes a positive PID");
             break;
         case OPT_FREEZE: freeze = 1; break;
@@ -800,7 +816,7 @@ static int run_top(int argc, char **argv)
             sort = optarg;
             break;
         case 'p':
-            if (parse_uint(optarg, PYHEAP_PROTO_MAX_PID, &pid) < 0 || pid == 0)
+            if (!parse_pid(optarg, &pid))
                 return bad_usage("top", "-p takes a positive PID");
             break;
         case OPT_JSON:
@@ -835,15 +851,7 @@ static int run_top(int argc, char **argv)
     if (resolve_socket(path, sizeof path) < 0)
         return PYHEAP_EXIT_USAGE;
     json_t *req = json_pack("{s:s,s:I,s:s}", "cmd", "top", "n", (json_int_t)n, "sort", sort);
-    if (req && pid)
-        json_object_set_new(req, "pid", json_integer(pid));
-    if (req && freeze)
-        json_object_set_new(req, "freeze", json_true());
-    int status;
-    json_t *rep = call(path, req, &status);
-    if (!rep)
-        return status;
-    return finish(rep, json, pyheap_render_top);
+    return call_finish(path, req, pid, freeze, json, pyheap_render_top);
 }
 
 static int run_referrers(int argc, char **argv)
@@ -870,7 +878,7 @@ static int run_referrers(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "p:d:s:h", opts, NULL)) != -1) {
         switch (c) {
         case 'p':
-            if (parse_uint(optarg, PYHEAP_PROTO_MAX_PID, &pid) < 0 || pid == 0)
+            if (!parse_pid(optarg, &pid))
                 return bad_usage("referrers", "-p takes a positive PID");
             break;
         case 'd':
@@ -935,15 +943,8 @@ static int run_referrers(int argc, char **argv)
         /* json_pack fails on invalid UTF-8 as well as on OOM. */
         return bad_usage("referrers", "TYPE must be valid UTF-8");
     }
-    if (pid)
-        json_object_set_new(req, "pid", json_integer(pid));
-    if (freeze)
-        json_object_set_new(req, "freeze", json_true());
-    int status;
-    json_t *rep = call(path, req, &status);
-    if (!rep)
-        return status;
-    return finish(rep, json, dot ? pyheap_render_referrers_dot : pyheap_render_referrers);
+    return call_finish(path, req, pid, freeze, json,
+                       dot ? pyheap_render_referrers_dot : pyheap_render_referrers);
 }
 
 static const struct cmd commands[] = {

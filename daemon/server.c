@@ -127,22 +127,6 @@ int pyheapd_listen(struct pyheapd *d, const char *path)
     return 0;
 }
 
-/* Write all of BUF; 0 or -1. */
-static int write_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = send(fd, buf, len, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        buf += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 static int send_reply(const struct pyheapd *d, int fd, json_t *reply)
 {
     if (!reply)
@@ -151,7 +135,7 @@ static int send_reply(const struct pyheapd *d, int fd, json_t *reply)
     char *line = pyheapd_encode_capped(&d->cfg, reply, &len);
     if (!line)
         return -1;
-    int rc = write_all(fd, line, len);
+    int rc = pyheap_proto_send_all(fd, line, len);
     free(line);
     return rc;
 }

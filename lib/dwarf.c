@@ -7,7 +7,6 @@
  * known. A typedef whose struct is incomplete in one unit (`typedef struct
  * _is PyInterpreterState` outside the core) is then looked up by its tag. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -321,17 +320,6 @@ static void append_missing(char *buf, size_t len, const char *name)
     buf[used < len ? used : len - 1] = '\0';
 }
 
-/* snprintf whose truncation is reported, not warned about. */
-static bool fmt(char *buf, size_t len, const char *f, ...) PYHEAP_PRINTF(3, 4);
-static bool fmt(char *buf, size_t len, const char *f, ...)
-{
-    va_list ap;
-    va_start(ap, f);
-    int n = vsnprintf(buf, len, f, ap);
-    va_end(ap);
-    return n >= 0 && (size_t)n < len;
-}
-
 int pyheap_dwarf_offsets(const pyheap_elf *dbg, int major, int minor,
                          struct pyheap_offsets *off, char *missing,
                          size_t missing_len, size_t *nmissing, pyheap_error *err)
@@ -473,7 +461,7 @@ int pyheap_dwarf_locate(pid_t pid, const char *module_path,
         pyheap_elf *d;
         if (pyheap_elf_open(pyheap_elf_path(module), &d, err) != 0)
             return -1;
-        fmt(where, where_len, "%s", module_path);
+        pyheap_buf_fmt(where, where_len, "%s", module_path);
         *out = d;
         return 0;
     }
@@ -521,13 +509,13 @@ int pyheap_dwarf_locate(pid_t pid, const char *module_path,
     for (int c = 0; c < ncand; c++) {
         for (int p = 0; p < nprefix; p++) {
             char path[PATH_MAX + 64];
-            if (!fmt(path, sizeof path, "%s%s", prefixes[p], cand[c]))
+            if (!pyheap_buf_fmt(path, sizeof path, "%s%s", prefixes[p], cand[c]))
                 continue;
             /* The module's own file is not its debug file. */
             if (strcmp(path, pyheap_elf_path(module)) == 0)
                 continue;
             if (try_candidate(path, module, have_id, have_link, crc, out) == 0) {
-                fmt(where, where_len, "%s%s", cand[c],
+                pyheap_buf_fmt(where, where_len, "%s%s", cand[c],
                          pid > 0 && p == 1 ? " (on the host)" : "");
                 return 0;
             }

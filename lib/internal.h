@@ -39,6 +39,10 @@ int pyheap_err_set(pyheap_error *err, pyheap_errcode code, int sys_errno,
 int pyheap_err_remote(pyheap_error *err, int sys_errno, pid_t pid,
                       uint64_t addr, size_t len);
 
+/* snprintf into BUF (LEN bytes) whose truncation is reported (false), not
+ * warned about. */
+bool pyheap_buf_fmt(char *buf, size_t len, const char *f, ...) PYHEAP_PRINTF(3, 4);
+
 /* ---- mem.c: the remote reader ---- */
 
 typedef struct pyheap_mem pyheap_mem;

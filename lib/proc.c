@@ -3,7 +3,6 @@
  * with a size cap, maps lines and line counts are limited. */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,16 +14,6 @@
 
 #define STAT_MAX 8192
 #define MAX_CANDIDATES 16
-
-static bool fmt(char *buf, size_t len, const char *f, ...) PYHEAP_PRINTF(3, 4);
-static bool fmt(char *buf, size_t len, const char *f, ...)
-{
-    va_list ap;
-    va_start(ap, f);
-    int n = vsnprintf(buf, len, f, ap);
-    va_end(ap);
-    return n >= 0 && (size_t)n < len;
-}
 
 int pyheap_proc_err(pyheap_error *err, pid_t pid, const char *what, int sys_errno,
                     bool existed)
@@ -277,7 +266,8 @@ static int open_as_target(pid_t pid, const char *path, const struct pyheap_map *
                           pyheap_elf **out, pyheap_error *err)
 {
     char rooted[PATH_MAX + 64], direct[128];
-    bool have_rooted = fmt(rooted, sizeof rooted, "/proc/%d/root%s", (int)pid, path);
+    bool have_rooted =
+        pyheap_buf_fmt(rooted, sizeof rooted, "/proc/%d/root%s", (int)pid, path);
     if (is_exe)
         snprintf(direct, sizeof direct, "/proc/%d/exe", (int)pid);
     else

@@ -1,10 +1,12 @@
 /* Request parsing and validation for the pyheapd protocol (docs/protocol.md).
  * Input is untrusted: bounded length, json_loadb only, every field's type
  * checked, unknown fields rejected. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -391,5 +393,20 @@ int pyheap_proto_socket_path(const char *opt, char *buf, size_t bufsz,
                                     "socket path is too long (%zu bytes, at most %zu): %.100s...",
                                     len, sizeof sun.sun_path - 1, path);
     memcpy(buf, path, len + 1);
+    return 0;
+}
+
+int pyheap_proto_send_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = send(fd, buf, len, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        buf += w;
+        len -= (size_t)w;
+    }
     return 0;
 }

@@ -2,7 +2,7 @@
  * The pyheapd wire protocol (docs/protocol.md): one JSON object per line
  * over a Unix stream socket. This header is shared by the daemon, the CLI
  * and the tests; it parses and validates requests and builds error replies.
- * Nothing here does I/O.
+ * Nothing here does I/O but pyheap_proto_send_all.
  */
 #ifndef PYHEAP_PROTO_H
 #define PYHEAP_PROTO_H
@@ -136,5 +136,9 @@ int pyheap_proto_socket_path(const char *opt, char *buf, size_t bufsz,
 
 /* Encode REPLY as one line (compact JSON + '\n'). malloc'd; NULL on OOM. */
 char *pyheap_proto_encode(const json_t *reply, size_t *len);
+
+/* Send all LEN bytes of BUF on socket FD (MSG_NOSIGNAL, retrying EINTR);
+ * 0, or -1 with errno set. */
+int pyheap_proto_send_all(int fd, const char *buf, size_t len);
 
 #endif

@@ -44,12 +44,6 @@ long kh_counter(const struct kh *k)
     return v;
 }
 
-void kh_sleep_ms(long ms)
-{
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
-
 static void copy_file(const char *from, const char *to)
 {
     FILE *in = fopen(from, "rb");
@@ -131,7 +125,7 @@ void kh_start_script(struct kh *k, const char *root, const char *python, const c
             kh_stop(k);
             ck_abort_msg("%s %s exited (status %d) before it was ready", python, name, st);
         }
-        kh_sleep_ms(100);
+        test_sleep_ms(100);
     }
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
@@ -218,7 +212,7 @@ void kh_check_accuracy(struct kh *kp, unsigned sources, pyheap_offsets_source wa
     /* The target was not stopped: its counter keeps advancing. */
     long c1 = c0;
     for (int i = 0; i < 50 && c1 <= c0; i++) {
-        kh_sleep_ms(100);
+        test_sleep_ms(100);
         c1 = kh_counter(&k);
     }
     ck_assert_msg(c1 > c0, "%s: counter did not advance (%ld -> %ld)", python, c0, c1);

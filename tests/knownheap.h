@@ -35,7 +35,6 @@ void kh_stop(struct kh *k);
 /* The target's progress counter (-1 if unreadable). */
 long kh_counter(const struct kh *k);
 void kh_path(const struct kh *k, const char *name, char *out, size_t cap);
-void kh_sleep_ms(long ms);
 
 /* Open the started target (SOURCES: pyheap_open_opts.allowed_sources),
  * check it reports WANT_SOURCE, scan it while it runs and compare with

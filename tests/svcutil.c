@@ -19,91 +19,6 @@
 #include "svcutil.h"
 #include "testutil.h"
 
-double svc_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-void svc_sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
-
-char *svc_slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return strdup("");
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    ck_assert_ptr_nonnull(buf);
-    size_t r;
-    while ((r = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += r;
-        if (cap - len < 2) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            ck_assert_ptr_nonnull(buf);
-        }
-    }
-    buf[len] = '\0';
-    fclose(f);
-    return buf;
-}
-
-pid_t svc_spawn(char *const argv[], const char *out, const char *err, uid_t uid, gid_t gid)
-{
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        if (out) {
-            int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-            if (fd < 0 || dup2(fd, 1) < 0)
-                _exit(126);
-            close(fd);
-        }
-        if (err) {
-            int fd = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-            if (fd < 0 || dup2(fd, 2) < 0)
-                _exit(126);
-            close(fd);
-        }
-        int devnull = open("/dev/null", O_RDONLY);
-        if (devnull >= 0)
-            dup2(devnull, 0);
-        if (uid != (uid_t)-1 &&
-            (setgroups(0, NULL) < 0 || setgid(gid == (gid_t)-1 ? uid : gid) < 0 ||
-             setuid(uid) < 0))
-            _exit(125);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() == 1)
-            _exit(124);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-int svc_wait_exit(pid_t pid, int timeout_ms)
-{
-    double end = svc_now_ms() + timeout_ms;
-    for (;;) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        if (svc_now_ms() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            return -1;
-        }
-        svc_sleep_ms(5);
-    }
-}
-
 void svc_init(struct svc *e)
 {
     memset(e, 0, sizeof *e);
@@ -115,21 +30,6 @@ void svc_init(struct svc *e)
     e->daemon = -1;
 }
 
-int svc_connect(const char *path)
-{
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(fd, 0);
-    if (connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    return fd;
-}
-
 void svc_daemon_start(struct svc *e, const char *const *extra)
 {
     char bin[512];
@@ -139,10 +39,10 @@ void svc_daemon_start(struct svc *e, const char *const *extra)
     for (int i = 0; extra && extra[i] && argc < 39; i++)
         argv[argc++] = (char *)extra[i];
     argv[argc] = NULL;
-    e->daemon = svc_spawn(argv, NULL, e->log, (uid_t)-1, (gid_t)-1);
-    double end = svc_now_ms() + 20000;
+    e->daemon = test_spawn(argv, NULL, e->log, (uid_t)-1, (gid_t)-1);
+    double end = test_now_ms() + 20000;
     for (;;) {
-        int fd = svc_connect(e->sock);
+        int fd = test_connect(e->sock);
         if (fd >= 0) {
             close(fd);
             return;
@@ -150,10 +50,10 @@ void svc_daemon_start(struct svc *e, const char *const *extra)
         int st;
         if (waitpid(e->daemon, &st, WNOHANG) == e->daemon) {
             e->daemon = -1;
-            ck_abort_msg("pyheapd exited during start-up: %s", svc_slurp(e->log));
+            ck_abort_msg("pyheapd exited during start-up: %s", test_slurp(e->log));
         }
-        ck_assert_msg(svc_now_ms() < end, "pyheapd did not start listening on %s", e->sock);
-        svc_sleep_ms(10);
+        ck_assert_msg(test_now_ms() < end, "pyheapd did not start listening on %s", e->sock);
+        test_sleep_ms(10);
     }
 }
 
@@ -162,9 +62,9 @@ void svc_daemon_stop(struct svc *e)
     if (e->daemon <= 0)
         return;
     kill(e->daemon, SIGTERM);
-    int st = svc_wait_exit(e->daemon, 20000);
+    int st = test_wait_exit(e->daemon, 20000);
     e->daemon = -1;
-    char *log = svc_slurp(e->log);
+    char *log = test_slurp(e->log);
     ck_assert_msg(st == 0, "pyheapd exited with %d after SIGTERM; log:\n%s", st, log);
     free(log);
 }
@@ -172,9 +72,7 @@ void svc_daemon_stop(struct svc *e)
 void svc_fini(struct svc *e)
 {
     svc_daemon_stop(e);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", e->dir);
-    ck_assert_int_eq(system(cmd), 0);
+    test_rm_rf(e->dir);
 }
 
 void svc_target_start(struct svc *e, struct svc_target *t, const char *name,
@@ -188,17 +86,35 @@ void svc_target_start(struct svc *e, struct svc_target *t, const char *name,
     snprintf(errf, sizeof errf, "%s/stderr", t->dir);
     ck_assert_msg(access(SVC_PYTHON, X_OK) == 0, SVC_PYTHON " is missing: install python3.11");
     char *argv[] = { SVC_PYTHON, path, t->dir, (char *)arg, NULL };
-    t->pid = svc_spawn(argv, NULL, errf, uid, gid);
+    t->pid = test_spawn(argv, NULL, errf, uid, gid);
     char ready[300];
     snprintf(ready, sizeof ready, "%s/ready", t->dir);
-    double end = svc_now_ms() + 60000;
+    double end = test_now_ms() + 60000;
     while (access(ready, F_OK) < 0) {
         int st;
         if (waitpid(t->pid, &st, WNOHANG) == t->pid)
-            ck_abort_msg("target %s exited during start-up: %s", script, svc_slurp(errf));
-        ck_assert_msg(svc_now_ms() < end, "target %s did not become ready", script);
-        svc_sleep_ms(10);
+            ck_abort_msg("target %s exited during start-up: %s", script, test_slurp(errf));
+        ck_assert_msg(test_now_ms() < end, "target %s did not become ready", script);
+        test_sleep_ms(10);
     }
+}
+
+void svc_attach(struct svc *e, pid_t pid)
+{
+    char line[96];
+    snprintf(line, sizeof line, "{\"cmd\":\"attach\",\"pid\":%d}", (int)pid);
+    json_t *j = svc_request(e, line);
+    svc_expect_ok(j);
+    json_decref(j);
+}
+
+void svc_start_attached(struct svc *e, struct svc_target *t, const char *script,
+                        const char *arg)
+{
+    svc_init(e);
+    svc_daemon_start(e, NULL);
+    svc_target_start(e, t, "t", script, arg, (uid_t)-1, (gid_t)-1);
+    svc_attach(e, t->pid);
 }
 
 void svc_target_kill(struct svc_target *t)
@@ -214,7 +130,7 @@ long svc_target_counter(const struct svc_target *t)
 {
     char path[300];
     snprintf(path, sizeof path, "%s/counter", t->dir);
-    char *s = svc_slurp(path);
+    char *s = test_slurp(path);
     long v = strtol(s, NULL, 10);
     free(s);
     return v;
@@ -224,7 +140,7 @@ char svc_proc_state(pid_t pid)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    char *s = svc_slurp(path);
+    char *s = test_slurp(path);
     char *p = strstr(s, "State:");
     char c = 0;
     if (p) {
@@ -239,7 +155,7 @@ char svc_proc_state(pid_t pid)
 
 void svc_conn_open(struct svc *e, struct svc_conn *c)
 {
-    c->fd = svc_connect(e->sock);
+    c->fd = test_connect(e->sock);
     ck_assert_msg(c->fd >= 0, "cannot connect to %s: %s", e->sock, strerror(errno));
     struct timeval tv = { .tv_sec = 120 };
     setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -361,10 +277,10 @@ int svc_cli(struct svc *e, uid_t uid, gid_t gid, char **out, char **err, ...)
     int n = ncalls++;
     snprintf(o, sizeof o, "%s/cli-out.%d", e->dir, n);
     snprintf(r, sizeof r, "%s/cli-err.%d", e->dir, n);
-    pid_t pid = svc_spawn(argv, o, r, uid, gid);
-    int st = svc_wait_exit(pid, 120000);
+    pid_t pid = test_spawn(argv, o, r, uid, gid);
+    int st = test_wait_exit(pid, 120000);
     ck_assert_msg(st != -1, "pyheap timed out");
-    char *so = svc_slurp(o), *se = svc_slurp(r);
+    char *so = test_slurp(o), *se = test_slurp(r);
     if (out)
         *out = so;
     else

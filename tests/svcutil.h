@@ -1,6 +1,8 @@
 /* Helpers for the production-service suites (test_service, test_auth,
- * test_limits, test_lifecycle, test_freeze, test_churn): spawn the build's
- * pyheapd with options, Python targets, and talk the protocol raw. */
+ * test_limits, test_lifecycle, test_freeze, test_churn; test_daemon and
+ * test_walk_versions use some): spawn the build's pyheapd with options,
+ * Python targets, and talk the protocol raw. Process helpers are in
+ * testutil.h. */
 #ifndef PYHEAP_SVCUTIL_H
 #define PYHEAP_SVCUTIL_H
 
@@ -24,16 +26,6 @@ struct svc_target {
     char dir[256];
 };
 
-double svc_now_ms(void);
-void svc_sleep_ms(int ms);
-/* Whole file (malloc'd; "" when unreadable). */
-char *svc_slurp(const char *path);
-/* fork + exec ARGV with stdout/stderr to OUT/ERR (NULL: inherit), as
- * UID/GID ((uid_t)-1: unchanged), with PR_SET_PDEATHSIG. */
-pid_t svc_spawn(char *const argv[], const char *out, const char *err, uid_t uid, gid_t gid);
-/* Exit status, 128+signal, or -1 after TIMEOUT_MS (then killed). */
-int svc_wait_exit(pid_t pid, int timeout_ms);
-
 void svc_init(struct svc *e);
 /* Start pyheapd --socket SOCK plus EXTRA (NULL-terminated, may be NULL);
  * wait until it accepts. */
@@ -46,6 +38,12 @@ void svc_fini(struct svc *e);
  * waits for OUTDIR/ready. */
 void svc_target_start(struct svc *e, struct svc_target *t, const char *name,
                       const char *script, const char *arg, uid_t uid, gid_t gid);
+/* Attach the daemon to PID; asserts success. */
+void svc_attach(struct svc *e, pid_t pid);
+/* svc_init, a daemon without options, SCRIPT with ARG as target "t" (as
+ * root) and svc_attach to it. */
+void svc_start_attached(struct svc *e, struct svc_target *t, const char *script,
+                        const char *arg);
 void svc_target_kill(struct svc_target *t);
 long svc_target_counter(const struct svc_target *t);
 /* State letter of /proc/PID/status ('R', 'S', 't', ...; 0 if gone). */
@@ -57,8 +55,6 @@ struct svc_conn {
     char *buf;
     size_t have, cap;
 };
-/* Connect; -1 on failure (errno kept). */
-int svc_connect(const char *path);
 void svc_conn_open(struct svc *e, struct svc_conn *c);
 void svc_conn_close(struct svc_conn *c);
 void svc_send(struct svc_conn *c, const char *data, size_t len);

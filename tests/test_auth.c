@@ -121,12 +121,12 @@ static int can_connect_as(const char *path, uid_t uid, gid_t gid)
     if (c == 0) {
         if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
             _exit(3);
-        int fd = svc_connect(path);
+        int fd = test_connect(path);
         if (fd >= 0)
             _exit(1);
         _exit(errno == EACCES ? 0 : 2);
     }
-    int rc = svc_wait_exit(c, 10000);
+    int rc = test_wait_exit(c, 10000);
     return rc == 1 ? 1 : rc == 0 ? 0 : -1;
 }
 
@@ -161,9 +161,9 @@ START_TEST(socket_mode_and_group)
     snprintf(bin, sizeof bin, "%s/pyheapd", test_builddir());
     char *bad1[] = { bin, "--socket-mode", "999", NULL };
     char *bad2[] = { bin, "--socket-group", "no-such-group-pyheap", NULL };
-    ck_assert_int_eq(svc_wait_exit(svc_spawn(bad1, "/dev/null", "/dev/null", (uid_t)-1,
+    ck_assert_int_eq(test_wait_exit(test_spawn(bad1, "/dev/null", "/dev/null", (uid_t)-1,
                                              (gid_t)-1), 10000), 2);
-    ck_assert_int_eq(svc_wait_exit(svc_spawn(bad2, "/dev/null", "/dev/null", (uid_t)-1,
+    ck_assert_int_eq(test_wait_exit(test_spawn(bad2, "/dev/null", "/dev/null", (uid_t)-1,
                                              (gid_t)-1), 10000), 2);
 }
 END_TEST
@@ -186,7 +186,7 @@ static int attach_as_nobody_with_cap(struct svc *e, pid_t pid, int with_cap)
         d[0].effective = with_cap ? 1u << CAP_SYS_PTRACE : 0;
         if (syscall(SYS_capset, &h, d) < 0)
             _exit(4);
-        int fd = svc_connect(e->sock);
+        int fd = test_connect(e->sock);
         if (fd < 0)
             _exit(5);
         char line[96];
@@ -202,7 +202,7 @@ static int attach_as_nobody_with_cap(struct svc *e, pid_t pid, int with_cap)
             _exit(0);
         _exit(strstr(buf, "\"permission\"") ? 1 : 8);
     }
-    return svc_wait_exit(c, 20000);
+    return test_wait_exit(c, 20000);
 }
 
 START_TEST(cap_sys_ptrace_peer)

@@ -23,6 +23,7 @@
 
 #include <jansson.h>
 
+#include "svcutil.h"
 #include "testutil.h"
 
 #define PYTHON "/usr/bin/python3.11"
@@ -35,94 +36,6 @@ struct env {
     int ncalls;
 };
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return strdup("");
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    ck_assert_ptr_nonnull(buf);
-    size_t r;
-    while ((r = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += r;
-        if (cap - len < 2) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            ck_assert_ptr_nonnull(buf);
-        }
-    }
-    buf[len] = '\0';
-    fclose(f);
-    return buf;
-}
-
-/* fork + exec ARGV. OUT/ERR: files for stdout/stderr (NULL: inherit).
- * UID: run as that uid/gid ((uid_t)-1: unchanged). */
-static pid_t spawn(char *const argv[], const char *out, const char *err, uid_t uid)
-{
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        if (out) {
-            int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-            if (fd < 0 || dup2(fd, 1) < 0)
-                _exit(126);
-            close(fd);
-        }
-        if (err) {
-            int fd = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-            if (fd < 0 || dup2(fd, 2) < 0)
-                _exit(126);
-            close(fd);
-        }
-        int devnull = open("/dev/null", O_RDONLY);
-        if (devnull >= 0)
-            dup2(devnull, 0);
-        if (uid != (uid_t)-1 && (setgroups(0, NULL) < 0 || setgid(uid) < 0 || setuid(uid) < 0))
-            _exit(125);
-        /* after setuid: a credential change clears the death signal */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() == 1)
-            _exit(124);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* waitpid with a deadline; returns the exit status, 128+signal, or -1 on
- * timeout (the child is then killed). */
-static int wait_exit(pid_t pid, int timeout_ms)
-{
-    double end = now_ms() + timeout_ms;
-    for (;;) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        if (now_ms() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            return -1;
-        }
-        sleep_ms(5);
-    }
-}
-
 /* Run a program to completion; *out / *err receive its output (malloc'd). */
 static int run_argv(struct env *e, char *const argv[], uid_t uid, char **out, char **err)
 {
@@ -130,10 +43,10 @@ static int run_argv(struct env *e, char *const argv[], uid_t uid, char **out, ch
     int n = e->ncalls++;
     snprintf(o, sizeof o, "%s/out.%d", e->dir, n);
     snprintf(r, sizeof r, "%s/err.%d", e->dir, n);
-    pid_t pid = spawn(argv, o, r, uid);
-    int st = wait_exit(pid, 120000);
+    pid_t pid = test_spawn(argv, o, r, uid, (gid_t)-1);
+    int st = test_wait_exit(pid, 120000);
     ck_assert_msg(st != -1, "%s timed out", argv[0]);
-    char *so = slurp(o), *se = slurp(r);
+    char *so = test_slurp(o), *se = test_slurp(r);
     if (out)
         *out = so;
     else
@@ -176,19 +89,6 @@ static void env_init(struct env *e)
     e->daemon = -1;
 }
 
-static int try_connect(const char *path)
-{
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(fd, 0);
-    if (connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* Start pyheapd [attach PID] --socket SOCK; wait until it accepts. */
 static void daemon_start(struct env *e, pid_t attach)
 {
@@ -198,22 +98,22 @@ static void daemon_start(struct env *e, pid_t attach)
     snprintf(errf, sizeof errf, "%s/pyheapd.log", e->dir);
     char *argv_plain[] = { bin, "--socket", e->sock, NULL };
     char *argv_attach[] = { bin, "attach", pidbuf, "--socket", e->sock, NULL };
-    e->daemon = spawn(attach ? argv_attach : argv_plain, NULL, errf, (uid_t)-1);
-    double end = now_ms() + 20000;
+    e->daemon = test_spawn(attach ? argv_attach : argv_plain, NULL, errf, (uid_t)-1, (gid_t)-1);
+    double end = test_now_ms() + 20000;
     for (;;) {
-        int fd = try_connect(e->sock);
+        int fd = test_connect(e->sock);
         if (fd >= 0) {
             close(fd);
             return;
         }
         int st;
         if (waitpid(e->daemon, &st, WNOHANG) == e->daemon) {
-            char *log = slurp(errf);
+            char *log = test_slurp(errf);
             e->daemon = -1;
             ck_abort_msg("pyheapd exited during start-up: %s", log);
         }
-        ck_assert_msg(now_ms() < end, "pyheapd did not start listening on %s", e->sock);
-        sleep_ms(10);
+        ck_assert_msg(test_now_ms() < end, "pyheapd did not start listening on %s", e->sock);
+        test_sleep_ms(10);
     }
 }
 
@@ -223,11 +123,11 @@ static void daemon_stop(struct env *e)
     if (e->daemon <= 0)
         return;
     kill(e->daemon, SIGTERM);
-    int st = wait_exit(e->daemon, 20000);
+    int st = test_wait_exit(e->daemon, 20000);
     e->daemon = -1;
     char errf[256];
     snprintf(errf, sizeof errf, "%s/pyheapd.log", e->dir);
-    char *log = slurp(errf);
+    char *log = test_slurp(errf);
     ck_assert_msg(st == 0, "pyheapd exited with %d after SIGTERM; log:\n%s", st, log);
     ck_assert_msg(access(e->sock, F_OK) < 0, "socket %s left behind", e->sock);
     free(log);
@@ -236,19 +136,12 @@ static void daemon_stop(struct env *e)
 static void env_fini(struct env *e)
 {
     daemon_stop(e);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", e->dir);
-    ck_assert_int_eq(system(cmd), 0);
+    test_rm_rf(e->dir);
 }
-
-struct target {
-    pid_t pid;
-    char dir[256];
-};
 
 /* Start the counter target (as UID) with EXTRA bulk objects and wait for
  * its ready file. */
-static void target_start_n(struct env *e, struct target *t, const char *name, uid_t uid,
+static void target_start_n(struct env *e, struct svc_target *t, const char *name, uid_t uid,
                            long extra)
 {
     snprintf(t->dir, sizeof t->dir, "%s/%s", e->dir, name);
@@ -261,41 +154,41 @@ static void target_start_n(struct env *e, struct target *t, const char *name, ui
     char nextra[32];
     snprintf(nextra, sizeof nextra, "%ld", extra);
     char *argv[] = { PYTHON, script, t->dir, nextra, NULL };
-    t->pid = spawn(argv, NULL, errf, uid);
+    t->pid = test_spawn(argv, NULL, errf, uid, (gid_t)-1);
     char ready[300];
     snprintf(ready, sizeof ready, "%s/ready", t->dir);
-    double end = now_ms() + 30000;
+    double end = test_now_ms() + 30000;
     while (access(ready, F_OK) < 0) {
         int st;
         if (waitpid(t->pid, &st, WNOHANG) == t->pid) {
-            char *log = slurp(errf);
+            char *log = test_slurp(errf);
             ck_abort_msg("target exited during start-up: %s", log);
         }
-        ck_assert_msg(now_ms() < end, "target did not become ready");
-        sleep_ms(10);
+        ck_assert_msg(test_now_ms() < end, "target did not become ready");
+        test_sleep_ms(10);
     }
 }
 
 /* Wait for T's ready file (written last by both target scripts). */
-static void target_wait_ready(struct target *t)
+static void target_wait_ready(struct svc_target *t)
 {
     char ready[300], errf[300];
     snprintf(ready, sizeof ready, "%s/ready", t->dir);
     snprintf(errf, sizeof errf, "%s/stderr", t->dir);
-    double end = now_ms() + 120000;
+    double end = test_now_ms() + 120000;
     while (access(ready, F_OK) < 0) {
         int st;
         if (waitpid(t->pid, &st, WNOHANG) == t->pid) {
-            char *log = slurp(errf);
+            char *log = test_slurp(errf);
             ck_abort_msg("target exited during start-up: %s", log);
         }
-        ck_assert_msg(now_ms() < end, "target did not become ready");
-        sleep_ms(20);
+        ck_assert_msg(test_now_ms() < end, "target did not become ready");
+        test_sleep_ms(20);
     }
 }
 
 /* H2's known-heap target (tests/targets/known_heap.py) under PYTHON_BIN. */
-static void known_heap_start(struct env *e, struct target *t, const char *name,
+static void known_heap_start(struct env *e, struct svc_target *t, const char *name,
                              const char *python_bin)
 {
     snprintf(t->dir, sizeof t->dir, "%s/%s", e->dir, name);
@@ -304,32 +197,13 @@ static void known_heap_start(struct env *e, struct target *t, const char *name,
     snprintf(script, sizeof script, "%s/tests/targets/known_heap.py", test_srcdir());
     snprintf(errf, sizeof errf, "%s/stderr", t->dir);
     char *argv[] = { (char *)python_bin, script, t->dir, NULL };
-    t->pid = spawn(argv, NULL, errf, (uid_t)-1);
+    t->pid = test_spawn(argv, NULL, errf, (uid_t)-1, (gid_t)-1);
     target_wait_ready(t);
 }
 
-static void target_start(struct env *e, struct target *t, const char *name, uid_t uid)
+static void target_start(struct env *e, struct svc_target *t, const char *name, uid_t uid)
 {
     target_start_n(e, t, name, uid, 0);
-}
-
-static void target_kill(struct target *t)
-{
-    if (t->pid > 0) {
-        kill(t->pid, SIGKILL);
-        waitpid(t->pid, NULL, 0);
-        t->pid = -1;
-    }
-}
-
-static long read_counter(const struct target *t)
-{
-    char path[300];
-    snprintf(path, sizeof path, "%s/counter", t->dir);
-    char *s = slurp(path);
-    long v = strtol(s, NULL, 10);
-    free(s);
-    return v;
 }
 
 /* ---- raw protocol client ---- */
@@ -342,7 +216,7 @@ struct raw {
 
 static void raw_open(struct env *e, struct raw *r)
 {
-    r->fd = try_connect(e->sock);
+    r->fd = test_connect(e->sock);
     ck_assert_msg(r->fd >= 0, "cannot connect to %s", e->sock);
     struct timeval tv = { .tv_sec = 60 };
     setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -519,7 +393,7 @@ START_TEST(attach_ps_top)
     struct env e;
     env_init(&e);
     daemon_start(&e, 0);
-    struct target t;
+    struct svc_target t;
     target_start(&e, &t, "t1", (uid_t)-1);
     char pid[32];
     snprintf(pid, sizeof pid, "%d", (int)t.pid);
@@ -641,7 +515,7 @@ START_TEST(attach_ps_top)
     ck_assert_int_eq(cli(&e, &out, &err, "detach", pid), 1);
     free(out), free(err);
 
-    target_kill(&t);
+    svc_target_kill(&t);
     env_fini(&e);
 }
 END_TEST
@@ -650,7 +524,7 @@ START_TEST(attach_at_start)
 {
     struct env e;
     env_init(&e);
-    struct target t;
+    struct svc_target t;
     target_start(&e, &t, "t1", (uid_t)-1);
     daemon_start(&e, t.pid);
     /* attached before the socket accepted anything */
@@ -674,8 +548,8 @@ START_TEST(attach_at_start)
     char bin[512];
     snprintf(bin, sizeof bin, "%s/pyheapd", test_builddir());
     char *sleep_argv[] = { "/bin/sleep", "60", NULL };
-    pid_t sl = spawn(sleep_argv, NULL, NULL, (uid_t)-1);
-    sleep_ms(100);
+    pid_t sl = test_spawn(sleep_argv, NULL, NULL, (uid_t)-1, (gid_t)-1);
+    test_sleep_ms(100);
     char slpid[32];
     snprintf(slpid, sizeof slpid, "%d", (int)sl);
     char *argv[] = { bin, "attach", slpid, "--socket", e.sock, NULL };
@@ -700,7 +574,7 @@ START_TEST(attach_at_start)
     ck_assert_int_eq(run_argv(&e, bad, (uid_t)-1, &out, &err), 2);
     free(out), free(err);
 
-    target_kill(&t);
+    svc_target_kill(&t);
     env_fini(&e);
 }
 END_TEST
@@ -751,8 +625,8 @@ START_TEST(error_cases)
 
     /* not a Python process */
     char *sleep_argv[] = { "/bin/sleep", "60", NULL };
-    pid_t sl = spawn(sleep_argv, NULL, NULL, (uid_t)-1);
-    sleep_ms(100);
+    pid_t sl = test_spawn(sleep_argv, NULL, NULL, (uid_t)-1, (gid_t)-1);
+    test_sleep_ms(100);
     char spid[32];
     snprintf(spid, sizeof spid, "%d", (int)sl);
     ck_assert_int_eq(cli(&e, &out, &err, "attach", spid), 1);
@@ -800,7 +674,7 @@ START_TEST(target_gone)
     struct env e;
     env_init(&e);
     daemon_start(&e, 0);
-    struct target t;
+    struct svc_target t;
     target_start(&e, &t, "t1", (uid_t)-1);
     char pid[32];
     snprintf(pid, sizeof pid, "%d", (int)t.pid);
@@ -810,7 +684,7 @@ START_TEST(target_gone)
     ck_assert_int_eq(cli(&e, &out, &err, "top", "--by-type", "--json"), 0);
     free(out), free(err);
 
-    target_kill(&t);
+    svc_target_kill(&t);
 
     expect_error(request(&e, "{\"cmd\":\"top\"}"), "gone");
     ck_assert_int_eq(cli(&e, &out, &err, "top", "--by-type"), 1);
@@ -971,7 +845,7 @@ START_TEST(nonstop_scans)
     env_init(&e);
     /* ~400k extra objects: each scan takes long enough (tens of ms or more)
      * for a running target to move its counter during it */
-    struct target t;
+    struct svc_target t;
     target_start_n(&e, &t, "t1", (uid_t)-1, 200000);
     daemon_start(&e, t.pid);
 
@@ -986,11 +860,11 @@ START_TEST(nonstop_scans)
     raw_open(&e, &r);
     for (int i = 0; i < SCANS; i++) {
         /* back to back: nothing but the request between two scans */
-        before[i] = read_counter(&t);
-        double t0 = now_ms();
+        before[i] = svc_target_counter(&t);
+        double t0 = test_now_ms();
         json_t *top = raw_call(&r, "{\"cmd\":\"top\",\"n\":0}");
-        wall[i] = now_ms() - t0;
-        after[i] = read_counter(&t);
+        wall[i] = test_now_ms() - t0;
+        after[i] = svc_target_counter(&t);
         expect_ok(top);
         ck_assert_int_eq(type_count(top, "__main__.DaemonProbe"), 3000);
         ck_assert_int_ge(type_count(top, "tuple"), 200000);
@@ -1021,7 +895,7 @@ START_TEST(nonstop_scans)
                   "target was stopped/traced in %ld/%ld of %ld samples: %s",
                   smp.stopped, smp.traced, smp.samples, smp.last_bad);
     ck_assert_int_eq(kill(t.pid, 0), 0);
-    target_kill(&t);
+    svc_target_kill(&t);
     env_fini(&e);
 }
 END_TEST
@@ -1080,7 +954,7 @@ START_TEST(several_targets)
     struct env e;
     env_init(&e);
     daemon_start(&e, 0);
-    struct target a, b;
+    struct svc_target a, b;
     target_start(&e, &a, "a", (uid_t)-1);
     target_start(&e, &b, "b", (uid_t)-1);
     char line[128];
@@ -1136,8 +1010,8 @@ START_TEST(several_targets)
     json_decref(ps);
     free(out), free(err);
 
-    target_kill(&a);
-    target_kill(&b);
+    svc_target_kill(&a);
+    svc_target_kill(&b);
     env_fini(&e);
 }
 END_TEST
@@ -1148,7 +1022,7 @@ START_TEST(authorization)
     struct env e;
     env_init(&e);
     daemon_start(&e, 0);
-    struct target mine, theirs;
+    struct svc_target mine, theirs;
     target_start(&e, &mine, "root-target", (uid_t)-1);
     target_start(&e, &theirs, "nobody-target", NOBODY);
     char pm[16], pt[16];
@@ -1201,8 +1075,8 @@ START_TEST(authorization)
     json_decref(ps);
     free(out), free(err);
 
-    target_kill(&mine);
-    target_kill(&theirs);
+    svc_target_kill(&mine);
+    svc_target_kill(&theirs);
     env_fini(&e);
 }
 END_TEST
@@ -1243,11 +1117,11 @@ START_TEST(socket_lifecycle)
     char *argv2[] = { bin, NULL };
     char errf[256];
     snprintf(errf, sizeof errf, "%s/pyheapd2.log", e.dir);
-    pid_t d2 = spawn(argv2, NULL, errf, (uid_t)-1);
-    double end = now_ms() + 20000;
-    while ((fd = try_connect(nested)) < 0) {
-        ck_assert_msg(now_ms() < end, "daemon with PYHEAP_SOCKET did not start");
-        sleep_ms(10);
+    pid_t d2 = test_spawn(argv2, NULL, errf, (uid_t)-1, (gid_t)-1);
+    double end = test_now_ms() + 20000;
+    while ((fd = test_connect(nested)) < 0) {
+        ck_assert_msg(test_now_ms() < end, "daemon with PYHEAP_SOCKET did not start");
+        test_sleep_ms(10);
     }
     close(fd);
     struct stat st;
@@ -1261,7 +1135,7 @@ START_TEST(socket_lifecycle)
     ck_assert_int_eq(run_argv(&e, cargv, (uid_t)-1, &out, &err), 0);
     free(out), free(err);
     kill(d2, SIGINT);
-    ck_assert_int_eq(wait_exit(d2, 20000), 0);
+    ck_assert_int_eq(test_wait_exit(d2, 20000), 0);
     ck_assert_int_ne(access(nested, F_OK), 0);
     unsetenv("PYHEAP_SOCKET");
     env_fini(&e);
@@ -1316,12 +1190,12 @@ START_TEST(connection_cap)
     raw_close(&extra);
     /* freeing one slot lets a new client in (once the daemon sees EOF) */
     raw_close(&conns[0]);
-    double end = now_ms() + 10000;
+    double end = test_now_ms() + 10000;
     /* a new client may still be refused (busy, then closed) until the
      * daemon has seen the EOF: retry without asserting on the transport */
     while (!try_ping(e.sock)) {
-        ck_assert_msg(now_ms() < end, "slot not freed after a client left");
-        sleep_ms(20);
+        ck_assert_msg(test_now_ms() < end, "slot not freed after a client left");
+        test_sleep_ms(20);
     }
     for (int i = 1; i < CAP; i++)
         raw_close(&conns[i]);
@@ -1334,19 +1208,19 @@ START_TEST(ps_during_scan)
     /* a big heap (about 2 million objects) so one scan takes a while */
     struct env e;
     env_init(&e);
-    struct target t;
+    struct svc_target t;
     target_start_n(&e, &t, "big", (uid_t)-1, 1000000);
     daemon_start(&e, t.pid);
 
     struct raw scan;
     raw_open(&e, &scan);
-    double t0 = now_ms();
+    double t0 = test_now_ms();
     raw_send(&scan, "{\"cmd\":\"top\",\"n\":5}\n", 21);
-    sleep_ms(30);
+    test_sleep_ms(30);
     /* ps, ping and a second connection's requests are answered while the
      * scan still runs: its reply is not there yet when ps has answered */
     json_t *ps = request(&e, "{\"cmd\":\"ps\"}");
-    double ps_done = now_ms();
+    double ps_done = test_now_ms();
     expect_ok(ps);
     const json_t *t0j = json_array_get(json_object_get(ps, "targets"), 0);
     ck_assert_ptr_nonnull(t0j);
@@ -1355,7 +1229,7 @@ START_TEST(ps_during_scan)
     struct pollfd pfd = { .fd = scan.fd, .events = POLLIN };
     int pending = poll(&pfd, 1, 0) == 0;
     json_t *top = raw_reply(&scan);
-    double top_done = now_ms();
+    double top_done = test_now_ms();
     ck_assert_ptr_nonnull(top);
     expect_ok(top);
     double scan_ms = json_number_value(json_object_get(top, "scan_ms"));
@@ -1367,7 +1241,7 @@ START_TEST(ps_during_scan)
     ck_assert_msg(scan_ms > 100, "scan too short (%.1f ms) to test concurrency", scan_ms);
     ck_assert_msg(pending, "ps was answered only after the scan finished "
                   "(ps at %.1f ms, scan %.1f ms)", ps_done - t0, scan_ms);
-    target_kill(&t);
+    svc_target_kill(&t);
     env_fini(&e);
 }
 END_TEST
@@ -1380,7 +1254,7 @@ static void known_heap_via_cli(const char *python_bin, const char *want_source)
 {
     struct env e;
     env_init(&e);
-    struct target t;
+    struct svc_target t;
     known_heap_start(&e, &t, "kh", python_bin);
     daemon_start(&e, t.pid);
     char *out, *err;
@@ -1410,7 +1284,7 @@ static void known_heap_via_cli(const char *python_bin, const char *want_source)
     ck_assert_int_eq(jint(top, "pid"), t.pid);
 
     snprintf(path, sizeof path, "%s/expected.txt", t.dir);
-    char *exp = slurp(path);
+    char *exp = test_slurp(path);
     int classes = 0;
     for (char *line = strtok(exp, "\n"); line; line = strtok(NULL, "\n")) {
         char *tab = strchr(line, '\t');
@@ -1434,7 +1308,7 @@ static void known_heap_via_cli(const char *python_bin, const char *want_source)
             json_number_value(json_object_get(top, "scan_ms")));
     json_decref(truth);
     json_decref(top);
-    target_kill(&t);
+    svc_target_kill(&t);
     env_fini(&e);
 }
 
@@ -1467,7 +1341,7 @@ END_TEST
 /* ---- referrers (issue 3) ---- */
 
 /* tests/targets/referrers_target.py with N Connection objects. */
-static void referrers_target_start(struct env *e, struct target *t, const char *name, long n)
+static void referrers_target_start(struct env *e, struct svc_target *t, const char *name, long n)
 {
     snprintf(t->dir, sizeof t->dir, "%s/%s", e->dir, name);
     ck_assert_int_eq(mkdir(t->dir, 0755), 0);
@@ -1477,7 +1351,7 @@ static void referrers_target_start(struct env *e, struct target *t, const char *
     snprintf(nbuf, sizeof nbuf, "%ld", n);
     ck_assert_msg(access(PYTHON, X_OK) == 0, PYTHON " is missing: install python3.11");
     char *argv[] = { PYTHON, script, t->dir, nbuf, NULL };
-    t->pid = spawn(argv, NULL, errf, (uid_t)-1);
+    t->pid = test_spawn(argv, NULL, errf, (uid_t)-1, (gid_t)-1);
     target_wait_ready(t);
 }
 
@@ -1601,7 +1475,7 @@ static void check_dot_parses(struct env *e, const char *text, const char *name)
     int st = run_argv(e, argv, (uid_t)-1, &so, &se);
     ck_assert_msg(st == 0, "dot -Tsvg failed (%d) on:\n%s\n%s", st, text, se);
     free(so), free(se);
-    char *svg = slurp(out);
+    char *svg = test_slurp(out);
     ck_assert_msg(strstr(svg, "<svg") != NULL && strstr(svg, "</svg>") != NULL,
                   "dot wrote no SVG: %.200s", svg);
     free(svg);
@@ -1611,7 +1485,7 @@ START_TEST(referrers_cli)
 {
     struct env e;
     env_init(&e);
-    struct target t;
+    struct svc_target t;
     referrers_target_start(&e, &t, "rt", 500);
     daemon_start(&e, t.pid);
     char pid[32];
@@ -1685,7 +1559,7 @@ START_TEST(referrers_cli)
     json_decref(j);
     free(out), free(err);
 
-    target_kill(&t);
+    svc_target_kill(&t);
     env_fini(&e);
 }
 END_TEST
@@ -1703,7 +1577,7 @@ START_TEST(referrers_errors)
     ck_assert_msg(strstr(err, "no process is attached") != NULL, "%s", err);
     free(out), free(err);
 
-    struct target t;
+    struct svc_target t;
     referrers_target_start(&e, &t, "rt", 50);
     char pid[32];
     snprintf(pid, sizeof pid, "%d", (int)t.pid);
@@ -1785,7 +1659,7 @@ START_TEST(referrers_errors)
     ck_assert_ptr_nonnull(strstr(out, "Usage: pyheap [--socket PATH] referrers TYPE"));
     free(out), free(err);
 
-    target_kill(&t);
+    svc_target_kill(&t);
     env_fini(&e);
 }
 END_TEST
@@ -1795,7 +1669,7 @@ START_TEST(referrers_shapes)
 {
     struct env e;
     env_init(&e);
-    struct target t;
+    struct svc_target t;
     referrers_target_start(&e, &t, "rt", 100);
     daemon_start(&e, t.pid);
 
@@ -1876,7 +1750,7 @@ START_TEST(referrers_shapes)
     ck_assert_msg(chain, "no str <- dict <- deque <- dict ['queries_log'] chain");
     json_decref(j);
 
-    target_kill(&t);
+    svc_target_kill(&t);
     env_fini(&e);
 }
 END_TEST

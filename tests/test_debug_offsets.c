@@ -21,20 +21,8 @@
 #include "elf_file.h"
 #include "offsets_source.h"
 #include "internal.h"
+#include "knownheap.h"
 #include "testutil.h"
-
-static const char *sid_root(void)
-{
-    const char *r = getenv("PYHEAP_SID_ROOT");
-    return r && *r ? r : "/var/cache/pyheap/sid-root";
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 /* `chroot ROOT [env PYTHONHOME=/usr] PROG -c script`: the PID is chroot's,
  * which execs Python. Returns once the interpreter said "ready". Dies with
@@ -43,44 +31,18 @@ static pid_t spawn_chroot(const char *prog)
 {
     char path[4096];
     bool abs = prog[0] == '/';
-    snprintf(path, sizeof path, "%s%s%s", sid_root(), abs ? "" : "/usr/bin/", prog);
+    snprintf(path, sizeof path, "%s%s%s", kh_sid_root(), abs ? "" : "/usr/bin/", prog);
     ck_assert_msg(access(path, X_OK) == 0, "%s is missing: build the sid root "
                   "with tools/sid-root (make check does)", path);
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        int null = open("/dev/null", O_WRONLY);
-        if (null >= 0)
-            dup2(null, 2);
-        const char *code = "import sys, time; sys.stdout.write('ready\\n'); "
-                           "sys.stdout.flush(); time.sleep(120)";
-        if (abs)
-            execlp("chroot", "chroot", sid_root(), "/usr/bin/env", "PYTHONHOME=/usr",
-                   prog, "-c", code, (char *)NULL);
-        else
-            execlp("chroot", "chroot", sid_root(), prog, "-c", code, (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    struct pollfd pfd = {.fd = p[0], .events = POLLIN};
-    char buf[16] = "";
-    ck_assert_msg(poll(&pfd, 1, 30000) == 1, "%s did not start", prog);
-    ck_assert_int_gt(read(p[0], buf, sizeof buf - 1), 0);
-    ck_assert_msg(strncmp(buf, "ready", 5) == 0, "%s said %s", prog, buf);
-    close(p[0]);
+    char code[] = "import sys, time; sys.stdout.write('ready\\n'); "
+                  "sys.stdout.flush(); time.sleep(120)";
+    char *argv_abs[] = { "chroot", (char *)kh_sid_root(), "/usr/bin/env", "PYTHONHOME=/usr",
+                         (char *)prog, "-c", code, NULL };
+    char *argv_rel[] = { "chroot", (char *)kh_sid_root(), (char *)prog, "-c", code, NULL };
+    int fd;
+    pid_t pid = test_spawn_ready(abs ? argv_abs : argv_rel, true, 30000, &fd);
+    close(fd);
     return pid;
-}
-
-static void reap(pid_t pid)
-{
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
 }
 
 static const unsigned SRC_DBG = 1u << PYHEAP_OFFSETS_DEBUG_OFFSETS;
@@ -105,10 +67,10 @@ static pyheap_target *open_src(pid_t pid, unsigned mask, pyheap_error *err,
 {
     pyheap_open_opts o = {.allowed_sources = mask};
     pyheap_target *t = NULL;
-    double t0 = now_ms();
+    double t0 = test_now_ms();
     int rc = pyheap_target_open(pid, &o, &t, err);
     if (ms)
-        *ms = now_ms() - t0;
+        *ms = test_now_ms() - t0;
     return rc == 0 ? t : NULL;
 }
 
@@ -194,7 +156,7 @@ START_TEST(open_each_source)
             pyheap_target_free(t);
         }
     }
-    reap(pid);
+    test_reap(pid);
 }
 END_TEST
 
@@ -339,7 +301,7 @@ START_TEST(consts_match_sid_headers)
              "mkdir -p %s/inc/x86_64-linux-gnu && "
              "ln -s %s/usr/include/x86_64-linux-gnu/python3.%d %s/inc/x86_64-linux-gnu/ && "
              "${CC:-cc} -std=gnu11 -w -DNDEBUG -I%s/inc -I%s/usr/include/python3.%d "
-             "-o %s/probe %s && %s/probe", dir, sid_root(), minor, dir, dir, sid_root(),
+             "-o %s/probe %s && %s/probe", dir, kh_sid_root(), minor, dir, dir, kh_sid_root(),
              minor, dir, src, dir);
     FILE *p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
@@ -347,8 +309,7 @@ START_TEST(consts_match_sid_headers)
     size_t n = fread(out + 1, 1, sizeof out - 2, p);
     out[n + 1] = '\0';
     ck_assert_msg(pclose(p) == 0, "the 3.%d constants probe failed", minor);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    test_rm_rf(dir);
 
     pyheap_target t;
     memset(&t, 0, sizeof t);
@@ -413,7 +374,7 @@ static void read_real(int minor, pid_t *pid, unsigned char *buf, size_t *len,
     ck_assert_int_eq(pyheap_mem_read(t->mem, t->runtime_addr, buf, *len, &err), 0);
     *ver = t->py_version;
     pyheap_target_free(t);
-    reap(*pid);
+    test_reap(*pid);
 }
 
 static void put64(unsigned char *b, size_t at, uint64_t v) { memcpy(b + at, &v, 8); }
@@ -546,7 +507,7 @@ START_TEST(runtime_found_by_cookie)
 {
     char dir[256], copy[512], cmd[2048];
     snprintf(dir, sizeof dir, "/tmp/pyheap-cookie-%d", (int)getpid());
-    snprintf(copy, sizeof copy, "%s%s", sid_root(), dir);
+    snprintf(copy, sizeof copy, "%s%s", kh_sid_root(), dir);
     ck_assert_int_eq(mkdir(copy, 0700), 0);
     snprintf(cmd, sizeof cmd,
              "python3 -c \"import sys; b = open(sys.argv[1], 'rb').read(); "
@@ -554,19 +515,19 @@ START_TEST(runtime_found_by_cookie)
              "b = b.replace(b'\\0_PyRuntime\\0', b'\\0_PyRuntimX\\0')"
              ".replace(b'\\0.PyRuntime\\0', b'\\0.PyRuntimX\\0'); "
              "open(sys.argv[2], 'wb').write(b)\" %s/usr/bin/python3.14 %s/python3.14 && "
-             "chmod 755 %s/python3.14", sid_root(), copy, copy);
+             "chmod 755 %s/python3.14", kh_sid_root(), copy, copy);
     ck_assert_int_eq(system(cmd), 0);
 
     char bin[600], orig[1400];
     snprintf(bin, sizeof bin, "%s/python3.14", dir);
-    snprintf(orig, sizeof orig, "%s/usr/bin/python3.14", sid_root());
+    snprintf(orig, sizeof orig, "%s/usr/bin/python3.14", kh_sid_root());
     pyheap_elf *e;
     pyheap_error err = {0};
     uint64_t want = 0, dummy;
     ck_assert_int_eq(pyheap_elf_open(orig, &e, &err), 0);
     ck_assert_int_eq(pyheap_elf_section(e, ".PyRuntime", &want, NULL, NULL), 0);
     pyheap_elf_close(e);
-    snprintf(orig, sizeof orig, "%s%s", sid_root(), bin);
+    snprintf(orig, sizeof orig, "%s%s", kh_sid_root(), bin);
     ck_assert_int_eq(pyheap_elf_open(orig, &e, &err), 0);
     ck_assert_int_eq(pyheap_elf_symbol(e, "_PyRuntime", &dummy, NULL), -1);
     ck_assert_int_eq(pyheap_elf_section(e, ".PyRuntime", &dummy, NULL, NULL), -1);
@@ -583,9 +544,8 @@ START_TEST(runtime_found_by_cookie)
     fprintf(stderr, "debug_offsets: _PyRuntime by cookie at 0x%llx in %.1f ms\n",
             (unsigned long long)t->runtime_addr, ms);
     pyheap_target_free(t);
-    reap(pid);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", copy);
-    ck_assert_int_eq(system(cmd), 0);
+    test_reap(pid);
+    test_rm_rf(copy);
 }
 END_TEST
 
@@ -597,7 +557,7 @@ START_TEST(tables_are_generated_output)
     char cmd[8192];
     snprintf(cmd, sizeof cmd,
              "%s/tools/gen-offsets 3.%d %s/usr/include/python3.%d | "
-             "cmp -s - %s/lib/tables/py3_%d.c", test_srcdir(), minor, sid_root(),
+             "cmp -s - %s/lib/tables/py3_%d.c", test_srcdir(), minor, kh_sid_root(),
              minor, test_srcdir(), minor);
     int rc = system(cmd);
     ck_assert_msg(rc != -1 && WEXITSTATUS(rc) == 0,

@@ -12,18 +12,12 @@
 
 #include "dwarf_layout.h"
 #include "offsets_source.h"
+#include "knownheap.h"
 #include "testutil.h"
 
 #define PYD "/usr/bin/python3.11d"
 #define PY "/usr/bin/python3.11"
 #define PYENV_LIB "/root/.pyenv/versions/3.11.7/lib/libpython3.11.so.1.0"
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 static size_t field(const struct pyheap_offsets *o, size_t i)
 {
@@ -50,7 +44,7 @@ static void load(const char *path, struct pyheap_offsets *off, char *where,
 {
     pyheap_elf *e, *d;
     pyheap_error err = {0};
-    double t0 = now_ms();
+    double t0 = test_now_ms();
     ck_assert_msg(pyheap_elf_open(path, &e, &err) == 0, "%s", err.msg);
     ck_assert_msg(pyheap_dwarf_locate(0, path, e, &d, where, where_len, &err) == 0,
                   "%s", err.msg);
@@ -59,7 +53,7 @@ static void load(const char *path, struct pyheap_offsets *off, char *where,
     ck_assert_msg(pyheap_dwarf_offsets(d, 3, 11, off, missing, sizeof missing, &nmissing,
                                        &err) == 0, "%s", err.msg);
     if (ms)
-        *ms = now_ms() - t0;
+        *ms = test_now_ms() - t0;
     ck_assert_msg(nmissing == 0, "%s: DWARF lacks: %s", path, missing);
     ck_assert_str_eq(missing, "");
     char why[512];
@@ -290,9 +284,7 @@ START_TEST(broken_dwarf_fails_cleanly)
     close(fd);
     expect_no_offsets(path, ".debug_abbrev garbage");
 
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
+    test_rm_rf(tmpdir);
 }
 END_TEST
 
@@ -301,9 +293,8 @@ END_TEST
  * (and not the 3.13 one); damaged copies fail cleanly. */
 START_TEST(compressed_debug_file_of_sid_314)
 {
-    const char *r = getenv("PYHEAP_SID_ROOT");
     char root[1024], bin[1200], dbg[1400];
-    snprintf(root, sizeof root, "%s", r && *r ? r : "/var/cache/pyheap/sid-root");
+    snprintf(root, sizeof root, "%s", kh_sid_root());
     snprintf(bin, sizeof bin, "%s/usr/bin/python3.14", root);
     ck_assert_msg(access(bin, R_OK) == 0, "%s missing: run tools/sid-root", bin);
     pyheap_elf *e;
@@ -379,9 +370,7 @@ START_TEST(compressed_debug_file_of_sid_314)
     close(fd);
     expect_no_offsets_v(path, "compressed .debug_info with a huge ch_size", 14);
 
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
+    test_rm_rf(tmpdir);
 }
 END_TEST
 

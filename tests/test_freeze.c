@@ -19,19 +19,10 @@
 #include "svcutil.h"
 #include "testutil.h"
 
-static void attach(struct svc *e, pid_t pid)
-{
-    char line[96];
-    snprintf(line, sizeof line, "{\"cmd\":\"attach\",\"pid\":%d}", (int)pid);
-    json_t *j = svc_request(e, line);
-    svc_expect_ok(j);
-    json_decref(j);
-}
-
 /* The target runs: not stopped, and its counter moves within 5 s. */
 static void assert_running(const struct svc_target *t)
 {
-    double end = svc_now_ms() + 5000;
+    double end = test_now_ms() + 5000;
     long c0 = svc_target_counter(t);
     for (;;) {
         char st = svc_proc_state(t->pid);
@@ -39,20 +30,17 @@ static void assert_running(const struct svc_target *t)
         long c = svc_target_counter(t);
         if (st != 't' && st != 'T' && c > c0)
             return;
-        ck_assert_msg(svc_now_ms() < end, "target not resumed: state %c, counter %ld -> %ld",
+        ck_assert_msg(test_now_ms() < end, "target not resumed: state %c, counter %ld -> %ld",
                       st, c0, c);
-        svc_sleep_ms(20);
+        test_sleep_ms(20);
     }
 }
 
 START_TEST(freeze_scan_resumes)
 {
     struct svc e;
-    svc_init(&e);
-    svc_daemon_start(&e, NULL);
     struct svc_target t;
-    svc_target_start(&e, &t, "t", "churn_target.py", "20000", (uid_t)-1, (gid_t)-1);
-    attach(&e, t.pid);
+    svc_start_attached(&e, &t, "churn_target.py", "20000");
     for (int i = 0; i < 5; i++) {
         json_t *j = svc_request(&e, "{\"cmd\":\"top\",\"n\":0,\"freeze\":true}");
         svc_expect_ok(j);
@@ -101,7 +89,7 @@ START_TEST(freeze_over_budget_resumes)
     svc_daemon_start(&e, opts);
     struct svc_target t;
     svc_target_start(&e, &t, "t", "counter_target.py", "1000000", (uid_t)-1, (gid_t)-1);
-    attach(&e, t.pid);
+    svc_attach(&e, t.pid);
     json_t *j = svc_request(&e, "{\"cmd\":\"top\",\"freeze\":true}");
     svc_expect_error(j, "timeout");
     assert_running(&t);
@@ -123,7 +111,7 @@ START_TEST(freeze_library_paths)
     char st = svc_proc_state(t.pid);
     ck_assert_msg(st == 't', "frozen target in state %c", st);
     long c0 = svc_target_counter(&t);
-    svc_sleep_ms(100);
+    test_sleep_ms(100);
     ck_assert_int_eq(svc_target_counter(&t), c0);   /* really stopped */
     double ms = pyheap_freeze_end(f);
     ck_assert(ms >= 100);
@@ -132,10 +120,10 @@ START_TEST(freeze_library_paths)
      * SIGCONT leave it running; a SIGTERM while frozen kills it after. */
     ck_assert_int_eq(pyheap_freeze_begin(t.pid, 2000, &f, &err), 0);
     kill(t.pid, SIGTERM);
-    svc_sleep_ms(50);
+    test_sleep_ms(50);
     ck_assert_int_ne(svc_proc_state(t.pid), 0);
     pyheap_freeze_end(f);
-    int rc = svc_wait_exit(t.pid, 5000);
+    int rc = test_wait_exit(t.pid, 5000);
     ck_assert_msg(rc == 128 + SIGTERM, "SIGTERM sent during the freeze not delivered: %d", rc);
     t.pid = -1;
     /* Gone process: an error, nothing left stopped. */
@@ -156,7 +144,7 @@ START_TEST(freeze_library_paths)
         _exit(pyheap_freeze_begin(t2.pid, 100, &g, &e2) == -1 && e2.code == PYHEAP_E_PERM ? 0
                                                                                           : 1);
     }
-    ck_assert_int_eq(svc_wait_exit(child, 10000), 0);
+    ck_assert_int_eq(test_wait_exit(child, 10000), 0);
     assert_running(&t2);
     svc_target_kill(&t2);
     svc_fini(&e);
@@ -182,27 +170,24 @@ static void *bg_main(void *arg)
 START_TEST(daemon_killed_mid_freeze)
 {
     struct svc e;
-    svc_init(&e);
-    svc_daemon_start(&e, NULL);
     struct svc_target t;
     /* A big heap: a frozen scan lasts seconds. */
-    svc_target_start(&e, &t, "t", "counter_target.py", "2000000", (uid_t)-1, (gid_t)-1);
-    attach(&e, t.pid);
+    svc_start_attached(&e, &t, "counter_target.py", "2000000");
     struct bg b = { .e = &e };
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, bg_main, &b), 0);
     /* Wait until the target is in a tracing stop, then kill the daemon. */
-    double end = svc_now_ms() + 20000;
+    double end = test_now_ms() + 20000;
     while (svc_proc_state(t.pid) != 't') {
-        ck_assert_msg(svc_now_ms() < end, "target never frozen");
-        svc_sleep_ms(2);
+        ck_assert_msg(test_now_ms() < end, "target never frozen");
+        test_sleep_ms(2);
     }
     long c0 = svc_target_counter(&t);
-    svc_sleep_ms(50);
+    test_sleep_ms(50);
     ck_assert_msg(svc_proc_state(t.pid) == 't' && svc_target_counter(&t) == c0,
                   "target was not frozen long enough to test");
     kill(e.daemon, SIGKILL);
-    ck_assert_int_eq(svc_wait_exit(e.daemon, 10000), 128 + SIGKILL);
+    ck_assert_int_eq(test_wait_exit(e.daemon, 10000), 128 + SIGKILL);
     e.daemon = -1;
     pthread_join(th, NULL);
     ck_assert_ptr_null(b.reply);

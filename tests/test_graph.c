@@ -20,13 +20,6 @@
 #define PY_DEBUG "/usr/bin/python3.11d"
 #define PY_PYENV "/root/.pyenv/versions/3.11.7/bin/python3.11"
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 /* ---- a hand-built snapshot ---- */
 
 struct hb {
@@ -374,17 +367,17 @@ START_TEST(bench_synthetic)
         }
         hb_obj(&h, 4, 40); /* garbage */
     }
-    double t0 = now_ms();
+    double t0 = test_now_ms();
     pyheap_snapshot *s = hb_build(&h);
-    double t1 = now_ms();
+    double t1 = test_now_ms();
     uint32_t *ty;
     size_t nt;
     pyheap_error e;
     ck_assert_int_eq(pyheap_type_lookup(s, "Conn", &ty, &nt, &e), 0);
     pyheap_referrers *r;
-    double t2 = now_ms();
+    double t2 = test_now_ms();
     ck_assert_int_eq(pyheap_referrers_compute(s, ty, nt, NULL, &r, &e), 0);
-    double t3 = now_ms();
+    double t3 = test_now_ms();
     ck_assert_uint_eq(r->objects, 100000);
     ck_assert_uint_eq(r->unreachable, 0);
     ck_assert_ptr_nonnull(group(r, 1, "list", "[*]"));
@@ -726,16 +719,16 @@ START_TEST(bench_real)
     pyheap_error e;
     ck_assert_msg(pyheap_target_open(k.pid, NULL, &t, &e) == 0, "%s", e.msg);
     pyheap_snapshot *s;
-    double t0 = now_ms();
+    double t0 = test_now_ms();
     ck_assert_msg(pyheap_snapshot_take(t, NULL, &s, &e) == 0, "%s", e.msg);
-    double t1 = now_ms();
+    double t1 = test_now_ms();
     uint32_t *ty;
     size_t nt;
     ck_assert_int_eq(pyheap_type_lookup(s, "Bench", &ty, &nt, &e), 0);
     pyheap_referrers *r;
-    double t2 = now_ms();
+    double t2 = test_now_ms();
     ck_assert_int_eq(pyheap_referrers_compute(s, ty, nt, NULL, &r, &e), 0);
-    double t3 = now_ms();
+    double t3 = test_now_ms();
     dump(r);
     ck_assert_uint_eq(r->objects, 100000);
     EXPECT_PATH(r, "__main__.bench_index[");

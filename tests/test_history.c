@@ -26,22 +26,6 @@ struct henv {
     pid_t daemon, target;
 };
 
-static pid_t spawn_bg(char *const argv[], const char *log)
-{
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (log && !freopen(log, "w", stderr))
-            _exit(126);
-        if (log && !freopen("/dev/null", "w", stdout))
-            _exit(126);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
 static int wait_file(const char *path, int ms)
 {
     for (int i = 0; i < ms / 10; i++) {
@@ -61,28 +45,24 @@ static void henv_start(struct henv *e, const char *mode)
     char script[512], dlog[128], bin[512];
     snprintf(script, sizeof script, "%s/tests/targets/growth_target.py", test_srcdir());
     char *targv[] = { PYTHON, script, e->dir, (char *)mode, NULL };
-    e->target = spawn_bg(targv, NULL);
+    e->target = test_spawn(targv, NULL, NULL, (uid_t)-1, (gid_t)-1);
     char ready[128];
     snprintf(ready, sizeof ready, "%s/ready", e->dir);
     ck_assert_msg(wait_file(ready, 10000) == 0, PYTHON " target did not start");
     snprintf(bin, sizeof bin, "%s/pyheapd", test_builddir());
     snprintf(dlog, sizeof dlog, "%s/pyheapd.log", e->dir);
     char *dargv[] = { bin, "-s", e->sock, NULL };
-    e->daemon = spawn_bg(dargv, dlog);
+    e->daemon = test_spawn(dargv, "/dev/null", dlog, (uid_t)-1, (gid_t)-1);
     ck_assert_msg(wait_file(e->sock, 10000) == 0, "pyheapd did not start");
 }
 
 static void henv_stop(struct henv *e)
 {
-    if (e->target > 0) {
-        kill(e->target, SIGKILL);
-        waitpid(e->target, NULL, 0);
-    }
+    if (e->target > 0)
+        test_reap(e->target);
     kill(e->daemon, SIGTERM);
     waitpid(e->daemon, NULL, 0);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", e->dir);
-    ck_assert_int_eq(system(cmd), 0);
+    test_rm_rf(e->dir);
 }
 
 /* Run `pyheap -s SOCK ARGS` (printf-style); *status = exit status; returns
@@ -96,22 +76,9 @@ static char *run(const struct henv *e, int *status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s/pyheap -s %s %s 2>&1", test_builddir(), e->sock, args);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    size_t r;
-    while ((r = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-        len += r;
-        if (cap - len < 2) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-        }
-    }
-    buf[len] = 0;
-    int st = pclose(p);
-    *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    snprintf(cmd, sizeof cmd, "%s/pyheap -s %s %s", test_builddir(), e->sock, args);
+    char *buf;
+    *status = test_sh(cmd, &buf);
     return buf;
 }
 

@@ -21,15 +21,6 @@
 #include "svcutil.h"
 #include "testutil.h"
 
-static void attach(struct svc *e, pid_t pid)
-{
-    char line[96];
-    snprintf(line, sizeof line, "{\"cmd\":\"attach\",\"pid\":%d}", (int)pid);
-    json_t *j = svc_request(e, line);
-    svc_expect_ok(j);
-    json_decref(j);
-}
-
 /* The "state" ps shows for PID (static buffer), or NULL if not listed. */
 static const char *ps_state(struct svc *e, pid_t pid)
 {
@@ -66,11 +57,8 @@ static void top_gone(struct svc *e, pid_t pid, const char *state)
 START_TEST(exit_is_gone)
 {
     struct svc e;
-    svc_init(&e);
-    svc_daemon_start(&e, NULL);
     struct svc_target t;
-    svc_target_start(&e, &t, "t", "counter_target.py", "0", (uid_t)-1, (gid_t)-1);
-    attach(&e, t.pid);
+    svc_start_attached(&e, &t, "counter_target.py", "0");
     pid_t pid = t.pid;
     svc_target_kill(&t);
     top_gone(&e, pid, "gone");
@@ -91,26 +79,23 @@ static void *bg_top_main(void *arg)
     struct bg_top *b = arg;
     char line[96];
     snprintf(line, sizeof line, "{\"cmd\":\"top\",\"pid\":%d,\"n\":5}", (int)b->pid);
-    double t0 = svc_now_ms();
+    double t0 = test_now_ms();
     b->reply = svc_request(b->e, line);
-    b->ms = svc_now_ms() - t0;
+    b->ms = test_now_ms() - t0;
     return NULL;
 }
 
 START_TEST(killed_mid_scan)
 {
     struct svc e;
-    svc_init(&e);
-    svc_daemon_start(&e, NULL);
     struct svc_target t;
     /* ~3 million objects: a scan takes well over a second. */
-    svc_target_start(&e, &t, "t", "counter_target.py", "1500000", (uid_t)-1, (gid_t)-1);
-    attach(&e, t.pid);
+    svc_start_attached(&e, &t, "counter_target.py", "1500000");
     pid_t pid = t.pid;
     struct bg_top b = { .e = &e, .pid = pid };
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, bg_top_main, &b), 0);
-    svc_sleep_ms(300);
+    test_sleep_ms(300);
     svc_target_kill(&t);
     pthread_join(th, NULL);
     /* The scan ends with "gone", quickly, and reports nothing. */
@@ -136,7 +121,7 @@ static void exec_case(const char *mode)
     svc_daemon_start(&e, NULL);
     struct svc_target t;
     svc_target_start(&e, &t, "t", "exec_target.py", mode, (uid_t)-1, (gid_t)-1);
-    attach(&e, t.pid);
+    svc_attach(&e, t.pid);
     json_t *j = svc_request(&e, "{\"cmd\":\"top\",\"n\":3}");
     svc_expect_ok(j);
     json_decref(j);
@@ -148,18 +133,18 @@ static void exec_case(const char *mode)
     /* Wait until the exec happened (comm changes / marker file). */
     char marker[300];
     snprintf(marker, sizeof marker, "%s/execd", t.dir);
-    double end = svc_now_ms() + 20000;
+    double end = test_now_ms() + 20000;
     for (;;) {
         char path[64];
         snprintf(path, sizeof path, "/proc/%d/comm", (int)t.pid);
-        char *comm = svc_slurp(path);
+        char *comm = test_slurp(path);
         int done = strcmp(mode, "sleep") == 0 ? strncmp(comm, "sleep", 5) == 0
                                                : access(marker, F_OK) == 0;
         free(comm);
         if (done)
             break;
-        ck_assert_msg(svc_now_ms() < end, "target did not exec");
-        svc_sleep_ms(10);
+        ck_assert_msg(test_now_ms() < end, "target did not exec");
+        test_sleep_ms(10);
     }
     top_gone(&e, t.pid, "exec'd");
     ck_assert_str_eq(ps_state(&e, t.pid), "exec'd");
@@ -214,11 +199,8 @@ START_TEST(pid_reused)
 {
     ck_assert_msg(geteuid() == 0, "the PID reuse test needs root (ns_last_pid)");
     struct svc e;
-    svc_init(&e);
-    svc_daemon_start(&e, NULL);
     struct svc_target t;
-    svc_target_start(&e, &t, "t", "counter_target.py", "0", (uid_t)-1, (gid_t)-1);
-    attach(&e, t.pid);
+    svc_start_attached(&e, &t, "counter_target.py", "0");
     pid_t pid = t.pid;
     svc_target_kill(&t);
 
@@ -230,10 +212,10 @@ START_TEST(pid_reused)
     /* Let the new process become a real Python process. */
     char ready[300];
     snprintf(ready, sizeof ready, "%s/ready", dir2);
-    double end = svc_now_ms() + 30000;
+    double end = test_now_ms() + 30000;
     while (access(ready, F_OK) < 0) {
-        ck_assert_msg(svc_now_ms() < end, "recycled target did not start");
-        svc_sleep_ms(10);
+        ck_assert_msg(test_now_ms() < end, "recycled target did not start");
+        test_sleep_ms(10);
     }
     top_gone(&e, pid, "pid reused");
     ck_assert_str_eq(ps_state(&e, pid), "pid reused");
@@ -244,7 +226,7 @@ START_TEST(pid_reused)
     char st = svc_proc_state(pid);
     ck_assert_msg(st != 't' && st != 'T', "unrelated process left in state %c", st);
     /* Attaching again attaches the new process. */
-    attach(&e, pid);
+    svc_attach(&e, pid);
     json_t *j = svc_request(&e, "{\"cmd\":\"top\",\"n\":3}");
     svc_expect_ok(j);
     json_decref(j);

@@ -16,15 +16,6 @@
 #include "svcutil.h"
 #include "testutil.h"
 
-static void attach(struct svc *e, pid_t pid)
-{
-    char line[96];
-    snprintf(line, sizeof line, "{\"cmd\":\"attach\",\"pid\":%d}", (int)pid);
-    json_t *j = svc_request(e, line);
-    svc_expect_ok(j);
-    json_decref(j);
-}
-
 /* xorshift64* */
 static uint64_t rnd(uint64_t *s)
 {
@@ -129,7 +120,7 @@ struct client {
 static void *client_main(void *arg)
 {
     struct client *cl = arg;
-    int fd = svc_connect(cl->e->sock);
+    int fd = test_connect(cl->e->sock);
     if (fd < 0) {
         snprintf(cl->why, sizeof cl->why, "connect: %s", strerror(errno));
         return NULL;
@@ -173,11 +164,8 @@ static void *client_main(void *arg)
 START_TEST(fifty_concurrent_clients)
 {
     struct svc e;
-    svc_init(&e);
-    svc_daemon_start(&e, NULL);
     struct svc_target t;
-    svc_target_start(&e, &t, "t", "counter_target.py", "0", (uid_t)-1, (gid_t)-1);
-    attach(&e, t.pid);
+    svc_start_attached(&e, &t, "counter_target.py", "0");
     enum { N = 50 };
     struct client cl[N];
     pthread_t th[N];
@@ -205,10 +193,10 @@ START_TEST(scan_time_budget)
     svc_daemon_start(&e, opts);
     struct svc_target t;
     svc_target_start(&e, &t, "t", "counter_target.py", "1000000", (uid_t)-1, (gid_t)-1);
-    attach(&e, t.pid);
-    double t0 = svc_now_ms();
+    svc_attach(&e, t.pid);
+    double t0 = test_now_ms();
     json_t *j = svc_request(&e, "{\"cmd\":\"top\"}");
-    double ms = svc_now_ms() - t0;
+    double ms = test_now_ms() - t0;
     const char *m = json_string_value(json_object_get(j, "message"));
     ck_assert_msg(m && strstr(m, "time budget"), "message: %s", m ? m : "(none)");
     svc_expect_error(j, "timeout");
@@ -233,7 +221,7 @@ START_TEST(reply_cap)
     svc_daemon_start(&e, opts);
     struct svc_target t;
     svc_target_start(&e, &t, "t", "counter_target.py", "0", (uid_t)-1, (gid_t)-1);
-    attach(&e, t.pid);
+    svc_attach(&e, t.pid);
     struct svc_conn c;
     svc_conn_open(&e, &c);
     svc_send(&c, "{\"cmd\":\"top\",\"n\":0}\n", 21);
@@ -267,7 +255,7 @@ START_TEST(max_clients_and_request)
     struct svc_conn a, b, c;
     /* The start-up probe's connection may still count for a moment:
      * retry until two clients are in. */
-    double end = svc_now_ms() + 10000;
+    double end = test_now_ms() + 10000;
     for (int in = 0; in < 2;) {
         struct svc_conn *x = in == 0 ? &a : &b;
         svc_conn_open(&e, x);
@@ -278,8 +266,8 @@ START_TEST(max_clients_and_request)
             ck_assert_msg(!json_is_true(json_object_get(j, "ok")), "unexpected reply");
             json_decref(j);
             svc_conn_close(x);
-            ck_assert_msg(svc_now_ms() < end, "never got two clients in");
-            svc_sleep_ms(20);
+            ck_assert_msg(test_now_ms() < end, "never got two clients in");
+            test_sleep_ms(20);
             continue;
         }
         in++;
@@ -319,9 +307,9 @@ static void *slow_main(void *arg)
     struct slow *s = arg;
     char line[96];
     snprintf(line, sizeof line, "{\"cmd\":\"top\",\"pid\":%d}", (int)s->pid);
-    double t0 = svc_now_ms();
+    double t0 = test_now_ms();
     json_t *j = svc_request(s->e, line);
-    s->ms = svc_now_ms() - t0;
+    s->ms = test_now_ms() - t0;
     s->ok = json_is_true(json_object_get(j, "ok"));
     json_decref(j);
     return NULL;
@@ -335,22 +323,22 @@ START_TEST(slow_scan_blocks_nothing_else)
     struct svc_target big, small;
     svc_target_start(&e, &big, "big", "counter_target.py", "1500000", (uid_t)-1, (gid_t)-1);
     svc_target_start(&e, &small, "small", "counter_target.py", "0", (uid_t)-1, (gid_t)-1);
-    attach(&e, big.pid);
-    attach(&e, small.pid);
+    svc_attach(&e, big.pid);
+    svc_attach(&e, small.pid);
     struct slow s = { .e = &e, .pid = big.pid };
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, slow_main, &s), 0);
-    svc_sleep_ms(100);
-    double t0 = svc_now_ms();
+    test_sleep_ms(100);
+    double t0 = test_now_ms();
     json_t *j = svc_request(&e, "{\"cmd\":\"ps\"}");
-    double ps_ms = svc_now_ms() - t0;
+    double ps_ms = test_now_ms() - t0;
     svc_expect_ok(j);
     json_decref(j);
     char line[96];
     snprintf(line, sizeof line, "{\"cmd\":\"top\",\"pid\":%d}", (int)small.pid);
-    t0 = svc_now_ms();
+    t0 = test_now_ms();
     j = svc_request(&e, line);
-    double small_ms = svc_now_ms() - t0;
+    double small_ms = test_now_ms() - t0;
     svc_expect_ok(j);
     json_decref(j);
     pthread_join(th, NULL);

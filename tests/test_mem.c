@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "testutil.h"
 
 #define REGION (4 * 65536)
 
@@ -32,12 +33,6 @@ static pid_t spawn_holder(unsigned char **region_out)
     }
     *region_out = r;
     return pid;
-}
-
-static void reap(pid_t pid)
-{
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
 }
 
 START_TEST(reads_child_memory)
@@ -78,7 +73,7 @@ START_TEST(reads_child_memory)
     ck_assert_uint_gt(reads, 0);
     ck_assert_uint_gt(bytes, 0);
     /* The process goes away: the error says so. */
-    reap(pid);
+    test_reap(pid);
     pyheap_mem_cache_clear(m);
     ck_assert_int_eq(pyheap_mem_read(m, a, buf, 8, &e), -1);
     ck_assert_int_eq(e.code, PYHEAP_E_GONE);

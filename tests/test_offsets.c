@@ -89,8 +89,7 @@ START_TEST(consts_match_headers)
     size_t n = fread(out + 1, 1, sizeof out - 2, p);
     out[n + 1] = '\0';
     ck_assert_int_eq(pclose(p), 0);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    test_rm_rf(dir);
 
     pyheap_target t;
     memset(&t, 0, sizeof t);
@@ -137,35 +136,11 @@ END_TEST
 static pid_t spawn_python(const char *prog)
 {
     ck_assert_msg(access(prog, X_OK) == 0, "%s is missing: install it", prog);
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        execl(prog, prog, "-c",
-              "import sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); "
-              "time.sleep(60)",
-              (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    struct pollfd pfd = {.fd = p[0], .events = POLLIN};
-    char buf[16] = "";
-    ck_assert_msg(poll(&pfd, 1, 20000) == 1, "%s did not start", prog);
-    ck_assert_int_gt(read(p[0], buf, sizeof buf - 1), 0);
-    /* p[0] stays open until the test process exits: a target writing
-     * more must never die of EPIPE while the test reads it. */
-    return pid;
-}
-
-static void reap(pid_t pid)
-{
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    char *argv[] = { (char *)prog, "-c",
+                     "import sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); "
+                     "time.sleep(60)",
+                     NULL };
+    return test_spawn_ready(argv, false, 20000, NULL);
 }
 
 /* Open a live python3.11 and ask the offsets layer to load offsets with
@@ -236,9 +211,8 @@ START_TEST(broken_dwarf_falls_back_to_table)
                   strstr(t->source_detail, "not DWARF"), "%s", t->source_detail);
     ck_assert_uint_eq(t->off.tp_name, pyheap_table_py3_11.off.tp_name);
     pyheap_target_free(t);
-    reap(pid);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    test_reap(pid);
+    test_rm_rf(dir);
 }
 END_TEST
 
@@ -261,7 +235,7 @@ START_TEST(other_version_dwarf_is_rejected)
                   strstr(t->source_detail, "unicode_wstr"), "%s", t->source_detail);
     pyheap_target_free(t);
 
-    reap(pid);
+    test_reap(pid);
 
     /* With the table not allowed, nothing is left: a clear error. */
     load_with_module(PY312LIB, 1u << PYHEAP_OFFSETS_DWARF, &t, &pid, &rc, &err);
@@ -271,7 +245,7 @@ START_TEST(other_version_dwarf_is_rejected)
     ck_assert_msg(strstr(err.msg, "rejected") && strstr(err.msg, PY312LIB), "%s", err.msg);
     ck_assert_int_eq(t->source, PYHEAP_OFFSETS_NONE);
     pyheap_target_free(t);
-    reap(pid);
+    test_reap(pid);
 }
 END_TEST
 

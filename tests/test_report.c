@@ -244,36 +244,22 @@ END_TEST
 /* A real target: /usr/bin/python3.11 that builds some objects and waits. */
 static pid_t spawn_python(int *ready_fd)
 {
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(p[1], 1);
-        close(p[0]);
-        execl("/usr/bin/python3.11", "python3.11", "-c",
-              "import sys, time\n"
-              "class ReportProbe: pass\n"
-              "keep = [ReportProbe() for _ in range(5000)]\n"
-              "import types\n"
-              "for m in ('alpha_mod', 'beta_mod'):\n"
-              "    mod = types.ModuleType(m)\n"
-              "    exec('class Twin: pass', mod.__dict__)\n"
-              "    mod.keep = mod.Twin()\n"
-              "    sys.modules[m] = mod\n"
-              "sys.stdout.write('ready\\n'); sys.stdout.flush()\n"
-              "time.sleep(120)\n",
-              (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    char buf[16] = "";
-    ssize_t r = read(p[0], buf, sizeof buf - 1);
-    ck_assert_msg(r > 0 && strncmp(buf, "ready", 5) == 0,
-                  "/usr/bin/python3.11 did not start (is python3.11 installed?)");
-    *ready_fd = p[0];
-    return pid;
+    ck_assert_msg(access("/usr/bin/python3.11", X_OK) == 0,
+                  "/usr/bin/python3.11 is missing: install python3.11");
+    char *argv[] = { "/usr/bin/python3.11", "-c",
+                     "import sys, time\n"
+                     "class ReportProbe: pass\n"
+                     "keep = [ReportProbe() for _ in range(5000)]\n"
+                     "import types\n"
+                     "for m in ('alpha_mod', 'beta_mod'):\n"
+                     "    mod = types.ModuleType(m)\n"
+                     "    exec('class Twin: pass', mod.__dict__)\n"
+                     "    mod.keep = mod.Twin()\n"
+                     "    sys.modules[m] = mod\n"
+                     "sys.stdout.write('ready\\n'); sys.stdout.flush()\n"
+                     "time.sleep(120)\n",
+                     NULL };
+    return test_spawn_ready(argv, false, 120000, ready_fd);
 }
 
 START_TEST(top_from_live_process)

@@ -22,21 +22,6 @@
 #include "svcutil.h"
 #include "testutil.h"
 
-/* Run a shell command; its output (malloc'd) in *out. Exit status. */
-static int sh(const char *cmd, char **out)
-{
-    char full[4096];
-    char tmp[] = "/tmp/pyheap-sh.XXXXXX";
-    int fd = mkstemp(tmp);
-    ck_assert_int_ge(fd, 0);
-    close(fd);
-    snprintf(full, sizeof full, "(%s) >%s 2>&1", cmd, tmp);
-    int st = system(full);
-    *out = svc_slurp(tmp);
-    unlink(tmp);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* Units with @SBINDIR@ pointing at the build's pyheapd, in DIR. */
 static void units_in(const char *dir)
 {
@@ -45,7 +30,7 @@ static void units_in(const char *dir)
              "mkdir -p '%s' && sed 's|@SBINDIR@|%s|' '%s/systemd/pyheapd.service' > "
              "'%s/pyheapd.service' && cp '%s/systemd/pyheapd.socket' '%s/'",
              dir, test_builddir(), test_srcdir(), dir, test_srcdir(), dir);
-    ck_assert_msg(sh(cmd, &out) == 0, "%s", out);
+    ck_assert_msg(test_sh(cmd, &out) == 0, "%s", out);
     free(out);
 }
 
@@ -60,13 +45,13 @@ START_TEST(units_verify_and_security)
     units_in(dir);
     snprintf(cmd, sizeof cmd,
              "cd '%s' && systemd-analyze verify --man=no ./pyheapd.socket ./pyheapd.service", dir);
-    int rc = sh(cmd, &out);
+    int rc = test_sh(cmd, &out);
     ck_assert_msg(rc == 0 && out[0] == '\0', "systemd-analyze verify (%d): %s", rc, out);
     free(out);
     snprintf(cmd, sizeof cmd,
              "cd '%s' && systemd-analyze security --offline=yes --no-pager ./pyheapd.service",
              dir);
-    rc = sh(cmd, &out);
+    rc = test_sh(cmd, &out);
     char *p = strstr(out, "Overall exposure level for pyheapd.service: ");
     ck_assert_msg(p, "no score (%d): %s", rc, out);
     double score = strtod(p + strlen("Overall exposure level for pyheapd.service: "), NULL);
@@ -75,14 +60,14 @@ START_TEST(units_verify_and_security)
     ck_assert_msg(score > 0 && score <= 2.5, "exposure level %.1f", score);
     /* The filter allows process_vm_readv and ptrace, denies process_vm_writev. */
     snprintf(cmd, sizeof cmd, "%s/pyheapd.service", dir);
-    char *unit = svc_slurp(cmd);
+    char *unit = test_slurp(cmd);
     ck_assert_ptr_nonnull(strstr(unit, "SystemCallFilter=@system-service ptrace"));
     ck_assert_ptr_nonnull(strstr(unit, "process_vm_writev"));
     ck_assert_ptr_nonnull(strstr(unit, "CapabilityBoundingSet=CAP_SYS_PTRACE CAP_DAC_READ_SEARCH"));
     free(unit);
     free(out);
     /* process_vm_readv comes with @ipc, which @system-service includes. */
-    rc = sh("systemd-analyze syscall-filter @system-service | grep -qw @ipc && "
+    rc = test_sh("systemd-analyze syscall-filter @system-service | grep -qw @ipc && "
             "systemd-analyze syscall-filter @ipc | grep -qw process_vm_readv", &out);
     ck_assert_msg(rc == 0, "process_vm_readv is not in @system-service here: %s", out);
     free(out);
@@ -136,7 +121,7 @@ START_TEST(socket_activation_and_notify)
     close(lfd);
     /* READY=1 arrives */
     struct pollfd pf = { .fd = nfd, .events = POLLIN };
-    ck_assert_msg(poll(&pf, 1, 20000) == 1, "no notification; log: %s", svc_slurp(e.log));
+    ck_assert_msg(poll(&pf, 1, 20000) == 1, "no notification; log: %s", test_slurp(e.log));
     char msg[512];
     ssize_t n = recv(nfd, msg, sizeof msg - 1, 0);
     ck_assert_int_gt(n, 0);
@@ -153,14 +138,14 @@ START_TEST(socket_activation_and_notify)
     ck_assert_int_ne(access(other, F_OK), 0);
     /* SIGTERM: STOPPING=1, exit 0, and the socket file is systemd's: kept. */
     kill(pid, SIGTERM);
-    ck_assert_int_eq(svc_wait_exit(pid, 20000), 0);
+    ck_assert_int_eq(test_wait_exit(pid, 20000), 0);
     ck_assert_int_eq(poll(&pf, 1, 5000), 1);
     n = recv(nfd, msg, sizeof msg - 1, 0);
     ck_assert_int_gt(n, 0);
     msg[n] = '\0';
     ck_assert_msg(strstr(msg, "STOPPING=1"), "notification: %s", msg);
     ck_assert_int_eq(access(path, F_OK), 0);
-    char *log = svc_slurp(e.log);
+    char *log = test_slurp(e.log);
     ck_assert_msg(strstr(log, "socket activation"), "log: %s", log);
     free(log);
     close(nfd);
@@ -192,15 +177,15 @@ START_TEST(foreign_listen_pid_and_journal_prefix)
         _exit(127);
     }
     e.daemon = pid;
-    double end = svc_now_ms() + 20000;
+    double end = test_now_ms() + 20000;
     int fd;
-    while ((fd = svc_connect(e.sock)) < 0) {
-        ck_assert_msg(svc_now_ms() < end, "did not bind its own socket: %s", svc_slurp(e.log));
-        svc_sleep_ms(10);
+    while ((fd = test_connect(e.sock)) < 0) {
+        ck_assert_msg(test_now_ms() < end, "did not bind its own socket: %s", test_slurp(e.log));
+        test_sleep_ms(10);
     }
     close(fd);
     svc_daemon_stop(&e);
-    char *log = svc_slurp(e.log);
+    char *log = test_slurp(e.log);
     /* Every line has a <N> prefix; the foreign LISTEN_PID is a warning (4). */
     ck_assert_msg(strncmp(log, "<6>", 3) == 0, "log: %s", log);
     ck_assert_msg(strstr(log, "<4>LISTEN_PID=1 is not us"), "log: %s", log);
@@ -227,7 +212,7 @@ START_TEST(make_install_destdir)
     snprintf(cmd, sizeof cmd,
              "make -s -C '%s' install BUILD='%s' SANITIZE=%s DESTDIR='%s/root' PREFIX=/usr",
              test_srcdir(), test_builddir(), san, e.dir);
-    int rc = sh(cmd, &out);
+    int rc = test_sh(cmd, &out);
     ck_assert_msg(rc == 0, "make install: %s", out);
     free(out);
     static const char *const files[] = {
@@ -242,18 +227,18 @@ START_TEST(make_install_destdir)
     }
     char p[512];
     snprintf(p, sizeof p, "%s/root/usr/lib/systemd/system/pyheapd.service", e.dir);
-    char *unit = svc_slurp(p);
+    char *unit = test_slurp(p);
     ck_assert_ptr_nonnull(strstr(unit, "ExecStart=/usr/sbin/pyheapd "));
     ck_assert_ptr_null(strstr(unit, "@SBINDIR@"));
     free(unit);
     snprintf(cmd, sizeof cmd, "'%s/root/usr/sbin/pyheapd' --version", e.dir);
-    ck_assert_int_eq(sh(cmd, &out), 0);
+    ck_assert_int_eq(test_sh(cmd, &out), 0);
     ck_assert_ptr_nonnull(strstr(out, "pyheapd "));
     free(out);
     snprintf(cmd, sizeof cmd, "man --warnings -l '%s/root/usr/share/man/man8/pyheapd.8' "
                               "'%s/root/usr/share/man/man1/pyheap.1' 2>&1 >/dev/null",
              e.dir, e.dir);
-    rc = sh(cmd, &out);
+    rc = test_sh(cmd, &out);
     ck_assert_msg(rc == 0 && out[0] == '\0', "man page warnings: %s", out);
     free(out);
     svc_fini(&e);

@@ -409,11 +409,8 @@ static pid_t spawn_counter(char *dir)
 
 static void stop(pid_t pid, const char *dir)
 {
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    test_reap(pid);
+    test_rm_rf(dir);
 }
 
 /* Run the CLI, return its stdout parsed as JSON. */

@@ -29,61 +29,30 @@
 static const char script[] =
     "import sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(60)";
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 /* Start PROG (a Python with the script above, or any program with ARG) and
  * wait until it is running: Pythons say "ready" once initialized. The
  * child dies with the test process (PR_SET_PDEATHSIG). */
 static pid_t spawn_ready(const char *prog, const char *arg, bool ready)
 {
     ck_assert_msg(access(prog, X_OK) == 0, "%s is missing: install it", prog);
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        int null = open("/dev/null", O_WRONLY);
-        if (null >= 0)
-            dup2(null, 2);
-        if (arg)
-            execl(prog, prog, arg, (char *)NULL);
-        else
-            execl(prog, prog, "-c", script, (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    if (ready) {
-        struct pollfd pfd = {.fd = p[0], .events = POLLIN};
-        char buf[16] = "";
-        ck_assert_msg(poll(&pfd, 1, 20000) == 1, "%s did not start", prog);
-        ck_assert_int_gt(read(p[0], buf, sizeof buf - 1), 0);
-        ck_assert_msg(strncmp(buf, "ready", 5) == 0, "%s said %s", prog, buf);
-    } else {
-        /* Wait for the exec to have happened. */
-        char exe[256], link[64];
-        snprintf(link, sizeof link, "/proc/%d/exe", (int)pid);
-        for (int i = 0; i < 200; i++) {
-            ssize_t n = readlink(link, exe, sizeof exe - 1);
-            if (n > 0) {
-                exe[n] = '\0';
-                const char *b = strrchr(prog, '/');
-                if (strstr(exe, b ? b + 1 : prog))
-                    break;
-            }
-            usleep(10000);
+    char *argv[] = { (char *)prog, (char *)(arg ? arg : "-c"), (char *)(arg ? NULL : script),
+                     NULL };
+    if (ready)
+        return test_spawn_ready(argv, true, 20000, NULL);
+    pid_t pid = test_spawn(argv, NULL, "/dev/null", (uid_t)-1, (gid_t)-1);
+    /* Wait for the exec to have happened. */
+    char exe[256], link[64];
+    snprintf(link, sizeof link, "/proc/%d/exe", (int)pid);
+    for (int i = 0; i < 200; i++) {
+        ssize_t n = readlink(link, exe, sizeof exe - 1);
+        if (n > 0) {
+            exe[n] = '\0';
+            const char *b = strrchr(prog, '/');
+            if (strstr(exe, b ? b + 1 : prog))
+                break;
         }
+        usleep(10000);
     }
-    /* p[0] stays open until the test process exits: a target writing
-     * more must never die of EPIPE while the test reads it. */
     return pid;
 }
 
@@ -91,12 +60,6 @@ static pid_t spawn_ready(const char *prog, const char *arg, bool ready)
 static pid_t spawn(const char *prog, const char *arg)
 {
     return spawn_ready(prog, arg, arg == NULL);
-}
-
-static void reap(pid_t pid)
-{
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
 }
 
 static bool ends_with(const char *s, const char *tail)
@@ -110,10 +73,10 @@ static pyheap_target *open_ok(pid_t pid, unsigned allowed, double *ms)
     pyheap_open_opts o = {.allowed_sources = allowed};
     pyheap_target *t = NULL;
     pyheap_error err = {0};
-    double t0 = now_ms();
+    double t0 = test_now_ms();
     int rc = pyheap_target_open(pid, &o, &t, &err);
     if (ms)
-        *ms = now_ms() - t0;
+        *ms = test_now_ms() - t0;
     ck_assert_msg(rc == 0, "open %d: %s: %s", (int)pid, pyheap_errcode_name(err.code),
                   err.msg);
     ck_assert_ptr_nonnull(t);
@@ -189,7 +152,7 @@ START_TEST(release_build)
     ck_assert_uint_ne(t->wk.none_type, 0);
     ck_assert_uint_ne(t->wk.list, t->wk.tuple);
     pyheap_target_free(t);
-    reap(pid);
+    test_reap(pid);
 }
 END_TEST
 
@@ -214,7 +177,7 @@ START_TEST(debug_build_uses_dwarf)
     pyheap_error err = open_fail(pid, ONLY(PYHEAP_OFFSETS_DEBUG_OFFSETS));
     ck_assert_int_eq(err.code, PYHEAP_E_OFFSETS);
     ck_assert_msg(strstr(err.msg, "_Py_DebugOffsets"), "%s", err.msg);
-    reap(pid);
+    test_reap(pid);
 }
 END_TEST
 
@@ -244,7 +207,7 @@ START_TEST(pyenv_shared_libpython)
     ck_assert_int_eq(pyheap_target_offsets_source(t), PYHEAP_OFFSETS_TABLE);
     ck_assert_str_eq(pyheap_target_version(t), "3.11.7");
     pyheap_target_free(t);
-    reap(pid);
+    test_reap(pid);
 }
 END_TEST
 
@@ -277,7 +240,7 @@ START_TEST(not_python)
     snprintf(want, sizeof want, "process %d (", (int)pid);
     ck_assert_msg(strstr(err.msg, want) && strstr(err.msg, "sleep") &&
                   strstr(err.msg, "not a CPython process"), "%s", err.msg);
-    reap(pid);
+    test_reap(pid);
 }
 END_TEST
 
@@ -304,7 +267,7 @@ START_TEST(unsupported_versions)
         ck_assert_msg(strstr(err.msg, want) && strstr(err.msg, "supports 3.11, 3.13"),
                       "%s", err.msg);
         fprintf(stderr, "unsupported: %s\n", err.msg);
-        reap(pid);
+        test_reap(pid);
         ran++;
     }
     if (ran == 0)
@@ -330,24 +293,10 @@ START_TEST(second_libpython_is_skipped)
     snprintf(code, sizeof code, "import ctypes, sys, time; ctypes.CDLL('%s'); "
              "sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(60)", lib311);
     for (int i = 0; i < 2; i++) {
-        int p[2];
-        ck_assert_int_eq(pipe(p), 0);
-        pid_t pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-            prctl(PR_SET_PDEATHSIG, SIGKILL);
-            dup2(p[1], 1);
-            close(p[0]);
-            close(p[1]);
-            execl(progs[i], progs[i], "-c", code, (char *)NULL);
-            _exit(127);
-        }
-        close(p[1]);
-        struct pollfd pfd = {.fd = p[0], .events = POLLIN};
-        char buf[8] = "";
-        ck_assert_int_eq(poll(&pfd, 1, 20000), 1);
-        ck_assert_int_gt(read(p[0], buf, sizeof buf - 1), 0);
-        close(p[0]);
+        char *argv[] = { (char *)progs[i], "-c", code, NULL };
+        int fd;
+        pid_t pid = test_spawn_ready(argv, false, 20000, &fd);
+        close(fd);
         if (i == 0) {
             pyheap_target *t = open_ok(pid, 0, NULL);
             ck_assert_str_eq(pyheap_target_version(t), "3.13.0");
@@ -359,7 +308,7 @@ START_TEST(second_libpython_is_skipped)
             ck_assert_msg(err.code == PYHEAP_E_UNSUPPORTED && strstr(err.msg, "3.12.1"),
                           "%s", err.msg);
         }
-        reap(pid);
+        test_reap(pid);
     }
 }
 END_TEST
@@ -424,7 +373,7 @@ START_TEST(not_permitted)
     ck_assert_int_eq(sscanf(buf, "%d %d %n", &rc, &code, &n), 2);
     ck_assert_msg(rc == -1 && code == PYHEAP_E_PERM, "got rc %d code %d: %s", rc, code, buf + n);
     ck_assert_msg(strstr(buf, "ptrace_scope") && strstr(buf, "CAP_SYS_PTRACE"), "%s", buf);
-    reap(target);
+    test_reap(target);
 }
 END_TEST
 
@@ -444,7 +393,7 @@ START_TEST(deleted_executable)
     ck_assert_str_eq(pyheap_target_module(t), prog);
     ck_assert_str_eq(pyheap_target_version(t), "3.11.2");
     pyheap_target_free(t);
-    reap(pid);
+    test_reap(pid);
 }
 END_TEST
 
@@ -483,7 +432,7 @@ START_TEST(validation_rejects_wrong_offsets)
     t->off = good;
     ck_assert_int_eq(pyheap_offsets_validate(t, &err), 0);
     pyheap_target_free(t);
-    reap(pid);
+    test_reap(pid);
 }
 END_TEST
 
@@ -517,7 +466,7 @@ START_TEST(odd_command_name)
     ck_assert_uint_gt(want, 0);
     ck_assert_uint_eq(t->start_time, want);
     pyheap_target_free(t);
-    reap(pid);
+    test_reap(pid);
     ck_assert_int_eq(unlink(link), 0);
     ck_assert_int_eq(rmdir(dir), 0);
 }
@@ -559,7 +508,7 @@ START_TEST(exec_is_gone)
     ck_assert_int_eq(err.code, PYHEAP_E_GONE);
     ck_assert_msg(strstr(err.msg, "exec") && strstr(err.msg, "sleep"), "%s", err.msg);
     pyheap_target_free(t);
-    reap(pid);
+    test_reap(pid);
 }
 END_TEST
 
@@ -597,7 +546,7 @@ START_TEST(embedded_libpython)
     pyheap_error err = open_fail(pid, 0);
     ck_assert_msg(err.code == PYHEAP_E_NOTPYTHON && strstr(err.msg, "no initialized"),
                   "%s", err.msg);
-    reap(pid);
+    test_reap(pid);
 
     pid = spawn_ready(prog, "init", true);
     double ms;
@@ -612,9 +561,8 @@ START_TEST(embedded_libpython)
     t = open_ok(pid, ONLY(PYHEAP_OFFSETS_TABLE), NULL);
     ck_assert_int_eq(pyheap_target_offsets_source(t), PYHEAP_OFFSETS_TABLE);
     pyheap_target_free(t);
-    reap(pid);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    test_reap(pid);
+    test_rm_rf(dir);
 }
 END_TEST
 

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "knownheap.h"
+#include "svcutil.h"
 #include "testutil.h"
 
 /* Referrers of __main__.Kept (tests/targets/known_heap.py): 40 objects, a
@@ -349,25 +350,10 @@ static int capture(char *const argv[], char **out)
 
 static bool can_connect(const char *path)
 {
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(fd, 0);
-    bool ok = connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
-    close(fd);
-    return ok;
-}
-
-static json_int_t type_count(const json_t *top, const char *name)
-{
-    const json_t *types = json_object_get(top, "types");
-    for (size_t i = 0; i < json_array_size(types); i++) {
-        const json_t *t = json_array_get(types, i);
-        const char *n = json_string_value(json_object_get(t, "type"));
-        if (n && strcmp(n, name) == 0)
-            return json_integer_value(json_object_get(t, "count"));
-    }
-    return -1;
+    int fd = test_connect(path);
+    if (fd >= 0)
+        close(fd);
+    return fd >= 0;
 }
 
 static void daemon_cli(const char *python, const char *want_version, const char *want_source)
@@ -395,7 +381,7 @@ static void daemon_cli(const char *python, const char *want_version, const char 
     for (int i = 0; i < 2000 && !can_connect(sock); i++) {
         int st;
         ck_assert_msg(waitpid(d, &st, WNOHANG) == 0, "pyheapd exited (see %s)", log);
-        kh_sleep_ms(10);
+        test_sleep_ms(10);
     }
     ck_assert_msg(can_connect(sock), "pyheapd did not listen on %s", sock);
 
@@ -431,12 +417,12 @@ static void daemon_cli(const char *python, const char *want_version, const char 
     fprintf(stderr, "daemon: top --by-type --json: %lld objects, %.0f bytes (truth %lld, %.0f), "
             "Kept %lld, scan %.1f ms\n", (long long)json_integer_value(json_object_get(j, "objects")),
             got, (long long)json_integer_value(json_object_get(truth, "objects")), want,
-            (long long)type_count(j, "__main__.Kept"),
+            (long long)svc_type_count(j, "__main__.Kept"),
             json_number_value(json_object_get(j, "scan_ms")));
     ck_assert_str_eq(json_string_value(json_object_get(j, "python")),
                      json_string_value(json_object_get(truth, "python")));
-    ck_assert_int_eq(type_count(j, "__main__.Kept"), 40);
-    ck_assert_int_eq(type_count(j, "__main__.Plain"), 2000);
+    ck_assert_int_eq(svc_type_count(j, "__main__.Kept"), 40);
+    ck_assert_int_eq(svc_type_count(j, "__main__.Plain"), 2000);
     ck_assert_msg(got >= want * 0.95 && got <= want * 1.05, "top bytes %.0f vs truth %.0f",
                   got, want);
     json_decref(truth);
