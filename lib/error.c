@@ -20,15 +20,6 @@ int pyheap_err_set(pyheap_error *err, pyheap_errcode code, int sys_errno,
     return -1;
 }
 
-bool pyheap_buf_fmt(char *buf, size_t len, const char *f, ...)
-{
-    va_list ap;
-    va_start(ap, f);
-    int n = vsnprintf(buf, len, f, ap);
-    va_end(ap);
-    return n >= 0 && (size_t)n < len;
-}
-
 int pyheap_err_remote(pyheap_error *err, int sys_errno, pid_t pid,
                       uint64_t addr, size_t len)
 {

@@ -102,21 +102,6 @@ struct ctx {
     size_t ngroups, capgroups;
 };
 
-static bool grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return true;
-    size_t ncap = *cap ? *cap : 64;
-    while (ncap < need)
-        ncap *= 2;
-    void *n = realloc(*p, ncap * elem);
-    if (!n)
-        return false;
-    *p = n;
-    *cap = ncap;
-    return true;
-}
-
 static int build_reverse(struct ctx *c)
 {
     const pyheap_snapshot *s = c->s;
@@ -279,7 +264,7 @@ static int build_rootof(struct ctx *c)
 static int add_group(struct ctx *c, unsigned depth, size_t parent, uint64_t key,
                      const struct cand *cd)
 {
-    if (!grow((void **)&c->groups, &c->capgroups, c->ngroups + 1, sizeof *c->groups))
+    if (!pyheap_grow((void **)&c->groups, &c->capgroups, c->ngroups + 1, sizeof *c->groups))
         return -1;
     const pyheap_snapshot *s = c->s;
     uint32_t type = (uint32_t)(key >> 32);
@@ -352,7 +337,7 @@ static int level(struct ctx *c, const uint32_t *members, size_t nm, unsigned dep
         if ((uint32_t)(p[i].key >> 32) == ROOT_TYPE)
             x.count = 1; /* one root, however many of the objects it is */
         x.hi = j;
-        if (!grow((void **)&cd, &capcd, ncd + 1, sizeof *cd)) {
+        if (!pyheap_grow((void **)&cd, &capcd, ncd + 1, sizeof *cd)) {
             free(cd);
             free(p);
             return -1;

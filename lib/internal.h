@@ -39,9 +39,14 @@ int pyheap_err_set(pyheap_error *err, pyheap_errcode code, int sys_errno,
 int pyheap_err_remote(pyheap_error *err, int sys_errno, pid_t pid,
                       uint64_t addr, size_t len);
 
+/* ---- util.c ---- */
+
 /* snprintf into BUF (LEN bytes) whose truncation is reported (false), not
  * warned about. */
 bool pyheap_buf_fmt(char *buf, size_t len, const char *f, ...) PYHEAP_PRINTF(3, 4);
+/* Make the array *P of *CAP elements of ELEM bytes hold at least NEED,
+ * doubling (from 64). false on overflow or out of memory (*P unchanged). */
+bool pyheap_grow(void **p, size_t *cap, size_t need, size_t elem);
 
 /* ---- mem.c: the remote reader ---- */
 

@@ -100,21 +100,6 @@ static inline uint64_t hash64(uint64_t x)
     return x;
 }
 
-static bool grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return true;
-    size_t ncap = *cap ? *cap : 1024;
-    while (ncap < need)
-        ncap *= 2;
-    void *n = realloc(*p, ncap * elem);
-    if (!n)
-        return false;
-    *p = n;
-    *cap = ncap;
-    return true;
-}
-
 /* ---- services for decoders ---- */
 
 int pyheap_walk_read(struct walk *w, uint64_t addr, void *buf, size_t len)
@@ -157,7 +142,7 @@ static void push(struct walk *w, uint64_t addr, uint64_t flag)
         w->truncated = true;
         return;
     }
-    if (!grow((void **)&w->stack, &w->capstack, w->nstack + 1, sizeof *w->stack)) {
+    if (!pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + 1, sizeof *w->stack)) {
         w->nomem = true;
         return;
     }
@@ -237,7 +222,7 @@ static uint32_t strtab_intern(struct strtab *t, const char *name)
         j = (j + 1) & (t->slot_cap - 1);
     }
     if (t->n >= UINT32_MAX - 1 ||
-        !grow((void **)&t->s, &t->cap, t->n + 1, sizeof *t->s))
+        !pyheap_grow((void **)&t->s, &t->cap, t->n + 1, sizeof *t->s))
         return UINT32_MAX;
     char *copy = strdup(name);
     if (!copy)
@@ -447,7 +432,7 @@ static void add_root(struct walk *w, uint64_t addr, uint32_t label)
         pyheap_label_render(w->labels.s, w->labels.n, label, lb, sizeof lb);
     snprintf(name, sizeof name, "%s%s", w->root_prefix, lb);
     char *copy = strdup(name);
-    if (!copy || !grow((void **)&w->roots, &w->caproots, w->nroots + 1, sizeof *w->roots)) {
+    if (!copy || !pyheap_grow((void **)&w->roots, &w->caproots, w->nroots + 1, sizeof *w->roots)) {
         free(copy);
         w->nomem = true;
         return;
@@ -464,7 +449,7 @@ void pyheap_walk_edge(struct walk *w, uint64_t addr, uint32_t label)
     if (w->in_obj) {
         if (plausible_addr(addr)) {
             if (w->nedges >= MAX_EDGES ||
-                !grow((void **)&w->edges, &w->capedges, w->nedges + 1, sizeof *w->edges)) {
+                !pyheap_grow((void **)&w->edges, &w->capedges, w->nedges + 1, sizeof *w->edges)) {
                 w->nomem = w->nedges < MAX_EDGES;
             } else {
                 w->edges[w->nedges++] = (struct snapshot_edge_in){
@@ -577,7 +562,7 @@ static const struct walk_type *type_lookup(struct walk *w, uint64_t addr, int de
     }
     struct walk_type *copy = malloc(sizeof *copy);
     if (!copy ||
-        !grow((void **)&w->types, &w->captypes, w->ntypes + 1, sizeof *w->types)) {
+        !pyheap_grow((void **)&w->types, &w->captypes, w->ntypes + 1, sizeof *w->types)) {
         free(copy);
         free(wt.members);
         free(wt.member_labels);
@@ -680,7 +665,7 @@ static void visit(struct walk *w, uint64_t item)
      * kept as an edge (it would make every instance a referrer of its
      * class); see docs/graph.md. */
     push(w, type_addr, 0);
-    if (!grow((void **)&w->recs, &w->caprecs, w->nrecs + 1, sizeof *w->recs)) {
+    if (!pyheap_grow((void **)&w->recs, &w->caprecs, w->nrecs + 1, sizeof *w->recs)) {
         w->nomem = true;
         w->nedges = edges_before;
         return;
@@ -727,7 +712,7 @@ static void walk_gc_list(struct walk *w, uint64_t head)
                 w->skipped++;
             return;
         }
-        if (!grow((void **)&w->stack, &w->capstack, w->nstack + 1, sizeof *w->stack)) {
+        if (!pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + 1, sizeof *w->stack)) {
             w->nomem = true;
             return;
         }
