@@ -14,16 +14,6 @@
 #include "dwarf_layout.h"
 #include "offsets_source.h"
 
-/* snprintf that may truncate (messages), without format-truncation noise. */
-static void fmt(char *buf, size_t len, const char *f, ...) PYHEAP_PRINTF(3, 4);
-static void fmt(char *buf, size_t len, const char *f, ...)
-{
-    va_list ap;
-    va_start(ap, f);
-    vsnprintf(buf, len, f, ap);
-    va_end(ap);
-}
-
 struct version_entry {
     int major, minor;
     const struct pyheap_offsets_table *table;
@@ -260,12 +250,12 @@ int pyheap_offsets_check_shape(int major, int minor,
 {
     const struct version_entry *v = version_find(major, minor);
     if (!v) {
-        fmt(why, why_len, "no version entry for %d.%d", major, minor);
+        pyheap_buf_fmt(why, why_len, "no version entry for %d.%d", major, minor);
         return -1;
     }
     if (off->ob_type != 8 || off->pyobject != 16 || off->gc_head != 16 ||
         off->pyvarobject != 24) {
-        fmt(why, why_len, "the object header is not the 64-bit %d.%d one "
+        pyheap_buf_fmt(why, why_len, "the object header is not the 64-bit %d.%d one "
                  "(ob_type at %zd, sizeof(PyObject) %zd)", major, minor,
                  (ssize_t)off->ob_type, (ssize_t)off->pyobject);
         return -1;
@@ -296,7 +286,7 @@ int pyheap_offsets_check_shape(int major, int minor,
                  "(or young/old)", used ? ", " : "");
     }
     if (nmissing) {
-        fmt(why, why_len, "it is not the %d.%d layout: %zu required "
+        pyheap_buf_fmt(why, why_len, "it is not the %d.%d layout: %zu required "
                  "field(s) missing (%s)", major, minor, nmissing, missing);
         return -1;
     }
@@ -530,6 +520,24 @@ static bool allowed(unsigned mask, pyheap_offsets_source s)
     return mask == 0 || (mask & (1u << s)) != 0;
 }
 
+/* Validate the offsets just loaded into T. 0; -1 with WHY when they are
+ * wrong (another source may serve); -2 with *ERR when the process died or
+ * cannot be read (no source can). */
+static int validate_source(pyheap_target *t, char *why, size_t why_len,
+                           pyheap_error *err)
+{
+    pyheap_error e = {0};
+    if (pyheap_offsets_validate(t, &e) == 0)
+        return 0;
+    if (e.code == PYHEAP_E_GONE || e.code == PYHEAP_E_PERM) {
+        if (err)
+            *err = e;
+        return -2;
+    }
+    pyheap_buf_fmt(why, why_len, "%s", e.msg);
+    return -1;
+}
+
 /* Try DWARF: locate, load, check the shape, validate. On failure WHY says
  * what went wrong; *found tells whether DWARF was there at all. */
 static int debug_offsets_read(pyheap_target *t, const struct version_entry *v,
@@ -547,7 +555,7 @@ static int try_dwarf(pyheap_target *t, const struct pyheap_module *mod,
     *found = false;
     if (pyheap_dwarf_locate(t->pid, mod->path, mod->elf, &dbg, where, sizeof where,
                             &e) != 0) {
-        fmt(why, why_len, "%s", e.msg);
+        pyheap_buf_fmt(why, why_len, "%s", e.msg);
         return -1;
     }
     *found = true;
@@ -558,12 +566,12 @@ static int try_dwarf(pyheap_target *t, const struct pyheap_module *mod,
                                   sizeof missing, &nmissing, &e);
     pyheap_elf_close(dbg);
     if (rc != 0) {
-        fmt(why, why_len, "DWARF from %s: %s", where, e.msg);
+        pyheap_buf_fmt(why, why_len, "DWARF from %s: %s", where, e.msg);
         return -1;
     }
     char shape[400];
     if (pyheap_offsets_check_shape(t->major, t->minor, &off, shape, sizeof shape) != 0) {
-        fmt(why, why_len, "DWARF from %s rejected: %s", where, shape);
+        pyheap_buf_fmt(why, why_len, "DWARF from %s rejected: %s", where, shape);
         return -1;
     }
     /* Layout by members: the 3.14.0-3.14.4 incremental GC has young +
@@ -591,27 +599,18 @@ static int try_dwarf(pyheap_target *t, const struct pyheap_module *mod,
         if (drc == -2)
             return -2;
         if (drc == -3) {
-            fmt(why, why_len, "DWARF from %s rejected: %s", where, dwhy);
+            pyheap_buf_fmt(why, why_len, "DWARF from %s rejected: %s", where, dwhy);
             return -1;
         }
         if (drc == 0)
-            fmt(confirmed, sizeof confirmed, "; %d fields confirmed by "
+            pyheap_buf_fmt(confirmed, sizeof confirmed, "; %d fields confirmed by "
                 "_Py_DebugOffsets", n);
     }
     t->off = off;
     t->source = PYHEAP_OFFSETS_DWARF;
-    fmt(t->source_detail, sizeof t->source_detail, "DWARF from %s%s%s", where,
+    pyheap_buf_fmt(t->source_detail, sizeof t->source_detail, "DWARF from %s%s%s", where,
         gc_layout, confirmed);
-    if (pyheap_offsets_validate(t, &e) != 0) {
-        if (e.code == PYHEAP_E_GONE || e.code == PYHEAP_E_PERM) {
-            if (err)
-                *err = e;
-            return -2;
-        }
-        fmt(why, why_len, "%s", e.msg);
-        return -1;
-    }
-    return 0;
+    return validate_source(t, why, why_len, err);
 }
 
 /* The 3.14 patch releases with the incremental GC's young/old[2]. */
@@ -637,7 +636,7 @@ static int debug_offsets_read(pyheap_target *t, const struct version_entry *v,
     unsigned char buf[PYHEAP_DEBUG_OFFSETS_MAX];
     pyheap_error e = {0};
     if (len == 0 || len > sizeof buf) {
-        fmt(why, why_len, "no _Py_DebugOffsets layout for %d.%d", v->major, v->minor);
+        pyheap_buf_fmt(why, why_len, "no _Py_DebugOffsets layout for %d.%d", v->major, v->minor);
         return -1;
     }
     uint64_t at = t->runtime_addr + tab->off.runtime_debug_offsets;
@@ -648,7 +647,7 @@ static int debug_offsets_read(pyheap_target *t, const struct version_entry *v,
                 *err = e;
             return -2;
         }
-        fmt(why, why_len, "reading _Py_DebugOffsets at 0x%llx: %s",
+        pyheap_buf_fmt(why, why_len, "reading _Py_DebugOffsets at 0x%llx: %s",
             (unsigned long long)at, e.msg);
         return -1;
     }
@@ -666,7 +665,7 @@ static int debug_offsets_read(pyheap_target *t, const struct version_entry *v,
                 *err = e;
             return -2;
         }
-        fmt(why, why_len, "%s", e.msg);
+        pyheap_buf_fmt(why, why_len, "%s", e.msg);
         return -1;
     }
     *nout = n;
@@ -688,12 +687,12 @@ static int debug_offsets_read(pyheap_target *t, const struct version_entry *v,
             used += (size_t)k;
     }
     if (ndiff && ref != &tab->off) {
-        fmt(why, why_len, "_Py_DebugOffsets of the running binary differs from "
+        pyheap_buf_fmt(why, why_len, "_Py_DebugOffsets of the running binary differs from "
             "the %s in %zu field(s) (%s)", refname, ndiff, diff);
         return -3;
     }
     if (ndiff) {
-        fmt(why, why_len, "_Py_DebugOffsets is valid but differs from the built-in "
+        pyheap_buf_fmt(why, why_len, "_Py_DebugOffsets is valid but differs from the built-in "
             "%d.%d table (%s headers) in %zu field(s) (%s): another build "
             "configuration (e.g. Py_DEBUG) or patch release, which the table "
             "does not describe", v->major, v->minor, v->table->headers_version,
@@ -713,7 +712,6 @@ static int try_debug_offsets(pyheap_target *t, const struct version_entry *v,
     struct pyheap_offsets got;
     int n = 0;
     uint64_t at = 0;
-    pyheap_error e = {0};
     int rc = debug_offsets_read(t, v, mod, &tab->off, "table", &got, &n, &at, why,
                                 why_len, err);
     if (rc == -2)
@@ -730,7 +728,7 @@ static int try_debug_offsets(pyheap_target *t, const struct version_entry *v,
             total++;
     }
     t->k.gc_incremental = incremental_gc_release(t);
-    fmt(t->source_detail, sizeof t->source_detail,
+    pyheap_buf_fmt(t->source_detail, sizeof t->source_detail,
         "_Py_DebugOffsets at 0x%llx%s (%d fields: runtime, interpreter, thread, "
         "frame, code, type, tuple, list, dict, int, str, gc sizes...); the other "
         "~%zu fields from the built-in table for %d.%d (generated from %s "
@@ -739,16 +737,7 @@ static int try_debug_offsets(pyheap_target *t, const struct version_entry *v,
         ".PyRuntime section)" : "", n, total > (size_t)n ? total - (size_t)n : 0,
         v->major, v->minor, tab->headers_version,
         t->k.gc_incremental ? "; GC layout young/old[2] (3.14.0-3.14.4)" : "");
-    if (pyheap_offsets_validate(t, &e) != 0) {
-        if (e.code == PYHEAP_E_GONE || e.code == PYHEAP_E_PERM) {
-            if (err)
-                *err = e;
-            return -2;
-        }
-        fmt(why, why_len, "%s", e.msg);
-        return -1;
-    }
-    return 0;
+    return validate_source(t, why, why_len, err);
 }
 
 int pyheap_offsets_load(pyheap_target *t, const struct pyheap_module *mod,
@@ -805,7 +794,7 @@ int pyheap_offsets_load(pyheap_target *t, const struct pyheap_module *mod,
         t->off = v->table->off;
         t->source = PYHEAP_OFFSETS_TABLE;
         t->k.gc_incremental = incremental_gc_release(t);
-        fmt(t->source_detail, sizeof t->source_detail,
+        pyheap_buf_fmt(t->source_detail, sizeof t->source_detail,
                  "built-in table for %d.%d (generated from %s headers)%s%s%.300s%s%.600s",
                  v->major, v->minor, v->table->headers_version,
                  t->k.gc_incremental ? "; GC layout young/old[2] (3.14.0-3.14.4)" : "",
