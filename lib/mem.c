@@ -245,16 +245,22 @@ static ssize_t raw_read(pyheap_mem *m, uint64_t addr, void *buf, size_t len)
     return n;
 }
 
-int pyheap_mem_read(pyheap_mem *m, uint64_t addr, void *buf, size_t len,
-                    pyheap_error *err)
+/* What both readers check first: a range that cannot be an object, and
+ * the scan's deadline. 0: go on. */
+static int read_check(pyheap_mem *m, uint64_t addr, size_t len, pyheap_error *err)
 {
-    if (len == 0)
-        return 0;
     if (addr == 0 || addr + len < addr)
         return pyheap_err_remote(err, EFAULT, m->pid, addr, len);
     if (over_deadline(m))
         return pyheap_err_set(err, PYHEAP_E_READ, ETIMEDOUT, addr,
                               "the scan's time budget is spent");
+    return 0;
+}
+
+/* The uncached read, after read_check. */
+static int read_direct(pyheap_mem *m, uint64_t addr, void *buf, size_t len,
+                       pyheap_error *err)
+{
     if (m->is_image) {
         if (image_read(m, addr, buf, len) < 0)
             return pyheap_err_remote(err, EFAULT, m->pid, addr, len);
@@ -273,6 +279,16 @@ int pyheap_mem_read(pyheap_mem *m, uint64_t addr, void *buf, size_t len,
         done += (size_t)n;
     }
     return 0;
+}
+
+int pyheap_mem_read(pyheap_mem *m, uint64_t addr, void *buf, size_t len,
+                    pyheap_error *err)
+{
+    if (len == 0)
+        return 0;
+    if (read_check(m, addr, len, err) < 0)
+        return -1;
+    return read_direct(m, addr, buf, len, err);
 }
 
 static size_t hash_base(uint64_t base, size_t mask)
@@ -376,16 +392,12 @@ int pyheap_mem_read_cached(pyheap_mem *m, uint64_t addr, void *buf, size_t len,
 {
     if (len == 0)
         return 0;
-    if (addr == 0 || addr + len < addr)
-        return pyheap_err_remote(err, EFAULT, m->pid, addr, len);
-    if (over_deadline(m))
-        return pyheap_err_set(err, PYHEAP_E_READ, ETIMEDOUT, addr,
-                              "the scan's time budget is spent");
-    if (m->is_image)
-        return pyheap_mem_read(m, addr, buf, len, err);
-    /* Reads larger than the cache itself go straight to the target. */
-    if (len > m->cache_cap / 4)
-        return pyheap_mem_read(m, addr, buf, len, err);
+    if (read_check(m, addr, len, err) < 0)
+        return -1;
+    /* Images, and reads larger than the cache itself, go straight to the
+     * source. */
+    if (m->is_image || len > m->cache_cap / 4)
+        return read_direct(m, addr, buf, len, err);
     unsigned char *out = buf;
     uint64_t a = addr;
     size_t left = len;
