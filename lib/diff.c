@@ -242,11 +242,7 @@ int pyheap_snapshot_slim(const pyheap_snapshot *s, pyheap_snapshot **out, pyheap
     for (size_t t = 0; ok && t < s->ntypes; t++)
         ok = (p.names[t] = strdup(s->names[t])) != NULL;
     if (!ok) {
-        p.n = 0;
-        pyheap_snapshot *tmp = NULL;
-        /* adopt frees what P holds */
-        if (pyheap_snapshot_adopt(&p, &tmp, NULL) == 0)
-            pyheap_snapshot_free(tmp);
+        pyheap_snapshot_parts_free(&p);
         return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0, "out of memory copying a snapshot");
     }
     memcpy(p.addr, s->addr, n * sizeof *p.addr);

@@ -313,31 +313,6 @@ static int read_strings(const struct sect *sec, const char *what, char ***out,
     return 0;
 }
 
-static void free_strv(char **v, size_t n)
-{
-    if (!v)
-        return;
-    for (size_t i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
-static void parts_free(struct snapshot_parts *p)
-{
-    free(p->addr);
-    free(p->size);
-    free(p->type);
-    free_strv(p->names, p->ntypes);
-    free(p->eoff);
-    free(p->etarget);
-    free(p->elabel);
-    free_strv(p->labels, p->nlabels);
-    free(p->root_obj);
-    free_strv(p->root_name, p->nroots);
-    free(p->root_prio);
-    memset(p, 0, sizeof *p);
-}
-
 /* Label kinds whose payload indexes the label strings. */
 static int label_has_string(unsigned kind)
 {
@@ -503,7 +478,7 @@ int pyheap_snapfile_parse(const void *buf, size_t len, pyheap_snapshot **out,
     struct snapshot_parts p;
     memset(&p, 0, sizeof p);
     if (parse_body(b, sc, &p, err) < 0) {
-        parts_free(&p);
+        pyheap_snapshot_parts_free(&p);
         return -1;
     }
     p.stats.objects = get64(b + 112);

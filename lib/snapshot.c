@@ -462,23 +462,28 @@ const char *pyheap_snapshot_root_name(const pyheap_snapshot *s, size_t r)
 
 /* ---- loaded snapshots (snapfile.c) ---- */
 
+void pyheap_snapshot_parts_free(struct snapshot_parts *p)
+{
+    free(p->addr);
+    free(p->size);
+    free(p->type);
+    free_names(p->names, p->ntypes);
+    free(p->eoff);
+    free(p->etarget);
+    free(p->elabel);
+    free_names(p->labels, p->nlabels);
+    free(p->root_obj);
+    free_names(p->root_name, p->nroots);
+    free(p->root_prio);
+    memset(p, 0, sizeof *p);
+}
+
 int pyheap_snapshot_adopt(struct snapshot_parts *p, pyheap_snapshot **out,
                           pyheap_error *err)
 {
     pyheap_snapshot *s = calloc(1, sizeof *s);
     if (!s) {
-        free(p->addr);
-        free(p->size);
-        free(p->type);
-        free_names(p->names, p->ntypes);
-        free(p->eoff);
-        free(p->etarget);
-        free(p->elabel);
-        free_names(p->labels, p->nlabels);
-        free(p->root_obj);
-        free_names(p->root_name, p->nroots);
-        free(p->root_prio);
-        memset(p, 0, sizeof *p);
+        pyheap_snapshot_parts_free(p);
         return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0, "out of memory loading a snapshot");
     }
     s->n = p->n;

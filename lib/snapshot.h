@@ -116,6 +116,9 @@ struct snapshot_parts {
     pyheap_scan_stats stats;
 };
 
+/* Free every array and string P holds and zero it. */
+void pyheap_snapshot_parts_free(struct snapshot_parts *p);
+
 /* Make a snapshot of P's arrays; takes every array and string of P (also on
  * failure; P is zeroed). */
 int pyheap_snapshot_adopt(struct snapshot_parts *p, pyheap_snapshot **out,
