@@ -601,15 +601,9 @@ static int session_command(const char *name, const char *usage, int argc, char *
     if (resolve_socket(path, sizeof path) < 0)
         return PYHEAP_EXIT_USAGE;
     json_t *req = json_pack("{s:s}", "cmd", name);
-    if (req && pid)
-        json_object_set_new(req, "pid", json_integer(pid));
     if (req && with_n)
         json_object_set_new(req, "n", json_integer(n));
-    int status;
-    json_t *rep = call(path, req, &status);
-    if (!rep)
-        return status;
-    return finish(rep, json, render);
+    return call_finish(path, req, pid, 0, json, render);
 }
 
 static int run_growth(int argc, char **argv)
@@ -686,17 +680,9 @@ static int run_diff(int argc, char **argv)
     if (resolve_socket(path, sizeof path) < 0)
         return PYHEAP_EXIT_USAGE;
     json_t *req = json_pack("{s:s,s:I}", "cmd", "diff", "n", (json_int_t)n);
-    if (req && pid)
-        json_object_set_new(req, "pid", json_integer(pid));
     if (req && since)
         json_object_set_new(req, "since", json_integer(since));
-    if (req && freeze)
-        json_object_set_new(req, "freeze", json_true());
-    int status;
-    json_t *rep = call(path, req, &status);
-    if (!rep)
-        return status;
-    return finish(rep, json, pyheap_render_diff);
+    return call_finish(path, req, pid, freeze, json, pyheap_render_diff);
 }
 
 static int run_snapshot(int argc, char **argv)
