@@ -476,26 +476,11 @@ END_TEST
 START_TEST(exec_is_gone)
 {
     ck_assert_msg(access(PY, X_OK) == 0, "install python3.11");
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        execl(PY, PY, "-c",
-              "import os, sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); "
-              "time.sleep(1.0); os.execv('/bin/sleep', ['sleep', '60'])",
-              (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    struct pollfd pfd = {.fd = p[0], .events = POLLIN};
-    char buf[16] = "";
-    ck_assert_int_eq(poll(&pfd, 1, 20000), 1);
-    ck_assert_int_gt(read(p[0], buf, sizeof buf - 1), 0);
+    char *argv[] = { PY, "-c",
+                     "import os, sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); "
+                     "time.sleep(1.0); os.execv('/bin/sleep', ['sleep', '60'])",
+                     NULL };
+    pid_t pid = test_spawn_ready(argv, false, 20000, NULL);
     pyheap_target *t = open_ok(pid, ONLY(PYHEAP_OFFSETS_TABLE), NULL);
     pyheap_error err = {0};
     int rc = 0;

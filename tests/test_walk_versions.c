@@ -308,46 +308,6 @@ END_TEST
 
 /* ---- the daemon and the CLI on a chroot target ---- */
 
-/* Run ARGV, wait up to 120 s; stdout into *OUT (malloc'd). Exit status. */
-static int capture(char *const argv[], char **out)
-{
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(p[1]);
-    size_t n = 0, cap = 65536;
-    char *buf = malloc(cap);
-    ck_assert_ptr_nonnull(buf);
-    for (;;) {
-        if (n + 4096 > cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            ck_assert_ptr_nonnull(buf);
-        }
-        ssize_t r = read(p[0], buf + n, cap - n - 1);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-    }
-    buf[n] = 0;
-    close(p[0]);
-    int st;
-    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-    *out = buf;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 static bool can_connect(const char *path)
 {
     int fd = test_connect(path);
@@ -387,7 +347,7 @@ static void daemon_cli(const char *python, const char *want_version, const char 
 
     char *out;
     char *ps[] = { cli, "--socket", sock, "ps", "--json", NULL };
-    ck_assert_int_eq(capture(ps, &out), 0);
+    ck_assert_int_eq(test_capture(ps, &out), 0);
     json_error_t je;
     json_t *j = json_loads(out, 0, &je);
     ck_assert_msg(j != NULL, "ps --json: %s: %s", je.text, out);
@@ -405,7 +365,7 @@ static void daemon_cli(const char *python, const char *want_version, const char 
     free(out);
 
     char *top[] = { cli, "--socket", sock, "top", "--by-type", "-n", "0", "--json", NULL };
-    ck_assert_int_eq(capture(top, &out), 0);
+    ck_assert_int_eq(test_capture(top, &out), 0);
     j = json_loads(out, 0, &je);
     ck_assert_msg(j != NULL, "top --json: %s", je.text);
     char tp[1024];

@@ -183,3 +183,17 @@ int test_sh(const char *cmd, char **out)
     unlink(tmp);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+int test_capture(char *const argv[], char **out)
+{
+    char path[] = "/tmp/pyheap-capture.XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    pid_t pid = test_spawn(argv, path, NULL, (uid_t)-1, (gid_t)-1);
+    int st = test_wait_exit(pid, 120000);
+    *out = test_slurp(path);
+    unlink(path);
+    ck_assert_msg(st != -1, "%s timed out", argv[0]);
+    return st;
+}

@@ -34,6 +34,9 @@ void test_reap(pid_t pid);
 pid_t test_spawn_ready(char *const argv[], bool quiet, int timeout_ms, int *ready_fd);
 /* `rm -rf 'DIR'`; asserts success. */
 void test_rm_rf(const char *dir);
+/* Run ARGV to completion (at most 120 s, then it is killed and the test
+ * fails); its stdout (malloc'd) in *OUT, stderr inherited. Exit status. */
+int test_capture(char *const argv[], char **out);
 /* Run the shell command CMD; its stdout and stderr (malloc'd) in *OUT.
  * Exit status, -1 if killed by a signal. */
 int test_sh(const char *cmd, char **out);
