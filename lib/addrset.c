@@ -1,5 +1,6 @@
 /* The walker's set of seen addresses: a radix tree of bitmaps (addrset.h). */
 #include <stdlib.h>
+#include <string.h>
 
 #include "addrset.h"
 
@@ -150,14 +151,87 @@ static size_t bsearch_addr(const uint64_t *sorted, size_t lo, size_t hi, uint64_
     return SIZE_MAX;
 }
 
+/* The leaf of REGION, created (zeroed) if absent; NULL on allocation
+ * failure. The pointer is good until the next leaf is created. */
+static struct addrindex_leaf *index_leaf(struct addrindex *x, uint64_t region)
+{
+    size_t ti = (size_t)(region >> ADDRSET_MID_BITS);
+    uint32_t *mid = x->top[ti];
+    if (!mid) {
+        mid = calloc(MID_SLOTS, sizeof *mid);
+        if (!mid)
+            return NULL;
+        x->top[ti] = mid;
+    }
+    uint32_t *slot = &mid[region & (MID_SLOTS - 1)];
+    if (*slot)
+        return &x->leaves[*slot - 1];
+    if (x->nleaves == x->capleaves) {
+        size_t cap = x->capleaves ? 2 * x->capleaves : 64;
+        if (cap >= UINT32_MAX)
+            return NULL;
+        struct addrindex_leaf *l = realloc(x->leaves, cap * sizeof *l);
+        if (!l)
+            return NULL;
+        x->leaves = l;
+        x->capleaves = cap;
+    }
+    struct addrindex_leaf *leaf = &x->leaves[x->nleaves++];
+    memset(leaf, 0, sizeof *leaf);
+    *slot = (uint32_t)x->nleaves;
+    return leaf;
+}
+
+/* Set the bits of ADDRS[0..n) (all index_ok) in the tree. */
+static int index_insert(struct addrindex *x, const uint64_t *addrs, size_t n)
+{
+    struct addrindex_leaf *leaf = NULL;
+    uint64_t prev = UINT64_MAX;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t a = addrs[i];
+        uint64_t region = a >> ADDRSET_LEAF_SHIFT;
+        if (region != prev) {
+            leaf = index_leaf(x, region);
+            if (!leaf)
+                return -1;
+            prev = region;
+        }
+        uint64_t bit = (a & (((uint64_t)1 << ADDRSET_LEAF_SHIFT) - 1)) >> 3;
+        leaf->bits[bit >> 6] |= (uint64_t)1 << (bit & 63);
+    }
+    return 0;
+}
+
+/* Give the leaves their ranks, in address order; the number of addresses. */
+static size_t index_rank(struct addrindex *x)
+{
+    size_t total = 0;
+    for (size_t ti = 0; ti < TOP_SLOTS; ti++) {
+        const uint32_t *mid = x->top[ti];
+        if (!mid)
+            continue;
+        for (size_t mi = 0; mi < MID_SLOTS; mi++) {
+            if (!mid[mi])
+                continue;
+            struct addrindex_leaf *leaf = &x->leaves[mid[mi] - 1];
+            leaf->base = total;
+            unsigned c = 0;
+            for (size_t w = 0; w < ADDRSET_LEAF_WORDS; w++) {
+                leaf->cum[w] = (uint16_t)c;
+                c += popcount64(leaf->bits[w]);
+            }
+            total += c;
+        }
+    }
+    return total;
+}
+
 int pyheap_addrindex_build(struct addrindex *x, const uint64_t *sorted, size_t n)
 {
     *x = (struct addrindex){ 0 };
     x->sorted = sorted;
     x->n = n;
     x->tree_end = n;
-    size_t nleaves = 0;
-    uint64_t prev = UINT64_MAX;
     for (size_t i = 0; i < n; i++) {
         if (i > 0 && sorted[i] <= sorted[i - 1])
             return -1;
@@ -167,46 +241,52 @@ int pyheap_addrindex_build(struct addrindex *x, const uint64_t *sorted, size_t n
             x->tree_end = i; /* the rest lies above the tree's range */
             break;
         }
-        uint64_t region = sorted[i] >> ADDRSET_LEAF_SHIFT;
-        if (region != prev)
-            nleaves++;
-        prev = region;
     }
     x->top = calloc(TOP_SLOTS, sizeof *x->top);
-    x->leaves = calloc(nleaves ? nleaves : 1, sizeof *x->leaves);
-    if (!x->top || !x->leaves) {
+    if (!x->top || index_insert(x, sorted, x->tree_end) < 0) {
         pyheap_addrindex_free(x);
         return -1;
     }
-    struct addrindex_leaf *leaf = NULL;
-    prev = UINT64_MAX;
-    for (size_t i = 0; i < x->tree_end; i++) {
-        uint64_t a = sorted[i];
-        uint64_t region = a >> ADDRSET_LEAF_SHIFT;
-        if (region != prev) {
-            leaf = &x->leaves[x->nleaves++];
-            leaf->base = i;
-            size_t ti = (size_t)(region >> ADDRSET_MID_BITS);
-            if (!x->top[ti]) {
-                x->top[ti] = calloc(MID_SLOTS, sizeof *x->top[ti]);
-                if (!x->top[ti]) {
-                    pyheap_addrindex_free(x);
-                    return -1;
-                }
-            }
-            x->top[ti][region & (MID_SLOTS - 1)] = leaf;
-            prev = region;
+    index_rank(x);
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int pyheap_addrindex_build_unsorted(struct addrindex *x, const uint64_t *addrs, size_t n)
+{
+    *x = (struct addrindex){ 0 };
+    size_t i = 0;
+    while (i < n && index_ok(addrs[i]))
+        i++;
+    if (i < n) {
+        /* Not a walk's addresses: index a sorted copy without repeats. */
+        uint64_t *copy = malloc(n * sizeof *copy);
+        if (!copy)
+            return -1;
+        memcpy(copy, addrs, n * sizeof *copy);
+        qsort(copy, n, sizeof *copy, cmp_u64);
+        size_t m = 0;
+        for (size_t k = 0; k < n; k++)
+            if (m == 0 || copy[k] != copy[m - 1])
+                copy[m++] = copy[k];
+        if (pyheap_addrindex_build(x, copy, m) < 0) {
+            free(copy);
+            return -1;
         }
-        uint64_t bit = (a & (((uint64_t)1 << ADDRSET_LEAF_SHIFT) - 1)) >> 3;
-        leaf->bits[bit >> 6] |= (uint64_t)1 << (bit & 63);
+        x->owned = copy;
+        return 0;
     }
-    for (size_t l = 0; l < x->nleaves; l++) {
-        unsigned c = 0;
-        for (size_t w = 0; w < ADDRSET_LEAF_WORDS; w++) {
-            x->leaves[l].cum[w] = (uint16_t)c;
-            c += popcount64(x->leaves[l].bits[w]);
-        }
+    x->top = calloc(TOP_SLOTS, sizeof *x->top);
+    if (!x->top || index_insert(x, addrs, n) < 0) {
+        pyheap_addrindex_free(x);
+        return -1;
     }
+    x->n = x->tree_end = index_rank(x);
     return 0;
 }
 
@@ -217,12 +297,13 @@ size_t pyheap_addrindex_find(const struct addrindex *x, uint64_t addr)
     if (!index_ok(addr))
         return addr & 7 ? SIZE_MAX : bsearch_addr(x->sorted, x->tree_end, x->n, addr);
     uint64_t region = addr >> ADDRSET_LEAF_SHIFT;
-    struct addrindex_leaf **mid = x->top[region >> ADDRSET_MID_BITS];
+    const uint32_t *mid = x->top[region >> ADDRSET_MID_BITS];
     if (!mid)
         return SIZE_MAX;
-    const struct addrindex_leaf *leaf = mid[region & (MID_SLOTS - 1)];
-    if (!leaf)
+    uint32_t l = mid[region & (MID_SLOTS - 1)];
+    if (!l)
         return SIZE_MAX;
+    const struct addrindex_leaf *leaf = &x->leaves[l - 1];
     uint64_t bit = (addr & (((uint64_t)1 << ADDRSET_LEAF_SHIFT) - 1)) >> 3;
     uint64_t word = leaf->bits[bit >> 6];
     uint64_t below = (uint64_t)1 << (bit & 63);
@@ -241,5 +322,6 @@ void pyheap_addrindex_free(struct addrindex *x)
         free(x->top);
     }
     free(x->leaves);
+    free(x->owned);
     *x = (struct addrindex){ 0 };
 }

@@ -39,17 +39,20 @@ int pyheap_addrset_insert(struct addrset *s, uint64_t addr);
 int pyheap_addrset_has(const struct addrset *s, uint64_t addr);
 void pyheap_addrset_free(struct addrset *s);
 
-/* Address -> index over a sorted array of addresses (the snapshot's), the
- * same tree shape with a rank per leaf: a lookup is two table loads, a bit
- * test and a popcount, and the index costs ~1.3 KiB per 64 KiB of address
- * space that holds objects instead of a hash table of 8 bytes per object. */
+/* Address -> index: the rank of an address among a set of distinct
+ * addresses (the snapshot's objects), the same tree shape with a rank per
+ * leaf: a lookup is two table loads, a bit test and a popcount, and the
+ * index costs ~1.3 KiB per 64 KiB of address space that holds objects
+ * instead of a hash table of 8 bytes per object. */
 struct addrindex_leaf;
 struct addrindex {
-    struct addrindex_leaf ***top;   /* NULL: binary search only */
+    uint32_t **top;                 /* mid tables of leaf number + 1; NULL:
+                                     * binary search only */
     struct addrindex_leaf *leaves;
-    size_t nleaves;
-    const uint64_t *sorted;         /* borrowed */
-    size_t n;
+    size_t nleaves, capleaves;
+    const uint64_t *sorted;         /* borrowed, or `owned` */
+    uint64_t *owned;
+    size_t n;                       /* distinct addresses: ranks are [0, n) */
     size_t tree_end;                /* sorted[tree_end..n) lie above 2^47 */
 };
 
@@ -58,7 +61,13 @@ struct addrindex {
  * (no walk produces them); a misaligned one makes the whole index a binary
  * search. 0, or -1 on allocation failure or input not strictly ascending. */
 int pyheap_addrindex_build(struct addrindex *x, const uint64_t *sorted, size_t n);
-/* The i with sorted[i] == ADDR, or SIZE_MAX. */
+/* Index the N addresses of ADDRS, in any order and with repeats (not
+ * borrowed). x->n is then the number of distinct addresses and find()
+ * answers an address's rank among them. 8-aligned addresses below 2^47 (a
+ * walk's) go into the tree in one pass; any other makes the index a sorted
+ * copy. 0, or -1 on allocation failure. */
+int pyheap_addrindex_build_unsorted(struct addrindex *x, const uint64_t *addrs, size_t n);
+/* The i with sorted[i] == ADDR (the rank of ADDR), or SIZE_MAX. */
 size_t pyheap_addrindex_find(const struct addrindex *x, uint64_t addr);
 void pyheap_addrindex_free(struct addrindex *x);
 

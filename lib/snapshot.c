@@ -1,4 +1,5 @@
 /* The immutable snapshot model and the histogram analysis. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,13 +8,6 @@
 #include "addrset.h"
 #include "snapshot.h"
 #include "walk.h"
-
-/* Sort key: address, then discovery order (kept in the low bits of a
- * side array), so duplicates keep the first record. */
-struct order {
-    uint64_t addr;
-    uint32_t disc;
-};
 
 static void free_names(char **names, size_t n)
 {
@@ -24,143 +18,142 @@ static void free_names(char **names, size_t n)
     free(names);
 }
 
-/* Sort ORD[0..n) by address, stably (so duplicates keep discovery order):
- * LSD radix over the 64-bit address in 11-bit digits, skipping digits that
- * are the same for every key (the high bits of one heap usually are). Needs
- * a second array of n entries. 0, or -1 on allocation failure. */
-#define RADIX_BITS 11
-#define RADIX_SIZE (1u << RADIX_BITS)
-#define RADIX_DIGITS 6 /* 66 bits */
+/* ---- what a walk found ---- */
 
-static int radix_sort(struct order *ord, size_t n)
+/* Grow *P to NCAP elements of ELEM bytes; on failure *P is unchanged. */
+static int grow_to(void **p, size_t ncap, size_t elem)
 {
-    if (n < 2)
+    void *q = realloc(*p, ncap * elem);
+    if (!q)
+        return -1;
+    *p = q;
+    return 0;
+}
+
+/* The capacity after CAP (doubling) of arrays indexed by uint32_t; 0 when
+ * full. */
+static size_t next_cap(size_t cap)
+{
+    const size_t max = (size_t)UINT32_MAX - 1;
+    if (cap >= max)
         return 0;
-    struct order *tmp = malloc(n * sizeof *tmp);
-    size_t (*count)[RADIX_SIZE] = calloc(RADIX_DIGITS, sizeof *count);
-    if (!tmp || !count) {
-        free(tmp);
-        free(count);
+    size_t n = cap ? 2 * cap : 1024;
+    return n < max ? n : max;
+}
+
+int pyheap_snapshot_in_grow_edges(struct snapshot_in *in)
+{
+    if (in->nedges < in->capedges)
+        return 0;
+    size_t cap = next_cap(in->capedges);
+    if (!cap || grow_to((void **)&in->etarget, cap, sizeof *in->etarget) < 0 ||
+        grow_to((void **)&in->elabel, cap, sizeof *in->elabel) < 0)
         return -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        uint64_t k = ord[i].addr;
-        for (int d = 0; d < RADIX_DIGITS; d++)
-            count[d][(k >> (d * RADIX_BITS)) & (RADIX_SIZE - 1)]++;
-    }
-    struct order *src = ord, *dst = tmp;
-    for (int d = 0; d < RADIX_DIGITS; d++) {
-        size_t *c = count[d];
-        uint64_t first = (src[0].addr >> (d * RADIX_BITS)) & (RADIX_SIZE - 1);
-        if (c[first] == n)
-            continue; /* one bucket: this digit does not reorder */
-        size_t sum = 0;
-        for (size_t b = 0; b < RADIX_SIZE; b++) {
-            size_t k = c[b];
-            c[b] = sum;
-            sum += k;
-        }
-        for (size_t i = 0; i < n; i++) {
-            size_t b = (size_t)((src[i].addr >> (d * RADIX_BITS)) & (RADIX_SIZE - 1));
-            dst[c[b]++] = src[i];
-        }
-        struct order *t = src;
-        src = dst;
-        dst = t;
-    }
-    if (src != ord)
-        memcpy(ord, src, n * sizeof *ord);
-    free(tmp);
-    free(count);
+    in->capedges = cap;
     return 0;
 }
 
-static int build_graph(pyheap_snapshot *s, const uint32_t *perm, size_t nrec,
-                       const uint8_t *cut, struct snapshot_graph_in *g)
+int pyheap_snapshot_in_object(struct snapshot_in *in, uint64_t addr, uint64_t size,
+                              uint32_t type)
 {
-    s->labels = g->labels;
-    s->nlabels = g->nlabels;
-    g->labels = NULL;
-    g->nlabels = 0;
-    s->eoff = calloc(s->n + 1, sizeof *s->eoff);
-    if (!s->eoff)
-        return -1;
-    struct addrindex m;
-    if (pyheap_addrindex_build(&m, s->addr, s->n) < 0)
-        return -1;
-    /* Resolve targets once; count per source. */
-    uint32_t *tgt = malloc((g->nedges ? g->nedges : 1) * sizeof *tgt);
-    if (!tgt) {
-        pyheap_addrindex_free(&m);
-        return -1;
+    if (in->n == in->cap) {
+        size_t cap = next_cap(in->cap);
+        if (!cap || grow_to((void **)&in->addr, cap, sizeof *in->addr) < 0 ||
+            grow_to((void **)&in->size, cap, sizeof *in->size) < 0 ||
+            grow_to((void **)&in->type, cap, sizeof *in->type) < 0 ||
+            grow_to((void **)&in->eend, cap, sizeof *in->eend) < 0)
+            return -1;
+        in->cap = cap;
     }
-    size_t kept = 0;
-    for (size_t e = 0; e < g->nedges; e++) {
-        const struct snapshot_edge_in *in = &g->edges[e];
-        size_t src = in->src < nrec ? perm[in->src] : UINT32_MAX;
-        size_t t = pyheap_addrindex_find(&m, in->target);
-        if (src == UINT32_MAX || t == SIZE_MAX || kept >= UINT32_MAX - 1) {
-            tgt[e] = UINT32_MAX;
-            s->edges_dropped++;
-            continue;
-        }
-        tgt[e] = (uint32_t)t;
-        s->eoff[src + 1]++;
-        kept++;
-    }
-    for (size_t i = 0; i < s->n; i++)
-        s->eoff[i + 1] += s->eoff[i];
-    s->nedges = kept;
-    s->etarget = malloc((kept ? kept : 1) * sizeof *s->etarget);
-    s->elabel = malloc((kept ? kept : 1) * sizeof *s->elabel);
-    uint32_t *fill = malloc((s->n ? s->n : 1) * sizeof *fill);
-    if (!s->etarget || !s->elabel || !fill) {
-        free(fill);
-        free(tgt);
-        pyheap_addrindex_free(&m);
-        return -1;
-    }
-    memcpy(fill, s->eoff, s->n * sizeof *fill);
-    for (size_t e = 0; e < g->nedges; e++) {
-        if (tgt[e] == UINT32_MAX)
-            continue;
-        uint32_t src = perm[g->edges[e].src];
-        uint32_t k = fill[src]++;
-        uint32_t l = g->edges[e].label;
-        if (cut[tgt[e]])
-            l = WALK_LBL_WITH_FLAGS(l, PYHEAP_EDGE_CUT);
-        s->etarget[k] = tgt[e];
-        s->elabel[k] = l;
-    }
-    free(fill);
-    free(tgt);
-    /* Roots that are objects, in the order given. */
-    s->root_obj = malloc((g->nroots ? g->nroots : 1) * sizeof *s->root_obj);
-    s->root_name = calloc(g->nroots ? g->nroots : 1, sizeof *s->root_name);
-    s->root_prio = malloc(g->nroots ? g->nroots : 1);
-    if (!s->root_obj || !s->root_name || !s->root_prio) {
-        pyheap_addrindex_free(&m);
-        return -1;
-    }
-    for (size_t r = 0; r < g->nroots; r++) {
-        size_t i = pyheap_addrindex_find(&m, g->roots[r].addr);
-        if (i == SIZE_MAX) {
-            free(g->roots[r].name);
-            g->roots[r].name = NULL;
-            continue;
-        }
-        s->root_obj[s->nroots] = (uint32_t)i;
-        s->root_name[s->nroots] = g->roots[r].name;
-        s->root_prio[s->nroots] = (uint8_t)(g->roots[r].prio ? 1 : 0);
-        g->roots[r].name = NULL;
-        s->nroots++;
-    }
-    pyheap_addrindex_free(&m);
+    in->addr[in->n] = addr;
+    in->size[in->n] = size;
+    in->type[in->n] = type;
+    in->eend[in->n] = (uint32_t)in->nedges;
+    in->n++;
     return 0;
 }
 
-static void graph_in_release(struct snapshot_graph_in *g)
+void pyheap_snapshot_in_free(struct snapshot_in *in)
 {
+    free(in->addr);
+    free(in->size);
+    free(in->type);
+    free(in->eend);
+    free(in->etarget);
+    free(in->elabel);
+    memset(in, 0, sizeof *in);
+}
+
+/* ---- the build ---- */
+
+#define NO_OBJ UINT32_MAX
+
+static inline bool bit_test(const uint64_t *bits, size_t i)
+{
+    return (bits[i >> 6] >> (i & 63)) & 1;
+}
+
+static inline void bit_set(uint64_t *bits, size_t i)
+{
+    bits[i >> 6] |= (uint64_t)1 << (i & 63);
+}
+
+/* Resolve the targets of IN's edges through X and drop the edges that lose
+ * their source or target, in place and in discovery order: afterwards
+ * in->eend[i] is the number of edges object i keeps, the first KEPT
+ * uint32_t of in->etarget are target indices and the first KEPT labels
+ * theirs; both arrays shrink to KEPT. Returns the number dropped. */
+static uint64_t resolve_edges(struct snapshot_in *in, const struct addrindex *x,
+                              const uint32_t *perm, size_t *kept)
+{
+    /* The uint32_t targets are written over the uint64_t addresses front
+     * to back (the write position never passes the read position); memcpy
+     * keeps the two views of one buffer well-defined. */
+    unsigned char *tb = (unsigned char *)in->etarget;
+    uint64_t dropped = 0;
+    size_t w = 0, lo = 0;
+    for (size_t i = 0; i < in->n; i++) {
+        size_t hi = in->eend[i];
+        if (hi < lo || hi > in->nedges)
+            hi = lo; /* not what the appender makes: no edges */
+        size_t start = w;
+        if (perm[i] == NO_OBJ) {
+            dropped += hi - lo;
+        } else {
+            for (size_t e = lo; e < hi; e++) {
+                uint64_t a;
+                memcpy(&a, tb + e * sizeof a, sizeof a);
+                size_t t = pyheap_addrindex_find(x, a);
+                if (t == SIZE_MAX) {
+                    dropped++;
+                    continue;
+                }
+                uint32_t t32 = (uint32_t)t;
+                memcpy(tb + w * sizeof t32, &t32, sizeof t32);
+                in->elabel[w] = in->elabel[e];
+                w++;
+            }
+        }
+        in->eend[i] = (uint32_t)(w - start);
+        lo = hi;
+    }
+    dropped += in->nedges - lo; /* after the last object: no source */
+    /* A shrinking realloc that fails leaves the block as it was. */
+    void *p = realloc(in->etarget, (w ? w : 1) * sizeof(uint32_t));
+    if (p)
+        in->etarget = p;
+    p = realloc(in->elabel, (w ? w : 1) * sizeof *in->elabel);
+    if (p)
+        in->elabel = p;
+    in->nedges = in->capedges = w;
+    *kept = w;
+    return dropped;
+}
+
+/* Free what a build takes: NAMES, G's labels and root names. */
+static void release_taken(char **names, size_t ntypes, struct snapshot_graph_in *g)
+{
+    free_names(names, ntypes);
     if (!g)
         return;
     free_names(g->labels, g->nlabels);
@@ -172,81 +165,223 @@ static void graph_in_release(struct snapshot_graph_in *g)
     }
 }
 
-int pyheap_snapshot_build(struct snapshot_rec *recs, size_t n, char **names,
+int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes,
+                             struct snapshot_graph_in *g, const pyheap_scan_stats *stats,
+                             pyheap_snapshot **out, pyheap_error *err)
+{
+    struct snapshot_graph_in empty;
+    memset(&empty, 0, sizeof empty);
+    if (!g)
+        g = &empty;
+    size_t n = in->n;
+    struct addrindex x = { 0 };
+    uint32_t *perm = NULL;
+    uint64_t *bits = NULL;
+    pyheap_snapshot *s = calloc(1, sizeof *s);
+    if (!s || n >= UINT32_MAX)
+        goto fail;
+    s->names = names;
+    s->ntypes = ntypes;
+    names = NULL;
+    s->stats = *stats;
+    s->labels = g->labels;
+    s->nlabels = g->nlabels;
+    g->labels = NULL;
+    g->nlabels = 0;
+
+    /* Rank the addresses: x maps an address to its object index. */
+    if (pyheap_addrindex_build_unsorted(&x, in->addr, n) < 0)
+        goto fail;
+    size_t m = x.n;
+    /* perm: discovery order -> object index; NO_OBJ for a repeat. */
+    size_t nbits = m / 64 + 1;
+    perm = malloc((n ? n : 1) * sizeof *perm);
+    bits = calloc(nbits, sizeof *bits);
+    if (!perm || !bits)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        size_t r = pyheap_addrindex_find(&x, in->addr[i]);
+        if (bit_test(bits, r)) {
+            perm[i] = NO_OBJ;
+        } else {
+            bit_set(bits, r);
+            perm[i] = (uint32_t)r;
+        }
+    }
+    size_t kept;
+    s->edges_dropped = resolve_edges(in, &x, perm, &kept);
+
+    /* Objects to address order, one array at a time, each input freed as
+     * soon as it is consumed. */
+    size_t alloc = m ? m : 1;
+    s->addr = malloc(alloc * sizeof *s->addr);
+    if (!s->addr)
+        goto fail;
+    for (size_t i = 0; i < n; i++)
+        if (perm[i] != NO_OBJ)
+            s->addr[perm[i]] = in->addr[i];
+    free(in->addr);
+    in->addr = NULL;
+    s->n = m;
+    s->size = malloc(alloc * sizeof *s->size);
+    if (!s->size)
+        goto fail;
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        if (perm[i] != NO_OBJ) {
+            s->size[perm[i]] = in->size[i];
+            bytes += in->size[i];
+        }
+    free(in->size);
+    in->size = NULL;
+    s->type = malloc(alloc * sizeof *s->type);
+    if (!s->type)
+        goto fail;
+    memset(bits, 0, nbits * sizeof *bits); /* now: edges into the object are cut */
+    for (size_t i = 0; i < n; i++) {
+        uint32_t p = perm[i];
+        if (p == NO_OBJ)
+            continue;
+        uint32_t ty = in->type[i] & ~SNAPSHOT_IN_CUT;
+        s->type[p] = ty < ntypes ? ty : 0;
+        if (in->type[i] & SNAPSHOT_IN_CUT)
+            bit_set(bits, p);
+    }
+    free(in->type);
+    in->type = NULL;
+    s->eoff = malloc((m + 1) * sizeof *s->eoff);
+    if (!s->eoff)
+        goto fail;
+    for (size_t i = 0; i < n; i++)
+        if (perm[i] != NO_OBJ)
+            s->eoff[perm[i]] = in->eend[i];
+    free(in->eend);
+    in->eend = NULL;
+    uint32_t sum = 0;
+    for (size_t i = 0; i < m; i++) {
+        uint32_t c = s->eoff[i];
+        s->eoff[i] = sum;
+        sum += c;
+    }
+    s->eoff[m] = sum;
+    s->nedges = kept;
+    s->stats.objects = m;
+    s->stats.bytes = bytes;
+
+    /* Edges to address order: each object's run moves to its offset. */
+    const uint32_t *tin = (const uint32_t *)(void *)in->etarget;
+    s->etarget = malloc((kept ? kept : 1) * sizeof *s->etarget);
+    if (!s->etarget)
+        goto fail;
+    for (size_t i = 0, r = 0; i < n; i++) {
+        uint32_t p = perm[i];
+        if (p == NO_OBJ)
+            continue;
+        for (uint32_t k = s->eoff[p]; k < s->eoff[p + 1]; k++)
+            s->etarget[k] = tin[r++];
+    }
+    free(in->etarget);
+    in->etarget = NULL;
+    s->elabel = malloc((kept ? kept : 1) * sizeof *s->elabel);
+    if (!s->elabel)
+        goto fail;
+    for (size_t i = 0, r = 0; i < n; i++) {
+        uint32_t p = perm[i];
+        if (p == NO_OBJ)
+            continue;
+        for (uint32_t k = s->eoff[p]; k < s->eoff[p + 1]; k++) {
+            uint32_t l = in->elabel[r++];
+            if (bit_test(bits, s->etarget[k]))
+                l = WALK_LBL_WITH_FLAGS(l, PYHEAP_EDGE_CUT);
+            s->elabel[k] = l;
+        }
+    }
+    free(in->elabel);
+    in->elabel = NULL;
+    free(perm);
+    perm = NULL;
+    free(bits);
+    bits = NULL;
+
+    /* Roots that are objects, in the order given. */
+    s->root_obj = malloc((g->nroots ? g->nroots : 1) * sizeof *s->root_obj);
+    s->root_name = calloc(g->nroots ? g->nroots : 1, sizeof *s->root_name);
+    s->root_prio = malloc(g->nroots ? g->nroots : 1);
+    if (!s->root_obj || !s->root_name || !s->root_prio)
+        goto fail;
+    for (size_t r = 0; r < g->nroots; r++) {
+        size_t i = pyheap_addrindex_find(&x, g->roots[r].addr);
+        if (i == SIZE_MAX) {
+            free(g->roots[r].name);
+            g->roots[r].name = NULL;
+            continue;
+        }
+        s->root_obj[s->nroots] = (uint32_t)i;
+        s->root_name[s->nroots] = g->roots[r].name;
+        s->root_prio[s->nroots] = (uint8_t)(g->roots[r].prio ? 1 : 0);
+        g->roots[r].name = NULL;
+        s->nroots++;
+    }
+    pyheap_addrindex_free(&x);
+    pyheap_snapshot_in_free(in);
+    *out = s;
+    return 0;
+
+fail:
+    pyheap_addrindex_free(&x);
+    free(perm);
+    free(bits);
+    pyheap_snapshot_in_free(in);
+    release_taken(names, ntypes, g);
+    pyheap_snapshot_free(s);
+    if (n >= UINT32_MAX)
+        return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0,
+                              "too many objects for a snapshot (%zu)", n);
+    return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0,
+                          "out of memory building a snapshot of %zu objects", n);
+}
+
+int pyheap_snapshot_build(const struct snapshot_rec *recs, size_t n, char **names,
                           size_t ntypes, struct snapshot_graph_in *g,
                           const pyheap_scan_stats *stats,
                           pyheap_snapshot **out, pyheap_error *err)
 {
-    pyheap_snapshot *s = calloc(1, sizeof *s);
-    if (!s) {
-        free_names(names, ntypes);
-        graph_in_release(g);
-        return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0,
-                              "out of memory building a snapshot");
+    struct snapshot_in in;
+    memset(&in, 0, sizeof in);
+    size_t ne = g ? g->nedges : 0;
+    /* The edges grouped by source, each group in the given order (a
+     * counting sort); those whose source is no record go after the last
+     * object, where the build drops them. */
+    size_t *end = calloc(n + 2, sizeof *end);
+    size_t *order = malloc((ne ? ne : 1) * sizeof *order);
+    bool ok = end && order;
+    for (size_t e = 0; ok && e < ne; e++)
+        end[(g->edges[e].src < n ? g->edges[e].src : n) + 1]++;
+    for (size_t i = 0; ok && i <= n; i++)
+        end[i + 1] += end[i];
+    for (size_t e = 0; ok && e < ne; e++)
+        order[end[g->edges[e].src < n ? g->edges[e].src : n]++] = e;
+    /* end[i] is now the end of source i's group. */
+    for (size_t i = 0, k = 0; ok && i <= n; i++) {
+        for (; ok && k < end[i]; k++) {
+            const struct snapshot_edge_in *ed = &g->edges[order[k]];
+            ok = snapshot_in_edge(&in, ed->target, ed->label) == 0;
+        }
+        uint32_t ty = (recs && i < n) ? recs[i].type & ~SNAPSHOT_IN_CUT : 0;
+        if (ok && i < n && (recs[i].flags & SNAPSHOT_REC_CUT))
+            ty |= SNAPSHOT_IN_CUT;
+        if (ok && i < n)
+            ok = pyheap_snapshot_in_object(&in, recs[i].addr, recs[i].size, ty) == 0;
     }
-    s->names = names;
-    s->ntypes = ntypes;
-    s->stats = *stats;
-    size_t alloc = n ? n : 1;
-    struct order *ord = malloc(alloc * sizeof *ord);
-    uint32_t *perm = malloc(alloc * sizeof *perm);
-    uint8_t *cut = calloc(alloc, 1);
-    s->addr = malloc(alloc * sizeof *s->addr);
-    s->size = malloc(alloc * sizeof *s->size);
-    s->type = malloc(alloc * sizeof *s->type);
-    if (!ord || !perm || !cut || !s->addr || !s->size || !s->type || n >= UINT32_MAX) {
-        free(ord);
-        free(perm);
-        free(cut);
-        graph_in_release(g);
-        pyheap_snapshot_free(s);
+    free(end);
+    free(order);
+    if (!ok) {
+        pyheap_snapshot_in_free(&in);
+        release_taken(names, ntypes, g);
         return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0,
                               "out of memory building a snapshot of %zu objects", n);
     }
-    for (size_t i = 0; i < n; i++)
-        ord[i] = (struct order){ recs[i].addr, (uint32_t)i };
-    if (radix_sort(ord, n) < 0) {
-        free(ord);
-        free(perm);
-        free(cut);
-        graph_in_release(g);
-        pyheap_snapshot_free(s);
-        return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0,
-                              "out of memory sorting a snapshot of %zu objects", n);
-    }
-    size_t m = 0;
-    uint64_t bytes = 0;
-    for (size_t i = 0; i < n; i++) {
-        const struct snapshot_rec *r = &recs[ord[i].disc];
-        if (m > 0 && s->addr[m - 1] == r->addr) {
-            perm[ord[i].disc] = UINT32_MAX; /* a duplicate: its edges are dropped */
-            continue;
-        }
-        perm[ord[i].disc] = (uint32_t)m;
-        s->addr[m] = r->addr;
-        s->size[m] = r->size;
-        s->type[m] = r->type < ntypes ? r->type : 0;
-        cut[m] = (r->flags & SNAPSHOT_REC_CUT) != 0;
-        bytes += r->size;
-        m++;
-    }
-    free(ord);
-    s->n = m;
-    s->stats.objects = m;
-    s->stats.bytes = bytes;
-    struct snapshot_graph_in empty;
-    memset(&empty, 0, sizeof empty);
-    int rc = build_graph(s, perm, n, cut, g ? g : &empty);
-    free(perm);
-    free(cut);
-    if (rc < 0) {
-        graph_in_release(g);
-        pyheap_snapshot_free(s);
-        return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0,
-                              "out of memory building the object graph of %zu objects", n);
-    }
-    *out = s;
-    return 0;
+    return pyheap_snapshot_build_in(&in, names, ntypes, g, stats, out, err);
 }
 
 int pyheap_snapshot_take(pyheap_target *t, const pyheap_scan_opts *opts,

@@ -5,11 +5,13 @@
  * A type index stands for a distinct *name*: two classes that print the same
  * (e.g. "__main__.Foo" defined twice) share an index, as in objgraph.
  *
- * Edges are CSR arrays indexed by the same object index: the walker
- * records (source index in discovery order, target address, label);
- * snapshot_build maps discovery order to address order and resolves target
- * addresses through a hash table. Per object: 24 bytes (address, size,
- * type, edge offset); per edge: 8 bytes (target index, packed label).
+ * Edges are CSR arrays indexed by the same object index. The walker appends
+ * objects and their edges (target address, label) in discovery order to a
+ * struct snapshot_in; the build ranks the addresses with a bitmap index
+ * (no sort), resolves targets through it and moves everything to address
+ * order, freeing each input as it is consumed. Per object: 24 bytes
+ * (address, size, type, edge offset); per edge: 8 bytes (target index,
+ * packed label).
  */
 #ifndef PYHEAP_SNAPSHOT_H
 #define PYHEAP_SNAPSHOT_H
@@ -19,7 +21,44 @@
 
 #include "pyheap.h"
 
-/* One object as the walker found it (discovery order). */
+/* What a walk found, in discovery order: parallel arrays of objects and of
+ * edges. The edges appended since the previous object are the edges of the
+ * next object appended. A zeroed struct is empty. */
+struct snapshot_in {
+    size_t n, cap;
+    uint64_t *addr;
+    uint64_t *size;
+    uint32_t *type;       /* name index, SNAPSHOT_IN_CUT or'd in */
+    uint32_t *eend;       /* object i's edges: [i ? eend[i - 1] : 0, eend[i]) */
+    size_t nedges, capedges;
+    uint64_t *etarget;    /* target address */
+    uint32_t *elabel;     /* packed label (walk.h: WALK_LBL...) */
+};
+
+/* Edges into this object are PYHEAP_EDGE_CUT (module, type, code). */
+#define SNAPSHOT_IN_CUT 0x80000000u
+
+/* Room for one more edge; 0, or -1 when out of memory (or 2^32 edges). */
+int pyheap_snapshot_in_grow_edges(struct snapshot_in *in);
+/* Append an object: TYPE is a name index (below 2^31), SNAPSHOT_IN_CUT or'd
+ * in; it owns the edges appended since the previous object. 0, or -1 when
+ * out of memory (or 2^32 objects). */
+int pyheap_snapshot_in_object(struct snapshot_in *in, uint64_t addr, uint64_t size,
+                              uint32_t type);
+void pyheap_snapshot_in_free(struct snapshot_in *in);
+
+static inline int snapshot_in_edge(struct snapshot_in *in, uint64_t target, uint32_t label)
+{
+    if (in->nedges == in->capedges && pyheap_snapshot_in_grow_edges(in) < 0)
+        return -1;
+    in->etarget[in->nedges] = target;
+    in->elabel[in->nedges] = label;
+    in->nedges++;
+    return 0;
+}
+
+/* One object and one edge in the form of pyheap_snapshot_build (any order:
+ * SRC is the index of the source record). */
 struct snapshot_rec {
     uint64_t addr;
     uint64_t size;
@@ -30,12 +69,10 @@ struct snapshot_rec {
 /* Edges into this object are PYHEAP_EDGE_CUT (module, type, code). */
 #define SNAPSHOT_REC_CUT 1u
 
-/* One edge as the walker found it: SRC is the index of the source record
- * in discovery order, LABEL a packed label (walk.h: WALK_LBL...). */
 struct snapshot_edge_in {
     uint64_t target;
     uint32_t src;
-    uint32_t label;
+    uint32_t label;       /* packed (walk.h: WALK_LBL...) */
 };
 
 struct snapshot_root_in {
@@ -45,7 +82,8 @@ struct snapshot_root_in {
 };
 
 struct snapshot_graph_in {
-    struct snapshot_edge_in *edges; /* borrowed, left unchanged */
+    struct snapshot_edge_in *edges; /* borrowed, left unchanged; read by
+                                     * pyheap_snapshot_build only */
     size_t nedges;
     char **labels;        /* label strings: taken (array and strings) */
     size_t nlabels;
@@ -76,11 +114,18 @@ struct pyheap_snapshot {
     uint8_t *root_prio;
 };
 
-/* Build a snapshot from N records (reordered in place) and NTYPES names.
- * Takes ownership of NAMES and every string in it (also on failure), and
- * of what G says is taken. G may be NULL (no graph). Duplicate addresses
- * keep the first record. */
-int pyheap_snapshot_build(struct snapshot_rec *recs, size_t n, char **names,
+/* Build a snapshot from what a walk found. Takes every array of IN (also on
+ * failure; IN is left empty), NAMES and every string in it, and what G
+ * says is taken; G's edges are not read. G may be NULL (no labels, no
+ * roots). Duplicate addresses keep the first object; edges to addresses
+ * that are no object, and the edges of a duplicate, are dropped. */
+int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes,
+                             struct snapshot_graph_in *g, const pyheap_scan_stats *stats,
+                             pyheap_snapshot **out, pyheap_error *err);
+
+/* The same from N records and G's edges in any order (hand-built
+ * snapshots): RECS and G's edges are borrowed; the rest as above. */
+int pyheap_snapshot_build(const struct snapshot_rec *recs, size_t n, char **names,
                           size_t ntypes, struct snapshot_graph_in *g,
                           const pyheap_scan_stats *stats,
                           pyheap_snapshot **out, pyheap_error *err);

@@ -56,8 +56,7 @@ struct walk {
     uint64_t *stack;
     size_t nstack, capstack;
 
-    struct snapshot_rec *recs;
-    size_t nrecs, caprecs;
+    struct snapshot_in found; /* objects and their edges, discovery order */
 
     struct typemap_entry *tmap;
     size_t tmap_cap, tmap_used;
@@ -67,15 +66,12 @@ struct walk {
     struct strtab names;  /* type names */
     struct strtab labels; /* label strings */
 
-    /* The graph: edges of the object being visited go to `edges` with
-     * source cur_src; outside an object (walking roots) references become
-     * roots named root_prefix + label. */
-    struct snapshot_edge_in *edges;
-    size_t nedges, capedges;
+    /* The graph: edges of the object being visited go to `found` (they
+     * belong to the next object recorded); outside an object (walking
+     * roots) references become roots named root_prefix + label. */
     struct snapshot_root_in *roots;
     size_t nroots, caproots;
     bool in_obj;
-    uint32_t cur_src;
     char root_prefix[200];
     int root_prio;
 
@@ -448,13 +444,8 @@ void pyheap_walk_edge(struct walk *w, uint64_t addr, uint32_t label)
     bool maybe = (WALK_LBL_FLAGS(label) & PYHEAP_EDGE_INFERRED) != 0;
     if (w->in_obj) {
         if (plausible_addr(addr)) {
-            if (w->nedges >= MAX_EDGES ||
-                !pyheap_grow((void **)&w->edges, &w->capedges, w->nedges + 1, sizeof *w->edges)) {
-                w->nomem = w->nedges < MAX_EDGES;
-            } else {
-                w->edges[w->nedges++] = (struct snapshot_edge_in){
-                    .target = addr, .src = w->cur_src, .label = label };
-            }
+            if (w->found.nedges >= MAX_EDGES || snapshot_in_edge(&w->found, addr, label) < 0)
+                w->nomem = w->found.nedges < MAX_EDGES;
         }
     } else if (w->root_prefix[0] && !maybe &&
                !(WALK_LBL_FLAGS(label) & PYHEAP_EDGE_CUT)) {
@@ -644,14 +635,13 @@ static void visit(struct walk *w, uint64_t item)
     }
     struct walk_obj o = { .addr = addr, .type = t };
     uint64_t size = 0;
-    size_t before = w->nstack, edges_before = w->nedges;
+    size_t before = w->nstack, edges_before = w->found.nedges;
     w->in_obj = true;
-    w->cur_src = (uint32_t)w->nrecs;
     if (decode(w, &o, &size) < 0) {
         /* Drop what a half-decoded object reported. */
         w->in_obj = false;
         w->nstack = before;
-        w->nedges = edges_before;
+        w->found.nedges = edges_before;
         if (!maybe)
             w->skipped++;
         return;
@@ -665,15 +655,14 @@ static void visit(struct walk *w, uint64_t item)
      * kept as an edge (it would make every instance a referrer of its
      * class); see docs/graph.md. */
     push(w, type_addr, 0);
-    if (!pyheap_grow((void **)&w->recs, &w->caprecs, w->nrecs + 1, sizeof *w->recs)) {
+    bool cut = kind == WALK_MODULE || kind == WALK_TYPE || kind == WALK_CODE;
+    if (pyheap_snapshot_in_object(&w->found, addr, size,
+                                  name | (cut ? SNAPSHOT_IN_CUT : 0)) < 0) {
         w->nomem = true;
-        w->nedges = edges_before;
+        w->found.nedges = edges_before;
         return;
     }
-    bool cut = kind == WALK_MODULE || kind == WALK_TYPE || kind == WALK_CODE;
-    w->recs[w->nrecs++] = (struct snapshot_rec){ .addr = addr, .size = size, .type = name,
-                                                 .flags = cut ? SNAPSHOT_REC_CUT : 0 };
-    if (w->nrecs >= w->max_objects || w->nrecs >= UINT32_MAX - 1)
+    if (w->found.n >= w->max_objects || w->found.n >= UINT32_MAX - 1)
         w->truncated = true;
 }
 
@@ -977,7 +966,7 @@ static void walk_free(struct walk *w)
 {
     pyheap_addrset_free(&w->seen);
     free(w->stack);
-    free(w->recs);
+    pyheap_snapshot_in_free(&w->found);
     free(w->tmap);
     for (size_t i = 0; i < w->ntypes; i++) {
         free(w->types[i]->members);
@@ -987,7 +976,6 @@ static void walk_free(struct walk *w)
     free(w->types);
     strtab_free(&w->names);
     strtab_free(&w->labels);
-    free(w->edges);
     for (size_t i = 0; i < w->nroots; i++)
         free(w->roots[i].name);
     free(w->roots);
@@ -1173,7 +1161,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     } else if (w.nomem) {
         rc = pyheap_err_set(err, PYHEAP_E_NOMEM, ENOMEM, 0,
                             "out of memory while scanning process %d (%zu objects so far)",
-                            (int)t->pid, w.nrecs);
+                            (int)t->pid, w.found.n);
     }
     if (rc == 0) {
         pyheap_scan_stats st;
@@ -1191,7 +1179,6 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         w.names.s = NULL;
         w.names.n = 0;
         struct snapshot_graph_in g = {
-            .edges = w.edges, .nedges = w.nedges,
             .labels = w.labels.s, .nlabels = w.labels.n,
             .roots = w.roots, .nroots = w.nroots,
         };
@@ -1205,7 +1192,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         free(w.stack);
         w.stack = NULL;
         w.nstack = w.capstack = 0;
-        rc = pyheap_snapshot_build(w.recs, w.nrecs, names, nnames, &g, &st, out, err);
+        rc = pyheap_snapshot_build_in(&w.found, names, nnames, &g, &st, out, err);
         free(g.roots);
         if (rc == 0)
             (*out)->stats.scan_ms = now_ms() - t0; /* including the sort */

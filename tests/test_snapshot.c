@@ -1,0 +1,262 @@
+/* The snapshot build (lib/snapshot.c) from a walk's discovery-order input,
+ * against a naive reference: repeated addresses, edges to no object, edges
+ * after the last object, cut flags, names out of range, and addresses the
+ * bitmap index cannot hold (misaligned, above 2^47). No process needed. */
+#include <check.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "addrset.h"
+#include "pyheap.h"
+#include "snapshot.h"
+#include "walk.h"
+
+static uint64_t rng_state;
+
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+enum { NTYPES = 5, MAXE = 5 };
+
+struct ref_obj {
+    uint64_t addr, size;
+    uint32_t type;        /* as appended (may be out of range) */
+    bool cut;
+    size_t ne;
+    uint64_t target[MAXE];
+    uint32_t label[MAXE];
+};
+
+/* The first object at ADDR in REF[0..n), or NULL. */
+static const struct ref_obj *ref_find(const struct ref_obj *ref, size_t n, uint64_t addr)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ref[i].addr == addr)
+            return &ref[i];
+    return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* N objects in discovery order with addresses from ADDR_OF, every 13th a
+ * repeat of an earlier address; build; compare with the reference. */
+static void check_build(size_t n, uint64_t (*addr_of)(size_t), size_t trailing)
+{
+    struct ref_obj *ref = calloc(n ? n : 1, sizeof *ref);
+    ck_assert_ptr_nonnull(ref);
+    for (size_t i = 0; i < n; i++) {
+        ref[i].addr = (i % 13 == 12) ? ref[rng() % i].addr : addr_of(i);
+        ref[i].size = 16 + rng() % 1000;
+        ref[i].type = (uint32_t)(rng() % (NTYPES + 1)); /* NTYPES: out of range */
+        ref[i].cut = rng() % 10 == 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ref[i].ne = (size_t)(rng() % (MAXE + 1));
+        for (size_t k = 0; k < ref[i].ne; k++) {
+            /* mostly objects (any, also later ones), sometimes no object */
+            ref[i].target[k] = rng() % 8 ? ref[rng() % n].addr : addr_of(n + rng() % 1000) + 8;
+            ref[i].label[k] = WALK_LBL(LBL_INDEX, (uint32_t)(rng() % 1000));
+            if (rng() % 7 == 0)
+                ref[i].label[k] = WALK_LBL_WITH_FLAGS(ref[i].label[k], PYHEAP_EDGE_WEAK);
+        }
+    }
+    struct snapshot_in in;
+    memset(&in, 0, sizeof in);
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < ref[i].ne; k++)
+            ck_assert_int_eq(snapshot_in_edge(&in, ref[i].target[k], ref[i].label[k]), 0);
+        ck_assert_int_eq(pyheap_snapshot_in_object(&in, ref[i].addr, ref[i].size,
+                                                   ref[i].type | (ref[i].cut ? SNAPSHOT_IN_CUT : 0)),
+                         0);
+    }
+    for (size_t k = 0; k < trailing; k++)
+        ck_assert_int_eq(snapshot_in_edge(&in, addr_of(0), WALK_LBL(LBL_ITEM, 0)), 0);
+
+    /* Expected: distinct addresses ascending, the first object of each. */
+    uint64_t *sorted = malloc((n ? n : 1) * sizeof *sorted);
+    ck_assert_ptr_nonnull(sorted);
+    for (size_t i = 0; i < n; i++)
+        sorted[i] = ref[i].addr;
+    qsort(sorted, n, sizeof *sorted, cmp_u64);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (m == 0 || sorted[i] != sorted[m - 1])
+            sorted[m++] = sorted[i];
+
+    char **names = calloc(NTYPES, sizeof *names);
+    ck_assert_ptr_nonnull(names);
+    for (int i = 0; i < NTYPES; i++) {
+        names[i] = malloc(8);
+        ck_assert_ptr_nonnull(names[i]);
+        names[i][0] = (char)('a' + i);
+        names[i][1] = 0;
+    }
+    pyheap_scan_stats st;
+    memset(&st, 0, sizeof st);
+    pyheap_snapshot *s = NULL;
+    pyheap_error err;
+    ck_assert_int_eq(pyheap_snapshot_build_in(&in, names, NTYPES, NULL, &st, &s, &err), 0);
+    ck_assert_ptr_null(in.addr);
+    ck_assert_ptr_null(in.etarget);
+
+    ck_assert_uint_eq(pyheap_snapshot_count(s), m);
+    ck_assert_uint_eq(pyheap_snapshot_stats(s)->objects, m);
+    uint64_t bytes = 0, kept = 0, total = trailing;
+    for (size_t i = 0; i < n; i++)
+        total += ref[i].ne;
+    for (size_t j = 0; j < m; j++) {
+        ck_assert_uint_eq(pyheap_snapshot_addr(s, j), sorted[j]);
+        const struct ref_obj *o = ref_find(ref, n, sorted[j]);
+        ck_assert_ptr_nonnull(o);
+        ck_assert_uint_eq(pyheap_snapshot_size(s, j), o->size);
+        ck_assert_uint_eq(pyheap_snapshot_type(s, j), o->type < NTYPES ? o->type : 0);
+        bytes += o->size;
+        size_t k = 0;
+        for (size_t e = 0; e < o->ne; e++) {
+            const struct ref_obj *t = ref_find(ref, n, o->target[e]);
+            if (!t)
+                continue;
+            ck_assert_uint_lt(k, pyheap_snapshot_nedges(s, j));
+            size_t ti = pyheap_snapshot_edge_target(s, j, k);
+            ck_assert_uint_eq(pyheap_snapshot_addr(s, ti), o->target[e]);
+            uint32_t want = o->label[e];
+            if (t->cut)
+                want = WALK_LBL_WITH_FLAGS(want, PYHEAP_EDGE_CUT);
+            ck_assert_uint_eq(s->elabel[s->eoff[j] + k], want);
+            ck_assert_uint_eq(pyheap_snapshot_edge_flags(s, j, k), WALK_LBL_FLAGS(want));
+            k++;
+        }
+        ck_assert_uint_eq(pyheap_snapshot_nedges(s, j), k);
+        kept += k;
+    }
+    ck_assert_uint_eq(pyheap_snapshot_stats(s)->bytes, bytes);
+    ck_assert_uint_eq(s->nedges, kept);
+    ck_assert_uint_eq(s->edges_dropped, total - kept);
+    pyheap_snapshot_free(s);
+    free(sorted);
+    free(ref);
+}
+
+/* A few dense 64 KiB leaves and some far apart, 16-aligned, in a
+ * scrambled order. */
+static uint64_t addr_tree(size_t i)
+{
+    uint64_t base = (i % 3 == 0) ? 0x7f1200000000ull : 0x55d000000000ull;
+    return base + ((i * 2654435761u) % 100003) * 16;
+}
+
+/* Every 50th misaligned, one above 2^47: the index falls back to a sorted
+ * copy. */
+static uint64_t addr_odd(size_t i)
+{
+    if (i == 7)
+        return (1ull << 47) + 64;
+    return addr_tree(i) + (i % 50 == 0 ? 4 : 0);
+}
+
+START_TEST(test_build_matches_reference)
+{
+    rng_state = 0x9E3779B97F4A7C15ull;
+    check_build(3000, addr_tree, 0);
+    check_build(3000, addr_tree, 3);
+    check_build(3000, addr_odd, 2);
+    check_build(1, addr_tree, 0);
+    check_build(0, addr_tree, 4);
+}
+END_TEST
+
+/* The old entry point (edges in any order, by source index) gives the same
+ * snapshot; sources that are no record are dropped. */
+START_TEST(test_build_from_records)
+{
+    struct snapshot_rec recs[3] = {
+        { 0x7f0000002000ull, 10, 1, 0 },
+        { 0x7f0000001000ull, 20, 0, SNAPSHOT_REC_CUT },
+        { 0x7f0000003000ull, 30, 1, 0 },
+    };
+    struct snapshot_edge_in edges[] = {
+        { 0x7f0000001000ull, 2, WALK_LBL(LBL_INDEX, 0) },
+        { 0x7f0000003000ull, 0, WALK_LBL(LBL_INDEX, 1) },
+        { 0x7f0000001000ull, 0, WALK_LBL(LBL_INDEX, 2) },
+        { 0x7f0000003000ull, 9, WALK_LBL(LBL_INDEX, 3) },  /* no such source */
+        { 0x7f0000009000ull, 2, WALK_LBL(LBL_INDEX, 4) },  /* no such target */
+    };
+    char **names = calloc(2, sizeof *names);
+    ck_assert_ptr_nonnull(names);
+    names[0] = strdup("x");
+    names[1] = strdup("y");
+    struct snapshot_graph_in g = { edges, 5, NULL, 0, NULL, 0 };
+    pyheap_scan_stats st;
+    memset(&st, 0, sizeof st);
+    pyheap_snapshot *s = NULL;
+    pyheap_error err;
+    ck_assert_int_eq(pyheap_snapshot_build(recs, 3, names, 2, &g, &st, &s, &err), 0);
+    ck_assert_uint_eq(pyheap_snapshot_count(s), 3);
+    /* object 1 (0x...2000): edges to 0x...3000 then 0x...1000 (cut) */
+    ck_assert_uint_eq(pyheap_snapshot_nedges(s, 0), 0);
+    ck_assert_uint_eq(pyheap_snapshot_nedges(s, 1), 2);
+    ck_assert_uint_eq(pyheap_snapshot_edge_target(s, 1, 0), 2);
+    ck_assert_uint_eq(pyheap_snapshot_edge_target(s, 1, 1), 0);
+    ck_assert_uint_eq(pyheap_snapshot_edge_flags(s, 1, 0), 0);
+    ck_assert_uint_eq(pyheap_snapshot_edge_flags(s, 1, 1), PYHEAP_EDGE_CUT);
+    ck_assert_uint_eq(pyheap_snapshot_nedges(s, 2), 1);
+    ck_assert_uint_eq(pyheap_snapshot_edge_target(s, 2, 0), 0);
+    ck_assert_uint_eq(WALK_LBL_PAYLOAD(s->elabel[s->eoff[2]]), 0);
+    ck_assert_uint_eq(s->edges_dropped, 2);
+    pyheap_snapshot_free(s);
+}
+END_TEST
+
+/* The rank index over unsorted input with repeats. */
+START_TEST(test_addrindex_unsorted)
+{
+    uint64_t a[] = { 0x7f0000010010ull, 0x1000, 0x7f0000010008ull, 0x1000, 0x55d000000000ull,
+                     0x7f0000020000ull };
+    struct addrindex x;
+    ck_assert_int_eq(pyheap_addrindex_build_unsorted(&x, a, 6), 0);
+    ck_assert_uint_eq(x.n, 5);
+    ck_assert_uint_eq(pyheap_addrindex_find(&x, 0x1000), 0);
+    ck_assert_uint_eq(pyheap_addrindex_find(&x, 0x55d000000000ull), 1);
+    ck_assert_uint_eq(pyheap_addrindex_find(&x, 0x7f0000010008ull), 2);
+    ck_assert_uint_eq(pyheap_addrindex_find(&x, 0x7f0000010010ull), 3);
+    ck_assert_uint_eq(pyheap_addrindex_find(&x, 0x7f0000020000ull), 4);
+    ck_assert_uint_eq(pyheap_addrindex_find(&x, 0x7f0000010000ull), SIZE_MAX);
+    ck_assert_uint_eq(pyheap_addrindex_find(&x, 1ull << 47), SIZE_MAX);
+    pyheap_addrindex_free(&x);
+    /* one misaligned: the same ranks from a sorted copy */
+    a[1] = 0x1004;
+    ck_assert_int_eq(pyheap_addrindex_build_unsorted(&x, a, 6), 0);
+    ck_assert_uint_eq(x.n, 6);
+    ck_assert_uint_eq(pyheap_addrindex_find(&x, 0x1000), 0);
+    ck_assert_uint_eq(pyheap_addrindex_find(&x, 0x1004), 1);
+    ck_assert_uint_eq(pyheap_addrindex_find(&x, 0x7f0000020000ull), 5);
+    pyheap_addrindex_free(&x);
+    ck_assert_int_eq(pyheap_addrindex_build_unsorted(&x, a, 0), 0);
+    ck_assert_uint_eq(x.n, 0);
+    ck_assert_uint_eq(pyheap_addrindex_find(&x, 0x1000), SIZE_MAX);
+    pyheap_addrindex_free(&x);
+}
+END_TEST
+
+Suite *suite_snapshot(void)
+{
+    Suite *su = suite_create("snapshot");
+    TCase *tc = tcase_create("build");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_build_matches_reference);
+    tcase_add_test(tc, test_build_from_records);
+    tcase_add_test(tc, test_addrindex_unsorted);
+    suite_add_tcase(su, tc);
+    return su;
+}
