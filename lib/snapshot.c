@@ -20,68 +20,103 @@ static void free_names(char **names, size_t n)
 
 /* ---- what a walk found ---- */
 
-/* Grow *P to NCAP elements of ELEM bytes; on failure *P is unchanged. */
-static int grow_to(void **p, size_t ncap, size_t elem)
+/* Room for NEED bytes in *P (doubling); 0, or -1 when out of memory. */
+static int grow_bytes(unsigned char **p, size_t *cap, size_t need)
 {
-    void *q = realloc(*p, ncap * elem);
+    if (need <= *cap)
+        return 0;
+    size_t ncap = *cap ? *cap : 4096;
+    while (ncap < need) {
+        if (ncap > SIZE_MAX / 2)
+            return -1;
+        ncap *= 2;
+    }
+    unsigned char *q = realloc(*p, ncap);
     if (!q)
         return -1;
     *p = q;
+    *cap = ncap;
     return 0;
-}
-
-/* The capacity after CAP (doubling) of arrays indexed by uint32_t; 0 when
- * full. */
-static size_t next_cap(size_t cap)
-{
-    const size_t max = (size_t)UINT32_MAX - 1;
-    if (cap >= max)
-        return 0;
-    size_t n = cap ? 2 * cap : 1024;
-    return n < max ? n : max;
 }
 
 int pyheap_snapshot_in_grow_edges(struct snapshot_in *in)
 {
-    if (in->nedges < in->capedges)
-        return 0;
-    size_t cap = next_cap(in->capedges);
-    if (!cap || grow_to((void **)&in->etarget, cap, sizeof *in->etarget) < 0 ||
-        grow_to((void **)&in->elabel, cap, sizeof *in->elabel) < 0)
-        return -1;
-    in->capedges = cap;
-    return 0;
+    return grow_bytes(&in->edge, &in->edgecap, in->edgelen + SNAPSHOT_VARINT_MAX + 5);
 }
 
 int pyheap_snapshot_in_object(struct snapshot_in *in, uint64_t addr, uint64_t size,
                               uint32_t type)
 {
-    if (in->n == in->cap) {
-        size_t cap = next_cap(in->cap);
-        if (!cap || grow_to((void **)&in->addr, cap, sizeof *in->addr) < 0 ||
-            grow_to((void **)&in->size, cap, sizeof *in->size) < 0 ||
-            grow_to((void **)&in->type, cap, sizeof *in->type) < 0 ||
-            grow_to((void **)&in->eend, cap, sizeof *in->eend) < 0)
-            return -1;
-        in->cap = cap;
-    }
-    in->addr[in->n] = addr;
-    in->size[in->n] = size;
-    in->type[in->n] = type;
-    in->eend[in->n] = (uint32_t)in->nedges;
+    if (in->n >= (size_t)UINT32_MAX - 1 || in->nedges >= (size_t)UINT32_MAX - 1 ||
+        grow_bytes(&in->obj, &in->objcap, in->objlen + 4 * SNAPSHOT_VARINT_MAX) < 0)
+        return -1;
+    unsigned char *p = in->obj + in->objlen;
+    p = snapshot_put_varint(p, snapshot_delta_code(addr, in->prev));
+    p = snapshot_put_varint(p, size);
+    p = snapshot_put_varint(p, (uint64_t)(type & ~SNAPSHOT_IN_CUT) << 1 |
+                                   ((type & SNAPSHOT_IN_CUT) ? 1 : 0));
+    p = snapshot_put_varint(p, in->nedges - in->obj_edges);
+    in->objlen = (size_t)(p - in->obj);
+    in->obj_edges = in->nedges;
+    in->prev = addr;
     in->n++;
     return 0;
 }
 
 void pyheap_snapshot_in_free(struct snapshot_in *in)
 {
-    free(in->addr);
-    free(in->size);
-    free(in->type);
-    free(in->eend);
-    free(in->etarget);
-    free(in->elabel);
+    free(in->obj);
+    free(in->edge);
     memset(in, 0, sizeof *in);
+}
+
+/* Reading the streams back. They are ours, but a reader never runs past
+ * the end: a truncated varint reads as what it has. */
+struct reader {
+    const unsigned char *p, *end;
+};
+
+static inline uint64_t get_varint(struct reader *r)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; r->p < r->end && shift < 64; shift += 7) {
+        unsigned char b = *r->p++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            break;
+    }
+    return v;
+}
+
+static inline uint64_t delta_decode(uint64_t v, uint64_t base)
+{
+    uint64_t zz = v & (((uint64_t)1 << 61) - 1);
+    uint64_t q = (zz >> 1) ^ (0 - (zz & 1));
+    return base + ((q << 3) | (v >> 61));
+}
+
+static inline uint32_t label_decode(uint64_t v)
+{
+    return (uint32_t)((v >> 8) & 0xffffffu) | (uint32_t)(v & 0xff) << 24;
+}
+
+struct obj_rec {
+    uint64_t addr, size;
+    uint32_t type;
+    bool cut;
+    size_t nedges;
+};
+
+/* The next object; *PREV (the previous object's address) becomes its. */
+static inline void get_obj(struct reader *r, uint64_t *prev, struct obj_rec *o)
+{
+    o->addr = delta_decode(get_varint(r), *prev);
+    *prev = o->addr;
+    o->size = get_varint(r);
+    uint64_t t = get_varint(r);
+    o->type = (uint32_t)(t >> 1) & ~SNAPSHOT_IN_CUT;
+    o->cut = t & 1;
+    o->nedges = (size_t)get_varint(r);
 }
 
 /* ---- the build ---- */
@@ -98,56 +133,12 @@ static inline void bit_set(uint64_t *bits, size_t i)
     bits[i >> 6] |= (uint64_t)1 << (i & 63);
 }
 
-/* Resolve the targets of IN's edges through X and drop the edges that lose
- * their source or target, in place and in discovery order: afterwards
- * in->eend[i] is the number of edges object i keeps, the first KEPT
- * uint32_t of in->etarget are target indices and the first KEPT labels
- * theirs; both arrays shrink to KEPT. Returns the number dropped. */
-static uint64_t resolve_edges(struct snapshot_in *in, const struct addrindex *x,
-                              const uint32_t *perm, size_t *kept)
+/* Shrink *P to N elements of ELEM bytes; a failure keeps the block. */
+static void shrink(void **p, size_t n, size_t elem)
 {
-    /* The uint32_t targets are written over the uint64_t addresses front
-     * to back (the write position never passes the read position); memcpy
-     * keeps the two views of one buffer well-defined. */
-    unsigned char *tb = (unsigned char *)in->etarget;
-    uint64_t dropped = 0;
-    size_t w = 0, lo = 0;
-    for (size_t i = 0; i < in->n; i++) {
-        size_t hi = in->eend[i];
-        if (hi < lo || hi > in->nedges)
-            hi = lo; /* not what the appender makes: no edges */
-        size_t start = w;
-        if (perm[i] == NO_OBJ) {
-            dropped += hi - lo;
-        } else {
-            for (size_t e = lo; e < hi; e++) {
-                uint64_t a;
-                memcpy(&a, tb + e * sizeof a, sizeof a);
-                size_t t = pyheap_addrindex_find(x, a);
-                if (t == SIZE_MAX) {
-                    dropped++;
-                    continue;
-                }
-                uint32_t t32 = (uint32_t)t;
-                memcpy(tb + w * sizeof t32, &t32, sizeof t32);
-                in->elabel[w] = in->elabel[e];
-                w++;
-            }
-        }
-        in->eend[i] = (uint32_t)(w - start);
-        lo = hi;
-    }
-    dropped += in->nedges - lo; /* after the last object: no source */
-    /* A shrinking realloc that fails leaves the block as it was. */
-    void *p = realloc(in->etarget, (w ? w : 1) * sizeof(uint32_t));
-    if (p)
-        in->etarget = p;
-    p = realloc(in->elabel, (w ? w : 1) * sizeof *in->elabel);
-    if (p)
-        in->elabel = p;
-    in->nedges = in->capedges = w;
-    *kept = w;
-    return dropped;
+    void *q = realloc(*p, (n ? n : 1) * elem);
+    if (q)
+        *p = q;
 }
 
 /* Free what a build takes: NAMES, G's labels and root names. */
@@ -173,12 +164,13 @@ int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes
     memset(&empty, 0, sizeof empty);
     if (!g)
         g = &empty;
-    size_t n = in->n;
+    size_t n = in->n, nedges = in->nedges;
     struct addrindex x = { 0 };
-    uint32_t *perm = NULL;
-    uint64_t *bits = NULL;
+    uint64_t *daddr = NULL, *bits = NULL;
+    uint32_t *perm = NULL, *tgt = NULL, *lab = NULL;
+    struct obj_rec o;
     pyheap_snapshot *s = calloc(1, sizeof *s);
-    if (!s || n >= UINT32_MAX)
+    if (!s || n >= UINT32_MAX || nedges >= UINT32_MAX)
         goto fail;
     s->names = names;
     s->ntypes = ntypes;
@@ -190,73 +182,101 @@ int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes
     g->nlabels = 0;
 
     /* Rank the addresses: x maps an address to its object index. */
-    if (pyheap_addrindex_build_unsorted(&x, in->addr, n) < 0)
+    daddr = malloc((n ? n : 1) * sizeof *daddr);
+    if (!daddr)
+        goto fail;
+    struct reader r = { in->obj, in->obj + in->objlen };
+    uint64_t prev = 0;
+    for (size_t i = 0; i < n; i++) {
+        get_obj(&r, &prev, &o);
+        daddr[i] = o.addr;
+    }
+    if (pyheap_addrindex_build_unsorted(&x, daddr, n) < 0)
         goto fail;
     size_t m = x.n;
-    /* perm: discovery order -> object index; NO_OBJ for a repeat. */
     size_t nbits = m / 64 + 1;
+    /* perm: discovery order -> object index; NO_OBJ for a repeat. */
     perm = malloc((n ? n : 1) * sizeof *perm);
     bits = calloc(nbits, sizeof *bits);
-    if (!perm || !bits)
+    s->addr = malloc((m ? m : 1) * sizeof *s->addr);
+    s->eoff = calloc(m + 1, sizeof *s->eoff);
+    if (!perm || !bits || !s->addr || !s->eoff)
         goto fail;
     for (size_t i = 0; i < n; i++) {
-        size_t r = pyheap_addrindex_find(&x, in->addr[i]);
-        if (bit_test(bits, r)) {
+        size_t p = pyheap_addrindex_find(&x, daddr[i]);
+        if (bit_test(bits, p)) {
             perm[i] = NO_OBJ;
         } else {
-            bit_set(bits, r);
-            perm[i] = (uint32_t)r;
+            bit_set(bits, p);
+            perm[i] = (uint32_t)p;
+            s->addr[p] = daddr[i];
         }
     }
-    size_t kept;
-    s->edges_dropped = resolve_edges(in, &x, perm, &kept);
-
-    /* Objects to address order, one array at a time, each input freed as
-     * soon as it is consumed. */
-    size_t alloc = m ? m : 1;
-    s->addr = malloc(alloc * sizeof *s->addr);
-    if (!s->addr)
-        goto fail;
-    for (size_t i = 0; i < n; i++)
-        if (perm[i] != NO_OBJ)
-            s->addr[perm[i]] = in->addr[i];
-    free(in->addr);
-    in->addr = NULL;
     s->n = m;
-    s->size = malloc(alloc * sizeof *s->size);
-    if (!s->size)
+    free(daddr);
+    daddr = NULL;
+
+    /* Resolve the edges in discovery order; eoff[i] counts object i's. */
+    tgt = malloc((nedges ? nedges : 1) * sizeof *tgt);
+    lab = malloc((nedges ? nedges : 1) * sizeof *lab);
+    if (!tgt || !lab)
         goto fail;
-    uint64_t bytes = 0;
-    for (size_t i = 0; i < n; i++)
-        if (perm[i] != NO_OBJ) {
-            s->size[perm[i]] = in->size[i];
-            bytes += in->size[i];
+    struct reader re = { in->edge, in->edge + in->edgelen };
+    r = (struct reader){ in->obj, in->obj + in->objlen };
+    prev = 0;
+    size_t kept = 0, read = 0;
+    uint64_t dropped = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t base = prev; /* the edges' deltas are from the previous object */
+        get_obj(&r, &prev, &o);
+        size_t ne = o.nedges <= nedges - read ? o.nedges : nedges - read;
+        read += ne;
+        uint32_t p = perm[i];
+        size_t start = kept;
+        for (size_t k = 0; k < ne; k++) {
+            uint64_t a = delta_decode(get_varint(&re), base);
+            uint64_t l = get_varint(&re);
+            size_t t = p == NO_OBJ ? SIZE_MAX : pyheap_addrindex_find(&x, a);
+            if (t == SIZE_MAX) {
+                dropped++;
+                continue;
+            }
+            tgt[kept] = (uint32_t)t;
+            lab[kept] = label_decode(l);
+            kept++;
         }
-    free(in->size);
-    in->size = NULL;
-    s->type = malloc(alloc * sizeof *s->type);
-    if (!s->type)
+        if (p != NO_OBJ)
+            s->eoff[p] = (uint32_t)(kept - start);
+    }
+    dropped += nedges - read; /* after the last object: no source */
+    s->edges_dropped = dropped;
+    free(in->edge);
+    in->edge = NULL;
+    shrink((void **)&tgt, kept, sizeof *tgt);
+    shrink((void **)&lab, kept, sizeof *lab);
+
+    /* Sizes, types and cut flags. */
+    s->size = malloc((m ? m : 1) * sizeof *s->size);
+    s->type = malloc((m ? m : 1) * sizeof *s->type);
+    if (!s->size || !s->type)
         goto fail;
     memset(bits, 0, nbits * sizeof *bits); /* now: edges into the object are cut */
+    r = (struct reader){ in->obj, in->obj + in->objlen };
+    prev = 0;
+    uint64_t bytes = 0;
     for (size_t i = 0; i < n; i++) {
+        get_obj(&r, &prev, &o);
         uint32_t p = perm[i];
         if (p == NO_OBJ)
             continue;
-        uint32_t ty = in->type[i] & ~SNAPSHOT_IN_CUT;
-        s->type[p] = ty < ntypes ? ty : 0;
-        if (in->type[i] & SNAPSHOT_IN_CUT)
+        s->size[p] = o.size;
+        s->type[p] = o.type < ntypes ? o.type : 0;
+        if (o.cut)
             bit_set(bits, p);
+        bytes += o.size;
     }
-    free(in->type);
-    in->type = NULL;
-    s->eoff = malloc((m + 1) * sizeof *s->eoff);
-    if (!s->eoff)
-        goto fail;
-    for (size_t i = 0; i < n; i++)
-        if (perm[i] != NO_OBJ)
-            s->eoff[perm[i]] = in->eend[i];
-    free(in->eend);
-    in->eend = NULL;
+    free(in->obj);
+    in->obj = NULL;
     uint32_t sum = 0;
     for (size_t i = 0; i < m; i++) {
         uint32_t c = s->eoff[i];
@@ -269,35 +289,34 @@ int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes
     s->stats.bytes = bytes;
 
     /* Edges to address order: each object's run moves to its offset. */
-    const uint32_t *tin = (const uint32_t *)(void *)in->etarget;
     s->etarget = malloc((kept ? kept : 1) * sizeof *s->etarget);
     if (!s->etarget)
         goto fail;
-    for (size_t i = 0, r = 0; i < n; i++) {
+    for (size_t i = 0, j = 0; i < n; i++) {
         uint32_t p = perm[i];
         if (p == NO_OBJ)
             continue;
         for (uint32_t k = s->eoff[p]; k < s->eoff[p + 1]; k++)
-            s->etarget[k] = tin[r++];
+            s->etarget[k] = tgt[j++];
     }
-    free(in->etarget);
-    in->etarget = NULL;
+    free(tgt);
+    tgt = NULL;
     s->elabel = malloc((kept ? kept : 1) * sizeof *s->elabel);
     if (!s->elabel)
         goto fail;
-    for (size_t i = 0, r = 0; i < n; i++) {
+    for (size_t i = 0, j = 0; i < n; i++) {
         uint32_t p = perm[i];
         if (p == NO_OBJ)
             continue;
         for (uint32_t k = s->eoff[p]; k < s->eoff[p + 1]; k++) {
-            uint32_t l = in->elabel[r++];
+            uint32_t l = lab[j++];
             if (bit_test(bits, s->etarget[k]))
                 l = WALK_LBL_WITH_FLAGS(l, PYHEAP_EDGE_CUT);
             s->elabel[k] = l;
         }
     }
-    free(in->elabel);
-    in->elabel = NULL;
+    free(lab);
+    lab = NULL;
     free(perm);
     perm = NULL;
     free(bits);
@@ -309,17 +328,17 @@ int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes
     s->root_prio = malloc(g->nroots ? g->nroots : 1);
     if (!s->root_obj || !s->root_name || !s->root_prio)
         goto fail;
-    for (size_t r = 0; r < g->nroots; r++) {
-        size_t i = pyheap_addrindex_find(&x, g->roots[r].addr);
+    for (size_t k = 0; k < g->nroots; k++) {
+        size_t i = pyheap_addrindex_find(&x, g->roots[k].addr);
         if (i == SIZE_MAX) {
-            free(g->roots[r].name);
-            g->roots[r].name = NULL;
+            free(g->roots[k].name);
+            g->roots[k].name = NULL;
             continue;
         }
         s->root_obj[s->nroots] = (uint32_t)i;
-        s->root_name[s->nroots] = g->roots[r].name;
-        s->root_prio[s->nroots] = (uint8_t)(g->roots[r].prio ? 1 : 0);
-        g->roots[r].name = NULL;
+        s->root_name[s->nroots] = g->roots[k].name;
+        s->root_prio[s->nroots] = (uint8_t)(g->roots[k].prio ? 1 : 0);
+        g->roots[k].name = NULL;
         s->nroots++;
     }
     pyheap_addrindex_free(&x);
@@ -329,14 +348,17 @@ int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes
 
 fail:
     pyheap_addrindex_free(&x);
+    free(daddr);
     free(perm);
     free(bits);
+    free(tgt);
+    free(lab);
     pyheap_snapshot_in_free(in);
     release_taken(names, ntypes, g);
     pyheap_snapshot_free(s);
-    if (n >= UINT32_MAX)
+    if (n >= UINT32_MAX || nedges >= UINT32_MAX)
         return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0,
-                              "too many objects for a snapshot (%zu)", n);
+                              "too many objects or edges for a snapshot (%zu, %zu)", n, nedges);
     return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0,
                           "out of memory building a snapshot of %zu objects", n);
 }

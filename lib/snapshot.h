@@ -7,9 +7,9 @@
  *
  * Edges are CSR arrays indexed by the same object index. The walker appends
  * objects and their edges (target address, label) in discovery order to a
- * struct snapshot_in; the build ranks the addresses with a bitmap index
- * (no sort), resolves targets through it and moves everything to address
- * order, freeing each input as it is consumed. Per object: 24 bytes
+ * struct snapshot_in (packed); the build ranks the addresses with a bitmap
+ * index (no sort), resolves targets through it and moves everything to
+ * address order, freeing each input as it is consumed. Per object: 24 bytes
  * (address, size, type, edge offset); per edge: 8 bytes (target index,
  * packed label).
  */
@@ -21,40 +21,92 @@
 
 #include "pyheap.h"
 
-/* What a walk found, in discovery order: parallel arrays of objects and of
- * edges. The edges appended since the previous object are the edges of the
- * next object appended. A zeroed struct is empty. */
+/* What a walk found, in discovery order, packed as two byte streams of
+ * LEB128 varints (~7 bytes per object and ~5 per edge here, against 24 and
+ * 12 as arrays): per object, its address as a delta from the previous
+ * object's, size, type << 1 | cut, number of edges; per edge, its target
+ * as a delta from the previous object's address and its label. The edges
+ * appended since the previous object are the edges of the next object
+ * appended. A zeroed struct is empty. */
 struct snapshot_in {
-    size_t n, cap;
-    uint64_t *addr;
-    uint64_t *size;
-    uint32_t *type;       /* name index, SNAPSHOT_IN_CUT or'd in */
-    uint32_t *eend;       /* object i's edges: [i ? eend[i - 1] : 0, eend[i]) */
-    size_t nedges, capedges;
-    uint64_t *etarget;    /* target address */
-    uint32_t *elabel;     /* packed label (walk.h: WALK_LBL...) */
+    size_t n;             /* objects */
+    size_t nedges;        /* edges, also those of no object yet */
+    size_t obj_edges;     /* edges that belong to an object */
+    uint64_t prev;        /* the previous object's address, or 0 */
+    unsigned char *obj, *edge;
+    size_t objlen, objcap, edgelen, edgecap;
+};
+
+/* Where the edges end, to drop those of an object given up. */
+struct snapshot_in_mark {
+    size_t nedges, edgelen;
 };
 
 /* Edges into this object are PYHEAP_EDGE_CUT (module, type, code). */
 #define SNAPSHOT_IN_CUT 0x80000000u
 
-/* Room for one more edge; 0, or -1 when out of memory (or 2^32 edges). */
+/* The most bytes one varint takes. */
+#define SNAPSHOT_VARINT_MAX 10
+
+/* Room for SNAPSHOT_VARINT_MAX + 5 more bytes of edges; 0, or -1 when out
+ * of memory. */
 int pyheap_snapshot_in_grow_edges(struct snapshot_in *in);
 /* Append an object: TYPE is a name index (below 2^31), SNAPSHOT_IN_CUT or'd
  * in; it owns the edges appended since the previous object. 0, or -1 when
- * out of memory (or 2^32 objects). */
+ * out of memory (or 2^32 objects or edges). */
 int pyheap_snapshot_in_object(struct snapshot_in *in, uint64_t addr, uint64_t size,
                               uint32_t type);
 void pyheap_snapshot_in_free(struct snapshot_in *in);
 
+static inline unsigned char *snapshot_put_varint(unsigned char *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (unsigned char)v;
+    return p;
+}
+
+/* An address delta as a varint: zigzag of the delta / 8 (small for nearby
+ * 8-aligned addresses), the low 3 bits in bits 61..63. */
+static inline uint64_t snapshot_delta_code(uint64_t addr, uint64_t base)
+{
+    uint64_t d = addr - base;
+    uint64_t q = (d >> 3) | ((0 - (d >> 63)) << 61); /* d / 8, rounded down */
+    return ((q << 1) ^ (0 - (q >> 63))) | ((d & 7) << 61);
+}
+
+/* The label's kind and flags (bits 24..31) in the low byte: common labels
+ * take one or two bytes. */
+static inline uint64_t snapshot_label_code(uint32_t label)
+{
+    return (uint64_t)(label >> 24) | ((uint64_t)(label & 0xffffffu) << 8);
+}
+
 static inline int snapshot_in_edge(struct snapshot_in *in, uint64_t target, uint32_t label)
 {
-    if (in->nedges == in->capedges && pyheap_snapshot_in_grow_edges(in) < 0)
+    if (in->edgecap - in->edgelen < SNAPSHOT_VARINT_MAX + 5 &&
+        pyheap_snapshot_in_grow_edges(in) < 0)
         return -1;
-    in->etarget[in->nedges] = target;
-    in->elabel[in->nedges] = label;
+    unsigned char *p = in->edge + in->edgelen;
+    p = snapshot_put_varint(p, snapshot_delta_code(target, in->prev));
+    p = snapshot_put_varint(p, snapshot_label_code(label));
+    in->edgelen = (size_t)(p - in->edge);
     in->nedges++;
     return 0;
+}
+
+static inline struct snapshot_in_mark snapshot_in_mark(const struct snapshot_in *in)
+{
+    return (struct snapshot_in_mark){ in->nedges, in->edgelen };
+}
+
+/* Drop the edges appended since M (taken since the last object). */
+static inline void snapshot_in_rollback(struct snapshot_in *in, struct snapshot_in_mark m)
+{
+    in->nedges = m.nedges;
+    in->edgelen = m.edgelen;
 }
 
 /* One object and one edge in the form of pyheap_snapshot_build (any order:
@@ -114,7 +166,7 @@ struct pyheap_snapshot {
     uint8_t *root_prio;
 };
 
-/* Build a snapshot from what a walk found. Takes every array of IN (also on
+/* Build a snapshot from what a walk found. Takes IN's streams (also on
  * failure; IN is left empty), NAMES and every string in it, and what G
  * says is taken; G's edges are not read. G may be NULL (no labels, no
  * roots). Duplicate addresses keep the first object; edges to addresses

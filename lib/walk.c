@@ -6,6 +6,7 @@
  * validated type object), every loop is bounded, and rejects are counted.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -635,13 +636,14 @@ static void visit(struct walk *w, uint64_t item)
     }
     struct walk_obj o = { .addr = addr, .type = t };
     uint64_t size = 0;
-    size_t before = w->nstack, edges_before = w->found.nedges;
+    size_t before = w->nstack;
+    struct snapshot_in_mark edges_before = snapshot_in_mark(&w->found);
     w->in_obj = true;
     if (decode(w, &o, &size) < 0) {
         /* Drop what a half-decoded object reported. */
         w->in_obj = false;
         w->nstack = before;
-        w->found.nedges = edges_before;
+        snapshot_in_rollback(&w->found, edges_before);
         if (!maybe)
             w->skipped++;
         return;
@@ -659,7 +661,7 @@ static void visit(struct walk *w, uint64_t item)
     if (pyheap_snapshot_in_object(&w->found, addr, size,
                                   name | (cut ? SNAPSHOT_IN_CUT : 0)) < 0) {
         w->nomem = true;
-        w->found.nedges = edges_before;
+        snapshot_in_rollback(&w->found, edges_before);
         return;
     }
     if (w->found.n >= w->max_objects || w->found.n >= UINT32_MAX - 1)
@@ -1192,6 +1194,10 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         free(w.stack);
         w.stack = NULL;
         w.nstack = w.capstack = 0;
+        /* The cache's 64 KiB buffers lie among live blocks of the heap,
+         * where free() keeps them: give their pages back, or they stay
+         * resident under the build's peak. */
+        malloc_trim(0);
         rc = pyheap_snapshot_build_in(&w.found, names, nnames, &g, &st, out, err);
         free(g.roots);
         if (rc == 0)

@@ -107,8 +107,9 @@ static void check_build(size_t n, uint64_t (*addr_of)(size_t), size_t trailing)
     pyheap_snapshot *s = NULL;
     pyheap_error err;
     ck_assert_int_eq(pyheap_snapshot_build_in(&in, names, NTYPES, NULL, &st, &s, &err), 0);
-    ck_assert_ptr_null(in.addr);
-    ck_assert_ptr_null(in.etarget);
+    ck_assert_ptr_null(in.obj);
+    ck_assert_ptr_null(in.edge);
+    ck_assert_uint_eq(in.n, 0);
 
     ck_assert_uint_eq(pyheap_snapshot_count(s), m);
     ck_assert_uint_eq(pyheap_snapshot_stats(s)->objects, m);
