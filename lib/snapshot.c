@@ -69,7 +69,7 @@ int pyheap_snapshot_in_grow_edges(struct snapshot_in *in)
 int pyheap_snapshot_in_object(struct snapshot_in *in, uint64_t addr, uint64_t size,
                               uint32_t type)
 {
-    if (in->n >= (size_t)UINT32_MAX - 1 || in->nedges >= (size_t)UINT32_MAX - 1 ||
+    if (in->n >= (size_t)UINT32_MAX - 1 || in->nedges >= (size_t)UINT32_MAX ||
         grow_bytes(&in->obj, &in->objcap, in->objlen + 4 * SNAPSHOT_VARINT_MAX) < 0)
         return -1;
     unsigned char *p = in->obj + in->objlen;

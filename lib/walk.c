@@ -1201,7 +1201,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         rc = pyheap_snapshot_build_in(&w.found, names, nnames, &g, &st, out, err);
         free(g.roots);
         if (rc == 0)
-            (*out)->stats.scan_ms = now_ms() - t0; /* including the sort */
+            (*out)->stats.scan_ms = now_ms() - t0; /* including the build */
     }
     pyheap_mem_cache_clear(t->mem);
     walk_free(&w);
