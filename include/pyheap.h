@@ -101,7 +101,8 @@ typedef struct pyheap_scan_opts {
      * the scan stops and reports truncation. */
     uint64_t max_objects;
     /* Upper bound on bytes of target memory cached during the scan
-     * (0: default 64 MiB). */
+     * (0: default 64 MiB; at least 1 MiB). A bigger cache re-reads less of
+     * the target when its heap is scattered, for that much more memory. */
     uint64_t max_cache_bytes;
 } pyheap_scan_opts;
 

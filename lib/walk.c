@@ -39,12 +39,16 @@ struct strtab {
 #define KEY_TEXT_MAX 40 /* bytes of a dict key shown in a label */
 
 
+#define TCACHE_SIZE 256
+
 struct typemap_entry {
     uint64_t addr;
     int32_t idx;  /* index into types; -1 invalid; -2 being described */
 };
 
 struct walk {
+    /* First member: pyheap_walk_read's inline fast path (walk.h) reads it. */
+    struct pyheap_mem_window win[WALK_NWIN];
     pyheap_target *t;
     pyheap_mem *mem;
     uint64_t max_objects;
@@ -86,6 +90,14 @@ struct walk {
 
     uint64_t skipped;
     uint64_t gc_tracked;
+
+    /* In front of the type map: valid types by address, direct-mapped
+     * (types are never removed during a walk, their descriptions do not
+     * move). */
+    struct { uint64_t addr; const struct walk_type *t; } tcache[TCACHE_SIZE];
+    /* ht_cached_keys of described types, direct-mapped (a collision only
+     * forgets one) */
+    uint64_t cached_keys[TCACHE_SIZE];
 };
 
 /* ---- small containers ---- */
@@ -102,10 +114,18 @@ static inline uint64_t hash64(uint64_t x)
 
 /* ---- services for decoders ---- */
 
-int pyheap_walk_read(struct walk *w, uint64_t addr, void *buf, size_t len)
+int pyheap_walk_read_slow(struct walk *w, uint64_t addr, void *buf, size_t len)
 {
     if (w->gone || addr == 0 || addr + len < addr)
         return -1;
+    /* Move the window to ADDR's chunk; serve from it if the range fits. */
+    struct pyheap_mem_window *win = &w->win[(addr >> WALK_WIN_SHIFT) & (WALK_NWIN - 1)];
+    if (len <= WALK_WINDOW_MAX_READ &&
+        pyheap_mem_window_get(w->mem, addr, w->win, WALK_NWIN, win) == 0 &&
+        addr - win->base <= win->len - len) {
+        memcpy(buf, win->data + (addr - win->base), len);
+        return 0;
+    }
     pyheap_error e;
     if (pyheap_mem_read_cached(w->mem, addr, buf, len, &e) == 0)
         return 0;
@@ -114,10 +134,6 @@ int pyheap_walk_read(struct walk *w, uint64_t addr, void *buf, size_t len)
     return -1;
 }
 
-int pyheap_walk_read_u64(struct walk *w, uint64_t addr, uint64_t *out)
-{
-    return pyheap_walk_read(w, addr, out, sizeof *out);
-}
 
 static bool plausible_addr(uint64_t a)
 {
@@ -142,7 +158,8 @@ static void push(struct walk *w, uint64_t addr, uint64_t flag)
         w->truncated = true;
         return;
     }
-    if (!pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + 1, sizeof *w->stack)) {
+    if (w->nstack == w->capstack &&
+        !pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + 1, sizeof *w->stack)) {
         w->nomem = true;
         return;
     }
@@ -571,9 +588,16 @@ static const struct walk_type *type_lookup(struct walk *w, uint64_t addr, int de
         return NULL;
     }
     *copy = wt;
+    if (wt.cached_keys)
+        w->cached_keys[(wt.cached_keys >> 4) & (TCACHE_SIZE - 1)] = wt.cached_keys;
     w->types[w->ntypes] = copy;
     e->idx = (int32_t)w->ntypes++;
     return copy;
+}
+
+bool pyheap_walk_is_cached_keys(const struct walk *w, uint64_t keys)
+{
+    return keys && w->cached_keys[(keys >> 4) & (TCACHE_SIZE - 1)] == keys;
 }
 
 const struct walk_type *pyheap_walk_type_get(struct walk *w, uint64_t addr)
@@ -635,8 +659,18 @@ static void visit(struct walk *w, uint64_t item)
         return;
     }
     const struct walk_type *t = NULL;
-    if (refcnt_ok(w, hdr[0]))
-        t = type_lookup(w, hdr[1], 0);
+    if (refcnt_ok(w, hdr[0])) {
+        size_t ci = (size_t)(hdr[1] >> 4) & (TCACHE_SIZE - 1);
+        if (w->tcache[ci].addr == hdr[1] && hdr[1]) {
+            t = w->tcache[ci].t;
+        } else {
+            t = type_lookup(w, hdr[1], 0);
+            if (t) {
+                w->tcache[ci].addr = hdr[1];
+                w->tcache[ci].t = t;
+            }
+        }
+    }
     if (!t) {
         if (!maybe)
             w->skipped++;
@@ -712,7 +746,8 @@ static void walk_gc_list(struct walk *w, uint64_t head)
                 w->skipped++;
             return;
         }
-        if (!pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + 1, sizeof *w->stack)) {
+        if (w->nstack == w->capstack &&
+            !pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + 1, sizeof *w->stack)) {
             w->nomem = true;
             return;
         }
@@ -1139,6 +1174,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     uint64_t reads0, bytes0;
     pyheap_mem_counters(t->mem, &reads0, &bytes0);
     pyheap_mem_cache_clear(t->mem);
+    pyheap_mem_set_cache_cap(t->mem, opts ? opts->max_cache_bytes : 0);
 
     const struct pyheap_offsets *off = &t->off;
     uint64_t interp = 0;
@@ -1210,7 +1246,9 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         if (rc == 0)
             (*out)->stats.scan_ms = now_ms() - t0; /* including the sort */
     }
+    pyheap_mem_window_drop(t->mem);
     pyheap_mem_cache_clear(t->mem);
+    pyheap_mem_set_cache_cap(t->mem, 0);
     walk_free(&w);
     return rc;
 }
