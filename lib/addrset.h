@@ -37,6 +37,16 @@ struct addrset {
 int pyheap_addrset_insert(struct addrset *s, uint64_t addr);
 /* 1 if present, 0 if not. */
 int pyheap_addrset_has(const struct addrset *s, uint64_t addr);
+/* The same insert for several threads sharing S: bits are set atomically,
+ * tables and leaves are created under LOCK (a pthread_mutex_t), and each
+ * thread keeps its own CURSOR (zeroed at first) instead of S's last-leaf
+ * cache. S->used is kept with atomic adds. */
+struct addrset_cursor {
+    uint64_t region;
+    uint64_t *leaf;
+};
+int pyheap_addrset_insert_mt(struct addrset *s, struct addrset_cursor *cur, void *lock,
+                             uint64_t addr);
 void pyheap_addrset_free(struct addrset *s);
 
 /* Address -> index over a sorted array of addresses (the snapshot's), the

@@ -90,8 +90,8 @@ static int collect_members(struct walk *w, uint64_t members, int64_t basicsize,
         if ((type == T_OBJECT || type == T_OBJECT_EX) && moff >= 16 && moff + 8 <= basicsize) {
             char mname[128];
             uint32_t label = WALK_LBL(LBL_NONE, 0);
-            if (pyheap_mem_read_cstr(pyheap_walk_target(w)->mem, u64at(md, off->member_def_name),
-                                     mname, sizeof mname, NULL) > 0)
+            if (pyheap_walk_read_cstr(w, u64at(md, off->member_def_name), mname,
+                                      sizeof mname) > 0)
                 label = pyheap_walk_label(w, LBL_ATTR, mname);
             if (add_member(out, cap, (uint64_t)moff, label) < 0)
                 return -1;
@@ -119,7 +119,7 @@ static void type_name(struct walk *w, uint64_t addr, const unsigned char *tb,
             return;
         }
     }
-    if (pyheap_mem_read_cstr(t->mem, u64at(tb, off->tp_name), buf, cap, NULL) <= 0)
+    if (pyheap_walk_read_cstr(w, u64at(tb, off->tp_name), buf, cap) <= 0)
         snprintf(buf, cap, "<type at 0x%llx>", (unsigned long long)addr);
 }
 
@@ -199,7 +199,7 @@ int pyheap_walk_type_describe(struct walk *w, uint64_t addr, uint64_t meta, stru
             char tn[64];
             int64_t bs = (int64_t)u64at(cb, off->tp_basicsize);
             int64_t is = (int64_t)u64at(cb, off->tp_itemsize);
-            if (pyheap_mem_read_cstr(t->mem, u64at(cb, off->tp_name), tn, sizeof tn, NULL) > 0 &&
+            if (pyheap_walk_read_cstr(w, u64at(cb, off->tp_name), tn, sizeof tn) > 0 &&
                 (!cur_heap || strchr(tn, '.'))) {
                 kind = pyheap_walk_extension_kind(tn, bs, is);
                 if (kind != WALK_UNKNOWN) {

@@ -98,6 +98,11 @@ void pyheap_mem_set_cache_cap(pyheap_mem *m, uint64_t cap);
  * that happened is kept until the next call. */
 void pyheap_mem_set_deadline(pyheap_mem *m, uint64_t deadline_ns);
 int pyheap_mem_deadline_hit(const pyheap_mem *m);
+/* The deadline set on M (0: none). */
+uint64_t pyheap_mem_deadline(const pyheap_mem *m);
+/* M's deadline counts as hit if OTHER's was (a second reader of the same
+ * scan, e.g. another walker thread's). */
+void pyheap_mem_deadline_merge(pyheap_mem *m, const pyheap_mem *other);
 /* Counters since open. */
 void pyheap_mem_counters(const pyheap_mem *m, uint64_t *reads, uint64_t *bytes);
 /* Read a NUL-terminated string of at most MAX-1 bytes into BUF (always

@@ -108,6 +108,17 @@ int pyheap_mem_deadline_hit(const pyheap_mem *m)
     return m->deadline_hit;
 }
 
+uint64_t pyheap_mem_deadline(const pyheap_mem *m)
+{
+    return m->deadline_ns;
+}
+
+void pyheap_mem_deadline_merge(pyheap_mem *m, const pyheap_mem *other)
+{
+    if (other->deadline_hit)
+        m->deadline_hit = 1;
+}
+
 _Static_assert(PAGES_PER_CHUNK <= 16, "valid bitmap is 16 bits");
 #define ALL_PAGES ((uint16_t)((1u << PAGES_PER_CHUNK) - 1))
 

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "internal.h"
 
@@ -155,6 +156,9 @@ static inline int pyheap_walk_read_u64(struct walk *w, uint64_t addr, uint64_t *
 {
     return pyheap_walk_read(w, addr, out, sizeof *out);
 }
+/* A NUL-terminated string at ADDR, through this walker thread's reader
+ * (never t->mem directly: each thread has its own): its length, or -1. */
+ssize_t pyheap_walk_read_cstr(struct walk *w, uint64_t addr, char *buf, size_t cap);
 /* A precise reference from the object being decoded. 0 is ignored. */
 void pyheap_walk_ref(struct walk *w, uint64_t addr);
 /* The same with an edge label (WALK_LBL..., flags included). Outside an
@@ -169,7 +173,7 @@ uint32_t pyheap_walk_label(struct walk *w, enum walk_label_kind kind, const char
  * (instance attributes). Cached per key address. */
 uint32_t pyheap_walk_label_key(struct walk *w, uint64_t key, bool attr);
 /* The interned text of a label whose payload is a string ("" if none). */
-const char *pyheap_walk_label_text(const struct walk *w, uint32_t label);
+const char *pyheap_walk_label_text(struct walk *w, uint32_t label);
 /* Label for a tuple / list item at index I. */
 uint32_t pyheap_walk_label_index(uint64_t i);
 /* A word from a conservative scan that may be an object address. */
