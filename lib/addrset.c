@@ -118,7 +118,7 @@ int pyheap_addrset_insert_mt(struct addrset *s, struct addrset_cursor *cur, void
         return 0;
     if (__atomic_fetch_or(w, mask, __ATOMIC_RELAXED) & mask)
         return 0;
-    __atomic_fetch_add(&s->used, 1, __ATOMIC_RELAXED);
+    cur->inserted++;
     return 1;
 }
 

@@ -69,9 +69,12 @@ struct walk_shared {
      * forgets one); written under the lock, read with atomic loads */
     uint64_t cached_keys[TCACHE_SIZE];
 
-    /* The parallel phase: threads take blocks of seeds from the end. */
+    /* The parallel phase: the seeds are cut into one region per thread
+     * (neighbouring objects stay with one thread and its cache); a thread
+     * takes blocks from the end of its region, then from the others'. */
     const uint64_t *seeds;
-    size_t nseeds;           /* atomic: seeds not taken yet */
+    struct seed_region { size_t lo, left; /* atomic */ } *regions;
+    unsigned nregions;
     uint64_t nrecs;          /* atomic: records flushed by all threads */
     int stop;                /* atomic: a thread hit the process's end,
                               * memory or the object limit */
@@ -84,6 +87,7 @@ struct walk {
     pyheap_target *t;
     pyheap_mem *mem;
     struct walk_shared *sh;
+    unsigned index;        /* thread number: its seed region */
     struct addrset_cursor cursor;
     uint64_t max_objects;
     bool gone;             /* the process vanished: stop */
@@ -209,7 +213,9 @@ static void push(struct walk *w, uint64_t addr, uint64_t flag)
     }
     if (r == 0)
         return;
-    if (__atomic_load_n(&w->sh->seen.used, __ATOMIC_RELAXED) > w->max_objects * 2 + 1000000) {
+    /* Bound the set (a torn heap could feed it forever): in total, or per
+     * thread when several share it. */
+    if ((w->sh->mt ? w->cursor.inserted : w->sh->seen.used) > w->max_objects * 2 + 1000000) {
         w->truncated = true;
         return;
     }
@@ -1143,19 +1149,32 @@ static void drain(struct walk *w)
 
 /* A walker thread: take blocks of seeds (from the end, as the one-thread
  * walk pops them) until none are left, visiting each block's closure. */
+/* Take up to SEED_BLOCK seeds from the end of region R: their first
+ * index, and the count in *TAKE (0: the region is empty). */
+static size_t seeds_take(struct seed_region *r, size_t *take)
+{
+    size_t left = __atomic_load_n(&r->left, __ATOMIC_RELAXED);
+    do {
+        if (left == 0) {
+            *take = 0;
+            return 0;
+        }
+        *take = left < SEED_BLOCK ? left : SEED_BLOCK;
+    } while (!__atomic_compare_exchange_n(&r->left, &left, left - *take, false,
+                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    return r->lo + left - *take;
+}
+
 static void *walk_thread_main(void *arg)
 {
     struct walk *w = arg;
     struct walk_shared *sh = w->sh;
     for (;;) {
-        size_t left = __atomic_load_n(&sh->nseeds, __ATOMIC_RELAXED), take;
-        do {
-            if (left == 0 || stopping(w))
-                goto out;
-            take = left < SEED_BLOCK ? left : SEED_BLOCK;
-        } while (!__atomic_compare_exchange_n(&sh->nseeds, &left, left - take, false,
-                                              __ATOMIC_RELAXED, __ATOMIC_RELAXED));
-        size_t lo = left - take;
+        size_t take = 0, lo = 0;
+        for (unsigned k = 0; k < sh->nregions && take == 0; k++)
+            lo = seeds_take(&sh->regions[(w->index + k) % sh->nregions], &take);
+        if (take == 0 || stopping(w))
+            break;
         if (w->capstack < w->nstack + take &&
             !pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + take, sizeof *w->stack)) {
             w->nomem = true;
@@ -1165,7 +1184,6 @@ static void *walk_thread_main(void *arg)
         w->nstack += take;
         drain(w);
     }
-out:
     if (w->gone || w->nomem || w->truncated)
         __atomic_store_n(&sh->stop, 1, __ATOMIC_RELAXED);
     return NULL;
@@ -1331,7 +1349,10 @@ static void walk_parallel(struct walk *w, struct walk_shared *sh, unsigned nthre
     struct walk *ws = nthreads > 1 ? calloc(nthreads, sizeof *ws) : NULL;
     pthread_t *th = ws ? calloc(nthreads, sizeof *th) : NULL;
     bool *started = th ? calloc(nthreads, sizeof *started) : NULL;
-    if (!started || w->nstack < 2 * SEED_BLOCK) {
+    sh->regions = started ? calloc(nthreads, sizeof *sh->regions) : NULL;
+    if (!sh->regions || w->nstack < 2 * SEED_BLOCK) {
+        free(sh->regions);
+        sh->regions = NULL;
         free(started);
         free(th);
         free(ws);
@@ -1339,7 +1360,11 @@ static void walk_parallel(struct walk *w, struct walk_shared *sh, unsigned nthre
         return;
     }
     sh->seeds = w->stack;
-    sh->nseeds = w->nstack;
+    sh->nregions = nthreads;
+    for (unsigned i = 0; i < nthreads; i++) {
+        sh->regions[i].lo = w->nstack * i / nthreads;
+        sh->regions[i].left = w->nstack * (i + 1) / nthreads - sh->regions[i].lo;
+    }
     w->stack = NULL;
     w->nstack = w->capstack = 0;
     sh->mt = true;
@@ -1348,6 +1373,7 @@ static void walk_parallel(struct walk *w, struct walk_shared *sh, unsigned nthre
         struct walk *x = &ws[i];
         x->t = w->t;
         x->sh = sh;
+        x->index = i;
         x->max_objects = w->max_objects;
         if (pyheap_mem_open(w->t->pid, cache_cap, &x->mem, NULL) < 0)
             continue;
@@ -1380,7 +1406,9 @@ static void walk_parallel(struct walk *w, struct walk_shared *sh, unsigned nthre
      * truncated stack. */
     free((void *)sh->seeds);
     sh->seeds = NULL;
-    sh->nseeds = 0;
+    free(sh->regions);
+    sh->regions = NULL;
+    sh->nregions = 0;
     free(started);
     free(th);
     free(ws);
