@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #define DEFAULT_MAX_REPLY (16 * 1024 * 1024)
 #define DEFAULT_SCAN_MS 60000
 #define DEFAULT_FREEZE_MS 1000
+#define DEFAULT_SCAN_NICE 19
 
 /* Set once in main() before any thread starts; read-only afterwards. */
 static int journal_prefix;
@@ -91,6 +93,9 @@ static void usage(FILE *f)
             "  --scan-timeout MS  time budget of one scan; 0: none (default %d)\n"
             "  --freeze-timeout MS  --freeze: how long threads may take to stop\n"
             "                   (default %d)\n"
+            "  --scan-nice N    scans run at nice N (0..19) under SCHED_BATCH, so the\n"
+            "                   inspected process keeps its CPU; connections keep the\n"
+            "                   daemon's priority. 0: scans keep it too (default %d)\n"
             "  --interval SECONDS  with attach: scan every SECONDS in the background and\n"
             "                   record a per-type series (`pyheap growth`; default off)\n"
             "  --history N      with attach: series points kept (default %d)\n"
@@ -103,7 +108,7 @@ static void usage(FILE *f)
             "a socket it bound itself is removed on exit.\n",
             PYHEAP_PROTO_ROOT_SOCKET, PYHEAPD_MAX_CONNS, PYHEAPD_MAX_CONNS_LIMIT,
             PYHEAP_PROTO_MAX_LINE, DEFAULT_MAX_REPLY, DEFAULT_SCAN_MS, DEFAULT_FREEZE_MS,
-            PYHEAP_PROTO_DEFAULT_HISTORY, PYHEAP_PROTO_DEFAULT_KEEP);
+            DEFAULT_SCAN_NICE, PYHEAP_PROTO_DEFAULT_HISTORY, PYHEAP_PROTO_DEFAULT_KEEP);
 }
 
 /* Unsigned decimal (or octal with BASE 8) in [LO, HI]. */
@@ -132,6 +137,22 @@ static int parse_pid(const char *s, pid_t *pid)
     return 0;
 }
 
+/* Say at start-up at which CPU priority scans will run. */
+static void log_scan_priority(const struct pyheapd_config *cfg)
+{
+    errno = 0;
+    int own = getpriority(PRIO_PROCESS, 0);
+    if (own == -1 && errno != 0)
+        return;
+    if (cfg->scan_nice == 0)
+        pyheapd_log("scans run at the daemon's priority, nice %d (--scan-nice 0)", own);
+    else if (own >= cfg->scan_nice)
+        pyheapd_log("scans run at the daemon's nice %d (--scan-nice %d)", own, cfg->scan_nice);
+    else
+        pyheapd_log("scans run at nice %d with SCHED_BATCH, connections at nice %d "
+                    "(--scan-nice)", cfg->scan_nice, own);
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -146,6 +167,7 @@ int main(int argc, char **argv)
         { "interval", required_argument, NULL, 8 },
         { "history", required_argument, NULL, 9 },
         { "keep", required_argument, NULL, 10 },
+        { "scan-nice", required_argument, NULL, 11 },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -159,6 +181,7 @@ int main(int argc, char **argv)
         .scan_budget_ms = DEFAULT_SCAN_MS,
         .max_reply = DEFAULT_MAX_REPLY,
         .freeze_stop_ms = DEFAULT_FREEZE_MS,
+        .scan_nice = DEFAULT_SCAN_NICE,
     };
     unsigned long long v;
     double interval = 0;
@@ -248,6 +271,14 @@ int main(int argc, char **argv)
             }
             keep = (size_t)v;
             break;
+        case 11:
+            if (parse_num(optarg, 10, 0, 19, &v) < 0) {
+                fprintf(stderr, "pyheapd: --scan-nice takes a nice value 0..19 (19, the "
+                        "default: scans at the lowest priority; 0: at the daemon's own)\n");
+                return 2;
+            }
+            cfg.scan_nice = (int)v;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -297,6 +328,7 @@ int main(int argc, char **argv)
     }
     d->cfg = cfg;
     pyheapd_log("version %s starting (pid %d)", PYHEAP_VERSION, (int)getpid());
+    log_scan_priority(&cfg);
     int afd = pyheapd_listen_fds();
     /* Refuse early if a daemon already answers; attach before listening so
      * that a client that can connect always sees the initial target. */
