@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pyheapd.h"
@@ -137,6 +138,48 @@ static int parse_pid(const char *s, pid_t *pid)
     return 0;
 }
 
+/* With autogroup (kernel.sched_autogroup_enabled, on by default in most
+ * distributions) the scheduler first shares the CPU between sessions and
+ * only then between the threads of one by their nice: a daemon in a session
+ * of its own (a systemd service, setsid) competes with the target's session
+ * at full weight whatever the nice of its scan threads. When pyheapd leads
+ * its session, nothing else is in that autogroup: give it the scans' nice
+ * (its connection threads still come first within it). Led by someone
+ * else's session (a shell), it is left alone: that would renice the shell.
+ * Returns the autogroup's nice now, or -100 when unknown / not ours. */
+static int autogroup_nice(const struct pyheapd_config *cfg)
+{
+    if (getsid(0) != getpid())
+        return -100;
+    FILE *f = fopen("/proc/self/autogroup", "r");
+    if (!f)
+        return -100;  /* kernel without CONFIG_SCHED_AUTOGROUP */
+    int cur = -100;
+    if (fscanf(f, "/autogroup-%*d nice %d", &cur) != 1)
+        cur = -100;
+    fclose(f);
+    if (cur == -100 || cfg->scan_nice <= cur)
+        return cur;
+    /* Without CAP_SYS_ADMIN the kernel allows one change per 100 ms
+     * host-wide (EAGAIN): retry a few times. */
+    for (int i = 0; i < 5; i++) {
+        f = fopen("/proc/self/autogroup", "w");
+        if (!f)
+            break;
+        int ok = fprintf(f, "%d\n", cfg->scan_nice) > 0;
+        ok = (fclose(f) == 0) && ok;
+        if (ok)
+            return cfg->scan_nice;
+        if (errno != EAGAIN)
+            break;
+        struct timespec ts = { 0, 120000000L };
+        nanosleep(&ts, NULL);
+    }
+    pyheapd_logp(4, "cannot set the nice of pyheapd's session (autogroup) to %d: %s; scans "
+                 "compete with other sessions at full weight", cfg->scan_nice, strerror(errno));
+    return cur;
+}
+
 /* Say at start-up at which CPU priority scans will run. */
 static void log_scan_priority(const struct pyheapd_config *cfg)
 {
@@ -144,13 +187,18 @@ static void log_scan_priority(const struct pyheapd_config *cfg)
     int own = getpriority(PRIO_PROCESS, 0);
     if (own == -1 && errno != 0)
         return;
+    int ag = autogroup_nice(cfg);
+    char agtxt[64] = "";
+    if (ag != -100)
+        snprintf(agtxt, sizeof agtxt, "; its own session (autogroup) at nice %d", ag);
     if (cfg->scan_nice == 0)
-        pyheapd_log("scans run at the daemon's priority, nice %d (--scan-nice 0)", own);
+        pyheapd_log("scans run at the daemon's priority, nice %d (--scan-nice 0)%s", own, agtxt);
     else if (own >= cfg->scan_nice)
-        pyheapd_log("scans run at the daemon's nice %d (--scan-nice %d)", own, cfg->scan_nice);
+        pyheapd_log("scans run at the daemon's nice %d (--scan-nice %d)%s", own,
+                    cfg->scan_nice, agtxt);
     else
         pyheapd_log("scans run at nice %d with SCHED_BATCH, connections at nice %d "
-                    "(--scan-nice)", cfg->scan_nice, own);
+                    "(--scan-nice)%s", cfg->scan_nice, own, agtxt);
 }
 
 int main(int argc, char **argv)

@@ -198,11 +198,17 @@ int pyheapd_scan(struct pyheapd *d, struct pyheapd_session *s, int freeze,
         pyheap_snapshot_free(j.snap);
         pyheapd_logp(4, "scan of pid %d stopped: time budget of %llu ms spent",
                      (int)s->pid, (unsigned long long)d->cfg.scan_budget_ms);
+        /* A scan at low priority on a saturated host gets little CPU: say
+         * which knob trades the target's CPU for the scan's time. */
+        const char *hint = !freeze && d->cfg.scan_nice > 0
+                               ? "; scans run at low CPU priority (pyheapd --scan-nice): on a "
+                                 "busy host raise --scan-timeout or lower --scan-nice"
+                               : "";
         return pyheap_proto_err_set(perr, PYHEAPD_E_TIMEOUT,
                                     "the scan of process %d was stopped after its time budget "
                                     "of %llu ms (pyheapd --scan-timeout); nothing partial is "
-                                    "reported", (int)s->pid,
-                                    (unsigned long long)d->cfg.scan_budget_ms);
+                                    "reported%s", (int)s->pid,
+                                    (unsigned long long)d->cfg.scan_budget_ms, hint);
     }
     if (j.rc < 0) {
         if (j.err.code == PYHEAP_E_GONE) {

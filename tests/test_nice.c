@@ -262,6 +262,76 @@ START_TEST(series_thread_nice)
 }
 END_TEST
 
+/* " nice N" of /proc/PID/autogroup, or -100. */
+static int autogroup_of(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/autogroup", (int)pid);
+    char *s = test_slurp(path);
+    const char *p = strstr(s, " nice ");
+    int n = p ? atoi(p + 6) : -100;
+    free(s);
+    return n;
+}
+
+START_TEST(autogroup_own_session)
+{
+    /* Autogroup shares the CPU between sessions first: a daemon leading a
+     * session of its own (systemd, setsid) lowers that session to the scan
+     * nice; one started inside someone else's session leaves it alone. */
+    int mine = autogroup_of(getpid());
+    ck_assert_msg(mine != -100, "no /proc/self/autogroup: kernel without "
+                  "CONFIG_SCHED_AUTOGROUP, this test cannot run here");
+    ck_assert_msg(mine < 19, "the suite's session is at autogroup nice %d already", mine);
+
+    /* in the test's session (not its leader): untouched */
+    struct svc e;
+    svc_init(&e);
+    svc_daemon_start(&e, NULL);
+    ck_assert_int_eq(autogroup_of(e.daemon), mine);
+    ck_assert_int_eq(autogroup_of(getpid()), mine);
+    char *log = test_slurp(e.log);
+    ck_assert_msg(!strstr(log, "autogroup"), "log: %s", log);
+    free(log);
+    svc_fini(&e);
+
+    /* leading its own session: the session's autogroup gets nice 19; with
+     * --scan-nice 0 it stays */
+    static const char *const nices[] = { NULL, "0", "12" };
+    static const int want[] = { 19, -1, 12 };
+    for (int k = 0; k < 3; k++) {
+        svc_init(&e);
+        char bin[512];
+        snprintf(bin, sizeof bin, "%s/pyheapd", test_builddir());
+        char *argv[] = { "/usr/bin/setsid", bin, "--socket", e.sock, "--scan-nice",
+                         (char *)nices[k], NULL };
+        if (!nices[k])
+            argv[4] = NULL;
+        e.daemon = test_spawn(argv, NULL, e.log, (uid_t)-1, (gid_t)-1);
+        double end = test_now_ms() + 20000;
+        int fd;
+        while ((fd = test_connect(e.sock)) < 0) {
+            ck_assert_msg(test_now_ms() < end, "pyheapd did not start: %s",
+                          test_slurp(e.log));
+            test_sleep_ms(10);
+        }
+        close(fd);
+        /* setsid(1) execs in place when not a group leader: same PID */
+        ck_assert_int_eq(getsid(e.daemon), e.daemon);
+        int expect = want[k] < 0 ? autogroup_of(e.daemon) : want[k];
+        ck_assert_msg(autogroup_of(e.daemon) == expect, "daemon's autogroup at nice %d, "
+                      "expected %d", autogroup_of(e.daemon), expect);
+        if (want[k] < 0)
+            ck_assert_int_lt(autogroup_of(e.daemon), 19);
+        ck_assert_int_eq(autogroup_of(getpid()), mine);
+        log = test_slurp(e.log);
+        ck_assert_msg(strstr(log, "its own session (autogroup) at nice"), "log: %s", log);
+        free(log);
+        svc_fini(&e);
+    }
+}
+END_TEST
+
 START_TEST(scan_nice_invalid)
 {
     static const char *const bad[] = { "20", "-1", "abc", "", "19x", "100" };
@@ -293,6 +363,7 @@ Suite *suite_nice(void)
     tcase_add_test(tc, scan_nice_value);
     tcase_add_test(tc, scan_nice_zero);
     tcase_add_test(tc, series_thread_nice);
+    tcase_add_test(tc, autogroup_own_session);
     tcase_add_test(tc, scan_nice_invalid);
     suite_add_tcase(s, tc);
     return s;
