@@ -97,6 +97,8 @@ static void usage(FILE *f)
             "  --scan-nice N    scans run at nice N (0..19) under SCHED_BATCH, so the\n"
             "                   inspected process keeps its CPU; connections keep the\n"
             "                   daemon's priority. 0: scans keep it too (default %d)\n"
+            "  --scan-threads N  walker threads per scan, 1..%d (default: 2, or 1 on a\n"
+            "                   one-CPU host); they run at the scans' priority\n"
             "  --interval SECONDS  with attach: scan every SECONDS in the background and\n"
             "                   record a per-type series (`pyheap growth`; default off)\n"
             "  --history N      with attach: series points kept (default %d)\n"
@@ -109,7 +111,8 @@ static void usage(FILE *f)
             "a socket it bound itself is removed on exit.\n",
             PYHEAP_PROTO_ROOT_SOCKET, PYHEAPD_MAX_CONNS, PYHEAPD_MAX_CONNS_LIMIT,
             PYHEAP_PROTO_MAX_LINE, DEFAULT_MAX_REPLY, DEFAULT_SCAN_MS, DEFAULT_FREEZE_MS,
-            DEFAULT_SCAN_NICE, PYHEAP_PROTO_DEFAULT_HISTORY, PYHEAP_PROTO_DEFAULT_KEEP);
+            DEFAULT_SCAN_NICE, PYHEAP_MAX_SCAN_THREADS, PYHEAP_PROTO_DEFAULT_HISTORY,
+            PYHEAP_PROTO_DEFAULT_KEEP);
 }
 
 /* Unsigned decimal (or octal with BASE 8) in [LO, HI]. */
@@ -191,14 +194,18 @@ static void log_scan_priority(const struct pyheapd_config *cfg)
     char agtxt[64] = "";
     if (ag != -100)
         snprintf(agtxt, sizeof agtxt, "; its own session (autogroup) at nice %d", ag);
+    char thtxt[64];
+    snprintf(thtxt, sizeof thtxt, "; %u walker thread%s per scan (--scan-threads)",
+             cfg->scan_threads, cfg->scan_threads == 1 ? "" : "s");
     if (cfg->scan_nice == 0)
-        pyheapd_log("scans run at the daemon's priority, nice %d (--scan-nice 0)%s", own, agtxt);
+        pyheapd_log("scans run at the daemon's priority, nice %d (--scan-nice 0)%s%s", own,
+                    agtxt, thtxt);
     else if (own >= cfg->scan_nice)
-        pyheapd_log("scans run at the daemon's nice %d (--scan-nice %d)%s", own,
-                    cfg->scan_nice, agtxt);
+        pyheapd_log("scans run at the daemon's nice %d (--scan-nice %d)%s%s", own,
+                    cfg->scan_nice, agtxt, thtxt);
     else
         pyheapd_log("scans run at nice %d with SCHED_BATCH, connections at nice %d "
-                    "(--scan-nice)%s", cfg->scan_nice, own, agtxt);
+                    "(--scan-nice)%s%s", cfg->scan_nice, own, agtxt, thtxt);
 }
 
 int main(int argc, char **argv)
@@ -216,6 +223,7 @@ int main(int argc, char **argv)
         { "history", required_argument, NULL, 9 },
         { "keep", required_argument, NULL, 10 },
         { "scan-nice", required_argument, NULL, 11 },
+        { "scan-threads", required_argument, NULL, 12 },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -230,6 +238,7 @@ int main(int argc, char **argv)
         .max_reply = DEFAULT_MAX_REPLY,
         .freeze_stop_ms = DEFAULT_FREEZE_MS,
         .scan_nice = DEFAULT_SCAN_NICE,
+        .scan_threads = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 2 : 1,
     };
     unsigned long long v;
     double interval = 0;
@@ -326,6 +335,14 @@ int main(int argc, char **argv)
                 return 2;
             }
             cfg.scan_nice = (int)v;
+            break;
+        case 12:
+            if (parse_num(optarg, 10, 1, PYHEAP_MAX_SCAN_THREADS, &v) < 0) {
+                fprintf(stderr, "pyheapd: --scan-threads takes 1..%d walker threads\n",
+                        PYHEAP_MAX_SCAN_THREADS);
+                return 2;
+            }
+            cfg.scan_threads = (unsigned)v;
             break;
         case 'h':
             usage(stdout);

@@ -35,6 +35,7 @@ struct pyheapd_config {
     size_t max_reply;              /* reply line bytes */
     unsigned freeze_stop_ms;       /* --freeze: bound on waiting for threads to stop */
     int scan_nice;                 /* --scan-nice: 1..19, 0: scans keep the daemon's priority */
+    unsigned scan_threads;         /* --scan-threads: walker threads per scan */
     int journal_prefix;            /* "<N>" priority prefixes (JOURNAL_STREAM set) */
 };
 

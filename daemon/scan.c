@@ -122,7 +122,8 @@ static void run(struct job *j)
         }
     }
     pyheap_target_set_time_budget(s->target, j->d->cfg.scan_budget_ms);
-    j->rc = pyheap_snapshot_take(s->target, NULL, &j->snap, &j->err);
+    pyheap_scan_opts so = { .threads = j->d->cfg.scan_threads };
+    j->rc = pyheap_snapshot_take(s->target, &so, &j->snap, &j->err);
     j->budget_spent = pyheap_target_budget_spent(s->target);
     pyheap_target_set_time_budget(s->target, 0);
     if (fz)

@@ -25,6 +25,7 @@ struct seen {
     int nice_min, nice_max;
     int policy_min, policy_max;
     int main_nice_max; /* the main thread (TID == PID), for comparison */
+    int most;          /* most threads of that name seen at once */
 };
 
 static void seen_init(struct seen *s)
@@ -79,6 +80,7 @@ static void observe(pid_t pid, const char *name, struct seen *s)
     if (!d)
         return;
     struct dirent *de;
+    int now = 0;
     while ((de = readdir(d)) != NULL) {
         if (de->d_name[0] == '.')
             continue;
@@ -89,6 +91,7 @@ static void observe(pid_t pid, const char *name, struct seen *s)
         int nice, policy;
         if (strcmp(comm, name) == 0 && task_stat(pid, de->d_name, &nice, &policy) == 0) {
             s->n++;
+            now++;
             if (nice < s->nice_min)
                 s->nice_min = nice;
             if (nice > s->nice_max)
@@ -104,6 +107,8 @@ static void observe(pid_t pid, const char *name, struct seen *s)
         free(comm);
     }
     closedir(d);
+    if (now > s->most)
+        s->most = now;
 }
 
 /* Send REQ and watch the daemon's "pyheapd-scan" threads until the reply
@@ -332,6 +337,44 @@ START_TEST(autogroup_own_session)
 }
 END_TEST
 
+/* --scan-threads: the walker threads of a scan (named after the scan
+ * thread that starts them) all run at the scans' priority. */
+START_TEST(scan_threads)
+{
+    base_nice();
+    static const char *const extra[] = { "--scan-threads", "3", NULL };
+    struct svc e;
+    struct svc_target t;
+    start(&e, &t, extra);
+    struct seen s;
+    seen_init(&s);
+    for (int i = 0; i < 5 && s.most < 3; i++) {
+        struct seen one;
+        watch_scans(&e, TOP, &one);
+        if (one.most > s.most)
+            s = one;
+    }
+    ck_assert_msg(s.most == 3, "at most %d scan threads at once, expected 3", s.most);
+    ck_assert_msg(s.nice_min == 19 && s.nice_max == 19 && s.policy_min == SCHED_BATCH,
+                  "walker threads at nice %d..%d policy %d", s.nice_min, s.nice_max,
+                  s.policy_min);
+    char *log = test_slurp(e.log);
+    ck_assert_msg(strstr(log, "3 walker threads per scan"), "log: %s", log);
+    free(log);
+    stop(&e, &t);
+    static const char *const bad[] = { "0", "65", "x" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char cmd[600], *out;
+        snprintf(cmd, sizeof cmd, "'%s/pyheapd' --scan-threads '%s' --socket /nonexistent/x.sock",
+                 test_builddir(), bad[i]);
+        int rc = test_sh(cmd, &out);
+        ck_assert_msg(rc == 2 && strstr(out, "--scan-threads takes 1..64"),
+                      "--scan-threads '%s': exit %d: %s", bad[i], rc, out);
+        free(out);
+    }
+}
+END_TEST
+
 START_TEST(scan_nice_invalid)
 {
     static const char *const bad[] = { "20", "-1", "abc", "", "19x", "100" };
@@ -365,6 +408,7 @@ Suite *suite_nice(void)
     tcase_add_test(tc, series_thread_nice);
     tcase_add_test(tc, autogroup_own_session);
     tcase_add_test(tc, scan_nice_invalid);
+    tcase_add_test(tc, scan_threads);
     suite_add_tcase(s, tc);
     return s;
 }
