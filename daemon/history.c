@@ -354,6 +354,9 @@ void pyheapd_history_put(struct pyheapd_history *h, struct pyheapd_kept *k)
 static void *series_thread(void *arg)
 {
     struct pyheapd_history *h = arg;
+    /* Background work for nobody waiting: the scans' low priority. */
+    pyheapd_scan_priority(h->d);
+    pthread_setname_np(pthread_self(), "pyheapd-series");
     pthread_mutex_lock(&h->lock);
     double next = now_s(h);   /* first scan at once */
     while (!h->stop) {

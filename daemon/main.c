@@ -3,12 +3,14 @@
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pyheapd.h"
@@ -16,6 +18,7 @@
 #define DEFAULT_MAX_REPLY (16 * 1024 * 1024)
 #define DEFAULT_SCAN_MS 60000
 #define DEFAULT_FREEZE_MS 1000
+#define DEFAULT_SCAN_NICE 19
 
 /* Set once in main() before any thread starts; read-only afterwards. */
 static int journal_prefix;
@@ -91,6 +94,11 @@ static void usage(FILE *f)
             "  --scan-timeout MS  time budget of one scan; 0: none (default %d)\n"
             "  --freeze-timeout MS  --freeze: how long threads may take to stop\n"
             "                   (default %d)\n"
+            "  --scan-nice N    scans run at nice N (0..19) under SCHED_BATCH, so the\n"
+            "                   inspected process keeps its CPU; connections keep the\n"
+            "                   daemon's priority. 0: scans keep it too (default %d)\n"
+            "  --scan-threads N  walker threads per scan, 1..%d (default: 2, or 1 on a\n"
+            "                   one-CPU host); they run at the scans' priority\n"
             "  --interval SECONDS  with attach: scan every SECONDS in the background and\n"
             "                   record a per-type series (`pyheap growth`; default off)\n"
             "  --history N      with attach: series points kept (default %d)\n"
@@ -103,7 +111,8 @@ static void usage(FILE *f)
             "a socket it bound itself is removed on exit.\n",
             PYHEAP_PROTO_ROOT_SOCKET, PYHEAPD_MAX_CONNS, PYHEAPD_MAX_CONNS_LIMIT,
             PYHEAP_PROTO_MAX_LINE, DEFAULT_MAX_REPLY, DEFAULT_SCAN_MS, DEFAULT_FREEZE_MS,
-            PYHEAP_PROTO_DEFAULT_HISTORY, PYHEAP_PROTO_DEFAULT_KEEP);
+            DEFAULT_SCAN_NICE, PYHEAP_MAX_SCAN_THREADS, PYHEAP_PROTO_DEFAULT_HISTORY,
+            PYHEAP_PROTO_DEFAULT_KEEP);
 }
 
 /* Unsigned decimal (or octal with BASE 8) in [LO, HI]. */
@@ -132,6 +141,73 @@ static int parse_pid(const char *s, pid_t *pid)
     return 0;
 }
 
+/* With autogroup (kernel.sched_autogroup_enabled, on by default in most
+ * distributions) the scheduler first shares the CPU between sessions and
+ * only then between the threads of one by their nice: a daemon in a session
+ * of its own (a systemd service, setsid) competes with the target's session
+ * at full weight whatever the nice of its scan threads. When pyheapd leads
+ * its session, nothing else is in that autogroup: give it the scans' nice
+ * (its connection threads still come first within it). Led by someone
+ * else's session (a shell), it is left alone: that would renice the shell.
+ * Returns the autogroup's nice now, or -100 when unknown / not ours. */
+static int autogroup_nice(const struct pyheapd_config *cfg)
+{
+    if (getsid(0) != getpid())
+        return -100;
+    FILE *f = fopen("/proc/self/autogroup", "r");
+    if (!f)
+        return -100;  /* kernel without CONFIG_SCHED_AUTOGROUP */
+    int cur = -100;
+    if (fscanf(f, "/autogroup-%*d nice %d", &cur) != 1)
+        cur = -100;
+    fclose(f);
+    if (cur == -100 || cfg->scan_nice <= cur)
+        return cur;
+    /* Without CAP_SYS_ADMIN the kernel allows one change per 100 ms
+     * host-wide (EAGAIN): retry a few times. */
+    for (int i = 0; i < 5; i++) {
+        f = fopen("/proc/self/autogroup", "w");
+        if (!f)
+            break;
+        int ok = fprintf(f, "%d\n", cfg->scan_nice) > 0;
+        ok = (fclose(f) == 0) && ok;
+        if (ok)
+            return cfg->scan_nice;
+        if (errno != EAGAIN)
+            break;
+        struct timespec ts = { 0, 120000000L };
+        nanosleep(&ts, NULL);
+    }
+    pyheapd_logp(4, "cannot set the nice of pyheapd's session (autogroup) to %d: %s; scans "
+                 "compete with other sessions at full weight", cfg->scan_nice, strerror(errno));
+    return cur;
+}
+
+/* Say at start-up at which CPU priority scans will run. */
+static void log_scan_priority(const struct pyheapd_config *cfg)
+{
+    errno = 0;
+    int own = getpriority(PRIO_PROCESS, 0);
+    if (own == -1 && errno != 0)
+        return;
+    int ag = autogroup_nice(cfg);
+    char agtxt[64] = "";
+    if (ag != -100)
+        snprintf(agtxt, sizeof agtxt, "; its own session (autogroup) at nice %d", ag);
+    char thtxt[64];
+    snprintf(thtxt, sizeof thtxt, "; %u walker thread%s per scan (--scan-threads)",
+             cfg->scan_threads, cfg->scan_threads == 1 ? "" : "s");
+    if (cfg->scan_nice == 0)
+        pyheapd_log("scans run at the daemon's priority, nice %d (--scan-nice 0)%s%s", own,
+                    agtxt, thtxt);
+    else if (own >= cfg->scan_nice)
+        pyheapd_log("scans run at the daemon's nice %d (--scan-nice %d)%s%s", own,
+                    cfg->scan_nice, agtxt, thtxt);
+    else
+        pyheapd_log("scans run at nice %d with SCHED_BATCH, connections at nice %d "
+                    "(--scan-nice)%s%s", cfg->scan_nice, own, agtxt, thtxt);
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -146,6 +222,8 @@ int main(int argc, char **argv)
         { "interval", required_argument, NULL, 8 },
         { "history", required_argument, NULL, 9 },
         { "keep", required_argument, NULL, 10 },
+        { "scan-nice", required_argument, NULL, 11 },
+        { "scan-threads", required_argument, NULL, 12 },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -159,6 +237,8 @@ int main(int argc, char **argv)
         .scan_budget_ms = DEFAULT_SCAN_MS,
         .max_reply = DEFAULT_MAX_REPLY,
         .freeze_stop_ms = DEFAULT_FREEZE_MS,
+        .scan_nice = DEFAULT_SCAN_NICE,
+        .scan_threads = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 2 : 1,
     };
     unsigned long long v;
     double interval = 0;
@@ -248,6 +328,22 @@ int main(int argc, char **argv)
             }
             keep = (size_t)v;
             break;
+        case 11:
+            if (parse_num(optarg, 10, 0, 19, &v) < 0) {
+                fprintf(stderr, "pyheapd: --scan-nice takes a nice value 0..19 (19, the "
+                        "default: scans at the lowest priority; 0: at the daemon's own)\n");
+                return 2;
+            }
+            cfg.scan_nice = (int)v;
+            break;
+        case 12:
+            if (parse_num(optarg, 10, 1, PYHEAP_MAX_SCAN_THREADS, &v) < 0) {
+                fprintf(stderr, "pyheapd: --scan-threads takes 1..%d walker threads\n",
+                        PYHEAP_MAX_SCAN_THREADS);
+                return 2;
+            }
+            cfg.scan_threads = (unsigned)v;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -297,6 +393,7 @@ int main(int argc, char **argv)
     }
     d->cfg = cfg;
     pyheapd_log("version %s starting (pid %d)", PYHEAP_VERSION, (int)getpid());
+    log_scan_priority(&cfg);
     int afd = pyheapd_listen_fds();
     /* Refuse early if a daemon already answers; attach before listening so
      * that a client that can connect always sees the initial target. */

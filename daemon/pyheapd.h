@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -33,6 +34,8 @@ struct pyheapd_config {
     uint64_t scan_budget_ms;       /* per-scan time budget, 0: none */
     size_t max_reply;              /* reply line bytes */
     unsigned freeze_stop_ms;       /* --freeze: bound on waiting for threads to stop */
+    int scan_nice;                 /* --scan-nice: 1..19, 0: scans keep the daemon's priority */
+    unsigned scan_threads;         /* --scan-threads: walker threads per scan */
     int journal_prefix;            /* "<N>" priority prefixes (JOURNAL_STREAM set) */
 };
 
@@ -86,6 +89,7 @@ struct pyheapd {
     int listen_fd;
     int activated;                  /* listen_fd came from systemd: do not unlink */
     struct pyheapd_config cfg;
+    atomic_int prio_warned;         /* a failure to lower a scan's priority was logged */
 };
 
 /* main.c */
@@ -134,6 +138,13 @@ struct pyheapd_scan_info {
 int pyheapd_scan(struct pyheapd *d, struct pyheapd_session *s, int freeze,
                  pyheap_snapshot **out, struct pyheapd_scan_info *info,
                  pyheap_proto_error *perr);
+/* Give the calling thread the scans' CPU priority: nice cfg.scan_nice and
+ * SCHED_BATCH; nothing with --scan-nice 0 or when the thread already runs
+ * at that nice or lower (it never raises a priority). Failures (a seccomp filter, e.g.
+ * the unit's ~@resources) are logged once; the scan runs anyway. Used by
+ * every scan that does not stop the target, and by the periodic series
+ * thread (history.c). */
+void pyheapd_scan_priority(struct pyheapd *d);
 /* Re-check S's identity (table lock not held); marks it. Returns its state. */
 enum pyheapd_state pyheapd_session_check(struct pyheapd *d, struct pyheapd_session *s);
 

@@ -1,10 +1,13 @@
 /* One scan of an attached target: identity checks, time budget, optional
- * freeze (see pyheapd.h). */
+ * freeze, CPU priority (see pyheapd.h). */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "freeze.h"
 #include "pyheapd.h"
@@ -40,6 +43,54 @@ static int state_error(const struct pyheapd_session *s, enum pyheapd_state st,
                                 (int)s->pid, why, pyheapd_state_name(st), (int)s->pid);
 }
 
+/* Scans never stop the target (without --freeze), so they compete with it
+ * for CPU only: each runs in a thread of its own at nice --scan-nice (19 by
+ * default) under SCHED_BATCH, while the connection threads keep the
+ * daemon's priority and stay responsive. Nice, not SCHED_IDLE: an idle-class
+ * thread gets almost nothing on a busy host and would run into the scan's
+ * time budget; nice 19 still gets a small share (weight 15 against 1024 at
+ * nice 0). The I/O priority is left alone: a scan reads memory
+ * (process_vm_readv), not disks, and the kernel derives the default
+ * best-effort I/O level from the nice value anyway. setpriority sets an
+ * absolute value per thread; a thread that already runs at that nice or
+ * lower (the unit's Nice=19) is left as it is, policy included, so no
+ * privilege and no system call the unit's sandbox denies are needed. */
+void pyheapd_scan_priority(struct pyheapd *d)
+{
+    int want = d->cfg.scan_nice;
+    if (want <= 0)
+        return;
+    pid_t tid = gettid();
+    const char *what = NULL;
+    int err = 0;
+    errno = 0;
+    int cur = getpriority(PRIO_PROCESS, (id_t)tid);
+    if (cur == -1 && errno != 0) {
+        what = "getpriority";
+        err = errno;
+    } else if (cur >= want) {
+        return;   /* the operator already runs us this low: leave it */
+    } else if (setpriority(PRIO_PROCESS, (id_t)tid, want) < 0) {
+        what = "setpriority";
+        err = errno;
+    }
+    int policy;
+    struct sched_param sp;
+    if (!what && pthread_getschedparam(pthread_self(), &policy, &sp) == 0 &&
+        policy == SCHED_OTHER) {
+        memset(&sp, 0, sizeof sp);
+        int rc = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+        if (rc != 0) {
+            what = "sched_setscheduler(SCHED_BATCH)";
+            err = rc;
+        }
+    }
+    if (what && atomic_exchange(&d->prio_warned, 1) == 0)
+        pyheapd_logp(4, "cannot lower the priority of scans to nice %d: %s: %s (a seccomp "
+                     "filter? the unit denies @resources and sets Nice=19 instead); scans "
+                     "run at the daemon's priority", want, what, strerror(err));
+}
+
 struct job {
     struct pyheapd *d;
     struct pyheapd_session *s;
@@ -71,7 +122,8 @@ static void run(struct job *j)
         }
     }
     pyheap_target_set_time_budget(s->target, j->d->cfg.scan_budget_ms);
-    j->rc = pyheap_snapshot_take(s->target, NULL, &j->snap, &j->err);
+    pyheap_scan_opts so = { .threads = j->d->cfg.scan_threads };
+    j->rc = pyheap_snapshot_take(s->target, &so, &j->snap, &j->err);
     j->budget_spent = pyheap_target_budget_spent(s->target);
     pyheap_target_set_time_budget(s->target, 0);
     if (fz)
@@ -80,7 +132,15 @@ static void run(struct job *j)
 
 static void *job_thread(void *arg)
 {
-    run(arg);
+    struct job *j = arg;
+    /* A frozen target does not compete for CPU, and a slower scan would
+     * only stop it for longer: --freeze scans keep the daemon's priority. */
+    if (!j->freeze)
+        pyheapd_scan_priority(j->d);
+    /* Named after its priority is set: `top -H` and tests/test_nice.c see
+     * "pyheapd-scan" only at its final priority. */
+    pthread_setname_np(pthread_self(), "pyheapd-scan");
+    run(j);
     return NULL;
 }
 
@@ -107,19 +167,20 @@ int pyheapd_scan(struct pyheapd *d, struct pyheapd_session *s, int freeze,
     j.d = d;
     j.s = s;
     j.freeze = freeze;
-    if (freeze) {
-        /* ptrace is per thread: freeze, scan and thaw in a thread of their
-         * own, whose exit resumes the target whatever happened. */
-        pthread_t th;
-        int rc = pthread_create(&th, NULL, job_thread, &j);
-        if (rc != 0) {
-            pthread_mutex_unlock(&s->scan_lock);
-            return pyheap_proto_err_set(perr, pyheap_errcode_name(PYHEAP_E_NOMEM),
-                                        "cannot start the freeze thread: %s", strerror(rc));
-        }
+    /* A thread per scan: with --freeze, because ptrace is per thread and
+     * that thread's exit resumes the target whatever happened; without, so
+     * that only the scan runs at the low priority (pyheapd_scan_priority)
+     * and the caller keeps its own. */
+    pthread_t th;
+    int rc = pthread_create(&th, NULL, job_thread, &j);
+    if (rc == 0) {
         pthread_join(th, NULL);
+    } else if (freeze) {
+        pthread_mutex_unlock(&s->scan_lock);
+        return pyheap_proto_err_set(perr, pyheap_errcode_name(PYHEAP_E_NOMEM),
+                                    "cannot start the freeze thread: %s", strerror(rc));
     } else {
-        run(&j);
+        run(&j);   /* no thread to spare (TasksMax): scan here, at our priority */
     }
     *info = j.info;
     /* After the scan: was it still the same process all along? */
@@ -138,11 +199,17 @@ int pyheapd_scan(struct pyheapd *d, struct pyheapd_session *s, int freeze,
         pyheap_snapshot_free(j.snap);
         pyheapd_logp(4, "scan of pid %d stopped: time budget of %llu ms spent",
                      (int)s->pid, (unsigned long long)d->cfg.scan_budget_ms);
+        /* A scan at low priority on a saturated host gets little CPU: say
+         * which knob trades the target's CPU for the scan's time. */
+        const char *hint = !freeze && d->cfg.scan_nice > 0
+                               ? "; scans run at low CPU priority (pyheapd --scan-nice): on a "
+                                 "busy host raise --scan-timeout or lower --scan-nice"
+                               : "";
         return pyheap_proto_err_set(perr, PYHEAPD_E_TIMEOUT,
                                     "the scan of process %d was stopped after its time budget "
                                     "of %llu ms (pyheapd --scan-timeout); nothing partial is "
-                                    "reported", (int)s->pid,
-                                    (unsigned long long)d->cfg.scan_budget_ms);
+                                    "reported%s", (int)s->pid,
+                                    (unsigned long long)d->cfg.scan_budget_ms, hint);
     }
     if (j.rc < 0) {
         if (j.err.code == PYHEAP_E_GONE) {

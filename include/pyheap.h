@@ -101,9 +101,16 @@ typedef struct pyheap_scan_opts {
      * the scan stops and reports truncation. */
     uint64_t max_objects;
     /* Upper bound on bytes of target memory cached during the scan
-     * (0: default 64 MiB). */
+     * (0: default 64 MiB; at least 1 MiB). A bigger cache re-reads less of
+     * the target when its heap is scattered, for that much more memory. */
     uint64_t max_cache_bytes;
+    /* Walker threads (0: 1; at most PYHEAP_MAX_SCAN_THREADS). Each reads
+     * the target through its own cache of max_cache_bytes; the seen set,
+     * type descriptions and labels are shared. */
+    unsigned threads;
 } pyheap_scan_opts;
+
+#define PYHEAP_MAX_SCAN_THREADS 64
 
 typedef struct pyheap_scan_stats {
     uint64_t objects;        /* live objects found */
@@ -114,6 +121,8 @@ typedef struct pyheap_scan_stats {
     uint64_t remote_bytes;   /* bytes copied from the target */
     double scan_ms;          /* wall time of the scan */
     int truncated;           /* a limit stopped the scan early */
+    unsigned threads;        /* walker threads that ran (1 when the heap
+                              * was too small to share out) */
 } pyheap_scan_stats;
 
 /* Per-scan time budget: MS milliseconds from now on, every remote read of

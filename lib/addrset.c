@@ -1,4 +1,5 @@
 /* The walker's set of seen addresses: a radix tree of bitmaps (addrset.h). */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,9 +41,11 @@ static uint64_t *leaf_for(struct addrset *s, uint64_t addr, int create)
     if (!s->top) {
         if (!create)
             return NULL;
-        s->top = calloc(TOP_SLOTS, sizeof *s->top);
-        if (!s->top)
+        uint64_t ***top = calloc(TOP_SLOTS, sizeof *top);
+        if (!top)
             return NULL;
+        /* Release: pyheap_addrset_insert_mt reads the tree without lock. */
+        __atomic_store_n(&s->top, top, __ATOMIC_RELEASE);
     }
     uint64_t **mid = s->top[ti];
     if (!mid) {
@@ -51,7 +54,7 @@ static uint64_t *leaf_for(struct addrset *s, uint64_t addr, int create)
         mid = calloc(MID_SLOTS, sizeof *mid);
         if (!mid)
             return NULL;
-        s->top[ti] = mid;
+        __atomic_store_n(&s->top[ti], mid, __ATOMIC_RELEASE);
     }
     uint64_t *leaf = mid[mi];
     if (!leaf) {
@@ -60,7 +63,7 @@ static uint64_t *leaf_for(struct addrset *s, uint64_t addr, int create)
         leaf = new_leaf(s);
         if (!leaf)
             return NULL;
-        mid[mi] = leaf;
+        __atomic_store_n(&mid[mi], leaf, __ATOMIC_RELEASE);
     }
     s->last_region = region;
     s->last_leaf = leaf;
@@ -81,6 +84,42 @@ int pyheap_addrset_insert(struct addrset *s, uint64_t addr)
         return 0;
     *w |= mask;
     s->used++;
+    return 1;
+}
+
+int pyheap_addrset_insert_mt(struct addrset *s, struct addrset_cursor *cur, void *lock,
+                             uint64_t addr)
+{
+    if (addr >= ADDR_LIMIT || (addr & 7))
+        return -1;
+    uint64_t region = addr >> ADDRSET_LEAF_SHIFT;
+    uint64_t *leaf = cur->leaf && cur->region == region ? cur->leaf : NULL;
+    if (!leaf) {
+        /* Published pointers only ever go from NULL to a table for good. */
+        uint64_t ***top = __atomic_load_n(&s->top, __ATOMIC_ACQUIRE);
+        uint64_t **mid = top ? __atomic_load_n(&top[region >> ADDRSET_MID_BITS], __ATOMIC_ACQUIRE)
+                             : NULL;
+        leaf = mid ? __atomic_load_n(&mid[region & (MID_SLOTS - 1)], __ATOMIC_ACQUIRE) : NULL;
+        if (!leaf) {
+            pthread_mutex_lock(lock);
+            /* leaf_for creates what is missing; its last-leaf cache is
+             * only touched under the lock here. */
+            leaf = leaf_for(s, addr, 1);
+            pthread_mutex_unlock(lock);
+            if (!leaf)
+                return -1;
+        }
+        cur->region = region;
+        cur->leaf = leaf;
+    }
+    uint64_t bit = (addr & (((uint64_t)1 << ADDRSET_LEAF_SHIFT) - 1)) >> 3;
+    uint64_t mask = (uint64_t)1 << (bit & 63);
+    uint64_t *w = &leaf[bit >> 6];
+    if (__atomic_load_n(w, __ATOMIC_RELAXED) & mask)
+        return 0;
+    if (__atomic_fetch_or(w, mask, __ATOMIC_RELAXED) & mask)
+        return 0;
+    cur->inserted++;
     return 1;
 }
 

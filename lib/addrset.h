@@ -37,6 +37,18 @@ struct addrset {
 int pyheap_addrset_insert(struct addrset *s, uint64_t addr);
 /* 1 if present, 0 if not. */
 int pyheap_addrset_has(const struct addrset *s, uint64_t addr);
+/* The same insert for several threads sharing S: bits are set atomically,
+ * tables and leaves are created under LOCK (a pthread_mutex_t), and each
+ * thread keeps its own CURSOR (zeroed at first) instead of S's last-leaf
+ * cache. The cursor counts the thread's inserts (S->used is not kept: one
+ * counter written by every thread would cost more than the set). */
+struct addrset_cursor {
+    uint64_t region;
+    uint64_t *leaf;
+    size_t inserted;
+};
+int pyheap_addrset_insert_mt(struct addrset *s, struct addrset_cursor *cur, void *lock,
+                             uint64_t addr);
 void pyheap_addrset_free(struct addrset *s);
 
 /* Address -> index: the rank of an address among a set of distinct

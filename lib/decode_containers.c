@@ -132,8 +132,10 @@ uint64_t pyheap_walk_dict_keys_size(struct walk *w, uint64_t keys)
  * FN returns nonzero (returned). VALUES non-zero: a split table. */
 typedef int (*entry_fn)(struct walk *w, uint64_t key, uint64_t value, void *arg);
 
-static int for_entries(struct walk *w, const struct dkeys *d, uint64_t values,
-                       entry_fn fn, void *arg)
+/* Call FN for each entry with a value (KEYS_ONLY: with a key; the shared
+ * keys of split dicts hold no values). */
+static int for_entries_x(struct walk *w, const struct dkeys *d, uint64_t values,
+                         entry_fn fn, void *arg, bool keys_only)
 {
     const struct pyheap_offsets *off = &pyheap_walk_target(w)->off;
     int64_t n = d->nentries < WALK_MAX_DICT_SCAN ? d->nentries : WALK_MAX_DICT_SCAN;
@@ -154,7 +156,7 @@ static int for_entries(struct walk *w, const struct dkeys *d, uint64_t values,
             uint64_t key = u64at(e, d->general ? off->dke_key : off->due_key);
             uint64_t value = values ? vbuf[j]
                                     : u64at(e, d->general ? off->dke_value : off->due_value);
-            if (!value)
+            if (keys_only ? !key : !value)
                 continue;
             int r = fn(w, key, value, arg);
             if (r)
@@ -164,12 +166,50 @@ static int for_entries(struct walk *w, const struct dkeys *d, uint64_t values,
     return 0;
 }
 
-/* ARG non-NULL: the values are attributes (.name). */
+static int for_entries(struct walk *w, const struct dkeys *d, uint64_t values,
+                       entry_fn fn, void *arg)
+{
+    return for_entries_x(w, d, values, fn, arg, false);
+}
+
+/* The values and their keys. ARG non-NULL: the values are attributes
+ * (.name). */
 static int ref_entry(struct walk *w, uint64_t key, uint64_t value, void *arg)
 {
     pyheap_walk_edge(w, value, pyheap_walk_label_key(w, key, arg != NULL));
     pyheap_walk_edge(w, key, WALK_LBL(LBL_DICT_KEY, 0));
     return 0;
+}
+
+/* Split values under a class's shared keys: the type reports the keys
+ * (pyheap_walk_keys_refs), the dict or instance holds only the values, as
+ * gc.get_referents sees it. Shared keys no type holds any more (the class
+ * changed) still have their keys reported through ref_entry, so none is
+ * lost. ARG non-NULL: the values are attributes. */
+static int ref_value(struct walk *w, uint64_t key, uint64_t value, void *arg)
+{
+    pyheap_walk_edge(w, value, pyheap_walk_label_key(w, key, arg != NULL));
+    return 0;
+}
+
+static int ref_key(struct walk *w, uint64_t key, uint64_t value, void *arg)
+{
+    (void)value;
+    pyheap_walk_edge(w, key, *(const uint32_t *)arg);
+    return 0;
+}
+
+void pyheap_walk_keys_refs(struct walk *w, uint64_t keys, uint32_t label)
+{
+    struct dkeys d;
+    if (!keys)
+        return;
+    if (read_keys(w, keys, &d) < 0) {
+        pyheap_walk_skip(w);
+        return;
+    }
+    if (for_entries_x(w, &d, 0, ref_key, &label, true) < 0)
+        pyheap_walk_skip(w);
 }
 
 int pyheap_walk_dict_foreach(struct walk *w, uint64_t dict,
@@ -197,7 +237,8 @@ int pyheap_walk_decode_dict(struct walk *w, const struct walk_obj *o, uint64_t *
         pyheap_walk_read_u64(w, o->addr + off->dict_ma_values, &values) < 0 ||
         read_keys(w, keys, &d) < 0)
         return -1;
-    if (for_entries(w, &d, values, ref_entry, NULL) < 0)
+    entry_fn fn = values && pyheap_walk_is_cached_keys(w, keys) ? ref_value : ref_entry;
+    if (for_entries(w, &d, values, fn, NULL) < 0)
         return -1;
     uint64_t sz = (uint64_t)o->type->basicsize;
     if (values)
@@ -218,7 +259,8 @@ void pyheap_walk_values_refs(struct walk *w, uint64_t values, uint64_t keys)
         return;
     }
     int attr = 1;
-    if (for_entries(w, &d, values, ref_entry, &attr) < 0)
+    entry_fn fn = pyheap_walk_is_cached_keys(w, keys) ? ref_value : ref_entry;
+    if (for_entries(w, &d, values, fn, &attr) < 0)
         pyheap_walk_skip(w);
 }
 

@@ -57,7 +57,8 @@ static void scan_words(struct walk *w, const struct walk_type *t, uint64_t addr,
     /* Members inside the region: a bitmap of the words to leave out. */
     uint64_t skip[WALK_MAX_SCAN_BYTES / 8 / 64 + 1];
     bool any = false;
-    memset(skip, 0, sizeof skip);
+    if (t && t->nmembers) /* only the words of [lo, hi) */
+        memset(skip, 0, ((hi - lo) / 8 / 64 + 1) * sizeof skip[0]);
     for (uint32_t i = 0; t && i < t->nmembers; i++) {
         uint64_t m = t->members[i];
         if (m >= lo && m < hi && ((m - lo) & 7) == 0) {

@@ -90,8 +90,8 @@ static int collect_members(struct walk *w, uint64_t members, int64_t basicsize,
         if ((type == T_OBJECT || type == T_OBJECT_EX) && moff >= 16 && moff + 8 <= basicsize) {
             char mname[128];
             uint32_t label = WALK_LBL(LBL_NONE, 0);
-            if (pyheap_mem_read_cstr(pyheap_walk_target(w)->mem, u64at(md, off->member_def_name),
-                                     mname, sizeof mname, NULL) > 0)
+            if (pyheap_walk_read_cstr(w, u64at(md, off->member_def_name), mname,
+                                      sizeof mname) > 0)
                 label = pyheap_walk_label(w, LBL_ATTR, mname);
             if (add_member(out, cap, (uint64_t)moff, label) < 0)
                 return -1;
@@ -119,8 +119,20 @@ static void type_name(struct walk *w, uint64_t addr, const unsigned char *tb,
             return;
         }
     }
-    if (pyheap_mem_read_cstr(t->mem, u64at(tb, off->tp_name), buf, cap, NULL) <= 0)
+    if (pyheap_walk_read_cstr(w, u64at(tb, off->tp_name), buf, cap) <= 0)
         snprintf(buf, cap, "<type at 0x%llx>", (unsigned long long)addr);
+}
+
+/* Whether the word at OFF of T's instances is reported precisely (a
+ * member) or never a reference (the weak list). */
+static bool known_word(const struct walk_type *t, uint32_t off)
+{
+    if (t->weaklistoffset == (int64_t)off)
+        return true;
+    for (uint32_t i = 0; i < t->nmembers; i++)
+        if (t->members[i] == off)
+            return true;
+    return false;
 }
 
 int pyheap_walk_type_describe(struct walk *w, uint64_t addr, uint64_t meta, struct walk_type *out)
@@ -187,7 +199,7 @@ int pyheap_walk_type_describe(struct walk *w, uint64_t addr, uint64_t meta, stru
             char tn[64];
             int64_t bs = (int64_t)u64at(cb, off->tp_basicsize);
             int64_t is = (int64_t)u64at(cb, off->tp_itemsize);
-            if (pyheap_mem_read_cstr(t->mem, u64at(cb, off->tp_name), tn, sizeof tn, NULL) > 0 &&
+            if (pyheap_walk_read_cstr(w, u64at(cb, off->tp_name), tn, sizeof tn) > 0 &&
                 (!cur_heap || strchr(tn, '.'))) {
                 kind = pyheap_walk_extension_kind(tn, bs, is);
                 if (kind != WALK_UNKNOWN) {
@@ -220,9 +232,17 @@ int pyheap_walk_type_describe(struct walk *w, uint64_t addr, uint64_t meta, stru
         return -1;
     }
     if (base_item == 0) {
-        out->scan_lo = (uint32_t)base_size;
+        out->scan_lo = (uint32_t)((base_size + 7) & ~(int64_t)7);
         out->scan_hi = (uint32_t)out->basicsize;
         out->scan_items = out->itemsize > 0;
+        /* Words at either end that are the weak list or members need no
+         * conservative scan (usually the whole region: __weakref__ and
+         * slots). */
+        while (out->scan_lo + 8 <= out->scan_hi && known_word(out, out->scan_lo))
+            out->scan_lo += 8;
+        while (out->scan_hi >= out->scan_lo + 8 && ((out->scan_hi - out->scan_lo) & 7) == 0 &&
+               known_word(out, out->scan_hi - 8))
+            out->scan_hi -= 8;
     }
 
     char name[600];
@@ -274,8 +294,11 @@ int pyheap_walk_decode_type(struct walk *w, const struct walk_obj *o, uint64_t *
                                                          hrefs[i].name));
         }
         sz = off->heap_type_object;
-        if (keys)
+        if (keys) {
             sz += pyheap_walk_dict_keys_size(w, keys);
+            /* The attribute names its instances' split values are under. */
+            pyheap_walk_keys_refs(w, keys, pyheap_walk_label(w, LBL_TEXT, "<cached_keys>"));
+        }
     } else {
         sz = off->type_object;
     }

@@ -75,11 +75,34 @@ int pyheap_mem_read(pyheap_mem *m, uint64_t addr, void *buf, size_t len,
 int pyheap_mem_read_cached(pyheap_mem *m, uint64_t addr, void *buf, size_t len,
                            pyheap_error *err);
 void pyheap_mem_cache_clear(pyheap_mem *m);
+/* A window into one cached chunk, for a caller's inline fast path: LEN
+ * bytes at remote BASE are at DATA (data NULL: empty window). */
+struct pyheap_mem_window {
+    uint64_t base;
+    uint64_t len;
+    const unsigned char *data;
+};
+/* Point WIN at the cached chunk holding ADDR (reading it if needed): 0, or
+ * -1 when that chunk is not wholly readable (use pyheap_mem_read_cached).
+ * WIN must be one of the NWIN windows at WINS: M remembers the array and
+ * empties all of them whenever chunk buffers are evicted or freed, so reads
+ * from a non-empty window are always valid, until pyheap_mem_window_drop. */
+int pyheap_mem_window_get(pyheap_mem *m, uint64_t addr, struct pyheap_mem_window *wins,
+                          size_t nwin, struct pyheap_mem_window *win);
+void pyheap_mem_window_drop(pyheap_mem *m);
+/* Cap the chunk cache at CAP bytes from now on (0: the cap given to
+ * pyheap_mem_open; at least 1 MiB). */
+void pyheap_mem_set_cache_cap(pyheap_mem *m, uint64_t cap);
 /* Time budget: after DEADLINE_NS (CLOCK_MONOTONIC, in ns; 0 = none) every
  * read fails (PYHEAP_E_READ, ETIMEDOUT), so any scan ends quickly; whether
  * that happened is kept until the next call. */
 void pyheap_mem_set_deadline(pyheap_mem *m, uint64_t deadline_ns);
 int pyheap_mem_deadline_hit(const pyheap_mem *m);
+/* The deadline set on M (0: none). */
+uint64_t pyheap_mem_deadline(const pyheap_mem *m);
+/* M's deadline counts as hit if OTHER's was (a second reader of the same
+ * scan, e.g. another walker thread's). */
+void pyheap_mem_deadline_merge(pyheap_mem *m, const pyheap_mem *other);
 /* Counters since open. */
 void pyheap_mem_counters(const pyheap_mem *m, uint64_t *reads, uint64_t *bytes);
 /* Read a NUL-terminated string of at most MAX-1 bytes into BUF (always

@@ -29,6 +29,10 @@
 /* Small enough to stay well below the target's heap, large enough that the
  * walk's locality (allocation order) keeps re-reads to one extra pass. */
 #define DEFAULT_CACHE_CAP ((uint64_t)64 << 20)
+#define MIN_CACHE_CAP (CHUNK_SIZE * 16)
+
+static void cache_evict(pyheap_mem *m);
+static void windows_empty(pyheap_mem *m);
 
 struct chunk {
     uint64_t base;          /* chunk-aligned remote address; 0 = empty slot */
@@ -51,11 +55,16 @@ struct pyheap_mem {
     size_t nused;
     uint64_t cache_bytes;
     uint64_t cache_cap;
+    uint64_t open_cap;      /* the cap given to pyheap_mem_open */
     /* images */
     struct image *images;
     size_t nimages;
     /* the chunk of the last hit (most reads fall in the chunk before) */
     struct chunk *last;
+    /* the caller's window into a chunk (pyheap_mem_window_get): reset when
+     * the chunk's buffer goes away */
+    struct pyheap_mem_window *wins;
+    size_t nwin;
     /* buffers of evicted chunks, reused before asking malloc (fresh pages
      * cost a page fault each) */
     unsigned char **spare;
@@ -99,6 +108,17 @@ int pyheap_mem_deadline_hit(const pyheap_mem *m)
     return m->deadline_hit;
 }
 
+uint64_t pyheap_mem_deadline(const pyheap_mem *m)
+{
+    return m->deadline_ns;
+}
+
+void pyheap_mem_deadline_merge(pyheap_mem *m, const pyheap_mem *other)
+{
+    if (other->deadline_hit)
+        m->deadline_hit = 1;
+}
+
 _Static_assert(PAGES_PER_CHUNK <= 16, "valid bitmap is 16 bits");
 #define ALL_PAGES ((uint16_t)((1u << PAGES_PER_CHUNK) - 1))
 
@@ -111,9 +131,22 @@ int pyheap_mem_open(pid_t pid, uint64_t max_cache_bytes, pyheap_mem **out,
     if (!m)
         return pyheap_err_set(err, PYHEAP_E_NOMEM, ENOMEM, 0, "out of memory");
     m->pid = pid;
-    m->cache_cap = max_cache_bytes ? max_cache_bytes : DEFAULT_CACHE_CAP;
+    m->cache_cap = m->open_cap = max_cache_bytes ? max_cache_bytes : DEFAULT_CACHE_CAP;
+    if (m->cache_cap < MIN_CACHE_CAP)
+        m->cache_cap = m->open_cap = MIN_CACHE_CAP;
     *out = m;
     return 0;
+}
+
+void pyheap_mem_set_cache_cap(pyheap_mem *m, uint64_t cap)
+{
+    if (!cap)
+        cap = m->open_cap;
+    if (cap < MIN_CACHE_CAP)
+        cap = MIN_CACHE_CAP;
+    m->cache_cap = cap;
+    if (m->cache_bytes >= m->cache_cap)
+        cache_evict(m);
 }
 
 int pyheap_mem_open_image(pyheap_mem **out, pyheap_error *err)
@@ -144,6 +177,12 @@ int pyheap_mem_image_add(pyheap_mem *m, uint64_t addr, const void *data,
     return 0;
 }
 
+static void windows_empty(pyheap_mem *m)
+{
+    for (size_t i = 0; i < m->nwin; i++)
+        m->wins[i] = (struct pyheap_mem_window){ 0 };
+}
+
 void pyheap_mem_cache_clear(pyheap_mem *m)
 {
     if (!m)
@@ -156,6 +195,7 @@ void pyheap_mem_cache_clear(pyheap_mem *m)
     m->nused = 0;
     m->cache_bytes = 0;
     m->last = NULL;
+    windows_empty(m);
     for (size_t i = 0; i < m->nspare; i++)
         free(m->spare[i]);
     free(m->spare);
@@ -184,6 +224,7 @@ static void cache_evict(pyheap_mem *m)
     m->nused = 0;
     m->cache_bytes = 0;
     m->last = NULL;
+    windows_empty(m);
 }
 
 void pyheap_mem_free(pyheap_mem *m)
@@ -428,6 +469,28 @@ int pyheap_mem_read_cached(pyheap_mem *m, uint64_t addr, void *buf, size_t len,
         left -= n;
     }
     return 0;
+}
+
+int pyheap_mem_window_get(pyheap_mem *m, uint64_t addr, struct pyheap_mem_window *wins,
+                          size_t nwin, struct pyheap_mem_window *win)
+{
+    m->wins = wins;
+    m->nwin = nwin;
+    *win = (struct pyheap_mem_window){ 0 };
+    if (m->is_image || read_check(m, addr, 1, NULL) < 0)
+        return -1;
+    struct chunk *c = get_chunk(m, addr & ~(CHUNK_SIZE - 1));
+    if (!c || !c->data || c->valid != ALL_PAGES)
+        return -1;
+    *win = (struct pyheap_mem_window){ .base = c->base, .len = CHUNK_SIZE, .data = c->data };
+    return 0;
+}
+
+void pyheap_mem_window_drop(pyheap_mem *m)
+{
+    windows_empty(m);
+    m->wins = NULL;
+    m->nwin = 0;
 }
 
 ssize_t pyheap_mem_read_cstr(pyheap_mem *m, uint64_t addr, char *buf,

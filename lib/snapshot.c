@@ -80,6 +80,7 @@ int pyheap_snapshot_in_object(struct snapshot_in *in, uint64_t addr, uint64_t si
     p = snapshot_put_varint(p, in->nedges - in->obj_edges);
     in->objlen = (size_t)(p - in->obj);
     in->obj_edges = in->nedges;
+    in->obj_edgelen = in->edgelen;
     in->prev = addr;
     in->n++;
     return 0;
@@ -144,6 +145,59 @@ static inline void get_obj(struct reader *r, uint64_t *prev, struct obj_rec *o)
     o->type = (uint32_t)(t >> 1) & ~SNAPSHOT_IN_CUT;
     o->cut = t & 1;
     o->nedges = (size_t)get_varint(r);
+}
+
+int pyheap_snapshot_in_append(struct snapshot_in *dst, struct snapshot_in *src)
+{
+    int rc = 0;
+    /* Edges after DST's last object would pass for SRC's first object's. */
+    dst->nedges = dst->obj_edges;
+    dst->edgelen = dst->obj_edgelen;
+    if (src->n == 0)
+        goto done;
+    /* SRC's first object and its edges are deltas from 0: encode them
+     * again from DST's last object; the rest is copied as it is. */
+    struct reader ro = reader_of(src->obj, src->objlen);
+    struct reader re = reader_of(src->edge, src->obj_edgelen);
+    uint64_t prev = 0;
+    struct obj_rec o;
+    get_obj(&ro, &prev, &o);
+    size_t ne = o.nedges <= src->obj_edges ? o.nedges : src->obj_edges;
+    size_t rest_obj = (size_t)(ro.end - ro.p);
+    if (grow_bytes(&dst->obj, &dst->objcap,
+                   dst->objlen + 4 * SNAPSHOT_VARINT_MAX + rest_obj) < 0 ||
+        grow_bytes(&dst->edge, &dst->edgecap,
+                   dst->edgelen + ne * (SNAPSHOT_VARINT_MAX + 5) + src->obj_edgelen) < 0) {
+        rc = -1;
+        goto done;
+    }
+    unsigned char *q = dst->edge + dst->edgelen;
+    for (size_t k = 0; k < ne; k++) {
+        uint64_t a = delta_decode(get_varint(&re), 0);
+        uint64_t l = get_varint(&re);
+        q = snapshot_put_varint(q, snapshot_delta_code(a, dst->prev));
+        q = snapshot_put_varint(q, l);
+    }
+    size_t rest_edge = (size_t)(re.end - re.p);
+    if (rest_edge)
+        memcpy(q, re.p, rest_edge);
+    dst->edgelen = (size_t)(q - dst->edge) + rest_edge;
+    unsigned char *p = dst->obj + dst->objlen;
+    p = snapshot_put_varint(p, snapshot_delta_code(o.addr, dst->prev));
+    p = snapshot_put_varint(p, o.size);
+    p = snapshot_put_varint(p, (uint64_t)o.type << 1 | (o.cut ? 1 : 0));
+    p = snapshot_put_varint(p, ne);
+    if (rest_obj)
+        memcpy(p, ro.p, rest_obj);
+    dst->objlen = (size_t)(p - dst->obj) + rest_obj;
+    dst->n += src->n;
+    dst->nedges += src->obj_edges;
+    dst->obj_edges = dst->nedges;
+    dst->obj_edgelen = dst->edgelen;
+    dst->prev = src->prev;
+done:
+    pyheap_snapshot_in_free(src);
+    return rc;
 }
 
 /* ---- the build ---- */

@@ -32,6 +32,7 @@ struct snapshot_in {
     size_t n;             /* objects */
     size_t nedges;        /* edges, also those of no object yet */
     size_t obj_edges;     /* edges that belong to an object */
+    size_t obj_edgelen;   /* their bytes */
     uint64_t prev;        /* the previous object's address, or 0 */
     unsigned char *obj, *edge;
     size_t objlen, objcap, edgelen, edgecap;
@@ -56,7 +57,19 @@ int pyheap_snapshot_in_grow_edges(struct snapshot_in *in);
  * out of memory (or 2^32 objects or edges). */
 int pyheap_snapshot_in_object(struct snapshot_in *in, uint64_t addr, uint64_t size,
                               uint32_t type);
+/* Append SRC's objects and their edges to DST's (edges after the last
+ * object of either are dropped) and free SRC, also on failure. 0, or -1
+ * when out of memory. */
+int pyheap_snapshot_in_append(struct snapshot_in *dst, struct snapshot_in *src);
 void pyheap_snapshot_in_free(struct snapshot_in *in);
+
+/* Keep the first N objects only: the build drops the edges of the rest.
+ * Nothing may be appended afterwards. */
+static inline void snapshot_in_keep(struct snapshot_in *in, size_t n)
+{
+    if (n < in->n)
+        in->n = n;
+}
 
 static inline unsigned char *snapshot_put_varint(unsigned char *p, uint64_t v)
 {

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,24 +41,22 @@ struct strtab {
 #define KEY_TEXT_MAX 40 /* bytes of a dict key shown in a label */
 
 
+#define TCACHE_SIZE 256
+
 struct typemap_entry {
     uint64_t addr;
     int32_t idx;  /* index into types; -1 invalid; -2 being described */
 };
 
-struct walk {
-    pyheap_target *t;
-    pyheap_mem *mem;
-    uint64_t max_objects;
-    bool gone;             /* the process vanished: stop */
-    bool truncated;
-    bool nomem;
-
+/* What the walker threads share. Under `lock` (recursive: a type's
+ * description looks up its metatype and interns labels): the type map,
+ * the type descriptions and both string tables. The seen set is updated
+ * with atomics (pyheap_addrset_insert_mt) when several threads run. */
+struct walk_shared {
+    bool mt;                 /* several threads are running */
+    pthread_mutex_t lock;
+    pthread_mutex_t seen_lock;
     struct addrset seen;
-    uint64_t *stack;
-    size_t nstack, capstack;
-
-    struct snapshot_in found; /* objects and their edges, discovery order */
 
     struct typemap_entry *tmap;
     size_t tmap_cap, tmap_used;
@@ -66,6 +65,41 @@ struct walk {
 
     struct strtab names;  /* type names */
     struct strtab labels; /* label strings */
+
+    /* ht_cached_keys of described types, direct-mapped (a collision only
+     * forgets one); written under the lock, read with atomic loads */
+    uint64_t cached_keys[TCACHE_SIZE];
+
+    /* The parallel phase: the seeds are cut into one region per thread
+     * (neighbouring objects stay with one thread and its cache); a thread
+     * takes blocks from the end of its region, then from the others'. */
+    const uint64_t *seeds;
+    struct seed_region { size_t lo, left; /* atomic */ } *regions;
+    unsigned nregions;
+    uint64_t nrecs;          /* atomic: records flushed by all threads */
+    int stop;                /* atomic: a thread hit the process's end,
+                              * memory or the object limit */
+};
+
+/* One walker thread's state (the first thread also walks the roots). */
+struct walk {
+    /* First member: pyheap_walk_read's inline fast path (walk.h) reads it. */
+    struct pyheap_mem_window win[WALK_NWIN];
+    pyheap_target *t;
+    pyheap_mem *mem;
+    struct walk_shared *sh;
+    unsigned index;        /* thread number: its seed region */
+    struct addrset_cursor cursor;
+    uint64_t max_objects;
+    bool gone;             /* the process vanished: stop */
+    bool truncated;
+    bool nomem;
+
+    uint64_t *stack;
+    size_t nstack, capstack;
+
+    struct snapshot_in found; /* objects and their edges, discovery order */
+    size_t nrecs_flushed;  /* of found.n, counted in sh->nrecs */
 
     /* The graph: edges of the object being visited go to `found` (they
      * belong to the next object recorded); outside an object (walking
@@ -83,7 +117,39 @@ struct walk {
 
     uint64_t skipped;
     uint64_t gc_tracked;
+
+    /* In front of the type map: valid types by address, direct-mapped
+     * (types are never removed during a walk, their descriptions do not
+     * move). */
+    struct { uint64_t addr; const struct walk_type *t; } tcache[TCACHE_SIZE];
 };
+
+static void sh_lock(struct walk *w)
+{
+    if (w->sh->mt)
+        pthread_mutex_lock(&w->sh->lock);
+}
+
+static void sh_unlock(struct walk *w)
+{
+    if (w->sh->mt)
+        pthread_mutex_unlock(&w->sh->lock);
+}
+
+/* 1 if ADDR is new to the walk, 0 if seen, -1 out of memory. */
+static int seen_insert(struct walk *w, uint64_t addr)
+{
+    if (!w->sh->mt)
+        return pyheap_addrset_insert(&w->sh->seen, addr);
+    return pyheap_addrset_insert_mt(&w->sh->seen, &w->cursor, &w->sh->seen_lock, addr);
+}
+
+/* Whether this thread should stop: its own end, or another thread's. */
+static bool stopping(const struct walk *w)
+{
+    return w->gone || w->nomem || w->truncated ||
+           (w->sh->mt && __atomic_load_n(&w->sh->stop, __ATOMIC_RELAXED));
+}
 
 /* ---- small containers ---- */
 
@@ -99,10 +165,18 @@ static inline uint64_t hash64(uint64_t x)
 
 /* ---- services for decoders ---- */
 
-int pyheap_walk_read(struct walk *w, uint64_t addr, void *buf, size_t len)
+int pyheap_walk_read_slow(struct walk *w, uint64_t addr, void *buf, size_t len)
 {
     if (w->gone || addr == 0 || addr + len < addr)
         return -1;
+    /* Move the window to ADDR's chunk; serve from it if the range fits. */
+    struct pyheap_mem_window *win = &w->win[(addr >> WALK_WIN_SHIFT) & (WALK_NWIN - 1)];
+    if (len <= WALK_WINDOW_MAX_READ &&
+        pyheap_mem_window_get(w->mem, addr, w->win, WALK_NWIN, win) == 0 &&
+        addr - win->base <= win->len - len) {
+        memcpy(buf, win->data + (addr - win->base), len);
+        return 0;
+    }
     pyheap_error e;
     if (pyheap_mem_read_cached(w->mem, addr, buf, len, &e) == 0)
         return 0;
@@ -111,9 +185,10 @@ int pyheap_walk_read(struct walk *w, uint64_t addr, void *buf, size_t len)
     return -1;
 }
 
-int pyheap_walk_read_u64(struct walk *w, uint64_t addr, uint64_t *out)
+
+ssize_t pyheap_walk_read_cstr(struct walk *w, uint64_t addr, char *buf, size_t cap)
 {
-    return pyheap_walk_read(w, addr, out, sizeof *out);
+    return pyheap_mem_read_cstr(w->mem, addr, buf, cap, NULL);
 }
 
 static bool plausible_addr(uint64_t a)
@@ -128,18 +203,21 @@ static void push(struct walk *w, uint64_t addr, uint64_t flag)
             w->skipped++;
         return;
     }
-    int r = pyheap_addrset_insert(&w->seen, addr);
+    int r = seen_insert(w, addr);
     if (r < 0) {
         w->nomem = true;
         return;
     }
     if (r == 0)
         return;
-    if (w->seen.used > w->max_objects * 2 + 1000000) {
+    /* Bound the set (a torn heap could feed it forever): in total, or per
+     * thread when several share it. */
+    if ((w->sh->mt ? w->cursor.inserted : w->sh->seen.used) > w->max_objects * 2 + 1000000) {
         w->truncated = true;
         return;
     }
-    if (!pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + 1, sizeof *w->stack)) {
+    if (w->nstack == w->capstack &&
+        !pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + 1, sizeof *w->stack)) {
         w->nomem = true;
         return;
     }
@@ -241,14 +319,19 @@ static void strtab_free(struct strtab *t)
 
 uint32_t pyheap_walk_name_intern(struct walk *w, const char *name)
 {
-    return strtab_intern(&w->names, name);
+    sh_lock(w);
+    uint32_t i = strtab_intern(&w->sh->names, name);
+    sh_unlock(w);
+    return i;
 }
 
 /* ---- edges, labels and roots ---- */
 
 uint32_t pyheap_walk_label(struct walk *w, enum walk_label_kind kind, const char *text)
 {
-    uint32_t i = strtab_intern(&w->labels, text);
+    sh_lock(w);
+    uint32_t i = strtab_intern(&w->sh->labels, text);
+    sh_unlock(w);
     if (i == UINT32_MAX) {
         w->nomem = true;
         return WALK_LBL(LBL_NONE, 0);
@@ -258,10 +341,14 @@ uint32_t pyheap_walk_label(struct walk *w, enum walk_label_kind kind, const char
     return WALK_LBL(kind, i);
 }
 
-const char *pyheap_walk_label_text(const struct walk *w, uint32_t label)
+const char *pyheap_walk_label_text(struct walk *w, uint32_t label)
 {
     uint32_t p = WALK_LBL_PAYLOAD(label);
-    return p < w->labels.n ? w->labels.s[p] : "";
+    sh_lock(w);
+    /* The strings stay put until the walk ends; only the array moves. */
+    const char *text = p < w->sh->labels.n ? w->sh->labels.s[p] : "";
+    sh_unlock(w);
+    return text;
 }
 
 uint32_t pyheap_walk_label_index(uint64_t i)
@@ -356,8 +443,10 @@ static uint32_t key_label_compute(struct walk *w, uint64_t key)
         return pyheap_walk_label(w, LBL_KEY_TEXT, v ? "True" : "False");
     if (t->addr == w->t->wk.none_type)
         return pyheap_walk_label(w, LBL_KEY_TEXT, "None");
-    const char *tn = t->name < w->names.n ? w->names.s[t->name] : "?";
+    sh_lock(w);
+    const char *tn = t->name < w->sh->names.n ? w->sh->names.s[t->name] : "?";
     snprintf(buf, sizeof buf, "<%.*s>", 60, tn);
+    sh_unlock(w);
     return pyheap_walk_label(w, LBL_KEY_TEXT, buf);
 }
 
@@ -425,8 +514,11 @@ static void add_root(struct walk *w, uint64_t addr, uint32_t label)
         return;
     char lb[300], name[600];
     lb[0] = 0;
-    if (WALK_LBL_KIND(label) != LBL_NONE)
-        pyheap_label_render(w->labels.s, w->labels.n, label, lb, sizeof lb);
+    if (WALK_LBL_KIND(label) != LBL_NONE) {
+        sh_lock(w);
+        pyheap_label_render(w->sh->labels.s, w->sh->labels.n, label, lb, sizeof lb);
+        sh_unlock(w);
+    }
     snprintf(name, sizeof name, "%s%s", w->root_prefix, lb);
     char *copy = strdup(name);
     if (!copy || !pyheap_grow((void **)&w->roots, &w->caproots, w->nroots + 1, sizeof *w->roots)) {
@@ -459,39 +551,39 @@ void pyheap_walk_edge(struct walk *w, uint64_t addr, uint32_t label)
 
 /* ---- the type cache ---- */
 
-static struct typemap_entry *tmap_find(struct walk *w, uint64_t addr, bool insert)
+static struct typemap_entry *tmap_find(struct walk_shared *sh, uint64_t addr, bool insert)
 {
-    if (insert && (w->tmap_used + 1) * 2 > w->tmap_cap) {
-        size_t ncap = w->tmap_cap ? w->tmap_cap * 2 : 4096;
+    if (insert && (sh->tmap_used + 1) * 2 > sh->tmap_cap) {
+        size_t ncap = sh->tmap_cap ? sh->tmap_cap * 2 : 4096;
         struct typemap_entry *n = calloc(ncap, sizeof *n);
         if (!n)
             return NULL;
-        for (size_t i = 0; i < w->tmap_cap; i++) {
-            if (!w->tmap[i].addr)
+        for (size_t i = 0; i < sh->tmap_cap; i++) {
+            if (!sh->tmap[i].addr)
                 continue;
-            size_t j = hash64(w->tmap[i].addr) & (ncap - 1);
+            size_t j = hash64(sh->tmap[i].addr) & (ncap - 1);
             while (n[j].addr)
                 j = (j + 1) & (ncap - 1);
-            n[j] = w->tmap[i];
+            n[j] = sh->tmap[i];
         }
-        free(w->tmap);
-        w->tmap = n;
-        w->tmap_cap = ncap;
+        free(sh->tmap);
+        sh->tmap = n;
+        sh->tmap_cap = ncap;
     }
-    if (!w->tmap_cap)
+    if (!sh->tmap_cap)
         return NULL;
-    size_t j = hash64(addr) & (w->tmap_cap - 1);
-    while (w->tmap[j].addr) {
-        if (w->tmap[j].addr == addr)
-            return &w->tmap[j];
-        j = (j + 1) & (w->tmap_cap - 1);
+    size_t j = hash64(addr) & (sh->tmap_cap - 1);
+    while (sh->tmap[j].addr) {
+        if (sh->tmap[j].addr == addr)
+            return &sh->tmap[j];
+        j = (j + 1) & (sh->tmap_cap - 1);
     }
     if (!insert)
         return NULL;
-    w->tmap[j].addr = addr;
-    w->tmap[j].idx = -2;
-    w->tmap_used++;
-    return &w->tmap[j];
+    sh->tmap[j].addr = addr;
+    sh->tmap[j].idx = -2;
+    sh->tmap_used++;
+    return &sh->tmap[j];
 }
 
 static bool printable_name(const char *s, size_t n)
@@ -506,14 +598,25 @@ static bool printable_name(const char *s, size_t n)
     return true;
 }
 
+static const struct walk_type *type_lookup_locked(struct walk *w, uint64_t addr, int depth);
+
 static const struct walk_type *type_lookup(struct walk *w, uint64_t addr, int depth)
 {
+    sh_lock(w);
+    const struct walk_type *t = type_lookup_locked(w, addr, depth);
+    sh_unlock(w);
+    return t;
+}
+
+static const struct walk_type *type_lookup_locked(struct walk *w, uint64_t addr, int depth)
+{
+    struct walk_shared *sh = w->sh;
     if (!plausible_addr(addr) || depth > 8)
         return NULL;
-    struct typemap_entry *e = tmap_find(w, addr, false);
+    struct typemap_entry *e = tmap_find(sh, addr, false);
     if (e)
-        return e->idx >= 0 ? w->types[e->idx] : NULL;
-    e = tmap_find(w, addr, true);
+        return e->idx >= 0 ? sh->types[e->idx] : NULL;
+    e = tmap_find(sh, addr, true);
     if (!e) {
         w->nomem = true;
         return NULL;
@@ -528,7 +631,7 @@ static const struct walk_type *type_lookup(struct walk *w, uint64_t addr, int de
             if (meta == w->t->wk.type)
                 ok = 1;
             else if (meta != addr) {
-                const struct walk_type *mt = type_lookup(w, meta, depth + 1);
+                const struct walk_type *mt = type_lookup_locked(w, meta, depth + 1);
                 ok = mt && (mt->flags & w->t->k.tpflags_type_subclass);
             }
         }
@@ -545,7 +648,7 @@ static const struct walk_type *type_lookup(struct walk *w, uint64_t addr, int de
     if (ok && pyheap_walk_type_describe(w, addr, meta, &wt) < 0)
         ok = 0;
     /* The map may have been resized by recursive lookups. */
-    e = tmap_find(w, addr, false);
+    e = tmap_find(sh, addr, false);
     if (!e)
         return NULL;
     if (!ok) {
@@ -554,7 +657,7 @@ static const struct walk_type *type_lookup(struct walk *w, uint64_t addr, int de
     }
     struct walk_type *copy = malloc(sizeof *copy);
     if (!copy ||
-        !pyheap_grow((void **)&w->types, &w->captypes, w->ntypes + 1, sizeof *w->types)) {
+        !pyheap_grow((void **)&sh->types, &sh->captypes, sh->ntypes + 1, sizeof *sh->types)) {
         free(copy);
         free(wt.members);
         free(wt.member_labels);
@@ -563,9 +666,18 @@ static const struct walk_type *type_lookup(struct walk *w, uint64_t addr, int de
         return NULL;
     }
     *copy = wt;
-    w->types[w->ntypes] = copy;
-    e->idx = (int32_t)w->ntypes++;
+    if (wt.cached_keys)
+        __atomic_store_n(&sh->cached_keys[(wt.cached_keys >> 4) & (TCACHE_SIZE - 1)],
+                         wt.cached_keys, __ATOMIC_RELAXED);
+    sh->types[sh->ntypes] = copy;
+    e->idx = (int32_t)sh->ntypes++;
     return copy;
+}
+
+bool pyheap_walk_is_cached_keys(const struct walk *w, uint64_t keys)
+{
+    return keys && __atomic_load_n(&w->sh->cached_keys[(keys >> 4) & (TCACHE_SIZE - 1)],
+                                    __ATOMIC_RELAXED) == keys;
 }
 
 const struct walk_type *pyheap_walk_type_get(struct walk *w, uint64_t addr)
@@ -627,8 +739,18 @@ static void visit(struct walk *w, uint64_t item)
         return;
     }
     const struct walk_type *t = NULL;
-    if (refcnt_ok(w, hdr[0]))
-        t = type_lookup(w, hdr[1], 0);
+    if (refcnt_ok(w, hdr[0])) {
+        size_t ci = (size_t)(hdr[1] >> 4) & (TCACHE_SIZE - 1);
+        if (w->tcache[ci].addr == hdr[1] && hdr[1]) {
+            t = w->tcache[ci].t;
+        } else {
+            t = type_lookup(w, hdr[1], 0);
+            if (t) {
+                w->tcache[ci].addr = hdr[1];
+                w->tcache[ci].t = t;
+            }
+        }
+    }
     if (!t) {
         if (!maybe)
             w->skipped++;
@@ -664,7 +786,19 @@ static void visit(struct walk *w, uint64_t item)
         snapshot_in_rollback(&w->found, edges_before);
         return;
     }
-    if (w->found.n >= w->max_objects || w->found.n >= UINT32_MAX - 1)
+    if (!w->sh->mt) {
+        if (w->found.n >= w->max_objects || w->found.n >= UINT32_MAX - 1)
+            w->truncated = true;
+        return;
+    }
+    /* Several threads: count the records of all of them, in batches. */
+    size_t pending = w->found.n - w->nrecs_flushed;
+    uint64_t total = __atomic_load_n(&w->sh->nrecs, __ATOMIC_RELAXED) + pending;
+    if (pending >= 4096) {
+        __atomic_fetch_add(&w->sh->nrecs, pending, __ATOMIC_RELAXED);
+        w->nrecs_flushed = w->found.n;
+    }
+    if (total >= w->max_objects || total >= UINT32_MAX - 1)
         w->truncated = true;
 }
 
@@ -694,8 +828,7 @@ static void walk_gc_list(struct walk *w, uint64_t head)
             return;
         }
         /* An object seen before on a GC list means a cycle (torn links). */
-        int fresh = plausible_addr(cur + off->gc_head)
-                        ? pyheap_addrset_insert(&w->seen, cur + off->gc_head) : 0;
+        int fresh = plausible_addr(cur + off->gc_head) ? seen_insert(w, cur + off->gc_head) : 0;
         if (fresh <= 0) {
             if (fresh < 0)
                 w->nomem = true;
@@ -703,7 +836,8 @@ static void walk_gc_list(struct walk *w, uint64_t head)
                 w->skipped++;
             return;
         }
-        if (!pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + 1, sizeof *w->stack)) {
+        if (w->nstack == w->capstack &&
+            !pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + 1, sizeof *w->stack)) {
             w->nomem = true;
             return;
         }
@@ -966,23 +1100,98 @@ static void walk_interp(struct walk *w, uint64_t interp)
 
 static void walk_free(struct walk *w)
 {
-    pyheap_addrset_free(&w->seen);
     free(w->stack);
     pyheap_snapshot_in_free(&w->found);
-    free(w->tmap);
-    for (size_t i = 0; i < w->ntypes; i++) {
-        free(w->types[i]->members);
-        free(w->types[i]->member_labels);
-        free(w->types[i]);
-    }
-    free(w->types);
-    strtab_free(&w->names);
-    strtab_free(&w->labels);
     for (size_t i = 0; i < w->nroots; i++)
         free(w->roots[i].name);
     free(w->roots);
     free(w->kc_keys);
     free(w->kc_labels);
+    memset(w, 0, sizeof *w);
+}
+
+static void shared_free(struct walk_shared *sh)
+{
+    pyheap_addrset_free(&sh->seen);
+    free(sh->tmap);
+    for (size_t i = 0; i < sh->ntypes; i++) {
+        free(sh->types[i]->members);
+        free(sh->types[i]->member_labels);
+        free(sh->types[i]);
+    }
+    free(sh->types);
+    strtab_free(&sh->names);
+    strtab_free(&sh->labels);
+    pthread_mutex_destroy(&sh->lock);
+    pthread_mutex_destroy(&sh->seen_lock);
+}
+
+/* ---- the parallel phase ---- */
+
+#define SEED_BLOCK 2048
+
+/* Visit everything on W's stack and what it leads to. */
+static void drain(struct walk *w)
+{
+    while (w->nstack > 0 && !stopping(w))
+        visit(w, w->stack[--w->nstack]);
+}
+
+/* A walker thread: take blocks of seeds (from the end, as the one-thread
+ * walk pops them) until none are left, visiting each block's closure. */
+/* Take up to SEED_BLOCK seeds from the end of region R: their first
+ * index, and the count in *TAKE (0: the region is empty). */
+static size_t seeds_take(struct seed_region *r, size_t *take)
+{
+    size_t left = __atomic_load_n(&r->left, __ATOMIC_RELAXED);
+    do {
+        if (left == 0) {
+            *take = 0;
+            return 0;
+        }
+        *take = left < SEED_BLOCK ? left : SEED_BLOCK;
+    } while (!__atomic_compare_exchange_n(&r->left, &left, left - *take, false,
+                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    return r->lo + left - *take;
+}
+
+static void *walk_thread_main(void *arg)
+{
+    struct walk *w = arg;
+    struct walk_shared *sh = w->sh;
+    for (;;) {
+        size_t take = 0, lo = 0;
+        for (unsigned k = 0; k < sh->nregions && take == 0; k++)
+            lo = seeds_take(&sh->regions[(w->index + k) % sh->nregions], &take);
+        if (take == 0 || stopping(w))
+            break;
+        if (w->capstack < w->nstack + take &&
+            !pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + take, sizeof *w->stack)) {
+            w->nomem = true;
+            break;
+        }
+        memcpy(w->stack + w->nstack, sh->seeds + lo, take * sizeof *w->stack);
+        w->nstack += take;
+        drain(w);
+    }
+    if (w->gone || w->nomem || w->truncated)
+        __atomic_store_n(&sh->stop, 1, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+/* Append the objects and edges of thread walker X to W's, then free X. */
+static int walk_merge(struct walk *w, struct walk *x)
+{
+    if (pyheap_snapshot_in_append(&w->found, &x->found) < 0) {
+        walk_free(x);
+        return -1;
+    }
+    w->skipped += x->skipped;
+    w->gone |= x->gone;
+    w->nomem |= x->nomem;
+    w->truncated |= x->truncated;
+    walk_free(x);
+    return 0;
 }
 
 /* Offsets the decoders index local buffers with: they must be present and
@@ -1108,6 +1317,81 @@ static double now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* Run the parallel phase: NTHREADS walkers (W is the first, run on this
+ * thread) share the seeds left on W's stack. Falls back to W alone when a
+ * thread or its reader cannot be had. */
+static void walk_parallel(struct walk *w, struct walk_shared *sh, unsigned nthreads,
+                          uint64_t cache_cap, uint64_t *reads, uint64_t *bytes, unsigned *ran)
+{
+    *ran = 1;
+    struct walk *ws = nthreads > 1 ? calloc(nthreads, sizeof *ws) : NULL;
+    pthread_t *th = ws ? calloc(nthreads, sizeof *th) : NULL;
+    bool *started = th ? calloc(nthreads, sizeof *started) : NULL;
+    sh->regions = started ? calloc(nthreads, sizeof *sh->regions) : NULL;
+    if (!sh->regions || w->nstack < 2 * SEED_BLOCK) {
+        free(sh->regions);
+        sh->regions = NULL;
+        free(started);
+        free(th);
+        free(ws);
+        drain(w);
+        return;
+    }
+    sh->seeds = w->stack;
+    sh->nregions = nthreads;
+    for (unsigned i = 0; i < nthreads; i++) {
+        sh->regions[i].lo = w->nstack * i / nthreads;
+        sh->regions[i].left = w->nstack * (i + 1) / nthreads - sh->regions[i].lo;
+    }
+    w->stack = NULL;
+    w->nstack = w->capstack = 0;
+    sh->mt = true;
+    uint64_t deadline = pyheap_mem_deadline(w->t->mem);
+    for (unsigned i = 1; i < nthreads; i++) {
+        struct walk *x = &ws[i];
+        x->t = w->t;
+        x->sh = sh;
+        x->index = i;
+        x->max_objects = w->max_objects;
+        if (pyheap_mem_open(w->t->pid, cache_cap, &x->mem, NULL) < 0)
+            continue;
+        pyheap_mem_set_deadline(x->mem, deadline);
+        if (pthread_create(&th[i], NULL, walk_thread_main, x) == 0) {
+            started[i] = true;
+            ++*ran;
+        } else
+            pyheap_mem_free(x->mem);
+    }
+    walk_thread_main(w);
+    for (unsigned i = 1; i < nthreads; i++) {
+        if (!started[i])
+            continue;
+        pthread_join(th[i], NULL);
+        struct walk *x = &ws[i];
+        uint64_t r, b;
+        pyheap_mem_counters(x->mem, &r, &b);
+        *reads += r;
+        *bytes += b;
+        pyheap_mem_deadline_merge(w->t->mem, x->mem);
+        pyheap_mem_window_drop(x->mem);
+        pyheap_mem_free(x->mem);
+        x->mem = NULL;
+        if (walk_merge(w, x) < 0)
+            w->nomem = true;
+    }
+    sh->mt = false;
+    /* Seeds left by a thread that stopped early are dropped like a
+     * truncated stack. */
+    free((void *)sh->seeds);
+    sh->seeds = NULL;
+    free(sh->regions);
+    sh->regions = NULL;
+    sh->nregions = 0;
+    free(started);
+    free(th);
+    free(ws);
+}
+
 int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
                 pyheap_snapshot **out, pyheap_error *err)
 {
@@ -1120,16 +1404,13 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
                               "3.13, 3.14, 3.15 default builds)", t->version);
     if (offsets_usable(&t->off, err) < 0)
         return -1;
-    double t0 = now_ms();
-    struct walk w;
-    memset(&w, 0, sizeof w);
-    w.t = t;
-    w.mem = t->mem;
-    w.max_objects = opts && opts->max_objects ? opts->max_objects : DEFAULT_MAX_OBJECTS;
-    uint64_t reads0, bytes0;
-    pyheap_mem_counters(t->mem, &reads0, &bytes0);
-    pyheap_mem_cache_clear(t->mem);
-
+    unsigned nthreads = opts && opts->threads ? opts->threads : 1;
+    if (nthreads > PYHEAP_MAX_SCAN_THREADS)
+        return pyheap_err_set(err, PYHEAP_E_INVAL, 0, 0,
+                              "%u scan threads asked for; at most %d", nthreads,
+                              PYHEAP_MAX_SCAN_THREADS);
+    if (t->pid <= 0)
+        nthreads = 1; /* in-memory images: one reader */
     const struct pyheap_offsets *off = &t->off;
     uint64_t interp = 0;
     if (pyheap_mem_read(t->mem, t->runtime_addr + off->runtime_interpreters_head,
@@ -1139,15 +1420,44 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         return pyheap_err_set(err, PYHEAP_E_CORRUPT, 0, t->runtime_addr,
                               "process %d has no Python interpreter state (exiting or not "
                               "yet initialised); try again", (int)t->pid);
+    double t0 = now_ms();
+    struct walk_shared sh;
+    memset(&sh, 0, sizeof sh);
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&sh.lock, &ma);
+    pthread_mutexattr_destroy(&ma);
+    pthread_mutex_init(&sh.seen_lock, NULL);
+    struct walk w;
+    memset(&w, 0, sizeof w);
+    w.t = t;
+    w.mem = t->mem;
+    w.sh = &sh;
+    w.max_objects = opts && opts->max_objects ? opts->max_objects : DEFAULT_MAX_OBJECTS;
+    uint64_t reads0, bytes0, xreads = 0, xbytes = 0;
+    unsigned ran = 1;
+    pyheap_mem_counters(t->mem, &reads0, &bytes0);
+    pyheap_mem_cache_clear(t->mem);
+    pyheap_mem_set_cache_cap(t->mem, opts ? opts->max_cache_bytes : 0);
+
+    /* Seeds (GC lists) and named roots, on this thread; then the closure. */
     for (int n = 0; interp && n < MAX_INTERPRETERS && !w.gone; n++) {
         walk_interp(&w, interp);
         if (pyheap_walk_read_u64(&w, interp + off->interp_next, &interp) < 0)
             break;
     }
-    while (w.nstack > 0 && !w.gone && !w.nomem && !w.truncated)
-        visit(&w, w.stack[--w.nstack]);
+    if (!w.gone && !w.nomem && !w.truncated)
+        walk_parallel(&w, &sh, nthreads, opts ? opts->max_cache_bytes : 0, &xreads, &xbytes,
+                      &ran);
     if (w.nstack > 0 && w.truncated)
         w.nstack = 0;
+    if (w.found.n > w.max_objects) {
+        /* Threads count each other's records in batches: trim to the
+         * limit (the build drops the edges of the records cut off). */
+        snapshot_in_keep(&w.found, (size_t)w.max_objects);
+        w.truncated = true;
+    }
 
     int rc = 0;
     pyheap_error gone_err;
@@ -1172,29 +1482,31 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         st.gc_tracked = w.gc_tracked;
         uint64_t reads1, bytes1;
         pyheap_mem_counters(t->mem, &reads1, &bytes1);
-        st.remote_reads = reads1 - reads0;
-        st.remote_bytes = bytes1 - bytes0;
+        st.remote_reads = reads1 - reads0 + xreads;
+        st.remote_bytes = bytes1 - bytes0 + xbytes;
         st.truncated = w.truncated;
+        st.threads = ran;
         st.scan_ms = now_ms() - t0;
-        char **names = w.names.s;
-        size_t nnames = w.names.n;
-        w.names.s = NULL;
-        w.names.n = 0;
+        char **names = sh.names.s;
+        size_t nnames = sh.names.n;
+        sh.names.s = NULL;
+        sh.names.n = 0;
         struct snapshot_graph_in g = {
-            .labels = w.labels.s, .nlabels = w.labels.n,
+            .labels = sh.labels.s, .nlabels = sh.labels.n,
             .roots = w.roots, .nroots = w.nroots,
         };
-        w.labels.s = NULL;
-        w.labels.n = 0;
+        sh.labels.s = NULL;
+        sh.labels.n = 0;
         w.roots = NULL; /* names taken too */
         w.nroots = 0;
         /* What only the walk needed goes before the build allocates. */
+        pyheap_mem_window_drop(t->mem);
         pyheap_mem_cache_clear(t->mem);
-        pyheap_addrset_free(&w.seen);
+        pyheap_addrset_free(&sh.seen);
         free(w.stack);
         w.stack = NULL;
         w.nstack = w.capstack = 0;
-        /* The cache's 64 KiB buffers lie among live blocks of the heap,
+        /* The caches' 64 KiB buffers lie among live blocks of the heap,
          * where free() keeps them: give their pages back, or they stay
          * resident under the build's peak. */
         malloc_trim(0);
@@ -1203,7 +1515,10 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         if (rc == 0)
             (*out)->stats.scan_ms = now_ms() - t0; /* including the build */
     }
+    pyheap_mem_window_drop(t->mem);
     pyheap_mem_cache_clear(t->mem);
+    pyheap_mem_set_cache_cap(t->mem, 0);
     walk_free(&w);
+    shared_free(&sh);
     return rc;
 }

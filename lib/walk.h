@@ -18,6 +18,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <sys/types.h>
 
 #include "internal.h"
 
@@ -131,10 +133,32 @@ struct walk;
 /* ---- walk.c: services for decoders ---- */
 
 /* Cached remote read; 0 or -1 (freed / unmapped / torn). Notes a vanished
- * process so the scan can stop. */
-int pyheap_walk_read(struct walk *w, uint64_t addr, void *buf, size_t len);
+ * process so the scan can stop. Inline fast path: a read inside the chunk
+ * of the previous one is a memcpy from the walk's window (struct walk
+ * starts with it; the reader empties it when it evicts the chunk). */
+#define WALK_WINDOW_MAX_READ 4096
+#define WALK_NWIN 8           /* windows, by bits 16-18 of the address */
+#define WALK_WIN_SHIFT 16
+int pyheap_walk_read_slow(struct walk *w, uint64_t addr, void *buf, size_t len);
+static inline int pyheap_walk_read(struct walk *w, uint64_t addr, void *buf, size_t len)
+{
+    const struct pyheap_mem_window *win = (const struct pyheap_mem_window *)(const void *)w +
+                                          ((addr >> WALK_WIN_SHIFT) & (WALK_NWIN - 1));
+    uint64_t off = addr - win->base;
+    if (win->data && off < win->len && len <= win->len - off) {
+        memcpy(buf, win->data + off, len);
+        return 0;
+    }
+    return pyheap_walk_read_slow(w, addr, buf, len);
+}
 /* Read one pointer-sized word. */
-int pyheap_walk_read_u64(struct walk *w, uint64_t addr, uint64_t *out);
+static inline int pyheap_walk_read_u64(struct walk *w, uint64_t addr, uint64_t *out)
+{
+    return pyheap_walk_read(w, addr, out, sizeof *out);
+}
+/* A NUL-terminated string at ADDR, through this walker thread's reader
+ * (never t->mem directly: each thread has its own): its length, or -1. */
+ssize_t pyheap_walk_read_cstr(struct walk *w, uint64_t addr, char *buf, size_t cap);
 /* A precise reference from the object being decoded. 0 is ignored. */
 void pyheap_walk_ref(struct walk *w, uint64_t addr);
 /* The same with an edge label (WALK_LBL..., flags included). Outside an
@@ -149,7 +173,7 @@ uint32_t pyheap_walk_label(struct walk *w, enum walk_label_kind kind, const char
  * (instance attributes). Cached per key address. */
 uint32_t pyheap_walk_label_key(struct walk *w, uint64_t key, bool attr);
 /* The interned text of a label whose payload is a string ("" if none). */
-const char *pyheap_walk_label_text(const struct walk *w, uint32_t label);
+const char *pyheap_walk_label_text(struct walk *w, uint32_t label);
 /* Label for a tuple / list item at index I. */
 uint32_t pyheap_walk_label_index(uint64_t i);
 /* A word from a conservative scan that may be an object address. */
@@ -191,6 +215,13 @@ uint64_t pyheap_walk_dict_keys_size(struct walk *w, uint64_t keys);
 /* Report the values of an inline values array for keys object KEYS,
  * labelled as attributes (.name). */
 void pyheap_walk_values_refs(struct walk *w, uint64_t values, uint64_t keys);
+/* Whether KEYS is the shared keys object (ht_cached_keys) of a type
+ * described so far in this walk (false negatives possible, never false
+ * positives). */
+bool pyheap_walk_is_cached_keys(const struct walk *w, uint64_t keys);
+/* Report the keys of the keys object KEYS (a class's shared keys), with
+ * LABEL. */
+void pyheap_walk_keys_refs(struct walk *w, uint64_t keys, uint32_t label);
 /* Visit the live entries of the dict at DICT: FN(w, key, value, arg) until
  * it returns nonzero (returned). 0, or -1 if the dict does not read. */
 int pyheap_walk_dict_foreach(struct walk *w, uint64_t dict,

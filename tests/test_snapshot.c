@@ -50,8 +50,9 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 /* N objects in discovery order with addresses from ADDR_OF, every 13th a
- * repeat of an earlier address; build; compare with the reference. */
-static void check_build(size_t n, uint64_t (*addr_of)(size_t), size_t trailing)
+ * repeat of an earlier address, appended in PARTS parts (as walker threads
+ * do) then joined; build; compare with the reference. */
+static void check_build(size_t n, uint64_t (*addr_of)(size_t), size_t trailing, size_t parts)
 {
     struct ref_obj *ref = calloc(n ? n : 1, sizeof *ref);
     ck_assert_ptr_nonnull(ref);
@@ -71,15 +72,23 @@ static void check_build(size_t n, uint64_t (*addr_of)(size_t), size_t trailing)
                 ref[i].label[k] = WALK_LBL_WITH_FLAGS(ref[i].label[k], PYHEAP_EDGE_WEAK);
         }
     }
-    struct snapshot_in in;
-    memset(&in, 0, sizeof in);
+    struct snapshot_in part[3];
+    memset(part, 0, sizeof part);
+    ck_assert_uint_le(parts, 3);
     for (size_t i = 0; i < n; i++) {
+        struct snapshot_in *in = &part[i * parts / n];
         for (size_t k = 0; k < ref[i].ne; k++)
-            ck_assert_int_eq(snapshot_in_edge(&in, ref[i].target[k], ref[i].label[k]), 0);
-        ck_assert_int_eq(pyheap_snapshot_in_object(&in, ref[i].addr, ref[i].size,
+            ck_assert_int_eq(snapshot_in_edge(in, ref[i].target[k], ref[i].label[k]), 0);
+        ck_assert_int_eq(pyheap_snapshot_in_object(in, ref[i].addr, ref[i].size,
                                                    ref[i].type | (ref[i].cut ? SNAPSHOT_IN_CUT : 0)),
                          0);
+        /* edges after a part's last object: dropped by the join */
+        if (parts > 1 && i + 1 < n && (i + 1) * parts / n != i * parts / n)
+            ck_assert_int_eq(snapshot_in_edge(in, ref[0].addr, WALK_LBL(LBL_ITEM, 1)), 0);
     }
+    struct snapshot_in in = part[0];
+    for (size_t k = 1; k < parts; k++)
+        ck_assert_int_eq(pyheap_snapshot_in_append(&in, &part[k]), 0);
     for (size_t k = 0; k < trailing; k++)
         ck_assert_int_eq(snapshot_in_edge(&in, addr_of(0), WALK_LBL(LBL_ITEM, 0)), 0);
 
@@ -169,11 +178,13 @@ static uint64_t addr_odd(size_t i)
 START_TEST(test_build_matches_reference)
 {
     rng_state = 0x9E3779B97F4A7C15ull;
-    check_build(3000, addr_tree, 0);
-    check_build(3000, addr_tree, 3);
-    check_build(3000, addr_odd, 2);
-    check_build(1, addr_tree, 0);
-    check_build(0, addr_tree, 4);
+    check_build(3000, addr_tree, 0, 1);
+    check_build(3000, addr_tree, 3, 1);
+    check_build(3000, addr_odd, 2, 1);
+    check_build(3000, addr_tree, 1, 3);
+    check_build(3000, addr_odd, 0, 2);
+    check_build(1, addr_tree, 0, 1);
+    check_build(0, addr_tree, 4, 1);
 }
 END_TEST
 

@@ -55,6 +55,59 @@ START_TEST(accuracy_pyenv_shared)
 }
 END_TEST
 
+/* Several walker threads find the same objects, types, sizes and edges
+ * as one (the target is idle between the two scans but for its counter). */
+static void compare_threads(struct kh *k, const pyheap_snapshot *s1)
+{
+    pyheap_target *t = NULL;
+    pyheap_error e;
+    memset(&e, 0, sizeof e);
+    ck_assert_msg(pyheap_target_open(k->pid, NULL, &t, &e) == 0, "open: %s", e.msg);
+    pyheap_scan_opts so = { .threads = 4 };
+    pyheap_snapshot *s4 = NULL;
+    ck_assert_msg(pyheap_snapshot_take(t, &so, &s4, &e) == 0, "4 threads: %s", e.msg);
+    const pyheap_scan_stats *st = pyheap_snapshot_stats(s4);
+    ck_assert_uint_eq(st->threads, 4);
+    ck_assert_uint_eq(pyheap_snapshot_stats(s1)->threads, 1);
+    ck_assert_int_eq(st->truncated, 0);
+    size_t n1 = pyheap_snapshot_count(s1), n4 = pyheap_snapshot_count(s4);
+    size_t same = 0, same_edges = 0;
+    for (size_t i = 0; i < n1; i++) {
+        size_t j = pyheap_snapshot_find(s4, pyheap_snapshot_addr(s1, i));
+        if (j == SIZE_MAX)
+            continue;
+        if (pyheap_snapshot_size(s1, i) == pyheap_snapshot_size(s4, j) &&
+            strcmp(pyheap_snapshot_type_name(s1, pyheap_snapshot_type(s1, i)),
+                   pyheap_snapshot_type_name(s4, pyheap_snapshot_type(s4, j))) == 0)
+            same++;
+        if (pyheap_snapshot_nedges(s1, i) == pyheap_snapshot_nedges(s4, j))
+            same_edges++;
+    }
+    fprintf(stderr, "threads: 1 thread %zu objects, 4 threads %zu; %zu same address, type "
+            "and size, %zu same edge count\n", n1, n4, same, same_edges);
+    ck_assert_uint_ge(same * 1000, n1 * 999);
+    ck_assert_uint_ge(same_edges * 1000, n1 * 999);
+    ck_assert_uint_ge(n4 * 1000, n1 * 999);
+    ck_assert_uint_le(n4 * 1000, n1 * 1001);
+    ck_assert_uint_eq(pyheap_snapshot_nroots(s4), pyheap_snapshot_nroots(s1));
+    pyheap_snapshot_free(s4);
+    /* More threads than allowed is refused. */
+    so.threads = PYHEAP_MAX_SCAN_THREADS + 1;
+    ck_assert_int_eq(pyheap_snapshot_take(t, &so, &s4, &e), -1);
+    ck_assert_int_eq(e.code, PYHEAP_E_INVAL);
+    pyheap_target_free(t);
+}
+
+START_TEST(threads_agree)
+{
+    ck_assert_msg(access(PY_DEBIAN, X_OK) == 0, "%s is required", PY_DEBIAN);
+    struct kh k;
+    kh_start(&k, NULL, PY_DEBIAN, NULL);
+    kh_check_accuracy(&k, 0, PYHEAP_OFFSETS_DWARF, compare_threads);
+    kh_stop(&k);
+}
+END_TEST
+
 /* Scans racing with a target that allocates and frees in a tight loop:
  * they complete, stay bounded, report what they skipped; limits truncate;
  * a vanished target is reported as gone. */
@@ -67,12 +120,14 @@ START_TEST(scan_while_churning)
     pyheap_error e;
     memset(&e, 0, sizeof e);
     ck_assert_msg(pyheap_target_open(k.pid, NULL, &t, &e) == 0, "open: %s", e.msg);
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 6; i++) {
         pyheap_snapshot *s = NULL;
-        ck_assert_msg(pyheap_snapshot_take(t, NULL, &s, &e) == 0, "churn scan %d: %s", i, e.msg);
+        pyheap_scan_opts to = { .threads = i % 2 ? 3 : 1 }; /* threads racing too */
+        ck_assert_msg(pyheap_snapshot_take(t, &to, &s, &e) == 0, "churn scan %d: %s", i, e.msg);
         const pyheap_scan_stats *st = pyheap_snapshot_stats(s);
-        fprintf(stderr, "churn scan %d: objects %" PRIu64 " bytes %" PRIu64 " skipped %" PRIu64
-                " scan_ms %.1f\n", i, st->objects, st->bytes, st->skipped, st->scan_ms);
+        fprintf(stderr, "churn scan %d: %u threads, objects %" PRIu64 " bytes %" PRIu64
+                " skipped %" PRIu64 " scan_ms %.1f\n", i, st->threads, st->objects, st->bytes,
+                st->skipped, st->scan_ms);
         ck_assert_uint_gt(st->objects, 50000);
         ck_assert(st->scan_ms < 30000);
         ck_assert_int_eq(st->truncated, 0);
@@ -85,6 +140,14 @@ START_TEST(scan_while_churning)
     ck_assert_int_eq(pyheap_snapshot_take(t, &so, &s, &e), 0);
     ck_assert_int_eq(pyheap_snapshot_stats(s)->truncated, 1);
     ck_assert_uint_le(pyheap_snapshot_count(s), 1000);
+    pyheap_snapshot_free(s);
+    /* The limit holds with threads too (they count in batches). */
+    so.max_objects = 20000;
+    so.threads = 3;
+    ck_assert_int_eq(pyheap_snapshot_take(t, &so, &s, &e), 0);
+    ck_assert_int_eq(pyheap_snapshot_stats(s)->truncated, 1);
+    ck_assert_uint_le(pyheap_snapshot_count(s), 20000);
+    ck_assert_uint_ge(pyheap_snapshot_count(s), 15000);
     pyheap_snapshot_free(s);
 
     long c = kh_counter(&k);
@@ -111,6 +174,7 @@ Suite *suite_walk(void)
     tcase_add_test(tc, accuracy_debug_dwarf);
     tcase_add_test(tc, accuracy_pyenv_shared);
     tcase_add_test(tc, scan_while_churning);
+    tcase_add_test(tc, threads_agree);
     suite_add_tcase(s, tc);
     return s;
 }

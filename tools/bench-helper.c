@@ -5,7 +5,7 @@
  *       The floor: copy every private writable anonymous mapping of PID
  *       (the heap, pymalloc arenas, mmap'd blocks) once, with 1 MiB
  *       process_vm_readv reads into one buffer. {"bytes":..,"ms":..}
- *   bench-helper census PID [CACHE_MIB]
+ *   bench-helper census PID [CACHE_MIB [THREADS]]
  *       One full census through the library (pyheap_target_open +
  *       pyheap_snapshot_take + pyheap_histogram), timed, with the memory the
  *       snapshot model holds: RSS with the snapshot minus RSS after freeing
@@ -125,7 +125,7 @@ static int floor_copy(pid_t pid)
     return 0;
 }
 
-static int census(pid_t pid, uint64_t cache_mib)
+static int census(pid_t pid, uint64_t cache_mib, unsigned threads)
 {
     pyheap_error err;
     pyheap_target *t = NULL;
@@ -138,7 +138,7 @@ static int census(pid_t pid, uint64_t cache_mib)
     pyheap_snapshot *s = NULL;
     double c0 = cpu_ms();
     double t0 = now_ms();
-    pyheap_scan_opts opts = { .max_cache_bytes = cache_mib << 20 };
+    pyheap_scan_opts opts = { .max_cache_bytes = cache_mib << 20, .threads = threads };
     if (pyheap_snapshot_take(t, &opts, &s, &err) < 0) {
         fprintf(stderr, "bench-helper: %s\n", err.msg);
         pyheap_target_free(t);
@@ -177,7 +177,7 @@ static int census(pid_t pid, uint64_t cache_mib)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3 && !(argc == 4 && strcmp(argv[1], "census") == 0)) {
+    if (argc != 3 && !((argc == 4 || argc == 5) && strcmp(argv[1], "census") == 0)) {
         fprintf(stderr, "usage: bench-helper floor PID | census PID [CACHE_MIB]\n");
         return 2;
     }
@@ -185,7 +185,8 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "floor") == 0)
         return floor_copy(pid);
     if (strcmp(argv[1], "census") == 0)
-        return census(pid, argc == 4 ? strtoull(argv[3], NULL, 10) : 0);
+        return census(pid, argc >= 4 ? strtoull(argv[3], NULL, 10) : 0,
+                      argc == 5 ? (unsigned)strtoul(argv[4], NULL, 10) : 0);
     fprintf(stderr, "usage: bench-helper floor|census PID\n");
     return 2;
 }

@@ -18,7 +18,8 @@ pyheapd attached to it, and measures side by side, RUNS times each:
   typestats  in the target: objgraph.typestats()
   rss        pyheapd's peak RSS (VmHWM) against the target's RSS
   throughput the target's counter loop while pyheap scans it back to back,
-             against the same loop undisturbed
+             against the same loop undisturbed: scans by pyheapd as started
+             (default --scan-nice 19), and by a second one at --scan-nice 0
   referrers  `pyheap referrers bytes` (bytes hold 10% of the objects)
 
 Medians are printed with ratios; everything goes to BUILD_DIR/bench.json.
@@ -104,13 +105,13 @@ class Target:
 
 
 class Daemon:
-    def __init__(self, build, pid, tmp):
+    def __init__(self, build, pid, tmp, extra=(), name="pyheapd"):
         self.build = build
-        self.sock = os.path.join(tmp, "pyheapd.sock")
-        self.logpath = os.path.join(tmp, "pyheapd.log")
+        self.sock = os.path.join(tmp, name + ".sock")
+        self.logpath = os.path.join(tmp, name + ".log")
         self.logf = open(self.logpath, "w")
         self.p = subprocess.Popen([os.path.join(build, "pyheapd"), "attach", str(pid),
-                                   "--socket", self.sock], stderr=self.logf)
+                                   "--socket", self.sock] + list(extra), stderr=self.logf)
         for _ in range(300):
             if self.p.poll() is not None:
                 raise RuntimeError("pyheapd exited; see %s" % self.logpath)
@@ -214,12 +215,15 @@ def bench_size(build, python, n, runs, count_secs, tmp, skip=()):
             res["referrers_note"] = "n/a: " + (r.stderr.strip().splitlines() or ["?"])[-1]
         res["daemon_hwm_kib"] = proc_status_kib(d.p.pid, "VmHWM")
 
-        # 5. throughput: undisturbed and under continuous scans, alternating.
-        # pyheapd's threads inherit the nice value of its main thread when
-        # a connection starts them: the third column runs it at nice 19.
-        calm, busy, nice, scans_during = [], [], [], []
+        # 5. throughput: undisturbed and under continuous scans, alternating:
+        # scans by pyheapd as started (its scans at the default --scan-nice
+        # 19), then by a second pyheapd with --scan-nice 0 (scans at the
+        # daemon's own priority: what the default buys).
+        calm, busy, nice0, scans_during, scans0 = [], [], [], [], []
+        d0 = (Daemon(build, t.pid, tmp, ["--scan-nice", "0"], "pyheapd-nice0")
+              if "throughput" not in skip else None)
 
-        def counted_while_scanning():
+        def counted_while_scanning(d):
             stop = threading.Event()
             done = [0]
 
@@ -236,22 +240,26 @@ def bench_size(build, python, n, runs, count_secs, tmp, skip=()):
             th.join()
             return rate, done[0]
 
-        for i in range(runs if "throughput" not in skip else 0):
-            calm.append(t.cmd("count %g" % count_secs)["per_second"])
-            rate, k = counted_while_scanning()
-            busy.append(rate)
-            scans_during.append(k)
-            os.setpriority(os.PRIO_PROCESS, d.p.pid, 19)
-            rate, k = counted_while_scanning()
-            os.setpriority(os.PRIO_PROCESS, d.p.pid, 0)
-            nice.append(rate)
-            log("   run %d: counter %.3g/s undisturbed, %.3g/s while scanning (%d scans), "
-                "%.3g/s while scanning at nice 19 (%d scans)"
-                % (i + 1, calm[-1], busy[-1], scans_during[-1], nice[-1], k))
+        try:
+            for i in range(runs if "throughput" not in skip else 0):
+                calm.append(t.cmd("count %g" % count_secs)["per_second"])
+                rate, k = counted_while_scanning(d)
+                busy.append(rate)
+                scans_during.append(k)
+                rate, k = counted_while_scanning(d0)
+                nice0.append(rate)
+                scans0.append(k)
+                log("   run %d: counter %.3g/s undisturbed, %.3g/s while scanning (%d scans), "
+                    "%.3g/s while scanning with --scan-nice 0 (%d scans)"
+                    % (i + 1, calm[-1], busy[-1], scans_during[-1], nice0[-1], k))
+        finally:
+            if d0:
+                d0.close()
         res["count_undisturbed_per_s"] = calm
         res["count_scanning_per_s"] = busy
-        res["count_scanning_nice19_per_s"] = nice
+        res["count_scanning_nice0_per_s"] = nice0
         res["scans_during_count"] = scans_during
+        res["scans_during_count_nice0"] = scans0
         res["daemon_hwm_kib"] = proc_status_kib(d.p.pid, "VmHWM")
 
         # 2. in-process alternatives (last: the closure grows the target).
@@ -283,7 +291,7 @@ def summarize(r):
     m = {k: median(r[k]) for k in ("census_wall_s", "census_daemon_cpu_s", "floor_s",
                                    "lib_census_s", "closure_s", "typestats_s",
                                    "count_undisturbed_per_s", "count_scanning_per_s",
-                                   "count_scanning_nice19_per_s")}
+                                   "count_scanning_nice0_per_s")}
     m["referrers_s"] = median(r["referrers_s"]) if r.get("referrers_s") else None
     s = {
         "census_s": m["census_wall_s"],
@@ -298,7 +306,7 @@ def summarize(r):
         "daemon_hwm_vs_target_rss": ratio(r["daemon_hwm_kib"], r["target_rss_kib"]),
         "snapshot_bytes_per_object": r["snapshot_model_bytes_per_object"],
         "throughput_ratio": ratio(m["count_scanning_per_s"], m["count_undisturbed_per_s"]),
-        "throughput_ratio_nice19": ratio(m["count_scanning_nice19_per_s"],
+        "throughput_ratio_nice0": ratio(m["count_scanning_nice0_per_s"],
                                          m["count_undisturbed_per_s"]),
         "referrers_s": m["referrers_s"],
     }
@@ -391,7 +399,7 @@ def main():
     print("pyheap bench: %d CPUs (%s), kernel %s, python %s; medians of %d runs"
           % (mc["nproc"], mc["cpu"], mc["kernel"], mc["python"], runs))
     hdr = ("N", "objects", "census", "daemon cpu", "closure", "x", "typestats", "x",
-           "floor", "x", "hwm/rss", "B/obj", "thruput", "nice19", "referrers")
+           "floor", "x", "hwm/rss", "B/obj", "thruput", "nice0", "referrers")
     rows = []
     for res in out["sizes"]:
         s = res["summary"]
@@ -401,7 +409,7 @@ def main():
             fmt(s["census_vs_closure"]), fmt(s["typestats_s"], "s"),
             fmt(s["census_vs_typestats"]), fmt(s["floor_s"], "s"), fmt(s["census_vs_floor"]),
             fmt(s["daemon_hwm_vs_target_rss"]), fmt(s["snapshot_bytes_per_object"]),
-            fmt(s["throughput_ratio"]), fmt(s["throughput_ratio_nice19"]),
+            fmt(s["throughput_ratio"]), fmt(s["throughput_ratio_nice0"]),
             fmt(s["referrers_s"], "s")))
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(hdr)]
     print("  ".join(h.rjust(w) for h, w in zip(hdr, widths)))
