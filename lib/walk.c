@@ -125,7 +125,11 @@ struct walk {
     /* In front of the type map: valid types by address, direct-mapped
      * (types are never removed during a walk, their descriptions do not
      * move). */
-    struct { uint64_t addr; const struct walk_type *t; } tcache[TCACHE_SIZE];
+    struct {
+        uint64_t addr;
+        const struct walk_type *t;
+        bool pushed;       /* the type object itself was pushed */
+    } tcache[TCACHE_SIZE];
 };
 
 static void sh_lock(struct walk *w)
@@ -756,8 +760,8 @@ static void visit(struct walk *w, uint64_t item)
         return;
     }
     const struct walk_type *t = NULL;
+    size_t ci = (size_t)(hdr[1] >> 4) & (TCACHE_SIZE - 1);
     if (refcnt_ok(w, hdr[0])) {
-        size_t ci = (size_t)(hdr[1] >> 4) & (TCACHE_SIZE - 1);
         if (w->tcache[ci].addr == hdr[1] && hdr[1]) {
             t = w->tcache[ci].t;
         } else {
@@ -765,6 +769,7 @@ static void visit(struct walk *w, uint64_t item)
             if (t) {
                 w->tcache[ci].addr = hdr[1];
                 w->tcache[ci].t = t;
+                w->tcache[ci].pushed = false;
             }
         }
     }
@@ -794,8 +799,13 @@ static void visit(struct walk *w, uint64_t item)
     w->in_obj = false;
     /* The type is discovered through its instances, but ob_type is not
      * kept as an edge (it would make every instance a referrer of its
-     * class); see docs/graph.md. */
-    push(w, type_addr, 0);
+     * class); see docs/graph.md. Pushed once per cached type (the seen set
+     * drops repeats, but asking it for every instance costs). */
+    if (!w->tcache[ci].pushed || w->tcache[ci].t != t) {
+        push(w, type_addr, 0);
+        if (w->tcache[ci].t == t)
+            w->tcache[ci].pushed = true;
+    }
     if (!pyheap_grow((void **)&w->recs, &w->caprecs, w->nrecs + 1, sizeof *w->recs)) {
         w->nomem = true;
         w->nedges = edges_before;
