@@ -70,12 +70,13 @@ struct walk_shared {
      * forgets one); written under the lock, read with atomic loads */
     uint64_t cached_keys[TCACHE_SIZE];
 
-    /* The parallel phase: the seeds are cut into one region per thread
-     * (neighbouring objects stay with one thread and its cache); a thread
-     * takes blocks from the end of its region, then from the others'. */
-    const uint64_t *seeds;
-    struct seed_region { size_t lo, left; /* atomic */ } *regions;
-    unsigned nregions;
+    /* Several threads: the thread walking the GC lists hands the seeds out
+     * in blocks, in list order (about allocation order: neighbours stay
+     * together), through a queue the others take from while it walks. */
+    pthread_mutex_t qlock;
+    pthread_cond_t qcv;
+    struct seed_block *qhead, *qtail;
+    bool qdone;              /* no more blocks will come */
     uint64_t nrecs;          /* atomic: records flushed by all threads */
     int stop;                /* atomic: a thread hit the process's end,
                               * memory or the object limit */
@@ -88,8 +89,8 @@ struct walk {
     pyheap_target *t;
     pyheap_mem *mem;
     struct walk_shared *sh;
-    unsigned index;        /* thread number: its seed region */
     struct addrset_cursor cursor;
+    struct seed_block *block; /* seeds being gathered (several threads) */
     uint64_t max_objects;
     bool gone;             /* the process vanished: stop */
     bool truncated;
@@ -121,7 +122,11 @@ struct walk {
     /* In front of the type map: valid types by address, direct-mapped
      * (types are never removed during a walk, their descriptions do not
      * move). */
-    struct { uint64_t addr; const struct walk_type *t; } tcache[TCACHE_SIZE];
+    struct {
+        uint64_t addr;
+        const struct walk_type *t;
+        bool pushed;       /* the type object itself was pushed */
+    } tcache[TCACHE_SIZE];
 };
 
 static void sh_lock(struct walk *w)
@@ -143,6 +148,14 @@ static int seen_insert(struct walk *w, uint64_t addr)
         return pyheap_addrset_insert(&w->sh->seen, addr);
     return pyheap_addrset_insert_mt(&w->sh->seen, &w->cursor, &w->sh->seen_lock, addr);
 }
+
+#define SEED_BLOCK 2048
+
+struct seed_block {
+    struct seed_block *next;
+    size_t n;
+    uint64_t seeds[SEED_BLOCK];
+};
 
 /* Whether this thread should stop: its own end, or another thread's. */
 static bool stopping(const struct walk *w)
@@ -739,8 +752,8 @@ static void visit(struct walk *w, uint64_t item)
         return;
     }
     const struct walk_type *t = NULL;
+    size_t ci = (size_t)(hdr[1] >> 4) & (TCACHE_SIZE - 1);
     if (refcnt_ok(w, hdr[0])) {
-        size_t ci = (size_t)(hdr[1] >> 4) & (TCACHE_SIZE - 1);
         if (w->tcache[ci].addr == hdr[1] && hdr[1]) {
             t = w->tcache[ci].t;
         } else {
@@ -748,6 +761,7 @@ static void visit(struct walk *w, uint64_t item)
             if (t) {
                 w->tcache[ci].addr = hdr[1];
                 w->tcache[ci].t = t;
+                w->tcache[ci].pushed = false;
             }
         }
     }
@@ -777,8 +791,13 @@ static void visit(struct walk *w, uint64_t item)
     w->in_obj = false;
     /* The type is discovered through its instances, but ob_type is not
      * kept as an edge (it would make every instance a referrer of its
-     * class); see docs/graph.md. */
-    push(w, type_addr, 0);
+     * class); see docs/graph.md. Pushed once per cached type (the seen set
+     * drops repeats, but asking it for every instance costs). */
+    if (!w->tcache[ci].pushed || w->tcache[ci].t != t) {
+        push(w, type_addr, 0);
+        if (w->tcache[ci].t == t)
+            w->tcache[ci].pushed = true;
+    }
     bool cut = kind == WALK_MODULE || kind == WALK_TYPE || kind == WALK_CODE;
     if (pyheap_snapshot_in_object(&w->found, addr, size,
                                   name | (cut ? SNAPSHOT_IN_CUT : 0)) < 0) {
@@ -804,6 +823,8 @@ static void visit(struct walk *w, uint64_t item)
 
 /* ---- discovery: GC lists and roots ---- */
 
+static void add_seed(struct walk *w, uint64_t addr);
+
 static void walk_gc_list(struct walk *w, uint64_t head)
 {
     const struct pyheap_offsets *off = &w->t->off;
@@ -813,8 +834,14 @@ static void walk_gc_list(struct walk *w, uint64_t head)
         return;
     }
     cur &= ~(uint64_t)3;
+    /* Torn links could close a cycle that never returns to HEAD: Brent's
+     * cycle finding (compare with a mark moved at powers of two) stops it
+     * without remembering the list. (The seen set cannot tell: with
+     * several threads, list members may be reached before the list gets to
+     * them.) */
+    uint64_t mark = head, power = 1, lam = 0;
     for (uint64_t n = 0; cur != head; n++) {
-        if (n >= MAX_GC_LIST || n >= w->max_objects || w->truncated || w->gone || w->nomem) {
+        if (n >= MAX_GC_LIST || n >= w->max_objects || stopping(w)) {
             w->truncated = w->truncated || n >= MAX_GC_LIST || n >= w->max_objects;
             return;
         }
@@ -827,21 +854,26 @@ static void walk_gc_list(struct walk *w, uint64_t head)
             w->skipped++;
             return;
         }
-        /* An object seen before on a GC list means a cycle (torn links). */
-        int fresh = plausible_addr(cur + off->gc_head) ? seen_insert(w, cur + off->gc_head) : 0;
-        if (fresh <= 0) {
-            if (fresh < 0)
-                w->nomem = true;
-            else
-                w->skipped++;
+        if (cur == mark) {
+            w->skipped++; /* a cycle: torn links */
             return;
         }
-        if (w->nstack == w->capstack &&
-            !pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + 1, sizeof *w->stack)) {
+        if (++lam == power) {
+            mark = cur;
+            power <<= 1;
+            lam = 0;
+        }
+        if (!plausible_addr(cur + off->gc_head)) {
+            w->skipped++;
+            return;
+        }
+        int fresh = seen_insert(w, cur + off->gc_head);
+        if (fresh < 0) {
             w->nomem = true;
             return;
         }
-        w->stack[w->nstack++] = cur + off->gc_head;
+        if (fresh > 0)
+            add_seed(w, cur + off->gc_head);
         w->gc_tracked++;
         prev = cur;
         cur = g[0] & ~(uint64_t)3;
@@ -1124,11 +1156,11 @@ static void shared_free(struct walk_shared *sh)
     strtab_free(&sh->labels);
     pthread_mutex_destroy(&sh->lock);
     pthread_mutex_destroy(&sh->seen_lock);
+    pthread_mutex_destroy(&sh->qlock);
+    pthread_cond_destroy(&sh->qcv);
 }
 
 /* ---- the parallel phase ---- */
-
-#define SEED_BLOCK 2048
 
 /* Visit everything on W's stack and what it leads to. */
 static void drain(struct walk *w)
@@ -1137,45 +1169,99 @@ static void drain(struct walk *w)
         visit(w, w->stack[--w->nstack]);
 }
 
-/* A walker thread: take blocks of seeds (from the end, as the one-thread
- * walk pops them) until none are left, visiting each block's closure. */
-/* Take up to SEED_BLOCK seeds from the end of region R: their first
- * index, and the count in *TAKE (0: the region is empty). */
-static size_t seeds_take(struct seed_region *r, size_t *take)
+/* Hand W's block of seeds to the other threads. */
+static void seeds_publish(struct walk *w)
 {
-    size_t left = __atomic_load_n(&r->left, __ATOMIC_RELAXED);
-    do {
-        if (left == 0) {
-            *take = 0;
-            return 0;
-        }
-        *take = left < SEED_BLOCK ? left : SEED_BLOCK;
-    } while (!__atomic_compare_exchange_n(&r->left, &left, left - *take, false,
-                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED));
-    return r->lo + left - *take;
+    struct walk_shared *sh = w->sh;
+    struct seed_block *b = w->block;
+    w->block = NULL;
+    if (!b || b->n == 0) {
+        free(b);
+        return;
+    }
+    pthread_mutex_lock(&sh->qlock);
+    if (sh->qtail)
+        sh->qtail->next = b;
+    else
+        sh->qhead = b;
+    sh->qtail = b;
+    pthread_cond_signal(&sh->qcv);
+    pthread_mutex_unlock(&sh->qlock);
 }
 
+/* The next block of seeds, waiting for the walker of the GC lists if
+ * needed; NULL when there are no more (or a thread asked all to stop). */
+static struct seed_block *seeds_take(struct walk *w)
+{
+    struct walk_shared *sh = w->sh;
+    pthread_mutex_lock(&sh->qlock);
+    while (!sh->qhead && !sh->qdone && !stopping(w))
+        pthread_cond_wait(&sh->qcv, &sh->qlock);
+    struct seed_block *b = stopping(w) ? NULL : sh->qhead;
+    if (b) {
+        sh->qhead = b->next;
+        if (!sh->qhead)
+            sh->qtail = NULL;
+    }
+    pthread_mutex_unlock(&sh->qlock);
+    return b;
+}
+
+/* A seed: on the stack (one thread), or into the block being gathered. */
+static void add_seed(struct walk *w, uint64_t addr)
+{
+    if (!w->sh->mt) {
+        if (w->nstack == w->capstack &&
+            !pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + 1, sizeof *w->stack)) {
+            w->nomem = true;
+            return;
+        }
+        w->stack[w->nstack++] = addr;
+        return;
+    }
+    if (!w->block) {
+        w->block = malloc(sizeof *w->block);
+        if (!w->block) {
+            w->nomem = true;
+            return;
+        }
+        w->block->next = NULL;
+        w->block->n = 0;
+    }
+    w->block->seeds[w->block->n++] = addr;
+    if (w->block->n == SEED_BLOCK)
+        seeds_publish(w);
+}
+
+/* Tell every thread to stop (out of memory, process gone, limit). */
+static void stop_all(struct walk_shared *sh)
+{
+    pthread_mutex_lock(&sh->qlock);
+    __atomic_store_n(&sh->stop, 1, __ATOMIC_RELAXED);
+    pthread_cond_broadcast(&sh->qcv);
+    pthread_mutex_unlock(&sh->qlock);
+}
+
+/* A walker thread: visit the closure of each block of seeds until the
+ * walker of the GC lists is done and the queue is empty. */
 static void *walk_thread_main(void *arg)
 {
     struct walk *w = arg;
-    struct walk_shared *sh = w->sh;
-    for (;;) {
-        size_t take = 0, lo = 0;
-        for (unsigned k = 0; k < sh->nregions && take == 0; k++)
-            lo = seeds_take(&sh->regions[(w->index + k) % sh->nregions], &take);
-        if (take == 0 || stopping(w))
-            break;
-        if (w->capstack < w->nstack + take &&
-            !pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + take, sizeof *w->stack)) {
+    struct seed_block *b;
+    while ((b = seeds_take(w)) != NULL) {
+        if (w->capstack < w->nstack + b->n &&
+            !pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + b->n, sizeof *w->stack)) {
             w->nomem = true;
+            free(b);
             break;
         }
-        memcpy(w->stack + w->nstack, sh->seeds + lo, take * sizeof *w->stack);
-        w->nstack += take;
+        memcpy(w->stack + w->nstack, b->seeds, b->n * sizeof *w->stack);
+        w->nstack += b->n;
+        free(b);
         drain(w);
     }
     if (w->gone || w->nomem || w->truncated)
-        __atomic_store_n(&sh->stop, 1, __ATOMIC_RELAXED);
+        stop_all(w->sh);
     return NULL;
 }
 
@@ -1317,57 +1403,81 @@ static double now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-/* Run the parallel phase: NTHREADS walkers (W is the first, run on this
- * thread) share the seeds left on W's stack. Falls back to W alone when a
- * thread or its reader cannot be had. */
-static void walk_parallel(struct walk *w, struct walk_shared *sh, unsigned nthreads,
-                          uint64_t cache_cap, uint64_t *reads, uint64_t *bytes, unsigned *ran)
+/* The other walker threads of a scan. */
+struct walk_pool {
+    unsigned n;              /* threads asked for, the caller included */
+    struct walk *ws;         /* [n]; [0] unused (the caller's is its own) */
+    pthread_t *th;
+    bool *started;
+};
+
+/* Start up to NTHREADS - 1 walker threads, each with its own reader of
+ * CACHE_CAP bytes: from now on W gathers seeds in blocks for them. None
+ * started (or NTHREADS 1): W walks alone, as before. */
+static void walk_pool_start(struct walk *w, struct walk_pool *p, unsigned nthreads,
+                            uint64_t cache_cap)
 {
-    *ran = 1;
-    struct walk *ws = nthreads > 1 ? calloc(nthreads, sizeof *ws) : NULL;
-    pthread_t *th = ws ? calloc(nthreads, sizeof *th) : NULL;
-    bool *started = th ? calloc(nthreads, sizeof *started) : NULL;
-    sh->regions = started ? calloc(nthreads, sizeof *sh->regions) : NULL;
-    if (!sh->regions || w->nstack < 2 * SEED_BLOCK) {
-        free(sh->regions);
-        sh->regions = NULL;
-        free(started);
-        free(th);
-        free(ws);
-        drain(w);
+    memset(p, 0, sizeof *p);
+    struct walk_shared *sh = w->sh;
+    if (nthreads < 2)
+        return;
+    p->ws = calloc(nthreads, sizeof *p->ws);
+    p->th = calloc(nthreads, sizeof *p->th);
+    p->started = calloc(nthreads, sizeof *p->started);
+    if (!p->ws || !p->th || !p->started) {
+        free(p->ws);
+        free(p->th);
+        free(p->started);
+        memset(p, 0, sizeof *p);
         return;
     }
-    sh->seeds = w->stack;
-    sh->nregions = nthreads;
-    for (unsigned i = 0; i < nthreads; i++) {
-        sh->regions[i].lo = w->nstack * i / nthreads;
-        sh->regions[i].left = w->nstack * (i + 1) / nthreads - sh->regions[i].lo;
-    }
-    w->stack = NULL;
-    w->nstack = w->capstack = 0;
-    sh->mt = true;
+    p->n = nthreads;
+    sh->mt = true; /* before any thread starts */
     uint64_t deadline = pyheap_mem_deadline(w->t->mem);
+    unsigned ran = 0;
     for (unsigned i = 1; i < nthreads; i++) {
-        struct walk *x = &ws[i];
+        struct walk *x = &p->ws[i];
         x->t = w->t;
         x->sh = sh;
-        x->index = i;
         x->max_objects = w->max_objects;
         if (pyheap_mem_open(w->t->pid, cache_cap, &x->mem, NULL) < 0)
             continue;
         pyheap_mem_set_deadline(x->mem, deadline);
-        if (pthread_create(&th[i], NULL, walk_thread_main, x) == 0) {
-            started[i] = true;
-            ++*ran;
-        } else
+        if (pthread_create(&p->th[i], NULL, walk_thread_main, x) == 0) {
+            p->started[i] = true;
+            ran++;
+        } else {
             pyheap_mem_free(x->mem);
+            x->mem = NULL;
+        }
     }
-    walk_thread_main(w);
-    for (unsigned i = 1; i < nthreads; i++) {
-        if (!started[i])
+    if (ran == 0)
+        sh->mt = false; /* nobody to share with: plain stack */
+}
+
+/* The GC lists and roots are walked: hand out the last block, help with
+ * the queue, join the threads and take over their records. RAN: threads
+ * that walked, the caller included. */
+static void walk_pool_finish(struct walk *w, struct walk_pool *p, uint64_t *reads,
+                             uint64_t *bytes, unsigned *ran)
+{
+    struct walk_shared *sh = w->sh;
+    *ran = 1;
+    if (sh->mt) {
+        seeds_publish(w);
+        pthread_mutex_lock(&sh->qlock);
+        sh->qdone = true;
+        pthread_cond_broadcast(&sh->qcv);
+        pthread_mutex_unlock(&sh->qlock);
+        drain(w); /* the roots' objects */
+        walk_thread_main(w);
+    }
+    for (unsigned i = 1; i < p->n; i++) {
+        if (!p->started[i])
             continue;
-        pthread_join(th[i], NULL);
-        struct walk *x = &ws[i];
+        pthread_join(p->th[i], NULL);
+        ++*ran;
+        struct walk *x = &p->ws[i];
         uint64_t r, b;
         pyheap_mem_counters(x->mem, &r, &b);
         *reads += r;
@@ -1380,16 +1490,20 @@ static void walk_parallel(struct walk *w, struct walk_shared *sh, unsigned nthre
             w->nomem = true;
     }
     sh->mt = false;
-    /* Seeds left by a thread that stopped early are dropped like a
+    /* Blocks left by threads that stopped early are dropped like a
      * truncated stack. */
-    free((void *)sh->seeds);
-    sh->seeds = NULL;
-    free(sh->regions);
-    sh->regions = NULL;
-    sh->nregions = 0;
-    free(started);
-    free(th);
-    free(ws);
+    free(w->block);
+    w->block = NULL;
+    while (sh->qhead) {
+        struct seed_block *b = sh->qhead;
+        sh->qhead = b->next;
+        free(b);
+    }
+    sh->qtail = NULL;
+    free(p->ws);
+    free(p->th);
+    free(p->started);
+    memset(p, 0, sizeof *p);
 }
 
 int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
@@ -1429,6 +1543,8 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     pthread_mutex_init(&sh.lock, &ma);
     pthread_mutexattr_destroy(&ma);
     pthread_mutex_init(&sh.seen_lock, NULL);
+    pthread_mutex_init(&sh.qlock, NULL);
+    pthread_cond_init(&sh.qcv, NULL);
     struct walk w;
     memset(&w, 0, sizeof w);
     w.t = t;
@@ -1441,15 +1557,19 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     pyheap_mem_cache_clear(t->mem);
     pyheap_mem_set_cache_cap(t->mem, opts ? opts->max_cache_bytes : 0);
 
-    /* Seeds (GC lists) and named roots, on this thread; then the closure. */
-    for (int n = 0; interp && n < MAX_INTERPRETERS && !w.gone; n++) {
+    /* Seeds (GC lists) and named roots, on this thread, while the other
+     * threads (if any) visit the closure of the seeds handed out so far. */
+    struct walk_pool pool;
+    walk_pool_start(&w, &pool, nthreads, opts ? opts->max_cache_bytes : 0);
+    for (int n = 0; interp && n < MAX_INTERPRETERS && !stopping(&w); n++) {
         walk_interp(&w, interp);
         if (pyheap_walk_read_u64(&w, interp + off->interp_next, &interp) < 0)
             break;
     }
-    if (!w.gone && !w.nomem && !w.truncated)
-        walk_parallel(&w, &sh, nthreads, opts ? opts->max_cache_bytes : 0, &xreads, &xbytes,
-                      &ran);
+    if (sh.mt && (w.gone || w.nomem || w.truncated))
+        stop_all(&sh);
+    walk_pool_finish(&w, &pool, &xreads, &xbytes, &ran);
+    drain(&w);
     if (w.nstack > 0 && w.truncated)
         w.nstack = 0;
     if (w.found.n > w.max_objects) {
