@@ -41,6 +41,7 @@ struct strtab {
 
 
 #define TCACHE_SIZE 256
+#define SPLIT_CACHE_SIZE 16
 
 struct typemap_entry {
     uint64_t addr;
@@ -130,7 +131,13 @@ struct walk {
         const struct walk_type *t;
         bool pushed;       /* the type object itself was pushed */
     } tcache[TCACHE_SIZE];
+    struct walk_split_cache split[SPLIT_CACHE_SIZE];
 };
+
+struct walk_split_cache *pyheap_walk_split_cache(struct walk *w, uint64_t keys)
+{
+    return &w->split[(keys >> 6) & (SPLIT_CACHE_SIZE - 1)];
+}
 
 static void sh_lock(struct walk *w)
 {

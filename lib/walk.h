@@ -219,6 +219,17 @@ void pyheap_walk_values_refs(struct walk *w, uint64_t values, uint64_t keys);
  * described so far in this walk (false negatives possible, never false
  * positives). */
 bool pyheap_walk_is_cached_keys(const struct walk *w, uint64_t keys);
+/* A walker thread's cache of the attribute labels of one class's shared
+ * keys, keyed by the keys object's address and layout. */
+#define WALK_SPLIT_MAX 32
+struct walk_split_cache {
+    uint64_t keys;             /* 0: empty */
+    int64_t nentries, usable;
+    unsigned log2_size, kind;
+    uint32_t label[WALK_SPLIT_MAX];
+};
+/* The slot for KEYS (direct-mapped: check its fields). */
+struct walk_split_cache *pyheap_walk_split_cache(struct walk *w, uint64_t keys);
 /* Report the keys of the keys object KEYS (a class's shared keys), with
  * LABEL. */
 void pyheap_walk_keys_refs(struct walk *w, uint64_t keys, uint32_t label);
