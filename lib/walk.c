@@ -84,8 +84,8 @@ struct walk_shared {
 
 /* One walker thread's state (the first thread also walks the roots). */
 struct walk {
-    /* First member: pyheap_walk_read's inline fast path (walk.h) reads it. */
-    struct pyheap_mem_window win[WALK_NWIN];
+    /* First member: the inline helpers of walk.h read it (windows, t). */
+    struct walk_head h;
     pyheap_target *t;
     pyheap_mem *mem;
     struct walk_shared *sh;
@@ -193,9 +193,9 @@ int pyheap_walk_read_slow(struct walk *w, uint64_t addr, void *buf, size_t len)
     if (w->gone || addr == 0 || addr + len < addr)
         return -1;
     /* Move the window to ADDR's chunk; serve from it if the range fits. */
-    struct pyheap_mem_window *win = &w->win[(addr >> WALK_WIN_SHIFT) & (WALK_NWIN - 1)];
+    struct pyheap_mem_window *win = &w->h.win[(addr >> WALK_WIN_SHIFT) & (WALK_NWIN - 1)];
     if (len <= WALK_WINDOW_MAX_READ &&
-        pyheap_mem_window_get(w->mem, addr, w->win, WALK_NWIN, win) == 0 &&
+        pyheap_mem_window_get(w->mem, addr, w->h.win, WALK_NWIN, win) == 0 &&
         addr - win->base <= win->len - len) {
         memcpy(buf, win->data + (addr - win->base), len);
         return 0;
@@ -262,10 +262,6 @@ void pyheap_walk_skip(struct walk *w)
     w->skipped++;
 }
 
-const pyheap_target *pyheap_walk_target(const struct walk *w)
-{
-    return w->t;
-}
 
 static uint64_t str_hash(const char *s)
 {
@@ -1467,6 +1463,7 @@ static void walk_pool_start(struct walk *w, struct walk_pool *p, unsigned nthrea
     for (unsigned i = 1; i < nthreads; i++) {
         struct walk *x = &p->ws[i];
         x->t = w->t;
+        x->h.t = w->t;
         x->sh = sh;
         x->max_objects = w->max_objects;
         if (pyheap_mem_open(w->t->pid, cache_cap, &x->mem, NULL) < 0)
@@ -1577,6 +1574,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     struct walk w;
     memset(&w, 0, sizeof w);
     w.t = t;
+    w.h.t = t;
     w.mem = t->mem;
     w.sh = &sh;
     w.max_objects = opts && opts->max_objects ? opts->max_objects : DEFAULT_MAX_OBJECTS;
