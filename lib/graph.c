@@ -55,9 +55,6 @@ int pyheap_type_lookup(const pyheap_snapshot *s, const char *name,
         free(out);
         return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0, "out of memory looking up a type");
     }
-    for (size_t i = 0; i < s->n; i++)
-        if (s->type[i] < s->ntypes)
-            count[s->type[i]]++;
     size_t m = 0;
     /* An exact name wins (a type index stands for a distinct name). */
     for (size_t t = 0; t < s->ntypes; t++)
@@ -66,6 +63,10 @@ int pyheap_type_lookup(const pyheap_snapshot *s, const char *name,
             break;
         }
     if (m == 0) {
+        /* (only then the counts: a pass over every object) */
+        for (size_t i = 0; i < s->n; i++)
+            if (s->type[i] < s->ntypes)
+                count[s->type[i]]++;
         /* Short names: prefer types that have objects. */
         for (int pass = 0; pass < 2 && m == 0; pass++)
             for (size_t t = 0; t < s->ntypes; t++)
@@ -1112,16 +1113,11 @@ int pyheap_referrers_compute(const pyheap_snapshot *s, const uint32_t *types,
     for (size_t i = 0; i < ntypes; i++)
         if (types[i] < s->ntypes)
             want[types[i]] = 1;
-    size_t nm = 0;
-    for (size_t i = 0; i < s->n; i++)
-        if (s->type[i] < s->ntypes && want[s->type[i]])
-            nm++;
-    members = malloc((nm ? nm : 1) * sizeof *members);
-    if (!members)
-        goto out;
-    nm = 0;
+    size_t nm = 0, capm = 0;
     for (size_t i = 0; i < s->n; i++)
         if (s->type[i] < s->ntypes && want[s->type[i]]) {
+            if (nm == capm && !pyheap_grow((void **)&members, &capm, nm + 1, sizeof *members))
+                goto out;
             members[nm++] = (uint32_t)i;
             r->objects++;
             r->bytes += s->size[i];
