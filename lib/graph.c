@@ -440,6 +440,44 @@ static int radix_sort(uint64_t *a, uint64_t *tmp, size_t n, unsigned lo)
     return 0;
 }
 
+static bool ascending(const uint64_t *a, size_t n)
+{
+    for (size_t i = 1; i < n; i++)
+        if ((a[i] >> 3) < (a[i - 1] >> 3))
+            return false;
+    return true;
+}
+
+/* Sort the packed pairs A (N) above their flags: by key number (NF of
+ * them, above bit 3 + SBITS) with a stable counting pass, then by source
+ * within each key, where the sources are not in order already (a type's
+ * objects and their referrers are often allocated in step). TMP: room
+ * for N. */
+static int sort_packed(uint64_t *a, uint64_t *tmp, size_t n, size_t nf, unsigned sbits)
+{
+    if (nf > 1) {
+        size_t *at = calloc(nf + 1, sizeof *at);
+        if (!at)
+            return -1;
+        for (size_t i = 0; i < n; i++)
+            at[(a[i] >> (3 + sbits)) + 1]++;
+        for (size_t k = 0; k < nf; k++)
+            at[k + 1] += at[k];
+        for (size_t i = 0; i < n; i++)
+            tmp[at[a[i] >> (3 + sbits)]++] = a[i];
+        memcpy(a, tmp, n * sizeof *a);
+        /* at[k] is now the end of key k's run */
+        for (size_t k = 0, lo = 0; k < nf; lo = at[k], k++)
+            if (!ascending(a + lo, at[k] - lo) && radix_sort(a + lo, tmp, at[k] - lo, 3) < 0) {
+                free(at);
+                return -1;
+            }
+        free(at);
+        return 0;
+    }
+    return ascending(a, n) ? 0 : radix_sort(a, tmp, n, 3);
+}
+
 /* Binary search of K in the ascending A (N); N if absent. */
 static size_t u64_find(const uint64_t *a, size_t n, uint64_t k)
 {
@@ -534,7 +572,7 @@ static int group_pairs(struct pair *p, size_t np)
             id = ks.id[keyset_find(&ks, p[i].key)];
         sp[i] = (id << (3 + sbits)) | ((uint64_t)(p[i].src - smin) << 3) | (p[i].flags & 7u);
     }
-    if (radix_sort(sp, tmp, np, 3) < 0)
+    if (sort_packed(sp, tmp, np, nf, sbits) < 0)
         goto out;
     uint64_t smask = sbits ? (~0ULL >> (64 - sbits)) : 0;
     for (size_t i = 0; i < np; i++)
@@ -1115,7 +1153,8 @@ int pyheap_referrers_compute(const pyheap_snapshot *s, const uint32_t *types,
             want[types[i]] = 1;
     size_t nm = 0, capm = 0;
     for (size_t i = 0; i < s->n; i++)
-        if (s->type[i] < s->ntypes && want[s->type[i]]) {
+        if ((ntypes == 1 ? s->type[i] == types[0] : s->type[i] < s->ntypes && want[s->type[i]]) &&
+            s->type[i] < s->ntypes) {
             if (nm == capm && !pyheap_grow((void **)&members, &capm, nm + 1, sizeof *members))
                 goto out;
             members[nm++] = (uint32_t)i;
