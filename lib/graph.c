@@ -240,20 +240,24 @@ static int build_reverse(struct ctx *c, const struct item *items, size_t nitems)
     size_t nre = 0, capre = 0;
     const uint32_t lo = c->in.lo, span = c->in.hi - c->in.lo;
     const uint32_t *et = s->etarget;
-    /* One bit per word of the set (8 KiB for 32M objects, in L1): a
-     * sparse set costs no access to its 4 MiB of bits per edge. */
-    size_t nsum = (c->in.nwords + 63) / 64;
+    /* One bit per word of the set (64 KiB for 32M objects): a sparse set
+     * costs no access to its 4 MiB of bits per edge. A dense one (a bit in
+     * more than a quarter of the words) is tested directly. */
+    size_t nsum = (c->in.nwords + 63) / 64, nonzero = 0;
     uint64_t *sum = calloc(nsum ? nsum : 1, sizeof *sum);
     if (!sum)
         return -1;
     for (size_t w = 0; w < c->in.nwords; w++)
-        if (c->in.bits[w])
+        if (c->in.bits[w]) {
             sum[w >> 6] |= 1ULL << (w & 63);
+            nonzero++;
+        }
+    const bool dense = nonzero * 4 > c->in.nwords;
     size_t src = 0;
     if (c->in.count > 0) {
         for (size_t e = 0; e < s->nedges; e++) {
             uint32_t t = et[e];
-            if (t - lo > span || !((sum[t >> 12] >> ((t >> 6) & 63)) & 1) ||
+            if (t - lo > span || (!dense && !((sum[t >> 12] >> ((t >> 6) & 63)) & 1)) ||
                 !oset_has(&c->in, t))
                 continue;
             uint32_t l = s->elabel[e];
