@@ -4,9 +4,11 @@
  * over several levels, shortest paths from the roots rendered as Python
  * expressions, and objects reachable from no root. See docs/graph.md.
  *
- * Everything works on flat arrays indexed by object index: one reverse
- * CSR of the strong (non-weak) edges per call, one BFS, and sorted
- * (key, object) pairs for grouping; nothing is allocated per edge.
+ * Everything works on flat arrays indexed by object index: per level of
+ * referrers, one pass over the forward edges builds a reverse CSR of the
+ * strong (non-weak) edges into that level's objects alone; one BFS that
+ * stops once the asked objects are reached; (key, object) pairs grouped by
+ * a hash of keys and a radix sort. Nothing is allocated per edge.
  */
 #include <stdbool.h>
 #include <stdio.h>
