@@ -1290,9 +1290,10 @@ static int walk_merge(struct walk *w, struct walk *x)
         walk_free(x);
         return -1;
     }
-    memcpy(w->recs + w->nrecs, x->recs, x->nrecs * sizeof *w->recs);
+    if (x->nrecs)
+        memcpy(w->recs + w->nrecs, x->recs, x->nrecs * sizeof *w->recs);
     w->nrecs += x->nrecs;
-    for (size_t e = 0; e < x->nedges; e++) {
+    for (size_t e = 0; x->nrecs && e < x->nedges; e++) {
         struct snapshot_edge_in in = x->edges[e];
         in.src += (uint32_t)base;
         w->edges[w->nedges++] = in;
