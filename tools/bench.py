@@ -164,7 +164,11 @@ def bench_size(build, python, n, runs, count_secs, tmp, skip=()):
     try:
         res["target_build_seconds"] = t.info["build_seconds"]
         res["target_rss_kib"] = t.cmd("rss")["VmRSS"]
-        d = Daemon(build, t.pid, tmp)
+        # Speed is compared at equal CPU priority: the in-process commands
+        # and the floor run at nice 0, so this daemon's scans do too
+        # (--scan-nice 0); the throughput part below also runs a daemon as
+        # shipped (scans at nice 19).
+        d = Daemon(build, t.pid, tmp, ["--scan-nice", "0"])
         log("   target pid %d, rss %.0f MiB" % (t.pid, res["target_rss_kib"] / 1024))
 
         # 1. census through pyheapd; 3. floor; lib census: interleaved.
@@ -232,12 +236,13 @@ def bench_size(build, python, n, runs, count_secs, tmp, skip=()):
         res["daemon_hwm_kib"] = proc_status_kib(d.p.pid, "VmHWM")
 
         # 5. throughput: undisturbed and under continuous scans, alternating:
-        # scans by pyheapd as started (its scans at the default --scan-nice
-        # 19), then by a second pyheapd with --scan-nice 0 (scans at the
-        # daemon's own priority: what the default buys).
+        # scans by a pyheapd as shipped (its scans at the default --scan-nice
+        # 19), then by the one above at --scan-nice 0 (scans at the daemon's
+        # own priority: what the default buys).
         calm, busy, nice0, scans_during, scans0 = [], [], [], [], []
-        d0 = (Daemon(build, t.pid, tmp, ["--scan-nice", "0"], "pyheapd-nice0")
-              if "throughput" not in skip else None)
+        d19 = (Daemon(build, t.pid, tmp, [], "pyheapd-default")
+               if "throughput" not in skip else None)
+        d0 = d
 
         def counted_while_scanning(d):
             stop = threading.Event()
@@ -259,7 +264,7 @@ def bench_size(build, python, n, runs, count_secs, tmp, skip=()):
         try:
             for i in range(runs if "throughput" not in skip else 0):
                 calm.append(t.cmd("count %g" % count_secs)["per_second"])
-                rate, k = counted_while_scanning(d)
+                rate, k = counted_while_scanning(d19)
                 busy.append(rate)
                 scans_during.append(k)
                 rate, k = counted_while_scanning(d0)
@@ -269,8 +274,8 @@ def bench_size(build, python, n, runs, count_secs, tmp, skip=()):
                     "%.3g/s while scanning with --scan-nice 0 (%d scans)"
                     % (i + 1, calm[-1], busy[-1], scans_during[-1], nice0[-1], k))
         finally:
-            if d0:
-                d0.close()
+            if d19:
+                d19.close()
         res["count_undisturbed_per_s"] = calm
         res["count_scanning_per_s"] = busy
         res["count_scanning_nice0_per_s"] = nice0
