@@ -49,7 +49,7 @@ static const char usage_ps[] =
     "number of scans, interpreter module.\n";
 static const char usage_top[] =
     "Usage: pyheap [--socket PATH] top --by-type [-n N] [--sort bytes|count]\n"
-    "                                  [-p PID] [--freeze] [--json]\n"
+    "                                  [-p PID] [--freeze | --max-age SECS] [--json]\n"
     "\n"
     "Scan every live object of an attached process (without stopping it) and\n"
     "print a histogram by type: type, count, bytes, %% of all bytes, and a total\n"
@@ -62,11 +62,15 @@ static const char usage_top[] =
     "  -p, --pid PID      which attached process (needed when several are attached)\n"
     "  --freeze           consistent mode: stop the target's threads for the scan\n"
     "                     (ptrace), then resume them; the pause is reported\n"
+    "  --max-age SECS     answer from the daemon's newest snapshot of the process if\n"
+    "                     its scan began at most SECS seconds ago (no new scan; the\n"
+    "                     output says how old it is); else scan (default 0: always)\n"
     "  --file FILE        read a snapshot file (pyheap snapshot -o) instead: offline\n"
     "  --json             print pyheapd's reply as one JSON document instead\n";
 static const char usage_referrers[] =
     "Usage: pyheap [--socket PATH] referrers TYPE [-p PID] [--depth N] [--paths N]\n"
-    "                                        [--groups N] [--freeze] [--json | --dot]\n"
+    "                                        [--groups N] [--freeze | --max-age SECS]\n"
+    "                                        [--json | --dot]\n"
     "\n"
     "Who keeps the objects of TYPE alive. Scans the process (without stopping\n"
     "it), then prints: how many objects of TYPE there are and their bytes; their\n"
@@ -83,6 +87,10 @@ static const char usage_referrers[] =
     "  --paths N          shortest paths shown, 1 to %d (default %d)\n"
     "  --groups N         groups per level and parent, 1 to %d (default %d)\n"
     "  --freeze           stop the target's threads for the scan (see top --freeze)\n"
+    "  --max-age SECS     answer from the daemon's newest snapshot of the process\n"
+    "                     (e.g. the one `pyheap top` just took) if its scan began at\n"
+    "                     most SECS seconds ago: no new scan, the output says how\n"
+    "                     old it is; else scan (default 0: always scan)\n"
     "  --json             print pyheapd's reply as one JSON document instead\n"
     "  --file FILE        read a snapshot file (pyheap snapshot -o) instead: offline\n"
     "  --dot              print the referrer tree as a Graphviz digraph\n"
@@ -242,7 +250,7 @@ static int print_json(json_t *rep)
 }
 
 enum { OPT_JSON = 1000, OPT_SORT, OPT_BY_TYPE, OPT_DOT, OPT_PATHS, OPT_GROUPS, OPT_FREEZE,
-       OPT_FILE, OPT_INTERVAL, OPT_HISTORY, OPT_KEEP, OPT_SINCE };
+       OPT_FILE, OPT_INTERVAL, OPT_HISTORY, OPT_KEEP, OPT_SINCE, OPT_MAX_AGE };
 
 /* Print an ok reply (stolen) as JSON or as a table. */
 static int finish(json_t *rep, int json, void (*render)(const json_t *))
@@ -307,6 +315,28 @@ static int resolve_socket(char *path, size_t sz)
         return -1;
     }
     return 0;
+}
+
+/* --max-age SECS (issue 7): 0 to PYHEAP_PROTO_MAX_AGE seconds. */
+static int parse_max_age(const char *arg, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(arg, &end);
+    if (errno || end == arg || *end || !isfinite(v) || v < 0 || v > PYHEAP_PROTO_MAX_AGE)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Add "max_age" (when not 0) to REQ (may be NULL). */
+static json_t *with_max_age(json_t *req, double max_age)
+{
+    if (req && max_age > 0 && json_object_set_new(req, "max_age", json_real(max_age)) < 0) {
+        json_decref(req);
+        return NULL;
+    }
+    return req;
 }
 
 /* Add "pid" and "freeze" (when set) to REQ (stolen; NULL: out of memory),
@@ -778,6 +808,7 @@ static int run_top(int argc, char **argv)
         { "pid", required_argument, NULL, 'p' },
         { "json", no_argument, NULL, OPT_JSON },
         { "freeze", no_argument, NULL, OPT_FREEZE },
+        { "max-age", required_argument, NULL, OPT_MAX_AGE },
         { "file", required_argument, NULL, OPT_FILE },
         { "socket", required_argument, NULL, 's' },
         { "help", no_argument, NULL, 'h' },
@@ -786,6 +817,7 @@ static int run_top(int argc, char **argv)
     long n = PYHEAP_PROTO_DEFAULT_N, pid = 0;
     const char *sort = "bytes", *file = NULL;
     int json = 0, freeze = 0;
+    double max_age = 0;
     optind = 0;
     int c;
     while ((c = getopt_long(argc, argv, "n:p:s:h", opts, NULL)) != -1) {
@@ -814,6 +846,10 @@ static int run_top(int argc, char **argv)
         case OPT_FILE:
             file = optarg;
             break;
+        case OPT_MAX_AGE:
+            if (parse_max_age(optarg, &max_age) < 0)
+                return bad_usage("top", "--max-age takes seconds from 0 to 86400");
+            break;
         case 's':
             socket_opt = optarg;
             break;
@@ -826,9 +862,11 @@ static int run_top(int argc, char **argv)
     }
     if (optind != argc)
         return bad_usage("top", "unexpected argument");
+    if (freeze && max_age > 0)
+        return bad_usage("top", "--freeze scans afresh: no --max-age with it");
     if (file) {
-        if (pid || freeze)
-            return bad_usage("top", "--file reads a snapshot file: no -p or --freeze");
+        if (pid || freeze || max_age > 0)
+            return bad_usage("top", "--file reads a snapshot file: no -p, --freeze or --max-age");
         return finish_offline(offline_top(file, strcmp(sort, "count") == 0 ? PYHEAP_SORT_COUNT
                                                                              : PYHEAP_SORT_BYTES,
                                           (size_t)n), json, pyheap_render_top);
@@ -836,7 +874,8 @@ static int run_top(int argc, char **argv)
     char path[108];
     if (resolve_socket(path, sizeof path) < 0)
         return PYHEAP_EXIT_USAGE;
-    json_t *req = json_pack("{s:s,s:I,s:s}", "cmd", "top", "n", (json_int_t)n, "sort", sort);
+    json_t *req = with_max_age(json_pack("{s:s,s:I,s:s}", "cmd", "top", "n", (json_int_t)n,
+                                         "sort", sort), max_age);
     return call_finish(path, req, pid, freeze, json, pyheap_render_top);
 }
 
@@ -851,6 +890,7 @@ static int run_referrers(int argc, char **argv)
         { "dot", no_argument, NULL, OPT_DOT },
         { "file", required_argument, NULL, OPT_FILE },
         { "freeze", no_argument, NULL, OPT_FREEZE },
+        { "max-age", required_argument, NULL, OPT_MAX_AGE },
         { "socket", required_argument, NULL, 's' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -858,6 +898,7 @@ static int run_referrers(int argc, char **argv)
     long pid = 0, depth = PYHEAP_PROTO_DEFAULT_DEPTH, paths = PYHEAP_PROTO_DEFAULT_PATHS,
          groups = PYHEAP_PROTO_DEFAULT_GROUPS;
     int json = 0, dot = 0, freeze = 0;
+    double max_age = 0;
     const char *file = NULL;
     optind = 0;
     int c;
@@ -891,6 +932,10 @@ static int run_referrers(int argc, char **argv)
         case OPT_FREEZE:
             freeze = 1;
             break;
+        case OPT_MAX_AGE:
+            if (parse_max_age(optarg, &max_age) < 0)
+                return bad_usage("referrers", "--max-age takes seconds from 0 to 86400");
+            break;
         case 's':
             socket_opt = optarg;
             break;
@@ -911,9 +956,12 @@ static int run_referrers(int argc, char **argv)
     size_t tlen = strlen(type);
     if (tlen == 0 || tlen > PYHEAP_PROTO_MAX_TYPE_LEN)
         return bad_usage("referrers", "TYPE must be 1 to 256 bytes long");
+    if (freeze && max_age > 0)
+        return bad_usage("referrers", "--freeze scans afresh: no --max-age with it");
     if (file) {
-        if (pid || freeze)
-            return bad_usage("referrers", "--file reads a snapshot file: no -p or --freeze");
+        if (pid || freeze || max_age > 0)
+            return bad_usage("referrers",
+                             "--file reads a snapshot file: no -p, --freeze or --max-age");
         pyheap_referrers_opts ro = { .depth = (unsigned)depth, .max_groups = (size_t)groups,
                                      .max_paths = (size_t)paths };
         return finish_offline(offline_referrers(file, type, &ro), json,
@@ -929,7 +977,7 @@ static int run_referrers(int argc, char **argv)
         /* json_pack fails on invalid UTF-8 as well as on OOM. */
         return bad_usage("referrers", "TYPE must be valid UTF-8");
     }
-    return call_finish(path, req, pid, freeze, json,
+    return call_finish(path, with_max_age(req, max_age), pid, freeze, json,
                        dot ? pyheap_render_referrers_dot : pyheap_render_referrers);
 }
 

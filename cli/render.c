@@ -53,6 +53,18 @@ static const char *group(unsigned long long v, char *buf, size_t sz)
 /* Longest type name shown in full; longer ones are cut with "...". */
 #define NAME_MAX_WIDTH 48
 
+/* issue 7: a reply answered from a kept snapshot says so, with its age,
+ * so nobody takes it for the heap as it is now. PREFIX starts the line. */
+static void snapshot_note(const json_t *rep, const char *prefix)
+{
+    if (!json_is_true(json_object_get(rep, "snapshot_reused")))
+        return;
+    printf("%sfrom a snapshot taken %.1f s ago (snapshot %llu; not rescanned: "
+           "--max-age)\n", prefix,
+           json_number_value(json_object_get(rep, "snapshot_age_ms")) / 1e3,
+           uget(rep, "snapshot_id"));
+}
+
 void pyheap_render_top(const json_t *rep)
 {
     const json_t *types = json_object_get(rep, "types");
@@ -107,6 +119,7 @@ void pyheap_render_top(const json_t *rep)
            group(uget(rep, "skipped"), g3, sizeof g3), ms,
            (long long)json_integer_value(json_object_get(rep, "pid")),
            sget(rep, "python"), sget(rep, "offsets_source"));
+    snapshot_note(rep, "");
     if (json_is_true(json_object_get(rep, "freeze")))
         printf("frozen: %lld threads stopped for %.1f ms\n",
                (long long)json_integer_value(json_object_get(rep, "frozen_threads")),
@@ -347,6 +360,7 @@ void pyheap_render_referrers(const json_t *rep)
     put_clean(stdout, sget(rep, "type"));
     printf(", %s in pid %lld\n", human,
            (long long)json_integer_value(json_object_get(rep, "pid")));
+    snapshot_note(rep, "");
     if (json_is_true(json_object_get(rep, "scan_truncated")))
         printf("warning: the scan hit its object limit; figures are incomplete\n");
 
@@ -435,6 +449,7 @@ void pyheap_render_referrers_dot(const json_t *rep)
 {
     const json_t *groups = json_object_get(rep, "referrers");
     size_t n = json_array_size(groups);
+    snapshot_note(rep, "// ");
     printf("digraph referrers {\n");
     printf("  rankdir=BT;\n");
     printf("  node [shape=box, fontname=\"monospace\"];\n");

@@ -36,6 +36,8 @@ struct pyheapd_history {
     struct pyheapd_kept **kept;
     size_t nkept, keep;
     uint64_t next_id;
+    /* issue 7: the newest full snapshot, or NULL */
+    struct pyheapd_full *full;
     /* periodic thread */
     double interval;
     int running, stop;
@@ -130,6 +132,7 @@ void pyheapd_history_free(struct pyheapd_history *h)
     if (!h)
         return;
     stop_thread(h);
+    pyheapd_history_drop_full(h);
     for (size_t i = 0; i < h->cap; i++)
         point_clear(&h->pts[i]);
     free(h->pts);
@@ -349,6 +352,87 @@ void pyheapd_history_put(struct pyheapd_history *h, struct pyheapd_kept *k)
     kept_free(dead);
 }
 
+/* ---- issue 7: the newest full snapshot ---- */
+
+static void full_free(struct pyheapd_full *f)
+{
+    if (!f)
+        return;
+    pyheap_snapshot_free(f->snap);
+    free(f);
+}
+
+/* Drop one reference; lock held. Returns F when that was the last (to
+ * free unlocked: freeing 32M objects takes a while). */
+static struct pyheapd_full *full_unref_locked(struct pyheapd_full *f)
+{
+    return f && --f->refs == 0 ? f : NULL;
+}
+
+void pyheapd_history_keep_full(struct pyheapd_history *h, uint64_t id, pyheap_snapshot *snap)
+{
+    if (!snap)
+        return;
+    struct pyheapd_full *f = calloc(1, sizeof *f);
+    if (!f) {
+        pyheap_snapshot_free(snap);
+        return;
+    }
+    /* The age counts from the start of the scan: nothing in the snapshot
+     * is older news than that. */
+    double took = pyheap_snapshot_stats(snap)->scan_ms / 1e3;
+    if (!(took >= 0 && took < 1e6))
+        took = 0;
+    f->id = id;
+    f->snap = snap;
+    f->refs = 1;
+    f->wall = (int64_t)time(NULL) - (int64_t)took;
+    pthread_mutex_lock(&h->lock);
+    f->t = now_s(h) - took;
+    struct pyheapd_full *old = full_unref_locked(h->full);
+    h->full = f;
+    pthread_mutex_unlock(&h->lock);
+    full_free(old);
+}
+
+void pyheapd_history_drop_full(struct pyheapd_history *h)
+{
+    pthread_mutex_lock(&h->lock);
+    struct pyheapd_full *old = full_unref_locked(h->full);
+    h->full = NULL;
+    pthread_mutex_unlock(&h->lock);
+    full_free(old);
+}
+
+struct pyheapd_full *pyheapd_history_full_get(struct pyheapd_history *h, double max_age,
+                                              double *age_s)
+{
+    struct pyheapd_full *f = NULL;
+    pthread_mutex_lock(&h->lock);
+    if (h->full) {
+        double age = now_s(h) - h->full->t;
+        if (age < 0)
+            age = 0;
+        if (age <= max_age) {
+            f = h->full;
+            f->refs++;
+            *age_s = age;
+        }
+    }
+    pthread_mutex_unlock(&h->lock);
+    return f;
+}
+
+void pyheapd_history_full_put(struct pyheapd_history *h, struct pyheapd_full *f)
+{
+    if (!f)
+        return;
+    pthread_mutex_lock(&h->lock);
+    struct pyheapd_full *dead = full_unref_locked(f);
+    pthread_mutex_unlock(&h->lock);
+    full_free(dead);
+}
+
 /* ---- the periodic thread ---- */
 
 static void *series_thread(void *arg)
@@ -380,15 +464,16 @@ static void *series_thread(void *arg)
         pyheap_snapshot *snap = NULL;
         struct pyheapd_scan_info info;
         pyheap_proto_error perr;
+        pyheapd_history_drop_full(h);
         int rc = pyheapd_scan(h->d, h->s, 0, &snap, &info, &perr);
         if (rc == 0) {
-            pyheapd_history_record(h, h->s->pid, snap);
+            uint64_t id = pyheapd_history_record(h, h->s->pid, snap);
             const pyheap_scan_stats *st = pyheap_snapshot_stats(snap);
             pthread_mutex_lock(&h->d->lock);
             h->s->scans++;
             h->s->last_scan_ms = st->scan_ms;
             pthread_mutex_unlock(&h->d->lock);
-            pyheap_snapshot_free(snap);
+            pyheapd_history_keep_full(h, id, snap);
         }
         pthread_mutex_lock(&h->lock);
         if (rc == 0) {

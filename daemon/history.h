@@ -30,6 +30,20 @@ struct pyheapd_kept {
     unsigned refs;          /* history lock */
 };
 
+/* issue 7: the newest full snapshot of the session (graph included), kept
+ * so top/referrers with "max_age" can answer without a scan. At most one
+ * per session: a newer scan replaces it, and a scan that starts releases
+ * it first so two full snapshots never coexist (unless a request is still
+ * using the old one). Reference-counted like pyheapd_kept. */
+struct pyheapd_full {
+    uint64_t id;            /* the history id the scan was recorded under */
+    double t;               /* when its scan began, seconds since the session
+                             * began (monotonic) */
+    int64_t wall;           /* unix time of the same moment */
+    pyheap_snapshot *snap;  /* full */
+    unsigned refs;          /* history lock */
+};
+
 struct pyheapd_history *pyheapd_history_new(size_t cap, size_t keep);
 /* Stop the periodic thread (waits for a running scan) and free. */
 void pyheapd_history_free(struct pyheapd_history *h);
@@ -44,6 +58,17 @@ uint64_t pyheapd_history_record(struct pyheapd_history *h, pid_t pid,
  * kept. */
 struct pyheapd_kept *pyheapd_history_get(struct pyheapd_history *h, uint64_t id);
 void pyheapd_history_put(struct pyheapd_history *h, struct pyheapd_kept *k);
+/* issue 7: keep SNAP (taken: freed now, on failure, or later) as the
+ * session's full snapshot, recorded as ID (0 if it could not be), replacing
+ * the previous one. */
+void pyheapd_history_keep_full(struct pyheapd_history *h, uint64_t id, pyheap_snapshot *snap);
+/* Release the kept full snapshot (a new scan begins). */
+void pyheapd_history_drop_full(struct pyheapd_history *h);
+/* The kept full snapshot if its scan began at most MAX_AGE seconds ago,
+ * with a reference and its age in *AGE_S; NULL otherwise. */
+struct pyheapd_full *pyheapd_history_full_get(struct pyheapd_history *h, double max_age,
+                                              double *age_s);
+void pyheapd_history_full_put(struct pyheapd_history *h, struct pyheapd_full *f);
 /* Fields for "ps": interval_s, series_points, series_state. */
 int pyheapd_history_ps(struct pyheapd_history *h, json_t *entry);
 /* {"pid","window_s","snapshots","interval_s","state","types":[...]} into O,

@@ -503,9 +503,57 @@ static json_t *referrers_reply(const struct pyheapd_session *s, const pyheap_sna
     return pyheap_report_referrers(s->pid, snap, req->type, &opts, err);
 }
 
+/* Name the snapshot a top/referrers reply came from (issue 7), when the
+ * request gave "max_age": its id, whether it was reused, its age. */
+static int say_snapshot(json_t *reply, uint64_t id, int reused, double age_s)
+{
+    return json_object_set_new(reply, "snapshot_id", json_integer((json_int_t)id)) < 0 ||
+           json_object_set_new(reply, "snapshot_reused", json_boolean(reused)) < 0 ||
+           json_object_set_new(reply, "snapshot_age_ms", json_real(age_s * 1e3)) < 0 ? -1 : 0;
+}
+
+/* issue 7: answer from the session's kept snapshot if it is at most
+ * req->max_age seconds old. Returns the reply (new reference, ok or error),
+ * or NULL with *tried == 0 when there is no such snapshot (scan afresh). */
+static json_t *reuse_command(struct pyheapd *d, struct pyheapd_session *s,
+                             const struct ucred *peer, const pyheap_request *req,
+                             snapshot_reply_fn fn, int *tried)
+{
+    *tried = 0;
+    /* A session whose process is gone answers as a scan would: with the
+     * state error (pyheapd_scan gives it). */
+    if (pyheapd_session_check(d, s) != PYHEAPD_ALIVE)
+        return NULL;
+    double age = 0;
+    struct pyheapd_full *f = pyheapd_history_full_get(s->hist, req->max_age, &age);
+    if (!f)
+        return NULL;
+    *tried = 1;
+    struct timespec a0, a1;
+    clock_gettime(CLOCK_MONOTONIC, &a0);
+    pyheap_error err;
+    memset(&err, 0, sizeof err);
+    json_t *reply = fn(s, f->snap, req, &err);
+    clock_gettime(CLOCK_MONOTONIC, &a1);
+    uint64_t id = f->id;
+    pyheapd_history_full_put(s->hist, f);
+    pyheapd_log("%s of pid %d for uid %lu: from snapshot %llu taken %.1f s ago, "
+                "request %.1f ms", pyheap_proto_cmd_name(req->cmd), (int)s->pid,
+                (unsigned long)peer->uid, (unsigned long long)id, age,
+                (double)(a1.tv_sec - a0.tv_sec) * 1e3 + (double)(a1.tv_nsec - a0.tv_nsec) / 1e6);
+    if (!reply)
+        return lib_error_reply(&err);
+    if (json_is_true(json_object_get(reply, "ok")) && say_snapshot(reply, id, 1, age) < 0) {
+        json_decref(reply);
+        return oom_reply();
+    }
+    return reply;
+}
+
 /* Take a fresh snapshot of the chosen target (pyheapd_scan: identity
- * checks, time budget, optional freeze), build the reply with FN, and drop
- * the snapshot. */
+ * checks, time budget, optional freeze), build the reply with FN, and keep
+ * the snapshot as the session's newest (issue 7). With req->max_age, the
+ * kept snapshot answers instead when it is recent enough. */
 static json_t *scan_command(struct pyheapd *d, const struct ucred *peer,
                             const pyheap_request *req, snapshot_reply_fn fn)
 {
@@ -518,6 +566,15 @@ static json_t *scan_command(struct pyheapd *d, const struct ucred *peer,
         reply = error_reply(&perr);
         goto out;
     }
+    if (req->max_age > 0) {
+        int tried;
+        reply = reuse_command(d, s, peer, req, fn, &tried);
+        if (tried)
+            goto out;
+    }
+    /* The kept snapshot goes before the scan: two full snapshots of one
+     * session never coexist (but for requests still using the old one). */
+    pyheapd_history_drop_full(s->hist);
     pyheap_snapshot *snap = NULL;
     struct pyheapd_scan_info info;
     if (pyheapd_scan(d, s, req->freeze, &snap, &info, &perr) < 0) {
@@ -542,7 +599,8 @@ static json_t *scan_command(struct pyheapd *d, const struct ucred *peer,
     if (info.froze)
         pyheapd_log("froze pid %d: %zu threads stopped for %.1f ms", (int)s->pid,
                     info.frozen_threads, info.pause_ms);
-    pyheap_snapshot_free(snap);
+    pyheapd_history_keep_full(s->hist, snap_id, snap);   /* takes snap */
+    snap = NULL;
 
     pthread_mutex_lock(&d->lock);
     s->scans++;
@@ -553,9 +611,11 @@ static json_t *scan_command(struct pyheapd *d, const struct ucred *peer,
         reply = lib_error_reply(&err);
     } else if (json_is_true(json_object_get(reply, "ok"))) {
         /* top/referrers keep their documented shape; the issue 5 commands
-         * name the snapshot they recorded. */
+         * name the snapshot they recorded, and so do top/referrers asked
+         * with "max_age" (issue 7). */
         int say_id = snap_id && (req->cmd == PYHEAP_CMD_SNAPSHOT || req->cmd == PYHEAP_CMD_STATS);
         if ((say_id && json_object_set_new(reply, "snapshot_id", json_integer((json_int_t)snap_id)) < 0) ||
+            (req->max_age > 0 && say_snapshot(reply, snap_id, 0, ms / 1e3) < 0) ||
             (info.froze && json_object_set_new(reply, "freeze", json_true()) < 0) ||
             (info.froze &&
              (json_object_set_new(reply, "pause_ms", json_real(info.pause_ms)) < 0 ||
@@ -735,6 +795,7 @@ static json_t *cmd_diff(struct pyheapd *d, const struct ucred *peer, const pyhea
     json_t *reply = NULL;
     struct pyheapd_kept *k = NULL;
     pyheap_snapshot *snap = NULL;
+    uint64_t id = 0;
     if (authorize(peer, s->pid, &s->uid, &perr) < 0) {
         reply = error_reply(&perr);
         goto out;
@@ -755,11 +816,12 @@ static json_t *cmd_diff(struct pyheapd *d, const struct ucred *peer, const pyhea
         goto out;
     }
     struct pyheapd_scan_info info;
+    pyheapd_history_drop_full(s->hist);
     if (pyheapd_scan(d, s, req->freeze, &snap, &info, &perr) < 0) {
         reply = error_reply(&perr);
         goto out;
     }
-    uint64_t id = pyheapd_history_record(s->hist, s->pid, snap);
+    id = pyheapd_history_record(s->hist, s->pid, snap);
     pyheap_error err;
     memset(&err, 0, sizeof err);
     pyheap_diff *df = NULL;
@@ -784,7 +846,8 @@ static json_t *cmd_diff(struct pyheapd *d, const struct ucred *peer, const pyhea
     }
     json_decref(rep);
 out:
-    pyheap_snapshot_free(snap);
+    if (snap)
+        pyheapd_history_keep_full(s->hist, id, snap);   /* takes snap */
     pyheapd_history_put(s->hist, k);
     session_unref(d, s);
     return reply;

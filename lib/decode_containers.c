@@ -249,6 +249,42 @@ int pyheap_walk_decode_dict(struct walk *w, const struct walk_obj *o, uint64_t *
     return 0;
 }
 
+/* Instances of one class share its keys: their attribute labels are
+ * computed once per thread and keys layout (a shared keys object only ever
+ * grows: same size, kind and entry counts mean the same entries). 0, or -1
+ * to take the general path. */
+static int split_values_refs(struct walk *w, uint64_t values, uint64_t keys,
+                             const struct dkeys *d)
+{
+    const struct pyheap_offsets *off = &pyheap_walk_target(w)->off;
+    if (d->nentries > WALK_SPLIT_MAX || d->entry_size > 64)
+        return -1;
+    size_t n = (size_t)d->nentries;
+    struct walk_split_cache *c = pyheap_walk_split_cache(w, keys);
+    if (c->keys != keys || c->nentries != d->nentries || c->usable != d->usable ||
+        c->log2_size != d->log2_size || c->kind != d->kind) {
+        unsigned char eb[WALK_SPLIT_MAX * 64];
+        c->keys = 0;
+        if (n && pyheap_walk_read(w, d->entries, eb, n * d->entry_size) < 0)
+            return -1;
+        for (size_t i = 0; i < n; i++)
+            c->label[i] = pyheap_walk_label_key(
+                w, u64at(eb + i * d->entry_size, d->general ? off->dke_key : off->due_key), true);
+        c->keys = keys;
+        c->nentries = d->nentries;
+        c->usable = d->usable;
+        c->log2_size = d->log2_size;
+        c->kind = d->kind;
+    }
+    uint64_t v[WALK_SPLIT_MAX];
+    if (n && pyheap_walk_read(w, values + off->dict_values_values, v, n * 8) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (v[i])
+            pyheap_walk_edge(w, v[i], c->label[i]);
+    return 0;
+}
+
 void pyheap_walk_values_refs(struct walk *w, uint64_t values, uint64_t keys)
 {
     struct dkeys d;
@@ -258,8 +294,11 @@ void pyheap_walk_values_refs(struct walk *w, uint64_t values, uint64_t keys)
         pyheap_walk_skip(w);
         return;
     }
+    bool shared = pyheap_walk_is_cached_keys(w, keys);
+    if (shared && split_values_refs(w, values, keys, &d) == 0)
+        return;
     int attr = 1;
-    entry_fn fn = pyheap_walk_is_cached_keys(w, keys) ? ref_value : ref_entry;
+    entry_fn fn = shared ? ref_value : ref_entry;
     if (for_entries(w, &d, values, fn, &attr) < 0)
         pyheap_walk_skip(w);
 }

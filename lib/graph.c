@@ -4,9 +4,11 @@
  * over several levels, shortest paths from the roots rendered as Python
  * expressions, and objects reachable from no root. See docs/graph.md.
  *
- * Everything works on flat arrays indexed by object index: one reverse
- * CSR of the strong (non-weak) edges per call, one BFS, and sorted
- * (key, object) pairs for grouping; nothing is allocated per edge.
+ * Everything works on flat arrays indexed by object index: per level of
+ * referrers, one pass over the forward edges builds a reverse CSR of the
+ * strong (non-weak) edges into that level's objects alone; one BFS that
+ * stops once the asked objects are reached; (key, object) pairs grouped by
+ * a hash of keys and a radix sort. Nothing is allocated per edge.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -31,7 +33,6 @@
  * (a module in sys.modules, a frame's local...), named in `via`. */
 #define ROOT_TYPE UINT32_MAX
 
-#define NO_PARENT UINT32_MAX
 #define IS_ROOT   (UINT32_MAX - 1)
 
 /* ---- type lookup ---- */
@@ -56,9 +57,6 @@ int pyheap_type_lookup(const pyheap_snapshot *s, const char *name,
         free(out);
         return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0, "out of memory looking up a type");
     }
-    for (size_t i = 0; i < s->n; i++)
-        if (s->type[i] < s->ntypes)
-            count[s->type[i]]++;
     size_t m = 0;
     /* An exact name wins (a type index stands for a distinct name). */
     for (size_t t = 0; t < s->ntypes; t++)
@@ -67,6 +65,10 @@ int pyheap_type_lookup(const pyheap_snapshot *s, const char *name,
             break;
         }
     if (m == 0) {
+        /* (only then the counts: a pass over every object) */
+        for (size_t i = 0; i < s->n; i++)
+            if (s->type[i] < s->ntypes)
+                count[s->type[i]]++;
         /* Short names: prefer types that have objects. */
         for (int pass = 0; pass < 2 && m == 0; pass++)
             for (size_t t = 0; t < s->ntypes; t++)
@@ -85,56 +87,218 @@ int pyheap_type_lookup(const pyheap_snapshot *s, const char *name,
     return 0;
 }
 
+/* ---- object sets ---- */
+
+/* Without -mpopcnt the builtin is a libgcc call; this is a few ALU ops. */
+static inline unsigned popcount64(uint64_t x)
+{
+    x = x - ((x >> 1) & 0x5555555555555555ULL);
+    x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+    x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+    return (unsigned)((x * 0x0101010101010101ULL) >> 56);
+}
+
+/* A set of object indices: one bit per object, a per-word rank (set bits
+ * before the word) so members get dense numbers, and the smallest and
+ * largest member to skip most bit tests when the set is small. */
+struct oset {
+    uint64_t *bits;
+    uint32_t *wrank;
+    size_t nwords, count;
+    uint32_t lo, hi;
+};
+
+static void oset_free(struct oset *o)
+{
+    free(o->bits);
+    free(o->wrank);
+    memset(o, 0, sizeof *o);
+}
+
+static int oset_init(struct oset *o, size_t n)
+{
+    memset(o, 0, sizeof *o);
+    o->nwords = (n + 63) / 64;
+    o->bits = calloc(o->nwords ? o->nwords : 1, sizeof *o->bits);
+    o->wrank = malloc((o->nwords ? o->nwords : 1) * sizeof *o->wrank);
+    o->lo = UINT32_MAX;
+    if (!o->bits || !o->wrank) {
+        oset_free(o);
+        return -1;
+    }
+    return 0;
+}
+
+static inline bool oset_has(const struct oset *o, uint32_t i)
+{
+    return (o->bits[i >> 6] >> (i & 63)) & 1;
+}
+
+static inline void oset_add(struct oset *o, uint32_t i)
+{
+    o->bits[i >> 6] |= 1ULL << (i & 63);
+    if (i < o->lo)
+        o->lo = i;
+    if (i > o->hi)
+        o->hi = i;
+}
+
+/* After the last oset_add: the ranks. */
+static void oset_seal(struct oset *o)
+{
+    size_t c = 0;
+    for (size_t w = 0; w < o->nwords; w++) {
+        o->wrank[w] = (uint32_t)c;
+        c += popcount64(o->bits[w]);
+    }
+    o->count = c;
+}
+
+static inline uint32_t oset_rank(const struct oset *o, uint32_t i)
+{
+    uint64_t below = (1ULL << (i & 63)) - 1;
+    return o->wrank[i >> 6] + popcount64(o->bits[i >> 6] & below);
+}
+
 /* ---- shared context ---- */
+
+/* One set of objects whose referrers are grouped under group PARENT. */
+struct item {
+    size_t parent;          /* index in ctx.groups, SIZE_MAX at depth 1 */
+    uint32_t *members;      /* ascending */
+    size_t nm;
+};
 
 struct ctx {
     const pyheap_snapshot *s;
-    /* reverse CSR of strong edges: referrers of object i are
-     * rsrc[roff[i] .. roff[i+1]) with labels rlab[...] */
-    uint32_t *roff, *rsrc, *rlab;
+    /* reverse CSR of the strong edges into the objects of `in` (one depth
+     * at a time): the referrers of object i, r = oset_rank(in, i), are
+     * rsrc[roff[r] .. roff[r+1]) with labels rlab[...], in the order of
+     * the forward edges (by source, then edge). */
+    struct oset in;
+    uint32_t *roff, *rsrc, *rlab, *rtype;   /* rtype: the source's type */
     unsigned depth;
     size_t max_groups;
     /* (object << 32 | root index), sorted: which objects are roots */
     uint64_t *rootof;
     size_t nrootof;
-    /* output */
+    struct oset rootobj;    /* the objects that are roots */
+    /* output, in the order made (depth by depth); parent = index here */
     pyheap_referrer_group *groups;
     size_t ngroups, capgroups;
 };
 
-static int build_reverse(struct ctx *c)
+static void reverse_free(struct ctx *c)
+{
+    oset_free(&c->in);
+    free(c->roff);
+    free(c->rsrc);
+    free(c->rlab);
+    free(c->rtype);
+    c->roff = c->rsrc = c->rlab = c->rtype = NULL;
+}
+
+/* The source of forward edge E, searching up from object I (eoff[i] <= e):
+ * the last object whose edges start at or before E. */
+static size_t edge_source(const uint32_t *eoff, size_t n, size_t i, size_t e)
+{
+    size_t step = 1, hi = i + 1;
+    while (hi < n && eoff[hi] <= e) {
+        i = hi;
+        hi = i + step;
+        step *= 2;
+    }
+    if (hi > n)
+        hi = n;
+    /* eoff[i] <= e < eoff[hi] (or hi == n) */
+    while (hi - i > 1) {
+        size_t mid = i + (hi - i) / 2;
+        if (eoff[mid] <= e)
+            i = mid;
+        else
+            hi = mid;
+    }
+    return i;
+}
+
+struct redge {
+    uint32_t rank, src, label, type;
+};
+
+/* The reverse edges of the objects of ITEMS: one pass over the forward
+ * edges (a bit test each), then a counting sort by target. Only objects
+ * whose referrers are asked for get any: no reverse graph of the heap. */
+static int build_reverse(struct ctx *c, const struct item *items, size_t nitems)
 {
     const pyheap_snapshot *s = c->s;
-    c->roff = calloc(s->n + 1, sizeof *c->roff);
-    if (!c->roff)
+    reverse_free(c);
+    if (oset_init(&c->in, s->n) < 0)
         return -1;
-    size_t m = 0;
-    for (size_t e = 0; e < s->nedges; e++)
-        if (!(WALK_LBL_FLAGS(s->elabel[e]) & PYHEAP_EDGE_WEAK)) {
-            c->roff[s->etarget[e] + 1]++;
-            m++;
+    for (size_t k = 0; k < nitems; k++)
+        for (size_t i = 0; i < items[k].nm; i++)
+            oset_add(&c->in, items[k].members[i]);
+    oset_seal(&c->in);
+    struct redge *re = NULL;
+    size_t nre = 0, capre = 0;
+    const uint32_t lo = c->in.lo, span = c->in.hi - c->in.lo;
+    const uint32_t *et = s->etarget;
+    /* One bit per word of the set (64 KiB for 32M objects): a sparse set
+     * costs no access to its 4 MiB of bits per edge. A dense one (a bit in
+     * more than a quarter of the words) is tested directly. */
+    size_t nsum = (c->in.nwords + 63) / 64, nonzero = 0;
+    uint64_t *sum = calloc(nsum ? nsum : 1, sizeof *sum);
+    if (!sum)
+        return -1;
+    for (size_t w = 0; w < c->in.nwords; w++)
+        if (c->in.bits[w]) {
+            sum[w >> 6] |= 1ULL << (w & 63);
+            nonzero++;
         }
-    for (size_t i = 0; i < s->n; i++)
-        c->roff[i + 1] += c->roff[i];
-    c->rsrc = malloc((m ? m : 1) * sizeof *c->rsrc);
-    c->rlab = malloc((m ? m : 1) * sizeof *c->rlab);
-    uint32_t *fill = malloc((s->n ? s->n : 1) * sizeof *fill);
-    if (!c->rsrc || !c->rlab || !fill) {
-        free(fill);
-        return -1;
-    }
-    memcpy(fill, c->roff, s->n * sizeof *fill);
-    for (size_t i = 0; i < s->n; i++) {
-        for (uint32_t e = s->eoff[i]; e < s->eoff[i + 1]; e++) {
+    const bool dense = nonzero * 4 > c->in.nwords;
+    size_t src = 0;
+    if (c->in.count > 0) {
+        for (size_t e = 0; e < s->nedges; e++) {
+            uint32_t t = et[e];
+            if (t - lo > span || (!dense && !((sum[t >> 12] >> ((t >> 6) & 63)) & 1)) ||
+                !oset_has(&c->in, t))
+                continue;
             uint32_t l = s->elabel[e];
             if (WALK_LBL_FLAGS(l) & PYHEAP_EDGE_WEAK)
                 continue;
-            uint32_t k = fill[s->etarget[e]]++;
-            c->rsrc[k] = (uint32_t)i;
-            c->rlab[k] = l;
+            if (e >= s->eoff[src + 1])
+                src = edge_source(s->eoff, s->n, src, e);
+            if (nre == capre && !pyheap_grow((void **)&re, &capre, nre + 1, sizeof *re)) {
+                free(re);
+                free(sum);
+                return -1;
+            }
+            /* sources come in ascending order: type[] is read in order */
+            re[nre++] = (struct redge){ oset_rank(&c->in, t), (uint32_t)src, l, s->type[src] };
         }
     }
-    free(fill);
+    free(sum);
+    size_t m = c->in.count;
+    c->roff = calloc(m + 2, sizeof *c->roff);
+    c->rsrc = malloc((nre ? nre : 1) * sizeof *c->rsrc);
+    c->rlab = malloc((nre ? nre : 1) * sizeof *c->rlab);
+    c->rtype = malloc((nre ? nre : 1) * sizeof *c->rtype);
+    if (!c->roff || !c->rsrc || !c->rlab || !c->rtype) {
+        free(re);
+        return -1;
+    }
+    for (size_t k = 0; k < nre; k++)
+        c->roff[re[k].rank + 2]++;
+    for (size_t r = 0; r < m; r++)
+        c->roff[r + 2] += c->roff[r + 1];
+    /* roff[r + 1] is where the referrers of rank r start; filling moves
+     * it to their end, so that roff[r] .. roff[r + 1] are rank r's. */
+    for (size_t k = 0; k < nre; k++) {
+        uint32_t at = c->roff[re[k].rank + 1]++;
+        c->rsrc[at] = re[k].src;
+        c->rlab[at] = re[k].label;
+        c->rtype[at] = re[k].type;
+    }
+    free(re);
     return 0;
 }
 
@@ -146,12 +310,288 @@ struct pair {
     uint32_t flags;
 };
 
-static int pair_cmp(const void *a, const void *b)
+/* Sorting pairs by (key, src): the distinct keys are few, so they get dense
+ * numbers in key order and the pairs are radix-sorted on (number, src).
+ * Pairs equal in both differ at most in flags, which are only and-ed. */
+struct keyset {
+    uint64_t *keys;         /* open addressing; slot used when used[] */
+    uint32_t *id;
+    uint32_t *src;          /* the first referrer seen with the key */
+    uint8_t *used;
+    uint8_t *multi;         /* another referrer has the key too */
+    size_t cap, n;
+};
+
+static uint64_t key_hash(uint64_t k)
 {
-    const struct pair *x = a, *y = b;
-    if (x->key != y->key)
-        return x->key < y->key ? -1 : 1;
-    return (x->src > y->src) - (x->src < y->src);
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    return k;
+}
+
+static void keyset_free(struct keyset *ks)
+{
+    free(ks->keys);
+    free(ks->id);
+    free(ks->src);
+    free(ks->used);
+    free(ks->multi);
+}
+
+/* An empty set of room CAP (a power of two). */
+static int keyset_init(struct keyset *ks, size_t cap)
+{
+    memset(ks, 0, sizeof *ks);
+    ks->cap = cap;
+    ks->keys = malloc(cap * sizeof *ks->keys);
+    ks->id = malloc(cap * sizeof *ks->id);
+    ks->src = malloc(cap * sizeof *ks->src);
+    ks->used = calloc(cap, 1);
+    ks->multi = calloc(cap, 1);
+    if (ks->keys && ks->id && ks->src && ks->used && ks->multi)
+        return 0;
+    keyset_free(ks);
+    return -1;
+}
+
+static size_t keyset_find(const struct keyset *ks, uint64_t k)
+{
+    size_t j = key_hash(k) & (ks->cap - 1);
+    while (ks->used[j] && ks->keys[j] != k)
+        j = (j + 1) & (ks->cap - 1);
+    return j;
+}
+
+/* Add K seen with referrer SRC (ids are set later); the table doubles at
+ * half load. The slot of K in *SLOT. */
+static int keyset_add(struct keyset *ks, uint64_t k, uint32_t src, size_t *slot)
+{
+    size_t j = keyset_find(ks, k);
+    if (ks->used[j]) {
+        ks->multi[j] |= ks->src[j] != src;
+        *slot = j;
+        return 0;
+    }
+    if ((ks->n + 1) * 2 > ks->cap) {
+        struct keyset big;
+        if (keyset_init(&big, ks->cap * 2) < 0)
+            return -1;
+        for (size_t i = 0; i < ks->cap; i++)
+            if (ks->used[i]) {
+                size_t t = keyset_find(&big, ks->keys[i]);
+                big.used[t] = 1;
+                big.keys[t] = ks->keys[i];
+                big.src[t] = ks->src[i];
+                big.multi[t] = ks->multi[i];
+            }
+        big.n = ks->n;
+        keyset_free(ks);
+        *ks = big;
+        j = keyset_find(ks, k);
+    }
+    ks->used[j] = 1;
+    ks->keys[j] = k;
+    ks->src[j] = src;
+    ks->multi[j] = 0;
+    ks->n++;
+    *slot = j;
+    return 0;
+}
+
+static int u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Stable LSD radix sort of A (N) on bits LO..63, 11 bits a pass, only
+ * over the bits that are not the same in every value. TMP has room for N.
+ * -1 when out of memory. */
+static int radix_sort(uint64_t *a, uint64_t *tmp, size_t n, unsigned lo)
+{
+    enum { DIGIT = 11, BUCKETS = 1 << DIGIT };
+    uint64_t all_or = 0, all_and = ~0ULL;
+    for (size_t i = 0; i < n; i++) {
+        all_or |= a[i];
+        all_and &= a[i];
+    }
+    uint64_t vary = (all_or ^ all_and) >> lo << lo;
+    if (!vary)
+        return 0;
+    unsigned first = (unsigned)__builtin_ctzll(vary), last = 63 - (unsigned)__builtin_clzll(vary);
+    size_t *cnt = malloc(BUCKETS * sizeof *cnt);
+    if (!cnt)
+        return -1;
+    uint64_t *from = a, *to = tmp;
+    for (unsigned sh = first; sh <= last; sh += DIGIT) {
+        memset(cnt, 0, BUCKETS * sizeof *cnt);
+        for (size_t i = 0; i < n; i++)
+            cnt[(from[i] >> sh) & (BUCKETS - 1)]++;
+        size_t pos = 0;
+        for (size_t d = 0; d < BUCKETS; d++) {
+            size_t c = cnt[d];
+            cnt[d] = pos;
+            pos += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            to[cnt[(from[i] >> sh) & (BUCKETS - 1)]++] = from[i];
+        uint64_t *x = from;
+        from = to;
+        to = x;
+    }
+    if (from != a)
+        memcpy(a, from, n * sizeof *a);
+    free(cnt);
+    return 0;
+}
+
+static bool ascending(const uint64_t *a, size_t n)
+{
+    for (size_t i = 1; i < n; i++)
+        if ((a[i] >> 3) < (a[i - 1] >> 3))
+            return false;
+    return true;
+}
+
+/* Sort the packed pairs A (N) above their flags: by key number (NF of
+ * them, above bit 3 + SBITS) with a stable counting pass, then by source
+ * within each key, where the sources are not in order already (a type's
+ * objects and their referrers are often allocated in step). TMP: room
+ * for N. */
+static int sort_packed(uint64_t *a, uint64_t *tmp, size_t n, size_t nf, unsigned sbits)
+{
+    if (nf > 1) {
+        size_t *at = calloc(nf + 1, sizeof *at);
+        if (!at)
+            return -1;
+        for (size_t i = 0; i < n; i++)
+            at[(a[i] >> (3 + sbits)) + 1]++;
+        for (size_t k = 0; k < nf; k++)
+            at[k + 1] += at[k];
+        for (size_t i = 0; i < n; i++)
+            tmp[at[a[i] >> (3 + sbits)]++] = a[i];
+        memcpy(a, tmp, n * sizeof *a);
+        /* at[k] is now the end of key k's run */
+        for (size_t k = 0, lo = 0; k < nf; lo = at[k], k++)
+            if (!ascending(a + lo, at[k] - lo) && radix_sort(a + lo, tmp, at[k] - lo, 3) < 0) {
+                free(at);
+                return -1;
+            }
+        free(at);
+        return 0;
+    }
+    return ascending(a, n) ? 0 : radix_sort(a, tmp, n, 3);
+}
+
+/* Binary search of K in the ascending A (N); N if absent. */
+static size_t u64_find(const uint64_t *a, size_t n, uint64_t k)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (a[mid] < k)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && a[lo] == k ? lo : n;
+}
+
+/* Group P (NP) by (key, src), ascending. A referrer type with many
+ * distinct str keys among its groups (a cache keyed by request id, module
+ * dicts) would spread over one group per key: when there are more than
+ * MERGE_STR_KEYS of them, the keys used by a single referrer object become
+ * one "[*]" group (rewritten in P); keys shared by several referrers
+ * (['sql'] in 75k row dicts) stay. The pairs are packed in 64 bits,
+ * key number << (3 + source bits) | (src - lowest src) << 3 | flags, and
+ * radix-sorted above the flags. */
+static int group_pairs(struct pair *p, size_t np)
+{
+    struct keyset ks;
+    uint64_t *sp = malloc((np ? np : 1) * sizeof *sp);
+    uint64_t *tmp = malloc((np ? np : 1) * sizeof *tmp);
+    uint64_t *distinct = NULL, *final = NULL;
+    int rc = -1;
+    memset(&ks, 0, sizeof ks);
+    if (!sp || !tmp || keyset_init(&ks, 64) < 0)
+        goto out;
+    /* Equal keys come in runs (the referrers of one object, one list):
+     * the hash is looked up once a run. */
+    uint32_t smin = UINT32_MAX, smax = 0;
+    size_t slot = 0;
+    for (size_t i = 0; i < np; i++) {
+        if (i == 0 || p[i].key != p[i - 1].key) {
+            if (keyset_add(&ks, p[i].key, p[i].src, &slot) < 0)
+                goto out;
+        } else {
+            ks.multi[slot] |= ks.src[slot] != p[i].src;
+        }
+        if (p[i].src < smin)
+            smin = p[i].src;
+        if (p[i].src > smax)
+            smax = p[i].src;
+    }
+    distinct = malloc((ks.n ? ks.n : 1) * sizeof *distinct);
+    final = malloc((ks.n ? ks.n : 1) * sizeof *final);
+    if (!distinct || !final)
+        goto out;
+    size_t nd = 0;
+    for (size_t j = 0; j < ks.cap; j++)
+        if (ks.used[j])
+            distinct[nd++] = ks.keys[j];
+    qsort(distinct, nd, sizeof *distinct, u64_cmp);
+    /* The key each key becomes: itself, or its type's [*]. */
+    for (size_t i = 0; i < nd;) {
+        uint32_t type = (uint32_t)(distinct[i] >> 32);
+        size_t j = i, nstr = 0;
+        for (; j < nd && (uint32_t)(distinct[j] >> 32) == type; j++)
+            nstr += WALK_LBL_KIND((uint32_t)distinct[j]) == LBL_KEY_STR;
+        for (size_t k = i; k < j; k++) {
+            final[k] = distinct[k];
+            if (nstr > MERGE_STR_KEYS && WALK_LBL_KIND((uint32_t)distinct[k]) == LBL_KEY_STR &&
+                !ks.multi[keyset_find(&ks, distinct[k])])
+                final[k] = ((uint64_t)type << 32) | WALK_LBL(LBL_ITEM, 0);
+        }
+        i = j;
+    }
+    /* Number the distinct final keys in order; each key gets its final's. */
+    for (size_t k = 0; k < nd; k++)
+        ks.id[keyset_find(&ks, distinct[k])] = (uint32_t)k;   /* index in final[] */
+    memcpy(distinct, final, nd * sizeof *distinct);
+    qsort(distinct, nd, sizeof *distinct, u64_cmp);
+    size_t nf = 0;
+    for (size_t k = 0; k < nd; k++)
+        if (nf == 0 || distinct[k] != distinct[nf - 1])
+            distinct[nf++] = distinct[k];
+    for (size_t j = 0; j < ks.cap; j++)
+        if (ks.used[j])
+            ks.id[j] = (uint32_t)u64_find(distinct, nf, final[ks.id[j]]);
+    unsigned sbits = smax > smin ? 64 - (unsigned)__builtin_clzll((uint64_t)(smax - smin)) : 0;
+    if (np > 0 && 3 + sbits + (nf > 1 ? 64 - (unsigned)__builtin_clzll((uint64_t)nf - 1) : 0) > 64) {
+        /* over 2^29 distinct keys and sources 2^32 apart: no room */
+        goto out;
+    }
+    uint64_t id = 0;
+    for (size_t i = 0; i < np; i++) {
+        if (i == 0 || p[i].key != p[i - 1].key)
+            id = ks.id[keyset_find(&ks, p[i].key)];
+        sp[i] = (id << (3 + sbits)) | ((uint64_t)(p[i].src - smin) << 3) | (p[i].flags & 7u);
+    }
+    if (sort_packed(sp, tmp, np, nf, sbits) < 0)
+        goto out;
+    uint64_t smask = sbits ? (~0ULL >> (64 - sbits)) : 0;
+    for (size_t i = 0; i < np; i++)
+        p[i] = (struct pair){ distinct[sp[i] >> (3 + sbits)],
+                              (uint32_t)((sp[i] >> 3) & smask) + smin, (uint32_t)(sp[i] & 7) };
+    rc = 0;
+out:
+    free(distinct);
+    free(final);
+    keyset_free(&ks);
+    free(sp);
+    free(tmp);
+    return rc;
 }
 
 /* The grouping form of a label: positions and int keys become [*]. */
@@ -183,50 +623,13 @@ static int cand_cmp(const void *a, const void *b)
     return (x->lo > y->lo) - (x->lo < y->lo);
 }
 
-/* A referrer type with many distinct str keys among its groups (a cache
- * keyed by request id, module dicts) would spread over one group per key:
- * when there are more than MERGE_STR_KEYS of them, the keys used by a
- * single referrer object become one "[*]" group; keys shared by several
- * referrers (['sql'] in 75k row dicts) stay. P is sorted; returns true
- * when something changed. */
-static bool merge_str_keys(struct pair *p, size_t n)
-{
-    bool changed = false;
-    for (size_t i = 0; i < n;) {
-        uint32_t type = (uint32_t)(p[i].key >> 32);
-        size_t j = i, distinct = 0;
-        uint64_t last = UINT64_MAX;
-        for (; j < n && (uint32_t)(p[j].key >> 32) == type; j++)
-            if (WALK_LBL_KIND((uint32_t)p[j].key) == LBL_KEY_STR && p[j].key != last) {
-                distinct++;
-                last = p[j].key;
-            }
-        if (distinct > MERGE_STR_KEYS) {
-            for (size_t k = i; k < j;) {
-                size_t e = k;
-                bool single = true;
-                while (e < j && p[e].key == p[k].key) {
-                    single &= p[e].src == p[k].src;
-                    e++;
-                }
-                if (single && WALK_LBL_KIND((uint32_t)p[k].key) == LBL_KEY_STR) {
-                    for (size_t x = k; x < e; x++)
-                        p[x].key = ((uint64_t)type << 32) | WALK_LBL(LBL_ITEM, 0);
-                    changed = true;
-                }
-                k = e;
-            }
-        }
-        i = j;
-    }
-    return changed;
-}
-
 /* Roots among the referrers: pairs (key ROOT_TYPE << 32 | root index,
  * src = the object) for each root that is object O, written to OUT when
  * not NULL. Returns how many. */
 static size_t roots_of(const struct ctx *c, uint32_t o, struct pair *out)
 {
+    if (!oset_has(&c->rootobj, o))
+        return 0;
     size_t lo = 0, hi = c->nrootof;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -242,20 +645,17 @@ static size_t roots_of(const struct ctx *c, uint32_t o, struct pair *out)
     return n;
 }
 
-static int u64_cmp(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
 static int build_rootof(struct ctx *c)
 {
     const pyheap_snapshot *s = c->s;
     c->rootof = malloc((s->nroots ? s->nroots : 1) * sizeof *c->rootof);
-    if (!c->rootof)
+    if (!c->rootof || oset_init(&c->rootobj, s->n) < 0)
         return -1;
-    for (size_t r = 0; r < s->nroots; r++)
+    for (size_t r = 0; r < s->nroots; r++) {
         c->rootof[r] = ((uint64_t)s->root_obj[r] << 32) | (uint32_t)r;
+        if (s->root_obj[r] < s->n)
+            oset_add(&c->rootobj, s->root_obj[r]);
+    }
     c->nrootof = s->nroots;
     qsort(c->rootof, c->nrootof, sizeof *c->rootof, u64_cmp);
     return 0;
@@ -293,34 +693,46 @@ static int add_group(struct ctx *c, unsigned depth, size_t parent, uint64_t key,
     return 0;
 }
 
-/* Group the referrers of MEMBERS[0..NM) and recurse. */
-static int level(struct ctx *c, const uint32_t *members, size_t nm, unsigned depth,
-                 size_t parent)
+static void items_free(struct item *it, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(it[i].members);
+    free(it);
+}
+
+/* Group the referrers of IT's members (their reverse edges are built);
+ * the groups that go one level up become items in *NEXT. */
+static int level(struct ctx *c, const struct item *it, unsigned depth, struct item **next,
+                 size_t *nnext, size_t *capnext)
 {
     const pyheap_snapshot *s = c->s;
     size_t np = 0;
-    for (size_t i = 0; i < nm; i++)
-        np += c->roff[members[i] + 1] - c->roff[members[i]] + roots_of(c, members[i], NULL);
+    for (size_t i = 0; i < it->nm; i++) {
+        uint32_t r = oset_rank(&c->in, it->members[i]);
+        np += c->roff[r + 1] - c->roff[r] + roots_of(c, it->members[i], NULL);
+    }
     if (np == 0)
         return 0;
     struct pair *p = malloc(np * sizeof *p);
     if (!p)
         return -1;
     size_t k = 0;
-    for (size_t i = 0; i < nm; i++) {
-        uint32_t m = members[i];
-        for (uint32_t e = c->roff[m]; e < c->roff[m + 1]; e++) {
+    for (size_t i = 0; i < it->nm; i++) {
+        uint32_t m = it->members[i];
+        uint32_t r = oset_rank(&c->in, m);
+        for (uint32_t e = c->roff[r]; e < c->roff[r + 1]; e++) {
             uint32_t src = c->rsrc[e];
-            p[k].key = ((uint64_t)s->type[src] << 32) | group_label(c->rlab[e]);
+            p[k].key = ((uint64_t)c->rtype[e] << 32) | group_label(c->rlab[e]);
             p[k].src = src;
             p[k].flags = WALK_LBL_FLAGS(c->rlab[e]);
             k++;
         }
         k += roots_of(c, m, p + k);
     }
-    qsort(p, np, sizeof *p, pair_cmp);
-    if (merge_str_keys(p, np))
-        qsort(p, np, sizeof *p, pair_cmp);
+    if (group_pairs(p, np) < 0) {
+        free(p);
+        return -1;
+    }
     /* Runs of equal keys: distinct referrers, their bytes, common flags. */
     struct cand *cd = NULL;
     size_t ncd = 0, capcd = 0;
@@ -349,18 +761,17 @@ static int level(struct ctx *c, const uint32_t *members, size_t nm, unsigned dep
     if (ncd > c->max_groups)
         ncd = c->max_groups;
     int rc = 0;
-    uint32_t *sub = NULL;
     for (size_t g = 0; g < ncd && rc == 0; g++) {
         size_t me = c->ngroups;
-        if (add_group(c, depth, parent, p[cd[g].lo].key, &cd[g]) < 0) {
+        if (add_group(c, depth, it->parent, p[cd[g].lo].key, &cd[g]) < 0) {
             rc = -1;
             break;
         }
         if (depth >= c->depth || (uint32_t)(p[cd[g].lo].key >> 32) == ROOT_TYPE)
             continue;
-        free(sub);
-        sub = malloc(cd[g].count * sizeof *sub);
-        if (!sub) {
+        uint32_t *sub = malloc(cd[g].count * sizeof *sub);
+        if (!sub || !pyheap_grow((void **)next, capnext, *nnext + 1, sizeof **next)) {
+            free(sub);
             rc = -1;
             break;
         }
@@ -368,45 +779,134 @@ static int level(struct ctx *c, const uint32_t *members, size_t nm, unsigned dep
         for (size_t i = cd[g].lo; i < cd[g].hi; i++)
             if (i == cd[g].lo || p[i].src != p[i - 1].src)
                 sub[ns++] = p[i].src;
-        rc = level(c, sub, ns, depth + 1, me);
+        (*next)[(*nnext)++] = (struct item){ me, sub, ns };
     }
-    free(sub);
     free(cd);
     free(p);
     return rc;
 }
 
+/* All levels, depth by depth (one pass over the edges each), then the
+ * groups in the documented order: each followed by the groups above it. */
+static int levels(struct ctx *c, uint32_t *members, size_t nm)
+{
+    struct item *cur = malloc(sizeof *cur);
+    size_t ncur = 1;
+    if (!cur)
+        return -1;
+    cur[0] = (struct item){ SIZE_MAX, members, nm };
+    int rc = 0;
+    for (unsigned depth = 1; rc == 0 && ncur > 0; depth++) {
+        struct item *next = NULL;
+        size_t nnext = 0, capnext = 0;
+        rc = build_reverse(c, cur, ncur);
+        for (size_t i = 0; rc == 0 && i < ncur; i++)
+            rc = level(c, &cur[i], depth, &next, &nnext, &capnext);
+        if (depth == 1)
+            cur[0].members = NULL;   /* the caller's */
+        items_free(cur, ncur);
+        cur = next;
+        ncur = nnext;
+    }
+    items_free(cur, ncur);
+    reverse_free(c);
+    if (rc < 0)
+        return -1;
+    /* Pre-order: children in the order made, under their parent. */
+    size_t n = c->ngroups;
+    size_t *first = malloc((n + 1) * sizeof *first);
+    size_t *kids = malloc((n ? n : 1) * sizeof *kids);
+    size_t *stack = malloc((n ? n : 1) * sizeof *stack);
+    size_t *newidx = malloc((n ? n : 1) * sizeof *newidx);
+    pyheap_referrer_group *out = malloc((n ? n : 1) * sizeof *out);
+    if (!first || !kids || !stack || !newidx || !out) {
+        free(first), free(kids), free(stack), free(newidx), free(out);
+        return -1;
+    }
+    /* first[g + 1]: children of g; the top level is parent n */
+    memset(first, 0, (n + 1) * sizeof *first);
+    size_t ntop = 0;
+    for (size_t g = 0; g < n; g++) {
+        if (c->groups[g].parent == SIZE_MAX)
+            ntop++;
+        else
+            first[c->groups[g].parent + 1]++;
+    }
+    for (size_t g = 0; g < n; g++)
+        first[g + 1] += first[g];
+    size_t *fill = stack;   /* borrowed for the fill positions */
+    memcpy(fill, first, n * sizeof *fill);
+    for (size_t g = 0; g < n; g++)
+        if (c->groups[g].parent != SIZE_MAX)
+            kids[fill[c->groups[g].parent]++] = g;
+    size_t sp = 0, m = 0;
+    for (size_t t = ntop; t-- > 0;) {
+        /* top-level groups are the first NTOP made */
+        stack[sp++] = t;
+    }
+    while (sp > 0) {
+        size_t g = stack[--sp];
+        newidx[g] = m;
+        out[m] = c->groups[g];
+        if (out[m].parent != SIZE_MAX)
+            out[m].parent = newidx[out[m].parent];
+        m++;
+        for (size_t k = first[g + 1]; k-- > first[g];)
+            stack[sp++] = kids[k];
+    }
+    free(c->groups);
+    c->groups = out;
+    c->capgroups = n;
+    free(first), free(kids), free(stack), free(newidx);
+    return 0;
+}
+
 /* ---- paths from roots ---- */
 
+/* A BFS predecessor: the object it was reached from (IS_ROOT for roots)
+ * and the label of that edge (the root index for roots). Together, so a
+ * discovery costs one cache miss. */
+struct pred {
+    uint32_t par, lab;
+};
+
 /* BFS over strong edges: modules first, then the other roots for what
- * modules do not reach. PAR[i]: predecessor, IS_ROOT, or NO_PARENT;
- * PLAB[i]: label of the edge from it (root index for roots). */
-static int bfs(const pyheap_snapshot *s, uint32_t *par, uint32_t *plab)
+ * modules do not reach. SEEN gets the objects reached, P[i] their
+ * predecessor (only those are written). It stops once every object of
+ * WANT (NWANT of them) is reached: their paths are settled then, whatever
+ * the rest of the heap holds. */
+static int bfs(const pyheap_snapshot *s, const struct oset *want, size_t nwant,
+               struct oset *seen, struct pred *p)
 {
     uint32_t *q = malloc((s->n ? s->n : 1) * sizeof *q);
     if (!q)
         return -1;
-    for (size_t i = 0; i < s->n; i++)
-        par[i] = NO_PARENT;
-    size_t head = 0, tail = 0;
-    for (int prio = 0; prio < 2; prio++) {
+    uint64_t *bits = seen->bits;
+    size_t head = 0, tail = 0, found = 0;
+    for (int prio = 0; prio < 2 && found < nwant; prio++) {
         for (size_t r = 0; r < s->nroots; r++) {
             uint32_t o = s->root_obj[r];
-            if (s->root_prio[r] != prio || par[o] != NO_PARENT)
+            if (s->root_prio[r] != prio || oset_has(seen, o))
                 continue;
-            par[o] = IS_ROOT;
-            plab[o] = (uint32_t)r;
+            bits[o >> 6] |= 1ULL << (o & 63);
+            p[o] = (struct pred){ IS_ROOT, (uint32_t)r };
             q[tail++] = o;
+            found += oset_has(want, o);
         }
-        while (head < tail) {
+        while (head < tail && found < nwant) {
             uint32_t o = q[head++];
             for (uint32_t e = s->eoff[o]; e < s->eoff[o + 1]; e++) {
                 uint32_t t = s->etarget[e];
-                if (par[t] != NO_PARENT || (WALK_LBL_FLAGS(s->elabel[e]) & PYHEAP_EDGE_WEAK))
+                uint64_t bit = 1ULL << (t & 63);
+                if (bits[t >> 6] & bit)
                     continue;
-                par[t] = o;
-                plab[t] = s->elabel[e];
+                uint32_t l = s->elabel[e];
+                if (WALK_LBL_FLAGS(l) & PYHEAP_EDGE_WEAK)
+                    continue;
+                bits[t >> 6] |= bit;
+                p[t] = (struct pred){ o, l };
                 q[tail++] = t;
+                found += oset_has(want, t);
             }
         }
     }
@@ -434,21 +934,21 @@ static bool is_dict_attr(const pyheap_snapshot *s, uint32_t l)
 /* The chain of labels from the root to O into HOPS (root first), with
  * `.__dict__['name']` folded into `.name`. Returns the number of hops and
  * the root index in *root; *cut when the chain was longer than MAX_PATH_HOPS. */
-static size_t chain(const pyheap_snapshot *s, const uint32_t *par, const uint32_t *plab,
+static size_t chain(const pyheap_snapshot *s, const struct pred *pr,
                     uint32_t o, uint32_t *hops, uint32_t *root, bool *cut)
 {
     uint32_t rev[MAX_PATH_HOPS];
     size_t n = 0;
     *cut = false;
-    while (par[o] != IS_ROOT) {
+    while (pr[o].par != IS_ROOT) {
         if (n == MAX_PATH_HOPS) {
             *cut = true;
             break;
         }
-        rev[n++] = WALK_LBL_NOFLAGS(plab[o]);
-        o = par[o];
+        rev[n++] = WALK_LBL_NOFLAGS(pr[o].lab);
+        o = pr[o].par;
     }
-    *root = *cut ? UINT32_MAX : plab[o];
+    *root = *cut ? UINT32_MAX : pr[o].lab;
     size_t m = 0;
     for (size_t i = n; i-- > 0;) {
         uint32_t l = rev[i];
@@ -506,92 +1006,113 @@ static char *render_path(const pyheap_snapshot *s, const uint32_t *hops, size_t 
     return buf;
 }
 
-struct hobj {
+/* One path shape: how many objects have it, and the first of them (the
+ * lowest index: members come in ascending order) whose path is shown. */
+struct shape {
     uint64_t hash;
     uint32_t obj;
-};
-
-static int hobj_cmp(const void *a, const void *b)
-{
-    const struct hobj *x = a, *y = b;
-    if (x->hash != y->hash)
-        return x->hash < y->hash ? -1 : 1;
-    return (x->obj > y->obj) - (x->obj < y->obj);
-}
-
-struct prun {
-    size_t lo;
     uint64_t count;
 };
 
-static int prun_cmp(const void *a, const void *b)
+static int shape_cmp(const void *a, const void *b)
 {
-    const struct prun *x = a, *y = b;
+    const struct shape *x = a, *y = b;
     if (x->count != y->count)
         return x->count > y->count ? -1 : 1;
-    return (x->lo > y->lo) - (x->lo < y->lo);
+    return (x->hash > y->hash) - (x->hash < y->hash);
 }
 
 static int paths(const pyheap_snapshot *s, const uint32_t *members, size_t nm,
                  size_t max_paths, pyheap_referrers *r)
 {
-    uint32_t *par = malloc((s->n ? s->n : 1) * sizeof *par);
-    uint32_t *plab = malloc((s->n ? s->n : 1) * sizeof *plab);
-    struct hobj *h = malloc((nm ? nm : 1) * sizeof *h);
+    /* Only the objects reached are written: no pass over all of it. */
+    struct pred *pr = malloc((s->n ? s->n : 1) * sizeof *pr);
     uint32_t *hops = malloc(MAX_PATH_HOPS * sizeof *hops);
-    struct prun *runs = NULL;
+    struct oset want, seen;
+    struct shape *tab = NULL, *sh = NULL;
+    size_t cap = 64;
     int rc = -1;
-    if (!par || !plab || !h || !hops || bfs(s, par, plab) < 0)
+    memset(&want, 0, sizeof want);
+    memset(&seen, 0, sizeof seen);
+    if (!pr || !hops || oset_init(&want, s->n) < 0 || oset_init(&seen, s->n) < 0)
         goto out;
-    size_t nh = 0;
+    for (size_t i = 0; i < nm; i++)
+        oset_add(&want, members[i]);
+    tab = calloc(cap, sizeof *tab);   /* count 0: empty slot */
+    if (!tab || bfs(s, &want, nm, &seen, pr) < 0)
+        goto out;
+    /* Shapes by hash (open addressing, doubled at half load: shapes are
+     * few, however many objects). */
+    size_t nsh = 0;
     for (size_t i = 0; i < nm; i++) {
         uint32_t o = members[i];
-        if (par[o] == NO_PARENT) {
+        if (!oset_has(&seen, o)) {
             r->unreachable++;
             continue;
         }
         uint32_t root;
         bool cut;
-        size_t n = chain(s, par, plab, o, hops, &root, &cut);
-        h[nh].hash = shape_hash(hops, n, root, cut);
-        h[nh].obj = o;
-        nh++;
+        size_t n = chain(s, pr, o, hops, &root, &cut);
+        uint64_t h = shape_hash(hops, n, root, cut);
+        size_t j = (size_t)(h ^ (h >> 31)) & (cap - 1);
+        while (tab[j].count && tab[j].hash != h)
+            j = (j + 1) & (cap - 1);
+        if (!tab[j].count) {
+            if ((nsh + 1) * 2 > cap) {
+                struct shape *big = calloc(cap * 2, sizeof *big);
+                if (!big)
+                    goto out;
+                for (size_t x = 0; x < cap; x++) {
+                    if (!tab[x].count)
+                        continue;
+                    size_t y = (size_t)(tab[x].hash ^ (tab[x].hash >> 31)) & (cap * 2 - 1);
+                    while (big[y].count)
+                        y = (y + 1) & (cap * 2 - 1);
+                    big[y] = tab[x];
+                }
+                free(tab);
+                tab = big;
+                cap *= 2;
+                j = (size_t)(h ^ (h >> 31)) & (cap - 1);
+                while (tab[j].count)
+                    j = (j + 1) & (cap - 1);
+            }
+            tab[j] = (struct shape){ h, o, 0 };
+            nsh++;
+        }
+        tab[j].count++;
     }
-    qsort(h, nh, sizeof *h, hobj_cmp);
-    size_t nruns = 0;
-    runs = malloc((nh ? nh : 1) * sizeof *runs);
-    if (!runs)
+    sh = malloc((nsh ? nsh : 1) * sizeof *sh);
+    if (!sh)
         goto out;
-    for (size_t i = 0; i < nh;) {
-        size_t j = i;
-        while (j < nh && h[j].hash == h[i].hash)
-            j++;
-        runs[nruns++] = (struct prun){ i, j - i };
-        i = j;
-    }
-    qsort(runs, nruns, sizeof *runs, prun_cmp);
-    if (nruns > max_paths)
-        nruns = max_paths;
-    r->paths = calloc(nruns ? nruns : 1, sizeof *r->paths);
+    size_t k = 0;
+    for (size_t j = 0; j < cap; j++)
+        if (tab[j].count)
+            sh[k++] = tab[j];
+    qsort(sh, nsh, sizeof *sh, shape_cmp);
+    if (nsh > max_paths)
+        nsh = max_paths;
+    r->paths = calloc(nsh ? nsh : 1, sizeof *r->paths);
     if (!r->paths)
         goto out;
-    for (size_t k = 0; k < nruns; k++) {
+    for (k = 0; k < nsh; k++) {
         uint32_t root;
         bool cut;
-        size_t n = chain(s, par, plab, h[runs[k].lo].obj, hops, &root, &cut);
+        size_t n = chain(s, pr, sh[k].obj, hops, &root, &cut);
         r->paths[k].path = render_path(s, hops, n, root, cut);
         if (!r->paths[k].path)
             goto out;
-        r->paths[k].count = runs[k].count;
+        r->paths[k].count = sh[k].count;
         r->npaths = k + 1;
     }
     rc = 0;
 out:
-    free(runs);
+    free(sh);
+    free(tab);
+    oset_free(&want);
+    oset_free(&seen);
     free(hops);
-    free(h);
-    free(plab);
-    free(par);
+    free(pr);
     return rc;
 }
 
@@ -636,23 +1157,18 @@ int pyheap_referrers_compute(const pyheap_snapshot *s, const uint32_t *types,
     for (size_t i = 0; i < ntypes; i++)
         if (types[i] < s->ntypes)
             want[types[i]] = 1;
-    size_t nm = 0;
+    size_t nm = 0, capm = 0;
     for (size_t i = 0; i < s->n; i++)
-        if (s->type[i] < s->ntypes && want[s->type[i]])
-            nm++;
-    members = malloc((nm ? nm : 1) * sizeof *members);
-    if (!members)
-        goto out;
-    nm = 0;
-    for (size_t i = 0; i < s->n; i++)
-        if (s->type[i] < s->ntypes && want[s->type[i]]) {
+        if ((ntypes == 1 ? s->type[i] == types[0] : s->type[i] < s->ntypes && want[s->type[i]]) &&
+            s->type[i] < s->ntypes) {
+            if (nm == capm && !pyheap_grow((void **)&members, &capm, nm + 1, sizeof *members))
+                goto out;
             members[nm++] = (uint32_t)i;
             r->objects++;
             r->bytes += s->size[i];
         }
     if (s->eoff) {
-        if (build_reverse(&c) < 0 || build_rootof(&c) < 0 ||
-            level(&c, members, nm, 1, SIZE_MAX) < 0)
+        if (build_rootof(&c) < 0 || levels(&c, members, nm) < 0)
             goto out;
         if (paths(s, members, nm, max_paths, r) < 0)
             goto out;
@@ -668,9 +1184,8 @@ out:
     for (size_t i = 0; i < c.ngroups; i++)
         free(c.groups[i].via);
     free(c.groups);
-    free(c.roff);
-    free(c.rsrc);
-    free(c.rlab);
+    reverse_free(&c);
+    oset_free(&c.rootobj);
     free(c.rootof);
     free(members);
     free(want);

@@ -29,14 +29,15 @@ static const char *const cmd_names[] = {
 /* Which fields each command accepts besides "cmd". */
 enum { F_PID = 1, F_N = 2, F_SORT = 4, F_TYPE = 8, F_DEPTH = 16, F_PATHS = 32,
        F_GROUPS = 64, F_FREEZE = 128, F_INTERVAL = 256, F_HISTORY = 512, F_KEEP = 1024,
-       F_SINCE = 2048 };
+       F_SINCE = 2048, F_MAXAGE = 4096 };
 static const unsigned cmd_fields[] = {
     [PYHEAP_CMD_PING] = 0,
     [PYHEAP_CMD_ATTACH] = F_PID | F_INTERVAL | F_HISTORY | F_KEEP,
     [PYHEAP_CMD_DETACH] = F_PID,
     [PYHEAP_CMD_PS] = 0,
-    [PYHEAP_CMD_TOP] = F_PID | F_N | F_SORT | F_FREEZE,
-    [PYHEAP_CMD_REFERRERS] = F_PID | F_TYPE | F_DEPTH | F_PATHS | F_GROUPS | F_FREEZE,
+    [PYHEAP_CMD_TOP] = F_PID | F_N | F_SORT | F_FREEZE | F_MAXAGE,
+    [PYHEAP_CMD_REFERRERS] = F_PID | F_TYPE | F_DEPTH | F_PATHS | F_GROUPS | F_FREEZE |
+                             F_MAXAGE,
     [PYHEAP_CMD_GROWTH] = F_PID | F_N,
     [PYHEAP_CMD_DIFF] = F_PID | F_SINCE | F_N | F_FREEZE,
     [PYHEAP_CMD_SNAPSHOT] = F_PID | F_FREEZE,
@@ -275,6 +276,16 @@ int pyheap_proto_parse(const char *line, size_t len, pyheap_request *req,
             if (parse_range(val, "since", 1, 2000000000L, &lv, perr) < 0)
                 goto out;
             r.since = (uint64_t)lv;
+        } else if (strcmp(key, "max_age") == 0 && (allowed & F_MAXAGE)) {
+            /* json_number_value is 0.0 for a non-number: checked first. */
+            double age = json_is_number(val) ? json_number_value(val) : -1;
+            if (!(age >= 0 && age <= PYHEAP_PROTO_MAX_AGE)) {
+                pyheap_proto_err_set(perr, PYHEAP_PROTO_E_BAD_REQUEST,
+                                     "\"max_age\" must be a number of seconds between 0 "
+                                     "(always scan afresh) and %g", PYHEAP_PROTO_MAX_AGE);
+                goto out;
+            }
+            r.max_age = age;
         } else if (strcmp(key, "max_groups") == 0 && (allowed & F_GROUPS)) {
             if (parse_range(val, "max_groups", 1, PYHEAP_PROTO_MAX_GROUPS, &lv, perr) < 0)
                 goto out;
@@ -291,6 +302,12 @@ int pyheap_proto_parse(const char *line, size_t len, pyheap_request *req,
     if ((r.cmd == PYHEAP_CMD_ATTACH || r.cmd == PYHEAP_CMD_DETACH) && r.pid == 0) {
         pyheap_proto_err_set(perr, PYHEAP_PROTO_E_BAD_REQUEST,
                              "command \"%s\" needs a \"pid\" field", cmd_names[ci]);
+        goto out;
+    }
+    if (r.freeze && r.max_age > 0) {
+        pyheap_proto_err_set(perr, PYHEAP_PROTO_E_BAD_REQUEST,
+                             "\"freeze\" asks for a fresh consistent scan and \"max_age\" "
+                             "for a kept one: give one of them");
         goto out;
     }
     if (r.cmd == PYHEAP_CMD_REFERRERS && r.type[0] == '\0') {

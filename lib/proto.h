@@ -46,6 +46,9 @@
 #define PYHEAP_PROTO_MAX_HISTORY 100000
 #define PYHEAP_PROTO_DEFAULT_KEEP 3
 #define PYHEAP_PROTO_MAX_KEEP 32
+/* issue 7: top/referrers "max_age": answer from the session's kept snapshot
+ * when it is at most this many seconds old (0: always scan afresh). */
+#define PYHEAP_PROTO_MAX_AGE 86400.0
 
 /* jansson dump flags for every reply: compact, one line, key order kept. */
 #define PYHEAP_PROTO_DUMP_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12))
@@ -94,6 +97,8 @@ typedef struct pyheap_request {
     size_t history;     /* 0: default */
     size_t keep;        /* 0: default */
     uint64_t since;
+    /* issue 7: top/referrers "max_age" seconds (0: always scan afresh). */
+    double max_age;
     /* snapshot: a file descriptor the client passed with SCM_RIGHTS along
      * with the request (set by the server, -1 when none; the parser never
      * sets it). */

@@ -42,6 +42,7 @@ struct strtab {
 
 
 #define TCACHE_SIZE 256
+#define SPLIT_CACHE_SIZE 16
 
 struct typemap_entry {
     uint64_t addr;
@@ -84,8 +85,8 @@ struct walk_shared {
 
 /* One walker thread's state (the first thread also walks the roots). */
 struct walk {
-    /* First member: pyheap_walk_read's inline fast path (walk.h) reads it. */
-    struct pyheap_mem_window win[WALK_NWIN];
+    /* First member: the inline helpers of walk.h read it (windows, t). */
+    struct walk_head h;
     pyheap_target *t;
     pyheap_mem *mem;
     struct walk_shared *sh;
@@ -127,7 +128,13 @@ struct walk {
         const struct walk_type *t;
         bool pushed;       /* the type object itself was pushed */
     } tcache[TCACHE_SIZE];
+    struct walk_split_cache split[SPLIT_CACHE_SIZE];
 };
+
+struct walk_split_cache *pyheap_walk_split_cache(struct walk *w, uint64_t keys)
+{
+    return &w->split[(keys >> 6) & (SPLIT_CACHE_SIZE - 1)];
+}
 
 static void sh_lock(struct walk *w)
 {
@@ -183,9 +190,9 @@ int pyheap_walk_read_slow(struct walk *w, uint64_t addr, void *buf, size_t len)
     if (w->gone || addr == 0 || addr + len < addr)
         return -1;
     /* Move the window to ADDR's chunk; serve from it if the range fits. */
-    struct pyheap_mem_window *win = &w->win[(addr >> WALK_WIN_SHIFT) & (WALK_NWIN - 1)];
+    struct pyheap_mem_window *win = &w->h.win[(addr >> WALK_WIN_SHIFT) & (WALK_NWIN - 1)];
     if (len <= WALK_WINDOW_MAX_READ &&
-        pyheap_mem_window_get(w->mem, addr, w->win, WALK_NWIN, win) == 0 &&
+        pyheap_mem_window_get(w->mem, addr, w->h.win, WALK_NWIN, win) == 0 &&
         addr - win->base <= win->len - len) {
         memcpy(buf, win->data + (addr - win->base), len);
         return 0;
@@ -252,10 +259,6 @@ void pyheap_walk_skip(struct walk *w)
     w->skipped++;
 }
 
-const pyheap_target *pyheap_walk_target(const struct walk *w)
-{
-    return w->t;
-}
 
 static uint64_t str_hash(const char *s)
 {
@@ -1438,6 +1441,7 @@ static void walk_pool_start(struct walk *w, struct walk_pool *p, unsigned nthrea
     for (unsigned i = 1; i < nthreads; i++) {
         struct walk *x = &p->ws[i];
         x->t = w->t;
+        x->h.t = w->t;
         x->sh = sh;
         x->max_objects = w->max_objects;
         if (pyheap_mem_open(w->t->pid, cache_cap, &x->mem, NULL) < 0)
@@ -1548,6 +1552,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     struct walk w;
     memset(&w, 0, sizeof w);
     w.t = t;
+    w.h.t = t;
     w.mem = t->mem;
     w.sh = &sh;
     w.max_objects = opts && opts->max_objects ? opts->max_objects : DEFAULT_MAX_OBJECTS;

@@ -139,10 +139,15 @@ struct walk;
 #define WALK_WINDOW_MAX_READ 4096
 #define WALK_NWIN 8           /* windows, by bits 16-18 of the address */
 #define WALK_WIN_SHIFT 16
+/* What the inline helpers see of a walker: the first member of struct walk. */
+struct walk_head {
+    struct pyheap_mem_window win[WALK_NWIN];
+    const pyheap_target *t;
+};
 int pyheap_walk_read_slow(struct walk *w, uint64_t addr, void *buf, size_t len);
 static inline int pyheap_walk_read(struct walk *w, uint64_t addr, void *buf, size_t len)
 {
-    const struct pyheap_mem_window *win = (const struct pyheap_mem_window *)(const void *)w +
+    const struct pyheap_mem_window *win = ((const struct walk_head *)(const void *)w)->win +
                                           ((addr >> WALK_WIN_SHIFT) & (WALK_NWIN - 1));
     uint64_t off = addr - win->base;
     if (win->data && off < win->len && len <= win->len - off) {
@@ -183,7 +188,10 @@ void pyheap_walk_skip(struct walk *w);
 /* The validated type at ADDR (NULL if ADDR is not a valid type object). */
 const struct walk_type *pyheap_walk_type_get(struct walk *w, uint64_t addr);
 /* The target being walked. */
-const pyheap_target *pyheap_walk_target(const struct walk *w);
+static inline const pyheap_target *pyheap_walk_target(const struct walk *w)
+{
+    return ((const struct walk_head *)(const void *)w)->t;
+}
 /* The object a _PyStackRef (3.14+) or plain PyObject* (before) slot
  * holds: 0 for NULL, tagged ints and invalid references. */
 uint64_t pyheap_walk_stackref(const struct walk *w, uint64_t bits);
@@ -219,6 +227,17 @@ void pyheap_walk_values_refs(struct walk *w, uint64_t values, uint64_t keys);
  * described so far in this walk (false negatives possible, never false
  * positives). */
 bool pyheap_walk_is_cached_keys(const struct walk *w, uint64_t keys);
+/* A walker thread's cache of the attribute labels of one class's shared
+ * keys, keyed by the keys object's address and layout. */
+#define WALK_SPLIT_MAX 32
+struct walk_split_cache {
+    uint64_t keys;             /* 0: empty */
+    int64_t nentries, usable;
+    unsigned log2_size, kind;
+    uint32_t label[WALK_SPLIT_MAX];
+};
+/* The slot for KEYS (direct-mapped: check its fields). */
+struct walk_split_cache *pyheap_walk_split_cache(struct walk *w, uint64_t keys);
 /* Report the keys of the keys object KEYS (a class's shared keys), with
  * LABEL. */
 void pyheap_walk_keys_refs(struct walk *w, uint64_t keys, uint32_t label);

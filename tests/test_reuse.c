@@ -1,0 +1,313 @@
+/* Issue 7: top/referrers with "max_age" answer from the session's newest
+ * snapshot instead of scanning, and say so. Real /usr/bin/python3.11
+ * targets (tests/targets/growth_target.py): "leak" grows a list of
+ * LeakyRecord every 50 ms, so a fresh scan always differs from an older
+ * one; "append" adds exactly K AppendedRecord on request. */
+#include <check.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "svcutil.h"
+#include "testutil.h"
+
+#define LEAKY "__main__.LeakyRecord"
+
+static json_int_t jint(const json_t *o, const char *k)
+{
+    const json_t *v = json_object_get(o, k);
+    ck_assert_msg(json_is_integer(v), "\"%s\" is not an integer", k);
+    return json_integer_value(v);
+}
+
+/* Request LINE (printf-style) on a fresh connection; asserts "ok". */
+static json_t *ok_request(struct svc *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static json_t *ok_request(struct svc *e, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    json_t *j = svc_request(e, line);
+    svc_expect_ok(j);
+    return j;
+}
+
+static int reused(const json_t *j)
+{
+    return json_is_true(json_object_get(j, "snapshot_reused"));
+}
+
+/* J without the fields that name its snapshot (new reference). */
+static json_t *without_snapshot_fields(const json_t *j)
+{
+    json_t *c = json_deep_copy(j);
+    ck_assert_ptr_nonnull(c);
+    json_object_del(c, "snapshot_id");
+    json_object_del(c, "snapshot_reused");
+    json_object_del(c, "snapshot_age_ms");
+    return c;
+}
+
+START_TEST(reuse_same_answer_and_age)
+{
+    struct svc e;
+    struct svc_target t;
+    svc_start_attached(&e, &t, "growth_target.py", "leak");
+
+    /* Without max_age: a fresh scan, the documented shape unchanged. */
+    json_t *r0 = ok_request(&e, "{\"cmd\":\"referrers\",\"type\":\"LeakyRecord\"}");
+    ck_assert_ptr_null(json_object_get(r0, "snapshot_reused"));
+    ck_assert_ptr_null(json_object_get(r0, "snapshot_age_ms"));
+    json_int_t n0 = jint(r0, "objects");
+    ck_assert_int_gt(n0, 0);
+
+    /* The target keeps growing; max_age answers from r0's snapshot: the
+     * same answer, field for field, and its age. */
+    test_sleep_ms(400);
+    json_t *r1 = ok_request(&e, "{\"cmd\":\"referrers\",\"type\":\"LeakyRecord\",\"max_age\":600}");
+    ck_assert_msg(reused(r1), "max_age 600 did not reuse the snapshot just taken");
+    double age = json_number_value(json_object_get(r1, "snapshot_age_ms"));
+    ck_assert_msg(age >= 400 && age < 600000, "snapshot_age_ms %.1f", age);
+    json_int_t id1 = jint(r1, "snapshot_id");
+    ck_assert_int_ge(id1, 1);
+    json_t *c1 = without_snapshot_fields(r1);
+    ck_assert_msg(json_equal(c1, r0), "the reused answer differs from the snapshot's own");
+    json_decref(c1);
+
+    /* top reuses the same snapshot: same id, the same LeakyRecord count. */
+    json_t *top = ok_request(&e, "{\"cmd\":\"top\",\"n\":0,\"max_age\":600.5}");
+    ck_assert(reused(top));
+    ck_assert_int_eq(jint(top, "snapshot_id"), id1);
+    ck_assert_int_eq(svc_type_count(top, LEAKY), n0);
+    json_decref(top);
+
+    /* max_age 0 scans afresh: the heap has grown since. */
+    json_t *r2 = ok_request(&e, "{\"cmd\":\"referrers\",\"type\":\"LeakyRecord\",\"max_age\":0}");
+    ck_assert_ptr_null(json_object_get(r2, "snapshot_reused"));
+    json_int_t n2 = jint(r2, "objects");
+    ck_assert_msg(n2 > n0, "fresh scan: %lld LeakyRecord, before %lld", (long long)n2,
+                  (long long)n0);
+
+    /* ...and its snapshot replaced the kept one. */
+    json_t *r3 = ok_request(&e, "{\"cmd\":\"referrers\",\"type\":\"LeakyRecord\",\"max_age\":600}");
+    ck_assert(reused(r3));
+    ck_assert_int_gt(jint(r3, "snapshot_id"), id1);
+    ck_assert_int_eq(jint(r3, "objects"), n2);
+
+    /* A snapshot older than max_age: a fresh scan, said so (not reused,
+     * age about the scan's own time), and newer objects. */
+    test_sleep_ms(1300);
+    json_t *r4 = ok_request(&e, "{\"cmd\":\"referrers\",\"type\":\"LeakyRecord\",\"max_age\":1}");
+    ck_assert_msg(json_is_false(json_object_get(r4, "snapshot_reused")),
+                  "a snapshot over 1 s old was reused");
+    ck_assert_int_gt(jint(r4, "snapshot_id"), jint(r3, "snapshot_id"));
+    ck_assert_double_lt(json_number_value(json_object_get(r4, "snapshot_age_ms")), 1000.0);
+    ck_assert_int_gt(jint(r4, "objects"), n2);
+
+    /* The CLI says where the answer came from. */
+    char *out, *err;
+    int st = svc_cli(&e, (uid_t)-1, (gid_t)-1, &out, &err, "referrers", "LeakyRecord",
+                     "--max-age", "600", NULL);
+    ck_assert_msg(st == 0, "%s", err);
+    ck_assert_msg(strstr(out, "from a snapshot taken ") && strstr(out, " s ago"), "%s", out);
+    free(out), free(err);
+    st = svc_cli(&e, (uid_t)-1, (gid_t)-1, &out, &err, "top", "--max-age", "600", NULL);
+    ck_assert_msg(st == 0 && strstr(out, "from a snapshot taken "), "%s%s", out, err);
+    free(out), free(err);
+    st = svc_cli(&e, (uid_t)-1, (gid_t)-1, &out, &err, "top", NULL);
+    ck_assert_msg(st == 0 && !strstr(out, "from a snapshot"), "%s%s", out, err);
+    free(out), free(err);
+    char *log = test_slurp(e.log);
+    ck_assert_msg(strstr(log, "from snapshot"), "the daemon did not log the reuse:\n%s", log);
+    free(log);
+
+    /* A process that is gone is not answered for from its old snapshot. */
+    svc_target_kill(&t);
+    json_t *g = svc_request(&e, "{\"cmd\":\"referrers\",\"type\":\"LeakyRecord\",\"max_age\":600}");
+    svc_expect_error(g, "gone");
+
+    json_decref(r0), json_decref(r1), json_decref(r2), json_decref(r3), json_decref(r4);
+    svc_fini(&e);
+}
+END_TEST
+
+START_TEST(reuse_misses_newer_objects)
+{
+    enum { K = 137 };
+    struct svc e;
+    struct svc_target t;
+    svc_start_attached(&e, &t, "growth_target.py", "append");
+    json_t *top = ok_request(&e, "{\"cmd\":\"top\",\"n\":0}");
+    ck_assert_int_eq(svc_type_count(top, "__main__.AppendedRecord"), -1);
+    json_decref(top);
+
+    char go[300], done[300];
+    snprintf(go, sizeof go, "%s/go", t.dir);
+    snprintf(done, sizeof done, "%s/done", t.dir);
+    FILE *f = fopen(go, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%d\n", K);
+    fclose(f);
+    for (int i = 0; i < 1000 && access(done, F_OK) < 0; i++)
+        test_sleep_ms(10);
+    ck_assert_msg(access(done, F_OK) == 0, "the target did not append");
+
+    /* The kept snapshot predates the new objects: neither top nor
+     * referrers from it knows them. */
+    top = ok_request(&e, "{\"cmd\":\"top\",\"n\":0,\"max_age\":600}");
+    ck_assert(reused(top));
+    ck_assert_int_eq(svc_type_count(top, "__main__.AppendedRecord"), -1);
+    json_decref(top);
+    /* (the class is known to the snapshot, with no instances) */
+    json_t *j = ok_request(&e, "{\"cmd\":\"referrers\",\"type\":\"AppendedRecord\","
+                               "\"max_age\":600}");
+    ck_assert(reused(j));
+    ck_assert_int_eq(jint(j, "objects"), 0);
+    ck_assert_int_eq(json_array_size(json_object_get(j, "referrers")), 0);
+    json_decref(j);
+
+    /* A fresh scan finds all K, held by the list. */
+    j = ok_request(&e, "{\"cmd\":\"referrers\",\"type\":\"AppendedRecord\",\"max_age\":0}");
+    ck_assert_int_eq(jint(j, "objects"), K);
+    const json_t *g0 = json_array_get(json_object_get(j, "referrers"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(g0, "type")), "list");
+    json_decref(j);
+    /* ...and from now on the reused answer has them too. */
+    j = ok_request(&e, "{\"cmd\":\"referrers\",\"type\":\"AppendedRecord\",\"max_age\":600}");
+    ck_assert(reused(j));
+    ck_assert_int_eq(jint(j, "objects"), K);
+    json_decref(j);
+    svc_target_kill(&t);
+    svc_fini(&e);
+}
+END_TEST
+
+START_TEST(reuse_bad_values)
+{
+    struct svc e;
+    struct svc_target t;
+    svc_start_attached(&e, &t, "growth_target.py", "append");
+    static const char *const bad[] = {
+        "{\"cmd\":\"referrers\",\"type\":\"x\",\"max_age\":-1}",
+        "{\"cmd\":\"referrers\",\"type\":\"x\",\"max_age\":\"10\"}",
+        "{\"cmd\":\"referrers\",\"type\":\"x\",\"max_age\":1e9}",
+        "{\"cmd\":\"referrers\",\"type\":\"x\",\"max_age\":true}",
+        "{\"cmd\":\"referrers\",\"type\":\"x\",\"max_age\":null}",
+        "{\"cmd\":\"top\",\"max_age\":86400.5}",
+        "{\"cmd\":\"top\",\"max_age\":[]}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_t *j = svc_request(&e, bad[i]);
+        const char *m = json_string_value(json_object_get(j, "message"));
+        ck_assert_msg(m && strstr(m, "\"max_age\" must be a number of seconds between 0"),
+                      "%s: %s", bad[i], m ? m : "(no message)");
+        svc_expect_error(j, "bad_request");
+    }
+    /* with freeze, and on commands without it */
+    json_t *j = svc_request(&e, "{\"cmd\":\"top\",\"freeze\":true,\"max_age\":5}");
+    const char *m = json_string_value(json_object_get(j, "message"));
+    ck_assert_msg(m && strstr(m, "give one of them"), "%s", m ? m : "(none)");
+    svc_expect_error(j, "bad_request");
+    svc_expect_error(svc_request(&e, "{\"cmd\":\"stats\",\"max_age\":5}"), "bad_request");
+    svc_expect_error(svc_request(&e, "{\"cmd\":\"snapshot\",\"max_age\":5}"), "bad_request");
+    /* max_age 0 is the default: accepted */
+    j = svc_request(&e, "{\"cmd\":\"top\",\"n\":1,\"max_age\":0}");
+    svc_expect_ok(j);
+    json_decref(j);
+
+    static const char *const cli_bad[][4] = {
+        { "referrers", "x", "--max-age", "abc" },
+        { "referrers", "x", "--max-age", "-1" },
+        { "top", "--max-age", "1e9", NULL },
+        { "top", "--max-age", "5s", NULL },
+    };
+    for (size_t i = 0; i < sizeof cli_bad / sizeof cli_bad[0]; i++) {
+        char *out, *err;
+        int st = svc_cli(&e, (uid_t)-1, (gid_t)-1, &out, &err, cli_bad[i][0], cli_bad[i][1],
+                         cli_bad[i][2], cli_bad[i][3], NULL);
+        ck_assert_msg(st == 2 && strstr(err, "--max-age takes seconds from 0 to 86400"),
+                      "%s %s: %d %s", cli_bad[i][0], cli_bad[i][2], st, err);
+        free(out), free(err);
+    }
+    char *out, *err;
+    int st = svc_cli(&e, (uid_t)-1, (gid_t)-1, &out, &err, "top", "--freeze", "--max-age",
+                     "5", NULL);
+    ck_assert_msg(st == 2 && strstr(err, "no --max-age"), "%d %s", st, err);
+    free(out), free(err);
+    svc_target_kill(&t);
+    svc_fini(&e);
+}
+END_TEST
+
+/* Concurrent reused requests while other requests and the periodic thread
+ * replace the kept snapshot (the reference counting; ASan in SANITIZE=1). */
+struct hammer {
+    struct svc *e;
+    int fresh;
+    int failures;
+    char why[256];
+};
+
+static void *hammer_main(void *arg)
+{
+    struct hammer *h = arg;
+    for (int i = 0; i < 12; i++) {
+        struct svc_conn c;
+        svc_conn_open(h->e, &c);
+        json_t *j = svc_call(&c, h->fresh
+                                     ? "{\"cmd\":\"top\",\"n\":1}"
+                                     : "{\"cmd\":\"referrers\",\"type\":\"LeakyRecord\","
+                                       "\"max_age\":600}");
+        if (!json_is_true(json_object_get(j, "ok")) && !h->failures++)
+            snprintf(h->why, sizeof h->why, "%s",
+                     json_string_value(json_object_get(j, "message")));
+        json_decref(j);
+        svc_conn_close(&c);
+    }
+    return NULL;
+}
+
+START_TEST(reuse_concurrent)
+{
+    struct svc e;
+    struct svc_target t;
+    svc_start_attached(&e, &t, "growth_target.py", "leak");
+    char line[128];
+    snprintf(line, sizeof line, "{\"cmd\":\"attach\",\"pid\":%d,\"interval\":0.2}", (int)t.pid);
+    json_t *j = svc_request(&e, line);
+    svc_expect_ok(j);
+    json_decref(j);
+    struct hammer h[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        h[i] = (struct hammer){ &e, i == 0, 0, "" };
+        ck_assert_int_eq(pthread_create(&th[i], NULL, hammer_main, &h[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_msg(h[i].failures == 0, "%d failed requests: %s", h[i].failures, h[i].why);
+    }
+    svc_target_kill(&t);
+    svc_fini(&e);
+}
+END_TEST
+
+Suite *suite_reuse(void)
+{
+    Suite *s = suite_create("reuse");
+    TCase *tc = tcase_create("max_age");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, reuse_same_answer_and_age);
+    tcase_add_test(tc, reuse_misses_newer_objects);
+    tcase_add_test(tc, reuse_bad_values);
+    tcase_add_test(tc, reuse_concurrent);
+    suite_add_tcase(s, tc);
+    return s;
+}
