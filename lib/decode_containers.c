@@ -181,11 +181,9 @@ static int ref_entry(struct walk *w, uint64_t key, uint64_t value, void *arg)
     return 0;
 }
 
-/* Split values under a class's shared keys: the type reports the keys
- * (pyheap_walk_keys_refs), the dict or instance holds only the values, as
- * gc.get_referents sees it. Shared keys no type holds any more (the class
- * changed) still have their keys reported through ref_entry, so none is
- * lost. ARG non-NULL: the values are attributes. */
+/* Split values (a class's shared keys): the dict or instance holds only
+ * the values, as gc.get_referents sees it; the class reports the names
+ * (pyheap_walk_keys_refs). ARG non-NULL: the values are attributes. */
 static int ref_value(struct walk *w, uint64_t key, uint64_t value, void *arg)
 {
     pyheap_walk_edge(w, value, pyheap_walk_label_key(w, key, arg != NULL));
@@ -237,7 +235,7 @@ int pyheap_walk_decode_dict(struct walk *w, const struct walk_obj *o, uint64_t *
         pyheap_walk_read_u64(w, o->addr + off->dict_ma_values, &values) < 0 ||
         read_keys(w, keys, &d) < 0)
         return -1;
-    entry_fn fn = values && pyheap_walk_is_cached_keys(w, keys) ? ref_value : ref_entry;
+    entry_fn fn = values ? ref_value : ref_entry;
     if (for_entries(w, &d, values, fn, NULL) < 0)
         return -1;
     uint64_t sz = (uint64_t)o->type->basicsize;
@@ -294,12 +292,10 @@ void pyheap_walk_values_refs(struct walk *w, uint64_t values, uint64_t keys)
         pyheap_walk_skip(w);
         return;
     }
-    bool shared = pyheap_walk_is_cached_keys(w, keys);
-    if (shared && split_values_refs(w, values, keys, &d) == 0)
+    if (split_values_refs(w, values, keys, &d) == 0)
         return;
     int attr = 1;
-    entry_fn fn = shared ? ref_value : ref_entry;
-    if (for_entries(w, &d, values, fn, &attr) < 0)
+    if (for_entries(w, &d, values, ref_value, &attr) < 0)
         pyheap_walk_skip(w);
 }
 

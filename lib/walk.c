@@ -67,10 +67,6 @@ struct walk_shared {
     struct strtab names;  /* type names */
     struct strtab labels; /* label strings */
 
-    /* ht_cached_keys of described types, direct-mapped (a collision only
-     * forgets one); written under the lock, read with atomic loads */
-    uint64_t cached_keys[TCACHE_SIZE];
-
     /* Several threads: the thread walking the GC lists hands the seeds out
      * in blocks, in list order (about allocation order: neighbours stay
      * together), through a queue the others take from while it walks. */
@@ -682,18 +678,9 @@ static const struct walk_type *type_lookup_locked(struct walk *w, uint64_t addr,
         return NULL;
     }
     *copy = wt;
-    if (wt.cached_keys)
-        __atomic_store_n(&sh->cached_keys[(wt.cached_keys >> 4) & (TCACHE_SIZE - 1)],
-                         wt.cached_keys, __ATOMIC_RELAXED);
     sh->types[sh->ntypes] = copy;
     e->idx = (int32_t)sh->ntypes++;
     return copy;
-}
-
-bool pyheap_walk_is_cached_keys(const struct walk *w, uint64_t keys)
-{
-    return keys && __atomic_load_n(&w->sh->cached_keys[(keys >> 4) & (TCACHE_SIZE - 1)],
-                                    __ATOMIC_RELAXED) == keys;
 }
 
 const struct walk_type *pyheap_walk_type_get(struct walk *w, uint64_t addr)

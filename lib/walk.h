@@ -223,10 +223,6 @@ uint64_t pyheap_walk_dict_keys_size(struct walk *w, uint64_t keys);
 /* Report the values of an inline values array for keys object KEYS,
  * labelled as attributes (.name). */
 void pyheap_walk_values_refs(struct walk *w, uint64_t values, uint64_t keys);
-/* Whether KEYS is the shared keys object (ht_cached_keys) of a type
- * described so far in this walk (false negatives possible, never false
- * positives). */
-bool pyheap_walk_is_cached_keys(const struct walk *w, uint64_t keys);
 /* A walker thread's cache of the attribute labels of one class's shared
  * keys, keyed by the keys object's address and layout. */
 #define WALK_SPLIT_MAX 32
