@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "addrset.h"
+#include "internal.h"
 
 #define TOP_SLOTS   ((size_t)1 << ADDRSET_TOP_BITS)
 #define MID_SLOTS   ((size_t)1 << ADDRSET_MID_BITS)
@@ -290,11 +291,6 @@ int pyheap_addrindex_build(struct addrindex *x, const uint64_t *sorted, size_t n
     return 0;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
 
 int pyheap_addrindex_build_unsorted(struct addrindex *x, const uint64_t *addrs, size_t n)
 {
@@ -308,11 +304,7 @@ int pyheap_addrindex_build_unsorted(struct addrindex *x, const uint64_t *addrs, 
         if (!copy)
             return -1;
         memcpy(copy, addrs, n * sizeof *copy);
-        qsort(copy, n, sizeof *copy, cmp_u64);
-        size_t m = 0;
-        for (size_t k = 0; k < n; k++)
-            if (m == 0 || copy[k] != copy[m - 1])
-                copy[m++] = copy[k];
+        size_t m = pyheap_u64_sort_unique(copy, n);
         if (pyheap_addrindex_build(x, copy, m) < 0) {
             free(copy);
             return -1;

@@ -399,11 +399,6 @@ static int keyset_add(struct keyset *ks, uint64_t k, uint32_t src, size_t *slot)
     return 0;
 }
 
-static int u64_cmp(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
 
 /* Stable LSD radix sort of A (N) on bits LO..63, 11 bits a pass, only
  * over the bits that are not the same in every value. TMP has room for N.
@@ -540,7 +535,7 @@ static int group_pairs(struct pair *p, size_t np)
     for (size_t j = 0; j < ks.cap; j++)
         if (ks.used[j])
             distinct[nd++] = ks.keys[j];
-    qsort(distinct, nd, sizeof *distinct, u64_cmp);
+    qsort(distinct, nd, sizeof *distinct, pyheap_u64_cmp);
     /* The key each key becomes: itself, or its type's [*]. */
     for (size_t i = 0; i < nd;) {
         uint32_t type = (uint32_t)(distinct[i] >> 32);
@@ -559,11 +554,7 @@ static int group_pairs(struct pair *p, size_t np)
     for (size_t k = 0; k < nd; k++)
         ks.id[keyset_find(&ks, distinct[k])] = (uint32_t)k;   /* index in final[] */
     memcpy(distinct, final, nd * sizeof *distinct);
-    qsort(distinct, nd, sizeof *distinct, u64_cmp);
-    size_t nf = 0;
-    for (size_t k = 0; k < nd; k++)
-        if (nf == 0 || distinct[k] != distinct[nf - 1])
-            distinct[nf++] = distinct[k];
+    size_t nf = pyheap_u64_sort_unique(distinct, nd);
     for (size_t j = 0; j < ks.cap; j++)
         if (ks.used[j])
             ks.id[j] = (uint32_t)u64_find(distinct, nf, final[ks.id[j]]);
@@ -657,7 +648,7 @@ static int build_rootof(struct ctx *c)
             oset_add(&c->rootobj, s->root_obj[r]);
     }
     c->nrootof = s->nroots;
-    qsort(c->rootof, c->nrootof, sizeof *c->rootof, u64_cmp);
+    qsort(c->rootof, c->nrootof, sizeof *c->rootof, pyheap_u64_cmp);
     return 0;
 }
 

@@ -47,6 +47,10 @@ bool pyheap_buf_fmt(char *buf, size_t len, const char *f, ...) PYHEAP_PRINTF(3, 
 /* Make the array *P of *CAP elements of ELEM bytes hold at least NEED,
  * doubling (from 64). false on overflow or out of memory (*P unchanged). */
 bool pyheap_grow(void **p, size_t *cap, size_t need, size_t elem);
+/* Sort A[0..N) ascending and drop repeats; the number left. */
+size_t pyheap_u64_sort_unique(uint64_t *a, size_t n);
+/* qsort comparison of two uint64_t. */
+int pyheap_u64_cmp(const void *a, const void *b);
 
 /* ---- mem.c: the remote reader ---- */
 

@@ -33,3 +33,19 @@ bool pyheap_grow(void **p, size_t *cap, size_t need, size_t elem)
     *cap = ncap;
     return true;
 }
+
+int pyheap_u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+size_t pyheap_u64_sort_unique(uint64_t *a, size_t n)
+{
+    qsort(a, n, sizeof *a, pyheap_u64_cmp);
+    size_t m = 0;
+    for (size_t k = 0; k < n; k++)
+        if (m == 0 || a[k] != a[m - 1])
+            a[m++] = a[k];
+    return m;
+}

@@ -13,6 +13,18 @@
 
 #define REGION (4 * 65536)
 
+/* A child with a copy of this address space that waits to be killed. */
+static pid_t fork_holder(void)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        for (;;)
+            pause();
+    }
+    return pid;
+}
+
 /* A child that holds a known pattern at the same address as in the parent
  * (fork copies the address space), then waits to be killed. */
 static pid_t spawn_holder(unsigned char **region_out)
@@ -25,14 +37,8 @@ static pid_t spawn_holder(unsigned char **region_out)
     /* A hole in the middle: the third 64 KiB chunk's second page. */
     ck_assert_int_eq(munmap(r + 2 * 65536 + 4096, 4096), 0);
     memcpy(r + 100, "hello, remote", 14);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        for (;;)
-            pause();
-    }
     *region_out = r;
-    return pid;
+    return fork_holder();
 }
 
 START_TEST(reads_child_memory)
@@ -98,15 +104,9 @@ static pid_t spawn_chunks(unsigned char **base_out, unsigned char **map_out)
     for (size_t i = 0; i < WCHUNKS * (size_t)WCHUNK; i++)
         r[i] = (unsigned char)(i * 13 + i / WCHUNK);
     ck_assert_int_eq(munmap(r + 2 * WCHUNK + 4096, 4096), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        for (;;)
-            pause();
-    }
     *base_out = r;
     *map_out = map;
-    return pid;
+    return fork_holder();
 }
 
 /* Windows into the cache (the walker's fast path) show the chunk's bytes,
