@@ -5,6 +5,9 @@
  *       The floor: copy every private writable anonymous mapping of PID
  *       (the heap, pymalloc arenas, mmap'd blocks) once, with 1 MiB
  *       process_vm_readv reads into one buffer. {"bytes":..,"ms":..}
+ *   bench-helper referrers PID TYPE [RUNS]
+ *       One snapshot (2 walker threads), then the referrers report of TYPE
+ *       computed RUNS times from it: CPU ms of each (the analysis alone).
  *   bench-helper census PID [CACHE_MIB [THREADS]]
  *       One full census through the library (pyheap_target_open +
  *       pyheap_snapshot_take + pyheap_histogram), timed, with the memory the
@@ -22,7 +25,10 @@
 #include <sys/uio.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "pyheap.h"
+#include "pyheap_report.h"
 
 #define FLOOR_CHUNK ((size_t)1 << 20)
 
@@ -175,8 +181,46 @@ static int census(pid_t pid, uint64_t cache_mib, unsigned threads)
     return 0;
 }
 
+/* One snapshot, then the referrers report of TYPE computed RUNS times from
+ * it (what `pyheap referrers --max-age` costs in pyheapd): CPU ms of each. */
+static int referrers(pid_t pid, const char *type, int runs)
+{
+    pyheap_error err;
+    pyheap_target *t = NULL;
+    pyheap_snapshot *s = NULL;
+    pyheap_scan_opts opts = { .threads = 2 };
+    if (pyheap_target_open(pid, NULL, &t, &err) < 0 ||
+        pyheap_snapshot_take(t, &opts, &s, &err) < 0) {
+        fprintf(stderr, "bench-helper: %s\n", err.msg);
+        pyheap_target_free(t);
+        return 1;
+    }
+    printf("{\"objects\": %zu, \"referrers_cpu_ms\": [", pyheap_snapshot_count(s));
+    for (int i = 0; i < runs; i++) {
+        double c0 = cpu_ms();
+        json_t *r = pyheap_report_referrers(pid, s, type, NULL, &err);
+        double c1 = cpu_ms();
+        if (!r) {
+            fprintf(stderr, "bench-helper: %s\n", err.msg);
+            break;
+        }
+        char *text = json_dumps(r, JSON_COMPACT);
+        json_decref(r);
+        printf("%s%.1f", i ? ", " : "", c1 - c0);
+        fflush(stdout);
+        free(text);
+    }
+    printf("]}\n");
+    pyheap_snapshot_free(s);
+    pyheap_target_free(t);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 4 && strcmp(argv[1], "referrers") == 0)
+        return referrers((pid_t)strtol(argv[2], NULL, 10), argv[3],
+                         argc >= 5 ? atoi(argv[4]) : 3);
     if (argc != 3 && !((argc == 4 || argc == 5) && strcmp(argv[1], "census") == 0)) {
         fprintf(stderr, "usage: bench-helper floor PID | census PID [CACHE_MIB]\n");
         return 2;
