@@ -82,8 +82,7 @@ struct walk_shared {
 /* One walker thread's state (the first thread also walks the roots). */
 struct walk {
     /* First member: the inline helpers of walk.h read it (windows, t). */
-    struct walk_head h;
-    pyheap_target *t;
+    struct walk_head h;    /* h.t: the target */
     pyheap_mem *mem;
     struct walk_shared *sh;
     struct addrset_cursor cursor;
@@ -160,11 +159,16 @@ struct seed_block {
     uint64_t seeds[SEED_BLOCK];
 };
 
+/* Whether this thread hit the process's end, memory or the object limit. */
+static bool ended(const struct walk *w)
+{
+    return w->gone || w->nomem || w->truncated;
+}
+
 /* Whether this thread should stop: its own end, or another thread's. */
 static bool stopping(const struct walk *w)
 {
-    return w->gone || w->nomem || w->truncated ||
-           (w->sh->mt && __atomic_load_n(&w->sh->stop, __ATOMIC_RELAXED));
+    return ended(w) || (w->sh->mt && __atomic_load_n(&w->sh->stop, __ATOMIC_RELAXED));
 }
 
 /* ---- small containers ---- */
@@ -212,6 +216,18 @@ static bool plausible_addr(uint64_t a)
     return a >= 0x1000 && a < 0x800000000000ULL && (a & 7) == 0;
 }
 
+/* Put ITEM on W's work stack; false (and nomem) when memory runs out. */
+static bool stack_add(struct walk *w, uint64_t item)
+{
+    if (w->nstack == w->capstack &&
+        !pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + 1, sizeof *w->stack)) {
+        w->nomem = true;
+        return false;
+    }
+    w->stack[w->nstack++] = item;
+    return true;
+}
+
 static void push(struct walk *w, uint64_t addr, uint64_t flag)
 {
     if (!plausible_addr(addr)) {
@@ -232,12 +248,7 @@ static void push(struct walk *w, uint64_t addr, uint64_t flag)
         w->truncated = true;
         return;
     }
-    if (w->nstack == w->capstack &&
-        !pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + 1, sizeof *w->stack)) {
-        w->nomem = true;
-        return;
-    }
-    w->stack[w->nstack++] = addr | flag;
+    stack_add(w, addr | flag);
 }
 
 void pyheap_walk_ref(struct walk *w, uint64_t addr)
@@ -272,7 +283,7 @@ static const struct walk_type *type_lookup(struct walk *w, uint64_t addr, int de
  * 0x0005_0000_C000_0000); before: a positive Py_ssize_t below a bound. */
 static bool refcnt_ok(const struct walk *w, uint64_t word)
 {
-    const struct pyheap_consts *k = &w->t->k;
+    const struct pyheap_consts *k = &w->h.t->k;
     if (k->refcnt_split) {
         uint32_t cnt = (uint32_t)word;
         uint16_t overflow = (uint16_t)(word >> 32), flags = (uint16_t)(word >> 48);
@@ -404,16 +415,16 @@ static void escape_key(const char *src, char *dst)
 /* Value of the int object at ADDR if it fits in int64. 0 or -1. */
 static int read_small_int(struct walk *w, uint64_t addr, int64_t *out)
 {
-    const struct pyheap_offsets *off = &w->t->off;
+    const struct pyheap_offsets *off = &w->h.t->off;
     uint64_t size;
     uint32_t d[3] = { 0, 0, 0 };
     if (pyheap_walk_read_u64(w, addr + off->ob_size, &size) < 0)
         return -1;
     int64_t n = (int64_t)size;
-    if (w->t->k.long_lv_tag) {
+    if (w->h.t->k.long_lv_tag) {
         /* 3.12+: lv_tag = ndigits << shift | sign (0 +, 1 zero, 2 -) */
-        uint64_t sign = size & w->t->k.long_sign_mask;
-        n = (int64_t)(size >> w->t->k.long_ndigits_shift);
+        uint64_t sign = size & w->h.t->k.long_sign_mask;
+        n = (int64_t)(size >> w->h.t->k.long_ndigits_shift);
         if (sign == 2)
             n = -n;
         else if (sign != 0 && sign != 1)
@@ -445,15 +456,15 @@ static uint32_t key_label_compute(struct walk *w, uint64_t key)
         return pyheap_walk_label(w, LBL_KEY_STR, buf);
     }
     int64_t v;
-    if (t->addr == w->t->wk.int_ && read_small_int(w, key, &v) == 0) {
+    if (t->addr == w->h.t->wk.int_ && read_small_int(w, key, &v) == 0) {
         if (v >= 0 && v <= (int64_t)WALK_LBL_PAYLOAD_MAX)
             return WALK_LBL(LBL_KEY_INT, (uint32_t)v);
         snprintf(buf, sizeof buf, "%lld", (long long)v);
         return pyheap_walk_label(w, LBL_KEY_TEXT, buf);
     }
-    if (t->addr == w->t->wk.bool_ && read_small_int(w, key, &v) == 0)
+    if (t->addr == w->h.t->wk.bool_ && read_small_int(w, key, &v) == 0)
         return pyheap_walk_label(w, LBL_KEY_TEXT, v ? "True" : "False");
-    if (t->addr == w->t->wk.none_type)
+    if (t->addr == w->h.t->wk.none_type)
         return pyheap_walk_label(w, LBL_KEY_TEXT, "None");
     sh_lock(w);
     const char *tn = t->name < w->sh->names.n ? w->sh->names.s[t->name] : "?";
@@ -633,18 +644,18 @@ static const struct walk_type *type_lookup_locked(struct walk *w, uint64_t addr,
         w->nomem = true;
         return NULL;
     }
-    const struct pyheap_offsets *off = &w->t->off;
+    const struct pyheap_offsets *off = &w->h.t->off;
     uint64_t hdr[2];
     int ok = 0;
     uint64_t meta = 0;
     if (pyheap_walk_read(w, addr, hdr, sizeof hdr) == 0) {
         meta = hdr[1];
         if (refcnt_ok(w, hdr[0])) {
-            if (meta == w->t->wk.type)
+            if (meta == w->h.t->wk.type)
                 ok = 1;
             else if (meta != addr) {
                 const struct walk_type *mt = type_lookup_locked(w, meta, depth + 1);
-                ok = mt && (mt->flags & w->t->k.tpflags_type_subclass);
+                ok = mt && (mt->flags & w->h.t->k.tpflags_type_subclass);
             }
         }
     }
@@ -795,12 +806,8 @@ static void visit(struct walk *w, uint64_t item)
         snapshot_in_rollback(&w->found, edges_before);
         return;
     }
-    if (!w->sh->mt) {
-        if (w->found.n >= w->max_objects || w->found.n >= UINT32_MAX - 1)
-            w->truncated = true;
-        return;
-    }
-    /* Several threads: count the records of all of them, in batches. */
+    /* The records of all threads count, added up in batches (one thread:
+     * its own count). */
     size_t pending = w->found.n - w->nrecs_flushed;
     uint64_t total = __atomic_load_n(&w->sh->nrecs, __ATOMIC_RELAXED) + pending;
     if (pending >= 4096) {
@@ -817,7 +824,7 @@ static void add_seed(struct walk *w, uint64_t addr);
 
 static void walk_gc_list(struct walk *w, uint64_t head)
 {
-    const struct pyheap_offsets *off = &w->t->off;
+    const struct pyheap_offsets *off = &w->h.t->off;
     uint64_t prev = head, cur;
     if (pyheap_walk_read_u64(w, head + off->gc_next, &cur) < 0) {
         w->skipped++;
@@ -897,7 +904,7 @@ static int module_root(struct walk *w, uint64_t key, uint64_t value, void *arg)
 
 uint64_t pyheap_walk_stackref(const struct walk *w, uint64_t bits)
 {
-    const struct pyheap_consts *k = &w->t->k;
+    const struct pyheap_consts *k = &w->h.t->k;
     if (!k->stackref_tagged)
         return bits;
     if (bits == 0 || bits == k->stackref_null_bits)
@@ -910,7 +917,7 @@ uint64_t pyheap_walk_stackref(const struct walk *w, uint64_t bits)
 
 int pyheap_walk_iframe_code(struct walk *w, uint64_t iframe, uint64_t *code)
 {
-    const struct pyheap_offsets *off = &w->t->off;
+    const struct pyheap_offsets *off = &w->h.t->off;
     uint64_t v;
     if (off->iframe_f_code != PYHEAP_OFF_ABSENT) {
         if (pyheap_walk_read_u64(w, iframe + off->iframe_f_code, &v) < 0)
@@ -924,7 +931,7 @@ int pyheap_walk_iframe_code(struct walk *w, uint64_t iframe, uint64_t *code)
         return -1;
     v = pyheap_walk_stackref(w, v);
     uint64_t type;
-    if (!v || pyheap_walk_read_u64(w, v + off->ob_type, &type) < 0 || type != w->t->wk.code)
+    if (!v || pyheap_walk_read_u64(w, v + off->ob_type, &type) < 0 || type != w->h.t->wk.code)
         return -1;
     *code = v;
     return 0;
@@ -934,8 +941,8 @@ int pyheap_walk_iframe_code(struct walk *w, uint64_t iframe, uint64_t *code)
  * code object (owned by the C stack or the interpreter, 3.12+). */
 static bool frame_is_shim(struct walk *w, uint64_t f)
 {
-    const struct pyheap_consts *k = &w->t->k;
-    const struct pyheap_offsets *off = &w->t->off;
+    const struct pyheap_consts *k = &w->h.t->k;
+    const struct pyheap_offsets *off = &w->h.t->off;
     if (off->iframe_f_code != PYHEAP_OFF_ABSENT)
         return false; /* 3.11: the chain holds Python frames only */
     uint8_t owner;
@@ -948,7 +955,7 @@ static bool frame_is_shim(struct walk *w, uint64_t f)
 
 static void walk_frames(struct walk *w, uint64_t tstate, const char *thread)
 {
-    const struct pyheap_offsets *off = &w->t->off;
+    const struct pyheap_offsets *off = &w->h.t->off;
     uint64_t cframe, f;
     if (off->tstate_cframe != PYHEAP_OFF_ABSENT) {
         if (pyheap_walk_read_u64(w, tstate + off->tstate_cframe, &cframe) < 0 || !cframe ||
@@ -986,7 +993,7 @@ static void walk_frames(struct walk *w, uint64_t tstate, const char *thread)
 
 static void walk_thread(struct walk *w, uint64_t ts)
 {
-    const struct pyheap_offsets *off = &w->t->off;
+    const struct pyheap_offsets *off = &w->h.t->off;
     uint64_t tid = 0;
     if (off->tstate_native_thread_id == PYHEAP_OFF_ABSENT ||
         pyheap_walk_read_u64(w, ts + off->tstate_native_thread_id, &tid) < 0 || !tid) {
@@ -1027,7 +1034,7 @@ static void walk_thread(struct walk *w, uint64_t ts)
  * interpreter (interp->types.builtins / for_extensions.initialized[]). */
 static void walk_static_types_in(struct walk *w, uint64_t arr, uint64_t num_at, uint64_t cap)
 {
-    const struct pyheap_offsets *off = &w->t->off;
+    const struct pyheap_offsets *off = &w->h.t->off;
     uint64_t num = 0;
     size_t es = off->managed_static_type_state;
     if (pyheap_walk_read(w, num_at, &num, sizeof num) < 0 || es == PYHEAP_OFF_ABSENT ||
@@ -1058,8 +1065,8 @@ static void walk_static_types_in(struct walk *w, uint64_t arr, uint64_t num_at, 
 
 static void walk_static_types(struct walk *w, uint64_t interp)
 {
-    const struct pyheap_offsets *off = &w->t->off;
-    if (!w->t->k.static_types_per_interp || off->interp_types_builtins_num == PYHEAP_OFF_ABSENT ||
+    const struct pyheap_offsets *off = &w->h.t->off;
+    if (!w->h.t->k.static_types_per_interp || off->interp_types_builtins_num == PYHEAP_OFF_ABSENT ||
         off->interp_types_builtins_initialized == PYHEAP_OFF_ABSENT)
         return;
     /* _Py_MAX_MANAGED_STATIC_BUILTIN_TYPES is ~200, the extension array 10. */
@@ -1073,9 +1080,9 @@ static void walk_static_types(struct walk *w, uint64_t interp)
 
 static void walk_interp(struct walk *w, uint64_t interp)
 {
-    const struct pyheap_offsets *off = &w->t->off;
+    const struct pyheap_offsets *off = &w->h.t->off;
     uint64_t gc = interp + off->interp_gc;
-    unsigned ngen = w->t->k.gc_generations ? w->t->k.gc_generations : 3;
+    unsigned ngen = w->h.t->k.gc_generations ? w->h.t->k.gc_generations : 3;
     /* 3.14.0-3.14.4 (incremental GC): young + old[2] are three consecutive
      * gc_generation structs where the other versions have generations[3]. */
     size_t gens = off->gcstate_generations != PYHEAP_OFF_ABSENT ? off->gcstate_generations
@@ -1201,12 +1208,7 @@ static struct seed_block *seeds_take(struct walk *w)
 static void add_seed(struct walk *w, uint64_t addr)
 {
     if (!w->sh->mt) {
-        if (w->nstack == w->capstack &&
-            !pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + 1, sizeof *w->stack)) {
-            w->nomem = true;
-            return;
-        }
-        w->stack[w->nstack++] = addr;
+        stack_add(w, addr);
         return;
     }
     if (!w->block) {
@@ -1250,7 +1252,7 @@ static void *walk_thread_main(void *arg)
         free(b);
         drain(w);
     }
-    if (w->gone || w->nomem || w->truncated)
+    if (ended(w))
         stop_all(w->sh);
     return NULL;
 }
@@ -1423,15 +1425,14 @@ static void walk_pool_start(struct walk *w, struct walk_pool *p, unsigned nthrea
     }
     p->n = nthreads;
     sh->mt = true; /* before any thread starts */
-    uint64_t deadline = pyheap_mem_deadline(w->t->mem);
+    uint64_t deadline = pyheap_mem_deadline(w->h.t->mem);
     unsigned ran = 0;
     for (unsigned i = 1; i < nthreads; i++) {
         struct walk *x = &p->ws[i];
-        x->t = w->t;
-        x->h.t = w->t;
+        x->h.t = w->h.t;
         x->sh = sh;
         x->max_objects = w->max_objects;
-        if (pyheap_mem_open(w->t->pid, cache_cap, &x->mem, NULL) < 0)
+        if (pyheap_mem_open(w->h.t->pid, cache_cap, &x->mem, NULL) < 0)
             continue;
         pyheap_mem_set_deadline(x->mem, deadline);
         if (pthread_create(&p->th[i], NULL, walk_thread_main, x) == 0) {
@@ -1473,7 +1474,7 @@ static void walk_pool_finish(struct walk *w, struct walk_pool *p, uint64_t *read
         pyheap_mem_counters(x->mem, &r, &b);
         *reads += r;
         *bytes += b;
-        pyheap_mem_deadline_merge(w->t->mem, x->mem);
+        pyheap_mem_deadline_merge(w->h.t->mem, x->mem);
         pyheap_mem_window_drop(x->mem);
         pyheap_mem_free(x->mem);
         x->mem = NULL;
@@ -1538,7 +1539,6 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     pthread_cond_init(&sh.qcv, NULL);
     struct walk w;
     memset(&w, 0, sizeof w);
-    w.t = t;
     w.h.t = t;
     w.mem = t->mem;
     w.sh = &sh;
@@ -1558,7 +1558,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         if (pyheap_walk_read_u64(&w, interp + off->interp_next, &interp) < 0)
             break;
     }
-    if (sh.mt && (w.gone || w.nomem || w.truncated))
+    if (sh.mt && ended(&w))
         stop_all(&sh);
     walk_pool_finish(&w, &pool, &xreads, &xbytes, &ran);
     drain(&w);
