@@ -210,16 +210,25 @@ void pyheap_walk_keys_refs(struct walk *w, uint64_t keys, uint32_t label)
         pyheap_walk_skip(w);
 }
 
+/* The dict at DICT: its keys object (validated into *D) and its split
+ * values array (0 for a combined table). 0 or -1. */
+static int read_dict(struct walk *w, uint64_t dict, uint64_t *keys, uint64_t *values,
+                     struct dkeys *d)
+{
+    const struct pyheap_offsets *off = &pyheap_walk_target(w)->off;
+    if (!dict || pyheap_walk_read_u64(w, dict + off->dict_ma_keys, keys) < 0 ||
+        pyheap_walk_read_u64(w, dict + off->dict_ma_values, values) < 0)
+        return -1;
+    return read_keys(w, *keys, d);
+}
+
 int pyheap_walk_dict_foreach(struct walk *w, uint64_t dict,
                              int (*fn)(struct walk *w, uint64_t key, uint64_t value, void *arg),
                              void *arg)
 {
-    const struct pyheap_offsets *off = &pyheap_walk_target(w)->off;
     uint64_t keys, values;
     struct dkeys d;
-    if (!dict || pyheap_walk_read_u64(w, dict + off->dict_ma_keys, &keys) < 0 ||
-        pyheap_walk_read_u64(w, dict + off->dict_ma_values, &values) < 0 ||
-        read_keys(w, keys, &d) < 0)
+    if (read_dict(w, dict, &keys, &values, &d) < 0)
         return -1;
     int r = for_entries(w, &d, values, fn, arg);
     return r < 0 ? -1 : r;
@@ -228,12 +237,9 @@ int pyheap_walk_dict_foreach(struct walk *w, uint64_t dict,
 int pyheap_walk_decode_dict(struct walk *w, const struct walk_obj *o, uint64_t *size)
 {
     const pyheap_target *t = pyheap_walk_target(w);
-    const struct pyheap_offsets *off = &t->off;
     uint64_t keys, values;
     struct dkeys d;
-    if (pyheap_walk_read_u64(w, o->addr + off->dict_ma_keys, &keys) < 0 ||
-        pyheap_walk_read_u64(w, o->addr + off->dict_ma_values, &values) < 0 ||
-        read_keys(w, keys, &d) < 0)
+    if (read_dict(w, o->addr, &keys, &values, &d) < 0)
         return -1;
     entry_fn fn = values ? ref_value : ref_entry;
     if (for_entries(w, &d, values, fn, NULL) < 0)
@@ -317,15 +323,8 @@ static int find_entry(struct walk *w, uint64_t key, uint64_t value, void *arg)
 
 int pyheap_walk_dict_get_str(struct walk *w, uint64_t dict, const char *key, uint64_t *value)
 {
-    const struct pyheap_offsets *off = &pyheap_walk_target(w)->off;
-    uint64_t keys, values;
-    struct dkeys d;
-    if (!dict || pyheap_walk_read_u64(w, dict + off->dict_ma_keys, &keys) < 0 ||
-        pyheap_walk_read_u64(w, dict + off->dict_ma_values, &values) < 0 ||
-        read_keys(w, keys, &d) < 0)
-        return -1;
     struct find_arg f = { key, 0 };
-    if (for_entries(w, &d, values, find_entry, &f) != 1)
+    if (pyheap_walk_dict_foreach(w, dict, find_entry, &f) != 1)
         return -1;
     *value = f.value;
     return 0;
