@@ -61,8 +61,8 @@ struct pyheap_mem {
     size_t nimages;
     /* the chunk of the last hit (most reads fall in the chunk before) */
     struct chunk *last;
-    /* the caller's window into a chunk (pyheap_mem_window_get): reset when
-     * the chunk's buffer goes away */
+    /* the caller's windows into chunks (pyheap_mem_window_get): emptied
+     * when chunk buffers are evicted or freed */
     struct pyheap_mem_window *wins;
     size_t nwin;
     /* buffers of evicted chunks, reused before asking malloc (fresh pages
@@ -131,9 +131,8 @@ int pyheap_mem_open(pid_t pid, uint64_t max_cache_bytes, pyheap_mem **out,
     if (!m)
         return pyheap_err_set(err, PYHEAP_E_NOMEM, ENOMEM, 0, "out of memory");
     m->pid = pid;
-    m->cache_cap = m->open_cap = max_cache_bytes ? max_cache_bytes : DEFAULT_CACHE_CAP;
-    if (m->cache_cap < MIN_CACHE_CAP)
-        m->cache_cap = m->open_cap = MIN_CACHE_CAP;
+    m->open_cap = max_cache_bytes ? max_cache_bytes : DEFAULT_CACHE_CAP;
+    pyheap_mem_set_cache_cap(m, 0);
     *out = m;
     return 0;
 }

@@ -222,7 +222,8 @@ int main(int argc, char **argv)
         return referrers((pid_t)strtol(argv[2], NULL, 10), argv[3],
                          argc >= 5 ? atoi(argv[4]) : 3);
     if (argc != 3 && !((argc == 4 || argc == 5) && strcmp(argv[1], "census") == 0)) {
-        fprintf(stderr, "usage: bench-helper floor PID | census PID [CACHE_MIB]\n");
+        fprintf(stderr, "usage: bench-helper floor PID | census PID [CACHE_MIB [THREADS]] | "
+                "referrers PID TYPE [RUNS]\n");
         return 2;
     }
     pid_t pid = (pid_t)strtol(argv[2], NULL, 10);
@@ -231,6 +232,6 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "census") == 0)
         return census(pid, argc >= 4 ? strtoull(argv[3], NULL, 10) : 0,
                       argc == 5 ? (unsigned)strtoul(argv[4], NULL, 10) : 0);
-    fprintf(stderr, "usage: bench-helper floor|census PID\n");
+    fprintf(stderr, "usage: bench-helper floor|census|referrers PID ...\n");
     return 2;
 }
