@@ -550,6 +550,22 @@ static json_t *reuse_command(struct pyheapd *d, struct pyheapd_session *s,
     return reply;
 }
 
+/* The session REQ names, if PEER may read its process: a reference
+ * (session_unref when done), or NULL with *REPLY the error reply. */
+static struct pyheapd_session *session_for(struct pyheapd *d, const struct ucred *peer,
+                                           const pyheap_request *req, json_t **reply)
+{
+    pyheap_proto_error perr;
+    struct pyheapd_session *s = pick_session(d, peer, req->pid, &perr);
+    if (s && authorize(peer, s->pid, &s->uid, &perr) < 0) {
+        session_unref(d, s);
+        s = NULL;
+    }
+    if (!s)
+        *reply = error_reply(&perr);
+    return s;
+}
+
 /* Take a fresh snapshot of the chosen target (pyheapd_scan: identity
  * checks, time budget, optional freeze), build the reply with FN, and keep
  * the snapshot as the session's newest (issue 7). With req->max_age, the
@@ -557,15 +573,11 @@ static json_t *reuse_command(struct pyheapd *d, struct pyheapd_session *s,
 static json_t *scan_command(struct pyheapd *d, const struct ucred *peer,
                             const pyheap_request *req, snapshot_reply_fn fn)
 {
-    pyheap_proto_error perr;
-    struct pyheapd_session *s = pick_session(d, peer, req->pid, &perr);
-    if (!s)
-        return error_reply(&perr);
     json_t *reply = NULL;
-    if (authorize(peer, s->pid, &s->uid, &perr) < 0) {
-        reply = error_reply(&perr);
-        goto out;
-    }
+    struct pyheapd_session *s = session_for(d, peer, req, &reply);
+    if (!s)
+        return reply;
+    pyheap_proto_error perr;
     if (req->max_age > 0) {
         int tried;
         reply = reuse_command(d, s, peer, req, fn, &tried);
@@ -751,15 +763,10 @@ static json_t *stats_reply(const struct pyheapd_session *s, const pyheap_snapsho
 static json_t *history_command(struct pyheapd *d, const struct ucred *peer,
                                const pyheap_request *req)
 {
-    pyheap_proto_error perr;
-    struct pyheapd_session *s = pick_session(d, peer, req->pid, &perr);
-    if (!s)
-        return error_reply(&perr);
     json_t *reply = NULL;
-    if (authorize(peer, s->pid, &s->uid, &perr) < 0) {
-        reply = error_reply(&perr);
-        goto out;
-    }
+    struct pyheapd_session *s = session_for(d, peer, req, &reply);
+    if (!s)
+        return reply;
     reply = pyheap_proto_ok_reply();
     if (!reply || json_object_set_new(reply, "pid", json_integer(s->pid)) < 0) {
         json_decref(reply);
@@ -773,6 +780,7 @@ static json_t *history_command(struct pyheapd *d, const struct ucred *peer,
             json_decref(reply);
             reply = err.code == PYHEAP_E_INVAL ? NULL : lib_error_reply(&err);
             if (!reply) {
+                pyheap_proto_error perr;
                 pyheap_proto_err_set(&perr, "not_enough_snapshots", "%s", err.msg);
                 reply = error_reply(&perr);
             }
@@ -788,19 +796,14 @@ out:
 
 static json_t *cmd_diff(struct pyheapd *d, const struct ucred *peer, const pyheap_request *req)
 {
-    pyheap_proto_error perr;
-    struct pyheapd_session *s = pick_session(d, peer, req->pid, &perr);
-    if (!s)
-        return error_reply(&perr);
     json_t *reply = NULL;
-    struct pyheapd_kept *k = NULL;
+    struct pyheapd_session *s = session_for(d, peer, req, &reply);
+    if (!s)
+        return reply;
+    pyheap_proto_error perr;
     pyheap_snapshot *snap = NULL;
     uint64_t id = 0;
-    if (authorize(peer, s->pid, &s->uid, &perr) < 0) {
-        reply = error_reply(&perr);
-        goto out;
-    }
-    k = pyheapd_history_get(s->hist, req->since);
+    struct pyheapd_kept *k = pyheapd_history_get(s->hist, req->since);
     if (!k) {
         if (req->since)
             pyheap_proto_err_set(&perr, pyheap_errcode_name(PYHEAP_E_NOTFOUND),
