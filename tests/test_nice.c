@@ -337,6 +337,20 @@ START_TEST(autogroup_own_session)
 }
 END_TEST
 
+/* pyheapd OPTION with each of the N values BAD exits 2 saying WHY. */
+static void refused(const char *option, const char *const *bad, size_t n, const char *why)
+{
+    for (size_t i = 0; i < n; i++) {
+        char cmd[600], *out;
+        snprintf(cmd, sizeof cmd, "'%s/pyheapd' %s '%s' --socket /nonexistent/x.sock",
+                 test_builddir(), option, bad[i]);
+        int rc = test_sh(cmd, &out);
+        ck_assert_msg(rc == 2, "%s '%s': exit %d, expected 2: %s", option, bad[i], rc, out);
+        ck_assert_msg(strstr(out, why), "%s '%s': %s", option, bad[i], out);
+        free(out);
+    }
+}
+
 /* --scan-threads: the walker threads of a scan (named after the scan
  * thread that starts them) all run at the scans' priority. */
 START_TEST(scan_threads)
@@ -363,31 +377,15 @@ START_TEST(scan_threads)
     free(log);
     stop(&e, &t);
     static const char *const bad[] = { "0", "65", "x" };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        char cmd[600], *out;
-        snprintf(cmd, sizeof cmd, "'%s/pyheapd' --scan-threads '%s' --socket /nonexistent/x.sock",
-                 test_builddir(), bad[i]);
-        int rc = test_sh(cmd, &out);
-        ck_assert_msg(rc == 2 && strstr(out, "--scan-threads takes 1..64"),
-                      "--scan-threads '%s': exit %d: %s", bad[i], rc, out);
-        free(out);
-    }
+    refused("--scan-threads", bad, sizeof bad / sizeof bad[0], "--scan-threads takes 1..64");
 }
 END_TEST
 
 START_TEST(scan_nice_invalid)
 {
     static const char *const bad[] = { "20", "-1", "abc", "", "19x", "100" };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        char cmd[600], *out;
-        snprintf(cmd, sizeof cmd, "'%s/pyheapd' --scan-nice '%s' --socket /nonexistent/x.sock",
-                 test_builddir(), bad[i]);
-        int rc = test_sh(cmd, &out);
-        ck_assert_msg(rc == 2, "--scan-nice '%s': exit %d, expected 2: %s", bad[i], rc, out);
-        ck_assert_msg(strstr(out, "--scan-nice takes a nice value 0..19"),
-                      "--scan-nice '%s': %s", bad[i], out);
-        free(out);
-    }
+    refused("--scan-nice", bad, sizeof bad / sizeof bad[0],
+            "--scan-nice takes a nice value 0..19");
     /* and the help lists it */
     char cmd[600], *out;
     snprintf(cmd, sizeof cmd, "'%s/pyheapd' --help", test_builddir());
