@@ -120,6 +120,8 @@ typedef struct pyheap_scan_stats {
     uint64_t remote_reads;   /* process_vm_readv calls */
     uint64_t remote_bytes;   /* bytes copied from the target */
     double scan_ms;          /* wall time of the scan */
+    double build_ms;         /* of which building the snapshot model from
+                              * what the walk found */
     int truncated;           /* a limit stopped the scan early */
     unsigned threads;        /* walker threads that ran (1 when the heap
                               * was too small to share out) */

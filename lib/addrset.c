@@ -321,6 +321,28 @@ int pyheap_addrindex_build_unsorted(struct addrindex *x, const uint64_t *addrs, 
     return 0;
 }
 
+void pyheap_addrindex_addrs(const struct addrindex *x, uint64_t *out)
+{
+    size_t k = 0;
+    if (x->top) {
+        for (size_t ti = 0; ti < TOP_SLOTS; ti++) {
+            const uint32_t *mid = x->top[ti];
+            for (size_t mi = 0; mid && mi < MID_SLOTS; mi++) {
+                if (!mid[mi])
+                    continue;
+                const struct addrindex_leaf *leaf = &x->leaves[mid[mi] - 1];
+                uint64_t base = ((uint64_t)ti << ADDRSET_MID_BITS | mi) << ADDRSET_LEAF_SHIFT;
+                for (size_t w = 0; w < ADDRSET_LEAF_WORDS; w++)
+                    for (uint64_t v = leaf->bits[w]; v; v &= v - 1)
+                        out[k++] = base + ((uint64_t)(w * 64 + (unsigned)__builtin_ctzll(v)) << 3);
+            }
+        }
+    }
+    /* the sorted part: all of it without a tree, or what lies above it */
+    for (size_t i = x->top ? x->tree_end : 0; i < x->n; i++)
+        out[k++] = x->sorted[i];
+}
+
 size_t pyheap_addrindex_find(const struct addrindex *x, uint64_t addr)
 {
     if (!x->top)

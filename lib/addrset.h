@@ -79,6 +79,9 @@ int pyheap_addrindex_build(struct addrindex *x, const uint64_t *sorted, size_t n
  * walk's) go into the tree in one pass; any other makes the index a sorted
  * copy. 0, or -1 on allocation failure. */
 int pyheap_addrindex_build_unsorted(struct addrindex *x, const uint64_t *addrs, size_t n);
+/* The x->n indexed addresses, ascending, into OUT (room for x->n): in
+ * one pass over the index, with no lookup. */
+void pyheap_addrindex_addrs(const struct addrindex *x, uint64_t *out);
 /* The i with sorted[i] == ADDR (the rank of ADDR), or SIZE_MAX. */
 size_t pyheap_addrindex_find(const struct addrindex *x, uint64_t addr);
 void pyheap_addrindex_free(struct addrindex *x);

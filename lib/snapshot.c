@@ -1,4 +1,5 @@
 /* The immutable snapshot model and the histogram analysis. */
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,11 +67,26 @@ int pyheap_snapshot_in_grow_edges(struct snapshot_in *in)
     return grow_bytes(&in->edge, &in->edgecap, in->edgelen + SNAPSHOT_VARINT_MAX + 5);
 }
 
+/* A checkpoint at the next object (its record and edges start where the
+ * streams' objects end now). */
+static int add_cp(struct snapshot_in *in)
+{
+    if (in->ncp == in->capcp &&
+        !pyheap_grow((void **)&in->cp, &in->capcp, in->ncp + 1, sizeof *in->cp))
+        return -1;
+    in->cp[in->ncp++] = (struct snapshot_in_cp){ in->n, in->obj_edges, in->objlen,
+                                                 in->obj_edgelen, in->prev };
+    return 0;
+}
+
 int pyheap_snapshot_in_object(struct snapshot_in *in, uint64_t addr, uint64_t size,
                               uint32_t type)
 {
     if (in->n >= (size_t)UINT32_MAX - 1 || in->nedges >= (size_t)UINT32_MAX ||
         grow_bytes(&in->obj, &in->objcap, in->objlen + 4 * SNAPSHOT_VARINT_MAX) < 0)
+        return -1;
+    size_t every = in->cp_every ? in->cp_every : SNAPSHOT_IN_CP_EVERY;
+    if (in->n % every == 0 && in->n > 0 && add_cp(in) < 0)
         return -1;
     unsigned char *p = in->obj + in->objlen;
     p = snapshot_put_varint(p, snapshot_delta_code(addr, in->prev));
@@ -90,7 +106,10 @@ void pyheap_snapshot_in_free(struct snapshot_in *in)
 {
     map_free(in->obj, in->objcap);
     map_free(in->edge, in->edgecap);
+    free(in->cp);
+    size_t every = in->cp_every;
     memset(in, 0, sizeof *in);
+    in->cp_every = every;
 }
 
 /* Reading the streams back. They are ours, but a reader never runs past
@@ -189,6 +208,30 @@ int pyheap_snapshot_in_append(struct snapshot_in *dst, struct snapshot_in *src)
     p = snapshot_put_varint(p, ne);
     if (rest_obj)
         memcpy(p, ro.p, rest_obj);
+    /* Checkpoints: one where SRC starts, then SRC's own (past its first
+     * object, which moved), shifted. dst->obj_edges is where the edges
+     * of SRC's first object start. */
+    if (dst->n > 0 && add_cp(dst) < 0) {
+        rc = -1;
+        goto done;
+    }
+    size_t ocut = (size_t)(ro.p - src->obj), onew = (size_t)(p - dst->obj);
+    size_t ecut = (size_t)(re.p - src->edge), enew = (size_t)(q - dst->edge);
+    for (size_t k = 0; ne == o.nedges && k < src->ncp; k++) {
+        struct snapshot_in_cp c = src->cp[k];
+        if (c.n == 0 || c.objoff < ocut || c.edgeoff < ecut)
+            continue;
+        c.n += dst->n;
+        c.e += dst->nedges;
+        c.objoff = c.objoff - ocut + onew;
+        c.edgeoff = c.edgeoff - ecut + enew;
+        if (dst->ncp == dst->capcp &&
+            !pyheap_grow((void **)&dst->cp, &dst->capcp, dst->ncp + 1, sizeof *dst->cp)) {
+            rc = -1;
+            goto done;
+        }
+        dst->cp[dst->ncp++] = c;
+    }
     dst->objlen = (size_t)(p - dst->obj) + rest_obj;
     dst->n += src->n;
     dst->nedges += src->obj_edges;
@@ -209,11 +252,6 @@ static inline bool bit_test(const uint64_t *bits, size_t i)
     return (bits[i >> 6] >> (i & 63)) & 1;
 }
 
-static inline void bit_set(uint64_t *bits, size_t i)
-{
-    bits[i >> 6] |= (uint64_t)1 << (i & 63);
-}
-
 /* Free what a build takes: NAMES, G's labels and root names. */
 static void release_taken(char **names, size_t ntypes, struct snapshot_graph_in *g)
 {
@@ -229,87 +267,115 @@ static void release_taken(char **names, size_t ntypes, struct snapshot_graph_in 
     }
 }
 
-int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes,
-                             struct snapshot_graph_in *g, const pyheap_scan_stats *stats,
-                             pyheap_snapshot **out, pyheap_error *err)
-{
-    struct snapshot_graph_in empty;
-    memset(&empty, 0, sizeof empty);
-    if (!g)
-        g = &empty;
-    size_t n = in->n, nedges = in->nedges;
-    struct addrindex x = { 0 };
-    uint64_t *daddr = NULL, *bits = NULL;
-    uint32_t *perm = NULL, *tgt = NULL, *lab = NULL;
-    struct obj_rec o;
-    pyheap_snapshot *s = calloc(1, sizeof *s);
-    if (!s || n >= UINT32_MAX || nedges >= UINT32_MAX)
-        goto fail;
-    s->names = names;
-    s->ntypes = ntypes;
-    names = NULL;
-    s->stats = *stats;
-    s->labels = g->labels;
-    s->nlabels = g->nlabels;
-    g->labels = NULL;
-    g->nlabels = 0;
+/* The build runs in phases; each but the index and the offsets' running
+ * sum is shared out between threads by parts of the discovery order, cut
+ * at the streams' checkpoints. A part writes only its own objects' slots
+ * (object indices are distinct) and its own range of the edge arrays, so
+ * the result does not depend on the number of parts. */
+struct part {
+    struct snapshot_in_cp at;   /* where its objects start */
+    size_t end;                 /* the object after its last */
+    size_t ebudget;             /* edges its objects may own */
+    size_t kept, read, dups;
+    uint64_t dropped, bytes;
+};
 
-    /* Rank the addresses: x maps an address to its object index. */
-    daddr = map_new(n * sizeof *daddr);
-    if (!daddr)
-        goto fail;
-    struct reader r = reader_of(in->obj, in->objlen);
-    uint64_t prev = 0;
-    for (size_t i = 0; i < n; i++) {
+struct build {
+    const struct snapshot_in *in;
+    pyheap_snapshot *s;
+    struct addrindex x;
+    size_t ntypes;
+    uint64_t *daddr;            /* discovery order */
+    uint32_t *perm;             /* discovery order -> index, or NO_OBJ */
+    uint64_t *bits;             /* per index: taken (perm), then cut */
+    uint32_t *tgt, *lab;        /* kept edges, by part, discovery order */
+    struct part part[PYHEAP_MAX_SCAN_THREADS];
+    unsigned nparts;
+};
+
+static inline bool bit_set_atomic(uint64_t *bits, size_t i)
+{
+    uint64_t m = (uint64_t)1 << (i & 63);
+    return __atomic_fetch_or(&bits[i >> 6], m, __ATOMIC_RELAXED) & m;
+}
+
+static void phase_decode(struct build *b, struct part *pt)
+{
+    const struct snapshot_in *in = b->in;
+    struct reader r = reader_of(in->obj ? in->obj + pt->at.objoff : NULL,
+                                in->objlen - pt->at.objoff);
+    uint64_t prev = pt->at.prev;
+    struct obj_rec o;
+    for (size_t i = pt->at.n; i < pt->end; i++) {
         get_obj(&r, &prev, &o);
-        daddr[i] = o.addr;
+        b->daddr[i] = o.addr;
     }
-    if (pyheap_addrindex_build_unsorted(&x, daddr, n) < 0)
-        goto fail;
-    size_t m = x.n;
-    size_t nbits = m / 64 + 1;
-    /* perm: discovery order -> object index; NO_OBJ for a repeat. */
-    perm = map_new(n * sizeof *perm);
-    bits = calloc(nbits, sizeof *bits);
-    s->addr = malloc((m ? m : 1) * sizeof *s->addr);
-    s->eoff = calloc(m + 1, sizeof *s->eoff);
-    if (!perm || !bits || !s->addr || !s->eoff)
-        goto fail;
-    for (size_t i = 0; i < n; i++) {
-        size_t p = pyheap_addrindex_find(&x, daddr[i]);
-        if (bit_test(bits, p)) {
-            perm[i] = NO_OBJ;
+}
+
+/* Ranks. Without repeats (a walk's: as many ranks as objects) a lookup
+ * each; with, several parts race for a repeated address: who wins is
+ * redone in order (phase_perm_serial) when any part saw one. */
+static void phase_perm(struct build *b, struct part *pt)
+{
+    if (b->x.n == b->in->n) {
+        for (size_t i = pt->at.n; i < pt->end; i++)
+            b->perm[i] = (uint32_t)pyheap_addrindex_find(&b->x, b->daddr[i]);
+        return;
+    }
+    for (size_t i = pt->at.n; i < pt->end; i++) {
+        size_t p = pyheap_addrindex_find(&b->x, b->daddr[i]);
+        if (bit_set_atomic(b->bits, p)) {
+            b->perm[i] = NO_OBJ;
+            pt->dups++;
         } else {
-            bit_set(bits, p);
-            perm[i] = (uint32_t)p;
-            s->addr[p] = daddr[i];
+            b->perm[i] = (uint32_t)p;
         }
     }
-    s->n = m;
-    map_free(daddr, n * sizeof *daddr);
-    daddr = NULL;
+}
 
-    /* Resolve the edges in discovery order; eoff[i] counts object i's. */
-    tgt = map_new(nedges * sizeof *tgt); /* only the kept edges' pages are touched */
-    lab = map_new(nedges * sizeof *lab);
-    if (!tgt || !lab)
-        goto fail;
-    struct reader re = reader_of(in->edge, in->edgelen);
-    r = reader_of(in->obj, in->objlen);
-    prev = 0;
+static void phase_perm_serial(struct build *b, size_t n)
+{
+    memset(b->bits, 0, (b->x.n / 64 + 1) * sizeof *b->bits);
+    for (size_t i = 0; i < n; i++) {
+        size_t p = pyheap_addrindex_find(&b->x, b->daddr[i]);
+        b->perm[i] = bit_set_atomic(b->bits, p) ? NO_OBJ : (uint32_t)p;
+    }
+}
+
+/* Resolve the part's edges: kept ones to tgt/lab from its first edge on;
+ * eoff[i] counts object i's. */
+static void phase_edges(struct build *b, struct part *pt)
+{
+    const struct snapshot_in *in = b->in;
+    pyheap_snapshot *s = b->s;
+    struct reader r = reader_of(in->obj ? in->obj + pt->at.objoff : NULL,
+                                in->objlen - pt->at.objoff);
+    struct reader re = reader_of(in->edge ? in->edge + pt->at.edgeoff : NULL,
+                                 in->edgelen - pt->at.edgeoff);
+    uint64_t prev = pt->at.prev;
+    uint32_t *tgt = b->tgt + pt->at.e, *lab = b->lab + pt->at.e;
     size_t kept = 0, read = 0;
     uint64_t dropped = 0;
-    for (size_t i = 0; i < n; i++) {
+    struct obj_rec o;
+    for (size_t i = pt->at.n; i < pt->end; i++) {
         uint64_t base = prev; /* the edges' deltas are from the previous object */
         get_obj(&r, &prev, &o);
-        size_t ne = o.nedges <= nedges - read ? o.nedges : nedges - read;
+        size_t ne = o.nedges <= pt->ebudget - read ? o.nedges : pt->ebudget - read;
         read += ne;
-        uint32_t p = perm[i];
+        uint32_t p = b->perm[i];
+        if (p == NO_OBJ) {
+            for (size_t k = 0; k < ne; k++) {
+                (void)get_varint(&re);
+                (void)get_varint(&re);
+            }
+            dropped += ne;
+            continue;
+        }
         size_t start = kept;
         for (size_t k = 0; k < ne; k++) {
             uint64_t a = delta_decode(get_varint(&re), base);
             uint64_t l = get_varint(&re);
-            size_t t = p == NO_OBJ ? SIZE_MAX : pyheap_addrindex_find(&x, a);
+            size_t t = pyheap_addrindex_find(&b->x, a);
             if (t == SIZE_MAX) {
                 dropped++;
                 continue;
@@ -318,34 +384,210 @@ int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes
             lab[kept] = label_decode(l);
             kept++;
         }
-        if (p != NO_OBJ)
-            s->eoff[p] = (uint32_t)(kept - start);
+        s->eoff[p] = (uint32_t)(kept - start);
+    }
+    pt->kept = kept;
+    pt->read = read;
+    pt->dropped = dropped;
+}
+
+/* The part's objects' sizes, types and cut flags. */
+static void phase_sizes(struct build *b, struct part *pt)
+{
+    const struct snapshot_in *in = b->in;
+    pyheap_snapshot *s = b->s;
+    struct reader r = reader_of(in->obj ? in->obj + pt->at.objoff : NULL,
+                                in->objlen - pt->at.objoff);
+    uint64_t prev = pt->at.prev, bytes = 0;
+    struct obj_rec o;
+    for (size_t i = pt->at.n; i < pt->end; i++) {
+        get_obj(&r, &prev, &o);
+        uint32_t p = b->perm[i];
+        if (p == NO_OBJ)
+            continue;
+        s->size[p] = o.size;
+        s->type[p] = o.type < b->ntypes ? o.type : 0;
+        if (o.cut)
+            (void)bit_set_atomic(b->bits, p);
+        bytes += o.size;
+    }
+    pt->bytes = bytes;
+}
+
+/* Edges to address order: each object's run moves to its offset. */
+static void phase_move_targets(struct build *b, struct part *pt)
+{
+    const pyheap_snapshot *s = b->s;
+    const uint32_t *from = b->tgt + pt->at.e;
+    for (size_t i = pt->at.n; i < pt->end; i++) {
+        uint32_t p = b->perm[i];
+        if (p == NO_OBJ)
+            continue;
+        for (uint32_t k = s->eoff[p]; k < s->eoff[p + 1]; k++)
+            s->etarget[k] = *from++;
+    }
+}
+
+static void phase_move_labels(struct build *b, struct part *pt)
+{
+    const pyheap_snapshot *s = b->s;
+    const uint32_t *from = b->lab + pt->at.e;
+    for (size_t i = pt->at.n; i < pt->end; i++) {
+        uint32_t p = b->perm[i];
+        if (p == NO_OBJ)
+            continue;
+        for (uint32_t k = s->eoff[p]; k < s->eoff[p + 1]; k++) {
+            uint32_t l = *from++;
+            if (bit_test(b->bits, s->etarget[k]))
+                l = WALK_LBL_WITH_FLAGS(l, PYHEAP_EDGE_CUT);
+            s->elabel[k] = l;
+        }
+    }
+}
+
+typedef void (*phase_fn)(struct build *, struct part *);
+
+struct phase_arg {
+    struct build *b;
+    struct part *pt;
+    phase_fn fn;
+};
+
+static void *phase_thread(void *arg)
+{
+    struct phase_arg *a = arg;
+    a->fn(a->b, a->pt);
+    return NULL;
+}
+
+/* FN over every part: part 0 on this thread, the others on threads of
+ * their own (or here, when none can be started). */
+static void run_phase(struct build *b, phase_fn fn)
+{
+    pthread_t th[PYHEAP_MAX_SCAN_THREADS];
+    struct phase_arg arg[PYHEAP_MAX_SCAN_THREADS];
+    bool started[PYHEAP_MAX_SCAN_THREADS] = { false };
+    for (unsigned j = 1; j < b->nparts; j++) {
+        arg[j] = (struct phase_arg){ b, &b->part[j], fn };
+        started[j] = pthread_create(&th[j], NULL, phase_thread, &arg[j]) == 0;
+    }
+    fn(b, &b->part[0]);
+    for (unsigned j = 1; j < b->nparts; j++) {
+        if (started[j])
+            pthread_join(th[j], NULL);
+        else
+            fn(b, &b->part[j]);
+    }
+}
+
+/* Cut IN's first N objects into up to THREADS parts of about equal size at
+ * its checkpoints. */
+static void make_parts(struct build *b, const struct snapshot_in *in, size_t n, unsigned threads)
+{
+    if (threads == 0)
+        threads = 1;
+    if (threads > PYHEAP_MAX_SCAN_THREADS)
+        threads = PYHEAP_MAX_SCAN_THREADS;
+    unsigned np = 0;
+    b->part[np++].at = (struct snapshot_in_cp){ 0, 0, 0, 0, 0 };
+    size_t k = 0;
+    for (unsigned j = 1; j < threads; j++) {
+        size_t want = n / threads * j;
+        while (k < in->ncp && in->cp[k].n < want)
+            k++;
+        if (k == in->ncp || in->cp[k].n >= n)
+            break;
+        if (in->cp[k].n > b->part[np - 1].at.n)
+            b->part[np++].at = in->cp[k];
+    }
+    for (unsigned j = 0; j < np; j++) {
+        b->part[j].end = j + 1 < np ? b->part[j + 1].at.n : n;
+        /* the last part may read up to the last edge, as one part would */
+        b->part[j].ebudget = (j + 1 < np ? b->part[j + 1].at.e : in->nedges) - b->part[j].at.e;
+    }
+    b->nparts = np;
+}
+
+int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes,
+                             struct snapshot_graph_in *g, const pyheap_scan_stats *stats,
+                             unsigned threads, pyheap_snapshot **out, pyheap_error *err)
+{
+    struct snapshot_graph_in empty;
+    memset(&empty, 0, sizeof empty);
+    if (!g)
+        g = &empty;
+    size_t n = in->n, nedges = in->nedges;
+    struct build b;
+    memset(&b, 0, sizeof b);
+    b.in = in;
+    b.ntypes = ntypes;
+    size_t nbits = 0;
+    pyheap_snapshot *s = calloc(1, sizeof *s);
+    if (!s || n >= UINT32_MAX || nedges >= UINT32_MAX)
+        goto fail;
+    b.s = s;
+    s->names = names;
+    s->ntypes = ntypes;
+    names = NULL;
+    s->stats = *stats;
+    s->labels = g->labels;
+    s->nlabels = g->nlabels;
+    g->labels = NULL;
+    g->nlabels = 0;
+    make_parts(&b, in, n, threads);
+    s->build_parts = b.nparts;
+
+    /* Rank the addresses: x maps an address to its object index. */
+    b.daddr = map_new(n * sizeof *b.daddr);
+    if (!b.daddr)
+        goto fail;
+    run_phase(&b, phase_decode);
+    if (pyheap_addrindex_build_unsorted(&b.x, b.daddr, n) < 0)
+        goto fail;
+    size_t m = b.x.n;
+    nbits = m / 64 + 1;
+    b.perm = map_new(n * sizeof *b.perm);
+    b.bits = calloc(nbits, sizeof *b.bits);
+    s->addr = malloc((m ? m : 1) * sizeof *s->addr);
+    s->eoff = calloc(m + 1, sizeof *s->eoff);
+    if (!b.perm || !b.bits || !s->addr || !s->eoff)
+        goto fail;
+    run_phase(&b, phase_perm);
+    size_t dups = 0;
+    for (unsigned j = 0; j < b.nparts; j++)
+        dups += b.part[j].dups;
+    if (dups && b.nparts > 1)
+        phase_perm_serial(&b, n); /* the first of each repeat wins, as with one part */
+    pyheap_addrindex_addrs(&b.x, s->addr);
+    s->n = m;
+    map_free(b.daddr, n * sizeof *b.daddr);
+    b.daddr = NULL;
+
+    /* The edges, then (their stream freed) sizes, types and cut flags. */
+    b.tgt = map_new(nedges * sizeof *b.tgt); /* only the kept edges' pages are touched */
+    b.lab = map_new(nedges * sizeof *b.lab);
+    if (!b.tgt || !b.lab)
+        goto fail;
+    run_phase(&b, phase_edges);
+    size_t kept = 0, read = 0;
+    uint64_t dropped = 0, bytes = 0;
+    for (unsigned j = 0; j < b.nparts; j++) {
+        kept += b.part[j].kept;
+        read += b.part[j].read;
+        dropped += b.part[j].dropped;
     }
     dropped += nedges - read; /* after the last object: no source */
     s->edges_dropped = dropped;
     map_free(in->edge, in->edgecap);
     in->edge = NULL;
-
-    /* Sizes, types and cut flags. */
     s->size = malloc((m ? m : 1) * sizeof *s->size);
     s->type = malloc((m ? m : 1) * sizeof *s->type);
     if (!s->size || !s->type)
         goto fail;
-    memset(bits, 0, nbits * sizeof *bits); /* now: edges into the object are cut */
-    r = reader_of(in->obj, in->objlen);
-    prev = 0;
-    uint64_t bytes = 0;
-    for (size_t i = 0; i < n; i++) {
-        get_obj(&r, &prev, &o);
-        uint32_t p = perm[i];
-        if (p == NO_OBJ)
-            continue;
-        s->size[p] = o.size;
-        s->type[p] = o.type < ntypes ? o.type : 0;
-        if (o.cut)
-            bit_set(bits, p);
-        bytes += o.size;
-    }
+    memset(b.bits, 0, nbits * sizeof *b.bits); /* now: edges into the object are cut */
+    run_phase(&b, phase_sizes);
+    for (unsigned j = 0; j < b.nparts; j++)
+        bytes += b.part[j].bytes;
     map_free(in->obj, in->objcap);
     in->obj = NULL;
     uint32_t sum = 0;
@@ -359,39 +601,22 @@ int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes
     s->stats.objects = m;
     s->stats.bytes = bytes;
 
-    /* Edges to address order: each object's run moves to its offset. */
     s->etarget = malloc((kept ? kept : 1) * sizeof *s->etarget);
     if (!s->etarget)
         goto fail;
-    for (size_t i = 0, j = 0; i < n; i++) {
-        uint32_t p = perm[i];
-        if (p == NO_OBJ)
-            continue;
-        for (uint32_t k = s->eoff[p]; k < s->eoff[p + 1]; k++)
-            s->etarget[k] = tgt[j++];
-    }
-    map_free(tgt, nedges * sizeof *tgt);
-    tgt = NULL;
+    run_phase(&b, phase_move_targets);
+    map_free(b.tgt, nedges * sizeof *b.tgt);
+    b.tgt = NULL;
     s->elabel = malloc((kept ? kept : 1) * sizeof *s->elabel);
     if (!s->elabel)
         goto fail;
-    for (size_t i = 0, j = 0; i < n; i++) {
-        uint32_t p = perm[i];
-        if (p == NO_OBJ)
-            continue;
-        for (uint32_t k = s->eoff[p]; k < s->eoff[p + 1]; k++) {
-            uint32_t l = lab[j++];
-            if (bit_test(bits, s->etarget[k]))
-                l = WALK_LBL_WITH_FLAGS(l, PYHEAP_EDGE_CUT);
-            s->elabel[k] = l;
-        }
-    }
-    map_free(lab, nedges * sizeof *lab);
-    lab = NULL;
-    map_free(perm, n * sizeof *perm);
-    perm = NULL;
-    free(bits);
-    bits = NULL;
+    run_phase(&b, phase_move_labels);
+    map_free(b.lab, nedges * sizeof *b.lab);
+    b.lab = NULL;
+    map_free(b.perm, n * sizeof *b.perm);
+    b.perm = NULL;
+    free(b.bits);
+    b.bits = NULL;
 
     /* Roots that are objects, in the order given. */
     s->root_obj = malloc((g->nroots ? g->nroots : 1) * sizeof *s->root_obj);
@@ -400,7 +625,7 @@ int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes
     if (!s->root_obj || !s->root_name || !s->root_prio)
         goto fail;
     for (size_t k = 0; k < g->nroots; k++) {
-        size_t i = pyheap_addrindex_find(&x, g->roots[k].addr);
+        size_t i = pyheap_addrindex_find(&b.x, g->roots[k].addr);
         if (i == SIZE_MAX) {
             free(g->roots[k].name);
             g->roots[k].name = NULL;
@@ -412,18 +637,18 @@ int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes
         g->roots[k].name = NULL;
         s->nroots++;
     }
-    pyheap_addrindex_free(&x);
+    pyheap_addrindex_free(&b.x);
     pyheap_snapshot_in_free(in);
     *out = s;
     return 0;
 
 fail:
-    pyheap_addrindex_free(&x);
-    map_free(daddr, n * sizeof *daddr);
-    map_free(perm, n * sizeof *perm);
-    free(bits);
-    map_free(tgt, nedges * sizeof *tgt);
-    map_free(lab, nedges * sizeof *lab);
+    pyheap_addrindex_free(&b.x);
+    map_free(b.daddr, n * sizeof *b.daddr);
+    map_free(b.perm, n * sizeof *b.perm);
+    free(b.bits);
+    map_free(b.tgt, nedges * sizeof *b.tgt);
+    map_free(b.lab, nedges * sizeof *b.lab);
     pyheap_snapshot_in_free(in);
     release_taken(names, ntypes, g);
     pyheap_snapshot_free(s);
@@ -474,7 +699,7 @@ int pyheap_snapshot_build(const struct snapshot_rec *recs, size_t n, char **name
         return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0,
                               "out of memory building a snapshot of %zu objects", n);
     }
-    return pyheap_snapshot_build_in(&in, names, ntypes, g, stats, out, err);
+    return pyheap_snapshot_build_in(&in, names, ntypes, g, stats, 1, out, err);
 }
 
 int pyheap_snapshot_take(pyheap_target *t, const pyheap_scan_opts *opts,

@@ -36,7 +36,22 @@ struct snapshot_in {
     uint64_t prev;        /* the previous object's address, or 0 */
     unsigned char *obj, *edge;
     size_t objlen, objcap, edgelen, edgecap;
+    /* Checkpoints, ascending: places where decoding can start, so that
+     * the build can share the streams out between threads. One every
+     * cp_every objects (0: SNAPSHOT_IN_CP_EVERY). */
+    struct snapshot_in_cp *cp;
+    size_t ncp, capcp, cp_every;
 };
+
+/* Object N's record starts at byte OBJOFF of the object stream and its
+ * edges at byte EDGEOFF of the edge stream; E edges belong to the objects
+ * before it; PREV is the address of object N - 1 (0 for the first). */
+struct snapshot_in_cp {
+    size_t n, e, objoff, edgeoff;
+    uint64_t prev;
+};
+
+#define SNAPSHOT_IN_CP_EVERY 65536
 
 /* Where the edges end, to drop those of an object given up. */
 struct snapshot_in_mark {
@@ -177,16 +192,19 @@ struct pyheap_snapshot {
     uint32_t *root_obj;   /* object index */
     char **root_name;
     uint8_t *root_prio;
+    unsigned build_parts; /* threads that built it (between checkpoints) */
 };
 
 /* Build a snapshot from what a walk found. Takes IN's streams (also on
  * failure; IN is left empty), NAMES and every string in it, and what G
  * says is taken; G's edges are not read. G may be NULL (no labels, no
  * roots). Duplicate addresses keep the first object; edges to addresses
- * that are no object, and the edges of a duplicate, are dropped. */
+ * that are no object, and the edges of a duplicate, are dropped. Up to
+ * THREADS threads (0: 1) share the work out between IN's checkpoints; the
+ * snapshot is the same whatever their number. */
 int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes,
                              struct snapshot_graph_in *g, const pyheap_scan_stats *stats,
-                             pyheap_snapshot **out, pyheap_error *err);
+                             unsigned threads, pyheap_snapshot **out, pyheap_error *err);
 
 /* The same from N records and G's edges in any order (hand-built
  * snapshots): RECS and G's edges are borrowed; the rest as above. */

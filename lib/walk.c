@@ -1622,10 +1622,14 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
          * where free() keeps them: give their pages back, or they stay
          * resident under the build's peak. */
         malloc_trim(0);
-        rc = pyheap_snapshot_build_in(&w.found, names, nnames, &g, &st, out, err);
+        double b0 = now_ms();
+        rc = pyheap_snapshot_build_in(&w.found, names, nnames, &g, &st, nthreads, out, err);
         free(g.roots);
-        if (rc == 0)
-            (*out)->stats.scan_ms = now_ms() - t0; /* including the build */
+        if (rc == 0) {
+            double b1 = now_ms();
+            (*out)->stats.scan_ms = b1 - t0; /* including the build */
+            (*out)->stats.build_ms = b1 - b0;
+        }
     }
     pyheap_mem_window_drop(t->mem);
     pyheap_mem_cache_clear(t->mem);

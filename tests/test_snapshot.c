@@ -49,15 +49,18 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* N objects in discovery order with addresses from ADDR_OF, every 13th a
- * repeat of an earlier address, appended in PARTS parts (as walker threads
- * do) then joined; build; compare with the reference. */
-static void check_build(size_t n, uint64_t (*addr_of)(size_t), size_t trailing, size_t parts)
+/* N objects in discovery order with addresses from ADDR_OF, with REPEATS
+ * every 13th a repeat of an earlier address, appended in PARTS parts (as
+ * walker threads do) with a checkpoint every CP_EVERY objects (0: the
+ * default) then joined; build with THREADS threads; compare with the
+ * reference. */
+static void check_build_mt(size_t n, uint64_t (*addr_of)(size_t), size_t trailing, size_t parts,
+                           bool repeats, unsigned threads, size_t cp_every)
 {
     struct ref_obj *ref = calloc(n ? n : 1, sizeof *ref);
     ck_assert_ptr_nonnull(ref);
     for (size_t i = 0; i < n; i++) {
-        ref[i].addr = (i % 13 == 12) ? ref[rng() % i].addr : addr_of(i);
+        ref[i].addr = (repeats && i % 13 == 12) ? ref[rng() % i].addr : addr_of(i);
         ref[i].size = 16 + rng() % 1000;
         ref[i].type = (uint32_t)(rng() % (NTYPES + 1)); /* NTYPES: out of range */
         ref[i].cut = rng() % 10 == 0;
@@ -75,6 +78,8 @@ static void check_build(size_t n, uint64_t (*addr_of)(size_t), size_t trailing, 
     struct snapshot_in part[3];
     memset(part, 0, sizeof part);
     ck_assert_uint_le(parts, 3);
+    for (size_t k = 0; k < parts; k++)
+        part[k].cp_every = cp_every;
     for (size_t i = 0; i < n; i++) {
         struct snapshot_in *in = &part[i * parts / n];
         for (size_t k = 0; k < ref[i].ne; k++)
@@ -115,7 +120,15 @@ static void check_build(size_t n, uint64_t (*addr_of)(size_t), size_t trailing, 
     memset(&st, 0, sizeof st);
     pyheap_snapshot *s = NULL;
     pyheap_error err;
-    ck_assert_int_eq(pyheap_snapshot_build_in(&in, names, NTYPES, NULL, &st, &s, &err), 0);
+    ck_assert_int_eq(pyheap_snapshot_build_in(&in, names, NTYPES, NULL, &st, threads, &s, &err),
+                     0);
+    /* shared out when there is enough for each thread between checkpoints */
+    size_t every = cp_every ? cp_every : SNAPSHOT_IN_CP_EVERY;
+    ck_assert_uint_le(s->build_parts, threads ? threads : 1);
+    if (threads > 1 && n >= 2 * every * threads)
+        ck_assert_uint_eq(s->build_parts, threads);
+    if (n < every && parts == 1)
+        ck_assert_uint_eq(s->build_parts, 1);
     ck_assert_ptr_null(in.obj);
     ck_assert_ptr_null(in.edge);
     ck_assert_uint_eq(in.n, 0);
@@ -175,6 +188,11 @@ static uint64_t addr_odd(size_t i)
     return addr_tree(i) + (i % 50 == 0 ? 4 : 0);
 }
 
+static void check_build(size_t n, uint64_t (*addr_of)(size_t), size_t trailing, size_t parts)
+{
+    check_build_mt(n, addr_of, trailing, parts, true, 1, 0);
+}
+
 START_TEST(test_build_matches_reference)
 {
     rng_state = 0x9E3779B97F4A7C15ull;
@@ -185,6 +203,24 @@ START_TEST(test_build_matches_reference)
     check_build(3000, addr_odd, 0, 2);
     check_build(1, addr_tree, 0, 1);
     check_build(0, addr_tree, 4, 1);
+}
+END_TEST
+
+/* Built by several threads, between checkpoints: the same snapshot. With
+ * repeats, who wins a repeated address is settled in discovery order. */
+START_TEST(test_build_threads)
+{
+    rng_state = 0x2545F4914F6CDD1Dull;
+    check_build_mt(3000, addr_tree, 0, 1, false, 4, 64);
+    check_build_mt(3000, addr_tree, 3, 3, false, 2, 50);
+    check_build_mt(3000, addr_tree, 2, 1, true, 3, 100);
+    check_build_mt(3000, addr_odd, 2, 2, true, 3, 100);
+    check_build_mt(3000, addr_odd, 0, 1, false, 4, 64);
+    check_build_mt(3000, addr_tree, 1, 3, false, 4, 7);
+    check_build_mt(3000, addr_tree, 0, 3, true, 8, 1);
+    check_build_mt(5, addr_tree, 0, 1, false, 4, 1);
+    check_build_mt(0, addr_tree, 2, 1, false, 4, 1);
+    check_build_mt(3000, addr_tree, 0, 1, false, 2, 0); /* under one default interval */
 }
 END_TEST
 
@@ -245,6 +281,12 @@ START_TEST(test_addrindex_unsorted)
     ck_assert_uint_eq(pyheap_addrindex_find(&x, 0x7f0000020000ull), 4);
     ck_assert_uint_eq(pyheap_addrindex_find(&x, 0x7f0000010000ull), SIZE_MAX);
     ck_assert_uint_eq(pyheap_addrindex_find(&x, 1ull << 47), SIZE_MAX);
+    uint64_t all[6];
+    pyheap_addrindex_addrs(&x, all);
+    static const uint64_t want[] = { 0x1000, 0x55d000000000ull, 0x7f0000010008ull,
+                                     0x7f0000010010ull, 0x7f0000020000ull };
+    for (size_t i = 0; i < 5; i++)
+        ck_assert_uint_eq(all[i], want[i]);
     pyheap_addrindex_free(&x);
     /* one misaligned: the same ranks from a sorted copy */
     a[1] = 0x1004;
@@ -253,6 +295,18 @@ START_TEST(test_addrindex_unsorted)
     ck_assert_uint_eq(pyheap_addrindex_find(&x, 0x1000), 0);
     ck_assert_uint_eq(pyheap_addrindex_find(&x, 0x1004), 1);
     ck_assert_uint_eq(pyheap_addrindex_find(&x, 0x7f0000020000ull), 5);
+    pyheap_addrindex_addrs(&x, all);
+    ck_assert_uint_eq(all[0], 0x1000);
+    ck_assert_uint_eq(all[1], 0x1004);
+    ck_assert_uint_eq(all[5], 0x7f0000020000ull);
+    pyheap_addrindex_free(&x);
+    /* sorted input: a tree below 2^47, binary search above */
+    const uint64_t sorted[] = { 0x1000, 0x7f0000010008ull, (1ull << 47) + 8, (1ull << 48) };
+    ck_assert_int_eq(pyheap_addrindex_build(&x, sorted, 4), 0);
+    ck_assert_ptr_nonnull(x.top);
+    pyheap_addrindex_addrs(&x, all);
+    for (size_t i = 0; i < 4; i++)
+        ck_assert_uint_eq(all[i], sorted[i]);
     pyheap_addrindex_free(&x);
     ck_assert_int_eq(pyheap_addrindex_build_unsorted(&x, a, 0), 0);
     ck_assert_uint_eq(x.n, 0);
@@ -267,6 +321,7 @@ Suite *suite_snapshot(void)
     TCase *tc = tcase_create("build");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_build_matches_reference);
+    tcase_add_test(tc, test_build_threads);
     tcase_add_test(tc, test_build_from_records);
     tcase_add_test(tc, test_addrindex_unsorted);
     suite_add_tcase(su, tc);

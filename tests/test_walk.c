@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "pyheap.h"
+#include "snapshot.h"
 #include "knownheap.h"
 #include "testutil.h"
 
@@ -83,8 +84,12 @@ static void compare_threads(struct kh *k, const pyheap_snapshot *s1)
         if (pyheap_snapshot_nedges(s1, i) == pyheap_snapshot_nedges(s4, j))
             same_edges++;
     }
-    fprintf(stderr, "threads: 1 thread %zu objects, 4 threads %zu; %zu same address, type "
-            "and size, %zu same edge count\n", n1, n4, same, same_edges);
+    fprintf(stderr, "threads: 1 thread %zu objects, 4 threads %zu (built in %u parts); %zu "
+            "same address, type and size, %zu same edge count\n", n1, n4, s4->build_parts,
+            same, same_edges);
+    /* the threads' streams are joined at checkpoints: the build shares out */
+    ck_assert_uint_gt(s4->build_parts, 1);
+    ck_assert_uint_eq(s1->build_parts, 1);
     ck_assert_uint_ge(same * 1000, n1 * 999);
     ck_assert_uint_ge(same_edges * 1000, n1 * 999);
     ck_assert_uint_ge(n4 * 1000, n1 * 999);
