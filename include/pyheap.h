@@ -309,9 +309,10 @@ typedef struct pyheap_diff {
     size_t nvias;
 } pyheap_diff;
 
-/* A copy of S with its objects (address, size, type), type names and
- * stats only — no graph: enough to be the OLDER side of a diff, at 20 bytes
- * per object. */
+/* S with its objects (address, size, type), type names and stats only —
+ * no graph: enough to be the OLDER side of a diff. Shares S's arrays (no
+ * copy) and may outlive S: freeing S frees its graph, and its objects (20
+ * bytes each) go with the last slim snapshot made of it. Thread-safe. */
 int pyheap_snapshot_slim(const pyheap_snapshot *s, pyheap_snapshot **out,
                          pyheap_error *err);
 

@@ -228,31 +228,6 @@ oom:
     return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0, "out of memory diffing snapshots");
 }
 
-int pyheap_snapshot_slim(const pyheap_snapshot *s, pyheap_snapshot **out, pyheap_error *err)
-{
-    struct snapshot_parts p;
-    memset(&p, 0, sizeof p);
-    size_t n = s->n, alloc = n ? n : 1;
-    p.addr = malloc(alloc * sizeof *p.addr);
-    p.size = malloc(alloc * sizeof *p.size);
-    p.type = malloc(alloc * sizeof *p.type);
-    p.names = calloc(s->ntypes ? s->ntypes : 1, sizeof *p.names);
-    p.ntypes = s->ntypes;
-    int ok = p.addr && p.size && p.type && p.names;
-    for (size_t t = 0; ok && t < s->ntypes; t++)
-        ok = (p.names[t] = strdup(s->names[t])) != NULL;
-    if (!ok) {
-        pyheap_snapshot_parts_free(&p);
-        return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0, "out of memory copying a snapshot");
-    }
-    memcpy(p.addr, s->addr, n * sizeof *p.addr);
-    memcpy(p.size, s->size, n * sizeof *p.size);
-    memcpy(p.type, s->type, n * sizeof *p.type);
-    p.n = n;
-    p.stats = s->stats;
-    return pyheap_snapshot_adopt(&p, out, err);
-}
-
 /* ---- the JSON report ---- */
 
 static json_t *jint(uint64_t v)

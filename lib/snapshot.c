@@ -711,14 +711,28 @@ int pyheap_snapshot_take(pyheap_target *t, const pyheap_scan_opts *opts,
     return pyheap_walk(t, opts, out, err);
 }
 
-void pyheap_snapshot_free(pyheap_snapshot *s)
+/* One holder of S's objects lets go: the last frees them, and S. */
+static void objects_release(pyheap_snapshot *s)
 {
-    if (!s)
+    if (__atomic_fetch_sub(&s->views, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     free(s->addr);
     free(s->size);
     free(s->type);
     free_names(s->names, s->ntypes);
+    free(s);
+}
+
+void pyheap_snapshot_free(pyheap_snapshot *s)
+{
+    if (!s)
+        return;
+    if (s->base) {   /* a slim view: its base's objects */
+        pyheap_snapshot *b = s->base;
+        free(s);
+        objects_release(b);
+        return;
+    }
     free(s->eoff);
     free(s->etarget);
     free(s->elabel);
@@ -726,7 +740,32 @@ void pyheap_snapshot_free(pyheap_snapshot *s)
     free_names(s->root_name, s->nroots);
     free(s->root_obj);
     free(s->root_prio);
-    free(s);
+    s->eoff = s->etarget = s->elabel = NULL;
+    s->labels = s->root_name = NULL;
+    s->root_obj = NULL;
+    s->root_prio = NULL;
+    s->nedges = s->nlabels = s->nroots = 0;
+    objects_release(s);
+}
+
+int pyheap_snapshot_slim(const pyheap_snapshot *s, pyheap_snapshot **out, pyheap_error *err)
+{
+    pyheap_snapshot *v = calloc(1, sizeof *v);
+    if (!v)
+        return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0, "out of memory copying a snapshot");
+    /* The objects are immutable; only their holders' count changes. */
+    pyheap_snapshot *b = s->base ? s->base : (pyheap_snapshot *)s;
+    __atomic_fetch_add(&b->views, 1, __ATOMIC_RELAXED);
+    v->base = b;
+    v->n = s->n;
+    v->addr = s->addr;
+    v->size = s->size;
+    v->type = s->type;
+    v->ntypes = s->ntypes;
+    v->names = s->names;
+    v->stats = s->stats;
+    *out = v;
+    return 0;
 }
 
 const pyheap_scan_stats *pyheap_snapshot_stats(const pyheap_snapshot *s)

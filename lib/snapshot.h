@@ -193,6 +193,13 @@ struct pyheap_snapshot {
     char **root_name;
     uint8_t *root_prio;
     unsigned build_parts; /* threads that built it (between checkpoints) */
+    /* Slim views (pyheap_snapshot_slim) share addr, size, type and names
+     * with the snapshot they were made of (their base) instead of copying
+     * them. views (atomic) counts the holders of those arrays beyond the
+     * base itself: freeing the base frees its graph at once and its
+     * objects when the last view goes. */
+    struct pyheap_snapshot *base;
+    unsigned views;
 };
 
 /* Build a snapshot from what a walk found. Takes IN's streams (also on

@@ -266,6 +266,52 @@ START_TEST(test_build_from_records)
 }
 END_TEST
 
+/* A slim snapshot shares its objects with the snapshot it was made of and
+ * outlives it, in either order of freeing (ASan checks what is read and
+ * that nothing leaks). */
+START_TEST(test_slim_shares)
+{
+    for (int order = 0; order < 3; order++) {
+        struct snapshot_rec recs[3] = {
+            { 0x7f0000002000ull, 10, 1, 0 },
+            { 0x7f0000001000ull, 20, 0, 0 },
+            { 0x7f0000003000ull, 30, 1, 0 },
+        };
+        struct snapshot_edge_in edges[] = { { 0x7f0000001000ull, 2, WALK_LBL(LBL_INDEX, 0) } };
+        char **names = calloc(2, sizeof *names);
+        ck_assert_ptr_nonnull(names);
+        names[0] = strdup("x");
+        names[1] = strdup("y");
+        struct snapshot_graph_in g = { edges, 1, NULL, 0, NULL, 0 };
+        pyheap_scan_stats st;
+        memset(&st, 0, sizeof st);
+        pyheap_snapshot *s = NULL, *v = NULL, *vv = NULL;
+        pyheap_error err;
+        ck_assert_int_eq(pyheap_snapshot_build(recs, 3, names, 2, &g, &st, &s, &err), 0);
+        ck_assert_int_eq(pyheap_snapshot_slim(s, &v, &err), 0);
+        ck_assert_int_eq(pyheap_snapshot_slim(v, &vv, &err), 0); /* a view of a view */
+        ck_assert_ptr_eq(v->addr, s->addr); /* shared, not copied */
+        ck_assert_ptr_null(v->eoff);
+        if (order == 0) {
+            pyheap_snapshot_free(s);
+            s = NULL;
+        } else if (order == 1) {
+            pyheap_snapshot_free(v);
+            v = NULL;
+        }
+        pyheap_snapshot *live = v ? v : vv;
+        ck_assert_uint_eq(pyheap_snapshot_count(live), 3);
+        ck_assert_uint_eq(pyheap_snapshot_addr(live, 2), 0x7f0000003000ull);
+        ck_assert_uint_eq(pyheap_snapshot_size(live, 0), 20);
+        ck_assert_str_eq(pyheap_snapshot_type_name(live, pyheap_snapshot_type(live, 1)), "y");
+        ck_assert_uint_eq(pyheap_snapshot_stats(live)->objects, 3);
+        pyheap_snapshot_free(vv);
+        pyheap_snapshot_free(v);
+        pyheap_snapshot_free(s);
+    }
+}
+END_TEST
+
 /* The rank index over unsorted input with repeats. */
 START_TEST(test_addrindex_unsorted)
 {
@@ -323,6 +369,7 @@ Suite *suite_snapshot(void)
     tcase_add_test(tc, test_build_matches_reference);
     tcase_add_test(tc, test_build_threads);
     tcase_add_test(tc, test_build_from_records);
+    tcase_add_test(tc, test_slim_shares);
     tcase_add_test(tc, test_addrindex_unsorted);
     suite_add_tcase(su, tc);
     return su;
