@@ -85,9 +85,11 @@ int pyheap_snapshot_in_object(struct snapshot_in *in, uint64_t addr, uint64_t si
     if (in->n >= (size_t)UINT32_MAX - 1 || in->nedges >= (size_t)UINT32_MAX ||
         grow_bytes(&in->obj, &in->objcap, in->objlen + 4 * SNAPSHOT_VARINT_MAX) < 0)
         return -1;
-    size_t every = in->cp_every ? in->cp_every : SNAPSHOT_IN_CP_EVERY;
-    if (in->n % every == 0 && in->n > 0 && add_cp(in) < 0)
-        return -1;
+    if (in->n >= in->cp_at) {   /* no division per object */
+        if (in->n > 0 && add_cp(in) < 0)
+            return -1;
+        in->cp_at = in->n + (in->cp_every ? in->cp_every : SNAPSHOT_IN_CP_EVERY);
+    }
     unsigned char *p = in->obj + in->objlen;
     p = snapshot_put_varint(p, snapshot_delta_code(addr, in->prev));
     p = snapshot_put_varint(p, size);

@@ -41,6 +41,7 @@ struct snapshot_in {
      * cp_every objects (0: SNAPSHOT_IN_CP_EVERY). */
     struct snapshot_in_cp *cp;
     size_t ncp, capcp, cp_every;
+    size_t cp_at;         /* the object that gets the next checkpoint */
 };
 
 /* Object N's record starts at byte OBJOFF of the object stream and its
