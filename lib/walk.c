@@ -73,6 +73,8 @@ struct walk_shared {
     pthread_mutex_t qlock;
     pthread_cond_t qcv;
     struct seed_block *qhead, *qtail;
+    size_t qlen;             /* blocks in the queue (read without the lock
+                              * as a hint) */
     bool qdone;              /* no more blocks will come */
     uint64_t nrecs;          /* atomic: records flushed by all threads */
     int stop;                /* atomic: a thread hit the process's end,
@@ -87,6 +89,7 @@ struct walk {
     struct walk_shared *sh;
     struct addrset_cursor cursor;
     struct seed_block *block; /* seeds being gathered (several threads) */
+    size_t seeds_since;    /* seeds added since the stack was drained (one) */
     uint64_t max_objects;
     bool gone;             /* the process vanished: stop */
     bool truncated;
@@ -1182,6 +1185,7 @@ static void seeds_publish(struct walk *w)
     else
         sh->qhead = b;
     sh->qtail = b;
+    __atomic_store_n(&sh->qlen, sh->qlen + 1, __ATOMIC_RELAXED);
     pthread_cond_signal(&sh->qcv);
     pthread_mutex_unlock(&sh->qlock);
 }
@@ -1199,16 +1203,40 @@ static struct seed_block *seeds_take(struct walk *w)
         sh->qhead = b->next;
         if (!sh->qhead)
             sh->qtail = NULL;
+        __atomic_store_n(&sh->qlen, sh->qlen - 1, __ATOMIC_RELAXED);
     }
     pthread_mutex_unlock(&sh->qlock);
     return b;
 }
 
-/* A seed: on the stack (one thread), or into the block being gathered. */
+/* Visit the closure of BLOCK's seeds on this thread, and free it. */
+static void visit_block(struct walk *w, struct seed_block *b)
+{
+    if (w->capstack < w->nstack + b->n &&
+        !pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + b->n, sizeof *w->stack)) {
+        w->nomem = true;
+        free(b);
+        return;
+    }
+    memcpy(w->stack + w->nstack, b->seeds, b->n * sizeof *w->stack);
+    w->nstack += b->n;
+    free(b);
+    drain(w);
+}
+
+/* A seed: on the stack (one thread), or into the block being gathered.
+ * The walker of the GC lists visits seeds itself while what it just read
+ * of them is still in its cache: every SEED_BLOCK seeds with one thread,
+ * and with several the blocks the others have no room for (two are
+ * queued already), so that no thread waits and less is read twice. */
 static void add_seed(struct walk *w, uint64_t addr)
 {
     if (!w->sh->mt) {
         stack_add(w, addr);
+        if (++w->seeds_since >= SEED_BLOCK) {
+            w->seeds_since = 0;
+            drain(w);
+        }
         return;
     }
     if (!w->block) {
@@ -1221,8 +1249,15 @@ static void add_seed(struct walk *w, uint64_t addr)
         w->block->n = 0;
     }
     w->block->seeds[w->block->n++] = addr;
-    if (w->block->n == SEED_BLOCK)
+    if (w->block->n < SEED_BLOCK)
+        return;
+    if (__atomic_load_n(&w->sh->qlen, __ATOMIC_RELAXED) >= 2) {
+        struct seed_block *b = w->block;
+        w->block = NULL;
+        visit_block(w, b);
+    } else {
         seeds_publish(w);
+    }
 }
 
 /* Tell every thread to stop (out of memory, process gone, limit). */
@@ -1240,18 +1275,9 @@ static void *walk_thread_main(void *arg)
 {
     struct walk *w = arg;
     struct seed_block *b;
-    while ((b = seeds_take(w)) != NULL) {
-        if (w->capstack < w->nstack + b->n &&
-            !pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + b->n, sizeof *w->stack)) {
-            w->nomem = true;
-            free(b);
-            break;
-        }
-        memcpy(w->stack + w->nstack, b->seeds, b->n * sizeof *w->stack);
-        w->nstack += b->n;
-        free(b);
-        drain(w);
-    }
+    while ((b = seeds_take(w)) != NULL && !ended(w))
+        visit_block(w, b);
+    free(b);
     if (ended(w))
         stop_all(w->sh);
     return NULL;
