@@ -188,8 +188,10 @@ def bench_size(build, python, n, runs, count_secs, tmp, skip=()):
             scans.append(scan_ms / 1e3 if scan_ms is not None else None)
             floors.append(helper(build, "floor", t.pid))
             libs.append(helper(build, "census", t.pid))
-            log("   run %d: census %.3f s (daemon cpu %.2f s), floor %.3f s, lib %.3f s"
-                % (i + 1, walls[-1], cpus[-1], floors[-1]["ms"] / 1e3, libs[-1]["ms"] / 1e3))
+            log("   run %d: census %.3f s (daemon cpu %.2f s), floor %.3f s, lib %.3f s "
+                "(of which the build %.3f s)"
+                % (i + 1, walls[-1], cpus[-1], floors[-1]["ms"] / 1e3, libs[-1]["ms"] / 1e3,
+                   libs[-1].get("build_ms", 0) / 1e3))
         res["census_top_output"] = r.stdout
         res["census_wall_s"] = walls
         res["census_daemon_cpu_s"] = cpus
