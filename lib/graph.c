@@ -9,7 +9,13 @@
  * strong (non-weak) edges into that level's objects alone; one BFS that
  * stops once the asked objects are reached; (key, object) pairs grouped by
  * a hash of keys and a radix sort. Nothing is allocated per edge.
+ *
+ * With opts->threads > 1 the passes over the whole heap (the selection of
+ * the objects, each level's pass over the edges) are cut in contiguous
+ * slices, one per thread, whose results are joined in slice order: the
+ * same arrays one thread makes, so the same report.
  */
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +40,42 @@
 #define ROOT_TYPE UINT32_MAX
 
 #define IS_ROOT   (UINT32_MAX - 1)
+
+/* Below this many edges the passes are too short to pay for threads. */
+#define MIN_PARALLEL_EDGES ((size_t)1 << 20)
+
+static size_t min_parallel_edges = MIN_PARALLEL_EDGES;
+
+void pyheap_graph_set_min_parallel_edges(size_t edges)
+{
+    min_parallel_edges = edges;
+}
+
+/* ---- threads ---- */
+
+/* FN on N slices: the argument of slice k is ARGS + k * SIZE. Slices 1..N
+ * run on threads of their own, slice 0 on the caller; a slice whose thread
+ * cannot be started runs on the caller afterwards (never an error). */
+static void run_slices(void *(*fn)(void *), void *args, size_t size, unsigned n)
+{
+    pthread_t th[PYHEAP_MAX_SCAN_THREADS];
+    bool started[PYHEAP_MAX_SCAN_THREADS];
+    for (unsigned k = 1; k < n; k++)
+        started[k] = pthread_create(&th[k], NULL, fn, (char *)args + k * size) == 0;
+    fn(args);
+    for (unsigned k = 1; k < n; k++) {
+        if (started[k])
+            pthread_join(th[k], NULL);
+        else
+            fn((char *)args + k * size);
+    }
+}
+
+/* Where slice K of N of [0, TOTAL) starts (TOTAL < 2^32: no overflow). */
+static size_t slice_at(size_t total, unsigned k, unsigned n)
+{
+    return total * k / n;
+}
 
 /* ---- type lookup ---- */
 
@@ -179,6 +221,7 @@ struct ctx {
     uint32_t *roff, *rsrc, *rlab, *rtype;   /* rtype: the source's type */
     unsigned depth;
     size_t max_groups;
+    unsigned nthreads;      /* slices of the passes over the heap (>= 1) */
     /* (object << 32 | root index), sorted: which objects are roots */
     uint64_t *rootof;
     size_t nrootof;
@@ -225,9 +268,54 @@ struct redge {
     uint32_t rank, src, label, type;
 };
 
+/* One slice of the pass over the forward edges: edges [lo, hi) into the
+ * objects of c->in become records in re (sources ascending). */
+struct rslice {
+    const struct ctx *c;
+    const uint64_t *sum;
+    bool dense;
+    size_t lo, hi;
+    struct redge *re;
+    size_t nre, capre;
+    int rc;
+};
+
+static void *reverse_slice(void *arg)
+{
+    struct rslice *sl = arg;
+    const struct ctx *c = sl->c;
+    const pyheap_snapshot *s = c->s;
+    const uint32_t lo = c->in.lo, span = c->in.hi - c->in.lo;
+    const uint32_t *et = s->etarget;
+    const uint64_t *sum = sl->sum;
+    const bool dense = sl->dense;
+    size_t src = 0;
+    for (size_t e = sl->lo; e < sl->hi; e++) {
+        uint32_t t = et[e];
+        if (t - lo > span || (!dense && !((sum[t >> 12] >> ((t >> 6) & 63)) & 1)) ||
+            !oset_has(&c->in, t))
+            continue;
+        uint32_t l = s->elabel[e];
+        if (WALK_LBL_FLAGS(l) & PYHEAP_EDGE_WEAK)
+            continue;
+        if (e >= s->eoff[src + 1])
+            src = edge_source(s->eoff, s->n, src, e);
+        if (sl->nre == sl->capre &&
+            !pyheap_grow((void **)&sl->re, &sl->capre, sl->nre + 1, sizeof *sl->re)) {
+            sl->rc = -1;
+            return NULL;
+        }
+        /* sources come in ascending order: type[] is read in order */
+        sl->re[sl->nre++] = (struct redge){ oset_rank(&c->in, t), (uint32_t)src, l,
+                                            s->type[src] };
+    }
+    return NULL;
+}
+
 /* The reverse edges of the objects of ITEMS: one pass over the forward
- * edges (a bit test each), then a counting sort by target. Only objects
- * whose referrers are asked for get any: no reverse graph of the heap. */
+ * edges (a bit test each; in c->nthreads slices), then a counting sort by
+ * target. Only objects whose referrers are asked for get any: no reverse
+ * graph of the heap. */
 static int build_reverse(struct ctx *c, const struct item *items, size_t nitems)
 {
     const pyheap_snapshot *s = c->s;
@@ -238,10 +326,6 @@ static int build_reverse(struct ctx *c, const struct item *items, size_t nitems)
         for (size_t i = 0; i < items[k].nm; i++)
             oset_add(&c->in, items[k].members[i]);
     oset_seal(&c->in);
-    struct redge *re = NULL;
-    size_t nre = 0, capre = 0;
-    const uint32_t lo = c->in.lo, span = c->in.hi - c->in.lo;
-    const uint32_t *et = s->etarget;
     /* One bit per word of the set (64 KiB for 32M objects): a sparse set
      * costs no access to its 4 MiB of bits per edge. A dense one (a bit in
      * more than a quarter of the words) is tested directly. */
@@ -255,51 +339,50 @@ static int build_reverse(struct ctx *c, const struct item *items, size_t nitems)
             nonzero++;
         }
     const bool dense = nonzero * 4 > c->in.nwords;
-    size_t src = 0;
-    if (c->in.count > 0) {
-        for (size_t e = 0; e < s->nedges; e++) {
-            uint32_t t = et[e];
-            if (t - lo > span || (!dense && !((sum[t >> 12] >> ((t >> 6) & 63)) & 1)) ||
-                !oset_has(&c->in, t))
-                continue;
-            uint32_t l = s->elabel[e];
-            if (WALK_LBL_FLAGS(l) & PYHEAP_EDGE_WEAK)
-                continue;
-            if (e >= s->eoff[src + 1])
-                src = edge_source(s->eoff, s->n, src, e);
-            if (nre == capre && !pyheap_grow((void **)&re, &capre, nre + 1, sizeof *re)) {
-                free(re);
-                free(sum);
-                return -1;
-            }
-            /* sources come in ascending order: type[] is read in order */
-            re[nre++] = (struct redge){ oset_rank(&c->in, t), (uint32_t)src, l, s->type[src] };
-        }
-    }
+    unsigned nsl = c->in.count > 0 ? c->nthreads : 0;
+    struct rslice sl[PYHEAP_MAX_SCAN_THREADS];
+    for (unsigned k = 0; k < nsl; k++)
+        sl[k] = (struct rslice){ c, sum, dense, slice_at(s->nedges, k, nsl),
+                                 slice_at(s->nedges, k + 1, nsl), NULL, 0, 0, 0 };
+    if (nsl > 0)
+        run_slices(reverse_slice, sl, sizeof *sl, nsl);
     free(sum);
+    int rc = 0;
+    size_t nre = 0;
+    for (unsigned k = 0; k < nsl; k++) {
+        rc |= sl[k].rc;
+        nre += sl[k].nre;
+    }
     size_t m = c->in.count;
-    c->roff = calloc(m + 2, sizeof *c->roff);
-    c->rsrc = malloc((nre ? nre : 1) * sizeof *c->rsrc);
-    c->rlab = malloc((nre ? nre : 1) * sizeof *c->rlab);
-    c->rtype = malloc((nre ? nre : 1) * sizeof *c->rtype);
-    if (!c->roff || !c->rsrc || !c->rlab || !c->rtype) {
-        free(re);
-        return -1;
+    if (rc == 0) {
+        c->roff = calloc(m + 2, sizeof *c->roff);
+        c->rsrc = malloc((nre ? nre : 1) * sizeof *c->rsrc);
+        c->rlab = malloc((nre ? nre : 1) * sizeof *c->rlab);
+        c->rtype = malloc((nre ? nre : 1) * sizeof *c->rtype);
+        if (!c->roff || !c->rsrc || !c->rlab || !c->rtype)
+            rc = -1;
     }
-    for (size_t k = 0; k < nre; k++)
-        c->roff[re[k].rank + 2]++;
-    for (size_t r = 0; r < m; r++)
-        c->roff[r + 2] += c->roff[r + 1];
-    /* roff[r + 1] is where the referrers of rank r start; filling moves
-     * it to their end, so that roff[r] .. roff[r + 1] are rank r's. */
-    for (size_t k = 0; k < nre; k++) {
-        uint32_t at = c->roff[re[k].rank + 1]++;
-        c->rsrc[at] = re[k].src;
-        c->rlab[at] = re[k].label;
-        c->rtype[at] = re[k].type;
+    if (rc == 0) {
+        /* The slices in order are the records of one pass. */
+        for (unsigned k = 0; k < nsl; k++)
+            for (size_t i = 0; i < sl[k].nre; i++)
+                c->roff[sl[k].re[i].rank + 2]++;
+        for (size_t r = 0; r < m; r++)
+            c->roff[r + 2] += c->roff[r + 1];
+        /* roff[r + 1] is where the referrers of rank r start; filling moves
+         * it to their end, so that roff[r] .. roff[r + 1] are rank r's. */
+        for (unsigned k = 0; k < nsl; k++)
+            for (size_t i = 0; i < sl[k].nre; i++) {
+                const struct redge *x = &sl[k].re[i];
+                uint32_t at = c->roff[x->rank + 1]++;
+                c->rsrc[at] = x->src;
+                c->rlab[at] = x->label;
+                c->rtype[at] = x->type;
+            }
     }
-    free(re);
-    return 0;
+    for (unsigned k = 0; k < nsl; k++)
+        free(sl[k].re);
+    return rc;
 }
 
 /* ---- referrer groups ---- */
@@ -1109,6 +1192,83 @@ out:
 
 /* ---- entry points ---- */
 
+/* One slice of the selection of the objects: those of [lo, hi) whose type
+ * is asked for, ascending, with their count and bytes. */
+struct mslice {
+    const pyheap_snapshot *s;
+    const uint32_t *types;
+    size_t ntypes;
+    const uint8_t *want;
+    size_t lo, hi;
+    uint32_t *members;
+    size_t nm, capm;
+    uint64_t bytes;
+    int rc;
+};
+
+static void *members_slice(void *arg)
+{
+    struct mslice *sl = arg;
+    const pyheap_snapshot *s = sl->s;
+    for (size_t i = sl->lo; i < sl->hi; i++)
+        if ((sl->ntypes == 1 ? s->type[i] == sl->types[0]
+                             : s->type[i] < s->ntypes && sl->want[s->type[i]]) &&
+            s->type[i] < s->ntypes) {
+            if (sl->nm == sl->capm &&
+                !pyheap_grow((void **)&sl->members, &sl->capm, sl->nm + 1, sizeof *sl->members)) {
+                sl->rc = -1;
+                return NULL;
+            }
+            sl->members[sl->nm++] = (uint32_t)i;
+            sl->bytes += s->size[i];
+        }
+    return NULL;
+}
+
+/* The objects of the asked-for types, ascending, in c->nthreads slices
+ * joined in order; r->objects and r->bytes. */
+static int select_members(const struct ctx *c, const uint32_t *types, size_t ntypes,
+                          const uint8_t *want, pyheap_referrers *r, uint32_t **members,
+                          size_t *nm)
+{
+    const pyheap_snapshot *s = c->s;
+    unsigned nsl = c->nthreads;
+    struct mslice sl[PYHEAP_MAX_SCAN_THREADS];
+    for (unsigned k = 0; k < nsl; k++)
+        sl[k] = (struct mslice){ s, types, ntypes, want, slice_at(s->n, k, nsl),
+                                 slice_at(s->n, k + 1, nsl), NULL, 0, 0, 0, 0 };
+    run_slices(members_slice, sl, sizeof *sl, nsl);
+    int rc = 0;
+    size_t n = 0;
+    for (unsigned k = 0; k < nsl; k++) {
+        rc |= sl[k].rc;
+        n += sl[k].nm;
+        r->bytes += sl[k].bytes;
+    }
+    uint32_t *out = NULL;
+    if (rc == 0 && nsl == 1) {
+        out = sl[0].members;   /* NULL when there are none, as before */
+        sl[0].members = NULL;
+    } else if (rc == 0 && n > 0) {
+        out = malloc(n * sizeof *out);
+        if (!out)
+            rc = -1;
+        size_t at = 0;
+        for (unsigned k = 0; out && k < nsl; k++) {
+            memcpy(out + at, sl[k].members, sl[k].nm * sizeof *out);
+            at += sl[k].nm;
+        }
+    }
+    for (unsigned k = 0; k < nsl; k++)
+        free(sl[k].members);
+    if (rc < 0)
+        return -1;
+    r->objects = n;
+    *members = out;
+    *nm = n;
+    return 0;
+}
+
 void pyheap_referrers_free(pyheap_referrers *r)
 {
     if (!r)
@@ -1138,6 +1298,11 @@ int pyheap_referrers_compute(const pyheap_snapshot *s, const uint32_t *types,
     c.s = s;
     c.depth = opts && opts->depth ? opts->depth : DEFAULT_DEPTH;
     c.max_groups = opts && opts->max_groups ? opts->max_groups : DEFAULT_GROUPS;
+    c.nthreads = opts && opts->threads ? opts->threads : 1;
+    if (c.nthreads > PYHEAP_MAX_SCAN_THREADS)
+        c.nthreads = PYHEAP_MAX_SCAN_THREADS;
+    if (s->nedges < min_parallel_edges)
+        c.nthreads = 1;
     size_t max_paths = opts && opts->max_paths ? opts->max_paths : DEFAULT_PATHS;
     pyheap_referrers *r = calloc(1, sizeof *r);
     uint8_t *want = calloc(s->ntypes ? s->ntypes : 1, 1);
@@ -1148,16 +1313,9 @@ int pyheap_referrers_compute(const pyheap_snapshot *s, const uint32_t *types,
     for (size_t i = 0; i < ntypes; i++)
         if (types[i] < s->ntypes)
             want[types[i]] = 1;
-    size_t nm = 0, capm = 0;
-    for (size_t i = 0; i < s->n; i++)
-        if ((ntypes == 1 ? s->type[i] == types[0] : s->type[i] < s->ntypes && want[s->type[i]]) &&
-            s->type[i] < s->ntypes) {
-            if (nm == capm && !pyheap_grow((void **)&members, &capm, nm + 1, sizeof *members))
-                goto out;
-            members[nm++] = (uint32_t)i;
-            r->objects++;
-            r->bytes += s->size[i];
-        }
+    size_t nm = 0;
+    if (select_members(&c, types, ntypes, want, r, &members, &nm) < 0)
+        goto out;
     if (s->eoff) {
         if (build_rootof(&c) < 0 || levels(&c, members, nm) < 0)
             goto out;
