@@ -44,11 +44,16 @@
 /* Below this many edges the passes are too short to pay for threads. */
 #define MIN_PARALLEL_EDGES ((size_t)1 << 20)
 
+/* Sorts of fewer values stay on one thread. */
+#define MIN_PARALLEL_ITEMS ((size_t)1 << 16)
+
 static size_t min_parallel_edges = MIN_PARALLEL_EDGES;
+static size_t min_parallel_items = MIN_PARALLEL_ITEMS;
 
 void pyheap_graph_set_min_parallel_edges(size_t edges)
 {
     min_parallel_edges = edges;
+    min_parallel_items = edges ? MIN_PARALLEL_ITEMS : 256;
 }
 
 /* ---- threads ---- */
@@ -483,12 +488,43 @@ static int keyset_add(struct keyset *ks, uint64_t k, uint32_t src, size_t *slot)
 }
 
 
+enum { DIGIT = 11, BUCKETS = 1 << DIGIT };
+
+/* One slice of a radix pass: from[lo, hi) counted by digit (at bit SH),
+ * then scattered to `to` from the positions in cnt. */
+struct rxslice {
+    const uint64_t *from;
+    uint64_t *to;
+    size_t lo, hi;
+    unsigned sh;
+    size_t *cnt;    /* BUCKETS */
+};
+
+static void *radix_count(void *arg)
+{
+    struct rxslice *x = arg;
+    memset(x->cnt, 0, BUCKETS * sizeof *x->cnt);
+    for (size_t i = x->lo; i < x->hi; i++)
+        x->cnt[(x->from[i] >> x->sh) & (BUCKETS - 1)]++;
+    return NULL;
+}
+
+static void *radix_scatter(void *arg)
+{
+    struct rxslice *x = arg;
+    for (size_t i = x->lo; i < x->hi; i++)
+        x->to[x->cnt[(x->from[i] >> x->sh) & (BUCKETS - 1)]++] = x->from[i];
+    return NULL;
+}
+
 /* Stable LSD radix sort of A (N) on bits LO..63, 11 bits a pass, only
  * over the bits that are not the same in every value. TMP has room for N.
- * -1 when out of memory. */
-static int radix_sort(uint64_t *a, uint64_t *tmp, size_t n, unsigned lo)
+ * Each pass is cut in NTHREADS slices (one below min_parallel_items):
+ * slice k's values with digit d go after those of the slices before it
+ * with the same digit, so the passes are stable and the result that of
+ * one thread. -1 when out of memory. */
+static int radix_sort(uint64_t *a, uint64_t *tmp, size_t n, unsigned lo, unsigned nthreads)
 {
-    enum { DIGIT = 11, BUCKETS = 1 << DIGIT };
     uint64_t all_or = 0, all_and = ~0ULL;
     for (size_t i = 0; i < n; i++) {
         all_or |= a[i];
@@ -498,22 +534,25 @@ static int radix_sort(uint64_t *a, uint64_t *tmp, size_t n, unsigned lo)
     if (!vary)
         return 0;
     unsigned first = (unsigned)__builtin_ctzll(vary), last = 63 - (unsigned)__builtin_clzll(vary);
-    size_t *cnt = malloc(BUCKETS * sizeof *cnt);
+    unsigned nsl = n < min_parallel_items ? 1 : nthreads;
+    size_t *cnt = malloc((size_t)nsl * BUCKETS * sizeof *cnt);
     if (!cnt)
         return -1;
+    struct rxslice sl[PYHEAP_MAX_SCAN_THREADS];
     uint64_t *from = a, *to = tmp;
     for (unsigned sh = first; sh <= last; sh += DIGIT) {
-        memset(cnt, 0, BUCKETS * sizeof *cnt);
-        for (size_t i = 0; i < n; i++)
-            cnt[(from[i] >> sh) & (BUCKETS - 1)]++;
+        for (unsigned k = 0; k < nsl; k++)
+            sl[k] = (struct rxslice){ from, to, slice_at(n, k, nsl), slice_at(n, k + 1, nsl), sh,
+                                      cnt + (size_t)k * BUCKETS };
+        run_slices(radix_count, sl, sizeof *sl, nsl);
         size_t pos = 0;
-        for (size_t d = 0; d < BUCKETS; d++) {
-            size_t c = cnt[d];
-            cnt[d] = pos;
-            pos += c;
-        }
-        for (size_t i = 0; i < n; i++)
-            to[cnt[(from[i] >> sh) & (BUCKETS - 1)]++] = from[i];
+        for (size_t d = 0; d < BUCKETS; d++)
+            for (unsigned k = 0; k < nsl; k++) {
+                size_t c = sl[k].cnt[d];
+                sl[k].cnt[d] = pos;
+                pos += c;
+            }
+        run_slices(radix_scatter, sl, sizeof *sl, nsl);
         uint64_t *x = from;
         from = to;
         to = x;
@@ -536,8 +575,9 @@ static bool ascending(const uint64_t *a, size_t n)
  * them, above bit 3 + SBITS) with a stable counting pass, then by source
  * within each key, where the sources are not in order already (a type's
  * objects and their referrers are often allocated in step). TMP: room
- * for N. */
-static int sort_packed(uint64_t *a, uint64_t *tmp, size_t n, size_t nf, unsigned sbits)
+ * for N. The radix passes use NTHREADS threads. */
+static int sort_packed(uint64_t *a, uint64_t *tmp, size_t n, size_t nf, unsigned sbits,
+                       unsigned nthreads)
 {
     if (nf > 1) {
         size_t *at = calloc(nf + 1, sizeof *at);
@@ -552,14 +592,15 @@ static int sort_packed(uint64_t *a, uint64_t *tmp, size_t n, size_t nf, unsigned
         memcpy(a, tmp, n * sizeof *a);
         /* at[k] is now the end of key k's run */
         for (size_t k = 0, lo = 0; k < nf; lo = at[k], k++)
-            if (!ascending(a + lo, at[k] - lo) && radix_sort(a + lo, tmp, at[k] - lo, 3) < 0) {
+            if (!ascending(a + lo, at[k] - lo) &&
+                radix_sort(a + lo, tmp, at[k] - lo, 3, nthreads) < 0) {
                 free(at);
                 return -1;
             }
         free(at);
         return 0;
     }
-    return ascending(a, n) ? 0 : radix_sort(a, tmp, n, 3);
+    return ascending(a, n) ? 0 : radix_sort(a, tmp, n, 3, nthreads);
 }
 
 /* Binary search of K in the ascending A (N); N if absent. */
@@ -584,7 +625,7 @@ static size_t u64_find(const uint64_t *a, size_t n, uint64_t k)
  * (['sql'] in 75k row dicts) stay. The pairs are packed in 64 bits,
  * key number << (3 + source bits) | (src - lowest src) << 3 | flags, and
  * radix-sorted above the flags. */
-static int group_pairs(struct pair *p, size_t np)
+static int group_pairs(struct pair *p, size_t np, unsigned nthreads)
 {
     struct keyset ks;
     uint64_t *sp = malloc((np ? np : 1) * sizeof *sp);
@@ -652,7 +693,7 @@ static int group_pairs(struct pair *p, size_t np)
             id = ks.id[keyset_find(&ks, p[i].key)];
         sp[i] = (id << (3 + sbits)) | ((uint64_t)(p[i].src - smin) << 3) | (p[i].flags & 7u);
     }
-    if (sort_packed(sp, tmp, np, nf, sbits) < 0)
+    if (sort_packed(sp, tmp, np, nf, sbits, nthreads) < 0)
         goto out;
     uint64_t smask = sbits ? (~0ULL >> (64 - sbits)) : 0;
     for (size_t i = 0; i < np; i++)
@@ -803,7 +844,7 @@ static int level(struct ctx *c, const struct item *it, unsigned depth, struct it
         }
         k += roots_of(c, m, p + k);
     }
-    if (group_pairs(p, np) < 0) {
+    if (group_pairs(p, np, c->nthreads) < 0) {
         free(p);
         return -1;
     }

@@ -315,8 +315,8 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
 
 /* Snapshots with fewer edges than this are analysed on one thread,
  * whatever pyheap_referrers_opts.threads says (default 1M). For tests:
- * 0 splits the passes of any snapshot. Not thread-safe: set it before
- * computing. */
+ * 0 splits the passes of any snapshot, and sorts of 256 values or more
+ * (64k otherwise). Not thread-safe: set it before computing. */
 void pyheap_graph_set_min_parallel_edges(size_t edges);
 
 #endif
