@@ -815,35 +815,75 @@ static void items_free(struct item *it, size_t n)
     free(it);
 }
 
+/* One slice of a level's pairs: members[lo, hi) of an item; first their
+ * number (np), then the pairs from p[at]. */
+struct lslice {
+    const struct ctx *c;
+    const uint32_t *members;
+    size_t lo, hi;
+    size_t np, at;
+    struct pair *p;
+};
+
+static void *pairs_count(void *arg)
+{
+    struct lslice *x = arg;
+    const struct ctx *c = x->c;
+    x->np = 0;
+    for (size_t i = x->lo; i < x->hi; i++) {
+        uint32_t r = oset_rank(&c->in, x->members[i]);
+        x->np += c->roff[r + 1] - c->roff[r] + roots_of(c, x->members[i], NULL);
+    }
+    return NULL;
+}
+
+static void *pairs_fill(void *arg)
+{
+    struct lslice *x = arg;
+    const struct ctx *c = x->c;
+    struct pair *p = x->p;
+    size_t k = x->at;
+    for (size_t i = x->lo; i < x->hi; i++) {
+        uint32_t m = x->members[i];
+        uint32_t r = oset_rank(&c->in, m);
+        for (uint32_t e = c->roff[r]; e < c->roff[r + 1]; e++) {
+            p[k].key = ((uint64_t)c->rtype[e] << 32) | group_label(c->rlab[e]);
+            p[k].src = c->rsrc[e];
+            p[k].flags = WALK_LBL_FLAGS(c->rlab[e]);
+            k++;
+        }
+        k += roots_of(c, m, p + k);
+    }
+    return NULL;
+}
+
 /* Group the referrers of IT's members (their reverse edges are built);
  * the groups that go one level up become items in *NEXT. */
 static int level(struct ctx *c, const struct item *it, unsigned depth, struct item **next,
                  size_t *nnext, size_t *capnext)
 {
     const pyheap_snapshot *s = c->s;
+    /* The pairs, member by member, in slices: counted, then filled each
+     * from its place. */
+    unsigned nsl = it->nm < min_parallel_items ? 1 : c->nthreads;
+    struct lslice sl[PYHEAP_MAX_SCAN_THREADS];
+    for (unsigned k = 0; k < nsl; k++)
+        sl[k] = (struct lslice){ c, it->members, slice_at(it->nm, k, nsl),
+                                 slice_at(it->nm, k + 1, nsl), 0, 0, NULL };
+    run_slices(pairs_count, sl, sizeof *sl, nsl);
     size_t np = 0;
-    for (size_t i = 0; i < it->nm; i++) {
-        uint32_t r = oset_rank(&c->in, it->members[i]);
-        np += c->roff[r + 1] - c->roff[r] + roots_of(c, it->members[i], NULL);
+    for (unsigned k = 0; k < nsl; k++) {
+        sl[k].at = np;
+        np += sl[k].np;
     }
     if (np == 0)
         return 0;
     struct pair *p = malloc(np * sizeof *p);
     if (!p)
         return -1;
-    size_t k = 0;
-    for (size_t i = 0; i < it->nm; i++) {
-        uint32_t m = it->members[i];
-        uint32_t r = oset_rank(&c->in, m);
-        for (uint32_t e = c->roff[r]; e < c->roff[r + 1]; e++) {
-            uint32_t src = c->rsrc[e];
-            p[k].key = ((uint64_t)c->rtype[e] << 32) | group_label(c->rlab[e]);
-            p[k].src = src;
-            p[k].flags = WALK_LBL_FLAGS(c->rlab[e]);
-            k++;
-        }
-        k += roots_of(c, m, p + k);
-    }
+    for (unsigned k = 0; k < nsl; k++)
+        sl[k].p = p;
+    run_slices(pairs_fill, sl, sizeof *sl, nsl);
     if (group_pairs(p, np, c->nthreads) < 0) {
         free(p);
         return -1;
@@ -1137,14 +1177,41 @@ static int shape_cmp(const void *a, const void *b)
     return (x->hash > y->hash) - (x->hash < y->hash);
 }
 
+/* One slice of the path shapes: the hash of the shape of members[lo, hi)
+ * that the BFS reached, into h[]. */
+struct hslice {
+    const pyheap_snapshot *s;
+    const struct pred *pr;
+    const struct oset *seen;
+    const uint32_t *members;
+    size_t lo, hi;
+    uint64_t *h;
+};
+
+static void *shape_slice(void *arg)
+{
+    struct hslice *x = arg;
+    uint32_t hops[MAX_PATH_HOPS];
+    for (size_t i = x->lo; i < x->hi; i++) {
+        if (!oset_has(x->seen, x->members[i]))
+            continue;
+        uint32_t root;
+        bool cut;
+        size_t n = chain(x->s, x->pr, x->members[i], hops, &root, &cut);
+        x->h[i] = shape_hash(hops, n, root, cut);
+    }
+    return NULL;
+}
+
 static int paths(const pyheap_snapshot *s, const uint32_t *members, size_t nm,
-                 size_t max_paths, pyheap_referrers *r)
+                 size_t max_paths, unsigned nthreads, pyheap_referrers *r)
 {
     /* Only the objects reached are written: no pass over all of it. */
     struct pred *pr = malloc((s->n ? s->n : 1) * sizeof *pr);
     uint32_t *hops = malloc(MAX_PATH_HOPS * sizeof *hops);
     struct oset want, seen;
     struct shape *tab = NULL, *sh = NULL;
+    uint64_t *hs = NULL;
     size_t cap = 64;
     int rc = -1;
     memset(&want, 0, sizeof want);
@@ -1156,8 +1223,17 @@ static int paths(const pyheap_snapshot *s, const uint32_t *members, size_t nm,
     tab = calloc(cap, sizeof *tab);   /* count 0: empty slot */
     if (!tab || bfs(s, &want, nm, &seen, pr) < 0)
         goto out;
-    /* Shapes by hash (open addressing, doubled at half load: shapes are
-     * few, however many objects). */
+    /* The members' shapes (hashed in slices, walking their chains), then
+     * counted by hash (open addressing, doubled at half load: shapes are
+     * few, however many objects) in member order. */
+    hs = malloc((nm ? nm : 1) * sizeof *hs);
+    if (!hs)
+        goto out;
+    struct hslice hsl[PYHEAP_MAX_SCAN_THREADS];
+    for (unsigned k = 0; k < nthreads; k++)
+        hsl[k] = (struct hslice){ s, pr, &seen, members, slice_at(nm, k, nthreads),
+                                  slice_at(nm, k + 1, nthreads), hs };
+    run_slices(shape_slice, hsl, sizeof *hsl, nthreads);
     size_t nsh = 0;
     for (size_t i = 0; i < nm; i++) {
         uint32_t o = members[i];
@@ -1165,10 +1241,7 @@ static int paths(const pyheap_snapshot *s, const uint32_t *members, size_t nm,
             r->unreachable++;
             continue;
         }
-        uint32_t root;
-        bool cut;
-        size_t n = chain(s, pr, o, hops, &root, &cut);
-        uint64_t h = shape_hash(hops, n, root, cut);
+        uint64_t h = hs[i];
         size_t j = (size_t)(h ^ (h >> 31)) & (cap - 1);
         while (tab[j].count && tab[j].hash != h)
             j = (j + 1) & (cap - 1);
@@ -1222,6 +1295,7 @@ static int paths(const pyheap_snapshot *s, const uint32_t *members, size_t nm,
     }
     rc = 0;
 out:
+    free(hs);
     free(sh);
     free(tab);
     oset_free(&want);
@@ -1360,7 +1434,7 @@ int pyheap_referrers_compute(const pyheap_snapshot *s, const uint32_t *types,
     if (s->eoff) {
         if (build_rootof(&c) < 0 || levels(&c, members, nm) < 0)
             goto out;
-        if (paths(s, members, nm, max_paths, r) < 0)
+        if (paths(s, members, nm, max_paths, c.nthreads, r) < 0)
             goto out;
     } else {
         r->unreachable = nm;
