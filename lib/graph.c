@@ -1370,7 +1370,8 @@ static int select_members(const struct ctx *c, const uint32_t *types, size_t nty
             rc = -1;
         size_t at = 0;
         for (unsigned k = 0; out && k < nsl; k++) {
-            memcpy(out + at, sl[k].members, sl[k].nm * sizeof *out);
+            if (sl[k].nm)   /* (members NULL when none) */
+                memcpy(out + at, sl[k].members, sl[k].nm * sizeof *out);
             at += sl[k].nm;
         }
     }
