@@ -64,7 +64,7 @@ $(PYHEAPD): $(DAEMON_OBJ) $(LIBA)
 	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDLIBS_ALL) -lpthread
 
 $(PYHEAP): $(CLI_OBJ) $(LIBA)
-	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDLIBS_ALL)
+	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDLIBS_ALL) -lpthread
 
 $(TESTBIN): $(TEST_OBJ) $(LIBA)
 	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDLIBS_ALL) $(CHECK_LIBS) -lpthread
@@ -87,7 +87,7 @@ demo: deps
 
 # tools/bench's helper (bulk-copy floor, library census).
 $(BUILD)/bench-helper: $(BUILD)/tools/bench-helper.o $(LIBA)
-	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDLIBS_ALL)
+	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDLIBS_ALL) -lpthread
 
 bench: deps
 	$(MAKE) all $(BUILD)/bench-helper

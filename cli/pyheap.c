@@ -962,8 +962,10 @@ static int run_referrers(int argc, char **argv)
         if (pid || freeze || max_age > 0)
             return bad_usage("referrers",
                              "--file reads a snapshot file: no -p, --freeze or --max-age");
+        /* two threads for the analysis, as pyheapd's default */
         pyheap_referrers_opts ro = { .depth = (unsigned)depth, .max_groups = (size_t)groups,
-                                     .max_paths = (size_t)paths };
+                                     .max_paths = (size_t)paths,
+                                     .threads = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 2 : 1 };
         return finish_offline(offline_referrers(file, type, &ro), json,
                               dot ? pyheap_render_referrers_dot : pyheap_render_referrers);
     }

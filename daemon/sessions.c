@@ -470,14 +470,17 @@ static struct pyheapd_session *pick_session(struct pyheapd *d, const struct ucre
 }
 
 /* Builds the reply of a scanning command from a fresh snapshot: a complete
- * reply (new reference; ok or error) or NULL with *err. */
-typedef json_t *(*snapshot_reply_fn)(const struct pyheapd_session *s,
+ * reply (new reference; ok or error) or NULL with *err. D: the daemon's
+ * configuration (analysis threads). */
+typedef json_t *(*snapshot_reply_fn)(const struct pyheapd *d, const struct pyheapd_session *s,
                                      const pyheap_snapshot *snap,
                                      const pyheap_request *req, pyheap_error *err);
 
-static json_t *top_reply(const struct pyheapd_session *s, const pyheap_snapshot *snap,
+static json_t *top_reply(const struct pyheapd *d, const struct pyheapd_session *s,
+                         const pyheap_snapshot *snap,
                          const pyheap_request *req, pyheap_error *err)
 {
+    (void)d;
     json_t *rep = pyheap_report_top(s->target, snap, req->sort, req->n, err);
     if (!rep)
         return NULL;
@@ -494,11 +497,14 @@ static json_t *top_reply(const struct pyheapd_session *s, const pyheap_snapshot 
     return reply;
 }
 
-static json_t *referrers_reply(const struct pyheapd_session *s, const pyheap_snapshot *snap,
+static json_t *referrers_reply(const struct pyheapd *d, const struct pyheapd_session *s,
+                               const pyheap_snapshot *snap,
                                const pyheap_request *req, pyheap_error *err)
 {
     pyheap_referrers_opts opts = {
         .depth = req->depth, .max_groups = req->max_groups, .max_paths = req->max_paths,
+        /* as many as a scan's walkers: --scan-threads */
+        .threads = d->cfg.scan_threads,
     };
     return pyheap_report_referrers(s->pid, snap, req->type, &opts, err);
 }
@@ -533,7 +539,7 @@ static json_t *reuse_command(struct pyheapd *d, struct pyheapd_session *s,
     clock_gettime(CLOCK_MONOTONIC, &a0);
     pyheap_error err;
     memset(&err, 0, sizeof err);
-    json_t *reply = fn(s, f->snap, req, &err);
+    json_t *reply = fn(d, s, f->snap, req, &err);
     clock_gettime(CLOCK_MONOTONIC, &a1);
     uint64_t id = f->id;
     pyheapd_history_full_put(s->hist, f);
@@ -599,7 +605,7 @@ static json_t *scan_command(struct pyheapd *d, const struct ucred *peer,
     uint64_t snap_id = pyheapd_history_record(s->hist, s->pid, snap);
     pyheap_error err;
     memset(&err, 0, sizeof err);
-    reply = fn(s, snap, req, &err);
+    reply = fn(d, s, snap, req, &err);
     const pyheap_scan_stats *st = pyheap_snapshot_stats(snap);
     double ms = st->scan_ms;
     pyheapd_log("%s of pid %d for uid %lu: %llu objects, %llu bytes, %llu skipped, "
@@ -672,9 +678,11 @@ static int snapshot_fd_check(const pyheap_request *req, pyheap_proto_error *perr
     return 0;
 }
 
-static json_t *snapshot_reply(const struct pyheapd_session *s, const pyheap_snapshot *snap,
+static json_t *snapshot_reply(const struct pyheapd *d, const struct pyheapd_session *s,
+                              const pyheap_snapshot *snap,
                               const pyheap_request *req, pyheap_error *err)
 {
+    (void)d;
     pyheap_snapfile_info info;
     memset(&info, 0, sizeof info);
     info.pid = s->pid;
@@ -709,9 +717,11 @@ static json_t *jbytes(int64_t v)
     return v < 0 ? json_null() : json_integer(v);
 }
 
-static json_t *stats_reply(const struct pyheapd_session *s, const pyheap_snapshot *snap,
+static json_t *stats_reply(const struct pyheapd *d, const struct pyheapd_session *s,
+                           const pyheap_snapshot *snap,
                            const pyheap_request *req, pyheap_error *err)
 {
+    (void)d;
     (void)req;
     pyheap_mem_stats m;
     if (pyheap_mem_stats_read(s->pid, &m, err) < 0)

@@ -213,6 +213,13 @@ typedef struct pyheap_referrers_opts {
     unsigned depth;       /* levels of referrers (0: default 3, max 10) */
     size_t max_groups;    /* per level and parent (0: default 20) */
     size_t max_paths;     /* shortest paths shown (0: default 5) */
+    /* Threads for the passes over the whole heap (0: 1; at most
+     * PYHEAP_MAX_SCAN_THREADS): the selection of the objects and, per
+     * level, the pass over every edge are split in contiguous slices, one
+     * per thread, whose results are joined in slice order, so the report
+     * is the same whatever the number. Snapshots under 1M edges use one;
+     * a thread that cannot start leaves its slice to the caller. */
+    unsigned threads;
 } pyheap_referrers_opts;
 
 /* One aggregated group: objects of type `type` that refer, through edges

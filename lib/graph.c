@@ -9,7 +9,13 @@
  * strong (non-weak) edges into that level's objects alone; one BFS that
  * stops once the asked objects are reached; (key, object) pairs grouped by
  * a hash of keys and a radix sort. Nothing is allocated per edge.
+ *
+ * With opts->threads > 1 the passes over the whole heap (the selection of
+ * the objects, each level's pass over the edges) are cut in contiguous
+ * slices, one per thread, whose results are joined in slice order: the
+ * same arrays one thread makes, so the same report.
  */
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +40,47 @@
 #define ROOT_TYPE UINT32_MAX
 
 #define IS_ROOT   (UINT32_MAX - 1)
+
+/* Below this many edges the passes are too short to pay for threads. */
+#define MIN_PARALLEL_EDGES ((size_t)1 << 20)
+
+/* Sorts of fewer values stay on one thread. */
+#define MIN_PARALLEL_ITEMS ((size_t)1 << 16)
+
+static size_t min_parallel_edges = MIN_PARALLEL_EDGES;
+static size_t min_parallel_items = MIN_PARALLEL_ITEMS;
+
+void pyheap_graph_set_min_parallel_edges(size_t edges)
+{
+    min_parallel_edges = edges;
+    min_parallel_items = edges ? MIN_PARALLEL_ITEMS : 256;
+}
+
+/* ---- threads ---- */
+
+/* FN on N slices: the argument of slice k is ARGS + k * SIZE. Slices 1..N
+ * run on threads of their own, slice 0 on the caller; a slice whose thread
+ * cannot be started runs on the caller afterwards (never an error). */
+static void run_slices(void *(*fn)(void *), void *args, size_t size, unsigned n)
+{
+    pthread_t th[PYHEAP_MAX_SCAN_THREADS];
+    bool started[PYHEAP_MAX_SCAN_THREADS];
+    for (unsigned k = 1; k < n; k++)
+        started[k] = pthread_create(&th[k], NULL, fn, (char *)args + k * size) == 0;
+    fn(args);
+    for (unsigned k = 1; k < n; k++) {
+        if (started[k])
+            pthread_join(th[k], NULL);
+        else
+            fn((char *)args + k * size);
+    }
+}
+
+/* Where slice K of N of [0, TOTAL) starts (TOTAL < 2^32: no overflow). */
+static size_t slice_at(size_t total, unsigned k, unsigned n)
+{
+    return total * k / n;
+}
 
 /* ---- type lookup ---- */
 
@@ -179,6 +226,7 @@ struct ctx {
     uint32_t *roff, *rsrc, *rlab, *rtype;   /* rtype: the source's type */
     unsigned depth;
     size_t max_groups;
+    unsigned nthreads;      /* slices of the passes over the heap (>= 1) */
     /* (object << 32 | root index), sorted: which objects are roots */
     uint64_t *rootof;
     size_t nrootof;
@@ -225,9 +273,54 @@ struct redge {
     uint32_t rank, src, label, type;
 };
 
+/* One slice of the pass over the forward edges: edges [lo, hi) into the
+ * objects of c->in become records in re (sources ascending). */
+struct rslice {
+    const struct ctx *c;
+    const uint64_t *sum;
+    bool dense;
+    size_t lo, hi;
+    struct redge *re;
+    size_t nre, capre;
+    int rc;
+};
+
+static void *reverse_slice(void *arg)
+{
+    struct rslice *sl = arg;
+    const struct ctx *c = sl->c;
+    const pyheap_snapshot *s = c->s;
+    const uint32_t lo = c->in.lo, span = c->in.hi - c->in.lo;
+    const uint32_t *et = s->etarget;
+    const uint64_t *sum = sl->sum;
+    const bool dense = sl->dense;
+    size_t src = 0;
+    for (size_t e = sl->lo; e < sl->hi; e++) {
+        uint32_t t = et[e];
+        if (t - lo > span || (!dense && !((sum[t >> 12] >> ((t >> 6) & 63)) & 1)) ||
+            !oset_has(&c->in, t))
+            continue;
+        uint32_t l = s->elabel[e];
+        if (WALK_LBL_FLAGS(l) & PYHEAP_EDGE_WEAK)
+            continue;
+        if (e >= s->eoff[src + 1])
+            src = edge_source(s->eoff, s->n, src, e);
+        if (sl->nre == sl->capre &&
+            !pyheap_grow((void **)&sl->re, &sl->capre, sl->nre + 1, sizeof *sl->re)) {
+            sl->rc = -1;
+            return NULL;
+        }
+        /* sources come in ascending order: type[] is read in order */
+        sl->re[sl->nre++] = (struct redge){ oset_rank(&c->in, t), (uint32_t)src, l,
+                                            s->type[src] };
+    }
+    return NULL;
+}
+
 /* The reverse edges of the objects of ITEMS: one pass over the forward
- * edges (a bit test each), then a counting sort by target. Only objects
- * whose referrers are asked for get any: no reverse graph of the heap. */
+ * edges (a bit test each; in c->nthreads slices), then a counting sort by
+ * target. Only objects whose referrers are asked for get any: no reverse
+ * graph of the heap. */
 static int build_reverse(struct ctx *c, const struct item *items, size_t nitems)
 {
     const pyheap_snapshot *s = c->s;
@@ -238,10 +331,6 @@ static int build_reverse(struct ctx *c, const struct item *items, size_t nitems)
         for (size_t i = 0; i < items[k].nm; i++)
             oset_add(&c->in, items[k].members[i]);
     oset_seal(&c->in);
-    struct redge *re = NULL;
-    size_t nre = 0, capre = 0;
-    const uint32_t lo = c->in.lo, span = c->in.hi - c->in.lo;
-    const uint32_t *et = s->etarget;
     /* One bit per word of the set (64 KiB for 32M objects): a sparse set
      * costs no access to its 4 MiB of bits per edge. A dense one (a bit in
      * more than a quarter of the words) is tested directly. */
@@ -255,51 +344,50 @@ static int build_reverse(struct ctx *c, const struct item *items, size_t nitems)
             nonzero++;
         }
     const bool dense = nonzero * 4 > c->in.nwords;
-    size_t src = 0;
-    if (c->in.count > 0) {
-        for (size_t e = 0; e < s->nedges; e++) {
-            uint32_t t = et[e];
-            if (t - lo > span || (!dense && !((sum[t >> 12] >> ((t >> 6) & 63)) & 1)) ||
-                !oset_has(&c->in, t))
-                continue;
-            uint32_t l = s->elabel[e];
-            if (WALK_LBL_FLAGS(l) & PYHEAP_EDGE_WEAK)
-                continue;
-            if (e >= s->eoff[src + 1])
-                src = edge_source(s->eoff, s->n, src, e);
-            if (nre == capre && !pyheap_grow((void **)&re, &capre, nre + 1, sizeof *re)) {
-                free(re);
-                free(sum);
-                return -1;
-            }
-            /* sources come in ascending order: type[] is read in order */
-            re[nre++] = (struct redge){ oset_rank(&c->in, t), (uint32_t)src, l, s->type[src] };
-        }
-    }
+    unsigned nsl = c->in.count > 0 ? c->nthreads : 0;
+    struct rslice sl[PYHEAP_MAX_SCAN_THREADS];
+    for (unsigned k = 0; k < nsl; k++)
+        sl[k] = (struct rslice){ c, sum, dense, slice_at(s->nedges, k, nsl),
+                                 slice_at(s->nedges, k + 1, nsl), NULL, 0, 0, 0 };
+    if (nsl > 0)
+        run_slices(reverse_slice, sl, sizeof *sl, nsl);
     free(sum);
+    int rc = 0;
+    size_t nre = 0;
+    for (unsigned k = 0; k < nsl; k++) {
+        rc |= sl[k].rc;
+        nre += sl[k].nre;
+    }
     size_t m = c->in.count;
-    c->roff = calloc(m + 2, sizeof *c->roff);
-    c->rsrc = malloc((nre ? nre : 1) * sizeof *c->rsrc);
-    c->rlab = malloc((nre ? nre : 1) * sizeof *c->rlab);
-    c->rtype = malloc((nre ? nre : 1) * sizeof *c->rtype);
-    if (!c->roff || !c->rsrc || !c->rlab || !c->rtype) {
-        free(re);
-        return -1;
+    if (rc == 0) {
+        c->roff = calloc(m + 2, sizeof *c->roff);
+        c->rsrc = malloc((nre ? nre : 1) * sizeof *c->rsrc);
+        c->rlab = malloc((nre ? nre : 1) * sizeof *c->rlab);
+        c->rtype = malloc((nre ? nre : 1) * sizeof *c->rtype);
+        if (!c->roff || !c->rsrc || !c->rlab || !c->rtype)
+            rc = -1;
     }
-    for (size_t k = 0; k < nre; k++)
-        c->roff[re[k].rank + 2]++;
-    for (size_t r = 0; r < m; r++)
-        c->roff[r + 2] += c->roff[r + 1];
-    /* roff[r + 1] is where the referrers of rank r start; filling moves
-     * it to their end, so that roff[r] .. roff[r + 1] are rank r's. */
-    for (size_t k = 0; k < nre; k++) {
-        uint32_t at = c->roff[re[k].rank + 1]++;
-        c->rsrc[at] = re[k].src;
-        c->rlab[at] = re[k].label;
-        c->rtype[at] = re[k].type;
+    if (rc == 0) {
+        /* The slices in order are the records of one pass. */
+        for (unsigned k = 0; k < nsl; k++)
+            for (size_t i = 0; i < sl[k].nre; i++)
+                c->roff[sl[k].re[i].rank + 2]++;
+        for (size_t r = 0; r < m; r++)
+            c->roff[r + 2] += c->roff[r + 1];
+        /* roff[r + 1] is where the referrers of rank r start; filling moves
+         * it to their end, so that roff[r] .. roff[r + 1] are rank r's. */
+        for (unsigned k = 0; k < nsl; k++)
+            for (size_t i = 0; i < sl[k].nre; i++) {
+                const struct redge *x = &sl[k].re[i];
+                uint32_t at = c->roff[x->rank + 1]++;
+                c->rsrc[at] = x->src;
+                c->rlab[at] = x->label;
+                c->rtype[at] = x->type;
+            }
     }
-    free(re);
-    return 0;
+    for (unsigned k = 0; k < nsl; k++)
+        free(sl[k].re);
+    return rc;
 }
 
 /* ---- referrer groups ---- */
@@ -400,12 +488,43 @@ static int keyset_add(struct keyset *ks, uint64_t k, uint32_t src, size_t *slot)
 }
 
 
+enum { DIGIT = 11, BUCKETS = 1 << DIGIT };
+
+/* One slice of a radix pass: from[lo, hi) counted by digit (at bit SH),
+ * then scattered to `to` from the positions in cnt. */
+struct rxslice {
+    const uint64_t *from;
+    uint64_t *to;
+    size_t lo, hi;
+    unsigned sh;
+    size_t *cnt;    /* BUCKETS */
+};
+
+static void *radix_count(void *arg)
+{
+    struct rxslice *x = arg;
+    memset(x->cnt, 0, BUCKETS * sizeof *x->cnt);
+    for (size_t i = x->lo; i < x->hi; i++)
+        x->cnt[(x->from[i] >> x->sh) & (BUCKETS - 1)]++;
+    return NULL;
+}
+
+static void *radix_scatter(void *arg)
+{
+    struct rxslice *x = arg;
+    for (size_t i = x->lo; i < x->hi; i++)
+        x->to[x->cnt[(x->from[i] >> x->sh) & (BUCKETS - 1)]++] = x->from[i];
+    return NULL;
+}
+
 /* Stable LSD radix sort of A (N) on bits LO..63, 11 bits a pass, only
  * over the bits that are not the same in every value. TMP has room for N.
- * -1 when out of memory. */
-static int radix_sort(uint64_t *a, uint64_t *tmp, size_t n, unsigned lo)
+ * Each pass is cut in NTHREADS slices (one below min_parallel_items):
+ * slice k's values with digit d go after those of the slices before it
+ * with the same digit, so the passes are stable and the result that of
+ * one thread. -1 when out of memory. */
+static int radix_sort(uint64_t *a, uint64_t *tmp, size_t n, unsigned lo, unsigned nthreads)
 {
-    enum { DIGIT = 11, BUCKETS = 1 << DIGIT };
     uint64_t all_or = 0, all_and = ~0ULL;
     for (size_t i = 0; i < n; i++) {
         all_or |= a[i];
@@ -415,22 +534,25 @@ static int radix_sort(uint64_t *a, uint64_t *tmp, size_t n, unsigned lo)
     if (!vary)
         return 0;
     unsigned first = (unsigned)__builtin_ctzll(vary), last = 63 - (unsigned)__builtin_clzll(vary);
-    size_t *cnt = malloc(BUCKETS * sizeof *cnt);
+    unsigned nsl = n < min_parallel_items ? 1 : nthreads;
+    size_t *cnt = malloc((size_t)nsl * BUCKETS * sizeof *cnt);
     if (!cnt)
         return -1;
+    struct rxslice sl[PYHEAP_MAX_SCAN_THREADS];
     uint64_t *from = a, *to = tmp;
     for (unsigned sh = first; sh <= last; sh += DIGIT) {
-        memset(cnt, 0, BUCKETS * sizeof *cnt);
-        for (size_t i = 0; i < n; i++)
-            cnt[(from[i] >> sh) & (BUCKETS - 1)]++;
+        for (unsigned k = 0; k < nsl; k++)
+            sl[k] = (struct rxslice){ from, to, slice_at(n, k, nsl), slice_at(n, k + 1, nsl), sh,
+                                      cnt + (size_t)k * BUCKETS };
+        run_slices(radix_count, sl, sizeof *sl, nsl);
         size_t pos = 0;
-        for (size_t d = 0; d < BUCKETS; d++) {
-            size_t c = cnt[d];
-            cnt[d] = pos;
-            pos += c;
-        }
-        for (size_t i = 0; i < n; i++)
-            to[cnt[(from[i] >> sh) & (BUCKETS - 1)]++] = from[i];
+        for (size_t d = 0; d < BUCKETS; d++)
+            for (unsigned k = 0; k < nsl; k++) {
+                size_t c = sl[k].cnt[d];
+                sl[k].cnt[d] = pos;
+                pos += c;
+            }
+        run_slices(radix_scatter, sl, sizeof *sl, nsl);
         uint64_t *x = from;
         from = to;
         to = x;
@@ -453,8 +575,9 @@ static bool ascending(const uint64_t *a, size_t n)
  * them, above bit 3 + SBITS) with a stable counting pass, then by source
  * within each key, where the sources are not in order already (a type's
  * objects and their referrers are often allocated in step). TMP: room
- * for N. */
-static int sort_packed(uint64_t *a, uint64_t *tmp, size_t n, size_t nf, unsigned sbits)
+ * for N. The radix passes use NTHREADS threads. */
+static int sort_packed(uint64_t *a, uint64_t *tmp, size_t n, size_t nf, unsigned sbits,
+                       unsigned nthreads)
 {
     if (nf > 1) {
         size_t *at = calloc(nf + 1, sizeof *at);
@@ -469,14 +592,15 @@ static int sort_packed(uint64_t *a, uint64_t *tmp, size_t n, size_t nf, unsigned
         memcpy(a, tmp, n * sizeof *a);
         /* at[k] is now the end of key k's run */
         for (size_t k = 0, lo = 0; k < nf; lo = at[k], k++)
-            if (!ascending(a + lo, at[k] - lo) && radix_sort(a + lo, tmp, at[k] - lo, 3) < 0) {
+            if (!ascending(a + lo, at[k] - lo) &&
+                radix_sort(a + lo, tmp, at[k] - lo, 3, nthreads) < 0) {
                 free(at);
                 return -1;
             }
         free(at);
         return 0;
     }
-    return ascending(a, n) ? 0 : radix_sort(a, tmp, n, 3);
+    return ascending(a, n) ? 0 : radix_sort(a, tmp, n, 3, nthreads);
 }
 
 /* Binary search of K in the ascending A (N); N if absent. */
@@ -501,7 +625,7 @@ static size_t u64_find(const uint64_t *a, size_t n, uint64_t k)
  * (['sql'] in 75k row dicts) stay. The pairs are packed in 64 bits,
  * key number << (3 + source bits) | (src - lowest src) << 3 | flags, and
  * radix-sorted above the flags. */
-static int group_pairs(struct pair *p, size_t np)
+static int group_pairs(struct pair *p, size_t np, unsigned nthreads)
 {
     struct keyset ks;
     uint64_t *sp = malloc((np ? np : 1) * sizeof *sp);
@@ -569,7 +693,7 @@ static int group_pairs(struct pair *p, size_t np)
             id = ks.id[keyset_find(&ks, p[i].key)];
         sp[i] = (id << (3 + sbits)) | ((uint64_t)(p[i].src - smin) << 3) | (p[i].flags & 7u);
     }
-    if (sort_packed(sp, tmp, np, nf, sbits) < 0)
+    if (sort_packed(sp, tmp, np, nf, sbits, nthreads) < 0)
         goto out;
     uint64_t smask = sbits ? (~0ULL >> (64 - sbits)) : 0;
     for (size_t i = 0; i < np; i++)
@@ -691,36 +815,76 @@ static void items_free(struct item *it, size_t n)
     free(it);
 }
 
+/* One slice of a level's pairs: members[lo, hi) of an item; first their
+ * number (np), then the pairs from p[at]. */
+struct lslice {
+    const struct ctx *c;
+    const uint32_t *members;
+    size_t lo, hi;
+    size_t np, at;
+    struct pair *p;
+};
+
+static void *pairs_count(void *arg)
+{
+    struct lslice *x = arg;
+    const struct ctx *c = x->c;
+    x->np = 0;
+    for (size_t i = x->lo; i < x->hi; i++) {
+        uint32_t r = oset_rank(&c->in, x->members[i]);
+        x->np += c->roff[r + 1] - c->roff[r] + roots_of(c, x->members[i], NULL);
+    }
+    return NULL;
+}
+
+static void *pairs_fill(void *arg)
+{
+    struct lslice *x = arg;
+    const struct ctx *c = x->c;
+    struct pair *p = x->p;
+    size_t k = x->at;
+    for (size_t i = x->lo; i < x->hi; i++) {
+        uint32_t m = x->members[i];
+        uint32_t r = oset_rank(&c->in, m);
+        for (uint32_t e = c->roff[r]; e < c->roff[r + 1]; e++) {
+            p[k].key = ((uint64_t)c->rtype[e] << 32) | group_label(c->rlab[e]);
+            p[k].src = c->rsrc[e];
+            p[k].flags = WALK_LBL_FLAGS(c->rlab[e]);
+            k++;
+        }
+        k += roots_of(c, m, p + k);
+    }
+    return NULL;
+}
+
 /* Group the referrers of IT's members (their reverse edges are built);
  * the groups that go one level up become items in *NEXT. */
 static int level(struct ctx *c, const struct item *it, unsigned depth, struct item **next,
                  size_t *nnext, size_t *capnext)
 {
     const pyheap_snapshot *s = c->s;
+    /* The pairs, member by member, in slices: counted, then filled each
+     * from its place. */
+    unsigned nsl = it->nm < min_parallel_items ? 1 : c->nthreads;
+    struct lslice sl[PYHEAP_MAX_SCAN_THREADS];
+    for (unsigned k = 0; k < nsl; k++)
+        sl[k] = (struct lslice){ c, it->members, slice_at(it->nm, k, nsl),
+                                 slice_at(it->nm, k + 1, nsl), 0, 0, NULL };
+    run_slices(pairs_count, sl, sizeof *sl, nsl);
     size_t np = 0;
-    for (size_t i = 0; i < it->nm; i++) {
-        uint32_t r = oset_rank(&c->in, it->members[i]);
-        np += c->roff[r + 1] - c->roff[r] + roots_of(c, it->members[i], NULL);
+    for (unsigned k = 0; k < nsl; k++) {
+        sl[k].at = np;
+        np += sl[k].np;
     }
     if (np == 0)
         return 0;
     struct pair *p = malloc(np * sizeof *p);
     if (!p)
         return -1;
-    size_t k = 0;
-    for (size_t i = 0; i < it->nm; i++) {
-        uint32_t m = it->members[i];
-        uint32_t r = oset_rank(&c->in, m);
-        for (uint32_t e = c->roff[r]; e < c->roff[r + 1]; e++) {
-            uint32_t src = c->rsrc[e];
-            p[k].key = ((uint64_t)c->rtype[e] << 32) | group_label(c->rlab[e]);
-            p[k].src = src;
-            p[k].flags = WALK_LBL_FLAGS(c->rlab[e]);
-            k++;
-        }
-        k += roots_of(c, m, p + k);
-    }
-    if (group_pairs(p, np) < 0) {
+    for (unsigned k = 0; k < nsl; k++)
+        sl[k].p = p;
+    run_slices(pairs_fill, sl, sizeof *sl, nsl);
+    if (group_pairs(p, np, c->nthreads) < 0) {
         free(p);
         return -1;
     }
@@ -1013,14 +1177,41 @@ static int shape_cmp(const void *a, const void *b)
     return (x->hash > y->hash) - (x->hash < y->hash);
 }
 
+/* One slice of the path shapes: the hash of the shape of members[lo, hi)
+ * that the BFS reached, into h[]. */
+struct hslice {
+    const pyheap_snapshot *s;
+    const struct pred *pr;
+    const struct oset *seen;
+    const uint32_t *members;
+    size_t lo, hi;
+    uint64_t *h;
+};
+
+static void *shape_slice(void *arg)
+{
+    struct hslice *x = arg;
+    uint32_t hops[MAX_PATH_HOPS];
+    for (size_t i = x->lo; i < x->hi; i++) {
+        if (!oset_has(x->seen, x->members[i]))
+            continue;
+        uint32_t root;
+        bool cut;
+        size_t n = chain(x->s, x->pr, x->members[i], hops, &root, &cut);
+        x->h[i] = shape_hash(hops, n, root, cut);
+    }
+    return NULL;
+}
+
 static int paths(const pyheap_snapshot *s, const uint32_t *members, size_t nm,
-                 size_t max_paths, pyheap_referrers *r)
+                 size_t max_paths, unsigned nthreads, pyheap_referrers *r)
 {
     /* Only the objects reached are written: no pass over all of it. */
     struct pred *pr = malloc((s->n ? s->n : 1) * sizeof *pr);
     uint32_t *hops = malloc(MAX_PATH_HOPS * sizeof *hops);
     struct oset want, seen;
     struct shape *tab = NULL, *sh = NULL;
+    uint64_t *hs = NULL;
     size_t cap = 64;
     int rc = -1;
     memset(&want, 0, sizeof want);
@@ -1032,8 +1223,17 @@ static int paths(const pyheap_snapshot *s, const uint32_t *members, size_t nm,
     tab = calloc(cap, sizeof *tab);   /* count 0: empty slot */
     if (!tab || bfs(s, &want, nm, &seen, pr) < 0)
         goto out;
-    /* Shapes by hash (open addressing, doubled at half load: shapes are
-     * few, however many objects). */
+    /* The members' shapes (hashed in slices, walking their chains), then
+     * counted by hash (open addressing, doubled at half load: shapes are
+     * few, however many objects) in member order. */
+    hs = malloc((nm ? nm : 1) * sizeof *hs);
+    if (!hs)
+        goto out;
+    struct hslice hsl[PYHEAP_MAX_SCAN_THREADS];
+    for (unsigned k = 0; k < nthreads; k++)
+        hsl[k] = (struct hslice){ s, pr, &seen, members, slice_at(nm, k, nthreads),
+                                  slice_at(nm, k + 1, nthreads), hs };
+    run_slices(shape_slice, hsl, sizeof *hsl, nthreads);
     size_t nsh = 0;
     for (size_t i = 0; i < nm; i++) {
         uint32_t o = members[i];
@@ -1041,10 +1241,7 @@ static int paths(const pyheap_snapshot *s, const uint32_t *members, size_t nm,
             r->unreachable++;
             continue;
         }
-        uint32_t root;
-        bool cut;
-        size_t n = chain(s, pr, o, hops, &root, &cut);
-        uint64_t h = shape_hash(hops, n, root, cut);
+        uint64_t h = hs[i];
         size_t j = (size_t)(h ^ (h >> 31)) & (cap - 1);
         while (tab[j].count && tab[j].hash != h)
             j = (j + 1) & (cap - 1);
@@ -1098,6 +1295,7 @@ static int paths(const pyheap_snapshot *s, const uint32_t *members, size_t nm,
     }
     rc = 0;
 out:
+    free(hs);
     free(sh);
     free(tab);
     oset_free(&want);
@@ -1108,6 +1306,84 @@ out:
 }
 
 /* ---- entry points ---- */
+
+/* One slice of the selection of the objects: those of [lo, hi) whose type
+ * is asked for, ascending, with their count and bytes. */
+struct mslice {
+    const pyheap_snapshot *s;
+    const uint32_t *types;
+    size_t ntypes;
+    const uint8_t *want;
+    size_t lo, hi;
+    uint32_t *members;
+    size_t nm, capm;
+    uint64_t bytes;
+    int rc;
+};
+
+static void *members_slice(void *arg)
+{
+    struct mslice *sl = arg;
+    const pyheap_snapshot *s = sl->s;
+    for (size_t i = sl->lo; i < sl->hi; i++)
+        if ((sl->ntypes == 1 ? s->type[i] == sl->types[0]
+                             : s->type[i] < s->ntypes && sl->want[s->type[i]]) &&
+            s->type[i] < s->ntypes) {
+            if (sl->nm == sl->capm &&
+                !pyheap_grow((void **)&sl->members, &sl->capm, sl->nm + 1, sizeof *sl->members)) {
+                sl->rc = -1;
+                return NULL;
+            }
+            sl->members[sl->nm++] = (uint32_t)i;
+            sl->bytes += s->size[i];
+        }
+    return NULL;
+}
+
+/* The objects of the asked-for types, ascending, in c->nthreads slices
+ * joined in order; r->objects and r->bytes. */
+static int select_members(const struct ctx *c, const uint32_t *types, size_t ntypes,
+                          const uint8_t *want, pyheap_referrers *r, uint32_t **members,
+                          size_t *nm)
+{
+    const pyheap_snapshot *s = c->s;
+    unsigned nsl = c->nthreads;
+    struct mslice sl[PYHEAP_MAX_SCAN_THREADS];
+    for (unsigned k = 0; k < nsl; k++)
+        sl[k] = (struct mslice){ s, types, ntypes, want, slice_at(s->n, k, nsl),
+                                 slice_at(s->n, k + 1, nsl), NULL, 0, 0, 0, 0 };
+    run_slices(members_slice, sl, sizeof *sl, nsl);
+    int rc = 0;
+    size_t n = 0;
+    for (unsigned k = 0; k < nsl; k++) {
+        rc |= sl[k].rc;
+        n += sl[k].nm;
+        r->bytes += sl[k].bytes;
+    }
+    uint32_t *out = NULL;
+    if (rc == 0 && nsl == 1) {
+        out = sl[0].members;   /* NULL when there are none, as before */
+        sl[0].members = NULL;
+    } else if (rc == 0 && n > 0) {
+        out = malloc(n * sizeof *out);
+        if (!out)
+            rc = -1;
+        size_t at = 0;
+        for (unsigned k = 0; out && k < nsl; k++) {
+            if (sl[k].nm)   /* (members NULL when none) */
+                memcpy(out + at, sl[k].members, sl[k].nm * sizeof *out);
+            at += sl[k].nm;
+        }
+    }
+    for (unsigned k = 0; k < nsl; k++)
+        free(sl[k].members);
+    if (rc < 0)
+        return -1;
+    r->objects = n;
+    *members = out;
+    *nm = n;
+    return 0;
+}
 
 void pyheap_referrers_free(pyheap_referrers *r)
 {
@@ -1138,6 +1414,11 @@ int pyheap_referrers_compute(const pyheap_snapshot *s, const uint32_t *types,
     c.s = s;
     c.depth = opts && opts->depth ? opts->depth : DEFAULT_DEPTH;
     c.max_groups = opts && opts->max_groups ? opts->max_groups : DEFAULT_GROUPS;
+    c.nthreads = opts && opts->threads ? opts->threads : 1;
+    if (c.nthreads > PYHEAP_MAX_SCAN_THREADS)
+        c.nthreads = PYHEAP_MAX_SCAN_THREADS;
+    if (s->nedges < min_parallel_edges)
+        c.nthreads = 1;
     size_t max_paths = opts && opts->max_paths ? opts->max_paths : DEFAULT_PATHS;
     pyheap_referrers *r = calloc(1, sizeof *r);
     uint8_t *want = calloc(s->ntypes ? s->ntypes : 1, 1);
@@ -1148,20 +1429,13 @@ int pyheap_referrers_compute(const pyheap_snapshot *s, const uint32_t *types,
     for (size_t i = 0; i < ntypes; i++)
         if (types[i] < s->ntypes)
             want[types[i]] = 1;
-    size_t nm = 0, capm = 0;
-    for (size_t i = 0; i < s->n; i++)
-        if ((ntypes == 1 ? s->type[i] == types[0] : s->type[i] < s->ntypes && want[s->type[i]]) &&
-            s->type[i] < s->ntypes) {
-            if (nm == capm && !pyheap_grow((void **)&members, &capm, nm + 1, sizeof *members))
-                goto out;
-            members[nm++] = (uint32_t)i;
-            r->objects++;
-            r->bytes += s->size[i];
-        }
+    size_t nm = 0;
+    if (select_members(&c, types, ntypes, want, r, &members, &nm) < 0)
+        goto out;
     if (s->eoff) {
         if (build_rootof(&c) < 0 || levels(&c, members, nm) < 0)
             goto out;
-        if (paths(s, members, nm, max_paths, r) < 0)
+        if (paths(s, members, nm, max_paths, c.nthreads, r) < 0)
             goto out;
     } else {
         r->unreachable = nm;

@@ -311,4 +311,12 @@ bool pyheap_target_walk_supported(const pyheap_target *t);
 int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
                 pyheap_snapshot **out, pyheap_error *err);
 
+/* ---- graph.c ---- */
+
+/* Snapshots with fewer edges than this are analysed on one thread,
+ * whatever pyheap_referrers_opts.threads says (default 1M). For tests:
+ * 0 splits the passes of any snapshot, and sorts of 256 values or more
+ * (64k otherwise). Not thread-safe: set it before computing. */
+void pyheap_graph_set_min_parallel_edges(size_t edges);
+
 #endif

@@ -11,7 +11,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "internal.h"
 #include "pyheap.h"
+#include "pyheap_report.h"
 #include "snapshot.h"
 #include "testutil.h"
 #include "walk.h"
@@ -755,6 +759,99 @@ START_TEST(bench_real)
 }
 END_TEST
 
+/* ---- threads (issue 7): the same report whatever their number ---- */
+
+/* The referrers report of TYPE at DEPTH with THREADS threads, as JSON text
+ * with sorted keys (caller frees). */
+static char *report_text(pid_t pid, const pyheap_snapshot *s, const char *type,
+                         unsigned depth, unsigned threads)
+{
+    pyheap_referrers_opts ro = { .depth = depth, .threads = threads };
+    pyheap_error e;
+    json_t *j = pyheap_report_referrers(pid, s, type, &ro, &e);
+    ck_assert_msg(j != NULL, "%s: %s", type, e.msg);
+    ck_assert_msg(json_is_true(json_object_get(j, "ok")), "%s: no such type", type);
+    char *text = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
+    json_decref(j);
+    ck_assert_ptr_nonnull(text);
+    return text;
+}
+
+/* For each type and depth, the report with each thread count of THREADS
+ * is byte-identical to the one-thread report. Returns how many reports
+ * had groups (so the comparison compared something). */
+static size_t same_reports(pid_t pid, const pyheap_snapshot *s, const char *const *types,
+                           size_t ntypes, const unsigned *threads, size_t nthreads)
+{
+    static const unsigned depths[] = { 1, 3, 6 };
+    size_t with_groups = 0;
+    for (size_t t = 0; t < ntypes; t++)
+        for (size_t d = 0; d < sizeof depths / sizeof *depths; d++) {
+            char *one = report_text(pid, s, types[t], depths[d], 1);
+            with_groups += strstr(one, "\"via\":") != NULL;
+            for (size_t k = 0; k < nthreads; k++) {
+                char *many = report_text(pid, s, types[t], depths[d], threads[k]);
+                if (strcmp(one, many) != 0) {
+                    size_t at = 0;
+                    while (one[at] && one[at] == many[at])
+                        at++;
+                    ck_abort_msg("referrers of %s, depth %u: %u threads differ from one "
+                                 "at byte %zu: ...%.120s... vs ...%.120s...", types[t],
+                                 depths[d], threads[k], at, one + (at > 40 ? at - 40 : 0),
+                                 many + (at > 40 ? at - 40 : 0));
+                }
+                free(many);
+            }
+            free(one);
+        }
+    return with_groups;
+}
+
+/* A real heap over the 1M-edge threshold: the production split. */
+START_TEST(threads_same_report)
+{
+    struct tg k;
+    tg_start(&k, PY_DEBIAN, "100000");
+    pyheap_target *t;
+    pyheap_error e;
+    ck_assert_msg(pyheap_target_open(k.pid, NULL, &t, &e) == 0, "%s", e.msg);
+    pyheap_snapshot *s;
+    ck_assert_msg(pyheap_snapshot_take(t, NULL, &s, &e) == 0, "%s", e.msg);
+    ck_assert_msg(s->nedges >= ((size_t)1 << 20), "only %zu edges: below the threshold",
+                  s->nedges);
+    static const char *const types[] = { "Bench", "str", "dict", "list", "tuple", "Seen" };
+    static const unsigned threads[] = { 2, 3, 4, 1000 };
+    size_t n = same_reports(k.pid, s, types, 6, threads, 4);
+    ck_assert_uint_eq(n, 6 * 3);
+    pyheap_snapshot_free(s);
+    pyheap_target_free(t);
+    tg_stop(&k);
+}
+END_TEST
+
+/* The scenarios' small heap with the threshold at 0: slices of a few
+ * thousand edges, more threads than make sense. */
+START_TEST(threads_same_report_small)
+{
+    struct tg k;
+    tg_start(&k, PY_DEBIAN, NULL);
+    pyheap_target *t;
+    pyheap_error e;
+    ck_assert_msg(pyheap_target_open(k.pid, NULL, &t, &e) == 0, "%s", e.msg);
+    pyheap_snapshot *s;
+    ck_assert_msg(pyheap_snapshot_take(t, NULL, &s, &e) == 0, "%s", e.msg);
+    pyheap_graph_set_min_parallel_edges(0);
+    static const char *const types[] = { "Seen", "Query", "Cached", "TLPayload", "Captured",
+                                         "Cyclic", "str", "function" };
+    static const unsigned threads[] = { 2, 3, 4, 7 };
+    size_t n = same_reports(k.pid, s, types, 8, threads, 4);
+    ck_assert_uint_eq(n, 8 * 3);
+    pyheap_snapshot_free(s);
+    pyheap_target_free(t);
+    tg_stop(&k);
+}
+END_TEST
+
 Suite *suite_graph(void)
 {
     Suite *s = suite_create("graph");
@@ -771,6 +868,8 @@ Suite *suite_graph(void)
     tcase_add_test(live, scenarios_debug);
     tcase_add_test(live, scenarios_pyenv);
     tcase_add_test(live, bench_real);
+    tcase_add_test(live, threads_same_report);
+    tcase_add_test(live, threads_same_report_small);
     suite_add_tcase(s, live);
     return s;
 }

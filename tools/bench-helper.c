@@ -5,9 +5,11 @@
  *       The floor: copy every private writable anonymous mapping of PID
  *       (the heap, pymalloc arenas, mmap'd blocks) once, with 1 MiB
  *       process_vm_readv reads into one buffer. {"bytes":..,"ms":..}
- *   bench-helper referrers PID TYPE [RUNS]
+ *   bench-helper referrers PID TYPE [RUNS [THREADS]]
  *       One snapshot (2 walker threads), then the referrers report of TYPE
- *       computed RUNS times from it: CPU ms of each (the analysis alone).
+ *       computed RUNS times (default 3) from it with THREADS analysis
+ *       threads (default 2): CPU ms and wall ms of each (the analysis
+ *       alone).
  *   bench-helper census PID [CACHE_MIB [THREADS]]
  *       One full census through the library (pyheap_target_open +
  *       pyheap_snapshot_take + pyheap_histogram), timed, with the memory the
@@ -182,8 +184,9 @@ static int census(pid_t pid, uint64_t cache_mib, unsigned threads)
 }
 
 /* One snapshot, then the referrers report of TYPE computed RUNS times from
- * it (what `pyheap referrers --max-age` costs in pyheapd): CPU ms of each. */
-static int referrers(pid_t pid, const char *type, int runs)
+ * it with THREADS threads (what `pyheap referrers --max-age` costs in
+ * pyheapd): CPU ms and wall ms of each. */
+static int referrers(pid_t pid, const char *type, int runs, unsigned threads)
 {
     pyheap_error err;
     pyheap_target *t = NULL;
@@ -195,22 +198,34 @@ static int referrers(pid_t pid, const char *type, int runs)
         pyheap_target_free(t);
         return 1;
     }
-    printf("{\"objects\": %zu, \"referrers_cpu_ms\": [", pyheap_snapshot_count(s));
-    for (int i = 0; i < runs; i++) {
-        double c0 = cpu_ms();
-        json_t *r = pyheap_report_referrers(pid, s, type, NULL, &err);
-        double c1 = cpu_ms();
+    pyheap_referrers_opts ro = { .threads = threads };
+    double *cpu = calloc(runs > 0 ? (size_t)runs : 1, sizeof *cpu);
+    double *wall = calloc(runs > 0 ? (size_t)runs : 1, sizeof *wall);
+    int done = 0;
+    for (int i = 0; cpu && wall && i < runs; i++) {
+        double c0 = cpu_ms(), w0 = now_ms();
+        json_t *r = pyheap_report_referrers(pid, s, type, &ro, &err);
+        double c1 = cpu_ms(), w1 = now_ms();
         if (!r) {
             fprintf(stderr, "bench-helper: %s\n", err.msg);
             break;
         }
         char *text = json_dumps(r, JSON_COMPACT);
         json_decref(r);
-        printf("%s%.1f", i ? ", " : "", c1 - c0);
-        fflush(stdout);
         free(text);
+        cpu[i] = c1 - c0;
+        wall[i] = w1 - w0;
+        done++;
     }
+    printf("{\"objects\": %zu, \"referrers_cpu_ms\": [", pyheap_snapshot_count(s));
+    for (int i = 0; i < done; i++)
+        printf("%s%.1f", i ? ", " : "", cpu[i]);
+    printf("], \"threads\": %u, \"referrers_wall_ms\": [", threads);
+    for (int i = 0; i < done; i++)
+        printf("%s%.1f", i ? ", " : "", wall[i]);
     printf("]}\n");
+    free(cpu);
+    free(wall);
     pyheap_snapshot_free(s);
     pyheap_target_free(t);
     return 0;
@@ -220,10 +235,11 @@ int main(int argc, char **argv)
 {
     if (argc >= 4 && strcmp(argv[1], "referrers") == 0)
         return referrers((pid_t)strtol(argv[2], NULL, 10), argv[3],
-                         argc >= 5 ? atoi(argv[4]) : 3);
+                         argc >= 5 ? atoi(argv[4]) : 3,
+                         argc >= 6 ? (unsigned)strtoul(argv[5], NULL, 10) : 2);
     if (argc != 3 && !((argc == 4 || argc == 5) && strcmp(argv[1], "census") == 0)) {
         fprintf(stderr, "usage: bench-helper floor PID | census PID [CACHE_MIB [THREADS]] | "
-                "referrers PID TYPE [RUNS]\n");
+                "referrers PID TYPE [RUNS [THREADS]]\n");
         return 2;
     }
     pid_t pid = (pid_t)strtol(argv[2], NULL, 10);
