@@ -166,8 +166,8 @@ static int oset_init(struct oset *o, size_t n)
 {
     memset(o, 0, sizeof *o);
     o->nwords = (n + 63) / 64;
-    o->bits = calloc(o->nwords ? o->nwords : 1, sizeof *o->bits);
-    o->wrank = malloc((o->nwords ? o->nwords : 1) * sizeof *o->wrank);
+    o->bits = pyheap_alloc_big(o->nwords, sizeof *o->bits, true);
+    o->wrank = pyheap_alloc_big(o->nwords, sizeof *o->wrank, false);
     o->lo = UINT32_MAX;
     if (!o->bits || !o->wrank) {
         oset_free(o);
@@ -628,8 +628,8 @@ static size_t u64_find(const uint64_t *a, size_t n, uint64_t k)
 static int group_pairs(struct pair *p, size_t np, unsigned nthreads)
 {
     struct keyset ks;
-    uint64_t *sp = malloc((np ? np : 1) * sizeof *sp);
-    uint64_t *tmp = malloc((np ? np : 1) * sizeof *tmp);
+    uint64_t *sp = pyheap_alloc_big(np, sizeof *sp, false);
+    uint64_t *tmp = pyheap_alloc_big(np, sizeof *tmp, false);
     uint64_t *distinct = NULL, *final = NULL;
     int rc = -1;
     memset(&ks, 0, sizeof ks);
@@ -1033,7 +1033,7 @@ struct pred {
 static int bfs(const pyheap_snapshot *s, const struct oset *want, size_t nwant,
                struct oset *seen, struct pred *p)
 {
-    uint32_t *q = malloc((s->n ? s->n : 1) * sizeof *q);
+    uint32_t *q = pyheap_alloc_big(s->n, sizeof *q, false);
     if (!q)
         return -1;
     uint64_t *bits = seen->bits;
@@ -1207,7 +1207,7 @@ static int paths(const pyheap_snapshot *s, const uint32_t *members, size_t nm,
                  size_t max_paths, unsigned nthreads, pyheap_referrers *r)
 {
     /* Only the objects reached are written: no pass over all of it. */
-    struct pred *pr = malloc((s->n ? s->n : 1) * sizeof *pr);
+    struct pred *pr = pyheap_alloc_big(s->n, sizeof *pr, false);
     uint32_t *hops = malloc(MAX_PATH_HOPS * sizeof *hops);
     struct oset want, seen;
     struct shape *tab = NULL, *sh = NULL;

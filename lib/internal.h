@@ -47,6 +47,11 @@ bool pyheap_buf_fmt(char *buf, size_t len, const char *f, ...) PYHEAP_PRINTF(3, 
 /* Make the array *P of *CAP elements of ELEM bytes hold at least NEED,
  * doubling (from 64). false on overflow or out of memory (*P unchanged). */
 bool pyheap_grow(void **p, size_t *cap, size_t need, size_t elem);
+/* malloc (ZERO: calloc) of N elements of ELEM bytes (N = 0: one) for a big
+ * array written soon after: its 2 MiB-aligned interior is asked for
+ * transparent huge pages (where the system allows them on request), which
+ * fault 512 times less often. NULL on overflow or out of memory. */
+void *pyheap_alloc_big(size_t n, size_t elem, bool zero);
 /* Sort A[0..N) ascending and drop repeats; the number left. */
 size_t pyheap_u64_sort_unique(uint64_t *a, size_t n);
 /* qsort comparison of two uint64_t. */

@@ -550,8 +550,8 @@ int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes
     nbits = m / 64 + 1;
     b.perm = map_new(n * sizeof *b.perm);
     b.bits = calloc(nbits, sizeof *b.bits);
-    s->addr = malloc((m ? m : 1) * sizeof *s->addr);
-    s->eoff = calloc(m + 1, sizeof *s->eoff);
+    s->addr = pyheap_alloc_big(m, sizeof *s->addr, false);
+    s->eoff = pyheap_alloc_big(m + 1, sizeof *s->eoff, true);
     if (!b.perm || !b.bits || !s->addr || !s->eoff)
         goto fail;
     run_phase(&b, phase_perm);
@@ -582,8 +582,8 @@ int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes
     s->edges_dropped = dropped;
     map_free(in->edge, in->edgecap);
     in->edge = NULL;
-    s->size = malloc((m ? m : 1) * sizeof *s->size);
-    s->type = malloc((m ? m : 1) * sizeof *s->type);
+    s->size = pyheap_alloc_big(m, sizeof *s->size, false);
+    s->type = pyheap_alloc_big(m, sizeof *s->type, false);
     if (!s->size || !s->type)
         goto fail;
     memset(b.bits, 0, nbits * sizeof *b.bits); /* now: edges into the object are cut */
@@ -603,13 +603,13 @@ int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes
     s->stats.objects = m;
     s->stats.bytes = bytes;
 
-    s->etarget = malloc((kept ? kept : 1) * sizeof *s->etarget);
+    s->etarget = pyheap_alloc_big(kept, sizeof *s->etarget, false);
     if (!s->etarget)
         goto fail;
     run_phase(&b, phase_move_targets);
     map_free(b.tgt, nedges * sizeof *b.tgt);
     b.tgt = NULL;
-    s->elabel = malloc((kept ? kept : 1) * sizeof *s->elabel);
+    s->elabel = pyheap_alloc_big(kept, sizeof *s->elabel, false);
     if (!s->elabel)
         goto fail;
     run_phase(&b, phase_move_labels);

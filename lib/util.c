@@ -2,6 +2,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "internal.h"
 
@@ -48,4 +49,22 @@ size_t pyheap_u64_sort_unique(uint64_t *a, size_t n)
         if (m == 0 || a[k] != a[m - 1])
             a[m++] = a[k];
     return m;
+}
+
+void *pyheap_alloc_big(size_t n, size_t elem, bool zero)
+{
+    if (n == 0)
+        n = 1;
+    if (elem && n > SIZE_MAX / elem)
+        return NULL;
+    size_t len = n * elem;
+    void *p = zero ? calloc(n, elem) : malloc(len);
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    if (p && len >= 2 * huge) {
+        uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+        uintptr_t hi = ((uintptr_t)p + len) & ~(huge - 1);
+        if (hi > lo)
+            (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE); /* a hint */
+    }
+    return p;
 }
