@@ -1,14 +1,52 @@
 /* One request / one reply over pyheapd's Unix socket. */
 #include <errno.h>
+#include <math.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "client.h"
 #include "proto.h"
+
+static double timeout_s = PYHEAP_CLIENT_DEFAULT_TIMEOUT;
+
+void pyheap_client_set_timeout(double seconds)
+{
+    timeout_s = seconds > 0 && isfinite(seconds) ? seconds : 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Wait until FD is readable or the deadline (0: none) passes: 1, or 0 on
+ * timeout, -1 on error. */
+static int wait_readable(int fd, double deadline)
+{
+    for (;;) {
+        int ms = -1;
+        if (deadline > 0) {
+            double left = deadline - now_s();
+            if (left <= 0)
+                return 0;
+            ms = left > 1e6 ? 1000000000 : (int)(left * 1e3) + 1;
+        }
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        int r = poll(&pfd, 1, ms);
+        if (r > 0)
+            return 1;
+        if (r < 0 && errno != EINTR)
+            return -1;
+    }
+}
 
 /* Send LEN bytes of BUF with PASSFD attached (SCM_RIGHTS) to the first
  * byte, then the rest normally. */
@@ -57,6 +95,13 @@ json_t *pyheap_client_call_fd(const char *path, const json_t *request, int passf
         fprintf(stderr, "pyheap: socket: %s\n", strerror(errno));
         return NULL;
     }
+    double deadline = timeout_s > 0 ? now_s() + timeout_s : 0;
+    if (timeout_s > 0) {
+        /* connect(2) and send(2) on a Unix socket give up after this */
+        struct timeval tv = { .tv_sec = (time_t)timeout_s,
+                              .tv_usec = (suseconds_t)((timeout_s - floor(timeout_s)) * 1e6) };
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    }
     if (connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
         fprintf(stderr,
                 "pyheap: cannot connect to pyheapd at %s (%s); start it with `pyheapd` "
@@ -89,7 +134,14 @@ json_t *pyheap_client_call_fd(const char *path, const json_t *request, int passf
     json_t *reply = NULL;
     char *nl = NULL;
     while (buf) {
-        ssize_t r = recv(fd, buf + have, cap - have, 0);
+        int ready = wait_readable(fd, deadline);
+        if (ready == 0) {
+            fprintf(stderr, "pyheap: no reply from pyheapd at %s within %g s (a long scan, or "
+                    "pyheapd is stuck: see its log); `pyheap --timeout SECONDS` waits longer, "
+                    "0 without limit\n", path, timeout_s);
+            goto out;
+        }
+        ssize_t r = ready < 0 ? -1 : recv(fd, buf + have, cap - have, 0);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {

@@ -9,6 +9,11 @@
 #define PYHEAP_EXIT_FAILED 1   /* the daemon answered with an error */
 #define PYHEAP_EXIT_USAGE 2    /* bad usage, or the daemon cannot be reached */
 
+/* How long a call waits for pyheapd (connecting, sending, the reply), in
+ * seconds; 0: no limit. */
+#define PYHEAP_CLIENT_DEFAULT_TIMEOUT 300.0
+void pyheap_client_set_timeout(double seconds);
+
 /* Send REQUEST (borrowed) to the daemon at PATH and read one reply line.
  * Returns the reply (new reference) or NULL after printing
  * "pyheap: ..." to stderr (connection / protocol trouble). */

@@ -139,7 +139,7 @@ static const char usage_ping[] =
 static void main_usage(FILE *f)
 {
     fprintf(f,
-            "Usage: pyheap [--socket PATH] COMMAND [ARGS]\n"
+            "Usage: pyheap [--socket PATH] [--timeout SECONDS] COMMAND [ARGS]\n"
             "\n"
             "Inspect the heap of running Python processes through pyheapd.\n"
             "\n"
@@ -159,12 +159,14 @@ static void main_usage(FILE *f)
             "Options:\n"
             "  -s, --socket PATH  pyheapd's socket (default: $PYHEAP_SOCKET, else\n"
             "                   %s for root, else $XDG_RUNTIME_DIR/pyheapd.sock)\n"
+            "  --timeout SECONDS  wait at most this long for pyheapd's reply\n"
+            "                   (default %g; 0: no limit)\n"
             "  -h, --help       show this help (`pyheap COMMAND --help` for a command)\n"
             "  -V, --version    show the version\n"
             "\n"
             "Exit status: 0 success, 1 pyheapd answered with an error,\n"
-            "2 usage error or pyheapd cannot be reached.\n",
-            PYHEAP_PROTO_ROOT_SOCKET);
+            "2 usage error, or pyheapd cannot be reached or does not answer in time.\n",
+            PYHEAP_PROTO_ROOT_SOCKET, PYHEAP_CLIENT_DEFAULT_TIMEOUT);
 }
 
 static int parse_uint(const char *s, long max, long *out)
@@ -1001,6 +1003,7 @@ int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "socket", required_argument, NULL, 's' },
+        { "timeout", required_argument, NULL, 'T' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -1012,6 +1015,18 @@ int main(int argc, char **argv)
         case 's':
             socket_opt = optarg;
             break;
+        case 'T': {
+            char *end;
+            errno = 0;
+            double t = strtod(optarg, &end);
+            if (errno || end == optarg || *end || !(t >= 0) || t > 86400 * 365) {
+                fprintf(stderr, "pyheap: --timeout takes seconds (0: no limit), not '%s'\n",
+                        optarg);
+                return PYHEAP_EXIT_USAGE;
+            }
+            pyheap_client_set_timeout(t);
+            break;
+        }
         case 'h':
             main_usage(stdout);
             return PYHEAP_EXIT_OK;

@@ -1886,6 +1886,54 @@ START_TEST(referrers_render_odd_names)
 }
 END_TEST
 
+/* pyheap --timeout: a "daemon" that takes the connection and never
+ * answers makes the CLI give up after the timeout (exit 2, saying why),
+ * not hang; a real daemon answers within it; bad values are refused. */
+START_TEST(cli_timeout)
+{
+    struct svc e;
+    svc_init(&e);
+    char mute[100];
+    ck_assert_int_lt(snprintf(mute, sizeof mute, "%s/m.sock", e.dir), (int)sizeof mute);
+    int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    ck_assert_int_ge(lfd, 0);
+    struct sockaddr_un sun;
+    memset(&sun, 0, sizeof sun);
+    sun.sun_family = AF_UNIX;
+    memcpy(sun.sun_path, mute, strlen(mute) + 1);
+    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sun, sizeof sun), 0);
+    ck_assert_int_eq(listen(lfd, 4), 0);   /* connections wait, unanswered */
+    char cmd[700], *out;
+    snprintf(cmd, sizeof cmd, "'%s/pyheap' --socket '%s' --timeout 1.5 ps", test_builddir(),
+             mute);
+    double t0 = test_now_ms();
+    int rc = test_sh(cmd, &out);
+    double took = test_now_ms() - t0;
+    ck_assert_msg(rc == 2, "exit %d: %s", rc, out);
+    ck_assert_msg(strstr(out, "no reply from pyheapd") && strstr(out, "--timeout"), "%s", out);
+    ck_assert_msg(took >= 1400 && took < 10000, "gave up after %.0f ms", took);
+    free(out);
+    close(lfd);
+
+    svc_daemon_start(&e, NULL);
+    snprintf(cmd, sizeof cmd, "'%s/pyheap' --socket '%s' --timeout 30 ping", test_builddir(),
+             e.sock);
+    rc = test_sh(cmd, &out);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, out);
+    free(out);
+    static const char *const bad[] = { "-1", "x", "", "1e99", "nan" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(cmd, sizeof cmd, "'%s/pyheap' --socket '%s' --timeout '%s' ping",
+                 test_builddir(), e.sock, bad[i]);
+        rc = test_sh(cmd, &out);
+        ck_assert_msg(rc == 2 && strstr(out, "--timeout takes seconds"), "'%s': exit %d: %s",
+                      bad[i], rc, out);
+        free(out);
+    }
+    svc_fini(&e);
+}
+END_TEST
+
 Suite *suite_daemon(void)
 {
     Suite *s = suite_create("daemon");
@@ -1904,6 +1952,7 @@ Suite *suite_daemon(void)
     tcase_add_test(tc, known_heap_release);
     tcase_add_test(tc, known_heap_debug_build);
     tcase_add_test(tc, known_heap_pyenv);
+    tcase_add_test(tc, cli_timeout);
     tcase_set_timeout(tc, 300);
     suite_add_tcase(s, tc);
     TCase *rc = tcase_create("referrers");
