@@ -481,15 +481,23 @@ static bool has_path(const pyheap_referrers *r, const char *prefix)
                   (t), (v), (d))
 #define EXPECT_PATH(r, p) ck_assert_msg(has_path((r), (p)), "no path starting %s", (p))
 
+/* Open K's target (*T) and take a snapshot of it. */
+static pyheap_snapshot *tg_take(const struct tg *k, pyheap_target **t)
+{
+    pyheap_error e;
+    ck_assert_msg(pyheap_target_open(k->pid, NULL, t, &e) == 0, "%s", e.msg);
+    pyheap_snapshot *s;
+    ck_assert_msg(pyheap_snapshot_take(*t, NULL, &s, &e) == 0, "%s", e.msg);
+    return s;
+}
+
 static void scenarios(const char *python)
 {
     struct tg k;
     tg_start(&k, python, NULL);
     pyheap_target *t;
+    pyheap_snapshot *s = tg_take(&k, &t);
     pyheap_error e;
-    ck_assert_msg(pyheap_target_open(k.pid, NULL, &t, &e) == 0, "%s", e.msg);
-    pyheap_snapshot *s;
-    ck_assert_msg(pyheap_snapshot_take(t, NULL, &s, &e) == 0, "%s", e.msg);
 
     /* roots */
     bool main_root = false, thread_root = false, sysmod = false;
@@ -813,10 +821,7 @@ START_TEST(threads_same_report)
     struct tg k;
     tg_start(&k, PY_DEBIAN, "100000");
     pyheap_target *t;
-    pyheap_error e;
-    ck_assert_msg(pyheap_target_open(k.pid, NULL, &t, &e) == 0, "%s", e.msg);
-    pyheap_snapshot *s;
-    ck_assert_msg(pyheap_snapshot_take(t, NULL, &s, &e) == 0, "%s", e.msg);
+    pyheap_snapshot *s = tg_take(&k, &t);
     ck_assert_msg(s->nedges >= ((size_t)1 << 20), "only %zu edges: below the threshold",
                   s->nedges);
     static const char *const types[] = { "Bench", "str", "dict", "list", "tuple", "Seen" };
@@ -836,10 +841,7 @@ START_TEST(threads_same_report_small)
     struct tg k;
     tg_start(&k, PY_DEBIAN, NULL);
     pyheap_target *t;
-    pyheap_error e;
-    ck_assert_msg(pyheap_target_open(k.pid, NULL, &t, &e) == 0, "%s", e.msg);
-    pyheap_snapshot *s;
-    ck_assert_msg(pyheap_snapshot_take(t, NULL, &s, &e) == 0, "%s", e.msg);
+    pyheap_snapshot *s = tg_take(&k, &t);
     pyheap_graph_set_min_parallel_edges(0);
     static const char *const types[] = { "Seen", "Query", "Cached", "TLPayload", "Captured",
                                          "Cyclic", "str", "function" };

@@ -224,6 +224,24 @@ START_TEST(test_build_threads)
 }
 END_TEST
 
+/* A snapshot of N records and NE edges (in any order) with the type names
+ * "x" and "y", through the records' entry point. */
+static pyheap_snapshot *build_xy(const struct snapshot_rec *recs, size_t n,
+                                 struct snapshot_edge_in *edges, size_t ne)
+{
+    char **names = calloc(2, sizeof *names);
+    ck_assert_ptr_nonnull(names);
+    names[0] = strdup("x");
+    names[1] = strdup("y");
+    struct snapshot_graph_in g = { edges, ne, NULL, 0, NULL, 0 };
+    pyheap_scan_stats st;
+    memset(&st, 0, sizeof st);
+    pyheap_snapshot *s = NULL;
+    pyheap_error err;
+    ck_assert_int_eq(pyheap_snapshot_build(recs, n, names, 2, &g, &st, &s, &err), 0);
+    return s;
+}
+
 /* The old entry point (edges in any order, by source index) gives the same
  * snapshot; sources that are no record are dropped. */
 START_TEST(test_build_from_records)
@@ -240,16 +258,7 @@ START_TEST(test_build_from_records)
         { 0x7f0000003000ull, 9, WALK_LBL(LBL_INDEX, 3) },  /* no such source */
         { 0x7f0000009000ull, 2, WALK_LBL(LBL_INDEX, 4) },  /* no such target */
     };
-    char **names = calloc(2, sizeof *names);
-    ck_assert_ptr_nonnull(names);
-    names[0] = strdup("x");
-    names[1] = strdup("y");
-    struct snapshot_graph_in g = { edges, 5, NULL, 0, NULL, 0 };
-    pyheap_scan_stats st;
-    memset(&st, 0, sizeof st);
-    pyheap_snapshot *s = NULL;
-    pyheap_error err;
-    ck_assert_int_eq(pyheap_snapshot_build(recs, 3, names, 2, &g, &st, &s, &err), 0);
+    pyheap_snapshot *s = build_xy(recs, 3, edges, 5);
     ck_assert_uint_eq(pyheap_snapshot_count(s), 3);
     /* object 1 (0x...2000): edges to 0x...3000 then 0x...1000 (cut) */
     ck_assert_uint_eq(pyheap_snapshot_nedges(s, 0), 0);
@@ -278,16 +287,8 @@ START_TEST(test_slim_shares)
             { 0x7f0000003000ull, 30, 1, 0 },
         };
         struct snapshot_edge_in edges[] = { { 0x7f0000001000ull, 2, WALK_LBL(LBL_INDEX, 0) } };
-        char **names = calloc(2, sizeof *names);
-        ck_assert_ptr_nonnull(names);
-        names[0] = strdup("x");
-        names[1] = strdup("y");
-        struct snapshot_graph_in g = { edges, 1, NULL, 0, NULL, 0 };
-        pyheap_scan_stats st;
-        memset(&st, 0, sizeof st);
-        pyheap_snapshot *s = NULL, *v = NULL, *vv = NULL;
+        pyheap_snapshot *s = build_xy(recs, 3, edges, 1), *v = NULL, *vv = NULL;
         pyheap_error err;
-        ck_assert_int_eq(pyheap_snapshot_build(recs, 3, names, 2, &g, &st, &s, &err), 0);
         ck_assert_int_eq(pyheap_snapshot_slim(s, &v, &err), 0);
         ck_assert_int_eq(pyheap_snapshot_slim(v, &vv, &err), 0); /* a view of a view */
         ck_assert_ptr_eq(v->addr, s->addr); /* shared, not copied */
