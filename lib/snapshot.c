@@ -416,35 +416,35 @@ static void phase_sizes(struct build *b, struct part *pt)
     pt->bytes = bytes;
 }
 
-/* Edges to address order: each object's run moves to its offset. */
-static void phase_move_targets(struct build *b, struct part *pt)
+/* Edges to address order: each object's run of targets (or LABELS, with
+ * the cut flag of their target) moves to its offset. */
+static inline void move_edges(struct build *b, const struct part *pt, bool labels)
 {
     const pyheap_snapshot *s = b->s;
-    const uint32_t *from = b->tgt + pt->at.e;
-    for (size_t i = pt->at.n; i < pt->end; i++) {
-        uint32_t p = b->perm[i];
-        if (p == NO_OBJ)
-            continue;
-        for (uint32_t k = s->eoff[p]; k < s->eoff[p + 1]; k++)
-            s->etarget[k] = *from++;
-    }
-}
-
-static void phase_move_labels(struct build *b, struct part *pt)
-{
-    const pyheap_snapshot *s = b->s;
-    const uint32_t *from = b->lab + pt->at.e;
+    const uint32_t *from = (labels ? b->lab : b->tgt) + pt->at.e;
     for (size_t i = pt->at.n; i < pt->end; i++) {
         uint32_t p = b->perm[i];
         if (p == NO_OBJ)
             continue;
         for (uint32_t k = s->eoff[p]; k < s->eoff[p + 1]; k++) {
-            uint32_t l = *from++;
-            if (bit_test(b->bits, s->etarget[k]))
-                l = WALK_LBL_WITH_FLAGS(l, PYHEAP_EDGE_CUT);
-            s->elabel[k] = l;
+            uint32_t v = *from++;
+            if (!labels)
+                s->etarget[k] = v;
+            else
+                s->elabel[k] = bit_test(b->bits, s->etarget[k])
+                                   ? WALK_LBL_WITH_FLAGS(v, PYHEAP_EDGE_CUT) : v;
         }
     }
+}
+
+static void phase_move_targets(struct build *b, struct part *pt)
+{
+    move_edges(b, pt, false);
+}
+
+static void phase_move_labels(struct build *b, struct part *pt)
+{
+    move_edges(b, pt, true);
 }
 
 typedef void (*phase_fn)(struct build *, struct part *);

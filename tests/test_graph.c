@@ -815,22 +815,34 @@ static size_t same_reports(pid_t pid, const pyheap_snapshot *s, const char *cons
     return with_groups;
 }
 
-/* A real heap over the 1M-edge threshold: the production split. */
-START_TEST(threads_same_report)
+/* Referrers of TYPES with 1 thread and with THREADS (4 counts) on the
+ * referrers.py heap (--bench EXTRA, or the scenarios) are the same, at the
+ * production threshold or (SMALL) with none. */
+static void threads_case(const char *extra, bool small, const char *const *types, size_t nt,
+                         const unsigned *threads)
 {
     struct tg k;
-    tg_start(&k, PY_DEBIAN, "100000");
+    tg_start(&k, PY_DEBIAN, extra);
     pyheap_target *t;
     pyheap_snapshot *s = tg_take(&k, &t);
-    ck_assert_msg(s->nedges >= ((size_t)1 << 20), "only %zu edges: below the threshold",
-                  s->nedges);
-    static const char *const types[] = { "Bench", "str", "dict", "list", "tuple", "Seen" };
-    static const unsigned threads[] = { 2, 3, 4, 1000 };
-    size_t n = same_reports(k.pid, s, types, 6, threads, 4);
-    ck_assert_uint_eq(n, 6 * 3);
+    if (small)
+        pyheap_graph_set_min_parallel_edges(0);
+    else
+        ck_assert_msg(s->nedges >= ((size_t)1 << 20), "only %zu edges: below the threshold",
+                      s->nedges);
+    size_t n = same_reports(k.pid, s, types, nt, threads, 4);
+    ck_assert_uint_eq(n, nt * 3);
     pyheap_snapshot_free(s);
     pyheap_target_free(t);
     tg_stop(&k);
+}
+
+/* A real heap over the 1M-edge threshold: the production split. */
+START_TEST(threads_same_report)
+{
+    static const char *const types[] = { "Bench", "str", "dict", "list", "tuple", "Seen" };
+    static const unsigned threads[] = { 2, 3, 4, 1000 };
+    threads_case("100000", false, types, 6, threads);
 }
 END_TEST
 
@@ -838,19 +850,10 @@ END_TEST
  * thousand edges, more threads than make sense. */
 START_TEST(threads_same_report_small)
 {
-    struct tg k;
-    tg_start(&k, PY_DEBIAN, NULL);
-    pyheap_target *t;
-    pyheap_snapshot *s = tg_take(&k, &t);
-    pyheap_graph_set_min_parallel_edges(0);
     static const char *const types[] = { "Seen", "Query", "Cached", "TLPayload", "Captured",
                                          "Cyclic", "str", "function" };
     static const unsigned threads[] = { 2, 3, 4, 7 };
-    size_t n = same_reports(k.pid, s, types, 8, threads, 4);
-    ck_assert_uint_eq(n, 8 * 3);
-    pyheap_snapshot_free(s);
-    pyheap_target_free(t);
-    tg_stop(&k);
+    threads_case(NULL, true, types, 8, threads);
 }
 END_TEST
 
