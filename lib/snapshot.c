@@ -185,7 +185,10 @@ int pyheap_snapshot_in_append(struct snapshot_in *dst, struct snapshot_in *src)
     get_obj(&ro, &prev, &o);
     size_t ne = o.nedges <= src->obj_edges ? o.nedges : src->obj_edges;
     size_t rest_obj = (size_t)(ro.end - ro.p);
-    if (grow_bytes(&dst->obj, &dst->objcap,
+    /* All the room first: nothing is written unless everything fits. */
+    if (!pyheap_grow((void **)&dst->cp, &dst->capcp, dst->ncp + 1 + src->ncp,
+                     sizeof *dst->cp) ||
+        grow_bytes(&dst->obj, &dst->objcap,
                    dst->objlen + 4 * SNAPSHOT_VARINT_MAX + rest_obj) < 0 ||
         grow_bytes(&dst->edge, &dst->edgecap,
                    dst->edgelen + ne * (SNAPSHOT_VARINT_MAX + 5) + src->obj_edgelen) < 0) {
@@ -213,10 +216,8 @@ int pyheap_snapshot_in_append(struct snapshot_in *dst, struct snapshot_in *src)
     /* Checkpoints: one where SRC starts, then SRC's own (past its first
      * object, which moved), shifted. dst->obj_edges is where the edges
      * of SRC's first object start. */
-    if (dst->n > 0 && add_cp(dst) < 0) {
-        rc = -1;
-        goto done;
-    }
+    if (dst->n > 0)
+        (void)add_cp(dst);   /* room reserved above */
     size_t ocut = (size_t)(ro.p - src->obj), onew = (size_t)(p - dst->obj);
     size_t ecut = (size_t)(re.p - src->edge), enew = (size_t)(q - dst->edge);
     for (size_t k = 0; ne == o.nedges && k < src->ncp; k++) {
@@ -227,12 +228,7 @@ int pyheap_snapshot_in_append(struct snapshot_in *dst, struct snapshot_in *src)
         c.e += dst->nedges;
         c.objoff = c.objoff - ocut + onew;
         c.edgeoff = c.edgeoff - ecut + enew;
-        if (dst->ncp == dst->capcp &&
-            !pyheap_grow((void **)&dst->cp, &dst->capcp, dst->ncp + 1, sizeof *dst->cp)) {
-            rc = -1;
-            goto done;
-        }
-        dst->cp[dst->ncp++] = c;
+        dst->cp[dst->ncp++] = c;   /* room reserved above */
     }
     dst->objlen = (size_t)(p - dst->obj) + rest_obj;
     dst->n += src->n;
