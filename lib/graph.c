@@ -15,7 +15,6 @@
  * slices, one per thread, whose results are joined in slice order: the
  * same arrays one thread makes, so the same report.
  */
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,24 +56,6 @@ void pyheap_graph_set_min_parallel_edges(size_t edges)
 }
 
 /* ---- threads ---- */
-
-/* FN on N slices: the argument of slice k is ARGS + k * SIZE. Slices 1..N
- * run on threads of their own, slice 0 on the caller; a slice whose thread
- * cannot be started runs on the caller afterwards (never an error). */
-static void run_slices(void *(*fn)(void *), void *args, size_t size, unsigned n)
-{
-    pthread_t th[PYHEAP_MAX_SCAN_THREADS];
-    bool started[PYHEAP_MAX_SCAN_THREADS];
-    for (unsigned k = 1; k < n; k++)
-        started[k] = pthread_create(&th[k], NULL, fn, (char *)args + k * size) == 0;
-    fn(args);
-    for (unsigned k = 1; k < n; k++) {
-        if (started[k])
-            pthread_join(th[k], NULL);
-        else
-            fn((char *)args + k * size);
-    }
-}
 
 /* Where slice K of N of [0, TOTAL) starts (TOTAL < 2^32: no overflow). */
 static size_t slice_at(size_t total, unsigned k, unsigned n)
@@ -350,7 +331,7 @@ static int build_reverse(struct ctx *c, const struct item *items, size_t nitems)
         sl[k] = (struct rslice){ c, sum, dense, slice_at(s->nedges, k, nsl),
                                  slice_at(s->nedges, k + 1, nsl), NULL, 0, 0, 0 };
     if (nsl > 0)
-        run_slices(reverse_slice, sl, sizeof *sl, nsl);
+        pyheap_run_slices(reverse_slice, sl, sizeof *sl, nsl);
     free(sum);
     int rc = 0;
     size_t nre = 0;
@@ -544,7 +525,7 @@ static int radix_sort(uint64_t *a, uint64_t *tmp, size_t n, unsigned lo, unsigne
         for (unsigned k = 0; k < nsl; k++)
             sl[k] = (struct rxslice){ from, to, slice_at(n, k, nsl), slice_at(n, k + 1, nsl), sh,
                                       cnt + (size_t)k * BUCKETS };
-        run_slices(radix_count, sl, sizeof *sl, nsl);
+        pyheap_run_slices(radix_count, sl, sizeof *sl, nsl);
         size_t pos = 0;
         for (size_t d = 0; d < BUCKETS; d++)
             for (unsigned k = 0; k < nsl; k++) {
@@ -552,7 +533,7 @@ static int radix_sort(uint64_t *a, uint64_t *tmp, size_t n, unsigned lo, unsigne
                 sl[k].cnt[d] = pos;
                 pos += c;
             }
-        run_slices(radix_scatter, sl, sizeof *sl, nsl);
+        pyheap_run_slices(radix_scatter, sl, sizeof *sl, nsl);
         uint64_t *x = from;
         from = to;
         to = x;
@@ -870,7 +851,7 @@ static int level(struct ctx *c, const struct item *it, unsigned depth, struct it
     for (unsigned k = 0; k < nsl; k++)
         sl[k] = (struct lslice){ c, it->members, slice_at(it->nm, k, nsl),
                                  slice_at(it->nm, k + 1, nsl), 0, 0, NULL };
-    run_slices(pairs_count, sl, sizeof *sl, nsl);
+    pyheap_run_slices(pairs_count, sl, sizeof *sl, nsl);
     size_t np = 0;
     for (unsigned k = 0; k < nsl; k++) {
         sl[k].at = np;
@@ -883,7 +864,7 @@ static int level(struct ctx *c, const struct item *it, unsigned depth, struct it
         return -1;
     for (unsigned k = 0; k < nsl; k++)
         sl[k].p = p;
-    run_slices(pairs_fill, sl, sizeof *sl, nsl);
+    pyheap_run_slices(pairs_fill, sl, sizeof *sl, nsl);
     if (group_pairs(p, np, c->nthreads) < 0) {
         free(p);
         return -1;
@@ -1233,7 +1214,7 @@ static int paths(const pyheap_snapshot *s, const uint32_t *members, size_t nm,
     for (unsigned k = 0; k < nthreads; k++)
         hsl[k] = (struct hslice){ s, pr, &seen, members, slice_at(nm, k, nthreads),
                                   slice_at(nm, k + 1, nthreads), hs };
-    run_slices(shape_slice, hsl, sizeof *hsl, nthreads);
+    pyheap_run_slices(shape_slice, hsl, sizeof *hsl, nthreads);
     size_t nsh = 0;
     for (size_t i = 0; i < nm; i++) {
         uint32_t o = members[i];
@@ -1352,7 +1333,7 @@ static int select_members(const struct ctx *c, const uint32_t *types, size_t nty
     for (unsigned k = 0; k < nsl; k++)
         sl[k] = (struct mslice){ s, types, ntypes, want, slice_at(s->n, k, nsl),
                                  slice_at(s->n, k + 1, nsl), NULL, 0, 0, 0, 0 };
-    run_slices(members_slice, sl, sizeof *sl, nsl);
+    pyheap_run_slices(members_slice, sl, sizeof *sl, nsl);
     int rc = 0;
     size_t n = 0;
     for (unsigned k = 0; k < nsl; k++) {

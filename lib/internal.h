@@ -52,6 +52,11 @@ bool pyheap_grow(void **p, size_t *cap, size_t need, size_t elem);
  * transparent huge pages (where the system allows them on request), which
  * fault 512 times less often. NULL on overflow or out of memory. */
 void *pyheap_alloc_big(size_t n, size_t elem, bool zero);
+/* FN on N (<= PYHEAP_MAX_SCAN_THREADS) slices: the argument of slice k is
+ * ARGS + k * SIZE. Slices 1..N-1 run on threads of their own, slice 0 on
+ * the caller; a slice whose thread cannot be started runs on the caller
+ * afterwards (never an error). Returns when all are done. */
+void pyheap_run_slices(void *(*fn)(void *), void *args, size_t size, unsigned n);
 /* Sort A[0..N) ascending and drop repeats; the number left. */
 size_t pyheap_u64_sort_unique(uint64_t *a, size_t n);
 /* qsort comparison of two uint64_t. */

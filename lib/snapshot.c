@@ -1,5 +1,4 @@
 /* The immutable snapshot model and the histogram analysis. */
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -458,24 +457,13 @@ static void *phase_thread(void *arg)
     return NULL;
 }
 
-/* FN over every part: part 0 on this thread, the others on threads of
- * their own (or here, when none can be started). */
+/* FN over every part, in parallel (pyheap_run_slices). */
 static void run_phase(struct build *b, phase_fn fn)
 {
-    pthread_t th[PYHEAP_MAX_SCAN_THREADS];
     struct phase_arg arg[PYHEAP_MAX_SCAN_THREADS];
-    bool started[PYHEAP_MAX_SCAN_THREADS] = { false };
-    for (unsigned j = 1; j < b->nparts; j++) {
+    for (unsigned j = 0; j < b->nparts; j++)
         arg[j] = (struct phase_arg){ b, &b->part[j], fn };
-        started[j] = pthread_create(&th[j], NULL, phase_thread, &arg[j]) == 0;
-    }
-    fn(b, &b->part[0]);
-    for (unsigned j = 1; j < b->nparts; j++) {
-        if (started[j])
-            pthread_join(th[j], NULL);
-        else
-            fn(b, &b->part[j]);
-    }
+    pyheap_run_slices(phase_thread, arg, sizeof *arg, b->nparts);
 }
 
 /* Cut IN's first N objects into up to THREADS parts of about equal size at

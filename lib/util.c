@@ -1,4 +1,5 @@
 /* Small helpers shared inside lib/: formatting and growing arrays. */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,4 +68,21 @@ void *pyheap_alloc_big(size_t n, size_t elem, bool zero)
             (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE); /* a hint */
     }
     return p;
+}
+
+void pyheap_run_slices(void *(*fn)(void *), void *args, size_t size, unsigned n)
+{
+    pthread_t th[PYHEAP_MAX_SCAN_THREADS];
+    bool started[PYHEAP_MAX_SCAN_THREADS];
+    if (n > PYHEAP_MAX_SCAN_THREADS)
+        n = PYHEAP_MAX_SCAN_THREADS;
+    for (unsigned k = 1; k < n; k++)
+        started[k] = pthread_create(&th[k], NULL, fn, (char *)args + k * size) == 0;
+    fn(args);
+    for (unsigned k = 1; k < n; k++) {
+        if (started[k])
+            pthread_join(th[k], NULL);
+        else
+            fn((char *)args + k * size);
+    }
 }
