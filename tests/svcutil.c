@@ -40,6 +40,11 @@ void svc_daemon_start(struct svc *e, const char *const *extra)
         argv[argc++] = (char *)extra[i];
     argv[argc] = NULL;
     e->daemon = test_spawn(argv, NULL, e->log, (uid_t)-1, (gid_t)-1);
+    svc_daemon_wait(e);
+}
+
+void svc_daemon_wait(struct svc *e)
+{
     double end = test_now_ms() + 20000;
     for (;;) {
         int fd = test_connect(e->sock);
@@ -101,8 +106,17 @@ void svc_target_start(struct svc *e, struct svc_target *t, const char *name,
 
 void svc_attach(struct svc *e, pid_t pid)
 {
-    char line[96];
-    snprintf(line, sizeof line, "{\"cmd\":\"attach\",\"pid\":%d}", (int)pid);
+    svc_attach_every(e, pid, 0);
+}
+
+void svc_attach_every(struct svc *e, pid_t pid, double interval)
+{
+    char line[128];
+    if (interval > 0)
+        snprintf(line, sizeof line, "{\"cmd\":\"attach\",\"pid\":%d,\"interval\":%g}",
+                 (int)pid, interval);
+    else
+        snprintf(line, sizeof line, "{\"cmd\":\"attach\",\"pid\":%d}", (int)pid);
     json_t *j = svc_request(e, line);
     svc_expect_ok(j);
     json_decref(j);

@@ -30,6 +30,9 @@ void svc_init(struct svc *e);
 /* Start pyheapd --socket SOCK plus EXTRA (NULL-terminated, may be NULL);
  * wait until it accepts. */
 void svc_daemon_start(struct svc *e, const char *const *extra);
+/* Wait until the daemon E->daemon (spawned by the caller, stderr to E->log)
+ * listens on E->sock; abort if it exits first or takes over 20 s. */
+void svc_daemon_wait(struct svc *e);
 /* SIGTERM; asserts exit status 0. */
 void svc_daemon_stop(struct svc *e);
 void svc_fini(struct svc *e);
@@ -40,6 +43,9 @@ void svc_target_start(struct svc *e, struct svc_target *t, const char *name,
                       const char *script, const char *arg, uid_t uid, gid_t gid);
 /* Attach the daemon to PID; asserts success. */
 void svc_attach(struct svc *e, pid_t pid);
+/* The same with periodic scans every INTERVAL seconds (0: none; also
+ * re-attaches an attached PID with that interval). */
+void svc_attach_every(struct svc *e, pid_t pid, double interval);
 /* svc_init, a daemon without options, SCRIPT with ARG as target "t" (as
  * root) and svc_attach to it. */
 void svc_start_attached(struct svc *e, struct svc_target *t, const char *script,

@@ -167,6 +167,15 @@ static int base_nice(void)
     return n;
 }
 
+/* The daemon's log says TEXT (PRESENT), or does not. */
+static void expect_log(const struct svc *e, const char *text, bool present)
+{
+    char *log = test_slurp(e->log);
+    ck_assert_msg(!strstr(log, text) == !present, "log %s \"%s\": %s",
+                  present ? "lacks" : "has", text, log);
+    free(log);
+}
+
 static const char TOP[] = "{\"cmd\":\"top\",\"n\":3}";
 
 START_TEST(scan_default_nice19)
@@ -195,9 +204,7 @@ START_TEST(scan_default_nice19)
                   s.policy_max);
 
     /* the log says at which priority scans run */
-    char *log = test_slurp(e.log);
-    ck_assert_msg(strstr(log, "scans run at nice 19 with SCHED_BATCH"), "log: %s", log);
-    free(log);
+    expect_log(&e, "scans run at nice 19 with SCHED_BATCH", true);
     stop(&e, &t);
 }
 END_TEST
@@ -241,11 +248,7 @@ START_TEST(series_thread_nice)
     struct svc e;
     struct svc_target t;
     start(&e, &t, NULL);
-    char line[128];
-    snprintf(line, sizeof line, "{\"cmd\":\"attach\",\"pid\":%d,\"interval\":0.2}", (int)t.pid);
-    json_t *j = svc_request(&e, line);
-    svc_expect_ok(j);
-    json_decref(j);
+    svc_attach_every(&e, t.pid, 0.2);
     struct seen series, scan;
     seen_init(&series);
     seen_init(&scan);
@@ -305,13 +308,7 @@ static void start_own_session(struct svc *e, const char *nice, bool hide)
                        bin, e->sock, NULL };
     ck_assert(!(hide && nice));
     e->daemon = test_spawn(hide ? hidden : plain, NULL, e->log, (uid_t)-1, (gid_t)-1);
-    double end = test_now_ms() + 20000;
-    int fd;
-    while ((fd = test_connect(e->sock)) < 0) {
-        ck_assert_msg(test_now_ms() < end, "pyheapd did not start: %s", test_slurp(e->log));
-        test_sleep_ms(10);
-    }
-    close(fd);
+    svc_daemon_wait(e);
     /* setsid(1) execs in place when not a group leader: same PID */
     ck_assert_int_eq(getsid(e->daemon), e->daemon);
 }
@@ -332,10 +329,8 @@ START_TEST(autogroup_absent)
     json_t *j = svc_request(&e, "{\"cmd\":\"ps\"}");
     svc_expect_ok(j);
     json_decref(j);
-    char *log = test_slurp(e.log);
-    ck_assert_msg(strstr(log, "scans run at nice 19 with SCHED_BATCH"), "log: %s", log);
-    ck_assert_msg(!strstr(log, "autogroup"), "log: %s", log);
-    free(log);
+    expect_log(&e, "scans run at nice 19 with SCHED_BATCH", true);
+    expect_log(&e, "autogroup", false);
     svc_fini(&e);
     if (have)   /* the test's own view is untouched by the daemon's namespace */
         ck_assert_int_ne(autogroup_of(getpid()), -100);
@@ -358,9 +353,7 @@ START_TEST(autogroup_own_session)
     svc_daemon_start(&e, NULL);
     ck_assert_int_eq(autogroup_of(e.daemon), mine);
     ck_assert_int_eq(autogroup_of(getpid()), mine);
-    char *log = test_slurp(e.log);
-    ck_assert_msg(!strstr(log, "autogroup"), "log: %s", log);
-    free(log);
+    expect_log(&e, "autogroup", false);
     svc_fini(&e);
 
     /* leading its own session: the session's autogroup gets nice 19; with
@@ -375,9 +368,7 @@ START_TEST(autogroup_own_session)
         if (want[k] < 0)
             ck_assert_int_lt(autogroup_of(e.daemon), 19);
         ck_assert_int_eq(autogroup_of(getpid()), mine);
-        log = test_slurp(e.log);
-        ck_assert_msg(strstr(log, "its own session (autogroup) at nice"), "log: %s", log);
-        free(log);
+        expect_log(&e, "its own session (autogroup) at nice", true);
         svc_fini(&e);
     }
 }
@@ -418,9 +409,7 @@ START_TEST(scan_threads)
     ck_assert_msg(s.nice_min == 19 && s.nice_max == 19 && s.policy_min == SCHED_BATCH,
                   "walker threads at nice %d..%d policy %d", s.nice_min, s.nice_max,
                   s.policy_min);
-    char *log = test_slurp(e.log);
-    ck_assert_msg(strstr(log, "3 walker threads per scan"), "log: %s", log);
-    free(log);
+    expect_log(&e, "3 walker threads per scan", true);
     stop(&e, &t);
     static const char *const bad[] = { "0", "65", "x" };
     refused("--scan-threads", bad, sizeof bad / sizeof bad[0], "--scan-threads takes 1..64");

@@ -279,11 +279,7 @@ START_TEST(reuse_concurrent)
     struct svc e;
     struct svc_target t;
     svc_start_attached(&e, &t, "growth_target.py", "leak");
-    char line[128];
-    snprintf(line, sizeof line, "{\"cmd\":\"attach\",\"pid\":%d,\"interval\":0.2}", (int)t.pid);
-    json_t *j = svc_request(&e, line);
-    svc_expect_ok(j);
-    json_decref(j);
+    svc_attach_every(&e, t.pid, 0.2);
     struct hammer h[4];
     pthread_t th[4];
     for (int i = 0; i < 4; i++) {
