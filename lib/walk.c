@@ -89,7 +89,6 @@ struct walk {
     struct walk_shared *sh;
     struct addrset_cursor cursor;
     struct seed_block *block; /* seeds being gathered (several threads) */
-    size_t seeds_since;    /* seeds added since the stack was drained (one) */
     uint64_t max_objects;
     bool gone;             /* the process vanished: stop */
     bool truncated;
@@ -1233,10 +1232,8 @@ static void add_seed(struct walk *w, uint64_t addr)
 {
     if (!w->sh->mt) {
         stack_add(w, addr);
-        if (++w->seeds_since >= SEED_BLOCK) {
-            w->seeds_since = 0;
+        if (w->nstack >= SEED_BLOCK)   /* the seeds since the last drain */
             drain(w);
-        }
         return;
     }
     if (!w->block) {
