@@ -96,7 +96,8 @@ bench: deps
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) \
+    $(BUILD)/tools/bench-helper.d
 
 # ---- fuzzing (issue 6; docs/operations.md) ----------------------------------
 # libFuzzer harnesses built with clang, ASan and UBSan. `make fuzz` builds

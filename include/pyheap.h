@@ -125,6 +125,9 @@ typedef struct pyheap_scan_stats {
     int truncated;           /* a limit stopped the scan early */
     unsigned threads;        /* walker threads that ran (1 when the heap
                               * was too small to share out) */
+    uint64_t gc_tracked_back; /* of gc_tracked, found walking a list from
+                              * its tail (several threads: a second walker
+                              * starts there) */
 } pyheap_scan_stats;
 
 /* Per-scan time budget: MS milliseconds from now on, every remote read of

@@ -58,6 +58,17 @@ struct walk_shared {
     pthread_mutex_t lock;
     pthread_mutex_t seen_lock;
     struct addrset seen;
+    /* Several threads: the GC lists are walked from both ends at once, the
+     * first thread from the head along gc_next, another from the tail
+     * along gc_prev; each claims the list nodes it passes here and stops
+     * at one the other has claimed. (One thread alone walking both ends in
+     * turns gains nothing: on a heap whose list holds instances first and
+     * their lists after, its visits from the head read every list before
+     * the turns from the tail get to them.) */
+    struct addrset listed;
+    bool bidir;              /* set before the threads start */
+    uint64_t interp0;        /* the first interpreter: its lists */
+    int back_started;        /* atomic: a thread walks them backwards */
 
     struct typemap_entry *tmap;
     size_t tmap_cap, tmap_used;
@@ -88,6 +99,7 @@ struct walk {
     pyheap_mem *mem;
     struct walk_shared *sh;
     struct addrset_cursor cursor;
+    struct addrset_cursor lcursor; /* of sh->listed */
     struct seed_block *block; /* seeds being gathered (several threads) */
     uint64_t max_objects;
     bool gone;             /* the process vanished: stop */
@@ -116,6 +128,7 @@ struct walk {
 
     uint64_t skipped;
     uint64_t gc_tracked;
+    uint64_t gc_tracked_back;  /* of which from a list's tail */
 
     /* In front of the type map: valid types by address, direct-mapped
      * (types are never removed during a walk, their descriptions do not
@@ -824,11 +837,18 @@ static void visit(struct walk *w, uint64_t item)
 
 static void add_seed(struct walk *w, uint64_t addr);
 
-static void walk_gc_list(struct walk *w, uint64_t head)
+/* Walk the GC list at HEAD: from the head along gc_next, or (BACK) from
+ * the tail along gc_prev, seeding every object not seen yet. With several
+ * threads both ends are walked at once: each node is claimed in
+ * sh->listed and a walker stops at a node the other one has claimed. */
+static void walk_gc_list(struct walk *w, uint64_t head, bool back)
 {
     const struct pyheap_offsets *off = &w->h.t->off;
+    const size_t step_at = back ? off->gc_prev : off->gc_next;
+    const size_t check_at = back ? off->gc_next : off->gc_prev;
+    const bool claim = w->sh->bidir;
     uint64_t prev = head, cur;
-    if (pyheap_walk_read_u64(w, head + off->gc_next, &cur) < 0) {
+    if (pyheap_walk_read_u64(w, head + step_at, &cur) < 0) {
         w->skipped++;
         return;
     }
@@ -846,10 +866,11 @@ static void walk_gc_list(struct walk *w, uint64_t head)
         }
         uint64_t g[2];
         if (!plausible_addr(cur) ||
-            pyheap_walk_read(w, cur + off->gc_next, &g[0], 8) < 0 ||
-            pyheap_walk_read(w, cur + off->gc_prev, &g[1], 8) < 0 ||
+            pyheap_walk_read(w, cur + step_at, &g[0], 8) < 0 ||
+            pyheap_walk_read(w, cur + check_at, &g[1], 8) < 0 ||
             (g[1] & ~(uint64_t)3) != prev) {
-            /* Torn or freed link: the rest of this list is unreliable. */
+            /* Torn or freed link: the rest of this list is unreliable from
+             * this end (the other end's walker, if any, comes up to here). */
             w->skipped++;
             return;
         }
@@ -866,6 +887,14 @@ static void walk_gc_list(struct walk *w, uint64_t head)
             w->skipped++;
             return;
         }
+        if (claim) {
+            int mine = pyheap_addrset_insert_mt(&w->sh->listed, &w->lcursor,
+                                                &w->sh->seen_lock, cur);
+            if (mine <= 0) {
+                w->nomem = mine < 0;
+                return;   /* 0: the walker from the other end was here */
+            }
+        }
         int fresh = seen_insert(w, cur + off->gc_head);
         if (fresh < 0) {
             w->nomem = true;
@@ -874,6 +903,7 @@ static void walk_gc_list(struct walk *w, uint64_t head)
         if (fresh > 0)
             add_seed(w, cur + off->gc_head);
         w->gc_tracked++;
+        w->gc_tracked_back += back;
         prev = cur;
         cur = g[0] & ~(uint64_t)3;
     }
@@ -1080,7 +1110,9 @@ static void walk_static_types(struct walk *w, uint64_t interp)
                              interp + off->interp_types_for_ext_num, 64);
 }
 
-static void walk_interp(struct walk *w, uint64_t interp)
+/* The heads of INTERP's GC lists, youngest first, into HEADS (room for
+ * 9); their number. */
+static size_t gc_list_heads(const struct walk *w, uint64_t interp, uint64_t *heads)
 {
     const struct pyheap_offsets *off = &w->h.t->off;
     uint64_t gc = interp + off->interp_gc;
@@ -1089,11 +1121,22 @@ static void walk_interp(struct walk *w, uint64_t interp)
      * gc_generation structs where the other versions have generations[3]. */
     size_t gens = off->gcstate_generations != PYHEAP_OFF_ABSENT ? off->gcstate_generations
                                                                 : off->gcstate_young;
+    size_t n = 0;
     for (unsigned i = 0; i < ngen && i < 8; i++)
-        walk_gc_list(w, gc + gens + (uint64_t)i * off->gc_generation +
-                        off->gc_generation_head);
+        heads[n++] = gc + gens + (uint64_t)i * off->gc_generation + off->gc_generation_head;
     if (off->gcstate_permanent_generation != PYHEAP_OFF_ABSENT)
-        walk_gc_list(w, gc + off->gcstate_permanent_generation + off->gc_generation_head);
+        heads[n++] = gc + off->gcstate_permanent_generation + off->gc_generation_head;
+    return n;
+}
+
+static void walk_interp(struct walk *w, uint64_t interp)
+{
+    const struct pyheap_offsets *off = &w->h.t->off;
+    uint64_t gc = interp + off->interp_gc;
+    uint64_t heads[9];
+    size_t nheads = gc_list_heads(w, interp, heads);
+    for (size_t i = 0; i < nheads; i++)
+        walk_gc_list(w, heads[i], false);
     /* Modules first, by their name in sys.modules. */
     uint64_t modules;
     if (off->interp_modules != PYHEAP_OFF_ABSENT &&
@@ -1144,6 +1187,7 @@ static void walk_free(struct walk *w)
 static void shared_free(struct walk_shared *sh)
 {
     pyheap_addrset_free(&sh->seen);
+    pyheap_addrset_free(&sh->listed);
     free(sh->tmap);
     for (size_t i = 0; i < sh->ntypes; i++) {
         free(sh->types[i]->members);
@@ -1271,7 +1315,20 @@ static void stop_all(struct walk_shared *sh)
 static void *walk_thread_main(void *arg)
 {
     struct walk *w = arg;
+    struct walk_shared *sh = w->sh;
     struct seed_block *b;
+    /* The first thread to get here walks the first interpreter's GC lists
+     * from their tails (oldest list first: the forward walker starts with
+     * the youngest), then joins the others on the queue. (Should the first
+     * thread get here first, after its own walk, every node is claimed and
+     * this stops at once.) */
+    if (sh->bidir && !__atomic_exchange_n(&sh->back_started, 1, __ATOMIC_ACQ_REL)) {
+        uint64_t heads[9];
+        size_t nheads = gc_list_heads(w, sh->interp0, heads);
+        for (size_t i = nheads; i-- > 0 && !stopping(w);)
+            walk_gc_list(w, heads[i], true);
+        seeds_publish(w);
+    }
     while ((b = seeds_take(w)) != NULL && !ended(w))
         visit_block(w, b);
     free(b);
@@ -1288,6 +1345,8 @@ static int walk_merge(struct walk *w, struct walk *x)
         return -1;
     }
     w->skipped += x->skipped;
+    w->gc_tracked += x->gc_tracked;
+    w->gc_tracked_back += x->gc_tracked_back;
     w->gone |= x->gone;
     w->nomem |= x->nomem;
     w->truncated |= x->truncated;
@@ -1448,6 +1507,7 @@ static void walk_pool_start(struct walk *w, struct walk_pool *p, unsigned nthrea
     }
     p->n = nthreads;
     sh->mt = true; /* before any thread starts */
+    sh->bidir = sh->interp0 != 0;
     uint64_t deadline = pyheap_mem_deadline(w->h.t->mem);
     unsigned ran = 0;
     for (unsigned i = 1; i < nthreads; i++) {
@@ -1467,7 +1527,7 @@ static void walk_pool_start(struct walk *w, struct walk_pool *p, unsigned nthrea
         }
     }
     if (ran == 0)
-        sh->mt = false; /* nobody to share with: plain stack */
+        sh->mt = sh->bidir = false; /* nobody to share with: plain stack */
 }
 
 /* The GC lists and roots are walked: hand out the last block, help with
@@ -1504,7 +1564,7 @@ static void walk_pool_finish(struct walk *w, struct walk_pool *p, uint64_t *read
         if (walk_merge(w, x) < 0)
             w->nomem = true;
     }
-    sh->mt = false;
+    sh->mt = sh->bidir = false;
     /* Blocks left by threads that stopped early are dropped like a
      * truncated stack. */
     free(w->block);
@@ -1575,6 +1635,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     /* Seeds (GC lists) and named roots, on this thread, while the other
      * threads (if any) visit the closure of the seeds handed out so far. */
     struct walk_pool pool;
+    sh.interp0 = interp;
     walk_pool_start(&w, &pool, nthreads, opts ? opts->max_cache_bytes : 0);
     for (int n = 0; interp && n < MAX_INTERPRETERS && !stopping(&w); n++) {
         walk_interp(&w, interp);
@@ -1615,6 +1676,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         memset(&st, 0, sizeof st);
         st.skipped = w.skipped;
         st.gc_tracked = w.gc_tracked;
+        st.gc_tracked_back = w.gc_tracked_back;
         uint64_t reads1, bytes1;
         pyheap_mem_counters(t->mem, &reads1, &bytes1);
         st.remote_reads = reads1 - reads0 + xreads;
@@ -1638,6 +1700,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         pyheap_mem_window_drop(t->mem);
         pyheap_mem_cache_clear(t->mem);
         pyheap_addrset_free(&sh.seen);
+        pyheap_addrset_free(&sh.listed);
         free(w.stack);
         w.stack = NULL;
         w.nstack = w.capstack = 0;

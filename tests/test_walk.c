@@ -113,6 +113,66 @@ START_TEST(threads_agree)
 }
 END_TEST
 
+/* Objects of type NAME (qualified: module.name) in S. */
+static size_t count_type(const pyheap_snapshot *s, const char *name)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < pyheap_snapshot_count(s); i++)
+        n += strcmp(pyheap_snapshot_type_name(s, pyheap_snapshot_type(s, i)), name) == 0;
+    return n;
+}
+
+/* With several threads the GC lists are walked from both ends at once
+ * until the two walkers meet: every node once, none missed. The target holds 100k Orphan objects in cycles nothing refers
+ * to, spread over its GC list among 100k Kept ones (gc disabled, idle), so
+ * only the list walk finds them. */
+START_TEST(gc_lists_both_ends)
+{
+    ck_assert_msg(access(PY_DEBIAN, X_OK) == 0, "%s is required", PY_DEBIAN);
+    char script[600];
+    snprintf(script, sizeof script, "%s/tests/targets/gc_lists_target.py", test_srcdir());
+    char *argv[] = { PY_DEBIAN, script, "100000", NULL };
+    pid_t pid = test_spawn_ready(argv, false, 60000, NULL);
+    pyheap_target *t = NULL;
+    pyheap_error e;
+    memset(&e, 0, sizeof e);
+    ck_assert_msg(pyheap_target_open(pid, NULL, &t, &e) == 0, "open: %s", e.msg);
+    static const unsigned threads[] = { 1, 2, 4, 2, 4, 2, 1 };
+    uint64_t tracked = 0, back_max_mt = 0;
+    for (size_t r = 0; r < sizeof threads / sizeof threads[0]; r++) {
+        pyheap_scan_opts so = { .threads = threads[r] };
+        pyheap_snapshot *s = NULL;
+        ck_assert_msg(pyheap_snapshot_take(t, &so, &s, &e) == 0, "scan: %s", e.msg);
+        const pyheap_scan_stats *st = pyheap_snapshot_stats(s);
+        size_t orphans = count_type(s, "__main__.Orphan"),
+               kept = count_type(s, "__main__.Kept");
+        fprintf(stderr, "gc lists: %u threads: %" PRIu64 " on the GC lists, %" PRIu64
+                " from a tail; %zu Orphan, %zu Kept\n", st->threads, st->gc_tracked,
+                st->gc_tracked_back, orphans, kept);
+        ck_assert_uint_eq(st->threads, threads[r]);
+        ck_assert_uint_eq(orphans, 100000);
+        ck_assert_uint_eq(kept, 100000);
+        if (r == 0)
+            tracked = st->gc_tracked;
+        /* each node once: as many as one thread walking from the head */
+        ck_assert_uint_eq(st->gc_tracked, tracked);
+        ck_assert_uint_lt(st->gc_tracked_back, st->gc_tracked);
+        if (threads[r] == 1)
+            ck_assert_uint_eq(st->gc_tracked_back, 0);   /* from the head only */
+        else if (st->gc_tracked_back > back_max_mt)
+            back_max_mt = st->gc_tracked_back;
+        pyheap_snapshot_free(s);
+    }
+    ck_assert_uint_gt(tracked, 200000);
+    /* threads: the one from the tail takes a share whose size depends on
+     * scheduling (none if it starts after the first thread walked it all):
+     * some in at least one of the five scans */
+    ck_assert_uint_gt(back_max_mt, 0);
+    pyheap_target_free(t);
+    test_reap(pid);
+}
+END_TEST
+
 /* Scans racing with a target that allocates and frees in a tight loop:
  * they complete, stay bounded, report what they skipped; limits truncate;
  * a vanished target is reported as gone. */
@@ -180,6 +240,7 @@ Suite *suite_walk(void)
     tcase_add_test(tc, accuracy_pyenv_shared);
     tcase_add_test(tc, scan_while_churning);
     tcase_add_test(tc, threads_agree);
+    tcase_add_test(tc, gc_lists_both_ends);
     suite_add_tcase(s, tc);
     return s;
 }
