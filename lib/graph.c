@@ -15,6 +15,7 @@
  * slices, one per thread, whose results are joined in slice order: the
  * same arrays one thread makes, so the same report.
  */
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1286,6 +1287,23 @@ out:
     return rc;
 }
 
+/* paths() on a thread of its own. */
+struct paths_job {
+    const pyheap_snapshot *s;
+    const uint32_t *members;
+    size_t nm, max_paths;
+    unsigned nthreads;
+    pyheap_referrers *r;
+    int rc;
+};
+
+static void *paths_run(void *arg)
+{
+    struct paths_job *j = arg;
+    j->rc = paths(j->s, j->members, j->nm, j->max_paths, j->nthreads, j->r);
+    return NULL;
+}
+
 /* ---- entry points ---- */
 
 /* One slice of the selection of the objects: those of [lo, hi) whose type
@@ -1414,9 +1432,18 @@ int pyheap_referrers_compute(const pyheap_snapshot *s, const uint32_t *types,
     if (select_members(&c, types, ntypes, want, r, &members, &nm) < 0)
         goto out;
     if (s->eoff) {
-        if (build_rootof(&c) < 0 || levels(&c, members, nm) < 0)
-            goto out;
-        if (paths(s, members, nm, max_paths, c.nthreads, r) < 0)
+        /* The groups and the paths read the snapshot only and write apart
+         * (c, and r's paths): with threads, the paths' BFS (one thread)
+         * runs beside the levels. */
+        struct paths_job pj = { s, members, nm, max_paths, c.nthreads, r, -1 };
+        pthread_t th;
+        bool beside = c.nthreads > 1 && pthread_create(&th, NULL, paths_run, &pj) == 0;
+        int lrc = build_rootof(&c) < 0 || levels(&c, members, nm) < 0 ? -1 : 0;
+        if (beside)
+            pthread_join(th, NULL);
+        else if (lrc == 0)
+            paths_run(&pj);
+        if (lrc < 0 || pj.rc < 0)
             goto out;
     } else {
         r->unreachable = nm;
