@@ -706,6 +706,7 @@ static void objects_release(pyheap_snapshot *s)
     free(s->size);
     free(s->type);
     free_names(s->names, s->ntypes);
+    free(s->totals);
     free(s);
 }
 
@@ -813,6 +814,38 @@ static int cmp_count(const void *a, const void *b)
     return stat_cmp(a, b, PYHEAP_SORT_COUNT);
 }
 
+struct snapshot_type_total {
+    uint64_t count, bytes;
+};
+
+/* The per-type totals of S's objects: one pass over them the first time,
+ * kept with the objects after that (a daemon's census records a series
+ * and answers from the same snapshot). NULL when out of memory. */
+static const struct snapshot_type_total *type_totals(const pyheap_snapshot *s)
+{
+    pyheap_snapshot *b = s->base ? s->base : (pyheap_snapshot *)s;
+    struct snapshot_type_total *tot = __atomic_load_n(&b->totals, __ATOMIC_ACQUIRE);
+    if (tot)
+        return tot;
+    tot = calloc(b->ntypes ? b->ntypes : 1, sizeof *tot);
+    if (!tot)
+        return NULL;
+    for (size_t i = 0; i < b->n; i++) {
+        uint32_t ty = b->type[i];
+        if (ty >= b->ntypes)
+            continue;
+        tot[ty].count++;
+        tot[ty].bytes += b->size[i];
+    }
+    struct snapshot_type_total *none = NULL;
+    if (!__atomic_compare_exchange_n(&b->totals, &none, tot, false, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE)) {
+        free(tot);   /* another request made them first */
+        tot = none;
+    }
+    return tot;
+}
+
 int pyheap_histogram(const pyheap_snapshot *s, pyheap_sort sort,
                      pyheap_type_stat **out, size_t *n, pyheap_error *err)
 {
@@ -823,25 +856,18 @@ int pyheap_histogram(const pyheap_snapshot *s, pyheap_sort sort,
         return pyheap_err_set(err, PYHEAP_E_INVAL, 0, 0,
                               "unknown histogram sort order %d", (int)sort);
     size_t nt = s->ntypes ? s->ntypes : 1;
+    const struct snapshot_type_total *tot = type_totals(s);
     pyheap_type_stat *all = calloc(nt, sizeof *all);
-    if (!all)
+    if (!tot || !all) {
+        free(all);
         return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0,
                               "out of memory for a histogram of %zu types", nt);
-    for (size_t i = 0; i < s->ntypes; i++) {
-        all[i].type = (uint32_t)i;
-        all[i].name = s->names[i];
-    }
-    for (size_t i = 0; i < s->n; i++) {
-        uint32_t ty = s->type[i];
-        if (ty >= s->ntypes)
-            continue;
-        all[ty].count++;
-        all[ty].bytes += s->size[i];
     }
     size_t m = 0;
     for (size_t i = 0; i < s->ntypes; i++)
-        if (all[i].count > 0)
-            all[m++] = all[i];
+        if (tot[i].count > 0)
+            all[m++] = (pyheap_type_stat){ .type = (uint32_t)i, .name = s->names[i],
+                                           .count = tot[i].count, .bytes = tot[i].bytes };
     if (m > 0)
         qsort(all, m, sizeof *all, sort == PYHEAP_SORT_COUNT ? cmp_count : cmp_bytes);
     *out = all;

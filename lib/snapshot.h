@@ -201,6 +201,10 @@ struct pyheap_snapshot {
      * objects when the last view goes. */
     struct pyheap_snapshot *base;
     unsigned views;
+    /* Objects and bytes per type, made by the first pyheap_histogram of
+     * the objects' holder (the base of views) and kept with the objects
+     * (published atomically: concurrent requests share a snapshot). */
+    struct snapshot_type_total *totals;
 };
 
 /* Build a snapshot from what a walk found. Takes IN's streams (also on
