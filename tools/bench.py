@@ -18,8 +18,11 @@ pyheapd attached to it, and measures side by side, RUNS times each:
   typestats  in the target: objgraph.typestats()
   rss        pyheapd's peak RSS (VmHWM) against the target's RSS
   throughput the target's counter loop while pyheap scans it back to back,
-             against the same loop undisturbed: scans by pyheapd as started
-             (default --scan-nice 19), and by a second one at --scan-nice 0
+             against the same loop undisturbed just before and just after
+             (the mean of the two): scans by pyheapd as started (default
+             --scan-nice 19), and by a second one at --scan-nice 0; the
+             ratio of each run, then their median (the machine's own speed
+             drifts between runs)
   referrers  `pyheap referrers bytes` (bytes hold 10% of the objects), with
              a fresh scan each time, and ("reuse") with --max-age answering
              from the snapshot of the census just taken: the analysis alone
@@ -242,6 +245,7 @@ def bench_size(build, python, n, runs, count_secs, tmp, skip=()):
         # 19), then by the one above at --scan-nice 0 (scans at the daemon's
         # own priority: what the default buys).
         calm, busy, nice0, scans_during, scans0 = [], [], [], [], []
+        tratio, tratio0 = [], []
         d19 = (Daemon(build, t.pid, tmp, [], "pyheapd-default")
                if "throughput" not in skip else None)
         d0 = d
@@ -265,16 +269,26 @@ def bench_size(build, python, n, runs, count_secs, tmp, skip=()):
 
         try:
             for i in range(runs if "throughput" not in skip else 0):
-                calm.append(t.cmd("count %g" % count_secs)["per_second"])
+                # undisturbed, scanned, undisturbed, scanned at nice 0,
+                # undisturbed: each scanned count against the mean of the
+                # undisturbed ones on either side
+                before = t.cmd("count %g" % count_secs)["per_second"]
                 rate, k = counted_while_scanning(d19)
                 busy.append(rate)
                 scans_during.append(k)
+                mid = t.cmd("count %g" % count_secs)["per_second"]
                 rate, k = counted_while_scanning(d0)
                 nice0.append(rate)
                 scans0.append(k)
+                after = t.cmd("count %g" % count_secs)["per_second"]
+                calm.append(mid)
+                tratio.append(busy[-1] / ((before + mid) / 2))
+                tratio0.append(nice0[-1] / ((mid + after) / 2))
                 log("   run %d: counter %.3g/s undisturbed, %.3g/s while scanning (%d scans), "
-                    "%.3g/s while scanning with --scan-nice 0 (%d scans)"
-                    % (i + 1, calm[-1], busy[-1], scans_during[-1], nice0[-1], k))
+                    "%.3g/s undisturbed, %.3g/s while scanning with --scan-nice 0 (%d scans), "
+                    "%.3g/s undisturbed: ratios %.3f and %.3f"
+                    % (i + 1, before, busy[-1], scans_during[-1], mid, nice0[-1], k, after,
+                       tratio[-1], tratio0[-1]))
         finally:
             if d19:
                 d19.close()
@@ -283,6 +297,8 @@ def bench_size(build, python, n, runs, count_secs, tmp, skip=()):
         res["count_scanning_nice0_per_s"] = nice0
         res["scans_during_count"] = scans_during
         res["scans_during_count_nice0"] = scans0
+        res["throughput_ratios"] = tratio
+        res["throughput_ratios_nice0"] = tratio0
         res["daemon_hwm_kib"] = proc_status_kib(d.p.pid, "VmHWM")
 
         # 2. in-process alternatives (last: the closure grows the target).
@@ -330,9 +346,10 @@ def summarize(r):
         "census_vs_floor": ratio(m["census_wall_s"], m["floor_s"]),
         "daemon_hwm_vs_target_rss": ratio(r["daemon_hwm_kib"], r["target_rss_kib"]),
         "snapshot_bytes_per_object": r["snapshot_model_bytes_per_object"],
-        "throughput_ratio": ratio(m["count_scanning_per_s"], m["count_undisturbed_per_s"]),
-        "throughput_ratio_nice0": ratio(m["count_scanning_nice0_per_s"],
-                                         m["count_undisturbed_per_s"]),
+        "throughput_ratio": (median(r["throughput_ratios"])
+                             if r.get("throughput_ratios") else None),
+        "throughput_ratio_nice0": (median(r["throughput_ratios_nice0"])
+                                   if r.get("throughput_ratios_nice0") else None),
         "referrers_s": m["referrers_s"],
         "referrers_reuse_s": m["referrers_reuse_s"],
         "referrers_reuse_daemon_cpu_s": m["referrers_reuse_daemon_cpu_s"],
