@@ -167,6 +167,8 @@ static int census(pid_t pid, uint64_t cache_mib, unsigned threads)
     const pyheap_scan_stats *st = pyheap_snapshot_stats(s);
     uint64_t objects = st->objects, skipped = st->skipped;
     uint64_t reads = st->remote_reads, rbytes = st->remote_bytes;
+    uint64_t tracked = st->gc_tracked, back = st->gc_tracked_back;
+    unsigned ran = st->threads;
     int truncated = st->truncated;
     double scan_ms = st->scan_ms, build_ms = st->build_ms;
     pyheap_snapshot_free(s);
@@ -176,9 +178,11 @@ static int census(pid_t pid, uint64_t cache_mib, unsigned threads)
     long hwm = status_kib("VmHWM");
     printf("{\"ms\": %.3f, \"cpu_ms\": %.3f, \"scan_ms\": %.3f, \"build_ms\": %.3f, \"objects\": %" PRIu64 ", \"skipped\": %" PRIu64
            ", \"truncated\": %d, \"remote_reads\": %" PRIu64 ", \"remote_bytes\": %" PRIu64
+           ", \"threads\": %u, \"gc_tracked\": %" PRIu64 ", \"gc_tracked_back\": %" PRIu64
            ", \"types\": %zu, \"rss_before_kib\": %ld, \"rss_with_snapshot_kib\": %ld"
            ", \"rss_after_free_kib\": %ld, \"hwm_kib\": %ld}\n",
-           ms, cms, scan_ms, build_ms, objects, skipped, truncated, reads, rbytes, nh, rss0, rss1, rss2, hwm);
+           ms, cms, scan_ms, build_ms, objects, skipped, truncated, reads, rbytes, ran,
+           tracked, back, nh, rss0, rss1, rss2, hwm);
     pyheap_target_free(t);
     return 0;
 }
