@@ -28,6 +28,7 @@ void pyheapd_log_set_journal(int on)
     journal_prefix = on;
 }
 
+__attribute__((format(printf, 2, 0)))
 static void vlog(int prio, const char *fmt, va_list ap)
 {
     char line[1024];

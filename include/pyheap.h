@@ -127,7 +127,7 @@ typedef struct pyheap_scan_stats {
                               * was too small to share out) */
     uint64_t gc_tracked_back; /* of gc_tracked, found walking a list from
                               * its tail (several threads: a second walker
-                              * starts there) */
+                              * starts there); not kept in snapshot files */
 } pyheap_scan_stats;
 
 /* Per-scan time budget: MS milliseconds from now on, every remote read of

@@ -88,11 +88,11 @@ int pyheap_addrset_insert(struct addrset *s, uint64_t addr)
     return 1;
 }
 
-int pyheap_addrset_insert_mt(struct addrset *s, struct addrset_cursor *cur, void *lock,
-                             uint64_t addr)
+/* The leaf word holding ADDR's bit (and ADDR ^ 8's), through the
+ * thread's cursor; NULL when out of memory. */
+static uint64_t *word_mt(struct addrset *s, struct addrset_cursor *cur, void *lock,
+                         uint64_t addr)
 {
-    if (addr >= ADDR_LIMIT || (addr & 7))
-        return -1;
     uint64_t region = addr >> ADDRSET_LEAF_SHIFT;
     uint64_t *leaf = cur->leaf && cur->region == region ? cur->leaf : NULL;
     if (!leaf) {
@@ -108,20 +108,44 @@ int pyheap_addrset_insert_mt(struct addrset *s, struct addrset_cursor *cur, void
             leaf = leaf_for(s, addr, 1);
             pthread_mutex_unlock(lock);
             if (!leaf)
-                return -1;
+                return NULL;
         }
         cur->region = region;
         cur->leaf = leaf;
     }
     uint64_t bit = (addr & (((uint64_t)1 << ADDRSET_LEAF_SHIFT) - 1)) >> 3;
-    uint64_t mask = (uint64_t)1 << (bit & 63);
-    uint64_t *w = &leaf[bit >> 6];
+    return &leaf[bit >> 6];
+}
+
+int pyheap_addrset_insert_mt(struct addrset *s, struct addrset_cursor *cur, void *lock,
+                             uint64_t addr)
+{
+    if (addr >= ADDR_LIMIT || (addr & 7))
+        return -1;
+    uint64_t *w = word_mt(s, cur, lock, addr);
+    if (!w)
+        return -1;
+    uint64_t mask = (uint64_t)1 << ((addr >> 3) & 63);
     if (__atomic_load_n(w, __ATOMIC_RELAXED) & mask)
         return 0;
     if (__atomic_fetch_or(w, mask, __ATOMIC_RELAXED) & mask)
         return 0;
     cur->inserted++;
     return 1;
+}
+
+int pyheap_addrset_claim_mt(struct addrset *s, struct addrset_cursor *cur, void *lock,
+                            uint64_t addr)
+{
+    if (addr >= ADDR_LIMIT || (addr & 7))
+        return -1;
+    uint64_t *w = word_mt(s, cur, lock, addr);
+    if (!w)
+        return -1;
+    /* bits 2k and 2k+1 of a word: ADDR's and its partner's */
+    unsigned b = (unsigned)(addr >> 3) & 63;
+    uint64_t old = __atomic_fetch_or(w, (uint64_t)1 << b, __ATOMIC_ACQ_REL);
+    return (int)((old >> b) & 1) | (int)(((old >> (b ^ 1)) & 1) << 1);
 }
 
 int pyheap_addrset_has(const struct addrset *s, uint64_t addr)

@@ -49,6 +49,12 @@ struct addrset_cursor {
 };
 int pyheap_addrset_insert_mt(struct addrset *s, struct addrset_cursor *cur, void *lock,
                              uint64_t addr);
+/* Claims by two parties on one set, made with one atomic OR: ADDR and its
+ * partner ADDR ^ 8 share a word, so a claimant of ADDR learns at once
+ * whether the partner was claimed before it. Sets ADDR; returns bit 0: ADDR
+ * was set already, bit 1: ADDR ^ 8 was; -1 as above. */
+int pyheap_addrset_claim_mt(struct addrset *s, struct addrset_cursor *cur, void *lock,
+                            uint64_t addr);
 void pyheap_addrset_free(struct addrset *s);
 
 /* Address -> index: the rank of an address among a set of distinct

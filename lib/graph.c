@@ -1437,7 +1437,18 @@ int pyheap_referrers_compute(const pyheap_snapshot *s, const uint32_t *types,
          * runs beside the levels. */
         struct paths_job pj = { s, members, nm, max_paths, c.nthreads, r, -1 };
         pthread_t th;
-        bool beside = c.nthreads > 1 && pthread_create(&th, NULL, paths_run, &pj) == 0;
+        bool beside = false;
+        if (c.nthreads > 1) {
+            /* the threads asked for in all: one of them for the paths */
+            unsigned all = c.nthreads;
+            pj.nthreads = 1;
+            c.nthreads = all - 1;
+            beside = pthread_create(&th, NULL, paths_run, &pj) == 0;
+            if (!beside) {
+                pj.nthreads = all;
+                c.nthreads = all;
+            }
+        }
         int lrc = build_rootof(&c) < 0 || levels(&c, members, nm) < 0 ? -1 : 0;
         if (beside)
             pthread_join(th, NULL);

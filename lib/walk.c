@@ -58,17 +58,26 @@ struct walk_shared {
     pthread_mutex_t lock;
     pthread_mutex_t seen_lock;
     struct addrset seen;
-    /* Several threads: the GC lists are walked from both ends at once, the
-     * first thread from the head along gc_next, another from the tail
-     * along gc_prev; each claims the list nodes it passes here and stops
-     * at one the other has claimed. (One thread alone walking both ends in
-     * turns gains nothing: on a heap whose list holds instances first and
-     * their lists after, its visits from the head read every list before
-     * the turns from the tail get to them.) */
+    /* Several threads: the main interpreter's GC lists are walked from
+     * both ends at once, the first thread from the heads along gc_next,
+     * another from the tails along gc_prev; each claims the list nodes it
+     * passes here (a node and its address + 8, one bit each: see
+     * pyheap_addrset_claim_mt) and stops at one the other has claimed, if
+     * the other has got to that list (else the address was freed and
+     * reused during the scan). (One thread alone walking both ends in turns
+     * gains nothing: on a heap whose list holds instances first and their
+     * lists after, its visits from the head read every list before the
+     * turns from the tail get to them.) */
     struct addrset listed;
     bool bidir;              /* set before the threads start */
-    uint64_t interp0;        /* the first interpreter: its lists */
-    int back_started;        /* atomic: a thread walks them backwards */
+    uint64_t interp_both;    /* the main interpreter (the last listed) */
+    int back_started;        /* atomic: a thread walks its lists backwards */
+    int fwd_at, back_at;     /* atomic: the list (gc_list_heads order) each
+                              * end walks: fwd_at only grows (-1 before,
+                              * LISTS_DONE after), back_at only shrinks
+                              * (LISTS_DONE before, -1 after) */
+    int producers;           /* under qlock: walkers still handing out
+                              * seeds; qdone when none is left */
 
     struct typemap_entry *tmap;
     size_t tmap_cap, tmap_used;
@@ -167,6 +176,7 @@ static int seen_insert(struct walk *w, uint64_t addr)
 }
 
 #define SEED_BLOCK 2048
+#define LISTS_DONE 100     /* above any list index */
 
 struct seed_block {
     struct seed_block *next;
@@ -838,15 +848,15 @@ static void visit(struct walk *w, uint64_t item)
 static void add_seed(struct walk *w, uint64_t addr);
 
 /* Walk the GC list at HEAD: from the head along gc_next, or (BACK) from
- * the tail along gc_prev, seeding every object not seen yet. With several
- * threads both ends are walked at once: each node is claimed in
- * sh->listed and a walker stops at a node the other one has claimed. */
-static void walk_gc_list(struct walk *w, uint64_t head, bool back)
+ * the tail along gc_prev, seeding every object not seen yet. CLAIM (the
+ * main interpreter's lists, several threads): both ends are walked at
+ * once, and this one stops where the other has been (sh->listed); IDX is
+ * the list's place in gc_list_heads. */
+static void walk_gc_list(struct walk *w, uint64_t head, bool back, int idx, bool claim)
 {
     const struct pyheap_offsets *off = &w->h.t->off;
     const size_t step_at = back ? off->gc_prev : off->gc_next;
     const size_t check_at = back ? off->gc_next : off->gc_prev;
-    const bool claim = w->sh->bidir;
     uint64_t prev = head, cur;
     if (pyheap_walk_read_u64(w, head + step_at, &cur) < 0) {
         w->skipped++;
@@ -888,11 +898,22 @@ static void walk_gc_list(struct walk *w, uint64_t head, bool back)
             return;
         }
         if (claim) {
-            int mine = pyheap_addrset_insert_mt(&w->sh->listed, &w->lcursor,
-                                                &w->sh->seen_lock, cur);
-            if (mine <= 0) {
-                w->nomem = mine < 0;
-                return;   /* 0: the walker from the other end was here */
+            /* the head's walker claims CUR, the tail's CUR ^ 8 */
+            int c = pyheap_addrset_claim_mt(&w->sh->listed, &w->lcursor, &w->sh->seen_lock,
+                                            back ? cur ^ 8 : cur);
+            if (c < 0) {
+                w->nomem = true;
+                return;
+            }
+            /* Claimed by the other end: met, if it has got to this list
+             * (it walks the lists in the other order). Claimed by this
+             * end before: an address reused during the scan (a cycle of
+             * torn links is Brent's). */
+            if (c & 2) {
+                int other = __atomic_load_n(back ? &w->sh->fwd_at : &w->sh->back_at,
+                                            __ATOMIC_ACQUIRE);
+                if (back ? other >= idx : other <= idx)
+                    return;
             }
         }
         int fresh = seen_insert(w, cur + off->gc_head);
@@ -1135,8 +1156,15 @@ static void walk_interp(struct walk *w, uint64_t interp)
     uint64_t gc = interp + off->interp_gc;
     uint64_t heads[9];
     size_t nheads = gc_list_heads(w, interp, heads);
-    for (size_t i = 0; i < nheads; i++)
-        walk_gc_list(w, heads[i], false);
+    struct walk_shared *sh = w->sh;
+    bool both = sh->bidir && interp == sh->interp_both;
+    for (size_t i = 0; i < nheads; i++) {
+        if (both)
+            __atomic_store_n(&sh->fwd_at, (int)i, __ATOMIC_RELEASE);
+        walk_gc_list(w, heads[i], false, (int)i, both);
+    }
+    if (both)
+        __atomic_store_n(&sh->fwd_at, LISTS_DONE, __ATOMIC_RELEASE);
     /* Modules first, by their name in sys.modules. */
     uint64_t modules;
     if (off->interp_modules != PYHEAP_OFF_ABSENT &&
@@ -1310,24 +1338,40 @@ static void stop_all(struct walk_shared *sh)
     pthread_mutex_unlock(&sh->qlock);
 }
 
+/* A walker of GC lists has handed out its last seeds: when none is left
+ * walking, the queue is done (the threads waiting for blocks see it). */
+static void producer_done(struct walk_shared *sh)
+{
+    pthread_mutex_lock(&sh->qlock);
+    if (--sh->producers <= 0) {
+        sh->qdone = true;
+        pthread_cond_broadcast(&sh->qcv);
+    }
+    pthread_mutex_unlock(&sh->qlock);
+}
+
 /* A walker thread: visit the closure of each block of seeds until the
- * walker of the GC lists is done and the queue is empty. */
+ * walkers of the GC lists are done and the queue is empty. */
 static void *walk_thread_main(void *arg)
 {
     struct walk *w = arg;
     struct walk_shared *sh = w->sh;
     struct seed_block *b;
-    /* The first thread to get here walks the first interpreter's GC lists
+    /* The first thread to get here walks the main interpreter's GC lists
      * from their tails (oldest list first: the forward walker starts with
      * the youngest), then joins the others on the queue. (Should the first
      * thread get here first, after its own walk, every node is claimed and
      * this stops at once.) */
     if (sh->bidir && !__atomic_exchange_n(&sh->back_started, 1, __ATOMIC_ACQ_REL)) {
         uint64_t heads[9];
-        size_t nheads = gc_list_heads(w, sh->interp0, heads);
-        for (size_t i = nheads; i-- > 0 && !stopping(w);)
-            walk_gc_list(w, heads[i], true);
+        size_t nheads = gc_list_heads(w, sh->interp_both, heads);
+        for (size_t i = nheads; i-- > 0 && !stopping(w);) {
+            __atomic_store_n(&sh->back_at, (int)i, __ATOMIC_RELEASE);
+            walk_gc_list(w, heads[i], true, (int)i, true);
+        }
+        __atomic_store_n(&sh->back_at, -1, __ATOMIC_RELEASE);
         seeds_publish(w);
+        producer_done(sh);
     }
     while ((b = seeds_take(w)) != NULL && !ended(w))
         visit_block(w, b);
@@ -1507,7 +1551,10 @@ static void walk_pool_start(struct walk *w, struct walk_pool *p, unsigned nthrea
     }
     p->n = nthreads;
     sh->mt = true; /* before any thread starts */
-    sh->bidir = sh->interp0 != 0;
+    sh->bidir = sh->interp_both != 0;
+    sh->producers = sh->bidir ? 2 : 1;
+    sh->fwd_at = -1;
+    sh->back_at = LISTS_DONE;
     uint64_t deadline = pyheap_mem_deadline(w->h.t->mem);
     unsigned ran = 0;
     for (unsigned i = 1; i < nthreads; i++) {
@@ -1540,10 +1587,7 @@ static void walk_pool_finish(struct walk *w, struct walk_pool *p, uint64_t *read
     *ran = 1;
     if (sh->mt) {
         seeds_publish(w);
-        pthread_mutex_lock(&sh->qlock);
-        sh->qdone = true;
-        pthread_cond_broadcast(&sh->qcv);
-        pthread_mutex_unlock(&sh->qlock);
+        producer_done(sh);
         drain(w); /* the roots' objects */
         walk_thread_main(w);
     }
@@ -1635,7 +1679,15 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     /* Seeds (GC lists) and named roots, on this thread, while the other
      * threads (if any) visit the closure of the seeds handed out so far. */
     struct walk_pool pool;
-    sh.interp0 = interp;
+    /* With threads, the main interpreter's GC lists are walked from both
+     * ends: it is the last of the list (new ones are added at its head). */
+    sh.interp_both = interp;
+    for (uint64_t next = interp, n = 0; n < MAX_INTERPRETERS; n++) {
+        if (pyheap_mem_read(t->mem, next + off->interp_next, &next, sizeof next, NULL) < 0 ||
+            !next)
+            break;
+        sh.interp_both = next;
+    }
     walk_pool_start(&w, &pool, nthreads, opts ? opts->max_cache_bytes : 0);
     for (int n = 0; interp && n < MAX_INTERPRETERS && !stopping(&w); n++) {
         walk_interp(&w, interp);

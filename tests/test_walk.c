@@ -122,22 +122,26 @@ static size_t count_type(const pyheap_snapshot *s, const char *name)
     return n;
 }
 
-/* With several threads the GC lists are walked from both ends at once
- * until the two walkers meet: every node once, none missed. The target holds 100k Orphan objects in cycles nothing refers
+/* With several threads the main interpreter's GC lists are walked from
+ * both ends at once until the two walkers meet: every node once, none
+ * missed. The target holds 100k Orphan objects in cycles nothing refers
  * to, spread over its GC list among 100k Kept ones (gc disabled, idle), so
- * only the list walk finds them. */
-START_TEST(gc_lists_both_ends)
+ * only the list walk finds them; with SUB a subinterpreter (the newest:
+ * first in the runtime's list, walked from its heads only) holds those and
+ * the main interpreter a quarter as many. */
+static void gc_lists_case(bool sub)
 {
     ck_assert_msg(access(PY_DEBIAN, X_OK) == 0, "%s is required", PY_DEBIAN);
     char script[600];
     snprintf(script, sizeof script, "%s/tests/targets/gc_lists_target.py", test_srcdir());
-    char *argv[] = { PY_DEBIAN, script, "100000", NULL };
+    char *argv[] = { PY_DEBIAN, script, "100000", sub ? "sub" : NULL, NULL };
     pid_t pid = test_spawn_ready(argv, false, 60000, NULL);
     pyheap_target *t = NULL;
     pyheap_error e;
     memset(&e, 0, sizeof e);
     ck_assert_msg(pyheap_target_open(pid, NULL, &t, &e) == 0, "open: %s", e.msg);
     static const unsigned threads[] = { 1, 2, 4, 2, 4, 2, 1 };
+    const size_t want = sub ? 125000 : 100000;
     uint64_t tracked = 0, back_max_mt = 0;
     for (size_t r = 0; r < sizeof threads / sizeof threads[0]; r++) {
         pyheap_scan_opts so = { .threads = threads[r] };
@@ -146,30 +150,44 @@ START_TEST(gc_lists_both_ends)
         const pyheap_scan_stats *st = pyheap_snapshot_stats(s);
         size_t orphans = count_type(s, "__main__.Orphan"),
                kept = count_type(s, "__main__.Kept");
-        fprintf(stderr, "gc lists: %u threads: %" PRIu64 " on the GC lists, %" PRIu64
-                " from a tail; %zu Orphan, %zu Kept\n", st->threads, st->gc_tracked,
-                st->gc_tracked_back, orphans, kept);
+        fprintf(stderr, "gc lists%s: %u threads: %" PRIu64 " on the GC lists, %" PRIu64
+                " from a tail; %zu Orphan, %zu Kept\n", sub ? " (2 interpreters)" : "",
+                st->threads, st->gc_tracked, st->gc_tracked_back, orphans, kept);
         ck_assert_uint_eq(st->threads, threads[r]);
-        ck_assert_uint_eq(orphans, 100000);
-        ck_assert_uint_eq(kept, 100000);
+        ck_assert_uint_eq(orphans, want);
+        ck_assert_uint_eq(kept, want);
         if (r == 0)
             tracked = st->gc_tracked;
         /* each node once: as many as one thread walking from the head */
         ck_assert_uint_eq(st->gc_tracked, tracked);
         ck_assert_uint_lt(st->gc_tracked_back, st->gc_tracked);
+        if (sub) /* the main interpreter's lists only, never the 200k
+                  * nodes of the subinterpreter's (4 times as many) */
+            ck_assert_uint_le(st->gc_tracked_back, tracked - 200000);
         if (threads[r] == 1)
             ck_assert_uint_eq(st->gc_tracked_back, 0);   /* from the head only */
         else if (st->gc_tracked_back > back_max_mt)
             back_max_mt = st->gc_tracked_back;
         pyheap_snapshot_free(s);
     }
-    ck_assert_uint_gt(tracked, 200000);
+    ck_assert_uint_gt(tracked, want * 2);
     /* threads: the one from the tail takes a share whose size depends on
      * scheduling (none if it starts after the first thread walked it all):
      * some in at least one of the five scans */
     ck_assert_uint_gt(back_max_mt, 0);
     pyheap_target_free(t);
     test_reap(pid);
+}
+
+START_TEST(gc_lists_both_ends)
+{
+    gc_lists_case(false);
+}
+END_TEST
+
+START_TEST(gc_lists_subinterpreter)
+{
+    gc_lists_case(true);
 }
 END_TEST
 
@@ -241,6 +259,7 @@ Suite *suite_walk(void)
     tcase_add_test(tc, scan_while_churning);
     tcase_add_test(tc, threads_agree);
     tcase_add_test(tc, gc_lists_both_ends);
+    tcase_add_test(tc, gc_lists_subinterpreter);
     suite_add_tcase(s, tc);
     return s;
 }
