@@ -208,7 +208,8 @@ struct ctx {
     uint32_t *roff, *rsrc, *rlab, *rtype;   /* rtype: the source's type */
     unsigned depth;
     size_t max_groups;
-    unsigned nthreads;      /* slices of the passes over the heap (>= 1) */
+    unsigned nthreads;      /* threads asked for (>= 1) */
+    int paths_busy;         /* atomic: 1 while one of them runs the paths */
     /* (object << 32 | root index), sorted: which objects are roots */
     uint64_t *rootof;
     size_t nrootof;
@@ -217,6 +218,14 @@ struct ctx {
     pyheap_referrer_group *groups;
     size_t ngroups, capgroups;
 };
+
+/* Slices for a pass of the levels: the threads asked for, but the one
+ * running the paths beside them while it does. */
+static unsigned threads_now(const struct ctx *c)
+{
+    unsigned busy = (unsigned)__atomic_load_n(&c->paths_busy, __ATOMIC_ACQUIRE);
+    return c->nthreads > busy ? c->nthreads - busy : 1;
+}
 
 static void reverse_free(struct ctx *c)
 {
@@ -326,7 +335,7 @@ static int build_reverse(struct ctx *c, const struct item *items, size_t nitems)
             nonzero++;
         }
     const bool dense = nonzero * 4 > c->in.nwords;
-    unsigned nsl = c->in.count > 0 ? c->nthreads : 0;
+    unsigned nsl = c->in.count > 0 ? threads_now(c) : 0;
     struct rslice sl[PYHEAP_MAX_SCAN_THREADS];
     for (unsigned k = 0; k < nsl; k++)
         sl[k] = (struct rslice){ c, sum, dense, slice_at(s->nedges, k, nsl),
@@ -847,7 +856,7 @@ static int level(struct ctx *c, const struct item *it, unsigned depth, struct it
     const pyheap_snapshot *s = c->s;
     /* The pairs, member by member, in slices: counted, then filled each
      * from its place. */
-    unsigned nsl = it->nm < min_parallel_items ? 1 : c->nthreads;
+    unsigned nsl = it->nm < min_parallel_items ? 1 : threads_now(c);
     struct lslice sl[PYHEAP_MAX_SCAN_THREADS];
     for (unsigned k = 0; k < nsl; k++)
         sl[k] = (struct lslice){ c, it->members, slice_at(it->nm, k, nsl),
@@ -866,7 +875,7 @@ static int level(struct ctx *c, const struct item *it, unsigned depth, struct it
     for (unsigned k = 0; k < nsl; k++)
         sl[k].p = p;
     pyheap_run_slices(pairs_fill, sl, sizeof *sl, nsl);
-    if (group_pairs(p, np, c->nthreads) < 0) {
+    if (group_pairs(p, np, threads_now(c)) < 0) {
         free(p);
         return -1;
     }
@@ -1287,13 +1296,15 @@ out:
     return rc;
 }
 
-/* paths() on a thread of its own. */
+/* paths() on a thread of its own; BUSY (if not NULL) is cleared when it
+ * is done. */
 struct paths_job {
     const pyheap_snapshot *s;
     const uint32_t *members;
     size_t nm, max_paths;
     unsigned nthreads;
     pyheap_referrers *r;
+    int *busy;
     int rc;
 };
 
@@ -1301,6 +1312,8 @@ static void *paths_run(void *arg)
 {
     struct paths_job *j = arg;
     j->rc = paths(j->s, j->members, j->nm, j->max_paths, j->nthreads, j->r);
+    if (j->busy)
+        __atomic_store_n(j->busy, 0, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -1435,18 +1448,20 @@ int pyheap_referrers_compute(const pyheap_snapshot *s, const uint32_t *types,
         /* The groups and the paths read the snapshot only and write apart
          * (c, and r's paths): with threads, the paths' BFS (one thread)
          * runs beside the levels. */
-        struct paths_job pj = { s, members, nm, max_paths, c.nthreads, r, -1 };
+        struct paths_job pj = { s, members, nm, max_paths, c.nthreads, r, NULL, -1 };
         pthread_t th;
         bool beside = false;
         if (c.nthreads > 1) {
-            /* the threads asked for in all: one of them for the paths */
-            unsigned all = c.nthreads;
+            /* The threads asked for in all: one of them runs the paths, and
+             * the levels' passes get it back when it is done. */
             pj.nthreads = 1;
-            c.nthreads = all - 1;
+            pj.busy = &c.paths_busy;
+            c.paths_busy = 1;
             beside = pthread_create(&th, NULL, paths_run, &pj) == 0;
             if (!beside) {
-                pj.nthreads = all;
-                c.nthreads = all;
+                pj.nthreads = c.nthreads;
+                pj.busy = NULL;
+                c.paths_busy = 0;
             }
         }
         int lrc = build_rootof(&c) < 0 || levels(&c, members, nm) < 0 ? -1 : 0;
