@@ -89,10 +89,12 @@ int pyheap_addrset_insert(struct addrset *s, uint64_t addr)
 }
 
 /* The leaf word holding ADDR's bit (and ADDR ^ 8's), through the
- * thread's cursor; NULL when out of memory. */
+ * thread's cursor; NULL for an ADDR out of range or out of memory. */
 static uint64_t *word_mt(struct addrset *s, struct addrset_cursor *cur, void *lock,
                          uint64_t addr)
 {
+    if (addr >= ADDR_LIMIT || (addr & 7))
+        return NULL;
     uint64_t region = addr >> ADDRSET_LEAF_SHIFT;
     uint64_t *leaf = cur->leaf && cur->region == region ? cur->leaf : NULL;
     if (!leaf) {
@@ -120,8 +122,6 @@ static uint64_t *word_mt(struct addrset *s, struct addrset_cursor *cur, void *lo
 int pyheap_addrset_insert_mt(struct addrset *s, struct addrset_cursor *cur, void *lock,
                              uint64_t addr)
 {
-    if (addr >= ADDR_LIMIT || (addr & 7))
-        return -1;
     uint64_t *w = word_mt(s, cur, lock, addr);
     if (!w)
         return -1;
@@ -137,8 +137,6 @@ int pyheap_addrset_insert_mt(struct addrset *s, struct addrset_cursor *cur, void
 int pyheap_addrset_claim_mt(struct addrset *s, struct addrset_cursor *cur, void *lock,
                             uint64_t addr)
 {
-    if (addr >= ADDR_LIMIT || (addr & 7))
-        return -1;
     uint64_t *w = word_mt(s, cur, lock, addr);
     if (!w)
         return -1;

@@ -1,5 +1,6 @@
 /* The walker's seen-set (lib/addrset.c) against a sorted reference. */
 #include <check.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -50,6 +51,31 @@ START_TEST(test_addrset_dense_and_sparse)
     ck_assert_uint_eq(s.used, 0);
     ck_assert_int_eq(pyheap_addrset_has(&s, base + 16), 0);
     /* Freeing an empty set is fine. */
+    pyheap_addrset_free(&s);
+}
+END_TEST
+
+/* Claims of two parties: a node's address and its address ^ 8 share a
+ * word, so each claimant learns with its own claim whether the other was
+ * first. */
+START_TEST(test_addrset_claims)
+{
+    struct addrset s = { 0 };
+    struct addrset_cursor c1 = { 0 }, c2 = { 0 };
+    pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    for (uint64_t a = 0x7f0000000000ull; a < 0x7f0000000000ull + 4096; a += 16) {
+        uint64_t mine = a & 32 ? a ^ 8 : a, theirs = mine ^ 8;
+        ck_assert_int_eq(pyheap_addrset_claim_mt(&s, &c1, &lock, mine), 0);
+        ck_assert_int_eq(pyheap_addrset_claim_mt(&s, &c2, &lock, theirs), 2);  /* after me */
+        ck_assert_int_eq(pyheap_addrset_claim_mt(&s, &c1, &lock, mine), 3);    /* again */
+    }
+    /* a node's claims leave its neighbours' alone */
+    ck_assert_int_eq(pyheap_addrset_claim_mt(&s, &c1, &lock, 0x7f0000002000ull), 0);
+    ck_assert_int_eq(pyheap_addrset_claim_mt(&s, &c1, &lock, 0x7f0000002010ull), 0);
+    ck_assert_int_eq(pyheap_addrset_claim_mt(&s, &c2, &lock, 0x7f0000002018ull), 2);
+    ck_assert_int_eq(pyheap_addrset_claim_mt(&s, &c2, &lock, 0x7f0000002028ull), 0);
+    ck_assert_int_eq(pyheap_addrset_claim_mt(&s, &c1, &lock, 0x7f0000000001ull), -1);
+    ck_assert_int_eq(pyheap_addrset_claim_mt(&s, &c1, &lock, 1ull << 47), -1);
     pyheap_addrset_free(&s);
 }
 END_TEST
@@ -105,6 +131,7 @@ Suite *suite_addrset(void)
     /* Millions of inserts: ~15 s under ASan on a loaded 2-core machine. */
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_addrset_dense_and_sparse);
+    tcase_add_test(tc, test_addrset_claims);
     tcase_add_test(tc, test_addrindex_ranks);
     suite_add_tcase(su, tc);
     return su;
