@@ -697,6 +697,12 @@ int pyheap_snapshot_take(pyheap_target *t, const pyheap_scan_opts *opts,
     return pyheap_walk(t, opts, out, err);
 }
 
+/* The snapshot whose objects S has: itself, or the base of a view. */
+static pyheap_snapshot *objects_holder(const pyheap_snapshot *s)
+{
+    return s->base ? s->base : (pyheap_snapshot *)s;
+}
+
 /* One holder of S's objects lets go: the last frees them, and S. */
 static void objects_release(pyheap_snapshot *s)
 {
@@ -741,7 +747,7 @@ int pyheap_snapshot_slim(const pyheap_snapshot *s, pyheap_snapshot **out, pyheap
     if (!v)
         return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0, "out of memory copying a snapshot");
     /* The objects are immutable; only their holders' count changes. */
-    pyheap_snapshot *b = s->base ? s->base : (pyheap_snapshot *)s;
+    pyheap_snapshot *b = objects_holder(s);
     __atomic_fetch_add(&b->views, 1, __ATOMIC_RELAXED);
     v->base = b;
     v->n = s->n;
@@ -823,7 +829,7 @@ struct snapshot_type_total {
  * and answers from the same snapshot). NULL when out of memory. */
 static const struct snapshot_type_total *type_totals(const pyheap_snapshot *s)
 {
-    pyheap_snapshot *b = s->base ? s->base : (pyheap_snapshot *)s;
+    pyheap_snapshot *b = objects_holder(s);
     struct snapshot_type_total *tot = __atomic_load_n(&b->totals, __ATOMIC_ACQUIRE);
     if (tot)
         return tot;

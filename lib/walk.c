@@ -69,8 +69,8 @@ struct walk_shared {
      * lists after, its visits from the head read every list before the
      * turns from the tail get to them.) */
     struct addrset listed;
-    bool bidir;              /* set before the threads start */
-    uint64_t interp_both;    /* the main interpreter (the last listed) */
+    uint64_t interp_both;    /* the main interpreter (the last listed); 0:
+                              * one thread, both ends are not walked */
     int back_started;        /* atomic: a thread walks its lists backwards */
     int fwd_at, back_at;     /* atomic: the list (gc_list_heads order) each
                               * end walks: fwd_at only grows (-1 before,
@@ -176,6 +176,7 @@ static int seen_insert(struct walk *w, uint64_t addr)
 }
 
 #define SEED_BLOCK 2048
+#define GC_LISTS_MAX 9     /* generations (at most 8) + the permanent one */
 #define LISTS_DONE 100     /* above any list index */
 
 struct seed_block {
@@ -183,6 +184,13 @@ struct seed_block {
     size_t n;
     uint64_t seeds[SEED_BLOCK];
 };
+
+/* Whether the GC lists of sh->interp_both are walked from both ends: with
+ * several threads running. */
+static bool two_ended(const struct walk_shared *sh)
+{
+    return sh->mt && sh->interp_both;
+}
 
 /* Whether this thread hit the process's end, memory or the object limit. */
 static bool ended(const struct walk *w)
@@ -1132,7 +1140,7 @@ static void walk_static_types(struct walk *w, uint64_t interp)
 }
 
 /* The heads of INTERP's GC lists, youngest first, into HEADS (room for
- * 9); their number. */
+ * GC_LISTS_MAX); their number. */
 static size_t gc_list_heads(const struct walk *w, uint64_t interp, uint64_t *heads)
 {
     const struct pyheap_offsets *off = &w->h.t->off;
@@ -1154,10 +1162,10 @@ static void walk_interp(struct walk *w, uint64_t interp)
 {
     const struct pyheap_offsets *off = &w->h.t->off;
     uint64_t gc = interp + off->interp_gc;
-    uint64_t heads[9];
+    uint64_t heads[GC_LISTS_MAX];
     size_t nheads = gc_list_heads(w, interp, heads);
     struct walk_shared *sh = w->sh;
-    bool both = sh->bidir && interp == sh->interp_both;
+    bool both = two_ended(sh) && interp == sh->interp_both;
     for (size_t i = 0; i < nheads; i++) {
         if (both)
             __atomic_store_n(&sh->fwd_at, (int)i, __ATOMIC_RELEASE);
@@ -1362,8 +1370,8 @@ static void *walk_thread_main(void *arg)
      * the youngest), then joins the others on the queue. (Should the first
      * thread get here first, after its own walk, every node is claimed and
      * this stops at once.) */
-    if (sh->bidir && !__atomic_exchange_n(&sh->back_started, 1, __ATOMIC_ACQ_REL)) {
-        uint64_t heads[9];
+    if (two_ended(sh) && !__atomic_exchange_n(&sh->back_started, 1, __ATOMIC_ACQ_REL)) {
+        uint64_t heads[GC_LISTS_MAX];
         size_t nheads = gc_list_heads(w, sh->interp_both, heads);
         for (size_t i = nheads; i-- > 0 && !stopping(w);) {
             __atomic_store_n(&sh->back_at, (int)i, __ATOMIC_RELEASE);
@@ -1551,8 +1559,7 @@ static void walk_pool_start(struct walk *w, struct walk_pool *p, unsigned nthrea
     }
     p->n = nthreads;
     sh->mt = true; /* before any thread starts */
-    sh->bidir = sh->interp_both != 0;
-    sh->producers = sh->bidir ? 2 : 1;
+    sh->producers = two_ended(sh) ? 2 : 1;
     sh->fwd_at = -1;
     sh->back_at = LISTS_DONE;
     uint64_t deadline = pyheap_mem_deadline(w->h.t->mem);
@@ -1574,7 +1581,7 @@ static void walk_pool_start(struct walk *w, struct walk_pool *p, unsigned nthrea
         }
     }
     if (ran == 0)
-        sh->mt = sh->bidir = false; /* nobody to share with: plain stack */
+        sh->mt = false; /* nobody to share with: plain stack */
 }
 
 /* The GC lists and roots are walked: hand out the last block, help with
@@ -1608,7 +1615,7 @@ static void walk_pool_finish(struct walk *w, struct walk_pool *p, uint64_t *read
         if (walk_merge(w, x) < 0)
             w->nomem = true;
     }
-    sh->mt = sh->bidir = false;
+    sh->mt = false;
     /* Blocks left by threads that stopped early are dropped like a
      * truncated stack. */
     free(w->block);
@@ -1681,8 +1688,8 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     struct walk_pool pool;
     /* With threads, the main interpreter's GC lists are walked from both
      * ends: it is the last of the list (new ones are added at its head). */
-    sh.interp_both = interp;
-    for (uint64_t next = interp, n = 0; n < MAX_INTERPRETERS; n++) {
+    sh.interp_both = nthreads > 1 ? interp : 0;
+    for (uint64_t next = interp, n = 0; sh.interp_both && n < MAX_INTERPRETERS; n++) {
         if (pyheap_mem_read(t->mem, next + off->interp_next, &next, sizeof next, NULL) < 0 ||
             !next)
             break;

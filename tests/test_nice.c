@@ -461,7 +461,8 @@ Suite *suite_nice(void)
     tcase_add_test(tc, series_thread_nice);
     /* setting the autogroup's nice can only be tested where the kernel has
      * one; what pyheapd does without is tested everywhere */
-    if (new_session_autogroup())
+    bool autogroup = new_session_autogroup();
+    if (autogroup)
         tcase_add_test(tc, autogroup_own_session);
     else
         fprintf(stderr, "nice: autogroup_own_session NOT RUN: a new session shows no "
@@ -469,7 +470,7 @@ Suite *suite_nice(void)
                 "tests what pyheapd does without one\n");
     /* without autogroup, the real case; with it, simulated in a mount
      * namespace (root with CAP_SYS_ADMIN, as in CI and here) */
-    if (!new_session_autogroup() ||
+    if (!autogroup ||
         system("/usr/bin/unshare -m /bin/sh -c "
                "'mount --bind /dev/null /proc/$$/autogroup' >/dev/null 2>&1") == 0)
         tcase_add_test(tc, autogroup_absent);

@@ -281,7 +281,7 @@ def bench_size(build, python, n, runs, count_secs, tmp, skip=()):
                 nice0.append(rate)
                 scans0.append(k)
                 after = t.cmd("count %g" % count_secs)["per_second"]
-                calm.append(mid)
+                calm.append([before, mid, after])
                 tratio.append(busy[-1] / ((before + mid) / 2))
                 tratio0.append(nice0[-1] / ((mid + after) / 2))
                 log("   run %d: counter %.3g/s undisturbed, %.3g/s while scanning (%d scans), "
@@ -328,9 +328,7 @@ def ratio(a, b):
 
 def summarize(r):
     m = {k: median(r[k]) for k in ("census_wall_s", "census_daemon_cpu_s", "floor_s",
-                                   "lib_census_s", "closure_s", "typestats_s",
-                                   "count_undisturbed_per_s", "count_scanning_per_s",
-                                   "count_scanning_nice0_per_s")}
+                                   "lib_census_s", "closure_s", "typestats_s")}
     m["referrers_s"] = median(r["referrers_s"]) if r.get("referrers_s") else None
     for k in ("referrers_reuse_s", "referrers_reuse_daemon_cpu_s"):
         m[k] = median(r[k]) if r.get(k) and None not in r[k] else None
@@ -346,10 +344,8 @@ def summarize(r):
         "census_vs_floor": ratio(m["census_wall_s"], m["floor_s"]),
         "daemon_hwm_vs_target_rss": ratio(r["daemon_hwm_kib"], r["target_rss_kib"]),
         "snapshot_bytes_per_object": r["snapshot_model_bytes_per_object"],
-        "throughput_ratio": (median(r["throughput_ratios"])
-                             if r.get("throughput_ratios") else None),
-        "throughput_ratio_nice0": (median(r["throughput_ratios_nice0"])
-                                   if r.get("throughput_ratios_nice0") else None),
+        "throughput_ratio": median(r.get("throughput_ratios", [])),
+        "throughput_ratio_nice0": median(r.get("throughput_ratios_nice0", [])),
         "referrers_s": m["referrers_s"],
         "referrers_reuse_s": m["referrers_reuse_s"],
         "referrers_reuse_daemon_cpu_s": m["referrers_reuse_daemon_cpu_s"],
