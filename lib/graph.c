@@ -191,6 +191,23 @@ static inline uint32_t oset_rank(const struct oset *o, uint32_t i)
 
 /* ---- shared context ---- */
 
+/* A referrer to group: (its type, the label's grouping form), the
+ * referrer, the edge's flags. */
+struct pair {
+    uint64_t key;   /* referrer type << 32 | label without flags */
+    uint32_t src;
+    uint32_t flags;
+};
+
+/* The grouping form of a label: positions and int keys become [*]. */
+static uint32_t group_label(uint32_t l)
+{
+    unsigned k = WALK_LBL_KIND(l);
+    if (k == LBL_INDEX || k == LBL_KEY_INT)
+        return WALK_LBL(LBL_ITEM, 0);
+    return WALK_LBL_NOFLAGS(l);
+}
+
 /* One set of objects whose referrers are grouped under group PARENT. */
 struct item {
     size_t parent;          /* index in ctx.groups, SIZE_MAX at depth 1 */
@@ -206,6 +223,11 @@ struct ctx {
      * the forward edges (by source, then edge). */
     struct oset in;
     uint32_t *roff, *rsrc, *rlab, *rtype;   /* rtype: the source's type */
+    /* Instead, when the depth has one item: its grouping pairs straight
+     * from the pass, in source order (no CSR; see build_reverse). */
+    bool direct;
+    struct pair *dp;
+    size_t ndp;
     unsigned depth;
     size_t max_groups;
     unsigned nthreads;      /* threads asked for (>= 1) */
@@ -235,6 +257,10 @@ static void reverse_free(struct ctx *c)
     free(c->rlab);
     free(c->rtype);
     c->roff = c->rsrc = c->rlab = c->rtype = NULL;
+    free(c->dp);
+    c->dp = NULL;
+    c->ndp = 0;
+    c->direct = false;
 }
 
 /* The source of forward edge E, searching up from object I (eoff[i] <= e):
@@ -273,6 +299,8 @@ struct rslice {
     size_t lo, hi;
     struct redge *re;
     size_t nre, capre;
+    struct pair *p;         /* c->direct: pairs instead of records */
+    size_t np, capp;
     int rc;
 };
 
@@ -296,6 +324,16 @@ static void *reverse_slice(void *arg)
             continue;
         if (e >= s->eoff[src + 1])
             src = edge_source(s->eoff, s->n, src, e);
+        if (c->direct) {
+            if (sl->np == sl->capp &&
+                !pyheap_grow((void **)&sl->p, &sl->capp, sl->np + 1, sizeof *sl->p)) {
+                sl->rc = -1;
+                return NULL;
+            }
+            sl->p[sl->np++] = (struct pair){ ((uint64_t)s->type[src] << 32) | group_label(l),
+                                             (uint32_t)src, WALK_LBL_FLAGS(l) };
+            continue;
+        }
         if (sl->nre == sl->capre &&
             !pyheap_grow((void **)&sl->re, &sl->capre, sl->nre + 1, sizeof *sl->re)) {
             sl->rc = -1;
@@ -311,11 +349,14 @@ static void *reverse_slice(void *arg)
 /* The reverse edges of the objects of ITEMS: one pass over the forward
  * edges (a bit test each; in c->nthreads slices), then a counting sort by
  * target. Only objects whose referrers are asked for get any: no reverse
- * graph of the heap. */
+ * graph of the heap. With one item (always at depth 1) there is no sort:
+ * the pass writes the item's pairs for level() in source order, which is
+ * the order group_pairs wants within a key, so that it sorts by key alone. */
 static int build_reverse(struct ctx *c, const struct item *items, size_t nitems)
 {
     const pyheap_snapshot *s = c->s;
     reverse_free(c);
+    c->direct = nitems == 1;
     if (oset_init(&c->in, s->n) < 0)
         return -1;
     for (size_t k = 0; k < nitems; k++)
@@ -339,7 +380,7 @@ static int build_reverse(struct ctx *c, const struct item *items, size_t nitems)
     struct rslice sl[PYHEAP_MAX_SCAN_THREADS];
     for (unsigned k = 0; k < nsl; k++)
         sl[k] = (struct rslice){ c, sum, dense, slice_at(s->nedges, k, nsl),
-                                 slice_at(s->nedges, k + 1, nsl), NULL, 0, 0, 0 };
+                                 slice_at(s->nedges, k + 1, nsl), NULL, 0, 0, NULL, 0, 0, 0 };
     if (nsl > 0)
         pyheap_run_slices(reverse_slice, sl, sizeof *sl, nsl);
     free(sum);
@@ -347,7 +388,24 @@ static int build_reverse(struct ctx *c, const struct item *items, size_t nitems)
     size_t nre = 0;
     for (unsigned k = 0; k < nsl; k++) {
         rc |= sl[k].rc;
-        nre += sl[k].nre;
+        nre += sl[k].nre + sl[k].np;
+    }
+    if (c->direct) {
+        /* The slices in order are the pairs of one pass. */
+        if (rc == 0 && nsl == 1) {
+            c->dp = sl[0].p;
+            sl[0].p = NULL;
+        } else if (rc == 0 && nre > 0) {
+            c->dp = malloc(nre * sizeof *c->dp);
+            for (size_t k = 0, at = 0; c->dp && k < nsl; at += sl[k].np, k++)
+                if (sl[k].np)
+                    memcpy(c->dp + at, sl[k].p, sl[k].np * sizeof *c->dp);
+            rc = c->dp ? 0 : -1;
+        }
+        c->ndp = rc == 0 ? nre : 0;
+        for (unsigned k = 0; k < nsl; k++)
+            free(sl[k].p);
+        return rc;
     }
     size_t m = c->in.count;
     if (rc == 0) {
@@ -382,12 +440,6 @@ static int build_reverse(struct ctx *c, const struct item *items, size_t nitems)
 }
 
 /* ---- referrer groups ---- */
-
-struct pair {
-    uint64_t key;   /* referrer type << 32 | label without flags */
-    uint32_t src;
-    uint32_t flags;
-};
 
 /* Sorting pairs by (key, src): the distinct keys are few, so they get dense
  * numbers in key order and the pairs are radix-sorted on (number, src).
@@ -700,15 +752,6 @@ out:
     return rc;
 }
 
-/* The grouping form of a label: positions and int keys become [*]. */
-static uint32_t group_label(uint32_t l)
-{
-    unsigned k = WALK_LBL_KIND(l);
-    if (k == LBL_INDEX || k == LBL_KEY_INT)
-        return WALK_LBL(LBL_ITEM, 0);
-    return WALK_LBL_NOFLAGS(l);
-}
-
 struct cand {
     size_t lo, hi;  /* run in the pair array */
     uint64_t count, bytes;
@@ -854,27 +897,53 @@ static int level(struct ctx *c, const struct item *it, unsigned depth, struct it
                  size_t *nnext, size_t *capnext)
 {
     const pyheap_snapshot *s = c->s;
-    /* The pairs, member by member, in slices: counted, then filled each
-     * from its place. */
-    unsigned nsl = it->nm < min_parallel_items ? 1 : threads_now(c);
-    struct lslice sl[PYHEAP_MAX_SCAN_THREADS];
-    for (unsigned k = 0; k < nsl; k++)
-        sl[k] = (struct lslice){ c, it->members, slice_at(it->nm, k, nsl),
-                                 slice_at(it->nm, k + 1, nsl), 0, 0, NULL };
-    pyheap_run_slices(pairs_count, sl, sizeof *sl, nsl);
     size_t np = 0;
-    for (unsigned k = 0; k < nsl; k++) {
-        sl[k].at = np;
-        np += sl[k].np;
+    struct pair *p;
+    if (c->direct) {
+        /* IT is the depth's one item: the pass's pairs, then the roots
+         * among its members (c->rootof is in object order). */
+        size_t nr = 0;
+        for (size_t k = 0; k < c->nrootof; k++) {
+            uint32_t o = (uint32_t)(c->rootof[k] >> 32);
+            nr += o < s->n && oset_has(&c->in, o);
+        }
+        np = c->ndp + nr;
+        if (np == 0)
+            return 0;
+        size_t cap = c->ndp;
+        if (!pyheap_grow((void **)&c->dp, &cap, np, sizeof *c->dp))
+            return -1;
+        p = c->dp;
+        c->dp = NULL;
+        c->ndp = 0;
+        for (size_t k = 0, at = np - nr; k < c->nrootof; k++) {
+            uint32_t o = (uint32_t)(c->rootof[k] >> 32);
+            if (o < s->n && oset_has(&c->in, o))
+                p[at++] = (struct pair){ ((uint64_t)ROOT_TYPE << 32) | (uint32_t)c->rootof[k], o,
+                                         0 };
+        }
+    } else {
+        /* The pairs, member by member, in slices: counted, then filled
+         * each from its place. */
+        unsigned nsl = it->nm < min_parallel_items ? 1 : threads_now(c);
+        struct lslice sl[PYHEAP_MAX_SCAN_THREADS];
+        for (unsigned k = 0; k < nsl; k++)
+            sl[k] = (struct lslice){ c, it->members, slice_at(it->nm, k, nsl),
+                                     slice_at(it->nm, k + 1, nsl), 0, 0, NULL };
+        pyheap_run_slices(pairs_count, sl, sizeof *sl, nsl);
+        for (unsigned k = 0; k < nsl; k++) {
+            sl[k].at = np;
+            np += sl[k].np;
+        }
+        if (np == 0)
+            return 0;
+        p = malloc(np * sizeof *p);
+        if (!p)
+            return -1;
+        for (unsigned k = 0; k < nsl; k++)
+            sl[k].p = p;
+        pyheap_run_slices(pairs_fill, sl, sizeof *sl, nsl);
     }
-    if (np == 0)
-        return 0;
-    struct pair *p = malloc(np * sizeof *p);
-    if (!p)
-        return -1;
-    for (unsigned k = 0; k < nsl; k++)
-        sl[k].p = p;
-    pyheap_run_slices(pairs_fill, sl, sizeof *sl, nsl);
     if (group_pairs(p, np, threads_now(c)) < 0) {
         free(p);
         return -1;
