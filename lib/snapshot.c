@@ -126,6 +126,28 @@ static struct reader reader_of(const unsigned char *p, size_t len)
 
 static inline uint64_t get_varint(struct reader *r)
 {
+    const unsigned char *p = r->p;
+    if (p && r->end - p >= SNAPSHOT_VARINT_MAX) {
+        /* Room for the longest: no bound checks (the same value and
+         * length as the loop below, which most varints, a byte or two,
+         * leave after the first or second test). */
+        uint64_t b = p[0];
+        if (b < 0x80) {
+            r->p = p + 1;
+            return b;
+        }
+        uint64_t v = b & 0x7f;
+        for (unsigned k = 1; k < SNAPSHOT_VARINT_MAX; k++) {
+            b = p[k];
+            v |= (b & 0x7f) << (7 * k);
+            if (b < 0x80) {
+                r->p = p + k + 1;
+                return v;
+            }
+        }
+        r->p = p + SNAPSHOT_VARINT_MAX;
+        return v;
+    }
     uint64_t v = 0;
     for (unsigned shift = 0; r->p < r->end && shift < 64; shift += 7) {
         unsigned char b = *r->p++;
