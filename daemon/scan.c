@@ -95,6 +95,7 @@ struct job {
     struct pyheapd *d;
     struct pyheapd_session *s;
     int freeze;
+    pyheap_freeze *fz;         /* while the target is stopped */
     pyheap_snapshot *snap;
     pyheap_error err;
     int rc;
@@ -103,31 +104,43 @@ struct job {
     struct pyheapd_scan_info info;
 };
 
+/* Resume a frozen target (once): as soon as the walk has read what it
+ * reads, or after a scan that failed before. */
+static void resume(void *arg)
+{
+    struct job *j = arg;
+    if (j->fz) {
+        j->info.pause_ms = pyheap_freeze_end(j->fz);
+        j->fz = NULL;
+    }
+}
+
 static void run(struct job *j)
 {
     struct pyheapd_session *s = j->s;
-    pyheap_freeze *fz = NULL;
     memset(&j->err, 0, sizeof j->err);
     j->rc = -1;
     if (j->freeze) {
-        if (pyheap_freeze_begin(s->pid, j->d->cfg.freeze_stop_ms, &fz, &j->err) < 0)
+        if (pyheap_freeze_begin(s->pid, j->d->cfg.freeze_stop_ms, &j->fz, &j->err) < 0)
             return;
         j->info.froze = 1;
-        j->info.frozen_threads = pyheap_freeze_threads(fz);
+        j->info.frozen_threads = pyheap_freeze_threads(j->fz);
         /* Seized the right process? (PID reuse between check and seize.) */
         if (pyheapd_identity_check(s->pid, &s->id) != PYHEAPD_ALIVE) {
-            j->info.pause_ms = pyheap_freeze_end(fz);
+            resume(j);
             j->changed = 1;
             return;
         }
     }
     pyheap_target_set_time_budget(s->target, j->d->cfg.scan_budget_ms);
-    pyheap_scan_opts so = { .threads = j->d->cfg.scan_threads };
+    /* The snapshot is built after the target is resumed: it reads nothing
+     * of it. */
+    pyheap_scan_opts so = { .threads = j->d->cfg.scan_threads,
+                            .walked = j->fz ? resume : NULL, .walked_arg = j };
     j->rc = pyheap_snapshot_take(s->target, &so, &j->snap, &j->err);
     j->budget_spent = pyheap_target_budget_spent(s->target);
     pyheap_target_set_time_budget(s->target, 0);
-    if (fz)
-        j->info.pause_ms = pyheap_freeze_end(fz);
+    resume(j);
 }
 
 static void *job_thread(void *arg)

@@ -108,6 +108,13 @@ typedef struct pyheap_scan_opts {
      * the target through its own cache of max_cache_bytes; the seen set,
      * type descriptions and labels are shared. */
     unsigned threads;
+    /* If set, called once as soon as the walk has read all it reads of the
+     * target, before the snapshot is built from what it found (the build
+     * reads nothing of the target; about a third of a big heap's scan):
+     * a caller that stopped the target for the scan resumes it there. Not
+     * called when the scan fails before walking. */
+    void (*walked)(void *arg);
+    void *walked_arg;
 } pyheap_scan_opts;
 
 #define PYHEAP_MAX_SCAN_THREADS 64

@@ -1713,6 +1713,8 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         snapshot_in_keep(&w.found, (size_t)w.max_objects);
         w.truncated = true;
     }
+    if (opts && opts->walked)
+        opts->walked(opts->walked_arg);   /* nothing more is read */
 
     int rc = 0;
     pyheap_error gone_err;

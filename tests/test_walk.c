@@ -191,6 +191,55 @@ START_TEST(gc_lists_subinterpreter)
 }
 END_TEST
 
+/* The walked callback (pyheapd resumes a frozen target there) comes once
+ * per scan, after the walk and before the build: the snapshot's build
+ * falls entirely between the callback and the return, with any threads. */
+struct walked_probe {
+    int calls;
+    double at;
+};
+
+static void walked_probe_cb(void *arg)
+{
+    struct walked_probe *p = arg;
+    p->calls++;
+    p->at = test_now_ms();
+}
+
+START_TEST(walked_before_build)
+{
+    ck_assert_msg(access(PY_DEBIAN, X_OK) == 0, "%s is required", PY_DEBIAN);
+    char script[600];
+    snprintf(script, sizeof script, "%s/tests/targets/gc_lists_target.py", test_srcdir());
+    char *argv[] = { PY_DEBIAN, script, "100000", NULL };
+    pid_t pid = test_spawn_ready(argv, false, 60000, NULL);
+    pyheap_target *t = NULL;
+    pyheap_error e;
+    memset(&e, 0, sizeof e);
+    ck_assert_msg(pyheap_target_open(pid, NULL, &t, &e) == 0, "open: %s", e.msg);
+    for (unsigned threads = 1; threads <= 2; threads++) {
+        struct walked_probe p = { 0, 0 };
+        pyheap_scan_opts so = { .threads = threads, .walked = walked_probe_cb, .walked_arg = &p };
+        pyheap_snapshot *s = NULL;
+        double t0 = test_now_ms();
+        ck_assert_msg(pyheap_snapshot_take(t, &so, &s, &e) == 0, "scan: %s", e.msg);
+        double t1 = test_now_ms();
+        const pyheap_scan_stats *st = pyheap_snapshot_stats(s);
+        fprintf(stderr, "walked: %u threads: callback at %.1f ms of %.1f, build %.1f ms\n",
+                threads, p.at - t0, t1 - t0, st->build_ms);
+        ck_assert_int_eq(p.calls, 1);
+        ck_assert(p.at >= t0);
+        ck_assert_uint_gt(st->objects, 200000);
+        ck_assert(st->build_ms > 0);
+        ck_assert_msg(t1 - p.at >= st->build_ms, "the build (%.1f ms) began before the "
+                      "callback (%.1f ms before the return)", st->build_ms, t1 - p.at);
+        pyheap_snapshot_free(s);
+    }
+    pyheap_target_free(t);
+    test_reap(pid);
+}
+END_TEST
+
 /* Scans racing with a target that allocates and frees in a tight loop:
  * they complete, stay bounded, report what they skipped; limits truncate;
  * a vanished target is reported as gone. */
@@ -257,6 +306,7 @@ Suite *suite_walk(void)
     tcase_add_test(tc, accuracy_debug_dwarf);
     tcase_add_test(tc, accuracy_pyenv_shared);
     tcase_add_test(tc, scan_while_churning);
+    tcase_add_test(tc, walked_before_build);
     tcase_add_test(tc, threads_agree);
     tcase_add_test(tc, gc_lists_both_ends);
     tcase_add_test(tc, gc_lists_subinterpreter);
