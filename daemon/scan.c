@@ -105,13 +105,15 @@ struct job {
 };
 
 /* Resume a frozen target (once): as soon as the walk has read what it
- * reads, or after a scan that failed before. */
+ * reads, or after a scan that failed before. The build that follows
+ * competes with the running target: it gets the scans' priority. */
 static void resume(void *arg)
 {
     struct job *j = arg;
     if (j->fz) {
         j->info.pause_ms = pyheap_freeze_end(j->fz);
         j->fz = NULL;
+        pyheapd_scan_priority(j->d);
     }
 }
 
@@ -146,8 +148,9 @@ static void run(struct job *j)
 static void *job_thread(void *arg)
 {
     struct job *j = arg;
-    /* A frozen target does not compete for CPU, and a slower scan would
-     * only stop it for longer: --freeze scans keep the daemon's priority. */
+    /* A frozen target does not compete for CPU, and a slower walk would
+     * only stop it for longer: --freeze scans keep the daemon's priority
+     * until the target is resumed (resume). */
     if (!j->freeze)
         pyheapd_scan_priority(j->d);
     /* Named after its priority is set: `top -H` and tests/test_nice.c see
