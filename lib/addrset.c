@@ -343,6 +343,42 @@ int pyheap_addrindex_build_unsorted(struct addrindex *x, const uint64_t *addrs, 
     return 0;
 }
 
+int pyheap_addrindex_from_set(struct addrindex *x, const struct addrset *s,
+                              const uint64_t *drop, size_t ndrop)
+{
+    *x = (struct addrindex){ 0 };
+    x->top = calloc(TOP_SLOTS, sizeof *x->top);
+    if (!x->top)
+        return -1;
+    for (size_t ti = 0; s->top && ti < TOP_SLOTS; ti++) {
+        uint64_t **mid = s->top[ti];
+        for (size_t mi = 0; mid && mi < MID_SLOTS; mi++) {
+            if (!mid[mi])
+                continue;
+            struct addrindex_leaf *leaf = index_leaf(x, (uint64_t)ti << ADDRSET_MID_BITS | mi);
+            if (!leaf) {
+                pyheap_addrindex_free(x);
+                return -1;
+            }
+            memcpy(leaf->bits, mid[mi], sizeof leaf->bits);
+        }
+    }
+    for (size_t i = 0; i < ndrop; i++) {
+        uint64_t a = drop[i];
+        if (!index_ok(a))
+            continue;
+        uint64_t region = a >> ADDRSET_LEAF_SHIFT;
+        const uint32_t *mid = x->top[region >> ADDRSET_MID_BITS];
+        uint32_t l = mid ? mid[region & (MID_SLOTS - 1)] : 0;
+        if (!l)
+            continue;
+        uint64_t bit = (a & (((uint64_t)1 << ADDRSET_LEAF_SHIFT) - 1)) >> 3;
+        x->leaves[l - 1].bits[bit >> 6] &= ~((uint64_t)1 << (bit & 63));
+    }
+    x->n = x->tree_end = index_rank(x);
+    return 0;
+}
+
 void pyheap_addrindex_addrs(const struct addrindex *x, uint64_t *out)
 {
     size_t k = 0;

@@ -85,6 +85,11 @@ int pyheap_addrindex_build(struct addrindex *x, const uint64_t *sorted, size_t n
  * walk's) go into the tree in one pass; any other makes the index a sorted
  * copy. 0, or -1 on allocation failure. */
 int pyheap_addrindex_build_unsorted(struct addrindex *x, const uint64_t *addrs, size_t n);
+/* Index the addresses of the set S (which the index does not borrow) but
+ * for the NDROP addresses of DROP, without going through them one by one:
+ * each leaf of S is copied. 0, or -1 on allocation failure. */
+int pyheap_addrindex_from_set(struct addrindex *x, const struct addrset *s,
+                              const uint64_t *drop, size_t ndrop);
 /* The x->n indexed addresses, ascending, into OUT (room for x->n): in
  * one pass over the index, with no lookup. */
 void pyheap_addrindex_addrs(const struct addrindex *x, uint64_t *out);

@@ -284,6 +284,8 @@ static void release_taken(char **names, size_t ntypes, struct snapshot_graph_in 
         free(g->roots[r].name);
         g->roots[r].name = NULL;
     }
+    if (g->index)
+        pyheap_addrindex_free(g->index);
 }
 
 /* The build runs in phases; each but the index and the offsets' running
@@ -346,6 +348,28 @@ static void phase_perm(struct build *b, struct part *pt)
         if (bit_set_atomic(b->bits, p)) {
             b->perm[i] = NO_OBJ;
             pt->dups++;
+        } else {
+            b->perm[i] = (uint32_t)p;
+        }
+    }
+}
+
+/* Ranks from an index given with the objects: every object must be in it
+ * once (misses and repeats are counted in dups, and the index is not
+ * used). */
+static void phase_perm_given(struct build *b, struct part *pt)
+{
+    const struct snapshot_in *in = b->in;
+    struct reader r = reader_of(in->obj ? in->obj + pt->at.objoff : NULL,
+                                in->objlen - pt->at.objoff);
+    uint64_t prev = pt->at.prev;
+    struct obj_rec o;
+    for (size_t i = pt->at.n; i < pt->end; i++) {
+        get_obj(&r, &prev, &o);
+        size_t p = pyheap_addrindex_find(&b->x, o.addr);
+        if (p == SIZE_MAX || bit_set_atomic(b->bits, p)) {
+            pt->dups++;
+            b->perm[i] = NO_OBJ;
         } else {
             b->perm[i] = (uint32_t)p;
         }
@@ -545,27 +569,62 @@ int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes
     make_parts(&b, in, n, threads);
     s->build_parts = b.nparts;
 
-    /* Rank the addresses: x maps an address to its object index. */
-    b.daddr = map_new(n * sizeof *b.daddr);
-    if (!b.daddr)
-        goto fail;
-    run_phase(&b, phase_decode);
-    if (pyheap_addrindex_build_unsorted(&b.x, b.daddr, n) < 0)
-        goto fail;
-    size_t m = b.x.n;
-    nbits = m / 64 + 1;
+    /* Rank the addresses: x maps an address to its object index. A
+     * walk's index comes with the objects: it serves if each object is in
+     * it once and nothing else is. */
     b.perm = map_new(n * sizeof *b.perm);
-    b.bits = calloc(nbits, sizeof *b.bits);
+    if (!b.perm)
+        goto fail;
+    size_t m = 0;
+    bool given = false;
+    if (g->index) {
+        b.x = *g->index;
+        *g->index = (struct addrindex){ 0 };
+        given = b.x.n == n;
+        nbits = n / 64 + 1;
+        b.bits = given ? calloc(nbits, sizeof *b.bits) : NULL;
+        if (given && !b.bits)
+            goto fail;
+        if (given) {
+            run_phase(&b, phase_perm_given);
+            for (unsigned j = 0; j < b.nparts; j++)
+                given = given && b.part[j].dups == 0;
+        }
+        if (!given) {
+            pyheap_addrindex_free(&b.x);
+            free(b.bits);
+            b.bits = NULL;
+            for (unsigned j = 0; j < b.nparts; j++)
+                b.part[j].dups = 0;
+        }
+        m = n;
+    }
+    if (!given) {
+        b.daddr = map_new(n * sizeof *b.daddr);
+        if (!b.daddr)
+            goto fail;
+        run_phase(&b, phase_decode);
+        if (pyheap_addrindex_build_unsorted(&b.x, b.daddr, n) < 0)
+            goto fail;
+        m = b.x.n;
+        nbits = m / 64 + 1;
+        b.bits = calloc(nbits, sizeof *b.bits);
+        if (!b.bits)
+            goto fail;
+    }
     s->addr = pyheap_alloc_big(m, sizeof *s->addr, false);
     s->eoff = pyheap_alloc_big(m + 1, sizeof *s->eoff, true);
-    if (!b.perm || !b.bits || !s->addr || !s->eoff)
+    if (!s->addr || !s->eoff)
         goto fail;
-    run_phase(&b, phase_perm);
-    size_t dups = 0;
-    for (unsigned j = 0; j < b.nparts; j++)
-        dups += b.part[j].dups;
-    if (dups && b.nparts > 1)
-        phase_perm_serial(&b, n); /* the first of each repeat wins, as with one part */
+    if (!given) {
+        run_phase(&b, phase_perm);
+        size_t dups = 0;
+        for (unsigned j = 0; j < b.nparts; j++)
+            dups += b.part[j].dups;
+        if (dups && b.nparts > 1)
+            phase_perm_serial(&b, n); /* the first of each repeat wins, as with one part */
+    }
+    s->build_index_given = given;
     pyheap_addrindex_addrs(&b.x, s->addr);
     s->n = m;
     map_free(b.daddr, n * sizeof *b.daddr);

@@ -16,6 +16,7 @@
 #ifndef PYHEAP_SNAPSHOT_H
 #define PYHEAP_SNAPSHOT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -162,6 +163,8 @@ struct snapshot_root_in {
     int prio;             /* 0: modules (searched first), 1: the rest */
 };
 
+struct addrindex;
+
 struct snapshot_graph_in {
     struct snapshot_edge_in *edges; /* borrowed, left unchanged; read by
                                      * pyheap_snapshot_build only */
@@ -170,6 +173,10 @@ struct snapshot_graph_in {
     size_t nlabels;
     struct snapshot_root_in *roots; /* array borrowed; names taken */
     size_t nroots;
+    /* If not NULL: the addresses of the objects, indexed (a walk's seen
+     * set less what it did not record), taken. The build checks it
+     * against the objects and indexes them itself when it does not match. */
+    struct addrindex *index;
 };
 
 struct pyheap_snapshot {
@@ -194,6 +201,7 @@ struct pyheap_snapshot {
     char **root_name;
     uint8_t *root_prio;
     unsigned build_parts; /* threads that built it (between checkpoints) */
+    bool build_index_given; /* its index came with the walk's objects */
     /* Slim views (pyheap_snapshot_slim) share addr, size, type and names
      * with the snapshot they were made of (their base) instead of copying
      * them. views (atomic) counts the holders of those arrays beyond the

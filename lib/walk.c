@@ -120,6 +120,12 @@ struct walk {
 
     struct snapshot_in found; /* objects and their edges, discovery order */
     size_t nrecs_flushed;  /* of found.n, counted in sh->nrecs */
+    /* Addresses visited but not recorded (not an object, torn, freed): the
+     * seen set less these is the set of objects, which the build indexes
+     * without going through the objects (unrec_lost: one was not kept). */
+    uint64_t *unrec;
+    size_t nunrec, capunrec;
+    bool unrec_lost;
 
     /* The graph: edges of the object being visited go to `found` (they
      * belong to the next object recorded); outside an object (walking
@@ -775,12 +781,24 @@ static int decode(struct walk *w, const struct walk_obj *o, uint64_t *size)
     return pyheap_walk_decode_fixed(w, o, size);
 }
 
+/* ADDR, in the seen set, is not recorded. */
+static void unrecorded(struct walk *w, uint64_t addr)
+{
+    if (w->nunrec == w->capunrec &&
+        !pyheap_grow((void **)&w->unrec, &w->capunrec, w->nunrec + 1, sizeof *w->unrec)) {
+        w->unrec_lost = true;
+        return;
+    }
+    w->unrec[w->nunrec++] = addr;
+}
+
 static void visit(struct walk *w, uint64_t item)
 {
     uint64_t addr = item & ~REF_MAYBE;
     bool maybe = item & REF_MAYBE;
     uint64_t hdr[2];
     if (pyheap_walk_read(w, addr, hdr, sizeof hdr) < 0) {
+        unrecorded(w, addr);
         if (!maybe)
             w->skipped++;
         return;
@@ -800,6 +818,7 @@ static void visit(struct walk *w, uint64_t item)
         }
     }
     if (!t) {
+        unrecorded(w, addr);
         if (!maybe)
             w->skipped++;
         return;
@@ -814,6 +833,7 @@ static void visit(struct walk *w, uint64_t item)
         w->in_obj = false;
         w->nstack = before;
         snapshot_in_rollback(&w->found, edges_before);
+        unrecorded(w, addr);
         if (!maybe)
             w->skipped++;
         return;
@@ -837,6 +857,7 @@ static void visit(struct walk *w, uint64_t item)
                                   name | (cut ? SNAPSHOT_IN_CUT : 0)) < 0) {
         w->nomem = true;
         snapshot_in_rollback(&w->found, edges_before);
+        unrecorded(w, addr);
         return;
     }
     /* The records of all threads count, added up in batches (one thread:
@@ -1211,6 +1232,7 @@ static void walk_interp(struct walk *w, uint64_t interp)
 static void walk_free(struct walk *w)
 {
     free(w->stack);
+    free(w->unrec);
     pyheap_snapshot_in_free(&w->found);
     for (size_t i = 0; i < w->nroots; i++)
         free(w->roots[i].name);
@@ -1396,6 +1418,14 @@ static int walk_merge(struct walk *w, struct walk *x)
         walk_free(x);
         return -1;
     }
+    if (x->nunrec > 0 && !w->unrec_lost &&
+        !pyheap_grow((void **)&w->unrec, &w->capunrec, w->nunrec + x->nunrec, sizeof *w->unrec))
+        w->unrec_lost = true;
+    if (!w->unrec_lost && x->nunrec > 0) {
+        memcpy(w->unrec + w->nunrec, x->unrec, x->nunrec * sizeof *w->unrec);
+        w->nunrec += x->nunrec;
+    }
+    w->unrec_lost |= x->unrec_lost;
     w->skipped += x->skipped;
     w->gc_tracked += x->gc_tracked;
     w->gc_tracked_back += x->gc_tracked_back;
@@ -1757,6 +1787,14 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         sh.labels.n = 0;
         w.roots = NULL; /* names taken too */
         w.nroots = 0;
+        /* The objects' addresses are the seen set's but those visited and
+         * not recorded: unless some were left unvisited (a truncated
+         * walk) or not noted, the build's index is a copy of its leaves
+         * (the build checks it against the objects). */
+        struct addrindex x;
+        if (!w.truncated && !w.unrec_lost &&
+            pyheap_addrindex_from_set(&x, &sh.seen, w.unrec, w.nunrec) == 0)
+            g.index = &x;
         /* What only the walk needed goes before the build allocates. */
         pyheap_mem_window_drop(t->mem);
         pyheap_mem_cache_clear(t->mem);
@@ -1772,6 +1810,8 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         double b0 = now_ms();
         rc = pyheap_snapshot_build_in(&w.found, names, nnames, &g, &st, nthreads, out, err);
         free(g.roots);
+        if (g.index)
+            pyheap_addrindex_free(g.index);   /* (taken by the build) */
         if (rc == 0) {
             double b1 = now_ms();
             (*out)->stats.scan_ms = b1 - t0; /* including the build */

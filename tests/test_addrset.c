@@ -80,6 +80,65 @@ START_TEST(test_addrset_claims)
 }
 END_TEST
 
+/* An index copied from a set, less the addresses to drop: the ranks of
+ * the sorted rest; dropped, never-set and out-of-range addresses absent. */
+START_TEST(test_addrindex_from_set)
+{
+    enum { N = 100000 };
+    uint64_t *a = malloc(N * sizeof *a), *keep = malloc(N * sizeof *keep),
+             *drop = malloc((N + 2) * sizeof *drop);
+    ck_assert(a && keep && drop);
+    struct addrset s = { 0 };
+    uint64_t x = 0x7f0000000000ull;
+    size_t nkeep = 0, ndrop = 0;
+    for (int i = 0; i < N; i++) {
+        uint64_t r = rng();
+        x += (r & 7) == 0 ? ((r >> 8) & 0xfffff) * 16 + 16 : ((r >> 8) & 3) * 16 + 16;
+        a[i] = x;
+    }
+    /* inserted in a scrambled order; every 7th dropped (some twice) */
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(pyheap_addrset_insert(&s, a[(size_t)i * 7919 % N]), 1);
+    for (int i = 0; i < N; i++) {
+        if (i % 7 == 3) {
+            drop[ndrop++] = a[i];
+            if (i % 2)
+                drop[ndrop++] = a[i];
+        } else {
+            keep[nkeep++] = a[i];
+        }
+    }
+    drop[ndrop++] = 0x1000;            /* in no leaf */
+    uint64_t extra = (1ull << 47) + 8; /* out of the tree's range */
+    drop[ndrop++] = extra;
+    struct addrindex ix;
+    ck_assert_int_eq(pyheap_addrindex_from_set(&ix, &s, drop, ndrop), 0);
+    ck_assert_uint_eq(ix.n, nkeep);
+    for (size_t i = 0; i < nkeep; i++)
+        ck_assert_uint_eq(pyheap_addrindex_find(&ix, keep[i]), i);
+    for (size_t i = 0; i < ndrop; i++)
+        ck_assert_uint_eq(pyheap_addrindex_find(&ix, drop[i]), SIZE_MAX);
+    ck_assert_uint_eq(pyheap_addrindex_find(&ix, a[0] + 8), SIZE_MAX);
+    uint64_t *back = malloc((nkeep ? nkeep : 1) * sizeof *back);
+    ck_assert_ptr_nonnull(back);
+    pyheap_addrindex_addrs(&ix, back);
+    for (size_t i = 0; i < nkeep; i++)
+        ck_assert_uint_eq(back[i], keep[i]);
+    pyheap_addrindex_free(&ix);
+    /* an empty set */
+    struct addrset e = { 0 };
+    ck_assert_int_eq(pyheap_addrindex_from_set(&ix, &e, NULL, 0), 0);
+    ck_assert_uint_eq(ix.n, 0);
+    ck_assert_uint_eq(pyheap_addrindex_find(&ix, a[0]), SIZE_MAX);
+    pyheap_addrindex_free(&ix);
+    pyheap_addrset_free(&s);
+    free(back);
+    free(a);
+    free(keep);
+    free(drop);
+}
+END_TEST
+
 START_TEST(test_addrindex_ranks)
 {
     enum { N = 200000 };
@@ -133,6 +192,7 @@ Suite *suite_addrset(void)
     tcase_add_test(tc, test_addrset_dense_and_sparse);
     tcase_add_test(tc, test_addrset_claims);
     tcase_add_test(tc, test_addrindex_ranks);
+    tcase_add_test(tc, test_addrindex_from_set);
     suite_add_tcase(su, tc);
     return su;
 }

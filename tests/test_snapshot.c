@@ -50,13 +50,22 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* How an index comes with the objects (as a walk's does). */
+enum given {
+    GIVEN_NONE,
+    GIVEN_EXACT,    /* the objects' addresses: used (without repeats) */
+    GIVEN_EXTRA,    /* one address more: not used */
+    GIVEN_MISSING,  /* one address less, one other instead: not used */
+};
+
 /* N objects in discovery order with addresses from ADDR_OF, with REPEATS
  * every 13th a repeat of an earlier address, appended in PARTS parts (as
  * walker threads do) with a checkpoint every CP_EVERY objects (0: the
- * default) then joined; build with THREADS threads; compare with the
- * reference. */
-static void check_build_mt(size_t n, uint64_t (*addr_of)(size_t), size_t trailing, size_t parts,
-                           bool repeats, unsigned threads, size_t cp_every)
+ * default) then joined; build with THREADS threads, with an index as
+ * GIVEN says; compare with the reference. */
+static void check_build_given(size_t n, uint64_t (*addr_of)(size_t), size_t trailing,
+                              size_t parts, bool repeats, unsigned threads, size_t cp_every,
+                              enum given given)
 {
     struct ref_obj *ref = calloc(n ? n : 1, sizeof *ref);
     ck_assert_ptr_nonnull(ref);
@@ -121,8 +130,28 @@ static void check_build_mt(size_t n, uint64_t (*addr_of)(size_t), size_t trailin
     memset(&st, 0, sizeof st);
     pyheap_snapshot *s = NULL;
     pyheap_error err;
-    ck_assert_int_eq(pyheap_snapshot_build_in(&in, names, NTYPES, NULL, &st, threads, &s, &err),
+    struct snapshot_graph_in g;
+    memset(&g, 0, sizeof g);
+    struct addrset set = { 0 };
+    struct addrindex ix;
+    uint64_t drop = 0;
+    if (given != GIVEN_NONE) {
+        /* a walk's: the set of the addresses, less what it dropped */
+        for (size_t i = 0; i < n; i++)
+            ck_assert_int_ge(pyheap_addrset_insert(&set, ref[i].addr), 0);
+        if (given == GIVEN_EXTRA || given == GIVEN_MISSING)
+            ck_assert_int_eq(pyheap_addrset_insert(&set, addr_of(n + 1001)), 1);
+        if (given == GIVEN_MISSING)
+            drop = ref[n / 2].addr;
+        ck_assert_int_eq(pyheap_addrindex_from_set(&ix, &set, &drop, drop ? 1 : 0), 0);
+        pyheap_addrset_free(&set);
+        g.index = &ix;
+    }
+    ck_assert_int_eq(pyheap_snapshot_build_in(&in, names, NTYPES, &g, &st, threads, &s, &err),
                      0);
+    if (given != GIVEN_NONE)
+        pyheap_addrindex_free(&ix);
+    ck_assert_int_eq(s->build_index_given, given == GIVEN_EXACT && m == n);
     /* shared out when there is enough for each thread between checkpoints */
     size_t every = cp_every ? cp_every : SNAPSHOT_IN_CP_EVERY;
     ck_assert_uint_le(s->build_parts, threads ? threads : 1);
@@ -170,6 +199,12 @@ static void check_build_mt(size_t n, uint64_t (*addr_of)(size_t), size_t trailin
     pyheap_snapshot_free(s);
     free(sorted);
     free(ref);
+}
+
+static void check_build_mt(size_t n, uint64_t (*addr_of)(size_t), size_t trailing, size_t parts,
+                           bool repeats, unsigned threads, size_t cp_every)
+{
+    check_build_given(n, addr_of, trailing, parts, repeats, threads, cp_every, GIVEN_NONE);
 }
 
 /* A few dense 64 KiB leaves and some far apart, 16-aligned, in a
@@ -225,6 +260,24 @@ START_TEST(test_build_threads)
 }
 END_TEST
 
+/* With the index a walk gives (its seen set less what it did not record):
+ * used when it holds the objects' addresses and nothing else, and the
+ * snapshot is the same; otherwise (an address more, or one less and one
+ * other, or repeated objects) the build indexes the objects itself. */
+START_TEST(test_build_index_given)
+{
+    rng_state = 0x853C49E6748FEA9Bull;
+    static const enum given modes[] = { GIVEN_EXACT, GIVEN_EXTRA, GIVEN_MISSING };
+    for (size_t k = 0; k < 3; k++) {
+        check_build_given(3000, addr_tree, 0, 1, false, 1, 0, modes[k]);
+        check_build_given(3000, addr_tree, 2, 3, false, 4, 64, modes[k]);
+        check_build_given(3000, addr_tree, 1, 2, true, 2, 50, modes[k]);
+        check_build_given(1, addr_tree, 0, 1, false, 1, 0, modes[k]);
+    }
+    check_build_given(0, addr_tree, 3, 1, false, 2, 0, GIVEN_EXACT);
+}
+END_TEST
+
 /* A snapshot of N records and NE edges (in any order) with the type names
  * "x" and "y", through the records' entry point. */
 static pyheap_snapshot *build_xy(const struct snapshot_rec *recs, size_t n,
@@ -234,7 +287,7 @@ static pyheap_snapshot *build_xy(const struct snapshot_rec *recs, size_t n,
     ck_assert_ptr_nonnull(names);
     names[0] = strdup("x");
     names[1] = strdup("y");
-    struct snapshot_graph_in g = { edges, ne, NULL, 0, NULL, 0 };
+    struct snapshot_graph_in g = { edges, ne, NULL, 0, NULL, 0, NULL };
     pyheap_scan_stats st;
     memset(&st, 0, sizeof st);
     pyheap_snapshot *s = NULL;
@@ -437,6 +490,7 @@ Suite *suite_snapshot(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_build_matches_reference);
     tcase_add_test(tc, test_build_threads);
+    tcase_add_test(tc, test_build_index_given);
     tcase_add_test(tc, test_build_from_records);
     tcase_add_test(tc, test_slim_shares);
     tcase_add_test(tc, test_histogram_kept);

@@ -90,6 +90,8 @@ static void compare_threads(struct kh *k, const pyheap_snapshot *s1)
     /* the threads' streams are joined at checkpoints: the build shares out */
     ck_assert_uint_gt(s4->build_parts, 1);
     ck_assert_uint_eq(s1->build_parts, 1);
+    /* the walk's seen set less what it did not record was the index */
+    ck_assert(s1->build_index_given && s4->build_index_given);
     ck_assert_uint_ge(same * 1000, n1 * 999);
     ck_assert_uint_ge(same_edges * 1000, n1 * 999);
     ck_assert_uint_ge(n4 * 1000, n1 * 999);
@@ -263,6 +265,9 @@ START_TEST(scan_while_churning)
         ck_assert_uint_gt(st->objects, 50000);
         ck_assert(st->scan_ms < 30000);
         ck_assert_int_eq(st->truncated, 0);
+        /* what was skipped (torn, freed) was left out of the seen set's
+         * copy that indexes the objects */
+        ck_assert(s->build_index_given);
         for (size_t j = 1; j < pyheap_snapshot_count(s); j++)
             ck_assert(pyheap_snapshot_addr(s, j - 1) < pyheap_snapshot_addr(s, j));
         pyheap_snapshot_free(s);
@@ -272,6 +277,7 @@ START_TEST(scan_while_churning)
     ck_assert_int_eq(pyheap_snapshot_take(t, &so, &s, &e), 0);
     ck_assert_int_eq(pyheap_snapshot_stats(s)->truncated, 1);
     ck_assert_uint_le(pyheap_snapshot_count(s), 1000);
+    ck_assert(!s->build_index_given);   /* seen, not visited: indexed anew */
     pyheap_snapshot_free(s);
     /* The limit holds with threads too (they count in batches). */
     so.max_objects = 20000;
