@@ -320,11 +320,16 @@ static inline bool bit_set_atomic(uint64_t *bits, size_t i)
     return __atomic_fetch_or(&bits[i >> 6], m, __ATOMIC_RELAXED) & m;
 }
 
-static void phase_decode(struct build *b, struct part *pt)
+/* The reader of the part's objects in IN's object stream. */
+static struct reader part_objects(const struct build *b, const struct part *pt)
 {
     const struct snapshot_in *in = b->in;
-    struct reader r = reader_of(in->obj ? in->obj + pt->at.objoff : NULL,
-                                in->objlen - pt->at.objoff);
+    return reader_of(in->obj ? in->obj + pt->at.objoff : NULL, in->objlen - pt->at.objoff);
+}
+
+static void phase_decode(struct build *b, struct part *pt)
+{
+    struct reader r = part_objects(b, pt);
     uint64_t prev = pt->at.prev;
     struct obj_rec o;
     for (size_t i = pt->at.n; i < pt->end; i++) {
@@ -359,9 +364,7 @@ static void phase_perm(struct build *b, struct part *pt)
  * used). */
 static void phase_perm_given(struct build *b, struct part *pt)
 {
-    const struct snapshot_in *in = b->in;
-    struct reader r = reader_of(in->obj ? in->obj + pt->at.objoff : NULL,
-                                in->objlen - pt->at.objoff);
+    struct reader r = part_objects(b, pt);
     uint64_t prev = pt->at.prev;
     struct obj_rec o;
     for (size_t i = pt->at.n; i < pt->end; i++) {
@@ -391,8 +394,7 @@ static void phase_edges(struct build *b, struct part *pt)
 {
     const struct snapshot_in *in = b->in;
     pyheap_snapshot *s = b->s;
-    struct reader r = reader_of(in->obj ? in->obj + pt->at.objoff : NULL,
-                                in->objlen - pt->at.objoff);
+    struct reader r = part_objects(b, pt);
     struct reader re = reader_of(in->edge ? in->edge + pt->at.edgeoff : NULL,
                                  in->edgelen - pt->at.edgeoff);
     uint64_t prev = pt->at.prev;
@@ -437,10 +439,8 @@ static void phase_edges(struct build *b, struct part *pt)
 /* The part's objects' sizes, types and cut flags. */
 static void phase_sizes(struct build *b, struct part *pt)
 {
-    const struct snapshot_in *in = b->in;
     pyheap_snapshot *s = b->s;
-    struct reader r = reader_of(in->obj ? in->obj + pt->at.objoff : NULL,
-                                in->objlen - pt->at.objoff);
+    struct reader r = part_objects(b, pt);
     uint64_t prev = pt->at.prev, bytes = 0;
     struct obj_rec o;
     for (size_t i = pt->at.n; i < pt->end; i++) {
