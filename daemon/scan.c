@@ -154,7 +154,8 @@ static void *job_thread(void *arg)
     if (!j->freeze)
         pyheapd_scan_priority(j->d);
     /* Named after its priority is set: `top -H` and tests/test_nice.c see
-     * "pyheapd-scan" only at its final priority. */
+     * "pyheapd-scan" only at the priority it walks at (a --freeze scan's
+     * drops to the scans' once the target is resumed, for the build). */
     pthread_setname_np(pthread_self(), "pyheapd-scan");
     run(j);
     return NULL;

@@ -391,20 +391,25 @@ static int build_reverse(struct ctx *c, const struct item *items, size_t nitems)
         nre += sl[k].nre + sl[k].np;
     }
     if (c->direct) {
-        /* The slices in order are the pairs of one pass. */
-        if (rc == 0 && nsl == 1) {
-            c->dp = sl[0].p;
-            sl[0].p = NULL;
-        } else if (rc == 0 && nre > 0) {
-            c->dp = malloc(nre * sizeof *c->dp);
-            for (size_t k = 0, at = 0; c->dp && k < nsl; at += sl[k].np, k++)
-                if (sl[k].np)
-                    memcpy(c->dp + at, sl[k].p, sl[k].np * sizeof *c->dp);
-            rc = c->dp ? 0 : -1;
-        }
-        c->ndp = rc == 0 ? nre : 0;
-        for (unsigned k = 0; k < nsl; k++)
+        /* The slices in order are the pairs of one pass: the others are
+         * appended to the first's, each freed once copied. */
+        struct pair *p = nsl > 0 ? sl[0].p : NULL;
+        size_t cap = nsl > 0 ? sl[0].capp : 0, at = nsl > 0 ? sl[0].np : 0;
+        if (rc == 0 && nre > at && !pyheap_grow((void **)&p, &cap, nre, sizeof *p))
+            rc = -1;
+        for (unsigned k = 1; k < nsl; k++) {
+            if (rc == 0 && sl[k].np) {
+                memcpy(p + at, sl[k].p, sl[k].np * sizeof *p);
+                at += sl[k].np;
+            }
             free(sl[k].p);
+        }
+        if (rc == 0) {
+            c->dp = p;
+            c->ndp = nre;
+        } else {
+            free(p);
+        }
         return rc;
     }
     size_t m = c->in.count;

@@ -829,8 +829,11 @@ static void visit(struct walk *w, uint64_t item)
     struct snapshot_in_mark edges_before = snapshot_in_mark(&w->found);
     w->in_obj = true;
     if (decode(w, &o, &size) < 0) {
-        /* Drop what a half-decoded object reported. */
+        /* Drop what a half-decoded object reported. Its referents went
+         * into the seen set and will not be visited: not recorded. */
         w->in_obj = false;
+        for (size_t k = before; k < w->nstack; k++)
+            unrecorded(w, w->stack[k] & ~REF_MAYBE);
         w->nstack = before;
         snapshot_in_rollback(&w->found, edges_before);
         unrecorded(w, addr);
@@ -1787,6 +1790,13 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         sh.labels.n = 0;
         w.roots = NULL; /* names taken too */
         w.nroots = 0;
+        /* What only the walk needed goes before the build allocates. */
+        pyheap_mem_window_drop(t->mem);
+        pyheap_mem_cache_clear(t->mem);
+        pyheap_addrset_free(&sh.listed);
+        free(w.stack);
+        w.stack = NULL;
+        w.nstack = w.capstack = 0;
         /* The objects' addresses are the seen set's but those visited and
          * not recorded: unless some were left unvisited (a truncated
          * walk) or not noted, the build's index is a copy of its leaves
@@ -1795,14 +1805,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         if (!w.truncated && !w.unrec_lost &&
             pyheap_addrindex_from_set(&x, &sh.seen, w.unrec, w.nunrec) == 0)
             g.index = &x;
-        /* What only the walk needed goes before the build allocates. */
-        pyheap_mem_window_drop(t->mem);
-        pyheap_mem_cache_clear(t->mem);
         pyheap_addrset_free(&sh.seen);
-        pyheap_addrset_free(&sh.listed);
-        free(w.stack);
-        w.stack = NULL;
-        w.nstack = w.capstack = 0;
         /* The caches' 64 KiB buffers lie among live blocks of the heap,
          * where free() keeps them: give their pages back, or they stay
          * resident under the build's peak. */

@@ -56,6 +56,8 @@ enum given {
     GIVEN_EXACT,    /* the objects' addresses: used (without repeats) */
     GIVEN_EXTRA,    /* one address more: not used */
     GIVEN_MISSING,  /* one address less, one other instead: not used */
+    GIVEN_PADDED,   /* as many addresses as objects, but objects repeat
+                     * (others pad the count): not used */
 };
 
 /* N objects in discovery order with addresses from ADDR_OF, with REPEATS
@@ -143,6 +145,8 @@ static void check_build_given(size_t n, uint64_t (*addr_of)(size_t), size_t trai
             ck_assert_int_eq(pyheap_addrset_insert(&set, addr_of(n + 1001)), 1);
         if (given == GIVEN_MISSING)
             drop = ref[n / 2].addr;
+        for (size_t k = 0, have = set.used; given == GIVEN_PADDED && have < n; k++)
+            have += pyheap_addrset_insert(&set, addr_of(n + 2000 + k)) == 1;
         ck_assert_int_eq(pyheap_addrindex_from_set(&ix, &set, &drop, drop ? 1 : 0), 0);
         pyheap_addrset_free(&set);
         g.index = &ix;
@@ -151,7 +155,8 @@ static void check_build_given(size_t n, uint64_t (*addr_of)(size_t), size_t trai
                      0);
     if (given != GIVEN_NONE)
         pyheap_addrindex_free(&ix);
-    ck_assert_int_eq(s->build_index_given, given == GIVEN_EXACT && m == n);
+    ck_assert_int_eq(s->build_index_given,
+                     (given == GIVEN_EXACT || given == GIVEN_PADDED) && m == n);
     /* shared out when there is enough for each thread between checkpoints */
     size_t every = cp_every ? cp_every : SNAPSHOT_IN_CP_EVERY;
     ck_assert_uint_le(s->build_parts, threads ? threads : 1);
@@ -275,6 +280,9 @@ START_TEST(test_build_index_given)
         check_build_given(1, addr_tree, 0, 1, false, 1, 0, modes[k]);
     }
     check_build_given(0, addr_tree, 3, 1, false, 2, 0, GIVEN_EXACT);
+    /* a repeated object, the count right: the repeat is caught */
+    check_build_given(3000, addr_tree, 1, 2, true, 2, 50, GIVEN_PADDED);
+    check_build_given(2000, addr_tree, 0, 1, true, 1, 0, GIVEN_PADDED);
 }
 END_TEST
 
