@@ -146,6 +146,29 @@ int pyheap_addrset_claim_mt(struct addrset *s, struct addrset_cursor *cur, void 
     return (int)((old >> b) & 1) | (int)(((old >> (b ^ 1)) & 1) << 1);
 }
 
+void pyheap_addrset_remove(struct addrset *s, uint64_t addr)
+{
+    if (addr >= ADDR_LIMIT || (addr & 7))
+        return;
+    uint64_t *leaf = leaf_for(s, addr, 0);
+    if (!leaf)
+        return;
+    uint64_t bit = (addr & (((uint64_t)1 << ADDRSET_LEAF_SHIFT) - 1)) >> 3;
+    uint64_t mask = (uint64_t)1 << (bit & 63);
+    if (leaf[bit >> 6] & mask) {
+        leaf[bit >> 6] &= ~mask;
+        s->used--;
+    }
+}
+
+void pyheap_addrset_remove_mt(struct addrset *s, struct addrset_cursor *cur, void *lock,
+                              uint64_t addr)
+{
+    uint64_t *w = word_mt(s, cur, lock, addr);
+    if (w)
+        __atomic_fetch_and(w, ~((uint64_t)1 << ((addr >> 3) & 63)), __ATOMIC_RELAXED);
+}
+
 int pyheap_addrset_has(const struct addrset *s, uint64_t addr)
 {
     if (addr >= ADDR_LIMIT || (addr & 7) || !s->top)

@@ -37,6 +37,8 @@ struct addrset {
 int pyheap_addrset_insert(struct addrset *s, uint64_t addr);
 /* 1 if present, 0 if not. */
 int pyheap_addrset_has(const struct addrset *s, uint64_t addr);
+/* Take ADDR out of S (absent: nothing happens). */
+void pyheap_addrset_remove(struct addrset *s, uint64_t addr);
 /* The same insert for several threads sharing S: bits are set atomically,
  * tables and leaves are created under LOCK (a pthread_mutex_t), and each
  * thread keeps its own CURSOR (zeroed at first) instead of S's last-leaf
@@ -55,6 +57,9 @@ int pyheap_addrset_insert_mt(struct addrset *s, struct addrset_cursor *cur, void
  * was set already, bit 1: ADDR ^ 8 was; -1 as above. */
 int pyheap_addrset_claim_mt(struct addrset *s, struct addrset_cursor *cur, void *lock,
                             uint64_t addr);
+/* The same removal for several threads sharing S (an atomic AND). */
+void pyheap_addrset_remove_mt(struct addrset *s, struct addrset_cursor *cur, void *lock,
+                              uint64_t addr);
 void pyheap_addrset_free(struct addrset *s);
 
 /* Address -> index: the rank of an address among a set of distinct

@@ -181,6 +181,15 @@ static int seen_insert(struct walk *w, uint64_t addr)
     return pyheap_addrset_insert_mt(&w->sh->seen, &w->cursor, &w->sh->seen_lock, addr);
 }
 
+/* Take ADDR out of the seen set (pushed, then dropped unvisited). */
+static void seen_remove(struct walk *w, uint64_t addr)
+{
+    if (!w->sh->mt)
+        pyheap_addrset_remove(&w->sh->seen, addr);
+    else
+        pyheap_addrset_remove_mt(&w->sh->seen, &w->cursor, &w->sh->seen_lock, addr);
+}
+
 #define SEED_BLOCK 2048
 #define GC_LISTS_MAX 9     /* generations (at most 8) + the permanent one */
 #define LISTS_DONE 100     /* above any list index */
@@ -829,11 +838,12 @@ static void visit(struct walk *w, uint64_t item)
     struct snapshot_in_mark edges_before = snapshot_in_mark(&w->found);
     w->in_obj = true;
     if (decode(w, &o, &size) < 0) {
-        /* Drop what a half-decoded object reported. Its referents went
-         * into the seen set and will not be visited: not recorded. */
+        /* Drop what a half-decoded object reported, and take its
+         * referents (pushed, not visited) out of the seen set again: an
+         * object that refers to one of them later has it visited. */
         w->in_obj = false;
         for (size_t k = before; k < w->nstack; k++)
-            unrecorded(w, w->stack[k] & ~REF_MAYBE);
+            seen_remove(w, w->stack[k] & ~REF_MAYBE);
         w->nstack = before;
         snapshot_in_rollback(&w->found, edges_before);
         unrecorded(w, addr);

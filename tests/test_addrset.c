@@ -58,6 +58,39 @@ END_TEST
 /* Claims of two parties: a node's address and its address ^ 8 share a
  * word, so each claimant learns with its own claim whether the other was
  * first. */
+/* Removal: the address alone goes (its neighbours in the word stay), a
+ * second removal or one of an absent or invalid address changes nothing,
+ * and the address can be inserted anew; the same with the threads'
+ * variant. */
+START_TEST(test_addrset_remove)
+{
+    struct addrset s = { 0 };
+    const uint64_t a = 0x7f0000001000ull;
+    for (uint64_t x = a; x < a + 64 * 8; x += 8)
+        ck_assert_int_eq(pyheap_addrset_insert(&s, x), 1);
+    pyheap_addrset_remove(&s, a + 8 * 5);
+    pyheap_addrset_remove(&s, a + 8 * 5);
+    pyheap_addrset_remove(&s, a + 0x100000);   /* no leaf */
+    pyheap_addrset_remove(&s, a + 3);          /* misaligned */
+    ck_assert_uint_eq(s.used, 63);
+    for (uint64_t x = a; x < a + 64 * 8; x += 8)
+        ck_assert_int_eq(pyheap_addrset_has(&s, x), x != a + 8 * 5);
+    ck_assert_int_eq(pyheap_addrset_insert(&s, a + 8 * 5), 1);
+    pyheap_addrset_free(&s);
+
+    struct addrset m = { 0 };
+    struct addrset_cursor c = { 0 };
+    pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    for (uint64_t x = a; x < a + 64 * 8; x += 8)
+        ck_assert_int_eq(pyheap_addrset_insert_mt(&m, &c, &lock, x), 1);
+    pyheap_addrset_remove_mt(&m, &c, &lock, a + 8 * 63);
+    pyheap_addrset_remove_mt(&m, &c, &lock, a + 3);
+    for (uint64_t x = a; x < a + 64 * 8; x += 8)
+        ck_assert_int_eq(pyheap_addrset_insert_mt(&m, &c, &lock, x), x == a + 8 * 63);
+    pyheap_addrset_free(&m);
+}
+END_TEST
+
 START_TEST(test_addrset_claims)
 {
     struct addrset s = { 0 };
@@ -191,6 +224,7 @@ Suite *suite_addrset(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_addrset_dense_and_sparse);
     tcase_add_test(tc, test_addrset_claims);
+    tcase_add_test(tc, test_addrset_remove);
     tcase_add_test(tc, test_addrindex_ranks);
     tcase_add_test(tc, test_addrindex_from_set);
     suite_add_tcase(su, tc);
