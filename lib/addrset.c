@@ -17,6 +17,12 @@ struct addrset_block {
     uint64_t leaves[BLOCK_LEAVES][ADDRSET_LEAF_WORDS];
 };
 
+/* ADDR's bit in the leaf covering it (one bit per 8 bytes). */
+static inline uint64_t leaf_bit(uint64_t addr)
+{
+    return (addr & (((uint64_t)1 << ADDRSET_LEAF_SHIFT) - 1)) >> 3;
+}
+
 static uint64_t *new_leaf(struct addrset *s)
 {
     struct addrset_block *b = s->blocks;
@@ -78,7 +84,7 @@ int pyheap_addrset_insert(struct addrset *s, uint64_t addr)
     uint64_t *leaf = leaf_for(s, addr, 1);
     if (!leaf)
         return -1;
-    uint64_t bit = (addr & (((uint64_t)1 << ADDRSET_LEAF_SHIFT) - 1)) >> 3;
+    uint64_t bit = leaf_bit(addr);
     uint64_t mask = (uint64_t)1 << (bit & 63);
     uint64_t *w = &leaf[bit >> 6];
     if (*w & mask)
@@ -115,7 +121,7 @@ static uint64_t *word_mt(struct addrset *s, struct addrset_cursor *cur, void *lo
         cur->region = region;
         cur->leaf = leaf;
     }
-    uint64_t bit = (addr & (((uint64_t)1 << ADDRSET_LEAF_SHIFT) - 1)) >> 3;
+    uint64_t bit = leaf_bit(addr);
     return &leaf[bit >> 6];
 }
 
@@ -153,7 +159,7 @@ void pyheap_addrset_remove(struct addrset *s, uint64_t addr)
     uint64_t *leaf = leaf_for(s, addr, 0);
     if (!leaf)
         return;
-    uint64_t bit = (addr & (((uint64_t)1 << ADDRSET_LEAF_SHIFT) - 1)) >> 3;
+    uint64_t bit = leaf_bit(addr);
     uint64_t mask = (uint64_t)1 << (bit & 63);
     if (leaf[bit >> 6] & mask) {
         leaf[bit >> 6] &= ~mask;
@@ -180,7 +186,7 @@ int pyheap_addrset_has(const struct addrset *s, uint64_t addr)
     const uint64_t *leaf = mid[region & (MID_SLOTS - 1)];
     if (!leaf)
         return 0;
-    uint64_t bit = (addr & (((uint64_t)1 << ADDRSET_LEAF_SHIFT) - 1)) >> 3;
+    uint64_t bit = leaf_bit(addr);
     return (leaf[bit >> 6] >> (bit & 63)) & 1;
 }
 
@@ -267,6 +273,15 @@ static struct addrindex_leaf *index_leaf(struct addrindex *x, uint64_t region)
     return leaf;
 }
 
+/* The leaf of the index's tree covering ADDR (index_ok), or NULL. */
+static inline struct addrindex_leaf *index_leaf_of(const struct addrindex *x, uint64_t addr)
+{
+    uint64_t region = addr >> ADDRSET_LEAF_SHIFT;
+    const uint32_t *mid = x->top[region >> ADDRSET_MID_BITS];
+    uint32_t l = mid ? mid[region & (MID_SLOTS - 1)] : 0;
+    return l ? &x->leaves[l - 1] : NULL;
+}
+
 /* Set the bits of ADDRS[0..n) (all index_ok) in the tree. */
 static int index_insert(struct addrindex *x, const uint64_t *addrs, size_t n)
 {
@@ -281,7 +296,7 @@ static int index_insert(struct addrindex *x, const uint64_t *addrs, size_t n)
                 return -1;
             prev = region;
         }
-        uint64_t bit = (a & (((uint64_t)1 << ADDRSET_LEAF_SHIFT) - 1)) >> 3;
+        uint64_t bit = leaf_bit(a);
         leaf->bits[bit >> 6] |= (uint64_t)1 << (bit & 63);
     }
     return 0;
@@ -388,15 +403,11 @@ int pyheap_addrindex_from_set(struct addrindex *x, const struct addrset *s,
     }
     for (size_t i = 0; i < ndrop; i++) {
         uint64_t a = drop[i];
-        if (!index_ok(a))
+        struct addrindex_leaf *leaf = index_ok(a) ? index_leaf_of(x, a) : NULL;
+        if (!leaf)
             continue;
-        uint64_t region = a >> ADDRSET_LEAF_SHIFT;
-        const uint32_t *mid = x->top[region >> ADDRSET_MID_BITS];
-        uint32_t l = mid ? mid[region & (MID_SLOTS - 1)] : 0;
-        if (!l)
-            continue;
-        uint64_t bit = (a & (((uint64_t)1 << ADDRSET_LEAF_SHIFT) - 1)) >> 3;
-        x->leaves[l - 1].bits[bit >> 6] &= ~((uint64_t)1 << (bit & 63));
+        uint64_t bit = leaf_bit(a);
+        leaf->bits[bit >> 6] &= ~((uint64_t)1 << (bit & 63));
     }
     x->n = x->tree_end = index_rank(x);
     return 0;
@@ -430,15 +441,10 @@ size_t pyheap_addrindex_find(const struct addrindex *x, uint64_t addr)
         return bsearch_addr(x->sorted, 0, x->n, addr);
     if (!index_ok(addr))
         return addr & 7 ? SIZE_MAX : bsearch_addr(x->sorted, x->tree_end, x->n, addr);
-    uint64_t region = addr >> ADDRSET_LEAF_SHIFT;
-    const uint32_t *mid = x->top[region >> ADDRSET_MID_BITS];
-    if (!mid)
+    const struct addrindex_leaf *leaf = index_leaf_of(x, addr);
+    if (!leaf)
         return SIZE_MAX;
-    uint32_t l = mid[region & (MID_SLOTS - 1)];
-    if (!l)
-        return SIZE_MAX;
-    const struct addrindex_leaf *leaf = &x->leaves[l - 1];
-    uint64_t bit = (addr & (((uint64_t)1 << ADDRSET_LEAF_SHIFT) - 1)) >> 3;
+    uint64_t bit = leaf_bit(addr);
     uint64_t word = leaf->bits[bit >> 6];
     uint64_t below = (uint64_t)1 << (bit & 63);
     if (!(word & below))

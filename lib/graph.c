@@ -799,6 +799,21 @@ static size_t roots_of(const struct ctx *c, uint32_t o, struct pair *out)
     return n;
 }
 
+/* The root pairs of all the objects of c->in that are roots (roots_of,
+ * object by object in c->rootof's order), written to OUT when not NULL.
+ * Returns how many. */
+static size_t roots_in(const struct ctx *c, struct pair *out)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < c->nrootof; k++) {
+        uint32_t o = (uint32_t)(c->rootof[k] >> 32);
+        if ((k == 0 || o != (uint32_t)(c->rootof[k - 1] >> 32)) && o < c->s->n &&
+            oset_has(&c->in, o))
+            n += roots_of(c, o, out ? out + n : NULL);
+    }
+    return n;
+}
+
 static int build_rootof(struct ctx *c)
 {
     const pyheap_snapshot *s = c->s;
@@ -906,12 +921,8 @@ static int level(struct ctx *c, const struct item *it, unsigned depth, struct it
     struct pair *p;
     if (c->direct) {
         /* IT is the depth's one item: the pass's pairs, then the roots
-         * among its members (c->rootof is in object order). */
-        size_t nr = 0;
-        for (size_t k = 0; k < c->nrootof; k++) {
-            uint32_t o = (uint32_t)(c->rootof[k] >> 32);
-            nr += o < s->n && oset_has(&c->in, o);
-        }
+         * among its members. */
+        size_t nr = roots_in(c, NULL);
         np = c->ndp + nr;
         if (np == 0)
             return 0;
@@ -921,12 +932,7 @@ static int level(struct ctx *c, const struct item *it, unsigned depth, struct it
         p = c->dp;
         c->dp = NULL;
         c->ndp = 0;
-        for (size_t k = 0, at = np - nr; k < c->nrootof; k++) {
-            uint32_t o = (uint32_t)(c->rootof[k] >> 32);
-            if (o < s->n && oset_has(&c->in, o))
-                p[at++] = (struct pair){ ((uint64_t)ROOT_TYPE << 32) | (uint32_t)c->rootof[k], o,
-                                         0 };
-        }
+        roots_in(c, p + np - nr);
     } else {
         /* The pairs, member by member, in slices: counted, then filled
          * each from its place. */

@@ -338,6 +338,19 @@ static void phase_decode(struct build *b, struct part *pt)
     }
 }
 
+/* Object I (at ADDR) takes its rank unless it has none or another object
+ * took it first (then it is counted in the part's dups). */
+static inline void rank_once(struct build *b, struct part *pt, size_t i, uint64_t addr)
+{
+    size_t p = pyheap_addrindex_find(&b->x, addr);
+    if (p == SIZE_MAX || bit_set_atomic(b->bits, p)) {
+        b->perm[i] = NO_OBJ;
+        pt->dups++;
+    } else {
+        b->perm[i] = (uint32_t)p;
+    }
+}
+
 /* Ranks. Without repeats (a walk's: as many ranks as objects) a lookup
  * each; with, several parts race for a repeated address: who wins is
  * redone in order (phase_perm_serial) when any part saw one. */
@@ -348,15 +361,8 @@ static void phase_perm(struct build *b, struct part *pt)
             b->perm[i] = (uint32_t)pyheap_addrindex_find(&b->x, b->daddr[i]);
         return;
     }
-    for (size_t i = pt->at.n; i < pt->end; i++) {
-        size_t p = pyheap_addrindex_find(&b->x, b->daddr[i]);
-        if (bit_set_atomic(b->bits, p)) {
-            b->perm[i] = NO_OBJ;
-            pt->dups++;
-        } else {
-            b->perm[i] = (uint32_t)p;
-        }
-    }
+    for (size_t i = pt->at.n; i < pt->end; i++)
+        rank_once(b, pt, i, b->daddr[i]);
 }
 
 /* Ranks from an index given with the objects: every object must be in it
@@ -369,13 +375,7 @@ static void phase_perm_given(struct build *b, struct part *pt)
     struct obj_rec o;
     for (size_t i = pt->at.n; i < pt->end; i++) {
         get_obj(&r, &prev, &o);
-        size_t p = pyheap_addrindex_find(&b->x, o.addr);
-        if (p == SIZE_MAX || bit_set_atomic(b->bits, p)) {
-            pt->dups++;
-            b->perm[i] = NO_OBJ;
-        } else {
-            b->perm[i] = (uint32_t)p;
-        }
+        rank_once(b, pt, i, o.addr);
     }
 }
 
@@ -575,18 +575,18 @@ int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes
     b.perm = map_new(n * sizeof *b.perm);
     if (!b.perm)
         goto fail;
-    size_t m = 0;
+    size_t m = n;
     bool given = false;
     if (g->index) {
         b.x = *g->index;
         *g->index = (struct addrindex){ 0 };
-        given = b.x.n == n;
-        nbits = n / 64 + 1;
-        b.bits = given ? calloc(nbits, sizeof *b.bits) : NULL;
-        if (given && !b.bits)
-            goto fail;
-        if (given) {
+        if (b.x.n == n) {
+            nbits = n / 64 + 1;
+            b.bits = calloc(nbits, sizeof *b.bits);
+            if (!b.bits)
+                goto fail;
             run_phase(&b, phase_perm_given);
+            given = true;
             for (unsigned j = 0; j < b.nparts; j++)
                 given = given && b.part[j].dups == 0;
         }
@@ -597,7 +597,6 @@ int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes
             for (unsigned j = 0; j < b.nparts; j++)
                 b.part[j].dups = 0;
         }
-        m = n;
     }
     if (!given) {
         b.daddr = map_new(n * sizeof *b.daddr);

@@ -1431,12 +1431,14 @@ static int walk_merge(struct walk *w, struct walk *x)
         walk_free(x);
         return -1;
     }
-    if (x->nunrec > 0 && !w->unrec_lost &&
-        !pyheap_grow((void **)&w->unrec, &w->capunrec, w->nunrec + x->nunrec, sizeof *w->unrec))
-        w->unrec_lost = true;
     if (!w->unrec_lost && x->nunrec > 0) {
-        memcpy(w->unrec + w->nunrec, x->unrec, x->nunrec * sizeof *w->unrec);
-        w->nunrec += x->nunrec;
+        if (pyheap_grow((void **)&w->unrec, &w->capunrec, w->nunrec + x->nunrec,
+                        sizeof *w->unrec)) {
+            memcpy(w->unrec + w->nunrec, x->unrec, x->nunrec * sizeof *w->unrec);
+            w->nunrec += x->nunrec;
+        } else {
+            w->unrec_lost = true;
+        }
     }
     w->unrec_lost |= x->unrec_lost;
     w->skipped += x->skipped;
