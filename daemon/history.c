@@ -38,6 +38,9 @@ struct pyheapd_history {
     uint64_t next_id;
     /* issue 7: the newest full snapshot, or NULL */
     struct pyheapd_full *full;
+    /* scans that answered before their snapshot was built, still
+     * building it: full_get waits for them (cv) */
+    int pending;
     /* periodic thread */
     double interval;
     int running, stop;
@@ -404,11 +407,26 @@ void pyheapd_history_drop_full(struct pyheapd_history *h)
     full_free(old);
 }
 
+void pyheapd_history_pending(struct pyheapd_history *h, int delta)
+{
+    pthread_mutex_lock(&h->lock);
+    h->pending += delta;
+    if (h->pending <= 0) {
+        h->pending = 0;
+        pthread_cond_broadcast(&h->cv);   /* (the periodic thread re-checks its time) */
+    }
+    pthread_mutex_unlock(&h->lock);
+}
+
 struct pyheapd_full *pyheapd_history_full_get(struct pyheapd_history *h, double max_age,
                                               double *age_s)
 {
     struct pyheapd_full *f = NULL;
     pthread_mutex_lock(&h->lock);
+    /* A snapshot promised by an answer already given: wait for its build
+     * (bounded by that scan's time budget) rather than scan again. */
+    while (!h->full && h->pending > 0)
+        pthread_cond_wait(&h->cv, &h->lock);
     if (h->full) {
         double age = now_s(h) - h->full->t;
         if (age < 0)
@@ -465,7 +483,7 @@ static void *series_thread(void *arg)
         struct pyheapd_scan_info info;
         pyheap_proto_error perr;
         pyheapd_history_drop_full(h);
-        int rc = pyheapd_scan(h->d, h->s, 0, &snap, &info, &perr);
+        int rc = pyheapd_scan(h->d, h->s, 0, NULL, &snap, &info, &perr);
         if (rc == 0) {
             uint64_t id = pyheapd_history_record(h, h->s->pid, snap);
             const pyheap_scan_stats *st = pyheap_snapshot_stats(snap);

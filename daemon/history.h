@@ -64,8 +64,12 @@ void pyheapd_history_put(struct pyheapd_history *h, struct pyheapd_kept *k);
 void pyheapd_history_keep_full(struct pyheapd_history *h, uint64_t id, pyheap_snapshot *snap);
 /* Release the kept full snapshot (a new scan begins). */
 void pyheapd_history_drop_full(struct pyheapd_history *h);
+/* A scan answered before building its snapshot (+1), and has kept it or
+ * failed (-1): until then full_get waits for it. */
+void pyheapd_history_pending(struct pyheapd_history *h, int delta);
 /* The kept full snapshot if its scan began at most MAX_AGE seconds ago,
- * with a reference and its age in *AGE_S; NULL otherwise. */
+ * with a reference and its age in *AGE_S; NULL otherwise. Waits for a
+ * snapshot being built after an early answer (pyheapd_history_pending). */
 struct pyheapd_full *pyheapd_history_full_get(struct pyheapd_history *h, double max_age,
                                               double *age_s);
 void pyheapd_history_full_put(struct pyheapd_history *h, struct pyheapd_full *f);

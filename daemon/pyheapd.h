@@ -135,7 +135,16 @@ struct pyheapd_scan_info {
     size_t frozen_threads;
     double wall_ms;
 };
+/* With EARLY (may be NULL): EARLY->fn is called on the scan's thread with
+ * the walk's census before the snapshot is built, if the walk was complete,
+ * its time budget not spent and the target still the same process (info:
+ * the freeze's figures so far). The scan goes on afterwards as usual. */
+struct pyheapd_early {
+    void (*fn)(void *arg, const pyheap_census *c, const struct pyheapd_scan_info *info);
+    void *arg;
+};
 int pyheapd_scan(struct pyheapd *d, struct pyheapd_session *s, int freeze,
+                 const struct pyheapd_early *early,
                  pyheap_snapshot **out, struct pyheapd_scan_info *info,
                  pyheap_proto_error *perr);
 /* Give the calling thread the scans' CPU priority: nice cfg.scan_nice and
@@ -158,10 +167,19 @@ char *pyheapd_encode_capped(const struct pyheapd_config *cfg, json_t *reply, siz
 int pyheapd_init(struct pyheapd *d);
 /* Free every session (no connection may be active). */
 void pyheapd_fini(struct pyheapd *d);
+/* Where the reply to a request goes. A command may send its reply itself
+ * before it has finished ("top" answers from the walk's census while the
+ * snapshot is still being built: issue 7); then sent is set and send_rc is
+ * pyheapd_send_reply's result. */
+struct pyheapd_reply_to {
+    int fd;
+    int sent;
+    int send_rc;
+};
 /* Handle one parsed request from PEER. Returns a new reference (never NULL
- * unless out of memory). */
+ * unless out of memory), or NULL when the reply went to TO already. */
 json_t *pyheapd_handle(struct pyheapd *d, const struct ucred *peer,
-                       const pyheap_request *req);
+                       const pyheap_request *req, struct pyheapd_reply_to *to);
 /* Attach at start-up (no authorization: the operator started us). */
 /* INTERVAL seconds between periodic scans (0: off), HISTORY points and
  * KEEP snapshots kept (0: defaults) — issue 5. */
@@ -169,6 +187,9 @@ int pyheapd_attach_initial(struct pyheapd *d, pid_t pid, double interval, size_t
                            size_t keep, pyheap_proto_error *perr);
 
 /* server.c */
+/* Send REPLY (consumed; NULL: nothing) on FD as one line, within the reply
+ * size limit. 0, or -1 when it could not be sent (close the connection). */
+int pyheapd_send_reply(const struct pyheapd *d, int fd, json_t *reply);
 /* Is PATH free to bind? 0: nothing there; 1: a stale socket nobody answers
  * on; -1 (logged): a daemon answers, or PATH is not a socket. */
 int pyheapd_probe(const char *path);

@@ -95,6 +95,7 @@ struct job {
     struct pyheapd *d;
     struct pyheapd_session *s;
     int freeze;
+    const struct pyheapd_early *early;
     pyheap_freeze *fz;         /* while the target is stopped */
     pyheap_snapshot *snap;
     pyheap_error err;
@@ -115,6 +116,17 @@ static void resume(void *arg)
         j->fz = NULL;
         pyheapd_scan_priority(j->d);
     }
+}
+
+/* The walk's census (issue 7): handed to the caller's early reply when the
+ * walk was complete and read the right process. */
+static void census(void *arg, const pyheap_census *c)
+{
+    struct job *j = arg;
+    if (pyheap_target_budget_spent(j->s->target) || j->changed ||
+        pyheapd_session_check(j->d, j->s) != PYHEAPD_ALIVE)
+        return;
+    j->early->fn(j->early->arg, c, &j->info);
 }
 
 static void run(struct job *j)
@@ -138,7 +150,8 @@ static void run(struct job *j)
     /* The snapshot is built after the target is resumed: it reads nothing
      * of it. */
     pyheap_scan_opts so = { .threads = j->d->cfg.scan_threads,
-                            .walked = j->fz ? resume : NULL, .walked_arg = j };
+                            .walked = j->fz ? resume : NULL, .walked_arg = j,
+                            .census = j->early ? census : NULL, .census_arg = j };
     j->rc = pyheap_snapshot_take(s->target, &so, &j->snap, &j->err);
     j->budget_spent = pyheap_target_budget_spent(s->target);
     pyheap_target_set_time_budget(s->target, 0);
@@ -167,7 +180,7 @@ static double ms_between(const struct timespec *a, const struct timespec *b)
 }
 
 int pyheapd_scan(struct pyheapd *d, struct pyheapd_session *s, int freeze,
-                 pyheap_snapshot **out, struct pyheapd_scan_info *info,
+                 const struct pyheapd_early *early, pyheap_snapshot **out, struct pyheapd_scan_info *info,
                  pyheap_proto_error *perr)
 {
     memset(info, 0, sizeof *info);
@@ -184,6 +197,7 @@ int pyheapd_scan(struct pyheapd *d, struct pyheapd_session *s, int freeze,
     j.d = d;
     j.s = s;
     j.freeze = freeze;
+    j.early = early && early->fn ? early : NULL;
     /* A thread per scan: with --freeze, because ptrace is per thread and
      * that thread's exit resumes the target whatever happened; without, so
      * that only the scan runs at the low priority (pyheapd_scan_priority)

@@ -127,7 +127,7 @@ int pyheapd_listen(struct pyheapd *d, const char *path)
     return 0;
 }
 
-static int send_reply(const struct pyheapd *d, int fd, json_t *reply)
+int pyheapd_send_reply(const struct pyheapd *d, int fd, json_t *reply)
 {
     if (!reply)
         return -1;
@@ -144,7 +144,7 @@ static int send_error(const struct pyheapd *d, int fd, const char *code, const c
 {
     pyheap_proto_error perr;
     pyheap_proto_err_set(&perr, code, "%s", msg);
-    return send_reply(d, fd, pyheap_proto_error_reply(&perr));
+    return pyheapd_send_reply(d, fd, pyheap_proto_error_reply(&perr));
 }
 
 struct conn {
@@ -190,19 +190,24 @@ static int handle_line(struct conn *c, const char *line, size_t len)
     pyheap_request req;
     pyheap_proto_error perr;
     json_t *reply;
+    struct pyheapd_reply_to to = { .fd = c->fd };
     if (pyheap_proto_parse(line, len, &req, &perr) < 0) {
         pyheapd_log("bad request from pid %d uid %lu: %s: %s", (int)c->peer.pid,
                     (unsigned long)c->peer.uid, perr.code, perr.msg);
         reply = pyheap_proto_error_reply(&perr);
     } else {
         req.fd = c->passed_fd;
-        reply = pyheapd_handle(c->d, &c->peer, &req);
+        reply = pyheapd_handle(c->d, &c->peer, &req, &to);
     }
     if (c->passed_fd >= 0) {
         close(c->passed_fd);
         c->passed_fd = -1;
     }
-    return send_reply(c->d, c->fd, reply);
+    if (to.sent) {
+        json_decref(reply);
+        return to.send_rc;
+    }
+    return pyheapd_send_reply(c->d, c->fd, reply);
 }
 
 /* After a fatal reply: stop sending, then read and drop what the client

@@ -476,12 +476,9 @@ typedef json_t *(*snapshot_reply_fn)(const struct pyheapd *d, const struct pyhea
                                      const pyheap_snapshot *snap,
                                      const pyheap_request *req, pyheap_error *err);
 
-static json_t *top_reply(const struct pyheapd *d, const struct pyheapd_session *s,
-                         const pyheap_snapshot *snap,
-                         const pyheap_request *req, pyheap_error *err)
+/* The ok reply around REP (consumed), or NULL with *err. */
+static json_t *ok_with(json_t *rep, pyheap_error *err)
 {
-    (void)d;
-    json_t *rep = pyheap_report_top(s->target, snap, req->sort, req->n, err);
     if (!rep)
         return NULL;
     json_t *reply = pyheap_proto_ok_reply();
@@ -495,6 +492,69 @@ static json_t *top_reply(const struct pyheapd *d, const struct pyheapd_session *
     }
     json_decref(rep);
     return reply;
+}
+
+static json_t *top_reply(const struct pyheapd *d, const struct pyheapd_session *s,
+                         const pyheap_snapshot *snap,
+                         const pyheap_request *req, pyheap_error *err)
+{
+    (void)d;
+    return ok_with(pyheap_report_top(s->target, snap, req->sort, req->n, err), err);
+}
+
+/* The reply of a freshly scanned request gets the freeze's figures. */
+static int say_freeze(json_t *reply, const struct pyheapd_scan_info *info)
+{
+    if (!info->froze)
+        return 0;
+    return json_object_set_new(reply, "freeze", json_true()) < 0 ||
+           json_object_set_new(reply, "pause_ms", json_real(info->pause_ms)) < 0 ||
+           json_object_set_new(reply, "frozen_threads",
+                               json_integer((json_int_t)info->frozen_threads)) < 0 ? -1 : 0;
+}
+
+/* "top" answered at the end of the walk, from its census, while the scan
+ * thread goes on to build the snapshot (kept for referrers, diff,
+ * --max-age) — issue 7: the answer does not wait for the build. */
+struct early_top {
+    struct pyheapd *d;
+    const struct pyheapd_session *s;
+    const struct ucred *peer;
+    const pyheap_request *req;
+    struct pyheapd_reply_to *to;
+};
+
+static void top_early(void *arg, const pyheap_census *c, const struct pyheapd_scan_info *info)
+{
+    struct early_top *e = arg;
+    const pyheap_scan_stats *st = pyheap_census_stats(c);
+    pyheap_type_stat *hist = NULL;
+    size_t nhist = 0;
+    pyheap_error err;
+    memset(&err, 0, sizeof err);
+    json_t *reply = NULL;
+    if (pyheap_census_histogram(c, e->req->sort, &hist, &nhist, &err) == 0) {
+        const pyheap_target *t = e->s->target;
+        reply = ok_with(pyheap_report_top_hist(
+                            e->s->pid, pyheap_target_version(t),
+                            pyheap_offsets_source_name(pyheap_target_offsets_source(t)),
+                            st, hist, nhist, e->req->n, &err), &err);
+        free(hist);
+    }
+    if (!reply || say_freeze(reply, info) < 0) {
+        json_decref(reply);
+        return;   /* answered after the build instead */
+    }
+    /* The snapshot is promised: a request for it ("max_age") made once
+     * this answer arrives waits for the build instead of scanning again. */
+    pyheapd_history_pending(e->s->hist, 1);
+    e->to->send_rc = pyheapd_send_reply(e->d, e->to->fd, reply);
+    e->to->sent = 1;
+    pyheapd_log("top of pid %d for uid %lu: answered from the walk before the build: "
+                "%llu objects, %llu bytes, %llu skipped, walk %.1f ms%s",
+                (int)e->s->pid, (unsigned long)e->peer->uid, (unsigned long long)st->objects,
+                (unsigned long long)st->bytes, (unsigned long long)st->skipped, st->scan_ms,
+                e->to->send_rc < 0 ? " (the client was gone)" : "");
 }
 
 static json_t *referrers_reply(const struct pyheapd *d, const struct pyheapd_session *s,
@@ -577,7 +637,8 @@ static struct pyheapd_session *session_for(struct pyheapd *d, const struct ucred
  * the snapshot as the session's newest (issue 7). With req->max_age, the
  * kept snapshot answers instead when it is recent enough. */
 static json_t *scan_command(struct pyheapd *d, const struct ucred *peer,
-                            const pyheap_request *req, snapshot_reply_fn fn)
+                            const pyheap_request *req, snapshot_reply_fn fn,
+                            struct pyheapd_reply_to *to)
 {
     json_t *reply = NULL;
     struct pyheapd_session *s = session_for(d, peer, req, &reply);
@@ -595,7 +656,18 @@ static json_t *scan_command(struct pyheapd *d, const struct ucred *peer,
     pyheapd_history_drop_full(s->hist);
     pyheap_snapshot *snap = NULL;
     struct pyheapd_scan_info info;
-    if (pyheapd_scan(d, s, req->freeze, &snap, &info, &perr) < 0) {
+    /* "top" without "max_age" (which names the snapshot, known after the
+     * build) answers from the walk's census. */
+    struct early_top et = { d, s, peer, req, to };
+    struct pyheapd_early early = { top_early, &et };
+    int early_ok = to && req->cmd == PYHEAP_CMD_TOP && req->max_age <= 0;
+    if (pyheapd_scan(d, s, req->freeze, early_ok ? &early : NULL, &snap, &info, &perr) < 0) {
+        if (to && to->sent) {
+            pyheapd_history_pending(s->hist, -1);
+            pyheapd_logp(4, "top of pid %d: answered from the walk, then no snapshot was "
+                         "kept: %s: %s", (int)s->pid, perr.code, perr.msg);
+            goto out;
+        }
         /* Error replies keep their three fields; the session's state
          * ("gone", "exec'd", "pid reused") is named in the message and
          * shown by "ps". */
@@ -605,7 +677,7 @@ static json_t *scan_command(struct pyheapd *d, const struct ucred *peer,
     uint64_t snap_id = pyheapd_history_record(s->hist, s->pid, snap);
     pyheap_error err;
     memset(&err, 0, sizeof err);
-    reply = fn(d, s, snap, req, &err);
+    reply = to && to->sent ? NULL : fn(d, s, snap, req, &err);
     const pyheap_scan_stats *st = pyheap_snapshot_stats(snap);
     double ms = st->scan_ms;
     pyheapd_log("%s of pid %d for uid %lu: %llu objects, %llu bytes, %llu skipped, "
@@ -619,13 +691,17 @@ static json_t *scan_command(struct pyheapd *d, const struct ucred *peer,
                     info.frozen_threads, info.pause_ms);
     pyheapd_history_keep_full(s->hist, snap_id, snap);   /* takes snap */
     snap = NULL;
+    if (to && to->sent)
+        pyheapd_history_pending(s->hist, -1);
 
     pthread_mutex_lock(&d->lock);
     s->scans++;
     s->last_scan_ms = ms;
     pthread_mutex_unlock(&d->lock);
 
-    if (!reply) {
+    if (to && to->sent) {
+        /* answered already */
+    } else if (!reply) {
         reply = lib_error_reply(&err);
     } else if (json_is_true(json_object_get(reply, "ok"))) {
         /* top/referrers keep their documented shape; the issue 5 commands
@@ -634,11 +710,7 @@ static json_t *scan_command(struct pyheapd *d, const struct ucred *peer,
         int say_id = snap_id && (req->cmd == PYHEAP_CMD_SNAPSHOT || req->cmd == PYHEAP_CMD_STATS);
         if ((say_id && json_object_set_new(reply, "snapshot_id", json_integer((json_int_t)snap_id)) < 0) ||
             (req->max_age > 0 && say_snapshot(reply, snap_id, 0, ms / 1e3) < 0) ||
-            (info.froze && json_object_set_new(reply, "freeze", json_true()) < 0) ||
-            (info.froze &&
-             (json_object_set_new(reply, "pause_ms", json_real(info.pause_ms)) < 0 ||
-              json_object_set_new(reply, "frozen_threads",
-                                  json_integer((json_int_t)info.frozen_threads)) < 0))) {
+            say_freeze(reply, &info) < 0) {
             json_decref(reply);
             reply = NULL;
         }
@@ -830,7 +902,7 @@ static json_t *cmd_diff(struct pyheapd *d, const struct ucred *peer, const pyhea
     }
     struct pyheapd_scan_info info;
     pyheapd_history_drop_full(s->hist);
-    if (pyheapd_scan(d, s, req->freeze, &snap, &info, &perr) < 0) {
+    if (pyheapd_scan(d, s, req->freeze, NULL, &snap, &info, &perr) < 0) {
         reply = error_reply(&perr);
         goto out;
     }
@@ -867,7 +939,7 @@ out:
 }
 
 json_t *pyheapd_handle(struct pyheapd *d, const struct ucred *peer,
-                       const pyheap_request *req)
+                       const pyheap_request *req, struct pyheapd_reply_to *to)
 {
     json_t *r = NULL;
     switch (req->cmd) {
@@ -884,21 +956,21 @@ json_t *pyheapd_handle(struct pyheapd *d, const struct ucred *peer,
         r = cmd_ps(d, peer);
         break;
     case PYHEAP_CMD_TOP:
-        r = scan_command(d, peer, req, top_reply);
+        r = scan_command(d, peer, req, top_reply, to);
         break;
     case PYHEAP_CMD_REFERRERS:
-        r = scan_command(d, peer, req, referrers_reply);
+        r = scan_command(d, peer, req, referrers_reply, to);
         break;
     case PYHEAP_CMD_SNAPSHOT: {
         pyheap_proto_error perr;
         if (snapshot_fd_check(req, &perr) < 0)
             r = error_reply(&perr);
         else
-            r = scan_command(d, peer, req, snapshot_reply);
+            r = scan_command(d, peer, req, snapshot_reply, to);
         break;
     }
     case PYHEAP_CMD_STATS:
-        r = scan_command(d, peer, req, stats_reply);
+        r = scan_command(d, peer, req, stats_reply, to);
         break;
     case PYHEAP_CMD_GROWTH:
     case PYHEAP_CMD_SNAPSHOTS:
@@ -908,5 +980,7 @@ json_t *pyheapd_handle(struct pyheapd *d, const struct ucred *peer,
         r = cmd_diff(d, peer, req);
         break;
     }
+    if (!r && to && to->sent)
+        return NULL;
     return r ? r : oom_reply();
 }

@@ -95,6 +95,7 @@ int pyheap_target_check_alive(const pyheap_target *t, pyheap_error *err);
 /* ---- snapshots ---------------------------------------------------------- */
 
 typedef struct pyheap_snapshot pyheap_snapshot;
+typedef struct pyheap_census pyheap_census;
 
 typedef struct pyheap_scan_opts {
     /* Upper bound on objects visited (0: default, 100 million). Beyond it
@@ -115,6 +116,15 @@ typedef struct pyheap_scan_opts {
      * called when the scan fails before walking. */
     void (*walked)(void *arg);
     void *walked_arg;
+    /* If set, called once before the build with what the walk found: the
+     * objects and bytes per type that the snapshot will hold, so that a
+     * census is answered without waiting for the build (see
+     * pyheap_census_histogram). Not called when the walk was truncated or
+     * failed, when the target is gone, nor when the walk cannot vouch that
+     * the snapshot will hold the same objects (then the snapshot's own
+     * histogram answers). The census is valid during the call only. */
+    void (*census)(void *arg, const struct pyheap_census *c);
+    void *census_arg;
 } pyheap_scan_opts;
 
 #define PYHEAP_MAX_SCAN_THREADS 64
@@ -181,6 +191,15 @@ typedef enum pyheap_sort {
  * names are borrowed from the snapshot. Types with zero objects are left out. */
 int pyheap_histogram(const pyheap_snapshot *s, pyheap_sort sort,
                      pyheap_type_stat **out, size_t *n, pyheap_error *err);
+
+/* The census a walk hands to pyheap_scan_opts.census: its statistics
+ * (objects, bytes, skipped, threads; scan_ms is the walk's wall time, and
+ * build_ms 0) and its histogram, equal to pyheap_histogram of the snapshot
+ * built next (type indices and names included; names are borrowed from the
+ * census and valid during the callback only). */
+const pyheap_scan_stats *pyheap_census_stats(const pyheap_census *c);
+int pyheap_census_histogram(const pyheap_census *c, pyheap_sort sort,
+                            pyheap_type_stat **out, size_t *n, pyheap_error *err);
 
 /* ---- the object graph and referrers (issue 3) --------------------------- */
 

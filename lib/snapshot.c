@@ -78,6 +78,27 @@ static int add_cp(struct snapshot_in *in)
     return 0;
 }
 
+/* Room in IN's tally for N types (zeroed), or tally_lost. */
+static int tally_grow(struct snapshot_in *in, size_t n)
+{
+    size_t cap = in->ntally ? in->ntally : 64;
+    while (cap < n)
+        cap *= 2;
+    struct snapshot_type_total *t = cap <= SIZE_MAX / sizeof *t
+                                        ? realloc(in->tally, cap * sizeof *t) : NULL;
+    if (!t) {
+        free(in->tally);
+        in->tally = NULL;
+        in->ntally = 0;
+        in->tally_lost = true;
+        return -1;
+    }
+    memset(t + in->ntally, 0, (cap - in->ntally) * sizeof *t);
+    in->tally = t;
+    in->ntally = cap;
+    return 0;
+}
+
 int pyheap_snapshot_in_object(struct snapshot_in *in, uint64_t addr, uint64_t size,
                               uint32_t type)
 {
@@ -100,6 +121,13 @@ int pyheap_snapshot_in_object(struct snapshot_in *in, uint64_t addr, uint64_t si
     in->obj_edgelen = in->edgelen;
     in->prev = addr;
     in->n++;
+    if (in->tallying && !in->tally_lost) {
+        uint32_t ty = type & ~SNAPSHOT_IN_CUT;
+        if (ty >= in->ntally && tally_grow(in, (size_t)ty + 1) < 0)
+            return 0;   /* the census is lost, not the object */
+        in->tally[ty].count++;
+        in->tally[ty].bytes += size;
+    }
     return 0;
 }
 
@@ -108,9 +136,12 @@ void pyheap_snapshot_in_free(struct snapshot_in *in)
     map_free(in->obj, in->objcap);
     map_free(in->edge, in->edgecap);
     free(in->cp);
+    free(in->tally);
     size_t every = in->cp_every;
+    bool tallying = in->tallying;
     memset(in, 0, sizeof *in);
     in->cp_every = every;
+    in->tallying = tallying;
 }
 
 /* Reading the streams back. They are ours, but a reader never runs past
@@ -189,6 +220,23 @@ static inline void get_obj(struct reader *r, uint64_t *prev, struct obj_rec *o)
     o->nedges = (size_t)get_varint(r);
 }
 
+/* SRC's tally into DST's (both tallying). */
+static void tally_add(struct snapshot_in *dst, const struct snapshot_in *src)
+{
+    dst->tally_lost |= src->tally_lost || src->tallying != dst->tallying;
+    if (dst->tally_lost || !src->tallying)
+        return;
+    size_t n = src->ntally;
+    while (n > 0 && src->tally[n - 1].count == 0)
+        n--;
+    if (n > dst->ntally && tally_grow(dst, n) < 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        dst->tally[i].count += src->tally[i].count;
+        dst->tally[i].bytes += src->tally[i].bytes;
+    }
+}
+
 int pyheap_snapshot_in_append(struct snapshot_in *dst, struct snapshot_in *src)
 {
     int rc = 0;
@@ -257,6 +305,7 @@ int pyheap_snapshot_in_append(struct snapshot_in *dst, struct snapshot_in *src)
     dst->obj_edges = dst->nedges;
     dst->obj_edgelen = dst->edgelen;
     dst->prev = src->prev;
+    tally_add(dst, src);
 done:
     pyheap_snapshot_in_free(src);
     return rc;
@@ -900,10 +949,6 @@ static int cmp_count(const void *a, const void *b)
     return stat_cmp(a, b, PYHEAP_SORT_COUNT);
 }
 
-struct snapshot_type_total {
-    uint64_t count, bytes;
-};
-
 /* The per-type totals of S's objects: one pass over them the first time,
  * kept with the objects after that (a daemon's census records a series
  * and answers from the same snapshot). NULL when out of memory. */
@@ -932,33 +977,70 @@ static const struct snapshot_type_total *type_totals(const pyheap_snapshot *s)
     return tot;
 }
 
-int pyheap_histogram(const pyheap_snapshot *s, pyheap_sort sort,
-                     pyheap_type_stat **out, size_t *n, pyheap_error *err)
+/* Sorted histogram of the types with objects in TOT (NTYPES entries,
+ * named by NAMES). */
+static int histogram_of(const struct snapshot_type_total *tot, size_t ntypes,
+                        char *const *names, pyheap_sort sort,
+                        pyheap_type_stat **out, size_t *n, pyheap_error *err)
 {
-    if (!s || !out || !n)
-        return pyheap_err_set(err, PYHEAP_E_INVAL, 0, 0,
-                              "pyheap_histogram needs a snapshot and output pointers");
-    if (sort != PYHEAP_SORT_BYTES && sort != PYHEAP_SORT_COUNT)
-        return pyheap_err_set(err, PYHEAP_E_INVAL, 0, 0,
-                              "unknown histogram sort order %d", (int)sort);
-    size_t nt = s->ntypes ? s->ntypes : 1;
-    const struct snapshot_type_total *tot = type_totals(s);
-    pyheap_type_stat *all = calloc(nt, sizeof *all);
+    pyheap_type_stat *all = calloc(ntypes ? ntypes : 1, sizeof *all);
     if (!tot || !all) {
         free(all);
         return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0,
-                              "out of memory for a histogram of %zu types", nt);
+                              "out of memory for a histogram of %zu types", ntypes);
     }
     size_t m = 0;
-    for (size_t i = 0; i < s->ntypes; i++)
+    for (size_t i = 0; i < ntypes; i++)
         if (tot[i].count > 0)
-            all[m++] = (pyheap_type_stat){ .type = (uint32_t)i, .name = s->names[i],
+            all[m++] = (pyheap_type_stat){ .type = (uint32_t)i, .name = names[i],
                                            .count = tot[i].count, .bytes = tot[i].bytes };
     if (m > 0)
         qsort(all, m, sizeof *all, sort == PYHEAP_SORT_COUNT ? cmp_count : cmp_bytes);
     *out = all;
     *n = m;
     return 0;
+}
+
+static int histogram_args(const void *what, pyheap_sort sort, pyheap_type_stat **out,
+                          size_t *n, const char *fn, pyheap_error *err)
+{
+    if (!what || !out || !n)
+        return pyheap_err_set(err, PYHEAP_E_INVAL, 0, 0,
+                              "%s needs its input and output pointers", fn);
+    if (sort != PYHEAP_SORT_BYTES && sort != PYHEAP_SORT_COUNT)
+        return pyheap_err_set(err, PYHEAP_E_INVAL, 0, 0,
+                              "unknown histogram sort order %d", (int)sort);
+    return 0;
+}
+
+int pyheap_histogram(const pyheap_snapshot *s, pyheap_sort sort,
+                     pyheap_type_stat **out, size_t *n, pyheap_error *err)
+{
+    if (histogram_args(s, sort, out, n, "pyheap_histogram", err) < 0)
+        return -1;
+    return histogram_of(type_totals(s), s->ntypes, s->names, sort, out, n, err);
+}
+
+const pyheap_scan_stats *pyheap_census_stats(const pyheap_census *c)
+{
+    return &c->stats;
+}
+
+int pyheap_census_histogram(const pyheap_census *c, pyheap_sort sort,
+                            pyheap_type_stat **out, size_t *n, pyheap_error *err)
+{
+    if (histogram_args(c, sort, out, n, "pyheap_census_histogram", err) < 0)
+        return -1;
+    /* As the build types them: an index past the names is type 0. */
+    struct snapshot_type_total *tot = calloc(c->nnames ? c->nnames : 1, sizeof *tot);
+    for (size_t i = 0; tot && c->nnames && i < c->ntally; i++) {
+        size_t ty = i < c->nnames ? i : 0;
+        tot[ty].count += c->tally[i].count;
+        tot[ty].bytes += c->tally[i].bytes;
+    }
+    int rc = histogram_of(tot, c->nnames, c->names, sort, out, n, err);
+    free(tot);
+    return rc;
 }
 
 /* ---- the graph ---- */

@@ -43,6 +43,17 @@ struct snapshot_in {
     struct snapshot_in_cp *cp;
     size_t ncp, capcp, cp_every;
     size_t cp_at;         /* the object that gets the next checkpoint */
+    /* With tallying set (before the first object): objects and bytes per
+     * type index of what was appended, merged by append (the census a
+     * walk answers before the build, pyheap_scan_opts.census).
+     * tally_lost: out of memory, or objects kept out (snapshot_in_keep). */
+    bool tallying, tally_lost;
+    struct snapshot_type_total *tally;
+    size_t ntally;
+};
+
+struct snapshot_type_total {
+    uint64_t count, bytes;
 };
 
 /* Object N's record starts at byte OBJOFF of the object stream and its
@@ -84,8 +95,10 @@ void pyheap_snapshot_in_free(struct snapshot_in *in);
  * Nothing may be appended afterwards. */
 static inline void snapshot_in_keep(struct snapshot_in *in, size_t n)
 {
-    if (n < in->n)
+    if (n < in->n) {
         in->n = n;
+        in->tally_lost = true;
+    }
 }
 
 static inline unsigned char *snapshot_put_varint(unsigned char *p, uint64_t v)
@@ -177,6 +190,15 @@ struct snapshot_graph_in {
      * set less what it did not record), taken. The build checks it
      * against the objects and indexes them itself when it does not match. */
     struct addrindex *index;
+};
+
+/* What a walk found, before the build (pyheap_scan_opts.census). */
+struct pyheap_census {
+    pyheap_scan_stats stats;
+    const struct snapshot_type_total *tally; /* by type index */
+    size_t ntally;
+    char *const *names;
+    size_t nnames;
 };
 
 struct pyheap_snapshot {

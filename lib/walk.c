@@ -1614,6 +1614,7 @@ static void walk_pool_start(struct walk *w, struct walk_pool *p, unsigned nthrea
         x->h.t = w->h.t;
         x->sh = sh;
         x->max_objects = w->max_objects;
+        x->found.tallying = w->found.tallying;
         if (pyheap_mem_open(w->h.t->pid, cache_cap, &x->mem, NULL) < 0)
             continue;
         pyheap_mem_set_deadline(x->mem, deadline);
@@ -1722,6 +1723,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     w.mem = t->mem;
     w.sh = &sh;
     w.max_objects = opts && opts->max_objects ? opts->max_objects : DEFAULT_MAX_OBJECTS;
+    w.found.tallying = opts && opts->census;
     uint64_t reads0, bytes0, xreads = 0, xbytes = 0;
     unsigned ran = 1;
     pyheap_mem_counters(t->mem, &reads0, &bytes0);
@@ -1822,6 +1824,18 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
          * where free() keeps them: give their pages back, or they stay
          * resident under the build's peak. */
         malloc_trim(0);
+        /* The census before the build: each record is an address the
+         * seen set let in once, so with the index complete (every
+         * address recorded or noted) the snapshot holds these objects. */
+        if (g.index && x.n == w.found.n && w.found.tallying && !w.found.tally_lost) {
+            pyheap_census c = { .stats = st, .tally = w.found.tally,
+                                .ntally = w.found.ntally, .names = names, .nnames = nnames };
+            c.stats.objects = w.found.n;
+            for (size_t i = 0; i < c.ntally; i++)
+                c.stats.bytes += c.tally[i].bytes;
+            c.stats.scan_ms = now_ms() - t0;
+            opts->census(opts->census_arg, &c);
+        }
         double b0 = now_ms();
         rc = pyheap_snapshot_build_in(&w.found, names, nnames, &g, &st, nthreads, out, err);
         free(g.roots);

@@ -189,6 +189,49 @@ START_TEST(reuse_misses_newer_objects)
 }
 END_TEST
 
+/* A fresh "top" is answered from the walk's census before the snapshot
+ * is built (the daemon logs it; the reply's scan_ms is the walk's alone),
+ * and the snapshot built afterwards holds exactly that census: top from it
+ * ("max_age") gives the same types, counts and bytes. With "freeze" too. */
+START_TEST(top_answered_before_build)
+{
+    struct svc e;
+    struct svc_target t;
+    svc_start_attached(&e, &t, "growth_target.py", "leak");
+    for (int freeze = 0; freeze <= 1; freeze++) {
+        json_t *r0 = ok_request(&e, "{\"cmd\":\"top\",\"n\":0%s}",
+                                freeze ? ",\"freeze\":true" : "");
+        ck_assert_ptr_null(json_object_get(r0, "snapshot_reused"));
+        ck_assert_int_eq(json_is_true(json_object_get(r0, "freeze")), freeze);
+        if (freeze)
+            ck_assert(json_number_value(json_object_get(r0, "pause_ms")) > 0);
+        json_t *r1 = ok_request(&e, "{\"cmd\":\"top\",\"n\":0,\"max_age\":600}");
+        ck_assert(reused(r1));
+        double walk_ms = json_number_value(json_object_get(r0, "scan_ms"));
+        double scan_ms = json_number_value(json_object_get(r1, "scan_ms"));
+        ck_assert_msg(walk_ms > 0 && walk_ms < scan_ms, "answered after %.2f ms of a "
+                      "%.2f ms scan: not before the build", walk_ms, scan_ms);
+        ck_assert_int_gt(jint(r0, "objects"), 10000);
+        const char *same[] = { "objects", "bytes", "skipped", "ntypes", "truncated_types",
+                               "types", "scan_truncated", "pid", "python", "offsets_source" };
+        for (size_t i = 0; i < sizeof same / sizeof *same; i++)
+            ck_assert_msg(json_equal(json_object_get(r0, same[i]), json_object_get(r1, same[i])),
+                          "\"%s\" differs between the census and its snapshot", same[i]);
+        ck_assert_int_gt(json_array_size(json_object_get(r0, "types")), 20);
+        json_decref(r0);
+        json_decref(r1);
+    }
+    char *log = test_slurp(e.log);
+    const char *say = "answered from the walk before the build";
+    const char *a = strstr(log, say);
+    ck_assert_msg(a && strstr(a + 1, say), "the daemon did not answer two tops early:\n%s",
+                  log);
+    free(log);
+    svc_target_kill(&t);
+    svc_fini(&e);
+}
+END_TEST
+
 START_TEST(reuse_bad_values)
 {
     struct svc e;
@@ -303,6 +346,7 @@ Suite *suite_reuse(void)
     tcase_add_test(tc, reuse_same_answer_and_age);
     tcase_add_test(tc, reuse_misses_newer_objects);
     tcase_add_test(tc, reuse_bad_values);
+    tcase_add_test(tc, top_answered_before_build);
     tcase_add_test(tc, reuse_concurrent);
     suite_add_tcase(s, tc);
     return s;

@@ -242,6 +242,125 @@ START_TEST(walked_before_build)
 }
 END_TEST
 
+/* The census handed out before the build (what pyheapd answers "top"
+ * with) is what the snapshot then holds: per type index, the same name,
+ * count and bytes, counted here from the snapshot's objects one by one. */
+struct census_probe {
+    int calls;
+    double at;
+    pyheap_scan_stats st;
+    size_t n;
+    struct { char name[128]; uint32_t type; uint64_t count, bytes; } *rows;
+};
+
+static void census_probe_cb(void *arg, const pyheap_census *c)
+{
+    struct census_probe *p = arg;
+    p->calls++;
+    p->at = test_now_ms();
+    p->st = *pyheap_census_stats(c);
+    pyheap_type_stat *h = NULL;
+    size_t n = 0;
+    pyheap_error e;
+    ck_assert_msg(pyheap_census_histogram(c, PYHEAP_SORT_COUNT, &h, &n, &e) == 0, "%s", e.msg);
+    free(p->rows);
+    p->rows = calloc(n ? n : 1, sizeof *p->rows);
+    ck_assert_ptr_nonnull(p->rows);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(p->rows[i].name, sizeof p->rows[i].name, "%s", h[i].name);
+        p->rows[i].type = h[i].type;
+        p->rows[i].count = h[i].count;
+        p->rows[i].bytes = h[i].bytes;
+        /* sorted by count, as asked */
+        ck_assert(i == 0 || h[i - 1].count >= h[i].count);
+    }
+    p->n = n;
+    free(h);
+}
+
+static void census_matches(const struct census_probe *p, const pyheap_snapshot *s)
+{
+    size_t nt = pyheap_snapshot_ntypes(s), n = pyheap_snapshot_count(s);
+    uint64_t *cnt = calloc(nt + 1, sizeof *cnt), *byt = calloc(nt + 1, sizeof *byt);
+    ck_assert(cnt && byt);
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t ty = pyheap_snapshot_type(s, i);
+        ck_assert_uint_lt(ty, nt);
+        cnt[ty]++;
+        byt[ty] += pyheap_snapshot_size(s, i);
+        bytes += pyheap_snapshot_size(s, i);
+    }
+    const pyheap_scan_stats *st = pyheap_snapshot_stats(s);
+    ck_assert_uint_eq(p->st.objects, n);
+    ck_assert_uint_eq(p->st.objects, st->objects);
+    ck_assert_uint_eq(p->st.bytes, bytes);
+    ck_assert_uint_eq(p->st.bytes, st->bytes);
+    ck_assert_uint_eq(p->st.skipped, st->skipped);
+    ck_assert_int_eq(p->st.truncated, 0);
+    size_t types = 0;
+    for (size_t i = 0; i < nt; i++)
+        types += cnt[i] > 0;
+    ck_assert_uint_eq(p->n, types);
+    for (size_t i = 0; i < p->n; i++) {
+        uint32_t ty = p->rows[i].type;
+        ck_assert_uint_lt(ty, nt);
+        ck_assert_str_eq(p->rows[i].name, pyheap_snapshot_type_name(s, ty));
+        ck_assert_msg(p->rows[i].count == cnt[ty] && p->rows[i].bytes == byt[ty],
+                      "%s: census %" PRIu64 " objects %" PRIu64 " bytes, snapshot %" PRIu64
+                      " and %" PRIu64, p->rows[i].name, p->rows[i].count, p->rows[i].bytes,
+                      cnt[ty], byt[ty]);
+    }
+    free(cnt);
+    free(byt);
+}
+
+START_TEST(census_before_build)
+{
+    ck_assert_msg(access(PY_DEBIAN, X_OK) == 0, "%s is required", PY_DEBIAN);
+    struct kh k;
+    kh_start(&k, NULL, PY_DEBIAN, "--churn");
+    pyheap_target *t = NULL;
+    pyheap_error e;
+    memset(&e, 0, sizeof e);
+    ck_assert_msg(pyheap_target_open(k.pid, NULL, &t, &e) == 0, "open: %s", e.msg);
+    for (unsigned i = 0; i < 6; i++) {
+        unsigned threads = 1 + i % 3;   /* threads racing with a mutating heap too */
+        struct census_probe p;
+        memset(&p, 0, sizeof p);
+        pyheap_scan_opts so = { .threads = threads, .census = census_probe_cb,
+                                .census_arg = &p };
+        pyheap_snapshot *s = NULL;
+        ck_assert_msg(pyheap_snapshot_take(t, &so, &s, &e) == 0, "scan: %s", e.msg);
+        double t1 = test_now_ms();
+        const pyheap_scan_stats *st = pyheap_snapshot_stats(s);
+        fprintf(stderr, "census: %u threads: %zu types, %" PRIu64 " objects, callback %.1f "
+                "ms before the return, build %.1f ms\n", threads, p.n, p.st.objects,
+                t1 - p.at, st->build_ms);
+        ck_assert_int_eq(p.calls, 1);
+        ck_assert_uint_gt(p.st.objects, 50000);
+        ck_assert_uint_gt(p.n, 20);
+        ck_assert_msg(t1 - p.at >= st->build_ms, "the build (%.1f ms) began before the "
+                      "census (%.1f ms before the return)", st->build_ms, t1 - p.at);
+        ck_assert(p.st.scan_ms > 0 && p.st.scan_ms <= st->scan_ms);
+        census_matches(&p, s);
+        free(p.rows);
+        pyheap_snapshot_free(s);
+    }
+    /* A truncated walk has no census: the snapshot answers. */
+    struct census_probe p;
+    memset(&p, 0, sizeof p);
+    pyheap_scan_opts so = { .max_objects = 5000, .census = census_probe_cb, .census_arg = &p };
+    pyheap_snapshot *s = NULL;
+    ck_assert_msg(pyheap_snapshot_take(t, &so, &s, &e) == 0, "scan: %s", e.msg);
+    ck_assert_int_eq(pyheap_snapshot_stats(s)->truncated, 1);
+    ck_assert_int_eq(p.calls, 0);
+    pyheap_snapshot_free(s);
+    pyheap_target_free(t);
+    kh_stop(&k);
+}
+END_TEST
+
 /* Scans racing with a target that allocates and frees in a tight loop:
  * they complete, stay bounded, report what they skipped; limits truncate;
  * a vanished target is reported as gone. */
@@ -313,6 +432,7 @@ Suite *suite_walk(void)
     tcase_add_test(tc, accuracy_pyenv_shared);
     tcase_add_test(tc, scan_while_churning);
     tcase_add_test(tc, walked_before_build);
+    tcase_add_test(tc, census_before_build);
     tcase_add_test(tc, threads_agree);
     tcase_add_test(tc, gc_lists_both_ends);
     tcase_add_test(tc, gc_lists_subinterpreter);

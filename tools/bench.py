@@ -7,8 +7,10 @@ For each heap size N (instances of tests/targets/bench_heap.py: 4 objects
 each) it starts one real target (/usr/bin/python3.11, or $PYTHON) and one
 pyheapd attached to it, and measures side by side, RUNS times each:
 
-  census     `pyheap top --by-type` wall time, and pyheapd's CPU time
-             (utime+stime from /proc/PID/stat) for it
+  census     `pyheap top --by-type` wall time (pyheapd answers it at the
+             end of the walk), until the snapshot is built after the answer
+             ("built"), and pyheapd's CPU time for both (utime+stime from
+             /proc/PID/stat)
   lib        the same census through the library (tools/bench-helper census):
              scan time, snapshot model bytes per object
   floor      copying the target's rw anonymous mappings once in 1 MiB
@@ -138,6 +140,21 @@ class Daemon:
             self.p.wait()
         self.logf.close()
 
+    def scans_logged(self):
+        """How many scans pyheapd has logged as complete (snapshot built)."""
+        pat = re.compile(r": (\d+) objects, .*\bscan ([0-9.]+) ms")
+        with open(self.logpath) as f:
+            return sum(1 for ln in f if pat.search(ln))
+
+    def wait_scans(self, k, timeout=600):
+        """Wait until K scans are logged complete: a fresh top is answered
+        at the end of the walk and its snapshot built after the answer."""
+        end = time.time() + timeout
+        while self.scans_logged() < k:
+            if time.time() > end:
+                raise RuntimeError("pyheapd did not finish its scan; see %s" % self.logpath)
+            time.sleep(0.005)
+
     def last_scan(self):
         """(objects, scan_ms) from pyheapd's last scan log line
         ("... pid N for uid U: X objects, ..., scan Y ms, ...")."""
@@ -175,28 +192,36 @@ def bench_size(build, python, n, runs, count_secs, tmp, skip=()):
         log("   target pid %d, rss %.0f MiB" % (t.pid, res["target_rss_kib"] / 1024))
 
         # 1. census through pyheapd; 3. floor; lib census: interleaved.
-        walls, cpus, scans, floors, libs = [], [], [], [], []
+        # The census is the answer's wall time (pyheapd answers top from
+        # the walk, then builds the snapshot): "built" is until the build
+        # ended, and the daemon's CPU time includes the build.
+        walls, built, cpus, scans, floors, libs = [], [], [], [], [], []
         objects = None
         for i in range(runs):
+            k = d.scans_logged()
             c0 = proc_cpu_s(d.p.pid)
             w0 = time.perf_counter()
             r = d.cli("top", "--by-type", "-n", "10")
             w1 = time.perf_counter()
-            c1 = proc_cpu_s(d.p.pid)
             if r.returncode != 0:
                 raise RuntimeError("pyheap top failed: %s" % r.stderr.strip())
+            d.wait_scans(k + 1)
+            w2 = time.perf_counter()
+            c1 = proc_cpu_s(d.p.pid)
             walls.append(w1 - w0)
+            built.append(w2 - w0)
             cpus.append(c1 - c0)
             objects, scan_ms = d.last_scan()
             scans.append(scan_ms / 1e3 if scan_ms is not None else None)
             floors.append(helper(build, "floor", t.pid))
             libs.append(helper(build, "census", t.pid))
-            log("   run %d: census %.3f s (daemon cpu %.2f s), floor %.3f s, lib %.3f s "
-                "(of which the build %.3f s)"
-                % (i + 1, walls[-1], cpus[-1], floors[-1]["ms"] / 1e3, libs[-1]["ms"] / 1e3,
-                   libs[-1].get("build_ms", 0) / 1e3))
+            log("   run %d: census %.3f s (snapshot built at %.3f s, daemon cpu %.2f s), "
+                "floor %.3f s, lib %.3f s (of which the build %.3f s)"
+                % (i + 1, walls[-1], built[-1], cpus[-1], floors[-1]["ms"] / 1e3,
+                   libs[-1]["ms"] / 1e3, libs[-1].get("build_ms", 0) / 1e3))
         res["census_top_output"] = r.stdout
         res["census_wall_s"] = walls
+        res["census_built_s"] = built
         res["census_daemon_cpu_s"] = cpus
         res["census_scan_s"] = scans
         res["census_objects"] = objects
@@ -327,13 +352,16 @@ def ratio(a, b):
 
 
 def summarize(r):
-    m = {k: median(r[k]) for k in ("census_wall_s", "census_daemon_cpu_s", "floor_s",
+    m = {k: median(r[k]) for k in ("census_wall_s", "census_built_s", "census_daemon_cpu_s",
+                                   "floor_s",
                                    "lib_census_s", "closure_s", "typestats_s")}
     m["referrers_s"] = median(r["referrers_s"]) if r.get("referrers_s") else None
     for k in ("referrers_reuse_s", "referrers_reuse_daemon_cpu_s"):
         m[k] = median(r[k]) if r.get(k) and None not in r[k] else None
     s = {
         "census_s": m["census_wall_s"],
+        "census_built_s": m["census_built_s"],
+        "census_built_vs_floor": ratio(m["census_built_s"], m["floor_s"]),
         "census_daemon_cpu_s": m["census_daemon_cpu_s"],
         "lib_census_s": m["lib_census_s"],
         "floor_s": m["floor_s"],
@@ -438,14 +466,14 @@ def main():
     mc = out["machine"]
     print("pyheap bench: %d CPUs (%s), kernel %s, python %s; medians of %d runs"
           % (mc["nproc"], mc["cpu"], mc["kernel"], mc["python"], runs))
-    hdr = ("N", "objects", "census", "daemon cpu", "closure", "x", "typestats", "x",
+    hdr = ("N", "objects", "census", "built", "daemon cpu", "closure", "x", "typestats", "x",
            "floor", "x", "hwm/rss", "B/obj", "thruput", "nice0", "referrers", "reuse")
     rows = []
     for res in out["sizes"]:
         s = res["summary"]
         rows.append((
             str(res["n"]), fmt(res["census_objects"]), fmt(s["census_s"], "s"),
-            fmt(s["census_daemon_cpu_s"], "s"), fmt(s["closure_s"], "s"),
+            fmt(s["census_built_s"], "s"), fmt(s["census_daemon_cpu_s"], "s"), fmt(s["closure_s"], "s"),
             fmt(s["census_vs_closure"]), fmt(s["typestats_s"], "s"),
             fmt(s["census_vs_typestats"]), fmt(s["floor_s"], "s"), fmt(s["census_vs_floor"]),
             fmt(s["daemon_hwm_vs_target_rss"]), fmt(s["snapshot_bytes_per_object"]),
