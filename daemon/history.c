@@ -394,6 +394,7 @@ void pyheapd_history_keep_full(struct pyheapd_history *h, uint64_t id, pyheap_sn
     f->t = now_s(h) - took;
     struct pyheapd_full *old = full_unref_locked(h->full);
     h->full = f;
+    pthread_cond_broadcast(&h->cv);   /* requests waiting for it (full_get) */
     pthread_mutex_unlock(&h->lock);
     full_free(old);
 }
@@ -424,7 +425,8 @@ struct pyheapd_full *pyheapd_history_full_get(struct pyheapd_history *h, double 
     struct pyheapd_full *f = NULL;
     pthread_mutex_lock(&h->lock);
     /* A snapshot promised by an answer already given: wait for its build
-     * (bounded by that scan's time budget) rather than scan again. */
+     * (the rest of that scan: it reads nothing more of the target, and its
+     * early reply never blocks it) rather than scan again. */
     while (!h->full && h->pending > 0)
         pthread_cond_wait(&h->cv, &h->lock);
     if (h->full) {

@@ -175,6 +175,10 @@ struct pyheapd_reply_to {
     int fd;
     int sent;
     int send_rc;
+    /* What an early send left for the connection's thread to send once
+     * the command is over (the socket's buffer was full): malloc'd. */
+    char *rest;
+    size_t rest_off, rest_len;
 };
 /* Handle one parsed request from PEER. Returns a new reference (never NULL
  * unless out of memory), or NULL when the reply went to TO already. */
@@ -190,6 +194,11 @@ int pyheapd_attach_initial(struct pyheapd *d, pid_t pid, double interval, size_t
 /* Send REPLY (consumed; NULL: nothing) on FD as one line, within the reply
  * size limit. 0, or -1 when it could not be sent (close the connection). */
 int pyheapd_send_reply(const struct pyheapd *d, int fd, json_t *reply);
+/* Send REPLY (consumed) to TO while the command goes on, without blocking:
+ * what the socket does not take at once is left in TO->rest, sent by the
+ * connection's thread when the command is over (a slow reader must not
+ * hold up the scan, its lock or the build). Sets TO->sent and send_rc. */
+void pyheapd_send_early(const struct pyheapd *d, struct pyheapd_reply_to *to, json_t *reply);
 /* Is PATH free to bind? 0: nothing there; 1: a stale socket nobody answers
  * on; -1 (logged): a daemon answers, or PATH is not a socket. */
 int pyheapd_probe(const char *path);

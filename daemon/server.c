@@ -140,6 +140,33 @@ int pyheapd_send_reply(const struct pyheapd *d, int fd, json_t *reply)
     return rc;
 }
 
+void pyheapd_send_early(const struct pyheapd *d, struct pyheapd_reply_to *to, json_t *reply)
+{
+    size_t len = 0, off = 0;
+    char *line = pyheapd_encode_capped(&d->cfg, reply, &len);
+    to->sent = 1;
+    to->send_rc = line ? 0 : -1;
+    while (line && off < len) {
+        ssize_t w = send(to->fd, line + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (w < 0) {
+            to->send_rc = -1;
+            break;
+        }
+        off += (size_t)w;
+    }
+    if (line && to->send_rc == 0 && off < len) {
+        to->rest = line;
+        to->rest_off = off;
+        to->rest_len = len;
+    } else {
+        free(line);
+    }
+}
+
 static int send_error(const struct pyheapd *d, int fd, const char *code, const char *msg)
 {
     pyheap_proto_error perr;
@@ -205,6 +232,10 @@ static int handle_line(struct conn *c, const char *line, size_t len)
     }
     if (to.sent) {
         json_decref(reply);
+        if (to.rest && to.send_rc == 0)
+            to.send_rc = pyheap_proto_send_all(c->fd, to.rest + to.rest_off,
+                                               to.rest_len - to.rest_off);
+        free(to.rest);
         return to.send_rc;
     }
     return pyheapd_send_reply(c->d, c->fd, reply);

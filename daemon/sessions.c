@@ -548,13 +548,13 @@ static void top_early(void *arg, const pyheap_census *c, const struct pyheapd_sc
     /* The snapshot is promised: a request for it ("max_age") made once
      * this answer arrives waits for the build instead of scanning again. */
     pyheapd_history_pending(e->s->hist, 1);
-    e->to->send_rc = pyheapd_send_reply(e->d, e->to->fd, reply);
-    e->to->sent = 1;
+    pyheapd_send_early(e->d, e->to, reply);
     pyheapd_log("top of pid %d for uid %lu: answered from the walk before the build: "
                 "%llu objects, %llu bytes, %llu skipped, walk %.1f ms%s",
                 (int)e->s->pid, (unsigned long)e->peer->uid, (unsigned long long)st->objects,
                 (unsigned long long)st->bytes, (unsigned long long)st->skipped, st->scan_ms,
-                e->to->send_rc < 0 ? " (the client was gone)" : "");
+                e->to->send_rc < 0 ? " (the client was gone)"
+                : e->to->rest ? " (the rest of the reply follows the build)" : "");
 }
 
 static json_t *referrers_reply(const struct pyheapd *d, const struct pyheapd_session *s,

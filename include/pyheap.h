@@ -145,6 +145,13 @@ typedef struct pyheap_scan_stats {
     uint64_t gc_tracked_back; /* of gc_tracked, found walking a list from
                               * its tail (several threads: a second walker
                               * starts there); not kept in snapshot files */
+    uint64_t gc_mended;      /* GC list links found torn (the target
+                              * changed the list under the reader) and
+                              * mended by reading them afresh; not kept in
+                              * snapshot files */
+    uint64_t gc_again;       /* GC lists walked again, their memory read
+                              * afresh, after links torn beyond mending (a
+                              * collection during the scan); not kept */
 } pyheap_scan_stats;
 
 /* Per-scan time budget: MS milliseconds from now on, every remote read of

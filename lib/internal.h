@@ -89,6 +89,9 @@ int pyheap_mem_read(pyheap_mem *m, uint64_t addr, void *buf, size_t len,
 int pyheap_mem_read_cached(pyheap_mem *m, uint64_t addr, void *buf, size_t len,
                            pyheap_error *err);
 void pyheap_mem_cache_clear(pyheap_mem *m);
+/* Forget every cached chunk (windows emptied), keeping the buffers: later
+ * reads see the target as it is then. */
+void pyheap_mem_cache_forget(pyheap_mem *m);
 /* A window into one cached chunk, for a caller's inline fast path: LEN
  * bytes at remote BASE are at DATA (data NULL: empty window). */
 struct pyheap_mem_window {

@@ -226,6 +226,12 @@ static void cache_evict(pyheap_mem *m)
     windows_empty(m);
 }
 
+void pyheap_mem_cache_forget(pyheap_mem *m)
+{
+    if (m)
+        cache_evict(m);
+}
+
 void pyheap_mem_free(pyheap_mem *m)
 {
     if (!m)

@@ -24,6 +24,9 @@
 #define MAX_FRAMES          100000
 #define MAX_EXC_CHAIN       10000
 #define MAX_GC_LIST         200000000ULL
+#define MAX_GC_MENDS        64   /* torn links mended per pass over a list */
+#define GC_LIST_AGAIN       3    /* passes again over a list torn beyond mending */
+#define GC_MEND_WAIT_MS     200  /* for collections in progress, per walker */
 
 /* Candidates carry a flag in the low bit (object addresses are 8-aligned). */
 #define REF_MAYBE 1ULL
@@ -144,6 +147,9 @@ struct walk {
     uint64_t skipped;
     uint64_t gc_tracked;
     uint64_t gc_tracked_back;  /* of which from a list's tail */
+    uint64_t gc_mended;        /* torn list links read again and mended */
+    uint64_t gc_again;         /* passes again over torn lists */
+    unsigned gc_wait_ms;       /* spent waiting for collections to end */
 
     /* In front of the type map: valid types by address, direct-mapped
      * (types are never removed during a walk, their descriptions do not
@@ -894,7 +900,51 @@ static void add_seed(struct walk *w, uint64_t addr);
  * main interpreter's lists, several threads): both ends are walked at
  * once, and this one stops where the other has been (sh->listed); IDX is
  * the list's place in gc_list_heads. */
-static void walk_gc_list(struct walk *w, uint64_t head, bool back, int idx, bool claim)
+/* The node after PREV on its list as it is now (uncached reads): 0 with
+ * *NEXT when that node's link back (at CHECK_AT) names PREV, else -1. */
+static int gc_link_now(struct walk *w, uint64_t prev, size_t step_at, size_t check_at,
+                       uint64_t *next)
+{
+    uint64_t nx, back;
+    if (pyheap_mem_read(w->mem, prev + step_at, &nx, sizeof nx, NULL) < 0)
+        return -1;
+    nx &= ~(uint64_t)3;
+    if (!plausible_addr(nx) ||
+        pyheap_mem_read(w->mem, nx + check_at, &back, sizeof back, NULL) < 0 ||
+        (back & ~(uint64_t)3) != prev)
+        return -1;
+    *next = nx;
+    return 0;
+}
+
+/* Mend a torn link after PREV (gc_link_now). While the collector of the
+ * GC state at GC runs, the lists' back links hold reference counts: wait
+ * for it to finish (GC_MEND_WAIT_MS per walker in all), then read the link
+ * again. */
+static int gc_link_fresh(struct walk *w, uint64_t gc, uint64_t prev, size_t step_at,
+                         size_t check_at, uint64_t *next)
+{
+    if (gc_link_now(w, prev, step_at, check_at, next) == 0)
+        return 0;
+    const struct pyheap_offsets *off = &w->h.t->off;
+    if (off->gcstate_collecting == PYHEAP_OFF_ABSENT || w->h.t->pid <= 0)
+        return -1;
+    bool waited = false;
+    while (w->gc_wait_ms < GC_MEND_WAIT_MS && !stopping(w)) {
+        int32_t collecting = 0;
+        if (pyheap_mem_read(w->mem, gc + off->gcstate_collecting, &collecting,
+                            sizeof collecting, NULL) < 0 || !collecting)
+            break;
+        struct timespec ts = { 0, 1000000 };
+        nanosleep(&ts, NULL);
+        w->gc_wait_ms++;
+        waited = true;
+    }
+    return waited ? gc_link_now(w, prev, step_at, check_at, next) : -1;
+}
+
+static int gc_list_pass(struct walk *w, uint64_t gc, uint64_t head, bool back, int idx,
+                        bool claim, bool again)
 {
     const struct pyheap_offsets *off = &w->h.t->off;
     const size_t step_at = back ? off->gc_prev : off->gc_next;
@@ -902,7 +952,7 @@ static void walk_gc_list(struct walk *w, uint64_t head, bool back, int idx, bool
     uint64_t prev = head, cur;
     if (pyheap_walk_read_u64(w, head + step_at, &cur) < 0) {
         w->skipped++;
-        return;
+        return 0;
     }
     cur &= ~(uint64_t)3;
     /* Torn links could close a cycle that never returns to HEAD: Brent's
@@ -911,24 +961,34 @@ static void walk_gc_list(struct walk *w, uint64_t head, bool back, int idx, bool
      * several threads, list members may be reached before the list gets to
      * them.) */
     uint64_t mark = head, power = 1, lam = 0;
+    unsigned mended = 0;
     for (uint64_t n = 0; cur != head; n++) {
         if (n >= MAX_GC_LIST || n >= w->max_objects || stopping(w)) {
             w->truncated = w->truncated || n >= MAX_GC_LIST || n >= w->max_objects;
-            return;
+            return 0;
         }
         uint64_t g[2];
         if (!plausible_addr(cur) ||
             pyheap_walk_read(w, cur + step_at, &g[0], 8) < 0 ||
             pyheap_walk_read(w, cur + check_at, &g[1], 8) < 0 ||
             (g[1] & ~(uint64_t)3) != prev) {
-            /* Torn or freed link: the rest of this list is unreliable from
-             * this end (the other end's walker, if any, comes up to here). */
+            /* A torn or freed link: CUR left the list (freed, or moved by
+             * a collection) after PREV's link to it was read, or the
+             * cached copies are of different moments. Read PREV's link
+             * afresh, and go on if the node it names links back to PREV
+             * now; else the rest of this list is unreliable from this end
+             * as cached (walk_gc_list reads it again). */
             w->skipped++;
-            return;
+            if (mended >= MAX_GC_MENDS ||
+                gc_link_fresh(w, gc, prev, step_at, check_at, &cur) < 0)
+                return 1;
+            mended++;
+            w->gc_mended++;
+            continue;
         }
         if (cur == mark) {
             w->skipped++; /* a cycle: torn links */
-            return;
+            return 1;
         }
         if (++lam == power) {
             mark = cur;
@@ -937,7 +997,7 @@ static void walk_gc_list(struct walk *w, uint64_t head, bool back, int idx, bool
         }
         if (!plausible_addr(cur + off->gc_head)) {
             w->skipped++;
-            return;
+            return 1;
         }
         if (claim) {
             /* the head's walker claims CUR, the tail's CUR ^ 8 */
@@ -945,7 +1005,7 @@ static void walk_gc_list(struct walk *w, uint64_t head, bool back, int idx, bool
                                             back ? cur ^ 8 : cur);
             if (c < 0) {
                 w->nomem = true;
-                return;
+                return 0;
             }
             /* Claimed by the other end: met, if it has got to this list
              * (it walks the lists in the other order). Claimed by this
@@ -955,22 +1015,46 @@ static void walk_gc_list(struct walk *w, uint64_t head, bool back, int idx, bool
                 int other = __atomic_load_n(back ? &w->sh->fwd_at : &w->sh->back_at,
                                             __ATOMIC_ACQUIRE);
                 if (back ? other >= idx : other <= idx)
-                    return;
+                    return 0;
             }
         }
         int fresh = seen_insert(w, cur + off->gc_head);
         if (fresh < 0) {
             w->nomem = true;
-            return;
+            return 0;
         }
         if (fresh > 0)
             add_seed(w, cur + off->gc_head);
-        w->gc_tracked++;
-        w->gc_tracked_back += back;
+        if (!again || fresh > 0) {   /* (a pass again counts what it adds) */
+            w->gc_tracked++;
+            w->gc_tracked_back += back;
+        }
         prev = cur;
         cur = g[0] & ~(uint64_t)3;
     }
+    return 0;
 }
+
+/* Walk a GC list (gc_list_pass). A list whose links tear beyond mending
+ * (a collection reordered it during the scan: the links this walker
+ * cached are then of another order) is walked again from its end, its
+ * chunks read afresh, up to GC_LIST_AGAIN times: objects held only by C
+ * code (module state, caches) are found through their list alone. The
+ * seen set makes the passes again cheap (links only), and claims are
+ * left to the first pass. */
+static void walk_gc_list(struct walk *w, uint64_t gc, uint64_t head, bool back, int idx,
+                         bool claim)
+{
+    for (int pass = 0; gc_list_pass(w, gc, head, back, idx, claim && pass == 0, pass > 0);
+         pass++) {
+        if (pass == GC_LIST_AGAIN || stopping(w) || w->h.t->pid <= 0)
+            return;
+        pyheap_mem_cache_forget(w->mem);
+        w->gc_again++;
+    }
+}
+
+
 
 /* The object pointed to by the word at ADDR is a root named NAME. */
 static void root_at(struct walk *w, uint64_t addr, const char *name, int prio)
@@ -1203,7 +1287,7 @@ static void walk_interp(struct walk *w, uint64_t interp)
     for (size_t i = 0; i < nheads; i++) {
         if (both)
             __atomic_store_n(&sh->fwd_at, (int)i, __ATOMIC_RELEASE);
-        walk_gc_list(w, heads[i], false, (int)i, both);
+        walk_gc_list(w, gc, heads[i], false, (int)i, both);
     }
     if (both)
         __atomic_store_n(&sh->fwd_at, LISTS_DONE, __ATOMIC_RELEASE);
@@ -1410,7 +1494,8 @@ static void *walk_thread_main(void *arg)
         size_t nheads = gc_list_heads(w, sh->interp_both, heads);
         for (size_t i = nheads; i-- > 0 && !stopping(w);) {
             __atomic_store_n(&sh->back_at, (int)i, __ATOMIC_RELEASE);
-            walk_gc_list(w, heads[i], true, (int)i, true);
+            walk_gc_list(w, sh->interp_both + w->h.t->off.interp_gc, heads[i], true, (int)i,
+                         true);
         }
         __atomic_store_n(&sh->back_at, -1, __ATOMIC_RELEASE);
         seeds_publish(w);
@@ -1444,6 +1529,8 @@ static int walk_merge(struct walk *w, struct walk *x)
     w->skipped += x->skipped;
     w->gc_tracked += x->gc_tracked;
     w->gc_tracked_back += x->gc_tracked_back;
+    w->gc_mended += x->gc_mended;
+    w->gc_again += x->gc_again;
     w->gone |= x->gone;
     w->nomem |= x->nomem;
     w->truncated |= x->truncated;
@@ -1785,6 +1872,8 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         st.skipped = w.skipped;
         st.gc_tracked = w.gc_tracked;
         st.gc_tracked_back = w.gc_tracked_back;
+        st.gc_mended = w.gc_mended;
+        st.gc_again = w.gc_again;
         uint64_t reads1, bytes1;
         pyheap_mem_counters(t->mem, &reads1, &bytes1);
         st.remote_reads = reads1 - reads0 + xreads;

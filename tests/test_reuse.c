@@ -232,6 +232,50 @@ START_TEST(top_answered_before_build)
 }
 END_TEST
 
+/* An early "top" reply bigger than the socket's buffer, to a client that
+ * does not read it: the rest waits for the connection's thread, not the
+ * scan, so the snapshot is built and kept meanwhile (another client
+ * reuses it), and the reply arrives whole once read. */
+START_TEST(top_early_slow_reader)
+{
+    struct svc e;
+    struct svc_target t;
+    svc_start_attached(&e, &t, "growth_target.py", "types");
+    struct svc_conn slow;
+    svc_conn_open(&e, &slow);
+    const char *req = "{\"cmd\":\"top\",\"n\":0}\n";
+    svc_send(&slow, req, strlen(req));
+    const char *say = "the rest of the reply follows the build";
+    char *log = NULL;
+    for (int i = 0; i < 3000; i++) {
+        free(log);
+        log = test_slurp(e.log);
+        if (strstr(log, say))
+            break;
+        test_sleep_ms(20);
+    }
+    ck_assert_msg(strstr(log, say), "no partial early reply:\n%s", log);
+    free(log);
+    /* The slow client has read nothing; the snapshot is there all the same. */
+    json_t *r1 = ok_request(&e, "{\"cmd\":\"top\",\"n\":0,\"max_age\":600}");
+    ck_assert(reused(r1));
+    json_t *r0 = svc_reply(&slow);
+    svc_expect_ok(r0);
+    ck_assert_int_gt(json_array_size(json_object_get(r0, "types")), 8000);
+    ck_assert(json_equal(json_object_get(r0, "types"), json_object_get(r1, "types")));
+    ck_assert(json_equal(json_object_get(r0, "objects"), json_object_get(r1, "objects")));
+    json_decref(r0);
+    json_decref(r1);
+    /* the connection still serves */
+    json_t *p = svc_call(&slow, "{\"cmd\":\"ping\"}");
+    svc_expect_ok(p);
+    json_decref(p);
+    svc_conn_close(&slow);
+    svc_target_kill(&t);
+    svc_fini(&e);
+}
+END_TEST
+
 START_TEST(reuse_bad_values)
 {
     struct svc e;
@@ -347,6 +391,7 @@ Suite *suite_reuse(void)
     tcase_add_test(tc, reuse_misses_newer_objects);
     tcase_add_test(tc, reuse_bad_values);
     tcase_add_test(tc, top_answered_before_build);
+    tcase_add_test(tc, top_early_slow_reader);
     tcase_add_test(tc, reuse_concurrent);
     suite_add_tcase(s, tc);
     return s;

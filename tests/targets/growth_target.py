@@ -12,7 +12,9 @@ Writes OUTDIR/ready (its PID) once set up, then per MODE:
           OUTDIR/malloc.txt, then writes ready and sleeps (no allocation);
   append  idles until OUTDIR/go exists, then appends exactly K (the file's
           content) AppendedRecord instances to `held`, writes OUTDIR/done,
-          and idles.
+          and idles;
+  types   defines 8 000 classes with long names, one instance each, then
+          idles (a `top -n 0` reply of ~1 MB: more than a socket buffer).
 """
 import ctypes
 import os
@@ -67,7 +69,14 @@ def main():
         while True:
             time.sleep(1)
         del keep
+    if mode == "types":
+        for i in range(8000):
+            cls = type("ManyTypes_%05d_named_at_length_to_make_the_reply_long" % i, (), {})
+            held.append(cls())
     ready(outdir)
+    if mode == "types":
+        while True:
+            time.sleep(1)
     if mode == "leak":
         while True:
             for _ in range(40):
