@@ -151,7 +151,8 @@ static void run(struct job *j)
      * of it. */
     pyheap_scan_opts so = { .threads = j->d->cfg.scan_threads,
                             .walked = j->fz ? resume : NULL, .walked_arg = j,
-                            .census = j->early ? census : NULL, .census_arg = j };
+                            .census = j->early ? census : NULL, .census_arg = j,
+                            .stopped = j->fz != NULL };
     j->rc = pyheap_snapshot_take(s->target, &so, &j->snap, &j->err);
     j->budget_spent = pyheap_target_budget_spent(s->target);
     pyheap_target_set_time_budget(s->target, 0);

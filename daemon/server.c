@@ -140,18 +140,35 @@ int pyheapd_send_reply(const struct pyheapd *d, int fd, json_t *reply)
     return rc;
 }
 
+#define EARLY_SEND_MS 100
+
 void pyheapd_send_early(const struct pyheapd *d, struct pyheapd_reply_to *to, json_t *reply)
 {
     size_t len = 0, off = 0;
     char *line = pyheapd_encode_capped(&d->cfg, reply, &len);
     to->sent = 1;
     to->send_rc = line ? 0 : -1;
+    /* A client reading promptly drains a reply bigger than the socket's
+     * buffer within moments: keep sending while it does, for up to
+     * EARLY_SEND_MS in all. */
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     while (line && off < len) {
         ssize_t w = send(to->fd, line + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct timespec t1;
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            long left = EARLY_SEND_MS - ((t1.tv_sec - t0.tv_sec) * 1000 +
+                                         (t1.tv_nsec - t0.tv_nsec) / 1000000);
+            struct pollfd p = { .fd = to->fd, .events = POLLOUT };
+            if (left > 0 && poll(&p, 1, (int)left) > 0 && !(p.revents & (POLLERR | POLLHUP)))
+                continue;
+            if (left > 0 && (p.revents & (POLLERR | POLLHUP)))
+                to->send_rc = -1;
             break;
+        }
         if (w < 0) {
             to->send_rc = -1;
             break;

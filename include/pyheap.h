@@ -125,6 +125,10 @@ typedef struct pyheap_scan_opts {
      * histogram answers). The census is valid during the call only. */
     void (*census)(void *arg, const struct pyheap_census *c);
     void *census_arg;
+    /* Set if the caller stopped the target for the walk (pyheap_freeze):
+     * nothing changes under the reader, so a torn GC list is neither
+     * waited for (a collection in progress) nor walked again. */
+    int stopped;
 } pyheap_scan_opts;
 
 #define PYHEAP_MAX_SCAN_THREADS 64
@@ -151,7 +155,9 @@ typedef struct pyheap_scan_stats {
                               * snapshot files */
     uint64_t gc_again;       /* GC lists walked again, their memory read
                               * afresh, after links torn beyond mending (a
-                              * collection during the scan); not kept */
+                              * collection during the scan; a pass again
+                              * counts in gc_tracked only the objects it
+                              * adds); not kept */
 } pyheap_scan_stats;
 
 /* Per-scan time budget: MS milliseconds from now on, every remote read of

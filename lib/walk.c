@@ -58,6 +58,7 @@ struct typemap_entry {
  * with atomics (pyheap_addrset_insert_mt) when several threads run. */
 struct walk_shared {
     bool mt;                 /* several threads are running */
+    bool stopped;            /* the caller stopped the target (opts->stopped) */
     pthread_mutex_t lock;
     pthread_mutex_t seen_lock;
     struct addrset seen;
@@ -901,17 +902,19 @@ static void add_seed(struct walk *w, uint64_t addr);
  * once, and this one stops where the other has been (sh->listed); IDX is
  * the list's place in gc_list_heads. */
 /* The node after PREV on its list as it is now (uncached reads): 0 with
- * *NEXT when that node's link back (at CHECK_AT) names PREV, else -1. */
+ * *NEXT and its own links G (G[0] at STEP_AT, G[1] at CHECK_AT) when its
+ * link back names PREV, else -1. */
 static int gc_link_now(struct walk *w, uint64_t prev, size_t step_at, size_t check_at,
-                       uint64_t *next)
+                       uint64_t *next, uint64_t g[2])
 {
-    uint64_t nx, back;
+    uint64_t nx;
     if (pyheap_mem_read(w->mem, prev + step_at, &nx, sizeof nx, NULL) < 0)
         return -1;
     nx &= ~(uint64_t)3;
     if (!plausible_addr(nx) ||
-        pyheap_mem_read(w->mem, nx + check_at, &back, sizeof back, NULL) < 0 ||
-        (back & ~(uint64_t)3) != prev)
+        pyheap_mem_read(w->mem, nx + step_at, &g[0], sizeof g[0], NULL) < 0 ||
+        pyheap_mem_read(w->mem, nx + check_at, &g[1], sizeof g[1], NULL) < 0 ||
+        (g[1] & ~(uint64_t)3) != prev)
         return -1;
     *next = nx;
     return 0;
@@ -919,15 +922,15 @@ static int gc_link_now(struct walk *w, uint64_t prev, size_t step_at, size_t che
 
 /* Mend a torn link after PREV (gc_link_now). While the collector of the
  * GC state at GC runs, the lists' back links hold reference counts: wait
- * for it to finish (GC_MEND_WAIT_MS per walker in all), then read the link
- * again. */
+ * for it to finish (GC_MEND_WAIT_MS per walker in all; not when the
+ * target is stopped), then read the link again. */
 static int gc_link_fresh(struct walk *w, uint64_t gc, uint64_t prev, size_t step_at,
-                         size_t check_at, uint64_t *next)
+                         size_t check_at, uint64_t *next, uint64_t g[2])
 {
-    if (gc_link_now(w, prev, step_at, check_at, next) == 0)
+    if (gc_link_now(w, prev, step_at, check_at, next, g) == 0)
         return 0;
     const struct pyheap_offsets *off = &w->h.t->off;
-    if (off->gcstate_collecting == PYHEAP_OFF_ABSENT || w->h.t->pid <= 0)
+    if (off->gcstate_collecting == PYHEAP_OFF_ABSENT || w->h.t->pid <= 0 || w->sh->stopped)
         return -1;
     bool waited = false;
     while (w->gc_wait_ms < GC_MEND_WAIT_MS && !stopping(w)) {
@@ -940,7 +943,7 @@ static int gc_link_fresh(struct walk *w, uint64_t gc, uint64_t prev, size_t step
         w->gc_wait_ms++;
         waited = true;
     }
-    return waited ? gc_link_now(w, prev, step_at, check_at, next) : -1;
+    return waited ? gc_link_now(w, prev, step_at, check_at, next, g) : -1;
 }
 
 static int gc_list_pass(struct walk *w, uint64_t gc, uint64_t head, bool back, int idx,
@@ -975,16 +978,17 @@ static int gc_list_pass(struct walk *w, uint64_t gc, uint64_t head, bool back, i
             /* A torn or freed link: CUR left the list (freed, or moved by
              * a collection) after PREV's link to it was read, or the
              * cached copies are of different moments. Read PREV's link
-             * afresh, and go on if the node it names links back to PREV
-             * now; else the rest of this list is unreliable from this end
-             * as cached (walk_gc_list reads it again). */
-            w->skipped++;
+             * and the node it names afresh, and go on from there if that
+             * node links back to PREV now; else the rest of this list is
+             * unreliable from this end as cached (walk_gc_list reads it
+             * again). */
             if (mended >= MAX_GC_MENDS ||
-                gc_link_fresh(w, gc, prev, step_at, check_at, &cur) < 0)
+                gc_link_fresh(w, gc, prev, step_at, check_at, &cur, g) < 0) {
+                w->skipped++;
                 return 1;
+            }
             mended++;
             w->gc_mended++;
-            continue;
         }
         if (cur == mark) {
             w->skipped++; /* a cycle: torn links */
@@ -1040,14 +1044,15 @@ static int gc_list_pass(struct walk *w, uint64_t gc, uint64_t head, bool back, i
  * cached are then of another order) is walked again from its end, its
  * chunks read afresh, up to GC_LIST_AGAIN times: objects held only by C
  * code (module state, caches) are found through their list alone. The
- * seen set makes the passes again cheap (links only), and claims are
- * left to the first pass. */
+ * seen set makes the passes again cheap (links only); with claims, a pass
+ * again stops where the other end has been, as the first does (its own
+ * earlier claims are not the other's). A stopped target's lists do not
+ * change: they are not walked again. */
 static void walk_gc_list(struct walk *w, uint64_t gc, uint64_t head, bool back, int idx,
                          bool claim)
 {
-    for (int pass = 0; gc_list_pass(w, gc, head, back, idx, claim && pass == 0, pass > 0);
-         pass++) {
-        if (pass == GC_LIST_AGAIN || stopping(w) || w->h.t->pid <= 0)
+    for (int pass = 0; gc_list_pass(w, gc, head, back, idx, claim, pass > 0); pass++) {
+        if (pass == GC_LIST_AGAIN || stopping(w) || w->h.t->pid <= 0 || w->sh->stopped)
             return;
         pyheap_mem_cache_forget(w->mem);
         w->gc_again++;
@@ -1811,6 +1816,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     w.sh = &sh;
     w.max_objects = opts && opts->max_objects ? opts->max_objects : DEFAULT_MAX_OBJECTS;
     w.found.tallying = opts && opts->census;
+    sh.stopped = opts && opts->stopped != 0;
     uint64_t reads0, bytes0, xreads = 0, xbytes = 0;
     unsigned ran = 1;
     pyheap_mem_counters(t->mem, &reads0, &bytes0);
