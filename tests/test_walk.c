@@ -242,6 +242,19 @@ START_TEST(walked_before_build)
 }
 END_TEST
 
+/* A known_heap.py --churn target (allocating and freeing in a tight loop),
+ * opened. */
+static pyheap_target *churning_target(struct kh *k)
+{
+    ck_assert_msg(access(PY_DEBIAN, X_OK) == 0, "%s is required", PY_DEBIAN);
+    kh_start(k, NULL, PY_DEBIAN, "--churn");
+    pyheap_target *t = NULL;
+    pyheap_error e;
+    memset(&e, 0, sizeof e);
+    ck_assert_msg(pyheap_target_open(k->pid, NULL, &t, &e) == 0, "open: %s", e.msg);
+    return t;
+}
+
 /* The census handed out before the build (what pyheapd answers "top"
  * with) is what the snapshot then holds: per type index, the same name,
  * count and bytes, counted here from the snapshot's objects one by one. */
@@ -317,13 +330,9 @@ static void census_matches(const struct census_probe *p, const pyheap_snapshot *
 
 START_TEST(census_before_build)
 {
-    ck_assert_msg(access(PY_DEBIAN, X_OK) == 0, "%s is required", PY_DEBIAN);
     struct kh k;
-    kh_start(&k, NULL, PY_DEBIAN, "--churn");
-    pyheap_target *t = NULL;
-    pyheap_error e;
-    memset(&e, 0, sizeof e);
-    ck_assert_msg(pyheap_target_open(k.pid, NULL, &t, &e) == 0, "open: %s", e.msg);
+    pyheap_target *t = churning_target(&k);
+    pyheap_error e = { 0 };
     for (unsigned i = 0; i < 6; i++) {
         unsigned threads = 1 + i % 3;   /* threads racing with a mutating heap too */
         struct census_probe p;
@@ -369,13 +378,10 @@ END_TEST
  * a vanished target is reported as gone. */
 START_TEST(scan_while_churning)
 {
-    ck_assert_msg(access(PY_DEBIAN, X_OK) == 0, "%s is required", PY_DEBIAN);
     struct kh k;
-    kh_start(&k, NULL, PY_DEBIAN, "--churn");
-    pyheap_target *t = NULL;
     pyheap_error e;
     memset(&e, 0, sizeof e);
-    ck_assert_msg(pyheap_target_open(k.pid, NULL, &t, &e) == 0, "open: %s", e.msg);
+    pyheap_target *t = churning_target(&k);
     for (int i = 0; i < 12; i++) {
         pyheap_snapshot *s = NULL;
         pyheap_scan_opts to = { .threads = i % 2 ? 3 : 1 }; /* threads racing too */
