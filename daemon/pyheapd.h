@@ -169,8 +169,8 @@ int pyheapd_init(struct pyheapd *d);
 void pyheapd_fini(struct pyheapd *d);
 /* Where the reply to a request goes. A command may send its reply itself
  * before it has finished ("top" answers from the walk's census while the
- * snapshot is still being built: issue 7); then sent is set and send_rc is
- * pyheapd_send_reply's result. */
+ * snapshot is still being built: issue 7, pyheapd_send_early); then sent
+ * is set and send_rc is 0, or -1 when the client could not be sent to. */
 struct pyheapd_reply_to {
     int fd;
     int sent;

@@ -181,8 +181,8 @@ static double ms_between(const struct timespec *a, const struct timespec *b)
 }
 
 int pyheapd_scan(struct pyheapd *d, struct pyheapd_session *s, int freeze,
-                 const struct pyheapd_early *early, pyheap_snapshot **out, struct pyheapd_scan_info *info,
-                 pyheap_proto_error *perr)
+                 const struct pyheapd_early *early, pyheap_snapshot **out,
+                 struct pyheapd_scan_info *info, pyheap_proto_error *perr)
 {
     memset(info, 0, sizeof *info);
     struct timespec w0, w1;

@@ -896,11 +896,6 @@ static void visit(struct walk *w, uint64_t item)
 
 static void add_seed(struct walk *w, uint64_t addr);
 
-/* Walk the GC list at HEAD: from the head along gc_next, or (BACK) from
- * the tail along gc_prev, seeding every object not seen yet. CLAIM (the
- * main interpreter's lists, several threads): both ends are walked at
- * once, and this one stops where the other has been (sh->listed); IDX is
- * the list's place in gc_list_heads. */
 /* The node after PREV on its list as it is now (uncached reads): 0 with
  * *NEXT and its own links G (G[0] at STEP_AT, G[1] at CHECK_AT) when its
  * link back names PREV, else -1. */
@@ -946,6 +941,13 @@ static int gc_link_fresh(struct walk *w, uint64_t gc, uint64_t prev, size_t step
     return waited ? gc_link_now(w, prev, step_at, check_at, next, g) : -1;
 }
 
+/* One pass over the GC list at HEAD: from the head along gc_next, or
+ * (BACK) from the tail along gc_prev, seeding every object not seen yet.
+ * CLAIM (the main interpreter's lists, several threads): both ends are
+ * walked at once, and this one stops where the other has been
+ * (sh->listed); IDX is the list's place in gc_list_heads; GC is the GC
+ * state's address; AGAIN: a pass before tore. 1 when torn beyond mending,
+ * else 0. */
 static int gc_list_pass(struct walk *w, uint64_t gc, uint64_t head, bool back, int idx,
                         bool claim, bool again)
 {
@@ -1058,8 +1060,6 @@ static void walk_gc_list(struct walk *w, uint64_t gc, uint64_t head, bool back, 
         w->gc_again++;
     }
 }
-
-
 
 /* The object pointed to by the word at ADDR is a root named NAME. */
 static void root_at(struct walk *w, uint64_t addr, const char *name, int prio)
