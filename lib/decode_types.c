@@ -227,7 +227,7 @@ int pyheap_walk_type_describe(struct walk *w, uint64_t addr, uint64_t meta, stru
     if (out->heap && !out->managed_dict && out->dictoffset > 0 &&
         out->dictoffset + 8 <= out->basicsize &&
         add_member(out, &cap, (uint64_t)out->dictoffset,
-                   pyheap_walk_label(w, LBL_ATTR, "__dict__")) < 0) {
+                   pyheap_walk_label_dict(w)) < 0) {
         free_members(out);
         return -1;
     }

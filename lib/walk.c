@@ -143,6 +143,8 @@ struct walk {
     /* key object address -> label of the values stored under it */
     uint64_t *kc_keys;
     uint32_t *kc_labels;
+    uint32_t lbl_dict;         /* pyheap_walk_label_dict, once lbl_dict_set */
+    bool lbl_dict_set;
     size_t kc_cap, kc_used;
 
     uint64_t skipped;
@@ -417,6 +419,15 @@ uint32_t pyheap_walk_label(struct walk *w, enum walk_label_kind kind, const char
     if (i > WALK_LBL_PAYLOAD_MAX)
         return WALK_LBL(LBL_NONE, 0);
     return WALK_LBL(kind, i);
+}
+
+uint32_t pyheap_walk_label_dict(struct walk *w)
+{
+    if (!w->lbl_dict_set) {
+        w->lbl_dict = pyheap_walk_label(w, LBL_ATTR, "__dict__");
+        w->lbl_dict_set = !w->nomem;
+    }
+    return w->lbl_dict;
 }
 
 const char *pyheap_walk_label_text(struct walk *w, uint32_t label)
