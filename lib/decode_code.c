@@ -143,7 +143,7 @@ int pyheap_walk_decode_cell(struct walk *w, const struct walk_obj *o, uint64_t *
     uint64_t v;
     if (pyheap_walk_read_u64(w, o->addr + off->cell_ob_ref, &v) < 0)
         return -1;
-    pyheap_walk_edge(w, v, pyheap_walk_label(w, LBL_ATTR, "cell_contents"));
+    pyheap_walk_edge(w, v, pyheap_walk_label_lit(w, LBL_ATTR, "cell_contents"));
     return pyheap_walk_decode_fixed(w, o, size);
 }
 
@@ -232,7 +232,7 @@ int pyheap_walk_iframe_refs(struct walk *w, uint64_t iframe, const char *owner)
         nnames = (uint64_t)nlocals;
     if ((int64_t)nnames < 0)
         nnames = 0;
-    uint32_t stack = pyheap_walk_label(w, LBL_TEXT, "<stack>");
+    uint32_t stack = pyheap_walk_label_lit(w, LBL_TEXT, "<stack>");
     uint64_t buf[256];
     for (int32_t i = 0; i < top; i += 256) {
         int32_t m = top - i < 256 ? top - i : 256;

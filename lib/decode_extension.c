@@ -158,7 +158,7 @@ int pyheap_walk_decode_odict(struct walk *w, const struct walk_obj *o, uint64_t 
         (int64_t)used < 0 || (int64_t)used > ((int64_t)1 << WALK_MAX_DICT_LOG2))
         return -1;
     if (inst)
-        pyheap_walk_edge(w, inst, pyheap_walk_label_dict(w));
+        pyheap_walk_edge(w, inst, pyheap_walk_label_lit(w, LBL_ATTR, "__dict__"));
     *size = dsize + fast * 8 + (first ? used * ODICT_NODE_SIZE : 0);
     return 0;
 }
@@ -242,7 +242,7 @@ int pyheap_walk_decode_local(struct walk *w, const struct walk_obj *o, uint64_t 
      * thread: the values of the dummies dict. */
     uint64_t dummies;
     if (pyheap_walk_read_u64(w, o->addr + LOCAL_DUMMIES, &dummies) == 0 && dummies) {
-        uint32_t l = pyheap_walk_label_dict(w);
+        uint32_t l = pyheap_walk_label_lit(w, LBL_ATTR, "__dict__");
         if (pyheap_walk_dict_foreach(w, dummies, local_dict, &l) < 0)
             pyheap_walk_skip(w);
     }
@@ -259,7 +259,7 @@ int pyheap_walk_decode_local_dicts(struct walk *w, const struct walk_obj *o, uin
     /* Each thread's attribute dict: the values of localdicts. */
     uint64_t dicts;
     if (pyheap_walk_read_u64(w, o->addr + LOCAL_LOCALDICTS_313, &dicts) == 0 && dicts) {
-        uint32_t l = pyheap_walk_label_dict(w);
+        uint32_t l = pyheap_walk_label_lit(w, LBL_ATTR, "__dict__");
         if (pyheap_walk_dict_foreach(w, dicts, local_dict, &l) < 0)
             pyheap_walk_skip(w);
     }

@@ -95,7 +95,7 @@ void pyheap_walk_decode_extra(struct walk *w, const struct walk_obj *o)
     if (t->managed_dict && !tg->k.inline_values) {
         uint64_t values = 0;
         if (pyheap_walk_read_u64(w, o->addr + (uint64_t)tg->k.managed_dict_offset, &v) == 0 && v)
-            pyheap_walk_edge(w, v, pyheap_walk_label_dict(w));
+            pyheap_walk_edge(w, v, pyheap_walk_label_lit(w, LBL_ATTR, "__dict__"));
         if (pyheap_walk_read_u64(w, o->addr + (uint64_t)tg->k.managed_values_offset, &values) == 0 &&
             values)
             pyheap_walk_values_refs(w, values, t->cached_keys);
@@ -105,7 +105,7 @@ void pyheap_walk_decode_extra(struct walk *w, const struct walk_obj *o)
          * when the type has them and they are valid. */
         v = 0;
         if (pyheap_walk_read_u64(w, o->addr + (uint64_t)tg->k.managed_dict_offset, &v) == 0 && v) {
-            pyheap_walk_edge(w, v, pyheap_walk_label_dict(w));
+            pyheap_walk_edge(w, v, pyheap_walk_label_lit(w, LBL_ATTR, "__dict__"));
         } else if (t->flags & tg->k.tpflags_inline_values) {
             uint64_t iv = o->addr + (uint64_t)t->basicsize;
             uint8_t hdr[4];
@@ -123,7 +123,7 @@ void pyheap_walk_decode_extra(struct walk *w, const struct walk_obj *o)
         uint64_t sz = ((uint64_t)(t->basicsize + t->itemsize * n) + 7) & ~(uint64_t)7;
         int64_t at = (int64_t)sz + t->dictoffset;
         if (at >= 16 && pyheap_walk_read_u64(w, o->addr + (uint64_t)at, &v) == 0 && v)
-            pyheap_walk_edge(w, v, pyheap_walk_label_dict(w));
+            pyheap_walk_edge(w, v, pyheap_walk_label_lit(w, LBL_ATTR, "__dict__"));
     }
     if (t->scan_hi > t->scan_lo)
         scan_words(w, t, o->addr, t->scan_lo, t->scan_hi, t->weaklistoffset);

@@ -192,7 +192,7 @@ int pyheap_walk_decode_bytearray(struct walk *w, const struct walk_obj *o, uint6
         if (alloc && bo && pyheap_walk_read_u64(w, bo + off->ob_size, &bn) == 0 &&
             (int64_t)bn >= 0 && (int64_t)bn <= WALK_MAX_VAR_ITEMS)
             sz += off->bytes_ob_sval + 1 + bn;
-        pyheap_walk_edge(w, bo, pyheap_walk_label(w, LBL_TEXT, "<ob_bytes_object>"));
+        pyheap_walk_edge(w, bo, pyheap_walk_label_lit(w, LBL_TEXT, "<ob_bytes_object>"));
     }
     *size = sz + pyheap_walk_presize(w, o->type);
     return 0;

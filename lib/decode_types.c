@@ -227,7 +227,7 @@ int pyheap_walk_type_describe(struct walk *w, uint64_t addr, uint64_t meta, stru
     if (out->heap && !out->managed_dict && out->dictoffset > 0 &&
         out->dictoffset + 8 <= out->basicsize &&
         add_member(out, &cap, (uint64_t)out->dictoffset,
-                   pyheap_walk_label_dict(w)) < 0) {
+                   pyheap_walk_label_lit(w, LBL_ATTR, "__dict__")) < 0) {
         free_members(out);
         return -1;
     }
@@ -297,7 +297,7 @@ int pyheap_walk_decode_type(struct walk *w, const struct walk_obj *o, uint64_t *
         if (keys) {
             sz += pyheap_walk_dict_keys_size(w, keys);
             /* The attribute names its instances' split values are under. */
-            pyheap_walk_keys_refs(w, keys, pyheap_walk_label(w, LBL_TEXT, "<cached_keys>"));
+            pyheap_walk_keys_refs(w, keys, pyheap_walk_label_lit(w, LBL_TEXT, "<cached_keys>"));
         }
     } else {
         sz = off->type_object;

@@ -27,6 +27,7 @@
 #define MAX_GC_MENDS        64   /* torn links mended per pass over a list */
 #define GC_LIST_AGAIN       3    /* passes again over a list torn beyond mending */
 #define GC_MEND_WAIT_MS     200  /* for collections in progress, per walker */
+#define WALK_NLITS          8    /* literal labels remembered per walker */
 
 /* Candidates carry a flag in the low bit (object addresses are 8-aligned). */
 #define REF_MAYBE 1ULL
@@ -143,8 +144,11 @@ struct walk {
     /* key object address -> label of the values stored under it */
     uint64_t *kc_keys;
     uint32_t *kc_labels;
-    uint32_t lbl_dict;         /* pyheap_walk_label_dict, once lbl_dict_set */
-    bool lbl_dict_set;
+    struct walk_lit {          /* pyheap_walk_label_lit, direct-mapped */
+        const char *text;
+        enum walk_label_kind kind;
+        uint32_t label;
+    } lits[WALK_NLITS];
     size_t kc_cap, kc_used;
 
     uint64_t skipped;
@@ -421,13 +425,16 @@ uint32_t pyheap_walk_label(struct walk *w, enum walk_label_kind kind, const char
     return WALK_LBL(kind, i);
 }
 
-uint32_t pyheap_walk_label_dict(struct walk *w)
+uint32_t pyheap_walk_label_lit(struct walk *w, enum walk_label_kind kind, const char *text)
 {
-    if (!w->lbl_dict_set) {
-        w->lbl_dict = pyheap_walk_label(w, LBL_ATTR, "__dict__");
-        w->lbl_dict_set = !w->nomem;
+    struct walk_lit *c = &w->lits[((uintptr_t)text >> 3) % WALK_NLITS];
+    if (c->text != text || c->kind != kind) {
+        uint32_t l = pyheap_walk_label(w, kind, text);
+        if (w->nomem)
+            return l;
+        *c = (struct walk_lit){ text, kind, l };
     }
-    return w->lbl_dict;
+    return c->label;
 }
 
 const char *pyheap_walk_label_text(struct walk *w, uint32_t label)
@@ -512,12 +519,12 @@ static uint32_t key_label_compute(struct walk *w, uint64_t key)
     if (pyheap_walk_read(w, key, hdr, sizeof hdr) == 0)
         t = type_lookup(w, hdr[1], 0);
     if (!t)
-        return pyheap_walk_label(w, LBL_KEY_TEXT, "<?>");
+        return pyheap_walk_label_lit(w, LBL_KEY_TEXT, "<?>");
     char buf[4 * KEY_TEXT_MAX + 8];
     if (t->kind == WALK_STR) {
         char raw[KEY_TEXT_MAX * 2 + 8];
         if (pyheap_walk_str_utf8(w, key, raw, sizeof raw) < 0)
-            return pyheap_walk_label(w, LBL_KEY_TEXT, "<str>");
+            return pyheap_walk_label_lit(w, LBL_KEY_TEXT, "<str>");
         escape_key(raw, buf);
         return pyheap_walk_label(w, LBL_KEY_STR, buf);
     }
@@ -531,7 +538,7 @@ static uint32_t key_label_compute(struct walk *w, uint64_t key)
     if (t->addr == w->h.t->wk.bool_ && read_small_int(w, key, &v) == 0)
         return pyheap_walk_label(w, LBL_KEY_TEXT, v ? "True" : "False");
     if (t->addr == w->h.t->wk.none_type)
-        return pyheap_walk_label(w, LBL_KEY_TEXT, "None");
+        return pyheap_walk_label_lit(w, LBL_KEY_TEXT, "None");
     sh_lock(w);
     const char *tn = t->name < w->sh->names.n ? w->sh->names.s[t->name] : "?";
     snprintf(buf, sizeof buf, "<%.*s>", 60, tn);

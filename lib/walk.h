@@ -173,10 +173,11 @@ void pyheap_walk_edge(struct walk *w, uint64_t addr, uint32_t label);
 /* A label of KIND whose payload is the interned TEXT (LBL_NONE if the
  * table is full or memory runs out). */
 uint32_t pyheap_walk_label(struct walk *w, enum walk_label_kind kind, const char *text);
-/* The ".__dict__" label, interned once per walker thread (an instance's
- * dict is the most common edge with a fixed name: pyheap_walk_label takes
- * the shared lock and hashes the text). */
-uint32_t pyheap_walk_label_dict(struct walk *w);
+/* pyheap_walk_label for a string literal TEXT, remembered per walker
+ * thread by the literal's address (pyheap_walk_label takes the shared lock
+ * and hashes the text: once per instance for ".__dict__" otherwise). TEXT
+ * must be a literal: its address is never reused for other text. */
+uint32_t pyheap_walk_label_lit(struct walk *w, enum walk_label_kind kind, const char *text);
 /* The label of a dict value stored under the key object KEY: ['text'] for
  * a str, [n] for an int, [<type>] otherwise. ATTR: .text for str keys
  * (instance attributes). Cached per key address. */
