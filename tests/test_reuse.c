@@ -232,6 +232,19 @@ START_TEST(top_answered_before_build)
 }
 END_TEST
 
+/* The daemon's log once it has SAY in it, waiting up to MS (the caller
+ * frees it; it may lack SAY after all). */
+static char *log_once(struct svc *e, const char *say, int ms)
+{
+    char *log = test_slurp(e->log);
+    for (int waited = 0; !strstr(log, say) && waited < ms; waited += 20) {
+        test_sleep_ms(20);
+        free(log);
+        log = test_slurp(e->log);
+    }
+    return log;
+}
+
 /* An early "top" reply bigger than the socket's buffer, to a client that
  * does not read it: the rest waits for the connection's thread, not the
  * scan, so the snapshot is built and kept meanwhile (another client
@@ -246,14 +259,7 @@ START_TEST(top_early_slow_reader)
     const char *req = "{\"cmd\":\"top\",\"n\":0}\n";
     svc_send(&slow, req, strlen(req));
     const char *say = "the rest of the reply follows the build";
-    char *log = NULL;
-    for (int i = 0; i < 3000; i++) {
-        free(log);
-        log = test_slurp(e.log);
-        if (strstr(log, say))
-            break;
-        test_sleep_ms(20);
-    }
+    char *log = log_once(&e, say, 60000);
     ck_assert_msg(strstr(log, say), "no partial early reply:\n%s", log);
     free(log);
     /* The slow client has read nothing; the snapshot is there all the same. */
@@ -272,6 +278,36 @@ START_TEST(top_early_slow_reader)
     json_decref(p);
     svc_conn_close(&slow);
     svc_target_kill(&t);
+    svc_fini(&e);
+}
+END_TEST
+
+/* The target exits while the snapshot of a "top" already answered is
+ * being built: the scan ends as gone after the answer, nothing is kept,
+ * a later "max_age" request says the process is gone (promptly) and the
+ * daemon serves on. */
+START_TEST(top_early_then_target_exits)
+{
+    struct svc e;
+    struct svc_target t;
+    svc_start_attached(&e, &t, "growth_target.py", "bulk");
+    json_t *r0 = ok_request(&e, "{\"cmd\":\"top\",\"n\":3}");
+    ck_assert_int_gt(jint(r0, "objects"), 2000000);
+    json_decref(r0);
+    svc_target_kill(&t);   /* (reaped: the identity check after the build fails) */
+    double t0 = test_now_ms();
+    json_t *r1 = svc_request(&e, "{\"cmd\":\"top\",\"n\":3,\"max_age\":600}");
+    svc_expect_error(r1, "gone");   /* (frees r1) */
+    ck_assert_msg(test_now_ms() - t0 < 30000, "the max_age request waited %.0f ms",
+                  test_now_ms() - t0);
+    json_t *p = svc_request(&e, "{\"cmd\":\"ping\"}");
+    svc_expect_ok(p);
+    json_decref(p);
+    /* (the first request's thread logs it once the build is over) */
+    const char *say = "answered from the walk, then no snapshot was kept";
+    char *log = log_once(&e, say, 10000);
+    ck_assert_msg(strstr(log, say), "the target did not exit during the build:\n%s", log);
+    free(log);
     svc_fini(&e);
 }
 END_TEST
@@ -392,6 +428,7 @@ Suite *suite_reuse(void)
     tcase_add_test(tc, reuse_bad_values);
     tcase_add_test(tc, top_answered_before_build);
     tcase_add_test(tc, top_early_slow_reader);
+    tcase_add_test(tc, top_early_then_target_exits);
     tcase_add_test(tc, reuse_concurrent);
     suite_add_tcase(s, tc);
     return s;

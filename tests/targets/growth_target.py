@@ -14,7 +14,9 @@ Writes OUTDIR/ready (its PID) once set up, then per MODE:
           content) AppendedRecord instances to `held`, writes OUTDIR/done,
           and idles;
   types   defines 8 000 classes with long names, one instance each, then
-          idles (a `top -n 0` reply of ~1 MB: more than a socket buffer).
+          idles (a `top -n 0` reply of ~1 MB: more than a socket buffer);
+  bulk    holds 1 000 000 (int, str) tuples, then idles (a snapshot
+          build long enough to act during it).
 """
 import ctypes
 import os
@@ -73,8 +75,10 @@ def main():
         for i in range(8000):
             cls = type("ManyTypes_%05d_named_at_length_to_make_the_reply_long" % i, (), {})
             held.append(cls())
+    if mode == "bulk":
+        held.extend((i, "b%d" % i) for i in range(1000000))
     ready(outdir)
-    if mode == "types":
+    if mode in ("types", "bulk"):
         while True:
             time.sleep(1)
     if mode == "leak":
