@@ -528,19 +528,10 @@ static void top_early(void *arg, const pyheap_census *c, const struct pyheapd_sc
 {
     struct early_top *e = arg;
     const pyheap_scan_stats *st = pyheap_census_stats(c);
-    pyheap_type_stat *hist = NULL;
-    size_t nhist = 0;
     pyheap_error err;
     memset(&err, 0, sizeof err);
-    json_t *reply = NULL;
-    if (pyheap_census_histogram(c, e->req->sort, &hist, &nhist, &err) == 0) {
-        const pyheap_target *t = e->s->target;
-        reply = ok_with(pyheap_report_top_hist(
-                            e->s->pid, pyheap_target_version(t),
-                            pyheap_offsets_source_name(pyheap_target_offsets_source(t)),
-                            st, hist, nhist, e->req->n, &err), &err);
-        free(hist);
-    }
+    json_t *reply = ok_with(pyheap_report_top_census(e->s->target, c, e->req->sort, e->req->n,
+                                                     &err), &err);
     if (!reply || say_freeze(reply, info) < 0) {
         json_decref(reply);
         return;   /* answered after the build instead */
@@ -661,8 +652,10 @@ static json_t *scan_command(struct pyheapd *d, const struct ucred *peer,
     struct early_top et = { d, s, peer, req, to };
     struct pyheapd_early early = { top_early, &et };
     int early_ok = to && req->cmd == PYHEAP_CMD_TOP && req->max_age <= 0;
-    if (pyheapd_scan(d, s, req->freeze, early_ok ? &early : NULL, &snap, &info, &perr) < 0) {
-        if (to && to->sent) {
+    int rc = pyheapd_scan(d, s, req->freeze, early_ok ? &early : NULL, &snap, &info, &perr);
+    int answered = to && to->sent;
+    if (rc < 0) {
+        if (answered) {
             pyheapd_history_pending(s->hist, -1);
             pyheapd_logp(4, "top of pid %d: answered from the walk, then no snapshot was "
                          "kept: %s: %s", (int)s->pid, perr.code, perr.msg);
@@ -677,7 +670,7 @@ static json_t *scan_command(struct pyheapd *d, const struct ucred *peer,
     uint64_t snap_id = pyheapd_history_record(s->hist, s->pid, snap);
     pyheap_error err;
     memset(&err, 0, sizeof err);
-    reply = to && to->sent ? NULL : fn(d, s, snap, req, &err);
+    reply = answered ? NULL : fn(d, s, snap, req, &err);
     const pyheap_scan_stats *st = pyheap_snapshot_stats(snap);
     double ms = st->scan_ms;
     pyheapd_log("%s of pid %d for uid %lu: %llu objects, %llu bytes, %llu skipped, "
@@ -691,7 +684,7 @@ static json_t *scan_command(struct pyheapd *d, const struct ucred *peer,
                     info.frozen_threads, info.pause_ms);
     pyheapd_history_keep_full(s->hist, snap_id, snap);   /* takes snap */
     snap = NULL;
-    if (to && to->sent)
+    if (answered)
         pyheapd_history_pending(s->hist, -1);
 
     pthread_mutex_lock(&d->lock);
@@ -699,8 +692,8 @@ static json_t *scan_command(struct pyheapd *d, const struct ucred *peer,
     s->last_scan_ms = ms;
     pthread_mutex_unlock(&d->lock);
 
-    if (to && to->sent) {
-        /* answered already */
+    if (answered) {
+        /* sent already */
     } else if (!reply) {
         reply = lib_error_reply(&err);
     } else if (json_is_true(json_object_get(reply, "ok"))) {

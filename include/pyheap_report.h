@@ -26,6 +26,10 @@ json_t *pyheap_report_top_hist(pid_t pid, const char *python,
  * (0: all). */
 json_t *pyheap_report_top(const pyheap_target *t, const pyheap_snapshot *s,
                           pyheap_sort sort, size_t n, pyheap_error *err);
+/* The same report from a walk's census (pyheap_scan_opts.census), before
+ * the snapshot is built. */
+json_t *pyheap_report_top_census(const pyheap_target *t, const pyheap_census *c,
+                                 pyheap_sort sort, size_t n, pyheap_error *err);
 
 /* A target's identity: {"pid","python","offsets_source","offsets_detail",
  * "module"}. */

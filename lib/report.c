@@ -88,6 +88,18 @@ json_t *pyheap_report_top_hist(pid_t pid, const char *python,
     return o;
 }
 
+/* The "top" report of target T from HIST (taken: freed here). */
+static json_t *top_of(const pyheap_target *t, const pyheap_scan_stats *stats,
+                      pyheap_type_stat *hist, size_t nhist, size_t n, pyheap_error *err)
+{
+    json_t *o = pyheap_report_top_hist(
+        pyheap_target_pid(t), pyheap_target_version(t),
+        pyheap_offsets_source_name(pyheap_target_offsets_source(t)),
+        stats, hist, nhist, n, err);
+    free(hist);
+    return o;
+}
+
 json_t *pyheap_report_top(const pyheap_target *t, const pyheap_snapshot *s,
                           pyheap_sort sort, size_t n, pyheap_error *err)
 {
@@ -95,12 +107,17 @@ json_t *pyheap_report_top(const pyheap_target *t, const pyheap_snapshot *s,
     size_t nhist = 0;
     if (pyheap_histogram(s, sort, &hist, &nhist, err) < 0)
         return NULL;
-    json_t *o = pyheap_report_top_hist(
-        pyheap_target_pid(t), pyheap_target_version(t),
-        pyheap_offsets_source_name(pyheap_target_offsets_source(t)),
-        pyheap_snapshot_stats(s), hist, nhist, n, err);
-    free(hist);
-    return o;
+    return top_of(t, pyheap_snapshot_stats(s), hist, nhist, n, err);
+}
+
+json_t *pyheap_report_top_census(const pyheap_target *t, const pyheap_census *c,
+                                 pyheap_sort sort, size_t n, pyheap_error *err)
+{
+    pyheap_type_stat *hist = NULL;
+    size_t nhist = 0;
+    if (pyheap_census_histogram(c, sort, &hist, &nhist, err) < 0)
+        return NULL;
+    return top_of(t, pyheap_census_stats(c), hist, nhist, n, err);
 }
 
 json_t *pyheap_report_target(const pyheap_target *t, pyheap_error *err)

@@ -144,12 +144,12 @@ struct walk {
     /* key object address -> label of the values stored under it */
     uint64_t *kc_keys;
     uint32_t *kc_labels;
+    size_t kc_cap, kc_used;
     struct walk_lit {          /* pyheap_walk_label_lit, direct-mapped */
         const char *text;
         enum walk_label_kind kind;
         uint32_t label;
     } lits[WALK_NLITS];
-    size_t kc_cap, kc_used;
 
     uint64_t skipped;
     uint64_t gc_tracked;
