@@ -220,6 +220,21 @@ static inline void get_obj(struct reader *r, uint64_t *prev, struct obj_rec *o)
     o->nedges = (size_t)get_varint(r);
 }
 
+/* A walk's TALLY (NTALLY type indices) as per-type totals over NNAMES
+ * names, typed as the build types the objects (phase_sizes: an index past
+ * the names is type 0). NULL when out of memory. */
+static struct snapshot_type_total *totals_by_name(const struct snapshot_type_total *tally,
+                                                  size_t ntally, size_t nnames)
+{
+    struct snapshot_type_total *tot = calloc(nnames ? nnames : 1, sizeof *tot);
+    for (size_t i = 0; tot && nnames && i < ntally; i++) {
+        size_t ty = i < nnames ? i : 0;
+        tot[ty].count += tally[i].count;
+        tot[ty].bytes += tally[i].bytes;
+    }
+    return tot;
+}
+
 /* SRC's tally into DST's (both tallying). */
 static void tally_add(struct snapshot_in *dst, const struct snapshot_in *src)
 {
@@ -673,6 +688,11 @@ int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes
             phase_perm_serial(&b, n); /* the first of each repeat wins, as with one part */
     }
     s->build_index_given = given;
+    /* With the walk's index, the objects are its records one for one: its
+     * tally is their per-type totals (type_totals need not count them
+     * again; NULL when out of memory, and it does). */
+    if (given && in->tallying && !in->tally_lost)
+        s->totals = totals_by_name(in->tally, in->ntally, ntypes);
     pyheap_addrindex_addrs(&b.x, s->addr);
     s->n = m;
     map_free(b.daddr, n * sizeof *b.daddr);
@@ -1031,13 +1051,7 @@ int pyheap_census_histogram(const pyheap_census *c, pyheap_sort sort,
 {
     if (histogram_args(c, sort, out, n, "pyheap_census_histogram", err) < 0)
         return -1;
-    /* As the build types them: an index past the names is type 0. */
-    struct snapshot_type_total *tot = calloc(c->nnames ? c->nnames : 1, sizeof *tot);
-    for (size_t i = 0; tot && c->nnames && i < c->ntally; i++) {
-        size_t ty = i < c->nnames ? i : 0;
-        tot[ty].count += c->tally[i].count;
-        tot[ty].bytes += c->tally[i].bytes;
-    }
+    struct snapshot_type_total *tot = totals_by_name(c->tally, c->ntally, c->nnames);
     int rc = histogram_of(tot, c->nnames, c->names, sort, out, n, err);
     free(tot);
     return rc;

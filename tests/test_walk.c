@@ -315,6 +315,18 @@ static void census_matches(const struct census_probe *p, const pyheap_snapshot *
     for (size_t i = 0; i < nt; i++)
         types += cnt[i] > 0;
     ck_assert_uint_eq(p->n, types);
+    /* the snapshot's own histogram (its totals are the walk's tally) */
+    pyheap_type_stat *h = NULL;
+    size_t nh = 0;
+    pyheap_error e;
+    ck_assert_msg(pyheap_histogram(s, PYHEAP_SORT_BYTES, &h, &nh, &e) == 0, "%s", e.msg);
+    ck_assert_uint_eq(nh, types);
+    for (size_t i = 0; i < nh; i++)
+        ck_assert_msg(h[i].count == cnt[h[i].type] && h[i].bytes == byt[h[i].type],
+                      "%s: histogram %" PRIu64 " objects %" PRIu64 " bytes, snapshot %" PRIu64
+                      " and %" PRIu64, h[i].name, h[i].count, h[i].bytes, cnt[h[i].type],
+                      byt[h[i].type]);
+    free(h);
     for (size_t i = 0; i < p->n; i++) {
         uint32_t ty = p->rows[i].type;
         ck_assert_uint_lt(ty, nt);
@@ -353,8 +365,9 @@ START_TEST(census_before_build)
                       "census (%.1f ms before the return)", st->build_ms, t1 - p.at);
         ck_assert(p.st.scan_ms > 0 && p.st.scan_ms <= st->scan_ms);
         /* the build found the records distinct and the index exact, as
-         * the census assumed */
+         * the census assumed, and took the tally as its per-type totals */
         ck_assert(s->build_index_given);
+        ck_assert_ptr_nonnull(s->totals);
         census_matches(&p, s);
         free(p.rows);
         pyheap_snapshot_free(s);
