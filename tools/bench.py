@@ -56,6 +56,11 @@ TARGET = os.path.join(ROOT, "tests", "targets", "bench_heap.py")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+# pyheapd's line for a scan complete, snapshot built ("... pid N for uid U:
+# X objects, ..., scan Y ms, ..."); not the early answer's ("... walk Y ms").
+SCAN_LINE = re.compile(r": (\d+) objects, .*\bscan ([0-9.]+) ms")
+
+
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
@@ -142,9 +147,8 @@ class Daemon:
 
     def scans_logged(self):
         """How many scans pyheapd has logged as complete (snapshot built)."""
-        pat = re.compile(r": (\d+) objects, .*\bscan ([0-9.]+) ms")
         with open(self.logpath) as f:
-            return sum(1 for ln in f if pat.search(ln))
+            return sum(1 for ln in f if SCAN_LINE.search(ln))
 
     def wait_scans(self, k, timeout=600):
         """Wait until K scans are logged complete: a fresh top is answered
@@ -158,11 +162,10 @@ class Daemon:
     def last_scan(self):
         """(objects, scan_ms) from pyheapd's last scan log line
         ("... pid N for uid U: X objects, ..., scan Y ms, ...")."""
-        pat = re.compile(r": (\d+) objects, .*\bscan ([0-9.]+) ms")
         found = (None, None)
         with open(self.logpath) as f:
             for ln in f:
-                mt = pat.search(ln)
+                mt = SCAN_LINE.search(ln)
                 if mt:
                     found = (int(mt.group(1)), float(mt.group(2)))
         return found
