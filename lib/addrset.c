@@ -41,8 +41,9 @@ static uint64_t *new_leaf(struct addrset *s)
 static uint64_t *leaf_for(struct addrset *s, uint64_t addr, int create)
 {
     uint64_t region = addr >> ADDRSET_LEAF_SHIFT;
-    if (s->last_leaf && s->last_region == region)
-        return s->last_leaf;
+    size_t ri = (size_t)region & (ADDRSET_RECENT - 1);
+    if (s->recent.leaf[ri] && s->recent.region[ri] == region)
+        return s->recent.leaf[ri];
     size_t ti = (size_t)(region >> ADDRSET_MID_BITS);
     size_t mi = (size_t)(region & (MID_SLOTS - 1));
     if (!s->top) {
@@ -72,8 +73,8 @@ static uint64_t *leaf_for(struct addrset *s, uint64_t addr, int create)
             return NULL;
         __atomic_store_n(&mid[mi], leaf, __ATOMIC_RELEASE);
     }
-    s->last_region = region;
-    s->last_leaf = leaf;
+    s->recent.region[ri] = region;
+    s->recent.leaf[ri] = leaf;
     return leaf;
 }
 
@@ -102,7 +103,8 @@ static uint64_t *word_mt(struct addrset *s, struct addrset_cursor *cur, void *lo
     if (addr >= ADDR_LIMIT || (addr & 7))
         return NULL;
     uint64_t region = addr >> ADDRSET_LEAF_SHIFT;
-    uint64_t *leaf = cur->leaf && cur->region == region ? cur->leaf : NULL;
+    size_t ri = (size_t)region & (ADDRSET_RECENT - 1);
+    uint64_t *leaf = cur->recent.region[ri] == region ? cur->recent.leaf[ri] : NULL;
     if (!leaf) {
         /* Published pointers only ever go from NULL to a table for good. */
         uint64_t ***top = __atomic_load_n(&s->top, __ATOMIC_ACQUIRE);
@@ -111,15 +113,15 @@ static uint64_t *word_mt(struct addrset *s, struct addrset_cursor *cur, void *lo
         leaf = mid ? __atomic_load_n(&mid[region & (MID_SLOTS - 1)], __ATOMIC_ACQUIRE) : NULL;
         if (!leaf) {
             pthread_mutex_lock(lock);
-            /* leaf_for creates what is missing; its last-leaf cache is
+            /* leaf_for creates what is missing; its remembered leaves are
              * only touched under the lock here. */
             leaf = leaf_for(s, addr, 1);
             pthread_mutex_unlock(lock);
             if (!leaf)
                 return NULL;
         }
-        cur->region = region;
-        cur->leaf = leaf;
+        cur->recent.region[ri] = region;
+        cur->recent.leaf[ri] = leaf;
     }
     uint64_t bit = leaf_bit(addr);
     return &leaf[bit >> 6];

@@ -22,10 +22,20 @@
 
 struct addrset_block;
 
+/* Leaves remembered by region (addr >> ADDRSET_LEAF_SHIFT), direct-mapped:
+ * a walk inserts from several runs of addresses at once (each size class of
+ * the allocator is its own), so one remembered leaf would miss on most
+ * inserts and cost the three dependent loads of the tree. */
+#define ADDRSET_RECENT 32
+
+struct addrset_recent {
+    uint64_t region[ADDRSET_RECENT];
+    uint64_t *leaf[ADDRSET_RECENT];  /* NULL: the slot is empty */
+};
+
 struct addrset {
     uint64_t ***top;        /* [1 << ADDRSET_TOP_BITS] mid tables, or NULL */
-    uint64_t last_region;   /* addr >> ADDRSET_LEAF_SHIFT of last_leaf */
-    uint64_t *last_leaf;
+    struct addrset_recent recent;
     struct addrset_block *blocks;  /* slab of leaves */
     size_t used;            /* addresses in the set */
     size_t leaves;          /* leaves allocated */
@@ -41,16 +51,57 @@ int pyheap_addrset_has(const struct addrset *s, uint64_t addr);
 void pyheap_addrset_remove(struct addrset *s, uint64_t addr);
 /* The same insert for several threads sharing S: bits are set atomically,
  * tables and leaves are created under LOCK (a pthread_mutex_t), and each
- * thread keeps its own CURSOR (zeroed at first) instead of S's last-leaf
- * cache. The cursor counts the thread's inserts (S->used is not kept: one
+ * thread keeps its own CURSOR (zeroed at first) instead of S's remembered
+ * leaves. The cursor counts the thread's inserts (S->used is not kept: one
  * counter written by every thread would cost more than the set). */
 struct addrset_cursor {
-    uint64_t region;
-    uint64_t *leaf;
+    struct addrset_recent recent;
     size_t inserted;
 };
 int pyheap_addrset_insert_mt(struct addrset *s, struct addrset_cursor *cur, void *lock,
                              uint64_t addr);
+
+/* The word of ADDR's bit when ADDR's leaf is remembered in R, else NULL
+ * (the callers' inline fast path; ADDR 8-aligned below 2^47). */
+static inline uint64_t *addrset_recent_word(const struct addrset_recent *r, uint64_t addr)
+{
+    uint64_t region = addr >> ADDRSET_LEAF_SHIFT;
+    size_t ri = (size_t)region & (ADDRSET_RECENT - 1);
+    if (r->region[ri] != region || !r->leaf[ri])
+        return NULL;
+    uint64_t bit = (addr & (((uint64_t)1 << ADDRSET_LEAF_SHIFT) - 1)) >> 3;
+    return &r->leaf[ri][bit >> 6];
+}
+
+/* pyheap_addrset_insert, inline when ADDR's leaf is remembered. */
+static inline int addrset_insert_fast(struct addrset *s, uint64_t addr)
+{
+    uint64_t *w = (addr & 7) == 0 ? addrset_recent_word(&s->recent, addr) : NULL;
+    if (!w)
+        return pyheap_addrset_insert(s, addr);
+    uint64_t mask = (uint64_t)1 << ((addr >> 3) & 63);
+    if (*w & mask)
+        return 0;
+    *w |= mask;
+    s->used++;
+    return 1;
+}
+
+/* pyheap_addrset_insert_mt, inline when ADDR's leaf is in CUR. */
+static inline int addrset_insert_mt_fast(struct addrset *s, struct addrset_cursor *cur,
+                                         void *lock, uint64_t addr)
+{
+    uint64_t *w = (addr & 7) == 0 ? addrset_recent_word(&cur->recent, addr) : NULL;
+    if (!w)
+        return pyheap_addrset_insert_mt(s, cur, lock, addr);
+    uint64_t mask = (uint64_t)1 << ((addr >> 3) & 63);
+    if (__atomic_load_n(w, __ATOMIC_RELAXED) & mask)
+        return 0;
+    if (__atomic_fetch_or(w, mask, __ATOMIC_RELAXED) & mask)
+        return 0;
+    cur->inserted++;
+    return 1;
+}
 /* Claims by two parties on one set, made with one atomic OR: ADDR and its
  * partner ADDR ^ 8 share a word, so a claimant of ADDR learns at once
  * whether the partner was claimed before it. Sets ADDR; returns bit 0: ADDR

@@ -110,24 +110,12 @@ int pyheap_snapshot_in_object(struct snapshot_in *in, uint64_t addr, uint64_t si
             return -1;
         in->cp_at = in->n + (in->cp_every ? in->cp_every : SNAPSHOT_IN_CP_EVERY);
     }
-    unsigned char *p = in->obj + in->objlen;
-    p = snapshot_put_varint(p, snapshot_delta_code(addr, in->prev));
-    p = snapshot_put_varint(p, size);
-    p = snapshot_put_varint(p, (uint64_t)(type & ~SNAPSHOT_IN_CUT) << 1 |
-                                   ((type & SNAPSHOT_IN_CUT) ? 1 : 0));
-    p = snapshot_put_varint(p, in->nedges - in->obj_edges);
-    in->objlen = (size_t)(p - in->obj);
-    in->obj_edges = in->nedges;
-    in->obj_edgelen = in->edgelen;
-    in->prev = addr;
-    in->n++;
     if (in->tallying && !in->tally_lost) {
         uint32_t ty = type & ~SNAPSHOT_IN_CUT;
-        if (ty >= in->ntally && tally_grow(in, (size_t)ty + 1) < 0)
-            return 0;   /* the census is lost, not the object */
-        in->tally[ty].count++;
-        in->tally[ty].bytes += size;
+        if (ty >= in->ntally)
+            tally_grow(in, (size_t)ty + 1);   /* on failure the census is lost, not the object */
     }
+    snapshot_in_put_object(in, addr, size, type);
     return 0;
 }
 

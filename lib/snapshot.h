@@ -140,6 +140,41 @@ static inline int snapshot_in_edge(struct snapshot_in *in, uint64_t target, uint
     return 0;
 }
 
+/* Append an object's record, with room for it and its type in the tally
+ * (pyheap_snapshot_in_object sees to both). */
+static inline void snapshot_in_put_object(struct snapshot_in *in, uint64_t addr, uint64_t size,
+                                          uint32_t type)
+{
+    uint32_t ty = type & ~SNAPSHOT_IN_CUT;
+    unsigned char *p = in->obj + in->objlen;
+    p = snapshot_put_varint(p, snapshot_delta_code(addr, in->prev));
+    p = snapshot_put_varint(p, size);
+    p = snapshot_put_varint(p, (uint64_t)ty << 1 | ((type & SNAPSHOT_IN_CUT) ? 1 : 0));
+    p = snapshot_put_varint(p, in->nedges - in->obj_edges);
+    in->objlen = (size_t)(p - in->obj);
+    in->obj_edges = in->nedges;
+    in->obj_edgelen = in->edgelen;
+    in->prev = addr;
+    in->n++;
+    if (in->tallying && !in->tally_lost) {
+        in->tally[ty].count++;
+        in->tally[ty].bytes += size;
+    }
+}
+
+/* pyheap_snapshot_in_object, inline when there is room, no checkpoint is
+ * due and the type is in the tally already (almost every object). */
+static inline int snapshot_in_object(struct snapshot_in *in, uint64_t addr, uint64_t size,
+                                     uint32_t type)
+{
+    if (in->objcap - in->objlen < 4 * SNAPSHOT_VARINT_MAX || in->n >= in->cp_at ||
+        in->n >= (size_t)UINT32_MAX - 1 || in->nedges >= (size_t)UINT32_MAX ||
+        (in->tallying && !in->tally_lost && (type & ~SNAPSHOT_IN_CUT) >= in->ntally))
+        return pyheap_snapshot_in_object(in, addr, size, type);
+    snapshot_in_put_object(in, addr, size, type);
+    return 0;
+}
+
 static inline struct snapshot_in_mark snapshot_in_mark(const struct snapshot_in *in)
 {
     return (struct snapshot_in_mark){ in->nedges, in->edgelen };

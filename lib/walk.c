@@ -190,8 +190,8 @@ static void sh_unlock(struct walk *w)
 static int seen_insert(struct walk *w, uint64_t addr)
 {
     if (!w->sh->mt)
-        return pyheap_addrset_insert(&w->sh->seen, addr);
-    return pyheap_addrset_insert_mt(&w->sh->seen, &w->cursor, &w->sh->seen_lock, addr);
+        return addrset_insert_fast(&w->sh->seen, addr);
+    return addrset_insert_mt_fast(&w->sh->seen, &w->cursor, &w->sh->seen_lock, addr);
 }
 
 /* Take ADDR out of the seen set (pushed, then dropped unvisited). */
@@ -278,13 +278,20 @@ static bool plausible_addr(uint64_t a)
 }
 
 /* Put ITEM on W's work stack; false (and nomem) when memory runs out. */
-static bool stack_add(struct walk *w, uint64_t item)
+static bool stack_grow_add(struct walk *w, uint64_t item)
 {
-    if (w->nstack == w->capstack &&
-        !pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + 1, sizeof *w->stack)) {
+    if (!pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + 1, sizeof *w->stack)) {
         w->nomem = true;
         return false;
     }
+    w->stack[w->nstack++] = item;
+    return true;
+}
+
+static inline bool stack_add(struct walk *w, uint64_t item)
+{
+    if (w->nstack == w->capstack)
+        return stack_grow_add(w, item);
     w->stack[w->nstack++] = item;
     return true;
 }
@@ -879,7 +886,8 @@ static void visit(struct walk *w, uint64_t item)
     uint32_t name = t->name;
     uint64_t type_addr = t->addr;
     enum walk_kind kind = t->kind;
-    pyheap_walk_decode_extra(w, &o);
+    if (pyheap_walk_has_extra(t))
+        pyheap_walk_decode_extra(w, &o);
     w->in_obj = false;
     /* The type is discovered through its instances, but ob_type is not
      * kept as an edge (it would make every instance a referrer of its
@@ -891,7 +899,7 @@ static void visit(struct walk *w, uint64_t item)
             w->tcache[ci].pushed = true;
     }
     bool cut = kind == WALK_MODULE || kind == WALK_TYPE || kind == WALK_CODE;
-    if (pyheap_snapshot_in_object(&w->found, addr, size,
+    if (snapshot_in_object(&w->found, addr, size,
                                   name | (cut ? SNAPSHOT_IN_CUT : 0)) < 0) {
         w->nomem = true;
         snapshot_in_rollback(&w->found, edges_before);

@@ -306,6 +306,13 @@ int pyheap_walk_decode_managedbuf(struct walk *w, const struct walk_obj *o, uint
  * slot members, instance dict (managed or tp_dictoffset), conservative
  * scan of the rest. */
 void pyheap_walk_decode_extra(struct walk *w, const struct walk_obj *o);
+/* Whether pyheap_walk_decode_extra has anything to do for instances of T
+ * (most built-in types: nothing). */
+static inline bool pyheap_walk_has_extra(const struct walk_type *t)
+{
+    return t->managed_dict || t->nmembers > 0 || (t->heap && t->dictoffset < 0) ||
+           t->scan_hi > t->scan_lo || t->scan_items;
+}
 /* Bytes that sys.getsizeof adds before the object (GC head, managed dict
  * pre-header) for an instance of T. */
 uint64_t pyheap_walk_presize(const struct walk *w, const struct walk_type *t);

@@ -62,6 +62,52 @@ END_TEST
  * second removal or one of an absent or invalid address changes nothing,
  * and the address can be inserted anew; the same with the threads'
  * variant. */
+/* The leaves remembered by region (ADDRSET_RECENT, direct-mapped): inserts
+ * that go back and forth between regions sharing a slot, through the
+ * inline inserts the walker uses, land in their own leaves. */
+START_TEST(test_addrset_recent_regions)
+{
+    enum { REGIONS = 3 * ADDRSET_RECENT + 5, PER = 40 };
+    const uint64_t leaf = (uint64_t)1 << ADDRSET_LEAF_SHIFT;
+    /* region r: every ADDRSET_RECENT-th region from a base, so all share
+     * slot 0, plus neighbours that share the other slots */
+    uint64_t base = 0x7f1200000000ull;
+    for (int mt = 0; mt < 2; mt++) {
+        struct addrset s = { 0 };
+        struct addrset_cursor cur = { 0 };
+        pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+        size_t inserted = 0;
+        for (int pass = 0; pass < 2; pass++)
+            for (int k = 0; k < PER; k++)
+                for (int r = 0; r < REGIONS; r++) {
+                    uint64_t region = (uint64_t)(r % 3) + (uint64_t)(r / 3) * ADDRSET_RECENT;
+                    uint64_t a = base + region * leaf + (uint64_t)k * 24;
+                    int got = mt ? addrset_insert_mt_fast(&s, &cur, &lock, a)
+                                 : addrset_insert_fast(&s, a);
+                    ck_assert_int_eq(got, pass == 0 ? 1 : 0);
+                    inserted += (size_t)got;
+                }
+        ck_assert_uint_eq(inserted, (size_t)REGIONS * PER);
+        ck_assert_uint_eq(mt ? cur.inserted : s.used, (size_t)REGIONS * PER);
+        for (int r = 0; r < REGIONS; r++) {
+            uint64_t region = (uint64_t)(r % 3) + (uint64_t)(r / 3) * ADDRSET_RECENT;
+            for (int k = 0; k < PER; k++) {
+                uint64_t a = base + region * leaf + (uint64_t)k * 24;
+                ck_assert_int_eq(pyheap_addrset_has(&s, a), 1);
+                ck_assert_int_eq(pyheap_addrset_has(&s, a + 8), 0);
+            }
+            /* nothing landed in the region's slot-mates' leaves */
+            ck_assert_int_eq(pyheap_addrset_has(&s, base + (region + 3) * leaf + 16), 0);
+        }
+        ck_assert_uint_eq(s.leaves, (size_t)REGIONS);
+        /* misaligned and out-of-range addresses take the checked path */
+        ck_assert_int_eq(addrset_insert_fast(&s, base + 4), -1);
+        ck_assert_int_eq(addrset_insert_mt_fast(&s, &cur, &lock, (uint64_t)1 << 50), -1);
+        pyheap_addrset_free(&s);
+    }
+}
+END_TEST
+
 START_TEST(test_addrset_remove)
 {
     struct addrset s = { 0 };
@@ -225,6 +271,7 @@ Suite *suite_addrset(void)
     tcase_add_test(tc, test_addrset_dense_and_sparse);
     tcase_add_test(tc, test_addrset_claims);
     tcase_add_test(tc, test_addrset_remove);
+    tcase_add_test(tc, test_addrset_recent_regions);
     tcase_add_test(tc, test_addrindex_ranks);
     tcase_add_test(tc, test_addrindex_from_set);
     suite_add_tcase(su, tc);

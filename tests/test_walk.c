@@ -58,6 +58,15 @@ END_TEST
 
 /* Several walker threads find the same objects, types, sizes and edges
  * as one (the target is idle between the two scans but for its counter). */
+/* Roots not named after a frame ("THREAD FN()..."). */
+static size_t roots_not_frames(const pyheap_snapshot *s)
+{
+    size_t n = 0;
+    for (size_t r = 0; r < pyheap_snapshot_nroots(s); r++)
+        n += strstr(pyheap_snapshot_root_name(s, r), "()") == NULL;
+    return n;
+}
+
 static void compare_threads(struct kh *k, const pyheap_snapshot *s1)
 {
     pyheap_target *t = NULL;
@@ -96,7 +105,10 @@ static void compare_threads(struct kh *k, const pyheap_snapshot *s1)
     ck_assert_uint_ge(same_edges * 1000, n1 * 999);
     ck_assert_uint_ge(n4 * 1000, n1 * 999);
     ck_assert_uint_le(n4 * 1000, n1 * 1001);
-    ck_assert_uint_eq(pyheap_snapshot_nroots(s4), pyheap_snapshot_nroots(s1));
+    /* The same roots but those of the main thread's frames, which differ
+     * when a scan finds it in write_file() rather than sleeping. */
+    ck_assert_uint_eq(roots_not_frames(s4), roots_not_frames(s1));
+    ck_assert_uint_gt(roots_not_frames(s1), 10);
     pyheap_snapshot_free(s4);
     /* More threads than allowed is refused. */
     so.threads = PYHEAP_MAX_SCAN_THREADS + 1;

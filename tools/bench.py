@@ -15,6 +15,11 @@ pyheapd attached to it, and measures side by side, RUNS times each:
              scan time, snapshot model bytes per object
   floor      copying the target's rw anonymous mappings once in 1 MiB
              process_vm_readv reads (tools/bench-helper floor)
+  sweep      not pyheap's census: what a sweep of pymalloc's pools costs at
+             least on one thread (find the pools, copy them, classify every
+             allocated block by type; tools/bench-helper sweep), and the
+             objects it classified, against the census's (docs/performance.md,
+             "The pool sweep")
   closure    in the target: gc.get_objects + gc.get_referents closure with
              sys.getsizeof
   typestats  in the target: objgraph.typestats()
@@ -198,7 +203,7 @@ def bench_size(build, python, n, runs, count_secs, tmp, skip=()):
         # The census is the answer's wall time (pyheapd answers top from
         # the walk, then builds the snapshot): "built" is until the build
         # ended, and the daemon's CPU time includes the build.
-        walls, built, cpus, scans, floors, libs = [], [], [], [], [], []
+        walls, built, cpus, scans, floors, libs, sweeps = [], [], [], [], [], [], []
         objects = None
         for i in range(runs):
             k = d.scans_logged()
@@ -217,10 +222,12 @@ def bench_size(build, python, n, runs, count_secs, tmp, skip=()):
             objects, scan_ms = d.last_scan()
             scans.append(scan_ms / 1e3 if scan_ms is not None else None)
             floors.append(helper(build, "floor", t.pid))
+            sweeps.append(helper(build, "sweep", t.pid))
             libs.append(helper(build, "census", t.pid))
             log("   run %d: census %.3f s (snapshot built at %.3f s, daemon cpu %.2f s), "
-                "floor %.3f s, lib %.3f s (of which the build %.3f s)"
+                "floor %.3f s, sweep %.3f s (%d objects), lib %.3f s (of which the build %.3f s)"
                 % (i + 1, walls[-1], built[-1], cpus[-1], floors[-1]["ms"] / 1e3,
+                   sweeps[-1]["ms"] / 1e3, sweeps[-1]["objects"],
                    libs[-1]["ms"] / 1e3, libs[-1].get("build_ms", 0) / 1e3))
         res["census_top_output"] = r.stdout
         res["census_wall_s"] = walls
@@ -230,6 +237,8 @@ def bench_size(build, python, n, runs, count_secs, tmp, skip=()):
         res["census_objects"] = objects
         res["floor_s"] = [f["ms"] / 1e3 for f in floors]
         res["floor_bytes"] = floors[-1]["bytes"]
+        res["sweep_s"] = [x["ms"] / 1e3 for x in sweeps]
+        res["sweep"] = sweeps[-1]
         res["lib_census_s"] = [x["ms"] / 1e3 for x in libs]
         res["lib"] = libs[-1]
         lib = libs[-1]
@@ -356,7 +365,7 @@ def ratio(a, b):
 
 def summarize(r):
     m = {k: median(r[k]) for k in ("census_wall_s", "census_built_s", "census_daemon_cpu_s",
-                                   "floor_s",
+                                   "floor_s", "sweep_s",
                                    "lib_census_s", "closure_s", "typestats_s")}
     m["referrers_s"] = median(r["referrers_s"]) if r.get("referrers_s") else None
     for k in ("referrers_reuse_s", "referrers_reuse_daemon_cpu_s"):
@@ -368,6 +377,9 @@ def summarize(r):
         "census_daemon_cpu_s": m["census_daemon_cpu_s"],
         "lib_census_s": m["lib_census_s"],
         "floor_s": m["floor_s"],
+        "sweep_s": m["sweep_s"],
+        "sweep_vs_floor": ratio(m["sweep_s"], m["floor_s"]),
+        "sweep_objects": r["sweep"]["objects"],
         "closure_s": m["closure_s"],
         "typestats_s": m["typestats_s"],
         "census_vs_closure": ratio(m["census_wall_s"], m["closure_s"]),
@@ -470,7 +482,7 @@ def main():
     print("pyheap bench: %d CPUs (%s), kernel %s, python %s; medians of %d runs"
           % (mc["nproc"], mc["cpu"], mc["kernel"], mc["python"], runs))
     hdr = ("N", "objects", "census", "built", "daemon cpu", "closure", "x", "typestats", "x",
-           "floor", "x", "hwm/rss", "B/obj", "thruput", "nice0", "referrers", "reuse")
+           "floor", "x", "sweep", "x", "hwm/rss", "B/obj", "thruput", "nice0", "referrers", "reuse")
     rows = []
     for res in out["sizes"]:
         s = res["summary"]
@@ -479,6 +491,7 @@ def main():
             fmt(s["census_built_s"], "s"), fmt(s["census_daemon_cpu_s"], "s"), fmt(s["closure_s"], "s"),
             fmt(s["census_vs_closure"]), fmt(s["typestats_s"], "s"),
             fmt(s["census_vs_typestats"]), fmt(s["floor_s"], "s"), fmt(s["census_vs_floor"]),
+            fmt(s["sweep_s"], "s"), fmt(s["sweep_vs_floor"]),
             fmt(s["daemon_hwm_vs_target_rss"]), fmt(s["snapshot_bytes_per_object"]),
             fmt(s["throughput_ratio"]), fmt(s["throughput_ratio_nice0"]),
             fmt(s["referrers_s"], "s"), fmt(s["referrers_reuse_s"], "s")))
