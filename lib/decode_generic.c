@@ -6,16 +6,6 @@
 
 #include "walk.h"
 
-uint64_t pyheap_walk_presize(const struct walk *w, const struct walk_type *t)
-{
-    const pyheap_target *tg = pyheap_walk_target(w);
-    uint64_t n = 0;
-    if (t->gc)
-        n += tg->off.gc_head;
-    if (t->preheader)
-        n += tg->k.preheader_managed;
-    return n;
-}
 
 /* |ob_size| when the type is variable-sized, else 0. -1 if unreadable. */
 static int var_items(struct walk *w, const struct walk_obj *o, int64_t *n)

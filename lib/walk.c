@@ -116,6 +116,7 @@ struct walk {
     struct addrset_cursor lcursor; /* of sh->listed */
     struct seed_block *block; /* seeds being gathered (several threads) */
     uint64_t max_objects;
+    uint64_t max_seen;     /* addresses this thread may add to the seen set */
     bool gone;             /* the process vanished: stop */
     bool truncated;
     bool nomem;
@@ -125,6 +126,7 @@ struct walk {
 
     struct snapshot_in found; /* objects and their edges, discovery order */
     size_t nrecs_flushed;  /* of found.n, counted in sh->nrecs */
+    size_t recs_check_at;  /* found.n at which to count them again */
     /* Addresses visited but not recorded (not an object, torn, freed): the
      * seen set less these is the set of objects, which the build indexes
      * without going through the objects (unrec_lost: one was not kept). */
@@ -296,13 +298,9 @@ static inline bool stack_add(struct walk *w, uint64_t item)
     return true;
 }
 
-static void push(struct walk *w, uint64_t addr, uint64_t flag)
+/* push() of a plausible ADDR. */
+static inline void push_plausible(struct walk *w, uint64_t addr, uint64_t flag)
 {
-    if (!plausible_addr(addr)) {
-        if (!flag && addr != 0)
-            w->skipped++;
-        return;
-    }
     int r = seen_insert(w, addr);
     if (r < 0) {
         w->nomem = true;
@@ -312,11 +310,21 @@ static void push(struct walk *w, uint64_t addr, uint64_t flag)
         return;
     /* Bound the set (a torn heap could feed it forever): in total, or per
      * thread when several share it. */
-    if ((w->sh->mt ? w->cursor.inserted : w->sh->seen.used) > w->max_objects * 2 + 1000000) {
+    if ((w->sh->mt ? w->cursor.inserted : w->sh->seen.used) > w->max_seen) {
         w->truncated = true;
         return;
     }
     stack_add(w, addr | flag);
+}
+
+static void push(struct walk *w, uint64_t addr, uint64_t flag)
+{
+    if (!plausible_addr(addr)) {
+        if (!flag && addr != 0)
+            w->skipped++;
+        return;
+    }
+    push_plausible(w, addr, flag);
 }
 
 void pyheap_walk_ref(struct walk *w, uint64_t addr)
@@ -642,6 +650,8 @@ void pyheap_walk_edge(struct walk *w, uint64_t addr, uint32_t label)
         if (plausible_addr(addr)) {
             if (w->found.nedges >= MAX_EDGES || snapshot_in_edge(&w->found, addr, label) < 0)
                 w->nomem = w->found.nedges < MAX_EDGES;
+            push_plausible(w, addr, maybe ? REF_MAYBE : 0);
+            return;
         }
     } else if (w->root_prefix[0] && !maybe &&
                !(WALK_LBL_FLAGS(label) & PYHEAP_EDGE_CUT)) {
@@ -833,6 +843,26 @@ static void unrecorded(struct walk *w, uint64_t addr)
     w->unrec[w->nunrec++] = addr;
 }
 
+/* The records of all threads count against the object limit, added up in
+ * batches: W's go into the total here, and W checks again when it has
+ * recorded enough more to reach the limit, or 4096 more. */
+static void recs_check(struct walk *w)
+{
+    size_t pending = w->found.n - w->nrecs_flushed;
+    uint64_t total = __atomic_add_fetch(&w->sh->nrecs, pending, __ATOMIC_RELAXED);
+    w->nrecs_flushed = w->found.n;
+    uint64_t limit = w->max_objects < UINT32_MAX - 1 ? w->max_objects : UINT32_MAX - 1;
+    if (total >= limit) {
+        w->truncated = true;
+        return;
+    }
+    w->recs_check_at = w->found.n + (limit - total < 4096 ? (size_t)(limit - total) : 4096);
+}
+
+/* Kinds whose objects are cut off when paths and retained sizes are
+ * computed (edges into them are PYHEAP_EDGE_CUT). */
+#define CUT_KINDS ((1u << WALK_MODULE) | (1u << WALK_TYPE) | (1u << WALK_CODE))
+
 static void visit(struct walk *w, uint64_t item)
 {
     uint64_t addr = item & ~REF_MAYBE;
@@ -898,7 +928,7 @@ static void visit(struct walk *w, uint64_t item)
         if (w->tcache[ci].t == t)
             w->tcache[ci].pushed = true;
     }
-    bool cut = kind == WALK_MODULE || kind == WALK_TYPE || kind == WALK_CODE;
+    bool cut = ((1u << kind) & CUT_KINDS) != 0;
     if (snapshot_in_object(&w->found, addr, size,
                                   name | (cut ? SNAPSHOT_IN_CUT : 0)) < 0) {
         w->nomem = true;
@@ -906,16 +936,8 @@ static void visit(struct walk *w, uint64_t item)
         unrecorded(w, addr);
         return;
     }
-    /* The records of all threads count, added up in batches (one thread:
-     * its own count). */
-    size_t pending = w->found.n - w->nrecs_flushed;
-    uint64_t total = __atomic_load_n(&w->sh->nrecs, __ATOMIC_RELAXED) + pending;
-    if (pending >= 4096) {
-        __atomic_fetch_add(&w->sh->nrecs, pending, __ATOMIC_RELAXED);
-        w->nrecs_flushed = w->found.n;
-    }
-    if (total >= w->max_objects || total >= UINT32_MAX - 1)
-        w->truncated = true;
+    if (w->found.n >= w->recs_check_at)
+        recs_check(w);
 }
 
 /* ---- discovery: GC lists and roots ---- */
@@ -1732,6 +1754,7 @@ static void walk_pool_start(struct walk *w, struct walk_pool *p, unsigned nthrea
         x->h.t = w->h.t;
         x->sh = sh;
         x->max_objects = w->max_objects;
+        x->max_seen = w->max_seen;
         x->found.tallying = w->found.tallying;
         if (pyheap_mem_open(w->h.t->pid, cache_cap, &x->mem, NULL) < 0)
             continue;
@@ -1841,6 +1864,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     w.mem = t->mem;
     w.sh = &sh;
     w.max_objects = opts && opts->max_objects ? opts->max_objects : DEFAULT_MAX_OBJECTS;
+    w.max_seen = w.max_objects * 2 + 1000000;
     w.found.tallying = opts && opts->census;
     sh.stopped = opts && opts->stopped != 0;
     uint64_t reads0, bytes0, xreads = 0, xbytes = 0;

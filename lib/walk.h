@@ -315,7 +315,11 @@ static inline bool pyheap_walk_has_extra(const struct walk_type *t)
 }
 /* Bytes that sys.getsizeof adds before the object (GC head, managed dict
  * pre-header) for an instance of T. */
-uint64_t pyheap_walk_presize(const struct walk *w, const struct walk_type *t);
+static inline uint64_t pyheap_walk_presize(const struct walk *w, const struct walk_type *t)
+{
+    const pyheap_target *tg = pyheap_walk_target(w);
+    return (t->gc ? tg->off.gc_head : 0) + (t->preheader ? tg->k.preheader_managed : 0);
+}
 /* object.__sizeof__: basicsize + itemsize * |ob_size|; -1 if unreadable. */
 int pyheap_walk_object_sizeof(struct walk *w, const struct walk_obj *o, uint64_t *size);
 
