@@ -56,8 +56,6 @@ START_TEST(accuracy_pyenv_shared)
 }
 END_TEST
 
-/* Several walker threads find the same objects, types, sizes and edges
- * as one (the target is idle between the two scans but for its counter). */
 /* Roots not named after a frame ("THREAD FN()..."). */
 static size_t roots_not_frames(const pyheap_snapshot *s)
 {
@@ -67,6 +65,8 @@ static size_t roots_not_frames(const pyheap_snapshot *s)
     return n;
 }
 
+/* Several walker threads find the same objects, types, sizes and edges
+ * as one (the target is idle between the two scans but for its counter). */
 static void compare_threads(struct kh *k, const pyheap_snapshot *s1)
 {
     pyheap_target *t = NULL;
@@ -109,6 +109,8 @@ static void compare_threads(struct kh *k, const pyheap_snapshot *s1)
      * when a scan finds it in write_file() rather than sleeping. */
     ck_assert_uint_eq(roots_not_frames(s4), roots_not_frames(s1));
     ck_assert_uint_gt(roots_not_frames(s1), 10);
+    ck_assert_uint_gt(pyheap_snapshot_nroots(s1), roots_not_frames(s1));   /* frames too */
+    ck_assert_uint_gt(pyheap_snapshot_nroots(s4), roots_not_frames(s4));
     pyheap_snapshot_free(s4);
     /* More threads than allowed is refused. */
     so.threads = PYHEAP_MAX_SCAN_THREADS + 1;

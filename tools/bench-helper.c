@@ -229,6 +229,7 @@ static struct sweep_type *sweep_slot(struct sweep *sw, uint64_t a)
         free(sw->t);
         sw->t = nt;
         sw->cap = ncap;
+        memset(sw->recent, 0, sizeof sw->recent);   /* they pointed into the old table */
     }
     size_t j = mix64(a) & (sw->cap - 1);
     while (sw->t[j].addr && sw->t[j].addr != a)
@@ -277,7 +278,7 @@ static struct sweep_type *type_at(struct sweep *sw, uint64_t a, int depth)
         ok = m && (m->flags & F_TYPE_SUB);
     }
     e = sweep_slot(sw, a);   /* the table may have grown */
-    if (!ok)
+    if (!e || !ok)
         return NULL;
     e->verdict = 1;
     e->flags = flags;
@@ -367,7 +368,8 @@ static void sweep_pool(struct sweep *sw, uint64_t p, const unsigned char *buf,
     uint64_t freed[POOL_BLOCKS / 64 + 1] = { 0 };
     /* the free list, through the copy (bounded by the pool's blocks) */
     for (size_t k = 0; freeblock && k < nb; k++) {
-        if (freeblock < p + POOL_OVERHEAD || freeblock >= p + next)
+        if (freeblock < p + POOL_OVERHEAD || freeblock >= p + next ||
+            (freeblock - p - POOL_OVERHEAD) % size != 0)
             break;
         size_t bi = (freeblock - p - POOL_OVERHEAD) / size;
         freed[bi / 64] |= 1ULL << (bi % 64);
@@ -398,7 +400,7 @@ static void sweep_pool(struct sweep *sw, uint64_t p, const unsigned char *buf,
         if (t->item && (size_t)(o - b) + 24 <= size) {   /* ob_size, inside the block */
             int64_t n;
             memcpy(&n, o + 16, 8);
-            sz += t->item * (uint64_t)(n < 0 ? -n : n);
+            sz += t->item * (n < 0 ? 0 - (uint64_t)n : (uint64_t)n);
         }
         t->count++;
         t->bytes += sz;
@@ -418,7 +420,7 @@ static int sweep(pid_t pid)
     double t0 = now_ms(), c0 = cpu_ms();
     int rc = buf ? find_pools(&sw, maps, n, &hreads) : 1;
     double t1 = now_ms();
-    if (rc == 0)
+    if (rc == 0 && sw.npools > 1)
         qsort(sw.pools, sw.npools, sizeof *sw.pools, cmp_u64);
     /* runs of consecutive pools, copied 1 MiB at a time */
     for (size_t i = 0; rc == 0 && i < sw.npools;) {
