@@ -85,14 +85,7 @@ int pyheap_addrset_insert(struct addrset *s, uint64_t addr)
     uint64_t *leaf = leaf_for(s, addr, 1);
     if (!leaf)
         return -1;
-    uint64_t bit = leaf_bit(addr);
-    uint64_t mask = (uint64_t)1 << (bit & 63);
-    uint64_t *w = &leaf[bit >> 6];
-    if (*w & mask)
-        return 0;
-    *w |= mask;
-    s->used++;
-    return 1;
+    return addrset_set_bit(&leaf[leaf_bit(addr) >> 6], addr, &s->used);
 }
 
 /* The leaf word holding ADDR's bit (and ADDR ^ 8's), through the
@@ -131,15 +124,7 @@ int pyheap_addrset_insert_mt(struct addrset *s, struct addrset_cursor *cur, void
                              uint64_t addr)
 {
     uint64_t *w = word_mt(s, cur, lock, addr);
-    if (!w)
-        return -1;
-    uint64_t mask = (uint64_t)1 << ((addr >> 3) & 63);
-    if (__atomic_load_n(w, __ATOMIC_RELAXED) & mask)
-        return 0;
-    if (__atomic_fetch_or(w, mask, __ATOMIC_RELAXED) & mask)
-        return 0;
-    cur->inserted++;
-    return 1;
+    return w ? addrset_set_bit_mt(w, addr, &cur->inserted) : -1;
 }
 
 int pyheap_addrset_claim_mt(struct addrset *s, struct addrset_cursor *cur, void *lock,

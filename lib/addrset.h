@@ -73,18 +73,34 @@ static inline uint64_t *addrset_recent_word(const struct addrset_recent *r, uint
     return &r->leaf[ri][bit >> 6];
 }
 
-/* pyheap_addrset_insert, inline when ADDR's leaf is remembered. */
-static inline int addrset_insert_fast(struct addrset *s, uint64_t addr)
+/* Set ADDR's bit in its word W: 1 if it was clear (counted in *USED), 0
+ * if set. The _mt variant with atomics, for words other threads share. */
+static inline int addrset_set_bit(uint64_t *w, uint64_t addr, size_t *used)
 {
-    uint64_t *w = (addr & 7) == 0 ? addrset_recent_word(&s->recent, addr) : NULL;
-    if (!w)
-        return pyheap_addrset_insert(s, addr);
     uint64_t mask = (uint64_t)1 << ((addr >> 3) & 63);
     if (*w & mask)
         return 0;
     *w |= mask;
-    s->used++;
+    ++*used;
     return 1;
+}
+
+static inline int addrset_set_bit_mt(uint64_t *w, uint64_t addr, size_t *used)
+{
+    uint64_t mask = (uint64_t)1 << ((addr >> 3) & 63);
+    if (__atomic_load_n(w, __ATOMIC_RELAXED) & mask)
+        return 0;
+    if (__atomic_fetch_or(w, mask, __ATOMIC_RELAXED) & mask)
+        return 0;
+    ++*used;
+    return 1;
+}
+
+/* pyheap_addrset_insert, inline when ADDR's leaf is remembered. */
+static inline int addrset_insert_fast(struct addrset *s, uint64_t addr)
+{
+    uint64_t *w = (addr & 7) == 0 ? addrset_recent_word(&s->recent, addr) : NULL;
+    return w ? addrset_set_bit(w, addr, &s->used) : pyheap_addrset_insert(s, addr);
 }
 
 /* pyheap_addrset_insert_mt, inline when ADDR's leaf is in CUR. */
@@ -92,16 +108,11 @@ static inline int addrset_insert_mt_fast(struct addrset *s, struct addrset_curso
                                          void *lock, uint64_t addr)
 {
     uint64_t *w = (addr & 7) == 0 ? addrset_recent_word(&cur->recent, addr) : NULL;
-    if (!w)
-        return pyheap_addrset_insert_mt(s, cur, lock, addr);
-    uint64_t mask = (uint64_t)1 << ((addr >> 3) & 63);
-    if (__atomic_load_n(w, __ATOMIC_RELAXED) & mask)
-        return 0;
-    if (__atomic_fetch_or(w, mask, __ATOMIC_RELAXED) & mask)
-        return 0;
-    cur->inserted++;
-    return 1;
+    return w ? addrset_set_bit_mt(w, addr, &cur->inserted)
+             : pyheap_addrset_insert_mt(s, cur, lock, addr);
 }
+
+
 /* Claims by two parties on one set, made with one atomic OR: ADDR and its
  * partner ADDR ^ 8 share a word, so a claimant of ADDR learns at once
  * whether the partner was claimed before it. Sets ADDR; returns bit 0: ADDR
