@@ -74,14 +74,24 @@ struct dkeys {
     bool general;
 };
 
+static int parse_keys(const pyheap_target *t, uint64_t keys, const unsigned char *kb,
+                      struct dkeys *d);
+
 static int read_keys(struct walk *w, uint64_t keys, struct dkeys *d)
 {
     const pyheap_target *t = pyheap_walk_target(w);
-    const struct pyheap_offsets *off = &t->off;
-    unsigned char kb[64];
-    if (!keys || off->dict_keys_object > sizeof kb ||
-        pyheap_walk_read(w, keys, kb, off->dict_keys_object) < 0)
+    unsigned char kb[WALK_KEYS_HDR_MAX];
+    if (!keys || t->off.dict_keys_object > sizeof kb ||
+        pyheap_walk_read(w, keys, kb, t->off.dict_keys_object) < 0)
         return -1;
+    return parse_keys(t, keys, kb, d);
+}
+
+/* Validate the header KB of the keys object at KEYS into D. */
+static int parse_keys(const pyheap_target *t, uint64_t keys, const unsigned char *kb,
+                      struct dkeys *d)
+{
+    const struct pyheap_offsets *off = &t->off;
     d->refcnt = (int64_t)u64at(kb, off->dk_refcnt);
     d->log2_size = kb[off->dk_log2_size];
     d->log2_index_bytes = kb[off->dk_log2_index_bytes];
@@ -257,8 +267,23 @@ int pyheap_walk_decode_dict(struct walk *w, const struct walk_obj *o, uint64_t *
  * computed once per thread and keys layout (a shared keys object only ever
  * grows: same size, kind and entry counts mean the same entries). 0, or -1
  * to take the general path. */
+/* Report the N values at VALUES with C's labels. 0, or -1 if they do not
+ * read. */
+static int split_values_report(struct walk *w, uint64_t values,
+                               const struct walk_split_cache *c, size_t n)
+{
+    const struct pyheap_offsets *off = &pyheap_walk_target(w)->off;
+    uint64_t v[WALK_SPLIT_MAX];
+    if (n && pyheap_walk_read(w, values + off->dict_values_values, v, n * 8) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (v[i])
+            pyheap_walk_edge(w, v[i], c->label[i]);
+    return 0;
+}
+
 static int split_values_refs(struct walk *w, uint64_t values, uint64_t keys,
-                             const struct dkeys *d)
+                             const struct dkeys *d, const unsigned char *kb)
 {
     const struct pyheap_offsets *off = &pyheap_walk_target(w)->off;
     if (d->nentries > WALK_SPLIT_MAX || d->entry_size > 64)
@@ -269,6 +294,7 @@ static int split_values_refs(struct walk *w, uint64_t values, uint64_t keys,
         c->log2_size != d->log2_size || c->kind != d->kind) {
         unsigned char eb[WALK_SPLIT_MAX * 64];
         c->keys = 0;
+        c->hdrlen = 0;
         if (n && pyheap_walk_read(w, d->entries, eb, n * d->entry_size) < 0)
             return -1;
         for (size_t i = 0; i < n; i++)
@@ -280,25 +306,39 @@ static int split_values_refs(struct walk *w, uint64_t values, uint64_t keys,
         c->log2_size = d->log2_size;
         c->kind = d->kind;
     }
-    uint64_t v[WALK_SPLIT_MAX];
-    if (n && pyheap_walk_read(w, values + off->dict_values_values, v, n * 8) < 0)
-        return -1;
-    for (size_t i = 0; i < n; i++)
-        if (v[i])
-            pyheap_walk_edge(w, v[i], c->label[i]);
-    return 0;
+    /* its reference count leads the header (all versions): the rest is
+     * compared next time */
+    if (off->dk_refcnt == 0 && off->dict_keys_object <= sizeof c->hdr) {
+        memcpy(c->hdr, kb, off->dict_keys_object);
+        c->hdrlen = off->dict_keys_object;
+    }
+    return split_values_report(w, values, c, n);
 }
 
 void pyheap_walk_values_refs(struct walk *w, uint64_t values, uint64_t keys)
 {
+    const pyheap_target *t = pyheap_walk_target(w);
     struct dkeys d;
+    unsigned char kb[WALK_KEYS_HDR_MAX];
     if (!values)
         return;
-    if (read_keys(w, keys, &d) < 0) {
+    if (!keys || t->off.dict_keys_object > sizeof kb ||
+        pyheap_walk_read(w, keys, kb, t->off.dict_keys_object) < 0) {
         pyheap_walk_skip(w);
         return;
     }
-    if (split_values_refs(w, values, keys, &d) == 0)
+    /* The class's shared keys as they were validated for its last
+     * instance: the same labels, the same number of values. */
+    const struct walk_split_cache *c = pyheap_walk_split_cache(w, keys);
+    if (c->keys == keys && c->hdrlen == t->off.dict_keys_object &&
+        memcmp(kb + 8, c->hdr + 8, c->hdrlen - 8) == 0 &&
+        split_values_report(w, values, c, (size_t)c->nentries) == 0)
+        return;
+    if (parse_keys(t, keys, kb, &d) < 0) {
+        pyheap_walk_skip(w);
+        return;
+    }
+    if (split_values_refs(w, values, keys, &d, kb) == 0)
         return;
     int attr = 1;
     if (for_entries(w, &d, values, ref_value, &attr) < 0)

@@ -231,11 +231,16 @@ void pyheap_walk_values_refs(struct walk *w, uint64_t values, uint64_t keys);
 /* A walker thread's cache of the attribute labels of one class's shared
  * keys, keyed by the keys object's address and layout. */
 #define WALK_SPLIT_MAX 32
+#define WALK_KEYS_HDR_MAX 64       /* bytes of a keys object's header kept */
 struct walk_split_cache {
     uint64_t keys;             /* 0: empty */
     int64_t nentries, usable;
     unsigned log2_size, kind;
     uint32_t label[WALK_SPLIT_MAX];
+    /* The header as last validated (hdrlen 0: none): a keys object that
+     * reads the same but for its reference count needs no validation. */
+    size_t hdrlen;
+    unsigned char hdr[WALK_KEYS_HDR_MAX];
 };
 /* The slot for KEYS (direct-mapped: check its fields). */
 struct walk_split_cache *pyheap_walk_split_cache(struct walk *w, uint64_t keys);
