@@ -263,10 +263,6 @@ int pyheap_walk_decode_dict(struct walk *w, const struct walk_obj *o, uint64_t *
     return 0;
 }
 
-/* Instances of one class share its keys: their attribute labels are
- * computed once per thread and keys layout (a shared keys object only ever
- * grows: same size, kind and entry counts mean the same entries). 0, or -1
- * to take the general path. */
 /* Report the N values at VALUES with C's labels. 0, or -1 if they do not
  * read. */
 static int split_values_report(struct walk *w, uint64_t values,
@@ -282,6 +278,11 @@ static int split_values_report(struct walk *w, uint64_t values,
     return 0;
 }
 
+/* Instances of one class share its keys: their attribute labels are
+ * computed once per thread and keys layout (a shared keys object only ever
+ * grows: same size, kind and entry counts mean the same entries). KB is
+ * the keys' header D was validated from. 0, or -1 to take the general
+ * path. */
 static int split_values_refs(struct walk *w, uint64_t values, uint64_t keys,
                              const struct dkeys *d, const unsigned char *kb)
 {
@@ -328,9 +329,11 @@ void pyheap_walk_values_refs(struct walk *w, uint64_t values, uint64_t keys)
         return;
     }
     /* The class's shared keys as they were validated for its last
-     * instance: the same labels, the same number of values. */
+     * instance: the same labels, the same number of values (and a live
+     * reference count: a freed block's first word may be cleared). */
     const struct walk_split_cache *c = pyheap_walk_split_cache(w, keys);
     if (c->keys == keys && c->hdrlen == t->off.dict_keys_object &&
+        ((int64_t)u64at(kb, 0) > 0 || c->nentries == 0) &&
         memcmp(kb + 8, c->hdr + 8, c->hdrlen - 8) == 0 &&
         split_values_report(w, values, c, (size_t)c->nentries) == 0)
         return;

@@ -862,6 +862,7 @@ static void recs_check(struct walk *w)
 /* Kinds whose objects are cut off when paths and retained sizes are
  * computed (edges into them are PYHEAP_EDGE_CUT). */
 #define CUT_KINDS ((1u << WALK_MODULE) | (1u << WALK_TYPE) | (1u << WALK_CODE))
+_Static_assert(WALK_NKINDS <= 32, "CUT_KINDS is a 32-bit mask of walk kinds");
 
 static void visit(struct walk *w, uint64_t item)
 {
@@ -1569,6 +1570,9 @@ static int walk_merge(struct walk *w, struct walk *x)
         walk_free(x);
         return -1;
     }
+    /* X counted its records in the total itself (recs_check) */
+    w->nrecs_flushed = w->found.n;
+    w->recs_check_at = 0;
     if (!w->unrec_lost && x->nunrec > 0) {
         if (pyheap_grow((void **)&w->unrec, &w->capunrec, w->nunrec + x->nunrec,
                         sizeof *w->unrec)) {
