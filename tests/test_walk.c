@@ -138,6 +138,17 @@ static size_t count_type(const pyheap_snapshot *s, const char *name)
     return n;
 }
 
+/* Start ARGV (it prints "ready" when its heap is built) and open it. */
+static pyheap_target *spawn_open(char *const argv[], pid_t *pid)
+{
+    *pid = test_spawn_ready(argv, false, 60000, NULL);
+    pyheap_target *t = NULL;
+    pyheap_error e;
+    memset(&e, 0, sizeof e);
+    ck_assert_msg(pyheap_target_open(*pid, NULL, &t, &e) == 0, "open: %s", e.msg);
+    return t;
+}
+
 /* With several threads the main interpreter's GC lists are walked from
  * both ends at once until the two walkers meet: every node once, none
  * missed. The target holds 100k Orphan objects in cycles nothing refers
@@ -151,11 +162,10 @@ static void gc_lists_case(bool sub)
     char script[600];
     snprintf(script, sizeof script, "%s/tests/targets/gc_lists_target.py", test_srcdir());
     char *argv[] = { PY_DEBIAN, script, "100000", sub ? "sub" : NULL, NULL };
-    pid_t pid = test_spawn_ready(argv, false, 60000, NULL);
-    pyheap_target *t = NULL;
+    pid_t pid;
+    pyheap_target *t = spawn_open(argv, &pid);
     pyheap_error e;
     memset(&e, 0, sizeof e);
-    ck_assert_msg(pyheap_target_open(pid, NULL, &t, &e) == 0, "open: %s", e.msg);
     static const unsigned threads[] = { 1, 2, 4, 2, 4, 2, 1 };
     const size_t want = sub ? 125000 : 100000;
     uint64_t tracked = 0, back_max_mt = 0;
@@ -221,11 +231,10 @@ START_TEST(instance_attributes)
         "print('ready', flush=True)\n"
         "time.sleep(600)\n";
     char *argv[] = { PY_DEBIAN, "-c", (char *)script, NULL };
-    pid_t pid = test_spawn_ready(argv, false, 60000, NULL);
-    pyheap_target *t = NULL;
+    pid_t pid;
+    pyheap_target *t = spawn_open(argv, &pid);
     pyheap_error e;
     memset(&e, 0, sizeof e);
-    ck_assert_msg(pyheap_target_open(pid, NULL, &t, &e) == 0, "open: %s", e.msg);
     for (unsigned threads = 1; threads <= 2; threads++) {
         pyheap_scan_opts so = { .threads = threads };
         pyheap_snapshot *s = NULL;
@@ -298,11 +307,10 @@ START_TEST(walked_before_build)
     char script[600];
     snprintf(script, sizeof script, "%s/tests/targets/gc_lists_target.py", test_srcdir());
     char *argv[] = { PY_DEBIAN, script, "100000", NULL };
-    pid_t pid = test_spawn_ready(argv, false, 60000, NULL);
-    pyheap_target *t = NULL;
+    pid_t pid;
+    pyheap_target *t = spawn_open(argv, &pid);
     pyheap_error e;
     memset(&e, 0, sizeof e);
-    ck_assert_msg(pyheap_target_open(pid, NULL, &t, &e) == 0, "open: %s", e.msg);
     for (unsigned threads = 1; threads <= 2; threads++) {
         struct walked_probe p = { 0, 0 };
         pyheap_scan_opts so = { .threads = threads, .walked = walked_probe_cb, .walked_arg = &p };
