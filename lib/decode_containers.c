@@ -77,14 +77,20 @@ struct dkeys {
 static int parse_keys(const pyheap_target *t, uint64_t keys, const unsigned char *kb,
                       struct dkeys *d);
 
+/* The header of the keys object at KEYS into KB (WALK_KEYS_HDR_MAX
+ * bytes); 0, or -1 if it does not read. */
+static int read_keys_header(struct walk *w, uint64_t keys, unsigned char *kb)
+{
+    size_t len = pyheap_walk_target(w)->off.dict_keys_object;
+    return keys && len <= WALK_KEYS_HDR_MAX && pyheap_walk_read(w, keys, kb, len) == 0 ? 0 : -1;
+}
+
 static int read_keys(struct walk *w, uint64_t keys, struct dkeys *d)
 {
-    const pyheap_target *t = pyheap_walk_target(w);
     unsigned char kb[WALK_KEYS_HDR_MAX];
-    if (!keys || t->off.dict_keys_object > sizeof kb ||
-        pyheap_walk_read(w, keys, kb, t->off.dict_keys_object) < 0)
+    if (read_keys_header(w, keys, kb) < 0)
         return -1;
-    return parse_keys(t, keys, kb, d);
+    return parse_keys(pyheap_walk_target(w), keys, kb, d);
 }
 
 /* Validate the header KB of the keys object at KEYS into D. */
@@ -323,8 +329,7 @@ void pyheap_walk_values_refs(struct walk *w, uint64_t values, uint64_t keys)
     unsigned char kb[WALK_KEYS_HDR_MAX];
     if (!values)
         return;
-    if (!keys || t->off.dict_keys_object > sizeof kb ||
-        pyheap_walk_read(w, keys, kb, t->off.dict_keys_object) < 0) {
+    if (read_keys_header(w, keys, kb) < 0) {
         pyheap_walk_skip(w);
         return;
     }

@@ -6,7 +6,6 @@
 
 #include "walk.h"
 
-
 /* |ob_size| when the type is variable-sized, else 0. -1 if unreadable. */
 static int var_items(struct walk *w, const struct walk_obj *o, int64_t *n)
 {

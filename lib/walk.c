@@ -930,8 +930,7 @@ static void visit(struct walk *w, uint64_t item)
             w->tcache[ci].pushed = true;
     }
     bool cut = ((1u << kind) & CUT_KINDS) != 0;
-    if (snapshot_in_object(&w->found, addr, size,
-                                  name | (cut ? SNAPSHOT_IN_CUT : 0)) < 0) {
+    if (snapshot_in_object(&w->found, addr, size, name | (cut ? SNAPSHOT_IN_CUT : 0)) < 0) {
         w->nomem = true;
         snapshot_in_rollback(&w->found, edges_before);
         unrecorded(w, addr);
