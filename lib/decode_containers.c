@@ -253,10 +253,24 @@ int pyheap_walk_dict_foreach(struct walk *w, uint64_t dict,
 int pyheap_walk_decode_dict(struct walk *w, const struct walk_obj *o, uint64_t *size)
 {
     const pyheap_target *t = pyheap_walk_target(w);
+    struct walk_head *h = (struct walk_head *)(void *)w;
+    const struct pyheap_offsets *off = &t->off;
     uint64_t keys, values;
     struct dkeys d;
-    if (read_dict(w, o->addr, &keys, &values, &d) < 0)
+    /* An empty dict shares the static empty keys: nothing to read there
+     * once they have been validated (parse_keys) in the image. */
+    if (pyheap_walk_read_u64(w, o->addr + off->dict_ma_keys, &keys) < 0 ||
+        pyheap_walk_read_u64(w, o->addr + off->dict_ma_values, &values) < 0)
         return -1;
+    if (keys && keys == h->empty_keys && !values) {
+        *size = (uint64_t)o->type->basicsize + pyheap_walk_presize(w, o->type);
+        return 0;
+    }
+    if (read_keys(w, keys, &d) < 0)
+        return -1;
+    if (!h->empty_keys && d.log2_size == 0 && d.nentries == 0 && d.usable == 0 &&
+        pyheap_target_in_image(t, keys, off->dict_keys_object))
+        h->empty_keys = keys;
     entry_fn fn = values ? ref_value : ref_entry;
     if (for_entries(w, &d, values, fn, NULL) < 0)
         return -1;

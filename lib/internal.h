@@ -299,7 +299,22 @@ struct pyheap_target {
     struct pyheap_consts k;
     struct pyheap_well_known wk;
     pyheap_mem *mem;                 /* owned */
+    /* The interpreter module's file mappings at open (nimage of them): its
+     * static storage, never freed while the target lives. */
+#define PYHEAP_IMAGE_MAX 8
+    struct { uint64_t start, end; } image[PYHEAP_IMAGE_MAX];
+    size_t nimage;
 };
+
+/* Whether [ADDR, ADDR + LEN) lies in one of T's image mappings. */
+static inline bool pyheap_target_in_image(const pyheap_target *t, uint64_t addr, uint64_t len)
+{
+    for (size_t i = 0; i < t->nimage; i++)
+        if (addr >= t->image[i].start && addr < t->image[i].end &&
+            len <= t->image[i].end - addr)
+            return true;
+    return false;
+}
 
 /* ---- offsets.c ---- */
 

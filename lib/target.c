@@ -304,6 +304,12 @@ int pyheap_target_open(pid_t pid, const pyheap_open_opts *opts,
             goto fail;
         snprintf(t->module, sizeof t->module, "%s", mod.path);
         t->module_bias = mod.bias;
+        t->nimage = 0;
+        for (size_t i = 0; i < maps.n && t->nimage < PYHEAP_IMAGE_MAX; i++)
+            if (strcmp(maps.v[i].path, mod.path) == 0 && maps.v[i].end > maps.v[i].start) {
+                t->image[t->nimage].start = maps.v[i].start;
+                t->image[t->nimage++].end = maps.v[i].end;
+            }
         t->runtime_addr = mod.runtime_addr;
 
         pyheap_error e = {0};

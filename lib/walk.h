@@ -143,6 +143,10 @@ struct walk;
 struct walk_head {
     struct pyheap_mem_window win[WALK_NWIN];
     const pyheap_target *t;
+    /* The shared empty keys object (Py_EMPTY_KEYS) once one read and
+     * validated in the interpreter's image (static: it stays what it was);
+     * 0 until then. Owned by decode_containers.c. */
+    uint64_t empty_keys;
 };
 int pyheap_walk_read_slow(struct walk *w, uint64_t addr, void *buf, size_t len);
 static inline int pyheap_walk_read(struct walk *w, uint64_t addr, void *buf, size_t len)

@@ -99,6 +99,52 @@ static pyheap_error open_fail(pid_t pid, unsigned allowed)
 
 #define ONLY(src) (1u << (src))
 
+/* T's image (pyheap_target_in_image) is the interpreter module's file
+ * mappings: it holds the static types and _PyRuntime, and no anonymous
+ * mapping (the heap), stack or other file (OTHER, e.g. the launcher of a
+ * shared libpython; NULL for none) does. */
+static void check_image(const pyheap_target *t, const char *other)
+{
+    ck_assert_uint_ge(t->nimage, 2);
+    ck_assert(pyheap_target_in_image(t, t->wk.dict, 8));
+    ck_assert(pyheap_target_in_image(t, t->wk.type, 8));
+    ck_assert(pyheap_target_in_image(t, t->runtime_addr, 8));
+    uint64_t last_end = 0;
+    for (size_t i = 0; i < t->nimage; i++) {
+        ck_assert_uint_lt(t->image[i].start, t->image[i].end);
+        if (t->image[i].end > last_end)
+            last_end = t->image[i].end;
+    }
+    /* a range is in the image only whole */
+    ck_assert(!pyheap_target_in_image(t, last_end - 8, 16));
+    char path[64], line[4096];
+    snprintf(path, sizeof path, "/proc/%d/maps", (int)t->pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t anon = 0, others = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long long lo, hi;
+        char perms[8];
+        int name_at = 0;
+        if (sscanf(line, "%llx-%llx %7s %*s %*s %*s %n", &lo, &hi, perms, &name_at) < 3)
+            continue;
+        const char *name = line + name_at;
+        bool is_anon = name_at == 0 || *name == '\n' || *name == '[';
+        bool is_other = other && strncmp(name, other, strlen(other)) == 0 &&
+                        name[strlen(other)] == '\n';
+        if (!is_anon && !is_other)
+            continue;
+        anon += is_anon;
+        others += is_other;
+        ck_assert_msg(!pyheap_target_in_image(t, lo, 8) && !pyheap_target_in_image(t, hi - 8, 8),
+                      "in the image: %s", line);
+    }
+    fclose(f);
+    ck_assert_uint_gt(anon, 0);
+    if (other)
+        ck_assert_uint_gt(others, 0);
+}
+
 /* The installed debug file of the release binary, if any. */
 static bool release_debug_file_present(char *path, size_t len)
 {
@@ -151,6 +197,7 @@ START_TEST(release_build)
     ck_assert_uint_ne(t->wk.type, 0);
     ck_assert_uint_ne(t->wk.none_type, 0);
     ck_assert_uint_ne(t->wk.list, t->wk.tuple);
+    check_image(t, NULL);
     pyheap_target_free(t);
     test_reap(pid);
 }
@@ -206,6 +253,7 @@ START_TEST(pyenv_shared_libpython)
     t = open_ok(pid, ONLY(PYHEAP_OFFSETS_TABLE), &ms);
     ck_assert_int_eq(pyheap_target_offsets_source(t), PYHEAP_OFFSETS_TABLE);
     ck_assert_str_eq(pyheap_target_version(t), "3.11.7");
+    check_image(t, PYENV311);
     pyheap_target_free(t);
     test_reap(pid);
 }
