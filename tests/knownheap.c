@@ -336,3 +336,48 @@ void kh_check_accuracy(struct kh *kp, unsigned sources, pyheap_offsets_source wa
     pyheap_target_free(t);
 }
 
+
+void kh_check_attrs(struct kh *k)
+{
+    pyheap_target *t = NULL;
+    pyheap_error e;
+    memset(&e, 0, sizeof e);
+    ck_assert_msg(pyheap_target_open(k->pid, NULL, &t, &e) == 0, "%s: open: %s", k->label,
+                  e.msg);
+    for (unsigned threads = 1; threads <= 2; threads++) {
+        pyheap_scan_opts so = { .threads = threads };
+        pyheap_snapshot *s = NULL;
+        ck_assert_msg(pyheap_snapshot_take(t, &so, &s, &e) == 0, "%s: scan: %s", k->label,
+                      e.msg);
+        size_t holders = 0, by[4] = { 0 }, other = 0;
+        for (size_t i = 0; i < pyheap_snapshot_count(s); i++) {
+            if (strcmp(pyheap_snapshot_type_name(s, pyheap_snapshot_type(s, i)),
+                       "__main__.Holder") != 0)
+                continue;
+            holders++;
+            for (size_t j = 0; j < pyheap_snapshot_nedges(s, i); j++) {
+                char lb[64];
+                pyheap_snapshot_edge_label(s, i, j, lb, sizeof lb);
+                size_t to = pyheap_snapshot_edge_target(s, i, j);
+                const char *tn = pyheap_snapshot_type_name(s, pyheap_snapshot_type(s, to));
+                static const char *const want[4] = { "str", "bytes", "tuple", "float" };
+                if (strlen(lb) == 2 && lb[0] == '.' && lb[1] >= 'a' && lb[1] <= 'd' &&
+                    strcmp(tn, want[lb[1] - 'a']) == 0)
+                    by[lb[1] - 'a']++;
+                else
+                    other++;
+            }
+        }
+        fprintf(stderr, "instance attributes, %s (python %s, %u threads): %zu Holder, "
+                ".a %zu .b %zu .c %zu .d %zu, %zu other edges\n", k->label,
+                pyheap_target_version(t), threads, holders, by[0], by[1], by[2], by[3], other);
+        ck_assert_uint_eq(holders, 3000);
+        ck_assert_uint_eq(by[0], 3000);
+        ck_assert_uint_eq(by[1], 3000);
+        ck_assert_uint_eq(by[2], 3000);
+        ck_assert_uint_eq(by[3], 1000);
+        ck_assert_uint_eq(other, 0);
+        pyheap_snapshot_free(s);
+    }
+    pyheap_target_free(t);
+}

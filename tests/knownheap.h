@@ -46,4 +46,10 @@ void kh_path(const struct kh *k, const char *name, char *out, size_t cap);
 void kh_check_accuracy(struct kh *k, unsigned sources, pyheap_offsets_source want_source,
                        void (*more)(struct kh *k, const pyheap_snapshot *s));
 
+/* For a started tests/targets/attrs.py: scan it with 1 and 2 walker
+ * threads; every Holder's .a/.b/.c/.d edge to its value (a str, bytes,
+ * tuple, float: a swapped label shows) is found, and no other edge from a
+ * Holder. Prints the counts to stderr. */
+void kh_check_attrs(struct kh *k);
+
 #endif

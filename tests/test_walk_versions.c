@@ -306,6 +306,35 @@ START_TEST(scenarios_py315)
 }
 END_TEST
 
+/* tests/targets/attrs.py in the chroot: instance attributes in 3.13+'s
+ * inline values (in the object, after its header), which 3.11's test
+ * (test_walk.c instance_attributes) does not reach. */
+static void attrs(const char *python)
+{
+    struct kh k;
+    kh_start_script(&k, kh_sid_root(), python, "attrs.py", NULL);
+    kh_check_attrs(&k);
+    kh_stop(&k);
+}
+
+START_TEST(attrs_py313)
+{
+    attrs("/usr/bin/python3.13");
+}
+END_TEST
+
+START_TEST(attrs_py314)
+{
+    attrs("/usr/bin/python3.14");
+}
+END_TEST
+
+START_TEST(attrs_py315_debug)
+{
+    attrs("/usr/bin/python3.15d");
+}
+END_TEST
+
 /* ---- the daemon and the CLI on a chroot target ---- */
 
 static bool can_connect(const char *path)
@@ -429,6 +458,9 @@ Suite *suite_walk_versions(void)
     tcase_add_test(tc, scenarios_py313);
     tcase_add_test(tc, scenarios_py314);
     tcase_add_test(tc, scenarios_py315);
+    tcase_add_test(tc, attrs_py313);
+    tcase_add_test(tc, attrs_py314);
+    tcase_add_test(tc, attrs_py315_debug);
     tcase_add_test(tc, daemon_py314_release);
     tcase_add_test(tc, daemon_py315_debug);
     suite_add_tcase(s, tc);
