@@ -177,6 +177,29 @@ int pyheap_addrset_has(const struct addrset *s, uint64_t addr)
     return (leaf[bit >> 6] >> (bit & 63)) & 1;
 }
 
+size_t pyheap_addrset_count_except(const struct addrset *s, const uint64_t *drop,
+                                   size_t ndrop)
+{
+    size_t n = 0;
+    for (size_t ti = 0; s->top && ti < TOP_SLOTS; ti++) {
+        uint64_t **mid = s->top[ti];
+        for (size_t mi = 0; mid && mi < MID_SLOTS; mi++)
+            for (size_t w = 0; mid[mi] && w < ADDRSET_LEAF_WORDS; w++)
+                n += (size_t)__builtin_popcountll(mid[mi][w]);
+    }
+    if (ndrop == 0)
+        return n;
+    uint64_t *d = malloc(ndrop * sizeof *d);
+    if (!d)
+        return SIZE_MAX;
+    memcpy(d, drop, ndrop * sizeof *d);
+    size_t m = pyheap_u64_sort_unique(d, ndrop);
+    for (size_t i = 0; i < m; i++)
+        n -= (size_t)pyheap_addrset_has(s, d[i]);
+    free(d);
+    return n;
+}
+
 void pyheap_addrset_free(struct addrset *s)
 {
     if (s->top) {

@@ -47,6 +47,11 @@ struct addrset {
 int pyheap_addrset_insert(struct addrset *s, uint64_t addr);
 /* 1 if present, 0 if not. */
 int pyheap_addrset_has(const struct addrset *s, uint64_t addr);
+/* How many addresses S holds that are not among DROP[0..NDROP) (repeats
+ * allowed): the size pyheap_addrindex_from_set(S, DROP) would have,
+ * without building it. SIZE_MAX when out of memory. */
+size_t pyheap_addrset_count_except(const struct addrset *s, const uint64_t *drop,
+                                   size_t ndrop);
 /* Take ADDR out of S (absent: nothing happens). */
 void pyheap_addrset_remove(struct addrset *s, uint64_t addr);
 /* The same insert for several threads sharing S: bits are set atomically,

@@ -1562,16 +1562,10 @@ static void *walk_thread_main(void *arg)
     return NULL;
 }
 
-/* Append the objects and edges of thread walker X to W's, then free X. */
-static int walk_merge(struct walk *w, struct walk *x)
+/* Take over what thread walker X noted besides its records: the addresses
+ * it could not record, its counts and flags. */
+static void walk_merge_notes(struct walk *w, const struct walk *x)
 {
-    if (pyheap_snapshot_in_append(&w->found, &x->found) < 0) {
-        walk_free(x);
-        return -1;
-    }
-    /* X counted its records in the total itself (recs_check) */
-    w->nrecs_flushed = w->found.n;
-    w->recs_check_at = 0;
     if (!w->unrec_lost && x->nunrec > 0) {
         if (pyheap_grow((void **)&w->unrec, &w->capunrec, w->nunrec + x->nunrec,
                         sizeof *w->unrec)) {
@@ -1590,8 +1584,17 @@ static int walk_merge(struct walk *w, struct walk *x)
     w->gone |= x->gone;
     w->nomem |= x->nomem;
     w->truncated |= x->truncated;
+}
+
+/* Append the objects and edges of thread walker X to W's, then free X. */
+static int walk_merge_records(struct walk *w, struct walk *x)
+{
+    int rc = pyheap_snapshot_in_append(&w->found, &x->found);
+    /* X counted its records in the total itself (recs_check) */
+    w->nrecs_flushed = w->found.n;
+    w->recs_check_at = 0;
     walk_free(x);
-    return 0;
+    return rc;
 }
 
 /* Offsets the decoders index local buffers with: they must be present and
@@ -1775,10 +1778,11 @@ static void walk_pool_start(struct walk *w, struct walk_pool *p, unsigned nthrea
 }
 
 /* The GC lists and roots are walked: hand out the last block, help with
- * the queue, join the threads and take over their records. RAN: threads
- * that walked, the caller included. */
-static void walk_pool_finish(struct walk *w, struct walk_pool *p, uint64_t *reads,
-                             uint64_t *bytes, unsigned *ran)
+ * the queue and join the threads; W takes over their notes (flags, counts,
+ * unrecorded addresses), their records stay theirs (walk_pool_merge). RAN:
+ * threads that walked, the caller included. */
+static void walk_pool_join(struct walk *w, struct walk_pool *p, uint64_t *reads,
+                           uint64_t *bytes, unsigned *ran)
 {
     struct walk_shared *sh = w->sh;
     *ran = 1;
@@ -1802,8 +1806,7 @@ static void walk_pool_finish(struct walk *w, struct walk_pool *p, uint64_t *read
         pyheap_mem_window_drop(x->mem);
         pyheap_mem_free(x->mem);
         x->mem = NULL;
-        if (walk_merge(w, x) < 0)
-            w->nomem = true;
+        walk_merge_notes(w, x);
     }
     sh->mt = false;
     /* Blocks left by threads that stopped early are dropped like a
@@ -1816,6 +1819,54 @@ static void walk_pool_finish(struct walk *w, struct walk_pool *p, uint64_t *read
         free(b);
     }
     sh->qtail = NULL;
+}
+
+/* The records of W and of the joined threads: how many, and whether each
+ * has its tally. */
+static size_t walk_pool_records(const struct walk *w, const struct walk_pool *p, bool *tallied)
+{
+    size_t n = w->found.n;
+    *tallied = w->found.tallying && !w->found.tally_lost;
+    for (unsigned i = 1; i < p->n; i++) {
+        if (!p->started[i])
+            continue;
+        n += p->ws[i].found.n;
+        *tallied = *tallied && p->ws[i].found.tallying && !p->ws[i].found.tally_lost;
+    }
+    return n;
+}
+
+/* The tallies of W and the joined threads added up: a new array of *N
+ * entries, or NULL (out of memory). */
+static struct snapshot_type_total *walk_pool_tally(const struct walk *w,
+                                                   const struct walk_pool *p, size_t *n)
+{
+    size_t nt = w->found.ntally;
+    for (unsigned i = 1; i < p->n; i++)
+        if (p->started[i] && p->ws[i].found.ntally > nt)
+            nt = p->ws[i].found.ntally;
+    struct snapshot_type_total *t = calloc(nt ? nt : 1, sizeof *t);
+    if (!t)
+        return NULL;
+    for (unsigned i = 0; i < (p->n ? p->n : 1); i++) {
+        if (i > 0 && !p->started[i])
+            continue;
+        const struct snapshot_in *in = i == 0 ? &w->found : &p->ws[i].found;
+        for (size_t k = 0; k < in->ntally; k++) {
+            t[k].count += in->tally[k].count;
+            t[k].bytes += in->tally[k].bytes;
+        }
+    }
+    *n = nt;
+    return t;
+}
+
+/* Append the joined threads' records to W's, and end the pool. */
+static void walk_pool_merge(struct walk *w, struct walk_pool *p)
+{
+    for (unsigned i = 1; i < p->n; i++)
+        if (p->started[i] && walk_merge_records(w, &p->ws[i]) < 0)
+            w->nomem = true;
     free(p->ws);
     free(p->th);
     free(p->started);
@@ -1896,21 +1947,21 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     }
     if (sh.mt && ended(&w))
         stop_all(&sh);
-    walk_pool_finish(&w, &pool, &xreads, &xbytes, &ran);
+    walk_pool_join(&w, &pool, &xreads, &xbytes, &ran);
     drain(&w);
     if (w.nstack > 0 && w.truncated)
         w.nstack = 0;
-    if (w.found.n > w.max_objects) {
-        /* Threads count each other's records in batches: trim to the
-         * limit (the build drops the edges of the records cut off). */
-        snapshot_in_keep(&w.found, (size_t)w.max_objects);
-        w.truncated = true;
-    }
+    bool tallied;
+    size_t nrecs = walk_pool_records(&w, &pool, &tallied);
+    if (nrecs > w.max_objects)
+        w.truncated = true;   /* the records are trimmed to the limit below */
     if (opts && opts->walked)
         opts->walked(opts->walked_arg);   /* nothing more is read */
 
     int rc = 0;
     pyheap_error gone_err;
+    pyheap_scan_stats st;
+    memset(&st, 0, sizeof st);
     if (w.gone || (t->pid > 0 && pyheap_target_check_alive(t, &gone_err) < 0)) {
         if (err) {
             if (w.gone)
@@ -1920,14 +1971,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
                 *err = gone_err;
         }
         rc = -1;
-    } else if (w.nomem) {
-        rc = pyheap_err_set(err, PYHEAP_E_NOMEM, ENOMEM, 0,
-                            "out of memory while scanning process %d (%zu objects so far)",
-                            (int)t->pid, w.found.n);
-    }
-    if (rc == 0) {
-        pyheap_scan_stats st;
-        memset(&st, 0, sizeof st);
+    } else if (!w.nomem) {
         st.skipped = w.skipped;
         st.gc_tracked = w.gc_tracked;
         st.gc_tracked_back = w.gc_tracked_back;
@@ -1940,6 +1984,36 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         st.truncated = w.truncated;
         st.threads = ran;
         st.scan_ms = now_ms() - t0;
+        /* The census before the threads' records are appended and the
+         * build: each record is an address the seen set let in once, so
+         * when the seen set holds as many addresses as there are records,
+         * once those visited and not recorded are left out (none left
+         * unvisited, none unnoted), the snapshot holds these objects. */
+        size_t ntally = 0;
+        struct snapshot_type_total *tally = NULL;
+        if (opts && opts->census && tallied && !w.truncated && !w.unrec_lost &&
+            pyheap_addrset_count_except(&sh.seen, w.unrec, w.nunrec) == nrecs &&
+            (tally = walk_pool_tally(&w, &pool, &ntally)) != NULL) {
+            pyheap_census c = { .stats = st, .tally = tally, .ntally = ntally,
+                                .names = sh.names.s, .nnames = sh.names.n };
+            c.stats.objects = nrecs;
+            for (size_t i = 0; i < ntally; i++)
+                c.stats.bytes += tally[i].bytes;
+            c.stats.scan_ms = now_ms() - t0;
+            opts->census(opts->census_arg, &c);
+            free(tally);
+        }
+    }
+    walk_pool_merge(&w, &pool);
+    if (rc == 0 && w.nomem)
+        rc = pyheap_err_set(err, PYHEAP_E_NOMEM, ENOMEM, 0,
+                            "out of memory while scanning process %d (%zu objects so far)",
+                            (int)t->pid, w.found.n);
+    if (rc == 0) {
+        /* Threads count each other's records in batches: trim to the
+         * limit (the build drops the edges of the records cut off). */
+        if (w.found.n > w.max_objects)
+            snapshot_in_keep(&w.found, (size_t)w.max_objects);
         char **names = sh.names.s;
         size_t nnames = sh.names.n;
         sh.names.s = NULL;
@@ -1972,18 +2046,6 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
          * where free() keeps them: give their pages back, or they stay
          * resident under the build's peak. */
         malloc_trim(0);
-        /* The census before the build: each record is an address the
-         * seen set let in once, so with the index complete (every
-         * address recorded or noted) the snapshot holds these objects. */
-        if (g.index && x.n == w.found.n && w.found.tallying && !w.found.tally_lost) {
-            pyheap_census c = { .stats = st, .tally = w.found.tally,
-                                .ntally = w.found.ntally, .names = names, .nnames = nnames };
-            c.stats.objects = w.found.n;
-            for (size_t i = 0; i < c.ntally; i++)
-                c.stats.bytes += c.tally[i].bytes;
-            c.stats.scan_ms = now_ms() - t0;
-            opts->census(opts->census_arg, &c);
-        }
         double b0 = now_ms();
         rc = pyheap_snapshot_build_in(&w.found, names, nnames, &g, &st, nthreads, out, err);
         free(g.roots);

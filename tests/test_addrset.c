@@ -198,6 +198,10 @@ START_TEST(test_addrindex_from_set)
     drop[ndrop++] = 0x1000;            /* in no leaf */
     uint64_t extra = (1ull << 47) + 8; /* out of the tree's range */
     drop[ndrop++] = extra;
+    /* the count the census checks without building the index */
+    ck_assert_uint_eq(pyheap_addrset_count_except(&s, drop, ndrop), nkeep);
+    ck_assert_uint_eq(pyheap_addrset_count_except(&s, NULL, 0), N);
+    ck_assert_uint_eq(pyheap_addrset_count_except(&s, drop + ndrop - 2, 2), N);
     struct addrindex ix;
     ck_assert_int_eq(pyheap_addrindex_from_set(&ix, &s, drop, ndrop), 0);
     ck_assert_uint_eq(ix.n, nkeep);
@@ -216,6 +220,7 @@ START_TEST(test_addrindex_from_set)
     struct addrset e = { 0 };
     ck_assert_int_eq(pyheap_addrindex_from_set(&ix, &e, NULL, 0), 0);
     ck_assert_uint_eq(ix.n, 0);
+    ck_assert_uint_eq(pyheap_addrset_count_except(&e, drop, ndrop), 0);
     ck_assert_uint_eq(pyheap_addrindex_find(&ix, a[0]), SIZE_MAX);
     pyheap_addrindex_free(&ix);
     pyheap_addrset_free(&s);

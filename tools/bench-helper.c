@@ -22,7 +22,9 @@
  *       One full census through the library (pyheap_target_open +
  *       pyheap_snapshot_take + pyheap_histogram), timed, with the memory the
  *       snapshot model holds: RSS with the snapshot minus RSS after freeing
- *       it (malloc_trim'd), and this process's peak RSS.
+ *       it (malloc_trim'd), and this process's peak RSS. census_ms: when the
+ *       walk handed out its census (what pyheapd answers `top` with; -1:
+ *       none, e.g. a truncated walk).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -460,6 +462,19 @@ static int sweep(pid_t pid)
     return rc;
 }
 
+/* The census callback: when the walk's answer came (ms since T0). */
+struct census_probe {
+    double t0, ms;
+    uint64_t objects;
+};
+
+static void census_probe(void *arg, const pyheap_census *c)
+{
+    struct census_probe *p = arg;
+    p->ms = now_ms() - p->t0;
+    p->objects = pyheap_census_stats(c)->objects;
+}
+
 static int census(pid_t pid, uint64_t cache_mib, unsigned threads)
 {
     pyheap_error err;
@@ -473,7 +488,9 @@ static int census(pid_t pid, uint64_t cache_mib, unsigned threads)
     pyheap_snapshot *s = NULL;
     double c0 = cpu_ms();
     double t0 = now_ms();
-    pyheap_scan_opts opts = { .max_cache_bytes = cache_mib << 20, .threads = threads };
+    struct census_probe probe = { .t0 = t0, .ms = -1 };
+    pyheap_scan_opts opts = { .max_cache_bytes = cache_mib << 20, .threads = threads,
+                              .census = census_probe, .census_arg = &probe };
     if (pyheap_snapshot_take(t, &opts, &s, &err) < 0) {
         fprintf(stderr, "bench-helper: %s\n", err.msg);
         pyheap_target_free(t);
@@ -503,12 +520,13 @@ static int census(pid_t pid, uint64_t cache_mib, unsigned threads)
     malloc_trim(0);
     long rss2 = status_kib("VmRSS");
     long hwm = status_kib("VmHWM");
-    printf("{\"ms\": %.3f, \"cpu_ms\": %.3f, \"scan_ms\": %.3f, \"build_ms\": %.3f, \"objects\": %" PRIu64 ", \"skipped\": %" PRIu64
+    printf("{\"ms\": %.3f, \"cpu_ms\": %.3f, \"census_ms\": %.3f, \"census_objects\": %" PRIu64
+           ", \"scan_ms\": %.3f, \"build_ms\": %.3f, \"objects\": %" PRIu64 ", \"skipped\": %" PRIu64
            ", \"truncated\": %d, \"remote_reads\": %" PRIu64 ", \"remote_bytes\": %" PRIu64
            ", \"threads\": %u, \"gc_tracked\": %" PRIu64 ", \"gc_tracked_back\": %" PRIu64
            ", \"types\": %zu, \"rss_before_kib\": %ld, \"rss_with_snapshot_kib\": %ld"
            ", \"rss_after_free_kib\": %ld, \"hwm_kib\": %ld}\n",
-           ms, cms, scan_ms, build_ms, objects, skipped, truncated, reads, rbytes, ran,
+           ms, cms, probe.ms, probe.objects, scan_ms, build_ms, objects, skipped, truncated, reads, rbytes, ran,
            tracked, back, nh, rss0, rss1, rss2, hwm);
     pyheap_target_free(t);
     return 0;
