@@ -111,7 +111,7 @@ static void kept_free(struct pyheapd_kept *k)
 {
     if (!k)
         return;
-    pyheap_snapshot_free(k->snap);
+    pyheap_packed_free(k->objs);
     free(k);
 }
 
@@ -162,7 +162,7 @@ static size_t trim_kept_locked(struct pyheapd_history *h, struct pyheapd_kept **
     for (;;) {
         uint64_t bytes = 0;
         for (size_t i = 0; i < h->nkept; i++)
-            bytes += (uint64_t)pyheap_snapshot_count(h->kept[i]->snap) * 20;
+            bytes += pyheap_packed_bytes(h->kept[i]->objs);
         if (h->nkept == 0 || (h->nkept <= h->keep && bytes <= PYHEAPD_KEEP_MAX_BYTES) ||
             h->nkept == 1)
             break;
@@ -263,10 +263,10 @@ uint64_t pyheapd_history_record(struct pyheapd_history *h, pid_t pid,
 {
     pyheap_type_stat *hist = NULL;
     size_t nhist = 0;
-    pyheap_snapshot *slim = NULL;
+    pyheap_packed *objs = NULL;
     struct pyheapd_kept *k = calloc(1, sizeof *k);
     if (!k || pyheap_histogram(snap, PYHEAP_SORT_BYTES, &hist, &nhist, NULL) < 0 ||
-        pyheap_snapshot_slim(snap, &slim, NULL) < 0) {
+        pyheap_snapshot_pack(snap, &objs, NULL) < 0) {
         free(k);
         free(hist);
         return 0;
@@ -311,12 +311,12 @@ uint64_t pyheapd_history_record(struct pyheapd_history *h, pid_t pid,
         k->id = id;
         k->t = p.t;
         k->wall = p.wall;
-        k->snap = slim;
+        k->objs = objs;
         k->refs = 1;
         h->kept[h->nkept++] = k;
         nd = trim_kept_locked(h, dead);
         k = NULL;
-        slim = NULL;
+        objs = NULL;
     } else {
         point_clear(&p);
     }
@@ -326,7 +326,7 @@ uint64_t pyheapd_history_record(struct pyheapd_history *h, pid_t pid,
     free(ids);
     free(hist);
     free(k);
-    pyheap_snapshot_free(slim);
+    pyheap_packed_free(objs);
     return id;
 }
 
@@ -666,7 +666,7 @@ int pyheapd_history_list(struct pyheapd_history *h, json_t *o)
     int rc = 0;
     for (size_t i = 0; i < h->nkept && rc == 0; i++) {
         const struct pyheapd_kept *k = h->kept[i];
-        const pyheap_scan_stats *st = pyheap_snapshot_stats(k->snap);
+        const pyheap_scan_stats *st = pyheap_packed_stats(k->objs);
         json_t *e = json_object();
         rc = (!e || json_array_append_new(arr, e) < 0 ||
               json_object_set_new(e, "id", jint(k->id)) < 0 ||

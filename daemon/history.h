@@ -16,7 +16,7 @@ struct pyheapd;
 struct pyheapd_session;
 struct pyheapd_history;
 
-/* Total bytes of kept (slim) snapshots per session, beyond which the
+/* Total bytes of kept (packed) snapshots per session, beyond which the
  * oldest are dropped (the newest is always kept). */
 #define PYHEAPD_KEEP_MAX_BYTES (512ull << 20)
 
@@ -26,7 +26,7 @@ struct pyheapd_kept {
     uint64_t id;
     double t;               /* seconds since the session began (monotonic) */
     int64_t wall;           /* unix time */
-    pyheap_snapshot *snap;  /* slim: no graph */
+    pyheap_packed *objs;    /* its objects, packed: no graph */
     unsigned refs;          /* history lock */
 };
 

@@ -904,7 +904,7 @@ static json_t *cmd_diff(struct pyheapd *d, const struct ucred *peer, const pyhea
     memset(&err, 0, sizeof err);
     pyheap_diff *df = NULL;
     json_t *rep = NULL;
-    if (pyheap_diff_compute(k->snap, snap, &df, &err) == 0)
+    if (pyheap_diff_packed(k->objs, snap, &df, &err) == 0)
         rep = pyheap_report_diff(s->pid, df, req->n, &err);
     pyheap_diff_free(df);
     if (!rep) {

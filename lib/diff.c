@@ -61,14 +61,191 @@ static void normalize_label(char *l)
     strcpy(l, "[*]");
 }
 
-/* Is object J of NEWER (an index) present in OLDER with the same type name? */
-static int in_older(const pyheap_snapshot *older, const pyheap_snapshot *newer, size_t j)
+/* ---- packed objects (pyheap_snapshot_pack) ---- */
+
+struct pyheap_packed {
+    size_t n;
+    unsigned char *bytes;   /* per object: varints of the address delta
+                             * (>> shift), the size and the type */
+    size_t len;
+    unsigned shift;         /* 3 when every address is 8-aligned, else 0 */
+    char **names;
+    size_t ntypes;
+    pyheap_scan_stats stats;
+};
+
+static unsigned char *put_varint(unsigned char *p, uint64_t v)
 {
-    size_t k = pyheap_snapshot_find(older, pyheap_snapshot_addr(newer, j));
-    if (k == SIZE_MAX)
-        return 0;
-    return strcmp(pyheap_snapshot_type_name(older, pyheap_snapshot_type(older, k)),
-                  pyheap_snapshot_type_name(newer, pyheap_snapshot_type(newer, j))) == 0;
+    while (v >= 0x80) {
+        *p++ = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (unsigned char)v;
+    return p;
+}
+
+/* A varint of at most 10 bytes before END; false when it runs past. */
+static bool get_varint(const unsigned char **p, const unsigned char *end, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (unsigned sh = 0; *p < end && sh < 70; sh += 7) {
+        unsigned char c = *(*p)++;
+        x |= (uint64_t)(c & 0x7f) << sh;
+        if (!(c & 0x80)) {
+            *v = x;
+            return true;
+        }
+    }
+    return false;
+}
+
+void pyheap_packed_free(pyheap_packed *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->ntypes; i++)
+        free(p->names[i]);
+    free(p->names);
+    free(p->bytes);
+    free(p);
+}
+
+int pyheap_snapshot_pack(const pyheap_snapshot *s, pyheap_packed **out, pyheap_error *err)
+{
+    if (!s || !out)
+        return pyheap_err_set(err, PYHEAP_E_INVAL, 0, 0, "pyheap_snapshot_pack: missing argument");
+    size_t n = pyheap_snapshot_count(s);
+    pyheap_packed *p = calloc(1, sizeof *p);
+    if (!p)
+        goto oom;
+    p->n = n;
+    p->stats = *pyheap_snapshot_stats(s);
+    p->ntypes = pyheap_snapshot_ntypes(s);
+    p->names = calloc(p->ntypes ? p->ntypes : 1, sizeof *p->names);
+    if (!p->names) {
+        p->ntypes = 0;
+        goto oom;
+    }
+    for (size_t t = 0; t < p->ntypes; t++)
+        if (!(p->names[t] = strdup(pyheap_snapshot_type_name(s, (uint32_t)t))))
+            goto oom;
+    p->shift = 3;
+    for (size_t i = 0; i < n && p->shift; i++)
+        if (s->addr[i] & 7)
+            p->shift = 0;
+    /* about 3.5 bytes an object; grown as needed, trimmed at the end */
+    size_t cap = n * 4 + 64;
+    p->bytes = malloc(cap);
+    if (!p->bytes)
+        goto oom;
+    uint64_t prev = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (cap - p->len < 30) {
+            size_t ncap = cap + cap / 2;
+            unsigned char *nb = realloc(p->bytes, ncap);
+            if (!nb)
+                goto oom;
+            p->bytes = nb;
+            cap = ncap;
+        }
+        unsigned char *q = p->bytes + p->len;
+        q = put_varint(q, (s->addr[i] - prev) >> p->shift);
+        q = put_varint(q, s->size[i]);
+        q = put_varint(q, s->type[i]);
+        p->len = (size_t)(q - p->bytes);
+        prev = s->addr[i];
+    }
+    unsigned char *nb = realloc(p->bytes, p->len ? p->len : 1);
+    if (nb)
+        p->bytes = nb;
+    *out = p;
+    return 0;
+oom:
+    pyheap_packed_free(p);
+    return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0,
+                          "out of memory packing a snapshot of %zu objects", n);
+}
+
+size_t pyheap_packed_count(const pyheap_packed *p)
+{
+    return p->n;
+}
+
+size_t pyheap_packed_bytes(const pyheap_packed *p)
+{
+    size_t b = sizeof *p + p->len + p->ntypes * sizeof *p->names;
+    for (size_t i = 0; i < p->ntypes; i++)
+        b += strlen(p->names[i]) + 1;
+    return b;
+}
+
+const pyheap_scan_stats *pyheap_packed_stats(const pyheap_packed *p)
+{
+    return &p->stats;
+}
+
+/* The older side of a diff in address order: a snapshot's objects, or a
+ * packed copy's. */
+struct older {
+    const pyheap_snapshot *s;
+    const pyheap_packed *p;
+    size_t i;
+    const unsigned char *q;
+    uint64_t addr, size;
+    uint32_t type;
+};
+
+/* The next object into O's addr, size and type; false at the end (or at
+ * a packed stream that does not decode: none is made so). */
+static bool older_next(struct older *o)
+{
+    if (o->s) {
+        if (o->i >= pyheap_snapshot_count(o->s))
+            return false;
+        o->addr = pyheap_snapshot_addr(o->s, o->i);
+        o->size = pyheap_snapshot_size(o->s, o->i);
+        o->type = pyheap_snapshot_type(o->s, o->i);
+        o->i++;
+        return true;
+    }
+    const unsigned char *end = o->p->bytes + o->p->len;
+    uint64_t delta, size, type;
+    if (o->i >= o->p->n || !get_varint(&o->q, end, &delta) || !get_varint(&o->q, end, &size) ||
+        !get_varint(&o->q, end, &type))
+        return false;
+    o->addr += delta << o->p->shift;
+    o->size = size;
+    o->type = type > UINT32_MAX ? UINT32_MAX : (uint32_t)type;
+    o->i++;
+    return true;
+}
+
+/* Types are matched by name (two types may share one: the first index of
+ * each name stands for it). */
+struct name_ref {
+    const char *name;
+    uint32_t idx;
+};
+
+static int name_ref_cmp(const void *a, const void *b)
+{
+    const struct name_ref *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* The first index of NEWER's types named NAME, or UINT32_MAX. */
+static uint32_t name_canon(const struct name_ref *sorted, size_t n, const char *name)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(sorted[mid].name, name) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && strcmp(sorted[lo].name, name) == 0 ? sorted[lo].idx : UINT32_MAX;
 }
 
 void pyheap_diff_free(pyheap_diff *d)
@@ -82,11 +259,11 @@ void pyheap_diff_free(pyheap_diff *d)
     free(d);
 }
 
-int pyheap_diff_compute(const pyheap_snapshot *older, const pyheap_snapshot *newer,
-                        pyheap_diff **out, pyheap_error *err)
+/* The diff of the objects O yields (in address order, with ONT type names
+ * ONAMES) against NEWER. */
+static int diff_core(struct older *old, char *const *onames, size_t ont,
+                     const pyheap_snapshot *newer, pyheap_diff **out, pyheap_error *err)
 {
-    if (!older || !newer || !out)
-        return pyheap_err_set(err, PYHEAP_E_INVAL, 0, 0, "pyheap_diff_compute: missing argument");
     size_t n = pyheap_snapshot_count(newer);
     size_t nt = pyheap_snapshot_ntypes(newer);
     pyheap_diff *d = calloc(1, sizeof *d);
@@ -97,28 +274,59 @@ int pyheap_diff_compute(const pyheap_snapshot *older, const pyheap_snapshot *new
     uint64_t *tcount = calloc(nt ? nt : 1, sizeof *tcount);
     uint64_t *tbytes = calloc(nt ? nt : 1, sizeof *tbytes);
     struct rec *recs = NULL;
-    if (!d || !isnew || !via_src || !via_k || !tcount || !tbytes)
+    struct name_ref *byname = calloc(nt ? nt : 1, sizeof *byname);
+    uint32_t *ncanon = calloc(nt ? nt : 1, sizeof *ncanon);
+    uint32_t *ocanon = calloc(ont ? ont : 1, sizeof *ocanon);
+    if (!d || !isnew || !via_src || !via_k || !tcount || !tbytes || !byname || !ncanon ||
+        !ocanon) {
+        free(byname);
+        free(ncanon);
+        free(ocanon);
         goto oom;
-    for (size_t j = 0; j < n; j++) {
-        if (in_older(older, newer, j))
+    }
+    /* An object is in both when the other holds one at its address whose
+     * type has the same name ("?" for an index beyond the names). */
+    for (size_t t = 0; t < nt; t++)
+        byname[t] = (struct name_ref){ pyheap_snapshot_type_name(newer, (uint32_t)t), (uint32_t)t };
+    qsort(byname, nt, sizeof *byname, name_ref_cmp);
+    for (size_t t = 0; t < nt; t++)
+        ncanon[t] = name_canon(byname, nt, pyheap_snapshot_type_name(newer, (uint32_t)t));
+    for (size_t t = 0; t < ont; t++)
+        ocanon[t] = name_canon(byname, nt, onames[t]);
+    uint32_t qcanon = name_canon(byname, nt, "?");
+    /* Both in address order: one pass. */
+    bool have = older_next(old);
+    for (size_t j = 0; j < n || have;) {
+        uint64_t na = j < n ? pyheap_snapshot_addr(newer, j) : 0;
+        if (have && (j >= n || old->addr < na)) {
+            d->gone_objects++;   /* only in the older */
+            d->gone_bytes += old->size;
+            have = older_next(old);
             continue;
-        isnew[j] = 1;
-        uint32_t t = pyheap_snapshot_type(newer, j);
-        d->new_objects++;
-        d->new_bytes += pyheap_snapshot_size(newer, j);
-        tcount[t]++;
-        tbytes[t] += pyheap_snapshot_size(newer, j);
-    }
-    size_t no = pyheap_snapshot_count(older);
-    for (size_t k = 0; k < no; k++) {
-        size_t j = pyheap_snapshot_find(newer, pyheap_snapshot_addr(older, k));
-        if (j == SIZE_MAX ||
-            strcmp(pyheap_snapshot_type_name(older, pyheap_snapshot_type(older, k)),
-                   pyheap_snapshot_type_name(newer, pyheap_snapshot_type(newer, j))) != 0) {
-            d->gone_objects++;
-            d->gone_bytes += pyheap_snapshot_size(older, k);
         }
+        uint32_t t = pyheap_snapshot_type(newer, j);
+        bool same = false;
+        if (have && old->addr == na) {
+            uint32_t oc = old->type < ont ? ocanon[old->type] : qcanon;
+            same = oc != UINT32_MAX && oc == (t < nt ? ncanon[t] : qcanon);
+            if (!same) {
+                d->gone_objects++;   /* another object at its address */
+                d->gone_bytes += old->size;
+            }
+            have = older_next(old);
+        }
+        if (!same && t < nt) {
+            isnew[j] = 1;
+            d->new_objects++;
+            d->new_bytes += pyheap_snapshot_size(newer, j);
+            tcount[t]++;
+            tbytes[t] += pyheap_snapshot_size(newer, j);
+        }
+        j++;
     }
+    free(byname);
+    free(ncanon);
+    free(ocanon);
     /* Referrers: the first strong edge found into each new object; a weak
      * one only if nothing else refers to it. */
     for (int pass = 0; pass < 2; pass++) {
@@ -226,6 +434,24 @@ oom:
     free(tbytes);
     pyheap_diff_free(d);
     return pyheap_err_set(err, PYHEAP_E_NOMEM, 0, 0, "out of memory diffing snapshots");
+}
+
+int pyheap_diff_compute(const pyheap_snapshot *older, const pyheap_snapshot *newer,
+                        pyheap_diff **out, pyheap_error *err)
+{
+    if (!older || !newer || !out)
+        return pyheap_err_set(err, PYHEAP_E_INVAL, 0, 0, "pyheap_diff_compute: missing argument");
+    struct older o = { .s = older };
+    return diff_core(&o, older->names, older->ntypes, newer, out, err);
+}
+
+int pyheap_diff_packed(const pyheap_packed *older, const pyheap_snapshot *newer,
+                       pyheap_diff **out, pyheap_error *err)
+{
+    if (!older || !newer || !out)
+        return pyheap_err_set(err, PYHEAP_E_INVAL, 0, 0, "pyheap_diff_packed: missing argument");
+    struct older o = { .p = older, .q = older->bytes };
+    return diff_core(&o, older->names, older->ntypes, newer, out, err);
 }
 
 /* ---- the JSON report ---- */

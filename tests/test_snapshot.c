@@ -337,6 +337,125 @@ START_TEST(test_build_from_records)
 }
 END_TEST
 
+/* Diffs against a packed copy (pyheap_snapshot_pack) and against the
+ * snapshot itself are the same, and both what a naive reference finds:
+ * objects at one address are the same when their types' names are (types
+ * 0 and 3 share the name "a"); addresses 8-aligned (packed as deltas / 8)
+ * or not. */
+static pyheap_snapshot *build_named(struct snapshot_rec *recs, size_t n)
+{
+    static const char *const nm[4] = { "a", "b", "c", "a" };
+    char **names = calloc(4, sizeof *names);
+    ck_assert_ptr_nonnull(names);
+    for (int i = 0; i < 4; i++)
+        names[i] = strdup(nm[i]);
+    pyheap_scan_stats st;
+    memset(&st, 0, sizeof st);
+    st.objects = n;
+    pyheap_snapshot *s = NULL;
+    pyheap_error err;
+    ck_assert_int_eq(pyheap_snapshot_build(recs, n, names, 4, NULL, &st, &s, &err), 0);
+    return s;
+}
+
+static void check_diff(const pyheap_diff *d, uint64_t no, uint64_t nb, uint64_t go, uint64_t gb,
+                       const uint64_t cnt[4], const uint64_t byt[4])
+{
+    ck_assert_uint_eq(d->new_objects, no);
+    ck_assert_uint_eq(d->new_bytes, nb);
+    ck_assert_uint_eq(d->gone_objects, go);
+    ck_assert_uint_eq(d->gone_bytes, gb);
+    size_t want = 0;
+    for (int t = 0; t < 4; t++)
+        want += cnt[t] != 0;
+    ck_assert_uint_eq(d->ntypes, want);
+    for (size_t i = 0; i < d->ntypes; i++) {
+        ck_assert_uint_lt(d->types[i].type, 4);
+        ck_assert_uint_eq(d->types[i].count, cnt[d->types[i].type]);
+        ck_assert_uint_eq(d->types[i].bytes, byt[d->types[i].type]);
+    }
+}
+
+START_TEST(test_diff_packed)
+{
+    static const char *const nm[4] = { "a", "b", "c", "a" };
+    enum { CAND = 30000, N = 20000 };
+    for (int aligned = 1; aligned >= 0; aligned--) {
+        rng_state = 0x1234567ull + (uint64_t)aligned;
+        struct snapshot_rec *r[2];
+        for (int k = 0; k < 2; k++) {
+            r[k] = calloc(N, sizeof *r[k]);
+            ck_assert_ptr_nonnull(r[k]);
+            /* N distinct candidates of CAND, in a random order */
+            bool *used = calloc(CAND, 1);
+            ck_assert_ptr_nonnull(used);
+            for (size_t i = 0; i < N; i++) {
+                size_t c;
+                do
+                    c = (size_t)(rng() % CAND);
+                while (used[c]);
+                used[c] = true;
+                r[k][i].addr = 0x7f0000000000ull + (uint64_t)c * 48 + (aligned ? 0 : 1 + c % 7);
+                r[k][i].size = 16 + rng() % 300;
+                r[k][i].type = (uint32_t)(rng() % 4);
+            }
+            free(used);
+        }
+        pyheap_snapshot *older = build_named(r[0], N), *newer = build_named(r[1], N);
+        /* the reference, by search */
+        uint64_t no = 0, nb = 0, go = 0, gb = 0, cnt[4] = { 0 }, byt[4] = { 0 };
+        for (size_t j = 0; j < N; j++) {
+            size_t k = pyheap_snapshot_find(older, pyheap_snapshot_addr(newer, j));
+            uint32_t t = pyheap_snapshot_type(newer, j);
+            if (k != SIZE_MAX && strcmp(nm[pyheap_snapshot_type(older, k)], nm[t]) == 0)
+                continue;
+            no++;
+            nb += pyheap_snapshot_size(newer, j);
+            cnt[t]++;
+            byt[t] += pyheap_snapshot_size(newer, j);
+        }
+        for (size_t k = 0; k < N; k++) {
+            size_t j = pyheap_snapshot_find(newer, pyheap_snapshot_addr(older, k));
+            if (j == SIZE_MAX || strcmp(nm[pyheap_snapshot_type(older, k)],
+                                        nm[pyheap_snapshot_type(newer, j)]) != 0) {
+                go++;
+                gb += pyheap_snapshot_size(older, k);
+            }
+        }
+        ck_assert_uint_gt(no, 1000);
+        ck_assert_uint_gt(go, 1000);
+        ck_assert_uint_lt(no, N - 1000);
+        pyheap_error err;
+        pyheap_diff *d = NULL;
+        ck_assert_int_eq(pyheap_diff_compute(older, newer, &d, &err), 0);
+        check_diff(d, no, nb, go, gb, cnt, byt);
+        pyheap_diff_free(d);
+        pyheap_packed *p = NULL;
+        ck_assert_int_eq(pyheap_snapshot_pack(older, &p, &err), 0);
+        pyheap_snapshot_free(older);   /* the packed copy needs none of it */
+        ck_assert_uint_eq(pyheap_packed_count(p), N);
+        ck_assert_uint_eq(pyheap_packed_stats(p)->objects, N);
+        /* deltas of ~72 bytes, sizes below 316, 4 types: 4-5 bytes an
+         * object (deltas / 8 take 1 byte when aligned, 2 when not) */
+        ck_assert_uint_le(pyheap_packed_bytes(p), (size_t)N * (aligned ? 4 : 5) + 512);
+        ck_assert_int_eq(pyheap_diff_packed(p, newer, &d, &err), 0);
+        check_diff(d, no, nb, go, gb, cnt, byt);
+        pyheap_diff_free(d);
+        /* against itself: nothing new, nothing gone */
+        pyheap_packed *q = NULL;
+        ck_assert_int_eq(pyheap_snapshot_pack(newer, &q, &err), 0);
+        ck_assert_int_eq(pyheap_diff_packed(q, newer, &d, &err), 0);
+        ck_assert_uint_eq(d->new_objects + d->gone_objects + d->ntypes, 0);
+        pyheap_diff_free(d);
+        pyheap_packed_free(q);
+        pyheap_packed_free(p);
+        pyheap_snapshot_free(newer);
+        free(r[0]);
+        free(r[1]);
+    }
+}
+END_TEST
+
 /* A slim snapshot shares its objects with the snapshot it was made of and
  * outlives it, in either order of freeing (ASan checks what is read and
  * that nothing leaks). */
@@ -503,6 +622,7 @@ Suite *suite_snapshot(void)
     tcase_add_test(tc, test_slim_shares);
     tcase_add_test(tc, test_histogram_kept);
     tcase_add_test(tc, test_addrindex_unsorted);
+    tcase_add_test(tc, test_diff_packed);
     suite_add_tcase(su, tc);
     return su;
 }

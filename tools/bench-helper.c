@@ -506,6 +506,18 @@ static int census(pid_t pid, uint64_t cache_mib, unsigned threads)
     }
     double ms = now_ms() - t0;
     double cms = cpu_ms() - c0;
+    /* what pyheapd keeps of it for diff */
+    double p0 = now_ms();
+    pyheap_packed *packed = NULL;
+    if (pyheap_snapshot_pack(s, &packed, &err) < 0) {
+        fprintf(stderr, "bench-helper: %s\n", err.msg);
+        pyheap_snapshot_free(s);
+        pyheap_target_free(t);
+        return 1;
+    }
+    double pack_ms = now_ms() - p0;
+    size_t packed_bytes = pyheap_packed_bytes(packed);
+    pyheap_packed_free(packed);
     malloc_trim(0);
     long rss1 = status_kib("VmRSS");
     const pyheap_scan_stats *st = pyheap_snapshot_stats(s);
@@ -525,9 +537,10 @@ static int census(pid_t pid, uint64_t cache_mib, unsigned threads)
            ", \"truncated\": %d, \"remote_reads\": %" PRIu64 ", \"remote_bytes\": %" PRIu64
            ", \"threads\": %u, \"gc_tracked\": %" PRIu64 ", \"gc_tracked_back\": %" PRIu64
            ", \"types\": %zu, \"rss_before_kib\": %ld, \"rss_with_snapshot_kib\": %ld"
-           ", \"rss_after_free_kib\": %ld, \"hwm_kib\": %ld}\n",
+           ", \"rss_after_free_kib\": %ld, \"hwm_kib\": %ld, \"pack_ms\": %.3f"
+           ", \"packed_bytes\": %zu}\n",
            ms, cms, probe.ms, probe.objects, scan_ms, build_ms, objects, skipped, truncated, reads, rbytes, ran,
-           tracked, back, nh, rss0, rss1, rss2, hwm);
+           tracked, back, nh, rss0, rss1, rss2, hwm, pack_ms, packed_bytes);
     pyheap_target_free(t);
     return 0;
 }
