@@ -116,13 +116,16 @@ typedef struct pyheap_scan_opts {
      * called when the scan fails before walking. */
     void (*walked)(void *arg);
     void *walked_arg;
-    /* If set, called once before the build with what the walk found: the
-     * objects and bytes per type that the snapshot will hold, so that a
-     * census is answered without waiting for the build (see
+    /* If set, called once as soon as the walker threads are done, with
+     * what the walk found: the objects and bytes per type that the
+     * snapshot will hold, so that a census is answered without waiting for
+     * the threads' records to be joined and the snapshot built (see
      * pyheap_census_histogram). Not called when the walk was truncated or
      * failed, when the target is gone, nor when the walk cannot vouch that
      * the snapshot will hold the same objects (then the snapshot's own
-     * histogram answers). The census is valid during the call only. */
+     * histogram answers). The scan can still fail after it (out of memory
+     * joining the records or building). The census is valid during the
+     * call only. */
     void (*census)(void *arg, const struct pyheap_census *c);
     void *census_arg;
     /* Set if the caller stopped the target for the walk (pyheap_freeze):

@@ -72,6 +72,7 @@ struct pyheap_packed {
     char **names;
     size_t ntypes;
     pyheap_scan_stats stats;
+    size_t held;            /* bytes allocated for all of it */
 };
 
 static unsigned char *put_varint(unsigned char *p, uint64_t v)
@@ -156,8 +157,13 @@ int pyheap_snapshot_pack(const pyheap_snapshot *s, pyheap_packed **out, pyheap_e
         prev = s->addr[i];
     }
     unsigned char *nb = realloc(p->bytes, p->len ? p->len : 1);
-    if (nb)
+    if (nb) {
         p->bytes = nb;
+        cap = p->len ? p->len : 1;
+    }
+    p->held = sizeof *p + cap + p->ntypes * sizeof *p->names;
+    for (size_t t = 0; t < p->ntypes; t++)
+        p->held += strlen(p->names[t]) + 1;
     *out = p;
     return 0;
 oom:
@@ -173,10 +179,7 @@ size_t pyheap_packed_count(const pyheap_packed *p)
 
 size_t pyheap_packed_bytes(const pyheap_packed *p)
 {
-    size_t b = sizeof *p + p->len + p->ntypes * sizeof *p->names;
-    for (size_t i = 0; i < p->ntypes; i++)
-        b += strlen(p->names[i]) + 1;
-    return b;
+    return p->held;
 }
 
 const pyheap_scan_stats *pyheap_packed_stats(const pyheap_packed *p)
@@ -291,9 +294,13 @@ static int diff_core(struct older *old, char *const *onames, size_t ont,
     qsort(byname, nt, sizeof *byname, name_ref_cmp);
     for (size_t t = 0; t < nt; t++)
         ncanon[t] = name_canon(byname, nt, pyheap_snapshot_type_name(newer, (uint32_t)t));
-    for (size_t t = 0; t < ont; t++)
-        ocanon[t] = name_canon(byname, nt, onames[t]);
+    /* a type index beyond the names reads "?" (pyheap_snapshot_type_name):
+     * the newer's type of that name, or one of its own past the others */
     uint32_t qcanon = name_canon(byname, nt, "?");
+    if (qcanon == UINT32_MAX)
+        qcanon = (uint32_t)nt;
+    for (size_t t = 0; t < ont; t++)
+        ocanon[t] = strcmp(onames[t], "?") == 0 ? qcanon : name_canon(byname, nt, onames[t]);
     /* Both in address order: one pass. */
     bool have = older_next(old);
     for (size_t j = 0; j < n || have;) {
@@ -315,6 +322,8 @@ static int diff_core(struct older *old, char *const *onames, size_t ont,
             }
             have = older_next(old);
         }
+        /* (the build gives every object a type below ntypes: one beyond
+         * would have no row to count in) */
         if (!same && t < nt) {
             isnew[j] = 1;
             d->new_objects++;

@@ -1861,12 +1861,18 @@ static struct snapshot_type_total *walk_pool_tally(const struct walk *w,
     return t;
 }
 
-/* Append the joined threads' records to W's, and end the pool. */
-static void walk_pool_merge(struct walk *w, struct walk_pool *p)
+/* Append the joined threads' records to W's (APPEND; else drop them), and
+ * end the pool. */
+static void walk_pool_merge(struct walk *w, struct walk_pool *p, bool append)
 {
-    for (unsigned i = 1; i < p->n; i++)
-        if (p->started[i] && walk_merge_records(w, &p->ws[i]) < 0)
+    for (unsigned i = 1; i < p->n; i++) {
+        if (!p->started[i])
+            continue;
+        if (!append)
+            walk_free(&p->ws[i]);
+        else if (walk_merge_records(w, &p->ws[i]) < 0)
             w->nomem = true;
+    }
     free(p->ws);
     free(p->th);
     free(p->started);
@@ -2004,7 +2010,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
             free(tally);
         }
     }
-    walk_pool_merge(&w, &pool);
+    walk_pool_merge(&w, &pool, rc == 0 && !w.nomem);   /* (a failed scan drops them) */
     if (rc == 0 && w.nomem)
         rc = pyheap_err_set(err, PYHEAP_E_NOMEM, ENOMEM, 0,
                             "out of memory while scanning process %d (%zu objects so far)",

@@ -337,6 +337,12 @@ void kh_check_accuracy(struct kh *kp, unsigned sources, pyheap_offsets_source wa
 }
 
 
+static int cmp_size(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
+
 void kh_check_attrs(struct kh *k)
 {
     pyheap_target *t = NULL;
@@ -349,7 +355,9 @@ void kh_check_attrs(struct kh *k)
         pyheap_snapshot *s = NULL;
         ck_assert_msg(pyheap_snapshot_take(t, &so, &s, &e) == 0, "%s: scan: %s", k->label,
                       e.msg);
-        size_t holders = 0, by[4] = { 0 }, other = 0;
+        size_t holders = 0, by[4] = { 0 }, other = 0, nto = 0;
+        size_t *tos = malloc(10000 * sizeof *tos);
+        ck_assert_ptr_nonnull(tos);
         for (size_t i = 0; i < pyheap_snapshot_count(s); i++) {
             if (strcmp(pyheap_snapshot_type_name(s, pyheap_snapshot_type(s, i)),
                        "__main__.Holder") != 0)
@@ -359,6 +367,8 @@ void kh_check_attrs(struct kh *k)
                 char lb[64];
                 pyheap_snapshot_edge_label(s, i, j, lb, sizeof lb);
                 size_t to = pyheap_snapshot_edge_target(s, i, j);
+                if (nto < 10000)
+                    tos[nto++] = to;
                 const char *tn = pyheap_snapshot_type_name(s, pyheap_snapshot_type(s, to));
                 static const char *const want[4] = { "str", "bytes", "tuple", "float" };
                 if (strlen(lb) == 2 && lb[0] == '.' && lb[1] >= 'a' && lb[1] <= 'd' &&
@@ -377,6 +387,13 @@ void kh_check_attrs(struct kh *k)
         ck_assert_uint_eq(by[2], 3000);
         ck_assert_uint_eq(by[3], 1000);
         ck_assert_uint_eq(other, 0);
+        /* each value is its own object */
+        qsort(tos, nto, sizeof *tos, cmp_size);
+        size_t distinct = 0;
+        for (size_t i = 0; i < nto; i++)
+            distinct += i == 0 || tos[i] != tos[i - 1];
+        ck_assert_uint_eq(distinct, 10000);
+        free(tos);
         pyheap_snapshot_free(s);
     }
     pyheap_target_free(t);

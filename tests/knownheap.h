@@ -48,8 +48,9 @@ void kh_check_accuracy(struct kh *k, unsigned sources, pyheap_offsets_source wan
 
 /* For a started tests/targets/attrs.py: scan it with 1 and 2 walker
  * threads; every Holder's .a/.b/.c/.d edge to its value (a str, bytes,
- * tuple, float: a swapped label shows) is found, and no other edge from a
- * Holder. Prints the counts to stderr. */
+ * tuple, float: a swapped label shows) is found, no other edge from a
+ * Holder, and each value is an object of its own. Prints the counts to
+ * stderr. */
 void kh_check_attrs(struct kh *k);
 
 #endif

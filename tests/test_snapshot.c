@@ -339,12 +339,13 @@ END_TEST
 
 /* Diffs against a packed copy (pyheap_snapshot_pack) and against the
  * snapshot itself are the same, and both what a naive reference finds:
- * objects at one address are the same when their types' names are (types
- * 0 and 3 share the name "a"); addresses 8-aligned (packed as deltas / 8)
- * or not. */
-static pyheap_snapshot *build_named(struct snapshot_rec *recs, size_t n)
+ * objects at one address are the same when their types' names are. Types
+ * 0 and 3 share the name "a"; the two snapshots number their types alike,
+ * or (as two walks do) differently, with names only one of them has;
+ * addresses 8-aligned (packed as deltas / 8) or not. */
+static pyheap_snapshot *build_named(struct snapshot_rec *recs, size_t n,
+                                    const char *const nm[4])
 {
-    static const char *const nm[4] = { "a", "b", "c", "a" };
     char **names = calloc(4, sizeof *names);
     ck_assert_ptr_nonnull(names);
     for (int i = 0; i < 4; i++)
@@ -378,10 +379,15 @@ static void check_diff(const pyheap_diff *d, uint64_t no, uint64_t nb, uint64_t 
 
 START_TEST(test_diff_packed)
 {
-    static const char *const nm[4] = { "a", "b", "c", "a" };
+    static const char *const same[4] = { "a", "b", "c", "a" };
+    static const char *const older_nm[4] = { "a", "b", "y", "a" };  /* "y": older only */
+    static const char *const newer_nm[4] = { "c", "x", "a", "b" };  /* "x": newer only */
     enum { CAND = 30000, N = 20000 };
-    for (int aligned = 1; aligned >= 0; aligned--) {
-        rng_state = 0x1234567ull + (uint64_t)aligned;
+    for (int round = 0; round < 3; round++) {
+        int aligned = round != 1;
+        const char *const *onm = round < 2 ? same : older_nm;
+        const char *const *nnm = round < 2 ? same : newer_nm;
+        rng_state = 0x1234567ull + (uint64_t)round;
         struct snapshot_rec *r[2];
         for (int k = 0; k < 2; k++) {
             r[k] = calloc(N, sizeof *r[k]);
@@ -401,13 +407,13 @@ START_TEST(test_diff_packed)
             }
             free(used);
         }
-        pyheap_snapshot *older = build_named(r[0], N), *newer = build_named(r[1], N);
+        pyheap_snapshot *older = build_named(r[0], N, onm), *newer = build_named(r[1], N, nnm);
         /* the reference, by search */
         uint64_t no = 0, nb = 0, go = 0, gb = 0, cnt[4] = { 0 }, byt[4] = { 0 };
         for (size_t j = 0; j < N; j++) {
             size_t k = pyheap_snapshot_find(older, pyheap_snapshot_addr(newer, j));
             uint32_t t = pyheap_snapshot_type(newer, j);
-            if (k != SIZE_MAX && strcmp(nm[pyheap_snapshot_type(older, k)], nm[t]) == 0)
+            if (k != SIZE_MAX && strcmp(onm[pyheap_snapshot_type(older, k)], nnm[t]) == 0)
                 continue;
             no++;
             nb += pyheap_snapshot_size(newer, j);
@@ -416,8 +422,8 @@ START_TEST(test_diff_packed)
         }
         for (size_t k = 0; k < N; k++) {
             size_t j = pyheap_snapshot_find(newer, pyheap_snapshot_addr(older, k));
-            if (j == SIZE_MAX || strcmp(nm[pyheap_snapshot_type(older, k)],
-                                        nm[pyheap_snapshot_type(newer, j)]) != 0) {
+            if (j == SIZE_MAX || strcmp(onm[pyheap_snapshot_type(older, k)],
+                                        nnm[pyheap_snapshot_type(newer, j)]) != 0) {
                 go++;
                 gb += pyheap_snapshot_size(older, k);
             }

@@ -126,17 +126,22 @@ static void check_image(const pyheap_target *t, const char *other)
         unsigned long long lo, hi;
         char perms[8];
         int name_at = 0;
-        if (sscanf(line, "%llx-%llx %7s %*s %*s %*s %n", &lo, &hi, perms, &name_at) < 3)
+        if (sscanf(line, "%llx-%llx %7s %*s %*s %*s %n", &lo, &hi, perms, &name_at) < 3 ||
+            name_at == 0)
             continue;
         const char *name = line + name_at;
-        bool is_anon = name_at == 0 || *name == '\n' || *name == '[';
+        /* (%n after the skipped fields stands past the newline when the
+         * mapping has no name) */
+        bool is_anon = *name == '\0' || *name == '\n' || *name == '[';
         bool is_other = other && strncmp(name, other, strlen(other)) == 0 &&
                         name[strlen(other)] == '\n';
         if (!is_anon && !is_other)
             continue;
         anon += is_anon;
         others += is_other;
-        ck_assert_msg(!pyheap_target_in_image(t, lo, 8) && !pyheap_target_in_image(t, hi - 8, 8),
+        uint64_t mid = (lo + (hi - lo) / 2) & ~(uint64_t)7;
+        ck_assert_msg(!pyheap_target_in_image(t, lo, 8) && !pyheap_target_in_image(t, mid, 8) &&
+                          !pyheap_target_in_image(t, hi - 8, 8),
                       "in the image: %s", line);
     }
     fclose(f);

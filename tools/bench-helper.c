@@ -506,6 +506,8 @@ static int census(pid_t pid, uint64_t cache_mib, unsigned threads)
     }
     double ms = now_ms() - t0;
     double cms = cpu_ms() - c0;
+    malloc_trim(0);
+    long rss1 = status_kib("VmRSS");
     /* what pyheapd keeps of it for diff */
     double p0 = now_ms();
     pyheap_packed *packed = NULL;
@@ -518,8 +520,6 @@ static int census(pid_t pid, uint64_t cache_mib, unsigned threads)
     double pack_ms = now_ms() - p0;
     size_t packed_bytes = pyheap_packed_bytes(packed);
     pyheap_packed_free(packed);
-    malloc_trim(0);
-    long rss1 = status_kib("VmRSS");
     const pyheap_scan_stats *st = pyheap_snapshot_stats(s);
     uint64_t objects = st->objects, skipped = st->skipped;
     uint64_t reads = st->remote_reads, rbytes = st->remote_bytes;
