@@ -38,6 +38,9 @@ struct pyheapd_history {
     uint64_t next_id;
     /* issue 7: the newest full snapshot, or NULL */
     struct pyheapd_full *full;
+    /* scans begun (pyheapd_history_scan_begin): a snapshot is kept only
+     * if no scan began after its own */
+    uint64_t scan_gen;
     /* scans that answered before their snapshot was built, still
      * building it: full_get waits for them (cv) */
     int pending;
@@ -372,7 +375,8 @@ static struct pyheapd_full *full_unref_locked(struct pyheapd_full *f)
     return f && --f->refs == 0 ? f : NULL;
 }
 
-void pyheapd_history_keep_full(struct pyheapd_history *h, uint64_t id, pyheap_snapshot *snap)
+void pyheapd_history_keep_full(struct pyheapd_history *h, uint64_t id, uint64_t gen,
+                               pyheap_snapshot *snap)
 {
     if (!snap)
         return;
@@ -392,11 +396,25 @@ void pyheapd_history_keep_full(struct pyheapd_history *h, uint64_t id, pyheap_sn
     f->wall = (int64_t)time(NULL) - (int64_t)took;
     pthread_mutex_lock(&h->lock);
     f->t = now_s(h) - took;
-    struct pyheapd_full *old = full_unref_locked(h->full);
-    h->full = f;
+    struct pyheapd_full *old = f;
+    if (gen == h->scan_gen) {
+        old = full_unref_locked(h->full);
+        h->full = f;
+    }   /* else a newer scan is walking: it must not share the memory with this one */
     pthread_cond_broadcast(&h->cv);   /* requests waiting for it (full_get) */
     pthread_mutex_unlock(&h->lock);
     full_free(old);
+}
+
+uint64_t pyheapd_history_scan_begin(struct pyheapd_history *h)
+{
+    pthread_mutex_lock(&h->lock);
+    uint64_t gen = ++h->scan_gen;
+    struct pyheapd_full *old = full_unref_locked(h->full);
+    h->full = NULL;
+    pthread_mutex_unlock(&h->lock);
+    full_free(old);
+    return gen;
 }
 
 void pyheapd_history_drop_full(struct pyheapd_history *h)
@@ -493,7 +511,7 @@ static void *series_thread(void *arg)
             h->s->scans++;
             h->s->last_scan_ms = st->scan_ms;
             pthread_mutex_unlock(&h->d->lock);
-            pyheapd_history_keep_full(h, id, snap);
+            pyheapd_history_keep_full(h, id, info.gen, snap);
         }
         pthread_mutex_lock(&h->lock);
         if (rc == 0) {

@@ -60,10 +60,17 @@ struct pyheapd_kept *pyheapd_history_get(struct pyheapd_history *h, uint64_t id)
 void pyheapd_history_put(struct pyheapd_history *h, struct pyheapd_kept *k);
 /* issue 7: keep SNAP (taken: freed now, on failure, or later) as the
  * session's full snapshot, recorded as ID (0 if it could not be), replacing
- * the previous one. */
-void pyheapd_history_keep_full(struct pyheapd_history *h, uint64_t id, pyheap_snapshot *snap);
+ * the previous one; unless a scan began after SNAP's own (GEN, from
+ * pyheapd_history_scan_begin): then SNAP is freed, so that the newer scan
+ * never runs beside a kept full snapshot (two of them and a walk would
+ * take pyheapd past the target's own size on a big heap). */
+void pyheapd_history_keep_full(struct pyheapd_history *h, uint64_t id, uint64_t gen,
+                               pyheap_snapshot *snap);
 /* Release the kept full snapshot (a new scan begins). */
 void pyheapd_history_drop_full(struct pyheapd_history *h);
+/* A scan of the session begins (its scan lock held): release the kept full
+ * snapshot and return the scan's generation for keep_full. */
+uint64_t pyheapd_history_scan_begin(struct pyheapd_history *h);
 /* A scan answered before building its snapshot (+1), and has kept it or
  * failed (-1): until then full_get waits for it. */
 void pyheapd_history_pending(struct pyheapd_history *h, int delta);

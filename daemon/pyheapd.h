@@ -130,6 +130,7 @@ const char *pyheapd_state_name(enum pyheapd_state st);
  * a dedicated thread, so the kernel resumes the target even if that thread
  * dies). The caller holds a reference on S, not its scan_lock. */
 struct pyheapd_scan_info {
+    uint64_t gen;             /* pyheapd_history_scan_begin's, for keep_full */
     int froze;
     double pause_ms;          /* with freeze: how long the target was stopped */
     size_t frozen_threads;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "freeze.h"
+#include "history.h"
 #include "pyheapd.h"
 
 #define PYHEAPD_E_TIMEOUT "timeout"
@@ -193,6 +194,8 @@ int pyheapd_scan(struct pyheapd *d, struct pyheapd_session *s, int freeze,
         pthread_mutex_unlock(&s->scan_lock);
         return state_error(s, st, perr);
     }
+    /* whatever a scan before kept goes now (or is not kept: keep_full) */
+    uint64_t gen = pyheapd_history_scan_begin(s->hist);
     struct job j;
     memset(&j, 0, sizeof j);
     j.d = d;
@@ -215,6 +218,7 @@ int pyheapd_scan(struct pyheapd *d, struct pyheapd_session *s, int freeze,
         run(&j);   /* no thread to spare (TasksMax): scan here, at our priority */
     }
     *info = j.info;
+    info->gen = gen;
     /* After the scan: was it still the same process all along? */
     st = pyheapd_session_check(d, s);
     pthread_mutex_unlock(&s->scan_lock);

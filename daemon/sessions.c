@@ -682,7 +682,7 @@ static json_t *scan_command(struct pyheapd *d, const struct ucred *peer,
     if (info.froze)
         pyheapd_log("froze pid %d: %zu threads stopped for %.1f ms", (int)s->pid,
                     info.frozen_threads, info.pause_ms);
-    pyheapd_history_keep_full(s->hist, snap_id, snap);   /* takes snap */
+    pyheapd_history_keep_full(s->hist, snap_id, info.gen, snap);   /* takes snap */
     snap = NULL;
     if (answered)
         pyheapd_history_pending(s->hist, -1);
@@ -925,7 +925,7 @@ static json_t *cmd_diff(struct pyheapd *d, const struct ucred *peer, const pyhea
     json_decref(rep);
 out:
     if (snap)
-        pyheapd_history_keep_full(s->hist, id, snap);   /* takes snap */
+        pyheapd_history_keep_full(s->hist, id, info.gen, snap);   /* takes snap */
     pyheapd_history_put(s->hist, k);
     session_unref(d, s);
     return reply;
