@@ -403,6 +403,9 @@ void pyheapd_history_keep_full(struct pyheapd_history *h, uint64_t id, uint64_t 
     }   /* else a newer scan is walking: it must not share the memory with this one */
     pthread_cond_broadcast(&h->cv);   /* requests waiting for it (full_get) */
     pthread_mutex_unlock(&h->lock);
+    if (old == f)
+        pyheapd_log("snapshot %llu of pid %d not kept for max_age: a newer scan began",
+                    (unsigned long long)id, (int)h->s->pid);
     full_free(old);
 }
 
