@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -397,15 +398,20 @@ void pyheapd_history_keep_full(struct pyheapd_history *h, uint64_t id, uint64_t 
     pthread_mutex_lock(&h->lock);
     f->t = now_s(h) - took;
     struct pyheapd_full *old = f;
+    int pid = h->s ? (int)h->s->pid : 0;   /* (set with an interval only) */
     if (gen == h->scan_gen) {
         old = full_unref_locked(h->full);
         h->full = f;
     }   /* else a newer scan is walking: it must not share the memory with this one */
     pthread_cond_broadcast(&h->cv);   /* requests waiting for it (full_get) */
     pthread_mutex_unlock(&h->lock);
-    if (old == f)
-        pyheapd_log("snapshot %llu of pid %d not kept for max_age: a newer scan began",
-                    (unsigned long long)id, (int)h->s->pid);
+    if (old == f) {
+        char who[32] = "";
+        if (pid)
+            snprintf(who, sizeof who, " of pid %d", pid);
+        pyheapd_log("snapshot %llu%s not kept for max_age: a newer scan began",
+                    (unsigned long long)id, who);
+    }
     full_free(old);
 }
 
