@@ -98,8 +98,10 @@ typedef struct pyheap_snapshot pyheap_snapshot;
 typedef struct pyheap_census pyheap_census;
 
 typedef struct pyheap_scan_opts {
-    /* Upper bound on objects visited (0: default, 100 million). Beyond it
-     * the scan stops and reports truncation. */
+    /* Upper bound on the objects a snapshot holds (0: default, 100
+     * million). A heap with more is cut at exactly that many (which of
+     * them depends on the walk's order) and the snapshot says truncated;
+     * a heap of exactly that many is whole. */
     uint64_t max_objects;
     /* Upper bound on bytes of target memory cached during the scan
      * (0: default 64 MiB; at least 1 MiB). A bigger cache re-reads less of

@@ -845,18 +845,20 @@ static void unrecorded(struct walk *w, uint64_t addr)
 
 /* The records of all threads count against the object limit, added up in
  * batches: W's go into the total here, and W checks again when it has
- * recorded enough more to reach the limit, or 4096 more. */
+ * recorded enough more to pass the limit, or 4096 more. */
 static void recs_check(struct walk *w)
 {
     size_t pending = w->found.n - w->nrecs_flushed;
     uint64_t total = __atomic_add_fetch(&w->sh->nrecs, pending, __ATOMIC_RELAXED);
     w->nrecs_flushed = w->found.n;
     uint64_t limit = w->max_objects < UINT32_MAX - 1 ? w->max_objects : UINT32_MAX - 1;
-    if (total >= limit) {
+    /* Past the limit, not at it: a heap of exactly the limit is whole (the
+     * records past it are trimmed off at the end). */
+    if (total > limit) {
         w->truncated = true;
         return;
     }
-    w->recs_check_at = w->found.n + (limit - total < 4096 ? (size_t)(limit - total) : 4096);
+    w->recs_check_at = w->found.n + (limit - total < 4096 ? (size_t)(limit - total) + 1 : 4096);
 }
 
 /* Kinds whose objects are cut off when paths and retained sizes are
@@ -1016,8 +1018,9 @@ static int gc_list_pass(struct walk *w, uint64_t gc, uint64_t head, bool back, i
     uint64_t mark = head, power = 1, lam = 0;
     unsigned mended = 0;
     for (uint64_t n = 0; cur != head; n++) {
-        if (n >= MAX_GC_LIST || n >= w->max_objects || stopping(w)) {
-            w->truncated = w->truncated || n >= MAX_GC_LIST || n >= w->max_objects;
+        /* (the object limit is the records': recs_check) */
+        if (n >= MAX_GC_LIST || stopping(w)) {
+            w->truncated = w->truncated || n >= MAX_GC_LIST;
             return 0;
         }
         uint64_t g[2];
