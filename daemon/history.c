@@ -417,12 +417,12 @@ void pyheapd_history_keep_full(struct pyheapd_history *h, uint64_t id, uint64_t 
 
 uint64_t pyheapd_history_scan_begin(struct pyheapd_history *h)
 {
+    /* Numbered first: a snapshot kept before this is dropped below, one
+     * kept after it finds the number moved on (keep_full). */
     pthread_mutex_lock(&h->lock);
     uint64_t gen = ++h->scan_gen;
-    struct pyheapd_full *old = full_unref_locked(h->full);
-    h->full = NULL;
     pthread_mutex_unlock(&h->lock);
-    full_free(old);
+    pyheapd_history_drop_full(h);
     return gen;
 }
 

@@ -228,12 +228,18 @@ void pyheap_walk_keys_refs(struct walk *w, uint64_t keys, uint32_t label)
 
 /* The dict at DICT: its keys object (validated into *D) and its split
  * values array (0 for a combined table). 0 or -1. */
+static int read_dict_ptrs(struct walk *w, uint64_t dict, uint64_t *keys, uint64_t *values)
+{
+    const struct pyheap_offsets *off = &pyheap_walk_target(w)->off;
+    return dict && pyheap_walk_read_u64(w, dict + off->dict_ma_keys, keys) == 0 &&
+                   pyheap_walk_read_u64(w, dict + off->dict_ma_values, values) == 0
+               ? 0 : -1;
+}
+
 static int read_dict(struct walk *w, uint64_t dict, uint64_t *keys, uint64_t *values,
                      struct dkeys *d)
 {
-    const struct pyheap_offsets *off = &pyheap_walk_target(w)->off;
-    if (!dict || pyheap_walk_read_u64(w, dict + off->dict_ma_keys, keys) < 0 ||
-        pyheap_walk_read_u64(w, dict + off->dict_ma_values, values) < 0)
+    if (read_dict_ptrs(w, dict, keys, values) < 0)
         return -1;
     return read_keys(w, *keys, d);
 }
@@ -259,8 +265,7 @@ int pyheap_walk_decode_dict(struct walk *w, const struct walk_obj *o, uint64_t *
     struct dkeys d;
     /* An empty dict shares the static empty keys: nothing to read there
      * once they have been validated (parse_keys) in the image. */
-    if (pyheap_walk_read_u64(w, o->addr + off->dict_ma_keys, &keys) < 0 ||
-        pyheap_walk_read_u64(w, o->addr + off->dict_ma_values, &values) < 0)
+    if (read_dict_ptrs(w, o->addr, &keys, &values) < 0)
         return -1;
     if (keys && keys == h->empty_keys && !values) {
         *size = (uint64_t)o->type->basicsize + pyheap_walk_presize(w, o->type);

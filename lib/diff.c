@@ -75,16 +75,6 @@ struct pyheap_packed {
     size_t held;            /* bytes allocated for all of it */
 };
 
-static unsigned char *put_varint(unsigned char *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (unsigned char)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (unsigned char)v;
-    return p;
-}
-
 /* A varint of at most 10 bytes before END; false when it runs past. */
 static bool get_varint(const unsigned char **p, const unsigned char *end, uint64_t *v)
 {
@@ -150,9 +140,9 @@ int pyheap_snapshot_pack(const pyheap_snapshot *s, pyheap_packed **out, pyheap_e
             cap = ncap;
         }
         unsigned char *q = p->bytes + p->len;
-        q = put_varint(q, (s->addr[i] - prev) >> p->shift);
-        q = put_varint(q, s->size[i]);
-        q = put_varint(q, s->type[i]);
+        q = snapshot_put_varint(q, (s->addr[i] - prev) >> p->shift);
+        q = snapshot_put_varint(q, s->size[i]);
+        q = snapshot_put_varint(q, s->type[i]);
         p->len = (size_t)(q - p->bytes);
         prev = s->addr[i];
     }

@@ -1824,17 +1824,32 @@ static void walk_pool_join(struct walk *w, struct walk_pool *p, uint64_t *reads,
     sh->qtail = NULL;
 }
 
+/* How many walkers the scan had: W and the pool's threads. */
+static unsigned pool_walkers(const struct walk_pool *p)
+{
+    return p->n ? p->n : 1;
+}
+
+/* The records of walker I (below pool_walkers(P)): W's for I 0, else its
+ * thread I's; NULL for a thread that did not start. */
+static const struct snapshot_in *pool_found(const struct walk *w, const struct walk_pool *p,
+                                            unsigned i)
+{
+    return i == 0 ? &w->found : p->started[i] ? &p->ws[i].found : NULL;
+}
+
 /* The records of W and of the joined threads: how many, and whether each
  * has its tally. */
 static size_t walk_pool_records(const struct walk *w, const struct walk_pool *p, bool *tallied)
 {
-    size_t n = w->found.n;
-    *tallied = w->found.tallying && !w->found.tally_lost;
-    for (unsigned i = 1; i < p->n; i++) {
-        if (!p->started[i])
-            continue;
-        n += p->ws[i].found.n;
-        *tallied = *tallied && p->ws[i].found.tallying && !p->ws[i].found.tally_lost;
+    size_t n = 0;
+    *tallied = true;
+    for (unsigned i = 0; i < pool_walkers(p); i++) {
+        const struct snapshot_in *in = pool_found(w, p, i);
+        if (in) {
+            n += in->n;
+            *tallied = *tallied && in->tallying && !in->tally_lost;
+        }
     }
     return n;
 }
@@ -1844,18 +1859,18 @@ static size_t walk_pool_records(const struct walk *w, const struct walk_pool *p,
 static struct snapshot_type_total *walk_pool_tally(const struct walk *w,
                                                    const struct walk_pool *p, size_t *n)
 {
-    size_t nt = w->found.ntally;
-    for (unsigned i = 1; i < p->n; i++)
-        if (p->started[i] && p->ws[i].found.ntally > nt)
-            nt = p->ws[i].found.ntally;
+    size_t nt = 0;
+    for (unsigned i = 0; i < pool_walkers(p); i++) {
+        const struct snapshot_in *in = pool_found(w, p, i);
+        if (in && in->ntally > nt)
+            nt = in->ntally;
+    }
     struct snapshot_type_total *t = calloc(nt ? nt : 1, sizeof *t);
     if (!t)
         return NULL;
-    for (unsigned i = 0; i < (p->n ? p->n : 1); i++) {
-        if (i > 0 && !p->started[i])
-            continue;
-        const struct snapshot_in *in = i == 0 ? &w->found : &p->ws[i].found;
-        for (size_t k = 0; k < in->ntally; k++) {
+    for (unsigned i = 0; i < pool_walkers(p); i++) {
+        const struct snapshot_in *in = pool_found(w, p, i);
+        for (size_t k = 0; in && k < in->ntally; k++) {
             t[k].count += in->tally[k].count;
             t[k].bytes += in->tally[k].bytes;
         }

@@ -156,14 +156,20 @@ static pyheap_target *spawn_open(char *const argv[], pid_t *pid)
  * only the list walk finds them; with SUB a subinterpreter (the newest:
  * first in the runtime's list, walked from its heads only) holds those and
  * the main interpreter a quarter as many. */
-static void gc_lists_case(bool sub)
+/* tests/targets/gc_lists_target.py N [sub], started and opened. */
+static pyheap_target *gc_lists_open(const char *n, bool sub, pid_t *pid)
 {
     ck_assert_msg(access(PY_DEBIAN, X_OK) == 0, "%s is required", PY_DEBIAN);
     char script[600];
     snprintf(script, sizeof script, "%s/tests/targets/gc_lists_target.py", test_srcdir());
-    char *argv[] = { PY_DEBIAN, script, "100000", sub ? "sub" : NULL, NULL };
+    char *argv[] = { PY_DEBIAN, script, (char *)n, sub ? "sub" : NULL, NULL };
+    return spawn_open(argv, pid);
+}
+
+static void gc_lists_case(bool sub)
+{
     pid_t pid;
-    pyheap_target *t = spawn_open(argv, &pid);
+    pyheap_target *t = gc_lists_open("100000", sub, &pid);
     pyheap_error e;
     memset(&e, 0, sizeof e);
     static const unsigned threads[] = { 1, 2, 4, 2, 4, 2, 1 };
@@ -229,12 +235,8 @@ END_TEST
  * in signal.pause(): nothing changes between the scans.) */
 START_TEST(object_limit_exact)
 {
-    ck_assert_msg(access(PY_DEBIAN, X_OK) == 0, "%s is required", PY_DEBIAN);
-    char script[600];
-    snprintf(script, sizeof script, "%s/tests/targets/gc_lists_target.py", test_srcdir());
-    char *argv[] = { PY_DEBIAN, script, "20000", NULL };
     pid_t pid;
-    pyheap_target *t = spawn_open(argv, &pid);
+    pyheap_target *t = gc_lists_open("20000", false, &pid);
     pyheap_error e;
     memset(&e, 0, sizeof e);
     pyheap_snapshot *s = NULL;
@@ -291,12 +293,8 @@ static void walked_probe_cb(void *arg)
 
 START_TEST(walked_before_build)
 {
-    ck_assert_msg(access(PY_DEBIAN, X_OK) == 0, "%s is required", PY_DEBIAN);
-    char script[600];
-    snprintf(script, sizeof script, "%s/tests/targets/gc_lists_target.py", test_srcdir());
-    char *argv[] = { PY_DEBIAN, script, "100000", NULL };
     pid_t pid;
-    pyheap_target *t = spawn_open(argv, &pid);
+    pyheap_target *t = gc_lists_open("100000", false, &pid);
     pyheap_error e;
     memset(&e, 0, sizeof e);
     for (unsigned threads = 1; threads <= 2; threads++) {
