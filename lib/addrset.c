@@ -180,12 +180,13 @@ int pyheap_addrset_has(const struct addrset *s, uint64_t addr)
 size_t pyheap_addrset_count_except(const struct addrset *s, const uint64_t *drop,
                                    size_t ndrop)
 {
+    /* Every leaf is in the tree once and in a slab block: the blocks are
+     * read in one stream, not the tree's tables. */
     size_t n = 0;
-    for (size_t ti = 0; s->top && ti < TOP_SLOTS; ti++) {
-        uint64_t **mid = s->top[ti];
-        for (size_t mi = 0; mid && mi < MID_SLOTS; mi++)
-            for (size_t w = 0; mid[mi] && w < ADDRSET_LEAF_WORDS; w++)
-                n += (size_t)__builtin_popcountll(mid[mi][w]);
+    for (const struct addrset_block *b = s->blocks; b; b = b->next) {
+        const uint64_t *words = b->leaves[0];
+        for (size_t w = 0; w < b->nused * ADDRSET_LEAF_WORDS; w++)
+            n += pyheap_popcount64(words[w]);
     }
     if (ndrop == 0)
         return n;
@@ -222,15 +223,6 @@ struct addrindex_leaf {
     uint16_t cum[ADDRSET_LEAF_WORDS]; /* set bits in the words before */
     uint64_t base;                    /* index of the leaf's first address */
 };
-
-/* Without -mpopcnt the builtin is a libgcc call; this is a few ALU ops. */
-static inline unsigned popcount64(uint64_t x)
-{
-    x = x - ((x >> 1) & 0x5555555555555555ull);
-    x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
-    x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
-    return (unsigned)((x * 0x0101010101010101ull) >> 56);
-}
 
 static int index_ok(uint64_t addr)
 {
@@ -328,7 +320,7 @@ static size_t index_rank(struct addrindex *x)
             unsigned c = 0;
             for (size_t w = 0; w < ADDRSET_LEAF_WORDS; w++) {
                 leaf->cum[w] = (uint16_t)c;
-                c += popcount64(leaf->bits[w]);
+                c += pyheap_popcount64(leaf->bits[w]);
             }
             total += c;
         }
@@ -459,7 +451,7 @@ size_t pyheap_addrindex_find(const struct addrindex *x, uint64_t addr)
     uint64_t below = (uint64_t)1 << (bit & 63);
     if (!(word & below))
         return SIZE_MAX;
-    return (size_t)(leaf->base + leaf->cum[bit >> 6] + popcount64(word & (below - 1)));
+    return (size_t)(leaf->base + leaf->cum[bit >> 6] + pyheap_popcount64(word & (below - 1)));
 }
 
 void pyheap_addrindex_free(struct addrindex *x)

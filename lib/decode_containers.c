@@ -12,20 +12,6 @@ static uint64_t u64at(const unsigned char *buf, size_t off)
     return v;
 }
 
-/* Report N pointers stored contiguously at ADDR. -1 if unreadable. */
-static int ref_array(struct walk *w, uint64_t addr, uint64_t n)
-{
-    uint64_t buf[CHUNK_WORDS];
-    for (uint64_t i = 0; i < n; i += CHUNK_WORDS) {
-        uint64_t m = n - i < CHUNK_WORDS ? n - i : CHUNK_WORDS;
-        if (pyheap_walk_read(w, addr + i * 8, buf, m * 8) < 0)
-            return -1;
-        for (uint64_t j = 0; j < m; j++)
-            pyheap_walk_edge(w, buf[j], pyheap_walk_label_index(i + j));
-    }
-    return 0;
-}
-
 static int read_ssize(struct walk *w, uint64_t addr, int64_t *out)
 {
     uint64_t v;
@@ -41,7 +27,7 @@ int pyheap_walk_decode_tuple(struct walk *w, const struct walk_obj *o, uint64_t 
     int64_t n;
     if (read_ssize(w, o->addr + off->ob_size, &n) < 0 || n < 0 || n > WALK_MAX_TUPLE)
         return -1;
-    if (ref_array(w, o->addr + off->tuple_ob_item, (uint64_t)n) < 0)
+    if (pyheap_walk_ref_array(w, o->addr + off->tuple_ob_item, (uint64_t)n) < 0)
         return -1;
     *size = (uint64_t)(o->type->basicsize + o->type->itemsize * n) + pyheap_walk_presize(w, o->type);
     return 0;
@@ -58,7 +44,7 @@ int pyheap_walk_decode_list(struct walk *w, const struct walk_obj *o, uint64_t *
         return -1;
     if (n < 0 || alloc < 0 || n > alloc || alloc > WALK_MAX_LIST || (alloc > 0 && !items))
         return -1;
-    if (n > 0 && ref_array(w, items, (uint64_t)n) < 0)
+    if (n > 0 && pyheap_walk_ref_array(w, items, (uint64_t)n) < 0)
         return -1;
     *size = (uint64_t)(o->type->basicsize + alloc * 8) + pyheap_walk_presize(w, o->type);
     return 0;

@@ -118,15 +118,6 @@ int pyheap_type_lookup(const pyheap_snapshot *s, const char *name,
 
 /* ---- object sets ---- */
 
-/* Without -mpopcnt the builtin is a libgcc call; this is a few ALU ops. */
-static inline unsigned popcount64(uint64_t x)
-{
-    x = x - ((x >> 1) & 0x5555555555555555ULL);
-    x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
-    x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
-    return (unsigned)((x * 0x0101010101010101ULL) >> 56);
-}
-
 /* A set of object indices: one bit per object, a per-word rank (set bits
  * before the word) so members get dense numbers, and the smallest and
  * largest member to skip most bit tests when the set is small. */
@@ -178,7 +169,7 @@ static void oset_seal(struct oset *o)
     size_t c = 0;
     for (size_t w = 0; w < o->nwords; w++) {
         o->wrank[w] = (uint32_t)c;
-        c += popcount64(o->bits[w]);
+        c += pyheap_popcount64(o->bits[w]);
     }
     o->count = c;
 }
@@ -186,7 +177,7 @@ static void oset_seal(struct oset *o)
 static inline uint32_t oset_rank(const struct oset *o, uint32_t i)
 {
     uint64_t below = (1ULL << (i & 63)) - 1;
-    return o->wrank[i >> 6] + popcount64(o->bits[i >> 6] & below);
+    return o->wrank[i >> 6] + pyheap_popcount64(o->bits[i >> 6] & below);
 }
 
 /* ---- shared context ---- */

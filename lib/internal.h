@@ -306,6 +306,16 @@ struct pyheap_target {
     size_t nimage;
 };
 
+/* Set bits of X. Without -mpopcnt __builtin_popcountll is a libgcc call;
+ * this is a few ALU ops (and vectorises in loops). */
+static inline unsigned pyheap_popcount64(uint64_t x)
+{
+    x = x - ((x >> 1) & 0x5555555555555555ULL);
+    x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+    x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+    return (unsigned)((x * 0x0101010101010101ULL) >> 56);
+}
+
 /* Whether [ADDR, ADDR + LEN) lies in one of T's image mappings. */
 static inline bool pyheap_target_in_image(const pyheap_target *t, uint64_t addr, uint64_t len)
 {

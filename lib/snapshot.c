@@ -119,6 +119,19 @@ int pyheap_snapshot_in_object(struct snapshot_in *in, uint64_t addr, uint64_t si
     return 0;
 }
 
+int pyheap_snapshot_in_add_edges(struct snapshot_in *in, const struct snapshot_in *part)
+{
+    if (part->nedges == 0)
+        return 0;
+    if (in->nedges + part->nedges >= (size_t)UINT32_MAX ||
+        grow_bytes(&in->edge, &in->edgecap, in->edgelen + part->edgelen) < 0)
+        return -1;
+    memcpy(in->edge + in->edgelen, part->edge, part->edgelen);
+    in->edgelen += part->edgelen;
+    in->nedges += part->nedges;
+    return 0;
+}
+
 void pyheap_snapshot_in_free(struct snapshot_in *in)
 {
     map_free(in->obj, in->objcap);

@@ -90,6 +90,10 @@ int pyheap_snapshot_in_object(struct snapshot_in *in, uint64_t addr, uint64_t si
  * when out of memory. */
 int pyheap_snapshot_in_append(struct snapshot_in *dst, struct snapshot_in *src);
 void pyheap_snapshot_in_free(struct snapshot_in *in);
+/* Append the edges of PART (edges only: no object) to IN's, for IN's
+ * next object. PART's edges must have been appended as IN's would have
+ * been: its prev was IN's. 0, or -1 when out of memory (or 2^32 edges). */
+int pyheap_snapshot_in_add_edges(struct snapshot_in *in, const struct snapshot_in *part);
 
 /* Keep the first N objects only: the build drops the edges of the rest.
  * Nothing may be appended afterwards. */

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,7 +108,12 @@ struct walk_shared {
     struct seed_block *qhead, *qtail;
     size_t qlen;             /* blocks in the queue (read without the lock
                               * as a hint) */
-    bool qdone;              /* no more blocks will come */
+    bool qdone;              /* no GC list walker is left */
+    int busy;                /* under qlock: threads visiting what they
+                              * took or found, which may hand out a huge
+                              * array's chunks (pyheap_walk_ref_array):
+                              * the queue is done when qdone and none is
+                              * busy */
     uint64_t nrecs;          /* atomic: records flushed by all threads */
     int stop;                /* atomic: a thread hit the process's end,
                               * memory or the object limit */
@@ -166,6 +172,8 @@ struct walk {
     uint64_t gc_mended;        /* torn list links read again and mended */
     uint64_t gc_again;         /* passes again over torn lists */
     unsigned gc_wait_ms;       /* spent waiting for collections to end */
+    uint64_t shared_arrays;    /* huge arrays this thread shared out */
+    uint64_t shared_chunks;    /* chunks of them other threads walked */
 
     /* In front of the type map: valid types by address, direct-mapped
      * (types are never removed during a walk, their descriptions do not
@@ -217,8 +225,12 @@ static void seen_remove(struct walk *w, uint64_t addr)
 #define GC_LISTS_MAX 9     /* generations (at most 8) + the permanent one */
 #define LISTS_DONE 100     /* above any list index */
 
+struct split_task;
+
+/* Seeds, or (TASK set, N 0) a huge array's chunks to help with. */
 struct seed_block {
     struct seed_block *next;
+    struct split_task *task;
     size_t n;
     uint64_t seeds[SEED_BLOCK];
 };
@@ -1447,16 +1459,10 @@ static void drain(struct walk *w)
         visit(w, w->stack[--w->nstack]);
 }
 
-/* Hand W's block of seeds to the other threads. */
-static void seeds_publish(struct walk *w)
+/* Put B at the end of the queue and wake one waiting thread (ALL: every
+ * one). */
+static void queue_put(struct walk_shared *sh, struct seed_block *b, bool all)
 {
-    struct walk_shared *sh = w->sh;
-    struct seed_block *b = w->block;
-    w->block = NULL;
-    if (!b || b->n == 0) {
-        free(b);
-        return;
-    }
     pthread_mutex_lock(&sh->qlock);
     if (sh->qtail)
         sh->qtail->next = b;
@@ -1464,17 +1470,51 @@ static void seeds_publish(struct walk *w)
         sh->qhead = b;
     sh->qtail = b;
     __atomic_store_n(&sh->qlen, sh->qlen + 1, __ATOMIC_RELAXED);
-    pthread_cond_signal(&sh->qcv);
+    if (all)
+        pthread_cond_broadcast(&sh->qcv);
+    else
+        pthread_cond_signal(&sh->qcv);
     pthread_mutex_unlock(&sh->qlock);
 }
 
-/* The next block of seeds, waiting for the walker of the GC lists if
- * needed; NULL when there are no more (or a thread asked all to stop). */
+/* Hand W's block of seeds to the other threads. */
+static void seeds_publish(struct walk *w)
+{
+    struct seed_block *b = w->block;
+    w->block = NULL;
+    if (!b || b->n == 0) {
+        free(b);
+        return;
+    }
+    queue_put(w->sh, b, false);
+}
+
+/* A thread is visiting something it may share out (busy_enter) or is
+ * done with it: when the GC lists' walkers are done and no thread is
+ * busy, the threads waiting for blocks end. */
+static void busy_enter(struct walk_shared *sh)
+{
+    pthread_mutex_lock(&sh->qlock);
+    sh->busy++;
+    pthread_mutex_unlock(&sh->qlock);
+}
+
+static void busy_leave(struct walk_shared *sh)
+{
+    pthread_mutex_lock(&sh->qlock);
+    if (--sh->busy == 0 && sh->qdone)
+        pthread_cond_broadcast(&sh->qcv);
+    pthread_mutex_unlock(&sh->qlock);
+}
+
+/* The next block, waiting for the walkers of the GC lists or a busy
+ * thread if needed; NULL when there are no more (or a thread asked all to
+ * stop). A block returned makes this thread busy (busy_leave when done). */
 static struct seed_block *seeds_take(struct walk *w)
 {
     struct walk_shared *sh = w->sh;
     pthread_mutex_lock(&sh->qlock);
-    while (!sh->qhead && !sh->qdone && !stopping(w))
+    while (!sh->qhead && !(sh->qdone && sh->busy == 0) && !stopping(w))
         pthread_cond_wait(&sh->qcv, &sh->qlock);
     struct seed_block *b = stopping(w) ? NULL : sh->qhead;
     if (b) {
@@ -1482,14 +1522,156 @@ static struct seed_block *seeds_take(struct walk *w)
         if (!sh->qhead)
             sh->qtail = NULL;
         __atomic_store_n(&sh->qlen, sh->qlen - 1, __ATOMIC_RELAXED);
+        sh->busy++;
     }
     pthread_mutex_unlock(&sh->qlock);
     return b;
 }
 
-/* Visit the closure of BLOCK's seeds on this thread, and free it. */
+/* ---- huge arrays shared out ---- */
+
+/* The items of a list or tuple of SPLIT_MIN references or more are walked
+ * in chunks of SPLIT_CHUNK by the thread that found it and every walker
+ * thread waiting for work, not by the first alone: a heap's biggest
+ * container (the list of every instance, a cache) is found when the walk
+ * gets to it, often last, and one thread took 0.2 s over the 8M edges of
+ * the bench heap's list at the end of its census while the other waited.
+ * Each chunk's edges go to a stream of their own, as deltas from the
+ * finder's previous object (its found.prev, which does not move until the
+ * container is recorded); the finder appends them in order, so the
+ * snapshot is the one a single thread makes. The referents a helper
+ * pushes are its own to visit (they stay seen if the container is then
+ * given up, unlike the finder's). */
+#define SPLIT_CHUNK 65536
+#define SPLIT_MIN (2 * SPLIT_CHUNK)
+
+struct split_task {
+    int refs;                 /* atomic: the finder's and the queue's */
+    uint64_t items, n;        /* the array */
+    uint64_t base;            /* the finder's found.prev */
+    unsigned nchunks;
+    unsigned next;            /* atomic: the next chunk to take */
+    unsigned done;            /* atomic: chunks walked or given up */
+    int failed;               /* atomic: one did not read */
+    unsigned helped;          /* atomic: chunks other threads walked */
+    struct snapshot_in *part; /* [nchunks]: each chunk's edges */
+};
+
+static void split_release(struct split_task *k)
+{
+    if (__atomic_sub_fetch(&k->refs, 1, __ATOMIC_ACQ_REL) > 0)
+        return;
+    for (unsigned c = 0; c < k->nchunks; c++)
+        pyheap_snapshot_in_free(&k->part[c]);
+    free(k->part);
+    free(k);
+}
+
+/* Free a block taken off the queue, or dropped from it. */
+static void block_free(struct seed_block *b)
+{
+    if (b && b->task)
+        split_release(b->task);
+    free(b);
+}
+
+/* Report the items [FROM, TO) of the array at ITEMS as edges labelled by
+ * index. -1 if they do not read. */
+static int ref_range(struct walk *w, uint64_t items, uint64_t from, uint64_t to)
+{
+    uint64_t buf[512];
+    for (uint64_t i = from; i < to; i += 512) {
+        uint64_t m = to - i < 512 ? to - i : 512;
+        if (pyheap_walk_read(w, items + i * 8, buf, m * 8) < 0)
+            return -1;
+        for (uint64_t j = 0; j < m; j++)
+            pyheap_walk_edge(w, buf[j], pyheap_walk_label_index(i + j));
+    }
+    return 0;
+}
+
+/* Walk chunk C of K into its own stream (FINDER: W found the array). */
+static void split_chunk(struct walk *w, struct split_task *k, unsigned c, bool finder)
+{
+    bool failed = stopping(w) || w->nomem;
+    if (!failed) {
+        struct snapshot_in mine = w->found;
+        bool in_obj = w->in_obj;
+        memset(&w->found, 0, sizeof w->found);
+        w->found.prev = k->base;
+        w->in_obj = true;
+        uint64_t from = (uint64_t)c * SPLIT_CHUNK;
+        uint64_t to = k->n - from < SPLIT_CHUNK ? k->n : from + SPLIT_CHUNK;
+        failed = ref_range(w, k->items, from, to) < 0 || w->nomem;
+        k->part[c] = w->found;
+        w->found = mine;
+        w->in_obj = in_obj;
+    }
+    if (failed)
+        __atomic_store_n(&k->failed, 1, __ATOMIC_RELAXED);
+    if (!finder)
+        __atomic_add_fetch(&k->helped, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&k->done, 1, __ATOMIC_RELEASE);
+}
+
+/* Take K's chunks until none is left. */
+static void split_run(struct walk *w, struct split_task *k, bool finder)
+{
+    unsigned c;
+    while ((c = __atomic_fetch_add(&k->next, 1, __ATOMIC_RELAXED)) < k->nchunks)
+        split_chunk(w, k, c, finder);
+}
+
+int pyheap_walk_ref_array(struct walk *w, uint64_t items, uint64_t n)
+{
+    struct walk_shared *sh = w->sh;
+    if (n < SPLIT_MIN || !sh->mt || !w->in_obj)
+        return ref_range(w, items, 0, n);
+    unsigned nchunks = (unsigned)((n + SPLIT_CHUNK - 1) / SPLIT_CHUNK);
+    struct split_task *k = calloc(1, sizeof *k);
+    struct seed_block *b = malloc(sizeof *b);
+    struct snapshot_in *part = calloc(nchunks, sizeof *part);
+    if (!k || !b || !part) {   /* alone, then */
+        free(k);
+        free(b);
+        free(part);
+        return ref_range(w, items, 0, n);
+    }
+    *k = (struct split_task){ .refs = 2, .items = items, .n = n, .base = w->found.prev,
+                              .nchunks = nchunks, .part = part };
+    *b = (struct seed_block){ .task = k };
+    queue_put(sh, b, true);
+    split_run(w, k, true);
+    /* The chunks others took are being walked (a chunk is never left
+     * half done): a millisecond or two. */
+    while (__atomic_load_n(&k->done, __ATOMIC_ACQUIRE) < k->nchunks)
+        sched_yield();
+    int rc = __atomic_load_n(&k->failed, __ATOMIC_RELAXED) ? -1 : 0;
+    for (unsigned c = 0; c < nchunks; c++) {
+        if (rc == 0 && pyheap_snapshot_in_add_edges(&w->found, &k->part[c]) < 0) {
+            w->nomem = true;
+            rc = -1;
+        }
+        /* (no thread touches a chunk once it is done; the task itself
+         * lives until the queue lets it go) */
+        pyheap_snapshot_in_free(&k->part[c]);
+    }
+    w->shared_arrays++;
+    w->shared_chunks += __atomic_load_n(&k->helped, __ATOMIC_RELAXED);
+    split_release(k);
+    return rc;
+}
+
+/* Visit the closure of BLOCK's seeds (or help with its array) on this
+ * thread, and free it. */
 static void visit_block(struct walk *w, struct seed_block *b)
 {
+    if (b->task) {
+        split_run(w, b->task, false);
+        block_free(b);
+        drain(w);
+        return;
+    }
     if (w->capstack < w->nstack + b->n &&
         !pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + b->n, sizeof *w->stack)) {
         w->nomem = true;
@@ -1522,6 +1704,7 @@ static void add_seed(struct walk *w, uint64_t addr)
             return;
         }
         w->block->next = NULL;
+        w->block->task = NULL;
         w->block->n = 0;
     }
     w->block->seeds[w->block->n++] = addr;
@@ -1581,9 +1764,15 @@ static void *walk_thread_main(void *arg)
         seeds_publish(w);
         producer_done(sh);
     }
-    while ((b = seeds_take(w)) != NULL && !ended(w))
+    while ((b = seeds_take(w)) != NULL) {
+        if (ended(w)) {
+            busy_leave(sh);
+            break;
+        }
         visit_block(w, b);
-    free(b);
+        busy_leave(sh);
+    }
+    block_free(b);
     if (ended(w))
         stop_all(w->sh);
     return NULL;
@@ -1608,6 +1797,8 @@ static void walk_merge_notes(struct walk *w, const struct walk *x)
     w->gc_tracked_back += x->gc_tracked_back;
     w->gc_mended += x->gc_mended;
     w->gc_again += x->gc_again;
+    w->shared_arrays += x->shared_arrays;
+    w->shared_chunks += x->shared_chunks;
     w->gone |= x->gone;
     w->nomem |= x->nomem;
     w->truncated |= x->truncated;
@@ -1814,9 +2005,11 @@ static void walk_pool_join(struct walk *w, struct walk_pool *p, uint64_t *reads,
     struct walk_shared *sh = w->sh;
     *ran = 1;
     if (sh->mt) {
+        busy_enter(sh);
         seeds_publish(w);
         producer_done(sh);
         drain(w); /* the roots' objects */
+        busy_leave(sh);
         walk_thread_main(w);
     }
     for (unsigned i = 1; i < p->n; i++) {
@@ -1843,7 +2036,7 @@ static void walk_pool_join(struct walk *w, struct walk_pool *p, uint64_t *reads,
     while (sh->qhead) {
         struct seed_block *b = sh->qhead;
         sh->qhead = b->next;
-        free(b);
+        block_free(b);
     }
     sh->qtail = NULL;
 }
@@ -2025,6 +2218,8 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         st.gc_tracked_back = w.gc_tracked_back;
         st.gc_mended = w.gc_mended;
         st.gc_again = w.gc_again;
+        st.shared_arrays = w.shared_arrays;
+        st.shared_chunks = w.shared_chunks;
         uint64_t reads1, bytes1;
         pyheap_mem_counters(t->mem, &reads1, &bytes1);
         st.remote_reads = reads1 - reads0 + xreads;

@@ -194,6 +194,11 @@ uint32_t pyheap_walk_label_index(uint64_t i);
 void pyheap_walk_ref_maybe(struct walk *w, uint64_t addr);
 /* Count one rejected / torn item. */
 void pyheap_walk_skip(struct walk *w);
+/* Report the N references stored contiguously at ITEMS (a list's or
+ * tuple's items) as edges labelled by index; a huge array is shared out
+ * between the walker threads in chunks (walk.c). -1 if a part does not
+ * read (the caller gives the object up). */
+int pyheap_walk_ref_array(struct walk *w, uint64_t items, uint64_t n);
 /* The validated type at ADDR (NULL if ADDR is not a valid type object). */
 const struct walk_type *pyheap_walk_type_get(struct walk *w, uint64_t addr);
 /* The target being walked. */

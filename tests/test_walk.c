@@ -264,6 +264,69 @@ START_TEST(object_limit_exact)
 }
 END_TEST
 
+/* The items of lists and tuples of 131,072 references or more are walked
+ * in chunks by all walker threads (tests/targets/big_arrays.py): every
+ * item is an edge to its own object, in order, labelled by its index, and
+ * the snapshot is the same with 1 to 3 threads; a list one item shorter
+ * is not shared out. */
+START_TEST(huge_arrays)
+{
+    struct kh k;
+    kh_start_script(&k, NULL, PY_DEBIAN, "big_arrays.py", NULL);
+    char path[600];
+    kh_path(&k, "ids", path, sizeof path);
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "%s", path);
+    static uint64_t ids[2 * 4 + 300000 + 200000 + 140000 + 131071 + 16];
+    size_t nids = fread(ids, sizeof ids[0], sizeof ids / sizeof ids[0], f);
+    fclose(f);
+    ck_assert_uint_eq(nids, 2 * 4 + 300000 + 200000 + 140000 + 131071);
+    pyheap_target *t = NULL;
+    pyheap_error e;
+    memset(&e, 0, sizeof e);
+    ck_assert_msg(pyheap_target_open(k.pid, NULL, &t, &e) == 0, "open: %s", e.msg);
+    static const unsigned threads[] = { 1, 2, 3, 2 };
+    size_t objects1 = 0;
+    for (size_t r = 0; r < sizeof threads / sizeof threads[0]; r++) {
+        pyheap_scan_opts so = { .threads = threads[r] };
+        pyheap_snapshot *s = NULL;
+        ck_assert_msg(pyheap_snapshot_take(t, &so, &s, &e) == 0, "scan: %s", e.msg);
+        const pyheap_scan_stats *st = pyheap_snapshot_stats(s);
+        fprintf(stderr, "huge arrays: %u threads: %zu objects, %" PRIu64 " arrays shared out, "
+                "%" PRIu64 " chunks walked by another thread\n", st->threads,
+                pyheap_snapshot_count(s), st->shared_arrays, st->shared_chunks);
+        ck_assert_uint_eq(st->threads, threads[r]);
+        ck_assert_uint_eq(st->shared_arrays, threads[r] > 1 ? 3 : 0);
+        ck_assert_uint_le(st->shared_chunks, threads[r] > 1 ? 5 + 4 + 3 : 0);
+        if (r == 0)
+            objects1 = pyheap_snapshot_count(s);
+        ck_assert_uint_eq(pyheap_snapshot_count(s), objects1);
+        size_t at = 0;
+        for (int c = 0; c < 4; c++) {
+            uint64_t addr = ids[at], len = ids[at + 1];
+            const uint64_t *items = ids + at + 2;
+            at += 2 + len;
+            size_t i = pyheap_snapshot_find(s, addr);
+            ck_assert_msg(i != SIZE_MAX, "container %d not found", c);
+            ck_assert_uint_eq(pyheap_snapshot_nedges(s, i), len);
+            for (size_t j = 0; j < len; j++) {
+                size_t to = pyheap_snapshot_edge_target(s, i, j);
+                char lb[32], want[32];
+                pyheap_snapshot_edge_label(s, i, j, lb, sizeof lb);
+                snprintf(want, sizeof want, "[%zu]", j);
+                ck_assert_msg(pyheap_snapshot_addr(s, to) == items[j] && strcmp(lb, want) == 0,
+                              "container %d, %u threads: edge %zu is %s to %#" PRIx64
+                              ", not %s to %#" PRIx64, c, threads[r], j, lb,
+                              pyheap_snapshot_addr(s, to), want, items[j]);
+            }
+        }
+        pyheap_snapshot_free(s);
+    }
+    pyheap_target_free(t);
+    kh_stop(&k);
+}
+END_TEST
+
 START_TEST(gc_lists_both_ends)
 {
     gc_lists_case(false);
@@ -543,6 +606,7 @@ Suite *suite_walk(void)
     tcase_add_test(tc, walked_before_build);
     tcase_add_test(tc, census_before_build);
     tcase_add_test(tc, threads_agree);
+    tcase_add_test(tc, huge_arrays);
     tcase_add_test(tc, gc_lists_both_ends);
     tcase_add_test(tc, gc_lists_subinterpreter);
     tcase_add_test(tc, instance_attributes);

@@ -524,6 +524,7 @@ static int census(pid_t pid, uint64_t cache_mib, unsigned threads)
     uint64_t objects = st->objects, skipped = st->skipped;
     uint64_t reads = st->remote_reads, rbytes = st->remote_bytes;
     uint64_t tracked = st->gc_tracked, back = st->gc_tracked_back;
+    uint64_t shared = st->shared_arrays, helped = st->shared_chunks;
     unsigned ran = st->threads;
     int truncated = st->truncated;
     double scan_ms = st->scan_ms, build_ms = st->build_ms;
@@ -538,9 +539,10 @@ static int census(pid_t pid, uint64_t cache_mib, unsigned threads)
            ", \"threads\": %u, \"gc_tracked\": %" PRIu64 ", \"gc_tracked_back\": %" PRIu64
            ", \"types\": %zu, \"rss_before_kib\": %ld, \"rss_with_snapshot_kib\": %ld"
            ", \"rss_after_free_kib\": %ld, \"hwm_kib\": %ld, \"pack_ms\": %.3f"
-           ", \"packed_bytes\": %zu}\n",
+           ", \"packed_bytes\": %zu, \"shared_arrays\": %" PRIu64 ", \"shared_chunks\": %" PRIu64
+           "}\n",
            ms, cms, probe.ms, probe.objects, scan_ms, build_ms, objects, skipped, truncated, reads, rbytes, ran,
-           tracked, back, nh, rss0, rss1, rss2, hwm, pack_ms, packed_bytes);
+           tracked, back, nh, rss0, rss1, rss2, hwm, pack_ms, packed_bytes, shared, helped);
     pyheap_target_free(t);
     return 0;
 }

@@ -1,0 +1,39 @@
+"""Huge lists and tuples, whose items the walker threads share out in
+chunks (tests/test_walk.c huge_arrays).
+
+    python big_arrays.py OUTDIR
+
+A list of 300,000 distinct floats, a tuple of 200,000 distinct str, a
+list of 140,000 references to three objects only (None, True and one
+str) and a list of 131,071 ints (one item short of being shared out).
+Writes OUTDIR/ids: per container its id() and length, then the id() of
+each of its items, as native 64-bit words; then OUTDIR/ready, and idles.
+"""
+import array
+import os
+import sys
+import time
+
+
+def main():
+    out = sys.argv[1]
+    floats = [float(i) + 0.5 for i in range(300000)]
+    texts = tuple('item-%d' % i for i in range(200000))
+    few = (None, True, 'few-' + str(len(sys.argv)))
+    repeated = [few[i % 3] for i in range(140000)]
+    short = list(range(1000, 1000 + 131071))
+    ids = array.array('Q')
+    for c in (floats, texts, repeated, short):
+        ids.append(id(c))
+        ids.append(len(c))
+        ids.extend(id(x) for x in c)
+    with open(os.path.join(out, 'ids'), 'wb') as f:
+        ids.tofile(f)
+    with open(os.path.join(out, 'ready'), 'w') as f:
+        f.write('%d\n' % os.getpid())
+    while True:
+        time.sleep(600)
+
+
+if __name__ == '__main__':
+    main()
