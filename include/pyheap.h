@@ -164,11 +164,11 @@ typedef struct pyheap_scan_stats {
                               * counts in gc_tracked only the objects it
                               * adds); not kept */
     uint64_t shared_arrays;  /* lists and tuples of 131,072 items or more
-                              * whose items were walked in chunks by
-                              * several walker threads; not kept */
+                              * whose items were offered in chunks to the
+                              * other walker threads; not kept */
     uint64_t shared_chunks;  /* of their chunks (65,536 items), those
-                              * walked by a thread other than the one that
-                              * found the container; not kept */
+                              * another thread than the one that found the
+                              * container walked; not kept */
 } pyheap_scan_stats;
 
 /* Per-scan time budget: MS milliseconds from now on, every remote read of

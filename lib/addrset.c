@@ -184,7 +184,7 @@ size_t pyheap_addrset_count_except(const struct addrset *s, const uint64_t *drop
      * read in one stream, not the tree's tables. */
     size_t n = 0;
     for (const struct addrset_block *b = s->blocks; b; b = b->next) {
-        const uint64_t *words = b->leaves[0];
+        const uint64_t *words = (const uint64_t *)b->leaves;
         for (size_t w = 0; w < b->nused * ADDRSET_LEAF_WORDS; w++)
             n += pyheap_popcount64(words[w]);
     }

@@ -76,7 +76,7 @@ struct walk_shared {
      * atomic OR in a second bitmap as large as the seen set: claiming every
      * node cost ~5% of a census). The two ends then pass each other by the
      * nodes between two claimed ones, which both walk (the seen set seeds
-     * them once) and the tail's walker takes off its count
+     * them once) and the head's walker takes off its count
      * (gc_list_pass). (One thread alone walking both ends in turns
      * gains nothing: on a heap whose list holds instances first and their
      * lists after, its visits from the head read every list before the
@@ -91,6 +91,7 @@ struct walk_shared {
                               * (LISTS_DONE before, -1 after) */
     int producers;           /* under qlock: walkers still handing out
                               * seeds; qdone when none is left */
+    unsigned walkers;        /* threads walking (set before they start) */
 
     struct typemap_entry *tmap;
     size_t tmap_cap, tmap_used;
@@ -1097,14 +1098,16 @@ static int gc_list_pass(struct walk *w, uint64_t gc, uint64_t head, bool back, i
                 int other = __atomic_load_n(back ? &w->sh->fwd_at : &w->sh->back_at,
                                             __ATOMIC_ACQUIRE);
                 if (back ? other >= idx : other <= idx) {
-                    /* The nodes since this end's last claim lie between
-                     * two claimed nodes, one of each end's: the other end
-                     * walked them too, up to this end's claim. One end
-                     * takes them off its count. */
-                    if (back) {
+                    /* Met: the head's walker stops at a node the tail's
+                     * claimed on its way, which went on past it up to the
+                     * head's last claim: the nodes since that claim were
+                     * walked by both, and the head's walker takes them
+                     * off its count. (Not the tail's: it also stops at
+                     * the last node the head's walker claimed when that
+                     * walked the whole list, and the nodes appended after
+                     * that were walked by the tail's alone.) */
+                    if (!back)
                         w->gc_tracked -= since;
-                        w->gc_tracked_back -= since;
-                    }
                     return 0;
                 }
             }
@@ -1555,6 +1558,7 @@ struct split_task {
     int failed;               /* atomic: one did not read */
     unsigned helped;          /* atomic: chunks other threads walked */
     struct snapshot_in *part; /* [nchunks]: each chunk's edges */
+    unsigned char *walked;    /* [nchunks], atomic: part[c] is done */
 };
 
 static void split_release(struct split_task *k)
@@ -1564,6 +1568,7 @@ static void split_release(struct split_task *k)
     for (unsigned c = 0; c < k->nchunks; c++)
         pyheap_snapshot_in_free(&k->part[c]);
     free(k->part);
+    free(k->walked);
     free(k);
 }
 
@@ -1609,17 +1614,38 @@ static void split_chunk(struct walk *w, struct split_task *k, unsigned c, bool f
     }
     if (failed)
         __atomic_store_n(&k->failed, 1, __ATOMIC_RELAXED);
-    if (!finder)
+    else if (!finder)
         __atomic_add_fetch(&k->helped, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&k->walked[c], 1, __ATOMIC_RELEASE);
     __atomic_add_fetch(&k->done, 1, __ATOMIC_RELEASE);
 }
 
-/* Take K's chunks until none is left. */
-static void split_run(struct walk *w, struct split_task *k, bool finder)
+/* The finder appends K's chunks from *AT on, in order, as long as they are
+ * walked (no thread touches a chunk once it is), and frees them; *RC
+ * becomes -1 once one failed or memory ran out. */
+static void split_append(struct walk *w, struct split_task *k, unsigned *at, int *rc)
+{
+    for (; *at < k->nchunks && __atomic_load_n(&k->walked[*at], __ATOMIC_ACQUIRE); ++*at) {
+        if (__atomic_load_n(&k->failed, __ATOMIC_RELAXED))
+            *rc = -1;
+        if (*rc == 0 && pyheap_snapshot_in_add_edges(&w->found, &k->part[*at]) < 0) {
+            w->nomem = true;
+            *rc = -1;
+        }
+        pyheap_snapshot_in_free(&k->part[*at]);
+    }
+}
+
+/* Take K's chunks until none is left; the finder appends those walked
+ * after each of its own (AT, RC: split_append). */
+static void split_run(struct walk *w, struct split_task *k, bool finder, unsigned *at, int *rc)
 {
     unsigned c;
-    while ((c = __atomic_fetch_add(&k->next, 1, __ATOMIC_RELAXED)) < k->nchunks)
+    while ((c = __atomic_fetch_add(&k->next, 1, __ATOMIC_RELAXED)) < k->nchunks) {
         split_chunk(w, k, c, finder);
+        if (finder)
+            split_append(w, k, at, rc);
+    }
 }
 
 int pyheap_walk_ref_array(struct walk *w, uint64_t items, uint64_t n)
@@ -1631,31 +1657,41 @@ int pyheap_walk_ref_array(struct walk *w, uint64_t items, uint64_t n)
     struct split_task *k = calloc(1, sizeof *k);
     struct seed_block *b = malloc(sizeof *b);
     struct snapshot_in *part = calloc(nchunks, sizeof *part);
-    if (!k || !b || !part) {   /* alone, then */
+    unsigned char *walked = calloc(nchunks, 1);
+    if (!k || !b || !part || !walked) {   /* alone, then */
         free(k);
         free(b);
         free(part);
+        free(walked);
         return ref_range(w, items, 0, n);
     }
-    *k = (struct split_task){ .refs = 2, .items = items, .n = n, .base = w->found.prev,
-                              .nchunks = nchunks, .part = part };
+    /* One block for each other thread that may help (one taker each;
+     * blocks taken once the chunks are gone cost a look), each holding
+     * the task. */
+    unsigned copies = sh->walkers - 1 < nchunks - 1 ? sh->walkers - 1 : nchunks - 1;
+    *k = (struct split_task){ .refs = 1 + (int)copies, .items = items, .n = n,
+                              .base = w->found.prev, .nchunks = nchunks, .part = part,
+                              .walked = walked };
     *b = (struct seed_block){ .task = k };
     queue_put(sh, b, true);
-    split_run(w, k, true);
+    for (unsigned i = 1; i < copies; i++) {
+        struct seed_block *more = malloc(sizeof *more);
+        if (!more) {
+            split_release(k);   /* the reference it would have held */
+            continue;
+        }
+        *more = (struct seed_block){ .task = k };
+        queue_put(sh, more, true);
+    }
+    unsigned at = 0;
+    int rc = 0;
+    split_run(w, k, true, &at, &rc);
     /* The chunks others took are being walked (a chunk is never left
-     * half done): a millisecond or two. */
+     * half done): a millisecond or two. (The task itself lives until the
+     * queue lets it go.) */
     while (__atomic_load_n(&k->done, __ATOMIC_ACQUIRE) < k->nchunks)
         sched_yield();
-    int rc = __atomic_load_n(&k->failed, __ATOMIC_RELAXED) ? -1 : 0;
-    for (unsigned c = 0; c < nchunks; c++) {
-        if (rc == 0 && pyheap_snapshot_in_add_edges(&w->found, &k->part[c]) < 0) {
-            w->nomem = true;
-            rc = -1;
-        }
-        /* (no thread touches a chunk once it is done; the task itself
-         * lives until the queue lets it go) */
-        pyheap_snapshot_in_free(&k->part[c]);
-    }
+    split_append(w, k, &at, &rc);
     w->shared_arrays++;
     w->shared_chunks += __atomic_load_n(&k->helped, __ATOMIC_RELAXED);
     split_release(k);
@@ -1667,7 +1703,7 @@ int pyheap_walk_ref_array(struct walk *w, uint64_t items, uint64_t n)
 static void visit_block(struct walk *w, struct seed_block *b)
 {
     if (b->task) {
-        split_run(w, b->task, false);
+        split_run(w, b->task, false, NULL, NULL);
         block_free(b);
         drain(w);
         return;
@@ -1740,8 +1776,9 @@ static void producer_done(struct walk_shared *sh)
     pthread_mutex_unlock(&sh->qlock);
 }
 
-/* A walker thread: visit the closure of each block of seeds until the
- * walkers of the GC lists are done and the queue is empty. */
+/* A walker thread: visit the closure of each block of seeds (or help with
+ * a huge array) until the walkers of the GC lists are done, the queue is
+ * empty and no thread is busy. */
 static void *walk_thread_main(void *arg)
 {
     struct walk *w = arg;
@@ -1750,8 +1787,8 @@ static void *walk_thread_main(void *arg)
     /* The first thread to get here walks the main interpreter's GC lists
      * from their tails (oldest list first: the forward walker starts with
      * the youngest), then joins the others on the queue. (Should the first
-     * thread get here first, after its own walk, every node is claimed and
-     * this stops at once.) */
+     * thread get here first, after its own walk, the first node it claims
+     * was the other's last, and this stops at once.) */
     if (two_ended(sh) && !__atomic_exchange_n(&sh->back_started, 1, __ATOMIC_ACQ_REL)) {
         uint64_t heads[GC_LISTS_MAX];
         size_t nheads = gc_list_heads(w, sh->interp_both, heads);
@@ -1764,15 +1801,11 @@ static void *walk_thread_main(void *arg)
         seeds_publish(w);
         producer_done(sh);
     }
+    /* (seeds_take returns no block once this thread has ended) */
     while ((b = seeds_take(w)) != NULL) {
-        if (ended(w)) {
-            busy_leave(sh);
-            break;
-        }
         visit_block(w, b);
         busy_leave(sh);
     }
-    block_free(b);
     if (ended(w))
         stop_all(w->sh);
     return NULL;
@@ -1969,6 +2002,7 @@ static void walk_pool_start(struct walk *w, struct walk_pool *p, unsigned nthrea
     p->n = nthreads;
     sh->mt = true; /* before any thread starts */
     sh->producers = two_ended(sh) ? 2 : 1;
+    sh->walkers = nthreads;
     sh->fwd_at = -1;
     sh->back_at = LISTS_DONE;
     uint64_t deadline = pyheap_mem_deadline(w->h.t->mem);
