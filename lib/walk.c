@@ -37,7 +37,10 @@
 struct strtab {
     char **s;
     size_t n, cap;
-    uint32_t *slots; /* hash -> index + 1 */
+    /* open addressing: (hash >> 32) << 32 | (index + 1), 0 empty; the
+     * slot is the hash's high bits, so the table grows without reading
+     * the strings, and a probe reads a string only when they match */
+    uint64_t *slots;
     size_t slot_cap;
 };
 
@@ -369,7 +372,7 @@ static uint64_t str_hash(const char *s)
     uint64_t h = 1469598103934665603ULL;
     for (; *s; s++)
         h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
+    return hash64(h);   /* (FNV's high bits are its best mixed) */
 }
 
 static const struct walk_type *type_lookup(struct walk *w, uint64_t addr, int depth);
@@ -395,13 +398,13 @@ static uint32_t strtab_intern(struct strtab *t, const char *name)
 {
     if ((t->n + 1) * 2 > t->slot_cap) {
         size_t ncap = t->slot_cap ? t->slot_cap * 2 : 1024;
-        uint32_t *n = calloc(ncap, sizeof *n);
+        uint64_t *n = calloc(ncap, sizeof *n);
         if (!n)
             return UINT32_MAX;
         for (size_t i = 0; i < t->slot_cap; i++) {
             if (!t->slots[i])
                 continue;
-            size_t j = str_hash(t->s[t->slots[i] - 1]) & (ncap - 1);
+            size_t j = (size_t)(t->slots[i] >> 32) & (ncap - 1);
             while (n[j])
                 j = (j + 1) & (ncap - 1);
             n[j] = t->slots[i];
@@ -410,10 +413,12 @@ static uint32_t strtab_intern(struct strtab *t, const char *name)
         t->slots = n;
         t->slot_cap = ncap;
     }
-    size_t j = str_hash(name) & (t->slot_cap - 1);
+    uint64_t tag = str_hash(name) >> 32;
+    size_t j = (size_t)tag & (t->slot_cap - 1);
     while (t->slots[j]) {
-        if (strcmp(t->s[t->slots[j] - 1], name) == 0)
-            return t->slots[j] - 1;
+        uint64_t v = t->slots[j];
+        if (v >> 32 == tag && strcmp(t->s[(uint32_t)v - 1], name) == 0)
+            return (uint32_t)v - 1;
         j = (j + 1) & (t->slot_cap - 1);
     }
     if (t->n >= UINT32_MAX - 1 ||
@@ -423,7 +428,7 @@ static uint32_t strtab_intern(struct strtab *t, const char *name)
     if (!copy)
         return UINT32_MAX;
     t->s[t->n] = copy;
-    t->slots[j] = (uint32_t)(t->n + 1);
+    t->slots[j] = tag << 32 | (uint64_t)(t->n + 1);
     return (uint32_t)t->n++;
 }
 

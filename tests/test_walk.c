@@ -268,7 +268,9 @@ END_TEST
  * in chunks by all walker threads (tests/targets/big_arrays.py): every
  * item is an edge to its own object, in order, labelled by its index, and
  * the snapshot is the same with 1 to 3 threads; a list one item shorter
- * is not shared out. */
+ * is not shared out. Two dicts in the same target check the labels of
+ * 200,000 distinct keys (the walk's table of label texts grows through
+ * many sizes) and of keys whose texts the table has already. */
 START_TEST(huge_arrays)
 {
     struct kh k;
@@ -277,10 +279,12 @@ START_TEST(huge_arrays)
     kh_path(&k, "ids", path, sizeof path);
     FILE *f = fopen(path, "rb");
     ck_assert_msg(f != NULL, "%s", path);
-    static uint64_t ids[2 * 4 + 300000 + 200000 + 140000 + 131071 + 16];
+    enum { ARRAYS = 2 * 4 + 300000 + 200000 + 140000 + 131071,
+           DICTS = 2 * 2 + 2 * 200000 + 2 * 200 };
+    static uint64_t ids[ARRAYS + DICTS + 16];
     size_t nids = fread(ids, sizeof ids[0], sizeof ids / sizeof ids[0], f);
     fclose(f);
-    ck_assert_uint_eq(nids, 2 * 4 + 300000 + 200000 + 140000 + 131071);
+    ck_assert_uint_eq(nids, ARRAYS + DICTS);
     pyheap_target *t = NULL;
     pyheap_error e;
     memset(&e, 0, sizeof e);
@@ -318,6 +322,31 @@ START_TEST(huge_arrays)
                               "container %d, %u threads: edge %zu is %s to %#" PRIx64
                               ", not %s to %#" PRIx64, c, threads[r], j, lb,
                               pyheap_snapshot_addr(s, to), want, items[j]);
+            }
+        }
+        /* The dicts (tests/targets/big_arrays.py): each entry is an edge
+         * to its value labelled ['text'] and one to its key labelled
+         * (key), in order; the second dict's keys are other str objects
+         * with the first's texts (the walk interns each text once). */
+        for (int c = 0; c < 2; c++) {
+            uint64_t addr = ids[at], len = ids[at + 1];
+            const uint64_t *kv = ids + at + 2;
+            at += 2 + 2 * len;
+            size_t i = pyheap_snapshot_find(s, addr);
+            ck_assert_msg(i != SIZE_MAX, "dict %d not found", c);
+            ck_assert_uint_eq(pyheap_snapshot_nedges(s, i), 2 * len);
+            for (size_t j = 0; j < len; j++) {
+                char lv[32], lk[32], want[32];
+                pyheap_snapshot_edge_label(s, i, 2 * j, lv, sizeof lv);
+                pyheap_snapshot_edge_label(s, i, 2 * j + 1, lk, sizeof lk);
+                snprintf(want, sizeof want, "['k%07zu']", c ? j * 1000 : j);
+                ck_assert_msg(pyheap_snapshot_addr(s, pyheap_snapshot_edge_target(s, i, 2 * j)) ==
+                                      kv[2 * j + 1] &&
+                                  pyheap_snapshot_addr(s, pyheap_snapshot_edge_target(
+                                                              s, i, 2 * j + 1)) == kv[2 * j] &&
+                                  strcmp(lv, want) == 0 && strcmp(lk, "(key)") == 0,
+                              "dict %d, %u threads: entry %zu is %s, %s, not %s", c, threads[r],
+                              j, lv, lk, want);
             }
         }
         pyheap_snapshot_free(s);

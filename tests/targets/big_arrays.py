@@ -7,7 +7,12 @@ A list of 300,000 distinct floats, a tuple of 200,000 distinct str, a
 list of 140,000 references to three objects only (None, True and one
 str) and a list of 131,071 ints (one item short of being shared out).
 Writes OUTDIR/ids: per container its id() and length, then the id() of
-each of its items, as native 64-bit words; then OUTDIR/ready, and idles.
+each of its items, as native 64-bit words. Then two dicts whose values
+the walker labels by their keys' text (tests/test_walk.c huge_dicts): one
+of 200,000 distinct str keys, one of 200 keys with the same texts as
+every 1000th of those but str objects of their own; per dict its id() and
+length, then per entry the id() of its key and of its value. Then
+OUTDIR/ready, and idles.
 """
 import array
 import os
@@ -27,6 +32,14 @@ def main():
         ids.append(id(c))
         ids.append(len(c))
         ids.extend(id(x) for x in c)
+    keyed = {'k%07d' % i: float(i) + 0.25 for i in range(200000)}
+    again = {''.join(['k', '%07d' % i]): float(-i) for i in range(0, 200000, 1000)}
+    for d in (keyed, again):
+        ids.append(id(d))
+        ids.append(len(d))
+        for k, v in d.items():
+            ids.append(id(k))
+            ids.append(id(v))
     with open(os.path.join(out, 'ids'), 'wb') as f:
         ids.tofile(f)
     with open(os.path.join(out, 'ready'), 'w') as f:
