@@ -24,7 +24,9 @@
  *       snapshot model holds: RSS with the snapshot minus RSS after freeing
  *       it (malloc_trim'd), and this process's peak RSS. census_ms: when the
  *       walk handed out its census (what pyheapd answers `top` with; -1:
- *       none, e.g. a truncated walk).
+ *       none, e.g. a truncated walk); census_cpu_ms: this process's CPU
+ *       time (all threads) until then, steadier than the wall time on a
+ *       shared machine.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -464,7 +466,7 @@ static int sweep(pid_t pid)
 
 /* The census callback: when the walk's answer came (ms since T0). */
 struct census_probe {
-    double t0, ms;
+    double t0, c0, ms, cpu_ms;
     uint64_t objects;
 };
 
@@ -472,6 +474,7 @@ static void census_probe(void *arg, const pyheap_census *c)
 {
     struct census_probe *p = arg;
     p->ms = now_ms() - p->t0;
+    p->cpu_ms = cpu_ms() - p->c0;
     p->objects = pyheap_census_stats(c)->objects;
 }
 
@@ -488,7 +491,7 @@ static int census(pid_t pid, uint64_t cache_mib, unsigned threads)
     pyheap_snapshot *s = NULL;
     double c0 = cpu_ms();
     double t0 = now_ms();
-    struct census_probe probe = { .t0 = t0, .ms = -1 };
+    struct census_probe probe = { .t0 = t0, .c0 = c0, .ms = -1, .cpu_ms = -1 };
     pyheap_scan_opts opts = { .max_cache_bytes = cache_mib << 20, .threads = threads,
                               .census = census_probe, .census_arg = &probe };
     if (pyheap_snapshot_take(t, &opts, &s, &err) < 0) {
@@ -533,7 +536,8 @@ static int census(pid_t pid, uint64_t cache_mib, unsigned threads)
     malloc_trim(0);
     long rss2 = status_kib("VmRSS");
     long hwm = status_kib("VmHWM");
-    printf("{\"ms\": %.3f, \"cpu_ms\": %.3f, \"census_ms\": %.3f, \"census_objects\": %" PRIu64
+    printf("{\"ms\": %.3f, \"cpu_ms\": %.3f, \"census_ms\": %.3f, \"census_cpu_ms\": %.3f"
+           ", \"census_objects\": %" PRIu64
            ", \"scan_ms\": %.3f, \"build_ms\": %.3f, \"objects\": %" PRIu64 ", \"skipped\": %" PRIu64
            ", \"truncated\": %d, \"remote_reads\": %" PRIu64 ", \"remote_bytes\": %" PRIu64
            ", \"threads\": %u, \"gc_tracked\": %" PRIu64 ", \"gc_tracked_back\": %" PRIu64
@@ -541,7 +545,7 @@ static int census(pid_t pid, uint64_t cache_mib, unsigned threads)
            ", \"rss_after_free_kib\": %ld, \"hwm_kib\": %ld, \"pack_ms\": %.3f"
            ", \"packed_bytes\": %zu, \"shared_arrays\": %" PRIu64 ", \"shared_chunks\": %" PRIu64
            "}\n",
-           ms, cms, probe.ms, probe.objects, scan_ms, build_ms, objects, skipped, truncated, reads, rbytes, ran,
+           ms, cms, probe.ms, probe.cpu_ms, probe.objects, scan_ms, build_ms, objects, skipped, truncated, reads, rbytes, ran,
            tracked, back, nh, rss0, rss1, rss2, hwm, pack_ms, packed_bytes, shared, helped);
     pyheap_target_free(t);
     return 0;
