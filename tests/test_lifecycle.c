@@ -89,13 +89,16 @@ START_TEST(killed_mid_scan)
 {
     struct svc e;
     struct svc_target t;
-    /* ~3 million objects: a scan takes well over a second. */
-    svc_start_attached(&e, &t, "counter_target.py", "1500000");
+    /* ~9 million objects: a census takes 0.4-0.6 s on two CPUs here (it
+     * took well over a second when this test was written, and 300 ms
+     * after the request no longer fell inside it), so the target is
+     * killed 100 ms after the request. */
+    svc_start_attached(&e, &t, "counter_target.py", "3000000");
     pid_t pid = t.pid;
     struct bg_top b = { .e = &e, .pid = pid };
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, bg_top_main, &b), 0);
-    test_sleep_ms(300);
+    test_sleep_ms(100);
     svc_target_kill(&t);
     pthread_join(th, NULL);
     /* The scan ends with "gone", quickly, and reports nothing. */
