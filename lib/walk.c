@@ -1559,11 +1559,11 @@ struct split_task {
     uint64_t base;            /* the finder's found.prev */
     unsigned nchunks;
     unsigned next;            /* atomic: the next chunk to take */
-    unsigned done;            /* atomic: chunks walked or given up */
     int failed;               /* atomic: one did not read */
     unsigned helped;          /* atomic: chunks other threads walked */
     struct snapshot_in *part; /* [nchunks]: each chunk's edges */
-    unsigned char *walked;    /* [nchunks], atomic: part[c] is done */
+    unsigned char *walked;    /* [nchunks], atomic: part[c] is walked or
+                               * given up */
 };
 
 static void split_release(struct split_task *k)
@@ -1622,7 +1622,6 @@ static void split_chunk(struct walk *w, struct split_task *k, unsigned c, bool f
     else if (!finder)
         __atomic_add_fetch(&k->helped, 1, __ATOMIC_RELAXED);
     __atomic_store_n(&k->walked[c], 1, __ATOMIC_RELEASE);
-    __atomic_add_fetch(&k->done, 1, __ATOMIC_RELEASE);
 }
 
 /* The finder appends K's chunks from *AT on, in order, as long as they are
@@ -1660,33 +1659,29 @@ int pyheap_walk_ref_array(struct walk *w, uint64_t items, uint64_t n)
         return ref_range(w, items, 0, n);
     unsigned nchunks = (unsigned)((n + SPLIT_CHUNK - 1) / SPLIT_CHUNK);
     struct split_task *k = calloc(1, sizeof *k);
-    struct seed_block *b = malloc(sizeof *b);
     struct snapshot_in *part = calloc(nchunks, sizeof *part);
     unsigned char *walked = calloc(nchunks, 1);
-    if (!k || !b || !part || !walked) {   /* alone, then */
+    if (!k || !part || !walked) {   /* alone, then */
         free(k);
-        free(b);
         free(part);
         free(walked);
         return ref_range(w, items, 0, n);
     }
     /* One block for each other thread that may help (one taker each;
      * blocks taken once the chunks are gone cost a look), each holding
-     * the task. */
+     * the task; without any, the finder walks every chunk. */
     unsigned copies = sh->walkers - 1 < nchunks - 1 ? sh->walkers - 1 : nchunks - 1;
     *k = (struct split_task){ .refs = 1 + (int)copies, .items = items, .n = n,
                               .base = w->found.prev, .nchunks = nchunks, .part = part,
                               .walked = walked };
-    *b = (struct seed_block){ .task = k };
-    queue_put(sh, b, true);
-    for (unsigned i = 1; i < copies; i++) {
-        struct seed_block *more = malloc(sizeof *more);
-        if (!more) {
+    for (unsigned i = 0; i < copies; i++) {
+        struct seed_block *b = malloc(sizeof *b);
+        if (!b) {
             split_release(k);   /* the reference it would have held */
             continue;
         }
-        *more = (struct seed_block){ .task = k };
-        queue_put(sh, more, true);
+        *b = (struct seed_block){ .task = k };
+        queue_put(sh, b, true);
     }
     unsigned at = 0;
     int rc = 0;
@@ -1694,9 +1689,8 @@ int pyheap_walk_ref_array(struct walk *w, uint64_t items, uint64_t n)
     /* The chunks others took are being walked (a chunk is never left
      * half done): a millisecond or two. (The task itself lives until the
      * queue lets it go.) */
-    while (__atomic_load_n(&k->done, __ATOMIC_ACQUIRE) < k->nchunks)
+    for (split_append(w, k, &at, &rc); at < nchunks; split_append(w, k, &at, &rc))
         sched_yield();
-    split_append(w, k, &at, &rc);
     w->shared_arrays++;
     w->shared_chunks += __atomic_load_n(&k->helped, __ATOMIC_RELAXED);
     split_release(k);
