@@ -103,9 +103,11 @@ typedef struct pyheap_scan_opts {
      * them depends on the walk's order) and the snapshot says truncated;
      * a heap of exactly that many is whole. */
     uint64_t max_objects;
-    /* Upper bound on bytes of target memory cached during the scan
-     * (0: default 64 MiB; at least 1 MiB). A bigger cache re-reads less of
-     * the target when its heap is scattered, for that much more memory. */
+    /* Upper bound on bytes of target memory cached during the scan, per
+     * walker thread (0: default, an eighth of the target's resident memory
+     * between 8 and 64 MiB; at least 1 MiB). A bigger cache re-reads less
+     * of the target when its heap is scattered, for that much more
+     * memory. */
     uint64_t max_cache_bytes;
     /* Walker threads (0: 1; at most PYHEAP_MAX_SCAN_THREADS). Each reads
      * the target through its own cache of max_cache_bytes; the seen set,
@@ -134,6 +136,13 @@ typedef struct pyheap_scan_opts {
      * nothing changes under the reader, so a torn GC list is neither
      * waited for (a collection in progress) nor walked again. */
     int stopped;
+    /* Upper bound on the bytes of dict key texts kept as edge labels
+     * (0: default 8 MiB). A value stored under a str or int key is
+     * labelled by the key's text (['key'], [12345678901]); once the
+     * texts kept pass this, a key whose text is not kept yet labels its
+     * value [<str>] or [<int>] instead (counted in key_labels_elided).
+     * Attribute names are always kept. */
+    uint64_t max_label_bytes;
 } pyheap_scan_opts;
 
 #define PYHEAP_MAX_SCAN_THREADS 64
@@ -169,6 +178,9 @@ typedef struct pyheap_scan_stats {
     uint64_t shared_chunks;  /* of their chunks (65,536 items), those
                               * another thread than the one that found the
                               * container walked; not kept */
+    uint64_t key_labels_elided; /* dict values labelled [<str>] or [<int>]
+                              * because their key's text would have passed
+                              * max_label_bytes; not kept */
 } pyheap_scan_stats;
 
 /* Per-scan time budget: MS milliseconds from now on, every remote read of

@@ -134,19 +134,24 @@ uint64_t pyheap_walk_dict_keys_size(struct walk *w, uint64_t keys)
  * FN returns nonzero (returned). VALUES non-zero: a split table. */
 typedef int (*entry_fn)(struct walk *w, uint64_t key, uint64_t value, void *arg);
 
-/* Call FN for each entry with a value (KEYS_ONLY: with a key; the shared
- * keys of split dicts hold no values). */
-static int for_entries_x(struct walk *w, const struct dkeys *d, uint64_t values,
-                         entry_fn fn, void *arg, bool keys_only)
+/* The entries of D to visit. */
+static int64_t entries_scanned(const struct dkeys *d)
+{
+    return d->nentries < WALK_MAX_DICT_SCAN ? d->nentries : WALK_MAX_DICT_SCAN;
+}
+
+/* Call FN for each entry in [FROM, TO) with a value (KEYS_ONLY: with a
+ * key; the shared keys of split dicts hold no values). */
+static int for_entries_range(struct walk *w, const struct dkeys *d, uint64_t values,
+                             int64_t from, int64_t n, entry_fn fn, void *arg, bool keys_only)
 {
     const struct pyheap_offsets *off = &pyheap_walk_target(w)->off;
-    int64_t n = d->nentries < WALK_MAX_DICT_SCAN ? d->nentries : WALK_MAX_DICT_SCAN;
     unsigned char buf[4096];
     uint64_t vbuf[CHUNK_WORDS];
     size_t per = sizeof buf / d->entry_size;
     if (per > CHUNK_WORDS)
         per = CHUNK_WORDS;
-    for (int64_t i = 0; i < n; i += (int64_t)per) {
+    for (int64_t i = from; i < n; i += (int64_t)per) {
         size_t m = (size_t)(n - i) < per ? (size_t)(n - i) : per;
         if (pyheap_walk_read(w, d->entries + (uint64_t)i * d->entry_size, buf, m * d->entry_size) < 0)
             return -1;
@@ -166,6 +171,12 @@ static int for_entries_x(struct walk *w, const struct dkeys *d, uint64_t values,
         }
     }
     return 0;
+}
+
+static int for_entries_x(struct walk *w, const struct dkeys *d, uint64_t values,
+                         entry_fn fn, void *arg, bool keys_only)
+{
+    return for_entries_range(w, d, values, 0, entries_scanned(d), fn, arg, keys_only);
 }
 
 static int for_entries(struct walk *w, const struct dkeys *d, uint64_t values,
@@ -190,6 +201,15 @@ static int ref_value(struct walk *w, uint64_t key, uint64_t value, void *arg)
 {
     pyheap_walk_edge(w, value, pyheap_walk_label_key(w, key, arg != NULL));
     return 0;
+}
+
+/* The entries [FROM, TO) of a combined table (R: entry_range's). */
+static int entry_range(struct walk *w, const struct walk_range *r, uint64_t from, uint64_t to)
+{
+    struct dkeys d = { .entries = r->arg[0], .entry_size = (size_t)r->arg[1],
+                       .general = r->arg[2] != 0 };
+    return for_entries_range(w, &d, 0, (int64_t)from, (int64_t)to, ref_entry, NULL, false) < 0
+               ? -1 : 0;
 }
 
 static int ref_key(struct walk *w, uint64_t key, uint64_t value, void *arg)
@@ -262,8 +282,10 @@ int pyheap_walk_decode_dict(struct walk *w, const struct walk_obj *o, uint64_t *
     if (!h->empty_keys && d.log2_size == 0 && d.nentries == 0 && d.usable == 0 &&
         pyheap_target_in_image(t, keys, off->dict_keys_object))
         h->empty_keys = keys;
-    entry_fn fn = values ? ref_value : ref_entry;
-    if (for_entries(w, &d, values, fn, NULL) < 0)
+    if (values ? for_entries(w, &d, values, ref_value, NULL) < 0
+               : pyheap_walk_split(w, &(struct walk_range){
+                     .fn = entry_range, .n = (uint64_t)entries_scanned(&d),
+                     .arg = { d.entries, d.entry_size, d.general } }) < 0)
         return -1;
     uint64_t sz = (uint64_t)o->type->basicsize;
     if (values)

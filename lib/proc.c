@@ -68,6 +68,19 @@ static ssize_t read_small(const char *path, char *buf, size_t len)
     return (ssize_t)got;
 }
 
+uint64_t pyheap_proc_rss(pid_t pid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
+    unsigned long long size, resident;
+    long page = sysconf(_SC_PAGESIZE);
+    if (read_small(path, buf, sizeof buf) <= 0 || page <= 0 ||
+        sscanf(buf, "%llu %llu", &size, &resident) != 2 ||
+        resident > UINT64_MAX / (unsigned long long)page)
+        return 0;
+    return (uint64_t)resident * (uint64_t)page;
+}
+
 int pyheap_proc_stat(pid_t pid, unsigned long long *start_time, char *state,
                      bool existed, pyheap_error *err)
 {

@@ -35,6 +35,8 @@ int pyheap_proc_err(pyheap_error *err, pid_t pid, const char *what, int sys_errn
                     bool existed);
 
 /* /proc/PID/stat: start time (field 22) and state (field 3). */
+/* Resident bytes of process PID (/proc/PID/statm), 0 if unknown. */
+uint64_t pyheap_proc_rss(pid_t pid);
 int pyheap_proc_stat(pid_t pid, unsigned long long *start_time, char *state,
                      bool existed, pyheap_error *err);
 /* readlink /proc/PID/exe (" (deleted)" kept if present). */

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "addrset.h"
+#include "proc_maps.h"
 #include "snapshot.h"
 #include "walk.h"
 
@@ -44,12 +45,57 @@ struct strtab {
     size_t slot_cap;
 };
 
+/* Label texts: interned in shards by hash, each with its lock (one table
+ * under one lock kept a thread walking a huge dict's keys waiting on the
+ * other), indexed by one count in the order they are added, into blocks
+ * that never move. */
+#define LABEL_SHARDS 16
+#define LABEL_BLOCK 65536
+#define LABELS_MAX (WALK_LBL_PAYLOAD_MAX + 1u)
+#define LABEL_BLOCKS (LABELS_MAX / LABEL_BLOCK)
+#define LABELS_FULL (UINT32_MAX - 1)
+
+/* Open addressing as a strtab's (the index into the blocks); a grown
+ * table keeps the one it replaced (old), which a reader without the lock
+ * may still probe, until the walk ends. */
+struct label_slots {
+    struct label_slots *old;
+    size_t cap;
+    uint64_t slot[];   /* atomic */
+};
+
+struct label_shard {
+    _Alignas(64) pthread_mutex_t lock;
+    struct label_slots *tab;   /* atomic */
+    size_t n;
+};
+
+struct labeltab {
+    struct label_shard shard[LABEL_SHARDS];
+    char **blk[LABEL_BLOCKS]; /* atomic: LABEL_BLOCK texts each */
+    uint32_t n;               /* atomic: texts */
+    size_t bytes;             /* atomic: their bytes, NULs included */
+};
+
+/* Label I's text (I < lt->n, as returned by labeltab_intern). */
+static const char *labeltab_text(struct labeltab *lt, uint32_t i)
+{
+    char **blk = __atomic_load_n(&lt->blk[i / LABEL_BLOCK], __ATOMIC_ACQUIRE);
+    const char *s = blk ? __atomic_load_n(&blk[i % LABEL_BLOCK], __ATOMIC_ACQUIRE) : NULL;
+    return s ? s : "";
+}
+
 #define MAX_EDGES   ((size_t)UINT32_MAX - 1)
 #define MAX_ROOTS   1000000
 #define KEY_TEXT_MAX 40 /* bytes of a dict key shown in a label */
 
 
 #define TCACHE_SIZE 256
+#define DEFAULT_CACHE_MIN ((uint64_t)8 << 20)   /* a walker's cache, by default */
+#define DEFAULT_CACHE_MAX ((uint64_t)64 << 20)
+#define KC_SIZE 8192       /* key labels remembered per walker */
+/* Dict key texts kept as labels, in bytes (pyheap_scan_opts.max_label_bytes) */
+#define DEFAULT_LABEL_BUDGET ((size_t)8 << 20)
 #define SPLIT_CACHE_SIZE 16
 
 struct typemap_entry {
@@ -102,7 +148,11 @@ struct walk_shared {
     size_t ntypes, captypes;
 
     struct strtab names;  /* type names */
-    struct strtab labels; /* label strings */
+    /* Label strings, under their shards' locks (taken inside `lock`,
+     * never around it). New dict key texts stop being added once the
+     * texts pass label_budget bytes (key_label_compute). */
+    struct labeltab labels;
+    size_t label_budget;
 
     /* Several threads: the thread walking the GC lists hands the seeds out
      * in blocks, in list order (about allocation order: neighbours stay
@@ -160,10 +210,11 @@ struct walk {
     char root_prefix[200];
     int root_prio;
 
-    /* key object address -> label of the values stored under it */
-    uint64_t *kc_keys;
-    uint32_t *kc_labels;
-    size_t kc_cap, kc_used;
+    /* key object address -> label of the values stored under it,
+     * direct-mapped (a huge dict's keys pass through once each: a table
+     * of every key cost more to probe than the labels it saved) */
+    struct key_label { uint64_t key; uint32_t label; } *kc; /* [KC_SIZE] */
+    uint64_t key_labels_elided; /* key texts left out: label_budget */
     struct walk_lit {          /* pyheap_walk_label_lit, direct-mapped */
         const char *text;
         enum walk_label_kind kind;
@@ -376,6 +427,7 @@ static uint64_t str_hash(const char *s)
 }
 
 static const struct walk_type *type_lookup(struct walk *w, uint64_t addr, int depth);
+static const struct walk_type *type_cached(struct walk *w, uint64_t addr);
 
 /* Whether WORD, the first word of an object header, is a plausible
  * reference count. 3.14+ (refcnt_split): a uint32 count, a zero
@@ -393,25 +445,34 @@ static bool refcnt_ok(const struct walk *w, uint64_t word)
     return refcnt > 0 && refcnt < WALK_MAX_REFCNT;
 }
 
+/* Rehash the open-addressing table *SLOTS of *CAP slots ((hash >> 32)
+ * << 32 | index + 1; 0 empty) into NCAP slots. 0, or -1 out of memory. */
+static int grow_slots(uint64_t **slots, size_t *cap, size_t ncap)
+{
+    uint64_t *n = calloc(ncap, sizeof *n);
+    if (!n)
+        return -1;
+    for (size_t i = 0; i < *cap; i++) {
+        if (!(*slots)[i])
+            continue;
+        size_t j = (size_t)((*slots)[i] >> 32) & (ncap - 1);
+        while (n[j])
+            j = (j + 1) & (ncap - 1);
+        n[j] = (*slots)[i];
+    }
+    free(*slots);
+    *slots = n;
+    *cap = ncap;
+    return 0;
+}
+
 /* Index of NAME in T, added if new; UINT32_MAX on allocation failure. */
 static uint32_t strtab_intern(struct strtab *t, const char *name)
 {
     if ((t->n + 1) * 2 > t->slot_cap) {
         size_t ncap = t->slot_cap ? t->slot_cap * 2 : 1024;
-        uint64_t *n = calloc(ncap, sizeof *n);
-        if (!n)
+        if (grow_slots(&t->slots, &t->slot_cap, ncap) < 0)
             return UINT32_MAX;
-        for (size_t i = 0; i < t->slot_cap; i++) {
-            if (!t->slots[i])
-                continue;
-            size_t j = (size_t)(t->slots[i] >> 32) & (ncap - 1);
-            while (n[j])
-                j = (j + 1) & (ncap - 1);
-            n[j] = t->slots[i];
-        }
-        free(t->slots);
-        t->slots = n;
-        t->slot_cap = ncap;
     }
     uint64_t tag = str_hash(name) >> 32;
     size_t j = (size_t)tag & (t->slot_cap - 1);
@@ -430,6 +491,146 @@ static uint32_t strtab_intern(struct strtab *t, const char *name)
     t->s[t->n] = copy;
     t->slots[j] = tag << 32 | (uint64_t)(t->n + 1);
     return (uint32_t)t->n++;
+}
+
+/* ---- the label texts ---- */
+
+/* Index of NAME (tag: HASH >> 32) in slot table T, or UINT32_MAX; *AT:
+ * where it would go. Lock-free: T's slots are published (release) after
+ * the texts they index. */
+static uint32_t label_find(struct labeltab *lt, const struct label_slots *t, const char *name,
+                           uint64_t hash, size_t *at)
+{
+    uint64_t tag = hash >> 32;
+    size_t j = (size_t)tag & (t->cap - 1);
+    uint64_t v;
+    while ((v = __atomic_load_n(&t->slot[j], __ATOMIC_ACQUIRE)) != 0) {
+        if (v >> 32 == tag && strcmp(labeltab_text(lt, (uint32_t)v - 1), name) == 0)
+            return (uint32_t)v - 1;
+        j = (j + 1) & (t->cap - 1);
+    }
+    *at = j;
+    return UINT32_MAX;
+}
+
+/* Double SD's slot table (under its lock). 0, or -1 out of memory. */
+static int label_slots_grow(struct label_shard *sd)
+{
+    struct label_slots *t = sd->tab;
+    size_t ncap = t ? t->cap * 2 : 256;
+    struct label_slots *n = calloc(1, sizeof *n + ncap * sizeof n->slot[0]);
+    if (!n)
+        return -1;
+    n->cap = ncap;
+    n->old = t;
+    for (size_t i = 0; t && i < t->cap; i++) {
+        uint64_t v = t->slot[i];
+        if (!v)
+            continue;
+        size_t j = (size_t)(v >> 32) & (ncap - 1);
+        while (n->slot[j])
+            j = (j + 1) & (ncap - 1);
+        n->slot[j] = v;
+    }
+    __atomic_store_n(&sd->tab, n, __ATOMIC_RELEASE);
+    return 0;
+}
+
+/* Index of NAME (hash HASH: str_hash) among the labels, added if new;
+ * UINT32_MAX on allocation failure or when the labels are as many as a
+ * label's payload can index (LABELS_MAX); LABELS_FULL if new and the texts
+ * would pass BUDGET bytes. A text found is found without a lock; one added
+ * is added under the lock of the shard the hash picks (MT). */
+static uint32_t labeltab_intern(struct labeltab *lt, bool mt, const char *name, uint64_t hash,
+                                size_t budget)
+{
+    struct label_shard *sd = &lt->shard[hash & (LABEL_SHARDS - 1)];
+    size_t len = strlen(name) + 1, j;
+    bool full = budget != SIZE_MAX &&
+                (len > budget || __atomic_load_n(&lt->bytes, __ATOMIC_RELAXED) > budget - len);
+    const struct label_slots *t = __atomic_load_n(&sd->tab, __ATOMIC_ACQUIRE);
+    uint32_t r = t ? label_find(lt, t, name, hash, &j) : UINT32_MAX;
+    if (r != UINT32_MAX)
+        return r;
+    if (full)   /* (one added meanwhile by another thread is missed) */
+        return LABELS_FULL;
+    if (mt)
+        pthread_mutex_lock(&sd->lock);
+    if ((sd->n + 1) * 2 > (sd->tab ? sd->tab->cap : 0) && label_slots_grow(sd) < 0)
+        goto out;
+    if ((r = label_find(lt, sd->tab, name, hash, &j)) != UINT32_MAX)
+        goto out;
+    char *copy = malloc(len);
+    if (!copy)
+        goto out;
+    memcpy(copy, name, len);
+    uint32_t i = __atomic_load_n(&lt->n, __ATOMIC_RELAXED);
+    do {
+        if (i >= LABELS_MAX) {
+            free(copy);
+            goto out;
+        }
+    } while (!__atomic_compare_exchange_n(&lt->n, &i, i + 1, true, __ATOMIC_RELAXED,
+                                          __ATOMIC_RELAXED));
+    char ***bp = &lt->blk[i / LABEL_BLOCK];
+    char **blk = __atomic_load_n(bp, __ATOMIC_ACQUIRE);
+    if (!blk) {
+        char **fresh = calloc(LABEL_BLOCK, sizeof *fresh);
+        if (!fresh) {
+            free(copy);   /* a hole at i: the walk fails (nomem) */
+            goto out;
+        }
+        if (__atomic_compare_exchange_n(bp, &blk, fresh, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+            blk = fresh;
+        else
+            free(fresh);
+    }
+    __atomic_store_n(&blk[i % LABEL_BLOCK], copy, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&lt->bytes, len, __ATOMIC_RELAXED);
+    __atomic_store_n(&sd->tab->slot[j], (hash >> 32) << 32 | (uint64_t)(i + 1), __ATOMIC_RELEASE);
+    sd->n++;
+    r = i;
+out:
+    if (mt)
+        pthread_mutex_unlock(&sd->lock);
+    return r;
+}
+
+/* The labels' texts as one array of *N (taken: the table is emptied);
+ * NULL if that cannot be allocated. */
+static char **labeltab_take(struct labeltab *lt, size_t *n)
+{
+    *n = lt->n;
+    char **all = malloc((lt->n ? lt->n : 1) * sizeof *all);
+    if (!all)
+        return NULL;
+    for (size_t i = 0; i < lt->n; i++)
+        all[i] = lt->blk[i / LABEL_BLOCK] ? lt->blk[i / LABEL_BLOCK][i % LABEL_BLOCK] : NULL;
+    for (size_t b = 0; b < LABEL_BLOCKS; b++) {
+        free(lt->blk[b]);
+        lt->blk[b] = NULL;
+    }
+    lt->n = 0;
+    lt->bytes = 0;
+    return all;
+}
+
+static void labeltab_free(struct labeltab *lt)
+{
+    for (size_t i = 0; i < lt->n; i++)
+        if (lt->blk[i / LABEL_BLOCK])
+            free(lt->blk[i / LABEL_BLOCK][i % LABEL_BLOCK]);
+    for (size_t b = 0; b < LABEL_BLOCKS; b++)
+        free(lt->blk[b]);
+    for (size_t k = 0; k < LABEL_SHARDS; k++) {
+        for (struct label_slots *t = lt->shard[k].tab, *o; t; t = o) {
+            o = t->old;
+            free(t);
+        }
+        pthread_mutex_destroy(&lt->shard[k].lock);
+    }
+    memset(lt, 0, sizeof *lt);
 }
 
 static void strtab_free(struct strtab *t)
@@ -452,18 +653,36 @@ uint32_t pyheap_walk_name_intern(struct walk *w, const char *name)
 
 /* ---- edges, labels and roots ---- */
 
-uint32_t pyheap_walk_label(struct walk *w, enum walk_label_kind kind, const char *text)
+/* Whether LABEL's payload indexes the label texts. */
+static bool label_has_text(uint32_t label)
 {
-    sh_lock(w);
-    uint32_t i = strtab_intern(&w->sh->labels, text);
-    sh_unlock(w);
-    if (i == UINT32_MAX) {
-        w->nomem = true;
+    unsigned k = WALK_LBL_KIND(label);
+    return k == LBL_KEY_STR || k == LBL_KEY_TEXT || k == LBL_ATTR || k == LBL_LOCAL ||
+           k == LBL_TEXT;
+}
+
+/* The label of KIND for TEXT, interned unless it is new and the texts
+ * would pass BUDGET bytes (then *FULL is set and LBL_NONE returned). */
+static uint32_t label_intern(struct walk *w, enum walk_label_kind kind, const char *text,
+                             size_t budget, bool *full)
+{
+    uint32_t i = labeltab_intern(&w->sh->labels, w->sh->mt, text, str_hash(text), budget);
+    if (i == LABELS_FULL) {
+        *full = true;
         return WALK_LBL(LBL_NONE, 0);
     }
-    if (i > WALK_LBL_PAYLOAD_MAX)
+    if (i == UINT32_MAX) {
+        /* out of memory, or more labels than a payload indexes */
+        w->nomem |= __atomic_load_n(&w->sh->labels.n, __ATOMIC_RELAXED) < LABELS_MAX;
         return WALK_LBL(LBL_NONE, 0);
+    }
     return WALK_LBL(kind, i);
+}
+
+uint32_t pyheap_walk_label(struct walk *w, enum walk_label_kind kind, const char *text)
+{
+    bool full = false;
+    return label_intern(w, kind, text, SIZE_MAX, &full);
 }
 
 uint32_t pyheap_walk_label_lit(struct walk *w, enum walk_label_kind kind, const char *text)
@@ -481,11 +700,11 @@ uint32_t pyheap_walk_label_lit(struct walk *w, enum walk_label_kind kind, const 
 const char *pyheap_walk_label_text(struct walk *w, uint32_t label)
 {
     uint32_t p = WALK_LBL_PAYLOAD(label);
-    sh_lock(w);
-    /* The strings stay put until the walk ends; only the array moves. */
-    const char *text = p < w->sh->labels.n ? w->sh->labels.s[p] : "";
-    sh_unlock(w);
-    return text;
+    if (!label_has_text(label))
+        return "";
+    /* The texts stay put until the walk ends. */
+    return p < __atomic_load_n(&w->sh->labels.n, __ATOMIC_ACQUIRE) ? labeltab_text(&w->sh->labels, p)
+                                                                   : "";
 }
 
 uint32_t pyheap_walk_label_index(uint64_t i)
@@ -553,12 +772,17 @@ static int read_small_int(struct walk *w, uint64_t addr, int64_t *out)
     return 0;
 }
 
-static uint32_t key_label_compute(struct walk *w, uint64_t key)
+/* The label of the values stored under KEY. Str and int keys are
+ * labelled by their text, interned; once the texts pass the budget, a new
+ * one is left out, the label naming the key's type (*ELIDED set), unless
+ * ATTR (attribute names are few, and paths need them). */
+static uint32_t key_label_compute(struct walk *w, uint64_t key, bool attr, bool *elided)
 {
     uint64_t hdr[2];
     const struct walk_type *t = NULL;
+    size_t budget = attr ? SIZE_MAX : w->sh->label_budget;
     if (pyheap_walk_read(w, key, hdr, sizeof hdr) == 0)
-        t = type_lookup(w, hdr[1], 0);
+        t = type_cached(w, hdr[1]);
     if (!t)
         return pyheap_walk_label_lit(w, LBL_KEY_TEXT, "<?>");
     char buf[4 * KEY_TEXT_MAX + 8];
@@ -567,14 +791,16 @@ static uint32_t key_label_compute(struct walk *w, uint64_t key)
         if (pyheap_walk_str_utf8(w, key, raw, sizeof raw) < 0)
             return pyheap_walk_label_lit(w, LBL_KEY_TEXT, "<str>");
         escape_key(raw, buf);
-        return pyheap_walk_label(w, LBL_KEY_STR, buf);
+        uint32_t l = label_intern(w, LBL_KEY_STR, buf, budget, elided);
+        return *elided ? pyheap_walk_label_lit(w, LBL_KEY_TEXT, "<str>") : l;
     }
     int64_t v;
     if (t->addr == w->h.t->wk.int_ && read_small_int(w, key, &v) == 0) {
         if (v >= 0 && v <= (int64_t)WALK_LBL_PAYLOAD_MAX)
             return WALK_LBL(LBL_KEY_INT, (uint32_t)v);
         snprintf(buf, sizeof buf, "%lld", (long long)v);
-        return pyheap_walk_label(w, LBL_KEY_TEXT, buf);
+        uint32_t l = label_intern(w, LBL_KEY_TEXT, buf, budget, elided);
+        return *elided ? pyheap_walk_label_lit(w, LBL_KEY_TEXT, "<int>") : l;
     }
     if (t->addr == w->h.t->wk.bool_ && read_small_int(w, key, &v) == 0)
         return pyheap_walk_label(w, LBL_KEY_TEXT, v ? "True" : "False");
@@ -587,58 +813,25 @@ static uint32_t key_label_compute(struct walk *w, uint64_t key)
     return pyheap_walk_label(w, LBL_KEY_TEXT, buf);
 }
 
-static int kc_grow(struct walk *w)
-{
-    size_t ncap = w->kc_cap ? w->kc_cap * 2 : 4096;
-    uint64_t *k = calloc(ncap, sizeof *k);
-    uint32_t *l = calloc(ncap, sizeof *l);
-    if (!k || !l) {
-        free(k);
-        free(l);
-        return -1;
-    }
-    for (size_t i = 0; i < w->kc_cap; i++) {
-        if (!w->kc_keys[i])
-            continue;
-        size_t j = hash64(w->kc_keys[i]) & (ncap - 1);
-        while (k[j])
-            j = (j + 1) & (ncap - 1);
-        k[j] = w->kc_keys[i];
-        l[j] = w->kc_labels[i];
-    }
-    free(w->kc_keys);
-    free(w->kc_labels);
-    w->kc_keys = k;
-    w->kc_labels = l;
-    w->kc_cap = ncap;
-    return 0;
-}
-
 uint32_t pyheap_walk_label_key(struct walk *w, uint64_t key, bool attr)
 {
     if (!plausible_addr(key))
         return WALK_LBL(LBL_NONE, 0);
-    if ((w->kc_used + 1) * 2 > w->kc_cap && kc_grow(w) < 0) {
+    if (!w->kc && !(w->kc = calloc(KC_SIZE, sizeof *w->kc))) {
         w->nomem = true;
         return WALK_LBL(LBL_NONE, 0);
     }
-    size_t j = hash64(key) & (w->kc_cap - 1);
+    size_t j = hash64(key) & (KC_SIZE - 1);
     uint32_t l;
-    while (w->kc_keys[j] && w->kc_keys[j] != key)
-        j = (j + 1) & (w->kc_cap - 1);
-    if (w->kc_keys[j]) {
-        l = w->kc_labels[j];
+    if (w->kc[j].key == key) {
+        l = w->kc[j].label;
     } else {
-        l = key_label_compute(w, key);
-        /* Probe again: the computation must not, but could, touch the cache. */
-        j = hash64(key) & (w->kc_cap - 1);
-        while (w->kc_keys[j] && w->kc_keys[j] != key)
-            j = (j + 1) & (w->kc_cap - 1);
-        if (w->kc_keys[j])
-            return attr && WALK_LBL_KIND(l) == LBL_KEY_STR ? WALK_LBL(LBL_ATTR, WALK_LBL_PAYLOAD(l)) : l;
-        w->kc_keys[j] = key;
-        w->kc_labels[j] = l;
-        w->kc_used++;
+        bool elided = false;
+        l = key_label_compute(w, key, attr, &elided);
+        if (elided)   /* not remembered: ATTR may want it */
+            w->key_labels_elided += w->in_obj;   /* (outside: a root's name) */
+        else
+            w->kc[j].key = key, w->kc[j].label = l;
     }
     if (attr && WALK_LBL_KIND(l) == LBL_KEY_STR)
         l = WALK_LBL(LBL_ATTR, WALK_LBL_PAYLOAD(l));
@@ -652,9 +845,11 @@ static void add_root(struct walk *w, uint64_t addr, uint32_t label)
     char lb[300], name[600];
     lb[0] = 0;
     if (WALK_LBL_KIND(label) != LBL_NONE) {
-        sh_lock(w);
-        pyheap_label_render(w->sh->labels.s, w->sh->labels.n, label, lb, sizeof lb);
-        sh_unlock(w);
+        /* the text as label 0 of its own table (a payload without text
+         * is a number) */
+        char *text[1] = { (char *)pyheap_walk_label_text(w, label) };
+        pyheap_label_render(text, 1, label_has_text(label) ? label & ~WALK_LBL_PAYLOAD_MAX : label,
+                            lb, sizeof lb);
     }
     snprintf(name, sizeof name, "%s%s", w->root_prefix, lb);
     char *copy = strdup(name);
@@ -810,9 +1005,25 @@ static const struct walk_type *type_lookup_locked(struct walk *w, uint64_t addr,
     return copy;
 }
 
+/* type_lookup through this thread's cache of valid types (which keeps
+ * the shared lock out of most lookups). */
+static const struct walk_type *type_cached(struct walk *w, uint64_t addr)
+{
+    size_t ci = (size_t)(addr >> 4) & (TCACHE_SIZE - 1);
+    if (w->tcache[ci].addr == addr && addr)
+        return w->tcache[ci].t;
+    const struct walk_type *t = type_lookup(w, addr, 0);
+    if (t) {
+        w->tcache[ci].addr = addr;
+        w->tcache[ci].t = t;
+        w->tcache[ci].pushed = false;
+    }
+    return t;
+}
+
 const struct walk_type *pyheap_walk_type_get(struct walk *w, uint64_t addr)
 {
-    return type_lookup(w, addr, 0);
+    return type_cached(w, addr);
 }
 
 /* ---- visiting one object ---- */
@@ -905,18 +1116,8 @@ static void visit(struct walk *w, uint64_t item)
     }
     const struct walk_type *t = NULL;
     size_t ci = (size_t)(hdr[1] >> 4) & (TCACHE_SIZE - 1);
-    if (refcnt_ok(w, hdr[0])) {
-        if (w->tcache[ci].addr == hdr[1] && hdr[1]) {
-            t = w->tcache[ci].t;
-        } else {
-            t = type_lookup(w, hdr[1], 0);
-            if (t) {
-                w->tcache[ci].addr = hdr[1];
-                w->tcache[ci].t = t;
-                w->tcache[ci].pushed = false;
-            }
-        }
-    }
+    if (refcnt_ok(w, hdr[0]))
+        t = type_cached(w, hdr[1]);
     if (!t) {
         unrecorded(w, addr);
         if (!maybe)
@@ -1430,12 +1631,11 @@ static void walk_free(struct walk *w)
 {
     free(w->stack);
     free(w->unrec);
+    free(w->kc);
     pyheap_snapshot_in_free(&w->found);
     for (size_t i = 0; i < w->nroots; i++)
         free(w->roots[i].name);
     free(w->roots);
-    free(w->kc_keys);
-    free(w->kc_labels);
     memset(w, 0, sizeof *w);
 }
 
@@ -1451,7 +1651,7 @@ static void shared_free(struct walk_shared *sh)
     }
     free(sh->types);
     strtab_free(&sh->names);
-    strtab_free(&sh->labels);
+    labeltab_free(&sh->labels);
     pthread_mutex_destroy(&sh->lock);
     pthread_mutex_destroy(&sh->seen_lock);
     pthread_mutex_destroy(&sh->qlock);
@@ -1538,7 +1738,7 @@ static struct seed_block *seeds_take(struct walk *w)
 
 /* ---- huge arrays shared out ---- */
 
-/* The items of a list or tuple of SPLIT_MIN references or more are walked
+/* The items of a list, tuple or dict of SPLIT_MIN items or more are walked
  * in chunks of SPLIT_CHUNK by the thread that found it and every walker
  * thread waiting for work, not by the first alone: a heap's biggest
  * container (the list of every instance, a cache) is found when the walk
@@ -1551,11 +1751,12 @@ static struct seed_block *seeds_take(struct walk *w)
  * pushes are its own to visit (they stay seen if the container is then
  * given up, unlike the finder's). */
 #define SPLIT_CHUNK 65536
-#define SPLIT_MIN (2 * SPLIT_CHUNK)
+#define SPLIT_MIN WALK_SPLIT_MIN
+_Static_assert(SPLIT_MIN >= 2 * SPLIT_CHUNK, "a shared container has two chunks or more");
 
 struct split_task {
     int refs;                 /* atomic: the finder's and the queue's */
-    uint64_t items, n;        /* the array */
+    struct walk_range r;      /* the container's items */
     uint64_t base;            /* the finder's found.prev */
     unsigned nchunks;
     unsigned next;            /* atomic: the next chunk to take */
@@ -1611,8 +1812,8 @@ static void split_chunk(struct walk *w, struct split_task *k, unsigned c, bool f
         w->found.prev = k->base;
         w->in_obj = true;
         uint64_t from = (uint64_t)c * SPLIT_CHUNK;
-        uint64_t to = k->n - from < SPLIT_CHUNK ? k->n : from + SPLIT_CHUNK;
-        failed = ref_range(w, k->items, from, to) < 0 || w->nomem;
+        uint64_t to = k->r.n - from < SPLIT_CHUNK ? k->r.n : from + SPLIT_CHUNK;
+        failed = k->r.fn(w, &k->r, from, to) < 0 || w->nomem;
         k->part[c] = w->found;
         w->found = mine;
         w->in_obj = in_obj;
@@ -1652,11 +1853,25 @@ static void split_run(struct walk *w, struct split_task *k, bool finder, unsigne
     }
 }
 
+static int array_range(struct walk *w, const struct walk_range *r, uint64_t from, uint64_t to)
+{
+    return ref_range(w, r->arg[0], from, to);
+}
+
 int pyheap_walk_ref_array(struct walk *w, uint64_t items, uint64_t n)
 {
-    struct walk_shared *sh = w->sh;
-    if (n < SPLIT_MIN || !sh->mt || !w->in_obj)
+    if (n < SPLIT_MIN || !w->sh->mt || !w->in_obj)
         return ref_range(w, items, 0, n);
+    return pyheap_walk_split(w, &(struct walk_range){ .fn = array_range, .n = n,
+                                                      .arg = { items } });
+}
+
+int pyheap_walk_split(struct walk *w, const struct walk_range *r)
+{
+    struct walk_shared *sh = w->sh;
+    uint64_t n = r->n;
+    if (n < SPLIT_MIN || !sh->mt || !w->in_obj)
+        return r->fn(w, r, 0, n);
     unsigned nchunks = (unsigned)((n + SPLIT_CHUNK - 1) / SPLIT_CHUNK);
     struct split_task *k = calloc(1, sizeof *k);
     struct snapshot_in *part = calloc(nchunks, sizeof *part);
@@ -1665,13 +1880,13 @@ int pyheap_walk_ref_array(struct walk *w, uint64_t items, uint64_t n)
         free(k);
         free(part);
         free(walked);
-        return ref_range(w, items, 0, n);
+        return r->fn(w, r, 0, n);
     }
     /* One block for each other thread that may help (one taker each;
      * blocks taken once the chunks are gone cost a look), each holding
      * the task; without any, the finder walks every chunk. */
     unsigned copies = sh->walkers - 1 < nchunks - 1 ? sh->walkers - 1 : nchunks - 1;
-    *k = (struct split_task){ .refs = 1 + (int)copies, .items = items, .n = n,
+    *k = (struct split_task){ .refs = 1 + (int)copies, .r = *r,
                               .base = w->found.prev, .nchunks = nchunks, .part = part,
                               .walked = walked };
     for (unsigned i = 0; i < copies; i++) {
@@ -1831,6 +2046,7 @@ static void walk_merge_notes(struct walk *w, const struct walk *x)
     w->gc_again += x->gc_again;
     w->shared_arrays += x->shared_arrays;
     w->shared_chunks += x->shared_chunks;
+    w->key_labels_elided += x->key_labels_elided;
     w->gone |= x->gone;
     w->nomem |= x->nomem;
     w->truncated |= x->truncated;
@@ -2184,6 +2400,8 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     pthread_mutex_init(&sh.lock, &ma);
     pthread_mutexattr_destroy(&ma);
     pthread_mutex_init(&sh.seen_lock, NULL);
+    for (size_t k = 0; k < LABEL_SHARDS; k++)
+        pthread_mutex_init(&sh.labels.shard[k].lock, NULL);
     pthread_mutex_init(&sh.qlock, NULL);
     pthread_cond_init(&sh.qcv, NULL);
     struct walk w;
@@ -2195,11 +2413,23 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     w.max_seen = w.max_objects * 2 + 1000000;
     w.found.tallying = opts && opts->census;
     sh.stopped = opts && opts->stopped != 0;
+    sh.label_budget = opts && opts->max_label_bytes ? opts->max_label_bytes
+                                                    : DEFAULT_LABEL_BUDGET;
     uint64_t reads0, bytes0, xreads = 0, xbytes = 0;
     unsigned ran = 1;
     pyheap_mem_counters(t->mem, &reads0, &bytes0);
     pyheap_mem_cache_clear(t->mem);
-    pyheap_mem_set_cache_cap(t->mem, opts ? opts->max_cache_bytes : 0);
+    /* Each walker's cache: an eighth of the target's resident memory,
+     * between 8 and 64 MiB, unless the caller says (on a 150 MiB heap two
+     * 64 MiB caches read no less and held as much as the heap). */
+    uint64_t cache_cap = opts ? opts->max_cache_bytes : 0;
+    if (!cache_cap) {
+        uint64_t rss = t->pid > 0 ? pyheap_proc_rss(t->pid) : 0;
+        cache_cap = rss ? rss / 8 : DEFAULT_CACHE_MAX;
+        cache_cap = cache_cap < DEFAULT_CACHE_MIN ? DEFAULT_CACHE_MIN
+                    : cache_cap > DEFAULT_CACHE_MAX ? DEFAULT_CACHE_MAX : cache_cap;
+    }
+    pyheap_mem_set_cache_cap(t->mem, cache_cap);
 
     /* Seeds (GC lists) and named roots, on this thread, while the other
      * threads (if any) visit the closure of the seeds handed out so far. */
@@ -2213,7 +2443,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
             break;
         sh.interp_both = next;
     }
-    walk_pool_start(&w, &pool, nthreads, opts ? opts->max_cache_bytes : 0);
+    walk_pool_start(&w, &pool, nthreads, cache_cap);
     for (int n = 0; interp && n < MAX_INTERPRETERS && !stopping(&w); n++) {
         walk_interp(&w, interp);
         if (pyheap_walk_read_u64(&w, interp + off->interp_next, &interp) < 0)
@@ -2253,6 +2483,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         st.gc_again = w.gc_again;
         st.shared_arrays = w.shared_arrays;
         st.shared_chunks = w.shared_chunks;
+        st.key_labels_elided = w.key_labels_elided;
         uint64_t reads1, bytes1;
         pyheap_mem_counters(t->mem, &reads1, &bytes1);
         st.remote_reads = reads1 - reads0 + xreads;
@@ -2281,6 +2512,10 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         }
     }
     walk_pool_merge(&w, &pool, rc == 0 && !w.nomem);   /* (a failed scan drops them) */
+    size_t nlabels = 0;
+    char **labels = rc == 0 && !w.nomem ? labeltab_take(&sh.labels, &nlabels) : NULL;
+    if (!labels)
+        w.nomem = true;
     if (rc == 0 && w.nomem)
         rc = pyheap_err_set(err, PYHEAP_E_NOMEM, ENOMEM, 0,
                             "out of memory while scanning process %d (%zu objects so far)",
@@ -2294,12 +2529,8 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         size_t nnames = sh.names.n;
         sh.names.s = NULL;
         sh.names.n = 0;
-        struct snapshot_graph_in g = {
-            .labels = sh.labels.s, .nlabels = sh.labels.n,
-            .roots = w.roots, .nroots = w.nroots,
-        };
-        sh.labels.s = NULL;
-        sh.labels.n = 0;
+        struct snapshot_graph_in g = { .labels = labels, .nlabels = nlabels,
+                                       .roots = w.roots, .nroots = w.nroots };
         w.roots = NULL; /* names taken too */
         w.nroots = 0;
         /* What only the walk needed goes before the build allocates. */

@@ -199,6 +199,18 @@ void pyheap_walk_skip(struct walk *w);
  * between the walker threads in chunks (walk.c). -1 if a part does not
  * read (the caller gives the object up). */
 int pyheap_walk_ref_array(struct walk *w, uint64_t items, uint64_t n);
+/* A container's N items, reported by FN(w, r, from, to) for the items
+ * [from, to) (0, or -1 if they do not read); ARG: FN's, copied. */
+struct walk_range {
+    int (*fn)(struct walk *w, const struct walk_range *r, uint64_t from, uint64_t to);
+    uint64_t n;
+    uint64_t arg[4];
+};
+/* Report R's items: a huge container's (WALK_SPLIT_MIN items or more) in
+ * chunks shared out between the walker threads, in order (walk.c). -1 if a
+ * part does not read (the caller gives the object up). */
+#define WALK_SPLIT_MIN 131072
+int pyheap_walk_split(struct walk *w, const struct walk_range *r);
 /* The validated type at ADDR (NULL if ADDR is not a valid type object). */
 const struct walk_type *pyheap_walk_type_get(struct walk *w, uint64_t addr);
 /* The target being walked. */

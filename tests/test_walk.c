@@ -271,52 +271,99 @@ END_TEST
  * is not shared out. Two dicts in the same target check the labels of
  * 200,000 distinct keys (the walk's table of label texts grows through
  * many sizes) and of keys whose texts the table has already. */
-START_TEST(huge_arrays)
+/* tests/targets/big_arrays.py's ids file: per container its id, length and
+ * items (dicts: key and value per entry), then an instance and the value
+ * of its attribute. */
+enum { BIG_ARRAYS = 2 * 4 + 300000 + 200000 + 140000 + 131071,
+       BIG_DICTS = 2 * 3 + 2 * 200000 + 2 * 200 + 2 * 1000,
+       BIG_IDS = BIG_ARRAYS + BIG_DICTS + 2 };
+static uint64_t big_ids[BIG_IDS + 16];
+
+static pyheap_target *big_arrays_open(struct kh *k)
 {
-    struct kh k;
-    kh_start_script(&k, NULL, PY_DEBIAN, "big_arrays.py", NULL);
+    kh_start_script(k, NULL, PY_DEBIAN, "big_arrays.py", NULL);
     char path[600];
-    kh_path(&k, "ids", path, sizeof path);
+    kh_path(k, "ids", path, sizeof path);
     FILE *f = fopen(path, "rb");
     ck_assert_msg(f != NULL, "%s", path);
-    enum { ARRAYS = 2 * 4 + 300000 + 200000 + 140000 + 131071,
-           DICTS = 2 * 2 + 2 * 200000 + 2 * 200 };
-    static uint64_t ids[ARRAYS + DICTS + 16];
-    size_t nids = fread(ids, sizeof ids[0], sizeof ids / sizeof ids[0], f);
+    size_t nids = fread(big_ids, sizeof big_ids[0], sizeof big_ids / sizeof big_ids[0], f);
     fclose(f);
-    ck_assert_uint_eq(nids, ARRAYS + DICTS);
+    ck_assert_uint_eq(nids, BIG_IDS);
     pyheap_target *t = NULL;
     pyheap_error e;
     memset(&e, 0, sizeof e);
-    ck_assert_msg(pyheap_target_open(k.pid, NULL, &t, &e) == 0, "open: %s", e.msg);
+    ck_assert_msg(pyheap_target_open(k->pid, NULL, &t, &e) == 0, "open: %s", e.msg);
+    return t;
+}
+
+/* The label of edge J of object I of S. */
+static const char *edge_label(const pyheap_snapshot *s, size_t i, size_t j)
+{
+    static char lb[64];
+    pyheap_snapshot_edge_label(s, i, j, lb, sizeof lb);
+    return lb;
+}
+
+/* Check dict C of big_ids (at *AT, moved past it) in S: each entry is an
+ * edge to its value and one to its key labelled (key), in order. The value
+ * edge's label goes to LABELS[j] (NULL: not kept). */
+static void big_dict_check(const pyheap_snapshot *s, size_t *at, int c, unsigned threads,
+                           char (*labels)[32])
+{
+    uint64_t addr = big_ids[*at], len = big_ids[*at + 1];
+    const uint64_t *kv = big_ids + *at + 2;
+    *at += 2 + 2 * len;
+    size_t i = pyheap_snapshot_find(s, addr);
+    ck_assert_msg(i != SIZE_MAX, "dict %d not found", c);
+    ck_assert_uint_eq(pyheap_snapshot_nedges(s, i), 2 * len);
+    for (size_t j = 0; j < len; j++) {
+        uint64_t to_v = pyheap_snapshot_addr(s, pyheap_snapshot_edge_target(s, i, 2 * j));
+        uint64_t to_k = pyheap_snapshot_addr(s, pyheap_snapshot_edge_target(s, i, 2 * j + 1));
+        ck_assert_msg(to_v == kv[2 * j + 1] && to_k == kv[2 * j] &&
+                          strcmp(edge_label(s, i, 2 * j + 1), "(key)") == 0,
+                      "dict %d, %u threads: entry %zu's edges are wrong", c, threads, j);
+        if (labels)
+            pyheap_snapshot_edge_label(s, i, 2 * j, labels[j], sizeof labels[j]);
+    }
+}
+
+START_TEST(huge_arrays)
+{
+    struct kh k;
+    pyheap_target *t = big_arrays_open(&k);
+    pyheap_error e;
+    memset(&e, 0, sizeof e);
     static const unsigned threads[] = { 1, 2, 3, 2 };
+    static char labels[200000][32];
     size_t objects1 = 0;
     for (size_t r = 0; r < sizeof threads / sizeof threads[0]; r++) {
         pyheap_scan_opts so = { .threads = threads[r] };
         pyheap_snapshot *s = NULL;
         ck_assert_msg(pyheap_snapshot_take(t, &so, &s, &e) == 0, "scan: %s", e.msg);
         const pyheap_scan_stats *st = pyheap_snapshot_stats(s);
-        fprintf(stderr, "huge arrays: %u threads: %zu objects, %" PRIu64 " arrays shared out, "
-                "%" PRIu64 " chunks walked by another thread\n", st->threads,
+        fprintf(stderr, "huge arrays: %u threads: %zu objects, %" PRIu64 " containers shared "
+                "out, %" PRIu64 " chunks walked by another thread\n", st->threads,
                 pyheap_snapshot_count(s), st->shared_arrays, st->shared_chunks);
         ck_assert_uint_eq(st->threads, threads[r]);
-        ck_assert_uint_eq(st->shared_arrays, threads[r] > 1 ? 3 : 0);
-        ck_assert_uint_le(st->shared_chunks, threads[r] > 1 ? 5 + 4 + 3 : 0);
+        /* the 300k list, the 200k tuple, the 140k list and the 200k dict */
+        ck_assert_uint_eq(st->shared_arrays, threads[r] > 1 ? 4 : 0);
+        ck_assert_uint_le(st->shared_chunks, threads[r] > 1 ? 5 + 4 + 3 + 4 : 0);
+        ck_assert_uint_eq(st->key_labels_elided, 0);
         if (r == 0)
             objects1 = pyheap_snapshot_count(s);
         ck_assert_uint_eq(pyheap_snapshot_count(s), objects1);
         size_t at = 0;
         for (int c = 0; c < 4; c++) {
-            uint64_t addr = ids[at], len = ids[at + 1];
-            const uint64_t *items = ids + at + 2;
+            uint64_t addr = big_ids[at], len = big_ids[at + 1];
+            const uint64_t *items = big_ids + at + 2;
             at += 2 + len;
             size_t i = pyheap_snapshot_find(s, addr);
             ck_assert_msg(i != SIZE_MAX, "container %d not found", c);
             ck_assert_uint_eq(pyheap_snapshot_nedges(s, i), len);
             for (size_t j = 0; j < len; j++) {
                 size_t to = pyheap_snapshot_edge_target(s, i, j);
-                char lb[32], want[32];
-                pyheap_snapshot_edge_label(s, i, j, lb, sizeof lb);
+                char want[32];
+                const char *lb = edge_label(s, i, j);
                 snprintf(want, sizeof want, "[%zu]", j);
                 ck_assert_msg(pyheap_snapshot_addr(s, to) == items[j] && strcmp(lb, want) == 0,
                               "container %d, %u threads: edge %zu is %s to %#" PRIx64
@@ -324,31 +371,110 @@ START_TEST(huge_arrays)
                               pyheap_snapshot_addr(s, to), want, items[j]);
             }
         }
-        /* The dicts (tests/targets/big_arrays.py): each entry is an edge
-         * to its value labelled ['text'] and one to its key labelled
-         * (key), in order; the second dict's keys are other str objects
-         * with the first's texts (the walk interns each text once). */
-        for (int c = 0; c < 2; c++) {
-            uint64_t addr = ids[at], len = ids[at + 1];
-            const uint64_t *kv = ids + at + 2;
-            at += 2 + 2 * len;
-            size_t i = pyheap_snapshot_find(s, addr);
-            ck_assert_msg(i != SIZE_MAX, "dict %d not found", c);
-            ck_assert_uint_eq(pyheap_snapshot_nedges(s, i), 2 * len);
+        /* The dicts: values labelled ['text'] by their keys; the second
+         * dict's keys are other str objects with the first's texts (the
+         * walk interns each text once); the third's are ints. */
+        for (int c = 0; c < 3; c++) {
+            size_t len = big_ids[at + 1];
+            big_dict_check(s, &at, c, threads[r], labels);
             for (size_t j = 0; j < len; j++) {
-                char lv[32], lk[32], want[32];
-                pyheap_snapshot_edge_label(s, i, 2 * j, lv, sizeof lv);
-                pyheap_snapshot_edge_label(s, i, 2 * j + 1, lk, sizeof lk);
-                snprintf(want, sizeof want, "['k%07zu']", c ? j * 1000 : j);
-                ck_assert_msg(pyheap_snapshot_addr(s, pyheap_snapshot_edge_target(s, i, 2 * j)) ==
-                                      kv[2 * j + 1] &&
-                                  pyheap_snapshot_addr(s, pyheap_snapshot_edge_target(
-                                                              s, i, 2 * j + 1)) == kv[2 * j] &&
-                                  strcmp(lv, want) == 0 && strcmp(lk, "(key)") == 0,
-                              "dict %d, %u threads: entry %zu is %s, %s, not %s", c, threads[r],
-                              j, lv, lk, want);
+                char want[32];
+                if (c < 2)
+                    snprintf(want, sizeof want, "['k%07zu']", c ? j * 1000 : j);
+                else
+                    snprintf(want, sizeof want, "[%llu]", 1000000000000ULL + 7 * j);
+                ck_assert_msg(strcmp(labels[j], want) == 0,
+                              "dict %d, %u threads: entry %zu is labelled %s, not %s", c,
+                              threads[r], j, labels[j], want);
             }
         }
+        pyheap_snapshot_free(s);
+    }
+    pyheap_target_free(t);
+    kh_stop(&k);
+}
+END_TEST
+
+/* Edges of S labelled TEXT. */
+static size_t count_labelled(const pyheap_snapshot *s, const char *text)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < pyheap_snapshot_count(s); i++)
+        for (size_t j = 0; j < pyheap_snapshot_nedges(s, i); j++)
+            n += strcmp(edge_label(s, i, j), text) == 0;
+    return n;
+}
+
+/* pyheap_scan_opts.max_label_bytes: a dict value whose key's text would
+ * pass it is labelled by the key's type, counted; attribute names are
+ * kept whatever the budget. */
+START_TEST(key_label_budget)
+{
+    struct kh k;
+    pyheap_target *t = big_arrays_open(&k);
+    pyheap_error e;
+    memset(&e, 0, sizeof e);
+    static const struct { uint64_t budget; unsigned threads; } runs[] = {
+        { 1, 1 }, { 1, 2 }, { 400000, 1 }, { 400000, 2 }, { 400000, 3 },
+    };
+    static char keyed[200000][32], again[200][32], ints[1000][32];
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+        pyheap_scan_opts so = { .threads = runs[r].threads, .max_label_bytes = runs[r].budget };
+        pyheap_snapshot *s = NULL;
+        ck_assert_msg(pyheap_snapshot_take(t, &so, &s, &e) == 0, "scan: %s", e.msg);
+        const pyheap_scan_stats *st = pyheap_snapshot_stats(s);
+        size_t at = BIG_ARRAYS;
+        big_dict_check(s, &at, 0, runs[r].threads, keyed);
+        big_dict_check(s, &at, 1, runs[r].threads, again);
+        big_dict_check(s, &at, 2, runs[r].threads, ints);
+        /* every label left out is counted, and only those */
+        size_t elided = count_labelled(s, "[<str>]") + count_labelled(s, "[<int>]");
+        size_t kept = 0;
+        for (size_t j = 0; j < 200000; j++) {
+            char want[32];
+            snprintf(want, sizeof want, "['k%07zu']", j);
+            ck_assert_msg(strcmp(keyed[j], want) == 0 || strcmp(keyed[j], "[<str>]") == 0,
+                          "entry %zu is labelled %s", j, keyed[j]);
+            kept += keyed[j][1] == '\'';
+            /* The same text under another key object: one thread finds
+             * it kept or not alike (threads may miss a text another adds
+             * at that moment). */
+            if (j % 1000 == 0 && runs[r].threads == 1)
+                ck_assert_msg(strcmp(keyed[j], again[j / 1000]) == 0 ||
+                                  (keyed[j][1] != '\'' && strcmp(again[j / 1000], "[<str>]") == 0),
+                              "'k%07zu' is %s in one dict, %s in the other", j, keyed[j],
+                              again[j / 1000]);
+        }
+        for (size_t j = 0; j < 1000; j++) {
+            char want[32];
+            snprintf(want, sizeof want, "[%llu]", 1000000000000ULL + 7 * j);
+            ck_assert_msg(strcmp(ints[j], want) == 0 || strcmp(ints[j], "[<int>]") == 0,
+                          "int entry %zu is labelled %s", j, ints[j]);
+        }
+        fprintf(stderr, "key label budget %" PRIu64 ", %u threads: %zu of 200000 key texts "
+                "kept, %" PRIu64 " left out\n", runs[r].budget, runs[r].threads, kept,
+                st->key_labels_elided);
+        ck_assert_uint_eq(st->key_labels_elided, elided);
+        if (runs[r].budget == 1) {
+            ck_assert_uint_eq(kept, 0);
+            for (size_t j = 0; j < 1000; j++)
+                ck_assert_str_eq(ints[j], "[<int>]");
+        } else {
+            /* 'k0000000' takes 9 bytes; other labels take some of it */
+            ck_assert_uint_gt(kept, 10000);
+            ck_assert_uint_le(kept, runs[r].budget / 9);
+            ck_assert_uint_gt(elided, 200000 - runs[r].budget / 9);
+        }
+        /* the attribute: always named */
+        size_t h = pyheap_snapshot_find(s, big_ids[BIG_IDS - 2]);
+        ck_assert_msg(h != SIZE_MAX, "the instance is not found");
+        bool named = false;
+        for (size_t j = 0; j < pyheap_snapshot_nedges(s, h); j++)
+            named |= pyheap_snapshot_addr(s, pyheap_snapshot_edge_target(s, h, j)) ==
+                         big_ids[BIG_IDS - 1] &&
+                     strcmp(edge_label(s, h, j), ".kept_attribute_name") == 0;
+        ck_assert_msg(named, "budget %" PRIu64 ": the attribute is not labelled by its name",
+                      runs[r].budget);
         pyheap_snapshot_free(s);
     }
     pyheap_target_free(t);
@@ -636,6 +762,7 @@ Suite *suite_walk(void)
     tcase_add_test(tc, census_before_build);
     tcase_add_test(tc, threads_agree);
     tcase_add_test(tc, huge_arrays);
+    tcase_add_test(tc, key_label_budget);
     tcase_add_test(tc, gc_lists_both_ends);
     tcase_add_test(tc, gc_lists_subinterpreter);
     tcase_add_test(tc, instance_attributes);

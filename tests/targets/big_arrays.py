@@ -10,14 +10,21 @@ Writes OUTDIR/ids: per container its id() and length, then the id() of
 each of its items, as native 64-bit words. Then two dicts whose values
 the walker labels by their keys' text (tests/test_walk.c huge_dicts): one
 of 200,000 distinct str keys, one of 200 keys with the same texts as
-every 1000th of those but str objects of their own; per dict its id() and
-length, then per entry the id() of its key and of its value. Then
-OUTDIR/ready, and idles.
+every 1000th of those but str objects of their own, then a dict of 1,000
+int keys above 2**24 (labelled by their text too); per dict its id() and
+length, then per entry the id() of its key and of its value. Last an
+instance of a class and the value of its attribute
+`kept_attribute_name` (tests/test_walk.c key_label_budget: attribute
+names are labels a budget never leaves out). Then OUTDIR/ready, and idles.
 """
 import array
 import os
 import sys
 import time
+
+
+class Holder:
+    pass
 
 
 def main():
@@ -34,12 +41,17 @@ def main():
         ids.extend(id(x) for x in c)
     keyed = {'k%07d' % i: float(i) + 0.25 for i in range(200000)}
     again = {''.join(['k', '%07d' % i]): float(-i) for i in range(0, 200000, 1000)}
-    for d in (keyed, again):
+    bigints = {10**12 + 7 * i: float(i) + 0.75 for i in range(1000)}
+    for d in (keyed, again, bigints):
         ids.append(id(d))
         ids.append(len(d))
         for k, v in d.items():
             ids.append(id(k))
             ids.append(id(v))
+    holder = Holder()
+    holder.kept_attribute_name = ['held']
+    ids.append(id(holder))
+    ids.append(id(holder.kept_attribute_name))
     with open(os.path.join(out, 'ids'), 'wb') as f:
         ids.tofile(f)
     with open(os.path.join(out, 'ready'), 'w') as f:
