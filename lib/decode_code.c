@@ -246,7 +246,7 @@ int pyheap_walk_iframe_refs(struct walk *w, uint64_t iframe, const char *owner)
             uint32_t l = stack;
             if (k < nnames &&
                 pyheap_walk_read_u64(w, names + off->tuple_ob_item + k * 8, &name) == 0) {
-                l = pyheap_walk_label_key(w, name, false);
+                l = pyheap_walk_label_key(w, name, 0);
                 if (WALK_LBL_KIND(l) != LBL_KEY_STR) {
                     l = stack;
                 } else if (owner) {

@@ -185,21 +185,21 @@ static int for_entries(struct walk *w, const struct dkeys *d, uint64_t values,
     return for_entries_x(w, d, values, fn, arg, false);
 }
 
-/* The values and their keys. ARG non-NULL: the values are attributes
- * (.name). */
+/* The values and their keys. ARG: the labels' pyheap_walk_label_key HOW
+ * (an unsigned). */
 static int ref_entry(struct walk *w, uint64_t key, uint64_t value, void *arg)
 {
-    pyheap_walk_edge(w, value, pyheap_walk_label_key(w, key, arg != NULL));
+    pyheap_walk_edge(w, value, pyheap_walk_label_key(w, key, *(const unsigned *)arg));
     pyheap_walk_edge(w, key, WALK_LBL(LBL_DICT_KEY, 0));
     return 0;
 }
 
 /* Split values (a class's shared keys): the dict or instance holds only
  * the values, as gc.get_referents sees it; the class reports the names
- * (pyheap_walk_keys_refs). ARG non-NULL: the values are attributes. */
+ * (pyheap_walk_keys_refs). ARG: as ref_entry's. */
 static int ref_value(struct walk *w, uint64_t key, uint64_t value, void *arg)
 {
-    pyheap_walk_edge(w, value, pyheap_walk_label_key(w, key, arg != NULL));
+    pyheap_walk_edge(w, value, pyheap_walk_label_key(w, key, *(const unsigned *)arg));
     return 0;
 }
 
@@ -208,7 +208,8 @@ static int entry_range(struct walk *w, const struct walk_range *r, uint64_t from
 {
     struct dkeys d = { .entries = r->arg[0], .entry_size = (size_t)r->arg[1],
                        .general = r->arg[2] != 0 };
-    return for_entries_range(w, &d, 0, (int64_t)from, (int64_t)to, ref_entry, NULL, false) < 0
+    unsigned how = (unsigned)r->arg[3];
+    return for_entries_range(w, &d, 0, (int64_t)from, (int64_t)to, ref_entry, &how, false) < 0
                ? -1 : 0;
 }
 
@@ -282,10 +283,11 @@ int pyheap_walk_decode_dict(struct walk *w, const struct walk_obj *o, uint64_t *
     if (!h->empty_keys && d.log2_size == 0 && d.nentries == 0 && d.usable == 0 &&
         pyheap_target_in_image(t, keys, off->dict_keys_object))
         h->empty_keys = keys;
-    if (values ? for_entries(w, &d, values, ref_value, NULL) < 0
+    unsigned plain = 0, how = d.nentries >= WALK_KEY_BUDGET_MIN ? WALK_KEY_BUDGET : 0;
+    if (values ? for_entries(w, &d, values, ref_value, &plain) < 0
                : pyheap_walk_split(w, &(struct walk_range){
                      .fn = entry_range, .n = (uint64_t)entries_scanned(&d),
-                     .arg = { d.entries, d.entry_size, d.general } }) < 0)
+                     .arg = { d.entries, d.entry_size, d.general, how } }) < 0)
         return -1;
     uint64_t sz = (uint64_t)o->type->basicsize;
     if (values)
@@ -333,7 +335,8 @@ static int split_values_refs(struct walk *w, uint64_t values, uint64_t keys,
             return -1;
         for (size_t i = 0; i < n; i++)
             c->label[i] = pyheap_walk_label_key(
-                w, u64at(eb + i * d->entry_size, d->general ? off->dke_key : off->due_key), true);
+                w, u64at(eb + i * d->entry_size, d->general ? off->dke_key : off->due_key),
+                WALK_KEY_ATTR);
         c->keys = keys;
         c->nentries = d->nentries;
         c->usable = d->usable;
@@ -375,7 +378,7 @@ void pyheap_walk_values_refs(struct walk *w, uint64_t values, uint64_t keys)
     }
     if (split_values_refs(w, values, keys, &d, kb) == 0)
         return;
-    int attr = 1;
+    unsigned attr = WALK_KEY_ATTR;
     if (for_entries(w, &d, values, ref_value, &attr) < 0)
         pyheap_walk_skip(w);
 }

@@ -53,7 +53,8 @@ struct strtab {
 #define LABEL_BLOCK 65536
 #define LABELS_MAX (WALK_LBL_PAYLOAD_MAX + 1u)
 #define LABEL_BLOCKS (LABELS_MAX / LABEL_BLOCK)
-#define LABELS_FULL (UINT32_MAX - 1)
+#define LABELS_FULL (UINT32_MAX - 1)     /* labeltab_intern: over the budget */
+#define LABELS_TOOMANY (UINT32_MAX - 2)  /* more than a payload indexes */
 
 /* Open addressing as a strtab's (the index into the blocks); a grown
  * table keeps the one it replaced (old), which a reader without the lock
@@ -537,9 +538,9 @@ static int label_slots_grow(struct label_shard *sd)
 }
 
 /* Index of NAME (hash HASH: str_hash) among the labels, added if new;
- * UINT32_MAX on allocation failure or when the labels are as many as a
- * label's payload can index (LABELS_MAX); LABELS_FULL if new and the texts
- * would pass BUDGET bytes. A text found is found without a lock; one added
+ * UINT32_MAX on allocation failure; LABELS_TOOMANY when the labels are as
+ * many as a label's payload can index (LABELS_MAX); LABELS_FULL if new and
+ * the texts would pass BUDGET bytes. A text found is found without a lock; one added
  * is added under the lock of the shard the hash picks (MT). */
 static uint32_t labeltab_intern(struct labeltab *lt, bool mt, const char *name, uint64_t hash,
                                 size_t budget)
@@ -568,6 +569,7 @@ static uint32_t labeltab_intern(struct labeltab *lt, bool mt, const char *name, 
     do {
         if (i >= LABELS_MAX) {
             free(copy);
+            r = LABELS_TOOMANY;
             goto out;
         }
     } while (!__atomic_compare_exchange_n(&lt->n, &i, i + 1, true, __ATOMIC_RELAXED,
@@ -576,12 +578,14 @@ static uint32_t labeltab_intern(struct labeltab *lt, bool mt, const char *name, 
     char **blk = __atomic_load_n(bp, __ATOMIC_ACQUIRE);
     if (!blk) {
         char **fresh = calloc(LABEL_BLOCK, sizeof *fresh);
-        if (!fresh) {
+        if (!fresh && !(blk = __atomic_load_n(bp, __ATOMIC_ACQUIRE))) {
             free(copy);   /* a hole at i: the walk fails (nomem) */
             goto out;
         }
-        if (__atomic_compare_exchange_n(bp, &blk, fresh, false, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_ACQUIRE))
+        if (!fresh)
+            ;   /* another thread's */
+        else if (__atomic_compare_exchange_n(bp, &blk, fresh, false, __ATOMIC_ACQ_REL,
+                                             __ATOMIC_ACQUIRE))
             blk = fresh;
         else
             free(fresh);
@@ -671,9 +675,10 @@ static uint32_t label_intern(struct walk *w, enum walk_label_kind kind, const ch
         *full = true;
         return WALK_LBL(LBL_NONE, 0);
     }
+    if (i == LABELS_TOOMANY)
+        return WALK_LBL(LBL_NONE, 0);
     if (i == UINT32_MAX) {
-        /* out of memory, or more labels than a payload indexes */
-        w->nomem |= __atomic_load_n(&w->sh->labels.n, __ATOMIC_RELAXED) < LABELS_MAX;
+        w->nomem = true;
         return WALK_LBL(LBL_NONE, 0);
     }
     return WALK_LBL(kind, i);
@@ -773,14 +778,14 @@ static int read_small_int(struct walk *w, uint64_t addr, int64_t *out)
 }
 
 /* The label of the values stored under KEY. Str and int keys are
- * labelled by their text, interned; once the texts pass the budget, a new
- * one is left out, the label naming the key's type (*ELIDED set), unless
- * ATTR (attribute names are few, and paths need them). */
-static uint32_t key_label_compute(struct walk *w, uint64_t key, bool attr, bool *elided)
+ * labelled by their text, interned; with BUDGETED, once the texts pass the
+ * budget, a new one is left out, the label naming the key's type (*ELIDED
+ * set). */
+static uint32_t key_label_compute(struct walk *w, uint64_t key, bool budgeted, bool *elided)
 {
     uint64_t hdr[2];
     const struct walk_type *t = NULL;
-    size_t budget = attr ? SIZE_MAX : w->sh->label_budget;
+    size_t budget = budgeted ? w->sh->label_budget : SIZE_MAX;
     if (pyheap_walk_read(w, key, hdr, sizeof hdr) == 0)
         t = type_cached(w, hdr[1]);
     if (!t)
@@ -813,7 +818,7 @@ static uint32_t key_label_compute(struct walk *w, uint64_t key, bool attr, bool 
     return pyheap_walk_label(w, LBL_KEY_TEXT, buf);
 }
 
-uint32_t pyheap_walk_label_key(struct walk *w, uint64_t key, bool attr)
+uint32_t pyheap_walk_label_key(struct walk *w, uint64_t key, unsigned how)
 {
     if (!plausible_addr(key))
         return WALK_LBL(LBL_NONE, 0);
@@ -827,13 +832,13 @@ uint32_t pyheap_walk_label_key(struct walk *w, uint64_t key, bool attr)
         l = w->kc[j].label;
     } else {
         bool elided = false;
-        l = key_label_compute(w, key, attr, &elided);
-        if (elided)   /* not remembered: ATTR may want it */
+        l = key_label_compute(w, key, (how & WALK_KEY_BUDGET) != 0, &elided);
+        if (elided)   /* not remembered: a use without budget wants it */
             w->key_labels_elided += w->in_obj;   /* (outside: a root's name) */
         else
             w->kc[j].key = key, w->kc[j].label = l;
     }
-    if (attr && WALK_LBL_KIND(l) == LBL_KEY_STR)
+    if ((how & WALK_KEY_ATTR) && WALK_LBL_KIND(l) == LBL_KEY_STR)
         l = WALK_LBL(LBL_ATTR, WALK_LBL_PAYLOAD(l));
     return l;
 }
@@ -1128,8 +1133,10 @@ static void visit(struct walk *w, uint64_t item)
     uint64_t size = 0;
     size_t before = w->nstack;
     struct snapshot_in_mark edges_before = snapshot_in_mark(&w->found);
+    uint64_t elided_before = w->key_labels_elided;
     w->in_obj = true;
     if (decode(w, &o, &size) < 0) {
+        w->key_labels_elided = elided_before;   /* (their edges go) */
         /* Drop what a half-decoded object reported, and take its
          * referents (pushed, not visited) out of the seen set again: an
          * object that refers to one of them later has it visited. */
@@ -1762,6 +1769,7 @@ struct split_task {
     unsigned next;            /* atomic: the next chunk to take */
     int failed;               /* atomic: one did not read */
     unsigned helped;          /* atomic: chunks other threads walked */
+    uint64_t elided;          /* atomic: the chunks' key_labels_elided */
     struct snapshot_in *part; /* [nchunks]: each chunk's edges */
     unsigned char *walked;    /* [nchunks], atomic: part[c] is walked or
                                * given up */
@@ -1813,7 +1821,11 @@ static void split_chunk(struct walk *w, struct split_task *k, unsigned c, bool f
         w->in_obj = true;
         uint64_t from = (uint64_t)c * SPLIT_CHUNK;
         uint64_t to = k->r.n - from < SPLIT_CHUNK ? k->r.n : from + SPLIT_CHUNK;
+        uint64_t elided = w->key_labels_elided;
         failed = k->r.fn(w, &k->r, from, to) < 0 || w->nomem;
+        /* the finder counts them with the container */
+        __atomic_add_fetch(&k->elided, w->key_labels_elided - elided, __ATOMIC_RELAXED);
+        w->key_labels_elided = elided;
         k->part[c] = w->found;
         w->found = mine;
         w->in_obj = in_obj;
@@ -1908,6 +1920,8 @@ int pyheap_walk_split(struct walk *w, const struct walk_range *r)
         sched_yield();
     w->shared_arrays++;
     w->shared_chunks += __atomic_load_n(&k->helped, __ATOMIC_RELAXED);
+    if (rc == 0)
+        w->key_labels_elided += __atomic_load_n(&k->elided, __ATOMIC_RELAXED);
     split_release(k);
     return rc;
 }

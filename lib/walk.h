@@ -183,9 +183,18 @@ uint32_t pyheap_walk_label(struct walk *w, enum walk_label_kind kind, const char
  * must be a literal: its address is never reused for other text. */
 uint32_t pyheap_walk_label_lit(struct walk *w, enum walk_label_kind kind, const char *text);
 /* The label of a dict value stored under the key object KEY: ['text'] for
- * a str, [n] for an int, [<type>] otherwise. ATTR: .text for str keys
- * (instance attributes). Cached per key address. */
-uint32_t pyheap_walk_label_key(struct walk *w, uint64_t key, bool attr);
+ * a str, [n] for an int, [<type>] otherwise; cached per key address. HOW:
+ * WALK_KEY_ATTR: .text for str keys (instance attributes);
+ * WALK_KEY_BUDGET: a big dict's value, whose key's text is kept only
+ * within the scan's budget of label texts (else [<str>] or [<int>],
+ * counted in key_labels_elided). */
+#define WALK_KEY_ATTR   1u
+#define WALK_KEY_BUDGET 2u
+/* Dicts of this many entries or more draw their key texts on the budget
+ * (module and class namespaces, keyword arguments and most data never
+ * do). */
+#define WALK_KEY_BUDGET_MIN 4096
+uint32_t pyheap_walk_label_key(struct walk *w, uint64_t key, unsigned how);
 /* The interned text of a label whose payload is a string ("" if none). */
 const char *pyheap_walk_label_text(struct walk *w, uint32_t label);
 /* Label for a tuple / list item at index I. */

@@ -273,10 +273,10 @@ END_TEST
  * many sizes) and of keys whose texts the table has already. */
 /* tests/targets/big_arrays.py's ids file: per container its id, length and
  * items (dicts: key and value per entry), then an instance and the value
- * of its attribute. */
+ * of its attribute, a generator and the value of its local. */
 enum { BIG_ARRAYS = 2 * 4 + 300000 + 200000 + 140000 + 131071,
-       BIG_DICTS = 2 * 3 + 2 * 200000 + 2 * 200 + 2 * 1000,
-       BIG_IDS = BIG_ARRAYS + BIG_DICTS + 2 };
+       BIG_DICTS = 2 * 3 + 2 * 200000 + 2 * 200 + 2 * 5000,
+       BIG_IDS = BIG_ARRAYS + BIG_DICTS + 4 };
 static uint64_t big_ids[BIG_IDS + 16];
 
 static pyheap_target *big_arrays_open(struct kh *k)
@@ -405,9 +405,23 @@ static size_t count_labelled(const pyheap_snapshot *s, const char *text)
     return n;
 }
 
-/* pyheap_scan_opts.max_label_bytes: a dict value whose key's text would
- * pass it is labelled by the key's type, counted; attribute names are
- * kept whatever the budget. */
+/* Whether S has an edge from the object at FROM to the one at TO whose
+ * label holds TEXT. */
+static bool has_edge(const pyheap_snapshot *s, uint64_t from, uint64_t to, const char *text)
+{
+    size_t i = pyheap_snapshot_find(s, from);
+    ck_assert_msg(i != SIZE_MAX, "object %#" PRIx64 " not found", from);
+    for (size_t j = 0; j < pyheap_snapshot_nedges(s, i); j++)
+        if (pyheap_snapshot_addr(s, pyheap_snapshot_edge_target(s, i, j)) == to &&
+            strstr(edge_label(s, i, j), text))
+            return true;
+    return false;
+}
+
+/* pyheap_scan_opts.max_label_bytes: a value of a dict of 4,096 entries or
+ * more whose key's text would pass it is labelled by the key's type,
+ * counted; smaller dicts' keys, attribute and variable names are kept
+ * whatever the budget. */
 START_TEST(key_label_budget)
 {
     struct kh k;
@@ -417,7 +431,7 @@ START_TEST(key_label_budget)
     static const struct { uint64_t budget; unsigned threads; } runs[] = {
         { 1, 1 }, { 1, 2 }, { 400000, 1 }, { 400000, 2 }, { 400000, 3 },
     };
-    static char keyed[200000][32], again[200][32], ints[1000][32];
+    static char keyed[200000][32], again[200][32], ints[5000][32];
     for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
         pyheap_scan_opts so = { .threads = runs[r].threads, .max_label_bytes = runs[r].budget };
         pyheap_snapshot *s = NULL;
@@ -429,51 +443,60 @@ START_TEST(key_label_budget)
         big_dict_check(s, &at, 2, runs[r].threads, ints);
         /* every label left out is counted, and only those */
         size_t elided = count_labelled(s, "[<str>]") + count_labelled(s, "[<int>]");
-        size_t kept = 0;
+        size_t kept = 0, kept_ints = 0;
         for (size_t j = 0; j < 200000; j++) {
             char want[32];
             snprintf(want, sizeof want, "['k%07zu']", j);
             ck_assert_msg(strcmp(keyed[j], want) == 0 || strcmp(keyed[j], "[<str>]") == 0,
                           "entry %zu is labelled %s", j, keyed[j]);
             kept += keyed[j][1] == '\'';
-            /* The same text under another key object: one thread finds
-             * it kept or not alike (threads may miss a text another adds
-             * at that moment). */
-            if (j % 1000 == 0 && runs[r].threads == 1)
-                ck_assert_msg(strcmp(keyed[j], again[j / 1000]) == 0 ||
-                                  (keyed[j][1] != '\'' && strcmp(again[j / 1000], "[<str>]") == 0),
-                              "'k%07zu' is %s in one dict, %s in the other", j, keyed[j],
-                              again[j / 1000]);
         }
-        for (size_t j = 0; j < 1000; j++) {
+        /* a dict of 200 entries: every key's text, kept or not above */
+        for (size_t j = 0; j < 200; j++) {
+            char want[32];
+            snprintf(want, sizeof want, "['k%07zu']", j * 1000);
+            ck_assert_msg(strcmp(again[j], want) == 0, "budget %" PRIu64 ": entry %zu of the "
+                          "small dict is labelled %s", runs[r].budget, j, again[j]);
+        }
+        for (size_t j = 0; j < 5000; j++) {
             char want[32];
             snprintf(want, sizeof want, "[%llu]", 1000000000000ULL + 7 * j);
             ck_assert_msg(strcmp(ints[j], want) == 0 || strcmp(ints[j], "[<int>]") == 0,
                           "int entry %zu is labelled %s", j, ints[j]);
+            kept_ints += ints[j][1] != '<';
         }
         fprintf(stderr, "key label budget %" PRIu64 ", %u threads: %zu of 200000 key texts "
-                "kept, %" PRIu64 " left out\n", runs[r].budget, runs[r].threads, kept,
-                st->key_labels_elided);
+                "kept, %zu of 5000 int keys, %" PRIu64 " left out\n", runs[r].budget,
+                runs[r].threads, kept, kept_ints, st->key_labels_elided);
         ck_assert_uint_eq(st->key_labels_elided, elided);
         if (runs[r].budget == 1) {
-            ck_assert_uint_eq(kept, 0);
-            for (size_t j = 0; j < 1000; j++)
-                ck_assert_str_eq(ints[j], "[<int>]");
+            /* no text added, but the small dict's, found by the big one's
+             * keys when it was walked first */
+            for (size_t j = 0; j < 200000; j++)
+                ck_assert_msg(keyed[j][1] != '\'' || j % 1000 == 0,
+                              "entry %zu's text is kept: %s", j, keyed[j]);
+            ck_assert_uint_eq(kept_ints, 0);
+            ck_assert_uint_eq(elided, 205000 - kept);
         } else {
             /* 'k0000000' takes 9 bytes; other labels take some of it */
             ck_assert_uint_gt(kept, 10000);
-            ck_assert_uint_le(kept, runs[r].budget / 9);
-            ck_assert_uint_gt(elided, 200000 - runs[r].budget / 9);
+            ck_assert_uint_le(kept + kept_ints, runs[r].budget / 9);
+            ck_assert_uint_gt(elided, 205000 - runs[r].budget / 9);
         }
-        /* the attribute: always named */
-        size_t h = pyheap_snapshot_find(s, big_ids[BIG_IDS - 2]);
-        ck_assert_msg(h != SIZE_MAX, "the instance is not found");
-        bool named = false;
-        for (size_t j = 0; j < pyheap_snapshot_nedges(s, h); j++)
-            named |= pyheap_snapshot_addr(s, pyheap_snapshot_edge_target(s, h, j)) ==
-                         big_ids[BIG_IDS - 1] &&
-                     strcmp(edge_label(s, h, j), ".kept_attribute_name") == 0;
-        ck_assert_msg(named, "budget %" PRIu64 ": the attribute is not labelled by its name",
+        /* an attribute and a generator's local: always named */
+        ck_assert_msg(has_edge(s, big_ids[BIG_IDS - 4], big_ids[BIG_IDS - 3],
+                               ".kept_attribute_name"),
+                      "budget %" PRIu64 ": the attribute is not labelled by its name",
+                      runs[r].budget);
+        ck_assert_msg(has_edge(s, big_ids[BIG_IDS - 2], big_ids[BIG_IDS - 1],
+                               ".f_locals['kept_local_name']"),
+                      "budget %" PRIu64 ": the generator's local is not labelled by its name",
+                      runs[r].budget);
+        /* the main thread's frame (a root): its locals named */
+        bool root = false;
+        for (size_t i = 0; i < pyheap_snapshot_nroots(s); i++)
+            root |= strstr(pyheap_snapshot_root_name(s, i), "main().f_locals['keyed']") != NULL;
+        ck_assert_msg(root, "budget %" PRIu64 ": no root named main().f_locals['keyed']",
                       runs[r].budget);
         pyheap_snapshot_free(s);
     }

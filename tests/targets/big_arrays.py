@@ -10,12 +10,15 @@ Writes OUTDIR/ids: per container its id() and length, then the id() of
 each of its items, as native 64-bit words. Then two dicts whose values
 the walker labels by their keys' text (tests/test_walk.c huge_dicts): one
 of 200,000 distinct str keys, one of 200 keys with the same texts as
-every 1000th of those but str objects of their own, then a dict of 1,000
+every 1000th of those but str objects of their own, then a dict of 5,000
 int keys above 2**24 (labelled by their text too); per dict its id() and
 length, then per entry the id() of its key and of its value. Last an
 instance of a class and the value of its attribute
-`kept_attribute_name` (tests/test_walk.c key_label_budget: attribute
-names are labels a budget never leaves out). Then OUTDIR/ready, and idles.
+`kept_attribute_name`, and a suspended generator and the value of its
+local `kept_local_name` (tests/test_walk.c key_label_budget: attribute
+and variable names are labels the budget of key texts never leaves out,
+nor are the keys of dicts under 4,096 entries). Then OUTDIR/ready, and
+idles.
 """
 import array
 import os
@@ -25,6 +28,11 @@ import time
 
 class Holder:
     pass
+
+
+def pending(kept_local_name):
+    yield
+    return kept_local_name
 
 
 def main():
@@ -41,7 +49,7 @@ def main():
         ids.extend(id(x) for x in c)
     keyed = {'k%07d' % i: float(i) + 0.25 for i in range(200000)}
     again = {''.join(['k', '%07d' % i]): float(-i) for i in range(0, 200000, 1000)}
-    bigints = {10**12 + 7 * i: float(i) + 0.75 for i in range(1000)}
+    bigints = {10**12 + 7 * i: float(i) + 0.75 for i in range(5000)}
     for d in (keyed, again, bigints):
         ids.append(id(d))
         ids.append(len(d))
@@ -52,6 +60,10 @@ def main():
     holder.kept_attribute_name = ['held']
     ids.append(id(holder))
     ids.append(id(holder.kept_attribute_name))
+    suspended = pending(['kept'])
+    next(suspended)
+    ids.append(id(suspended))
+    ids.append(id(suspended.gi_frame.f_locals['kept_local_name']))
     with open(os.path.join(out, 'ids'), 'wb') as f:
         ids.tofile(f)
     with open(os.path.join(out, 'ready'), 'w') as f:
