@@ -667,9 +667,28 @@ static json_t *scan_command(struct pyheapd *d, const struct ucred *peer,
         reply = error_reply(&perr);
         goto out;
     }
-    uint64_t snap_id = pyheapd_history_record(s->hist, s->pid, snap);
     pyheap_error err;
     memset(&err, 0, sizeof err);
+    /* "top" (after the build) and "referrers" without "max_age" say
+     * nothing of the snapshot: their reply goes before it is recorded
+     * (its histogram and packed copy: 0.2-0.35 s at 32M objects), as an
+     * early "top" does; a request with "max_age" arriving meanwhile waits
+     * for it (pending). */
+    if (!answered && to && req->max_age <= 0 &&
+        (req->cmd == PYHEAP_CMD_TOP || req->cmd == PYHEAP_CMD_REFERRERS)) {
+        reply = fn(d, s, snap, req, &err);
+        if (!reply) {
+            reply = lib_error_reply(&err);
+        } else if (json_is_true(json_object_get(reply, "ok")) && say_freeze(reply, &info) < 0) {
+            json_decref(reply);
+            reply = oom_reply();
+        }
+        pyheapd_history_pending(s->hist, 1);
+        pyheapd_send_early(d, to, reply);
+        reply = NULL;
+        answered = 1;
+    }
+    uint64_t snap_id = pyheapd_history_record(s->hist, s->pid, snap);
     reply = answered ? NULL : fn(d, s, snap, req, &err);
     const pyheap_scan_stats *st = pyheap_snapshot_stats(snap);
     double ms = st->scan_ms;

@@ -232,6 +232,34 @@ START_TEST(top_answered_before_build)
 }
 END_TEST
 
+/* A "referrers" (or a "top" after the build) is answered before its
+ * snapshot is recorded (histogram, packed copy): a "max_age" request sent
+ * at once after it waits for that snapshot (the answer promised it), not
+ * scanning again; and the answer is the one a reuse gives. */
+START_TEST(referrers_answered_before_record)
+{
+    struct svc e;
+    struct svc_target t;
+    svc_start_attached(&e, &t, "growth_target.py", "leak");
+    for (int round = 0; round < 3; round++) {
+        json_t *r0 = ok_request(&e, "{\"cmd\":\"referrers\",\"type\":\"str\",\"depth\":2}");
+        ck_assert_ptr_null(json_object_get(r0, "snapshot_reused"));
+        json_t *r1 = ok_request(&e, "{\"cmd\":\"referrers\",\"type\":\"str\",\"depth\":2,"
+                                    "\"max_age\":600}");
+        ck_assert_msg(reused(r1), "round %d: the snapshot the answer promised was not reused",
+                      round);
+        json_t *c1 = without_snapshot_fields(r1);
+        ck_assert_msg(json_equal(r0, c1), "round %d: the reply differs from its snapshot's",
+                      round);
+        json_decref(c1);
+        json_decref(r0);
+        json_decref(r1);
+    }
+    svc_target_kill(&t);
+    svc_fini(&e);
+}
+END_TEST
+
 /* The daemon's log once it has SAY in it, waiting up to MS (the caller
  * frees it; it may lack SAY after all). */
 static char *log_once(struct svc *e, const char *say, int ms)
@@ -428,6 +456,7 @@ Suite *suite_reuse(void)
     tcase_add_test(tc, reuse_bad_values);
     tcase_add_test(tc, top_answered_before_build);
     tcase_add_test(tc, top_early_slow_reader);
+    tcase_add_test(tc, referrers_answered_before_record);
     tcase_add_test(tc, top_early_then_target_exits);
     tcase_add_test(tc, reuse_concurrent);
     suite_add_tcase(s, tc);
