@@ -540,8 +540,8 @@ static int label_slots_grow(struct label_shard *sd)
 /* Index of NAME (hash HASH: str_hash) among the labels, added if new;
  * UINT32_MAX on allocation failure; LABELS_TOOMANY when the labels are as
  * many as a label's payload can index (LABELS_MAX); LABELS_FULL if new and
- * the texts would pass BUDGET bytes. A text found is found without a lock; one added
- * is added under the lock of the shard the hash picks (MT). */
+ * the texts would pass BUDGET bytes. A text there is found without a lock;
+ * a new one is added under the lock of the shard the hash picks (MT). */
 static uint32_t labeltab_intern(struct labeltab *lt, bool mt, const char *name, uint64_t hash,
                                 size_t budget)
 {
@@ -708,8 +708,9 @@ const char *pyheap_walk_label_text(struct walk *w, uint32_t label)
     if (!label_has_text(label))
         return "";
     /* The texts stay put until the walk ends. */
-    return p < __atomic_load_n(&w->sh->labels.n, __ATOMIC_ACQUIRE) ? labeltab_text(&w->sh->labels, p)
-                                                                   : "";
+    if (p >= __atomic_load_n(&w->sh->labels.n, __ATOMIC_ACQUIRE))
+        return "";
+    return labeltab_text(&w->sh->labels, p);
 }
 
 uint32_t pyheap_walk_label_index(uint64_t i)
