@@ -428,7 +428,7 @@ static uint64_t str_hash(const char *s)
 }
 
 static const struct walk_type *type_lookup(struct walk *w, uint64_t addr, int depth);
-static const struct walk_type *type_cached(struct walk *w, uint64_t addr);
+static inline const struct walk_type *type_cached(struct walk *w, uint64_t addr);
 
 /* Whether WORD, the first word of an object header, is a plausible
  * reference count. 3.14+ (refcnt_split): a uint32 count, a zero
@@ -1013,7 +1013,7 @@ static const struct walk_type *type_lookup_locked(struct walk *w, uint64_t addr,
 
 /* type_lookup through this thread's cache of valid types (which keeps
  * the shared lock out of most lookups). */
-static const struct walk_type *type_cached(struct walk *w, uint64_t addr)
+static inline const struct walk_type *type_cached(struct walk *w, uint64_t addr)
 {
     size_t ci = (size_t)(addr >> 4) & (TCACHE_SIZE - 1);
     if (w->tcache[ci].addr == addr && addr)
