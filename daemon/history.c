@@ -446,6 +446,14 @@ void pyheapd_history_pending(struct pyheapd_history *h, int delta)
     pthread_mutex_unlock(&h->lock);
 }
 
+void pyheapd_history_settle(struct pyheapd_history *h)
+{
+    pthread_mutex_lock(&h->lock);
+    while (h->pending > 0)
+        pthread_cond_wait(&h->cv, &h->lock);
+    pthread_mutex_unlock(&h->lock);
+}
+
 struct pyheapd_full *pyheapd_history_full_get(struct pyheapd_history *h, double max_age,
                                               double *age_s)
 {

@@ -74,6 +74,10 @@ uint64_t pyheapd_history_scan_begin(struct pyheapd_history *h);
 /* A scan answered before building its snapshot (+1), and has kept it or
  * failed (-1): until then full_get waits for it. */
 void pyheapd_history_pending(struct pyheapd_history *h, int delta);
+/* Wait until no snapshot promised by an answer already given is still
+ * being built or recorded (the commands that read the history: snapshots,
+ * growth, diff). */
+void pyheapd_history_settle(struct pyheapd_history *h);
 /* The kept full snapshot if its scan began at most MAX_AGE seconds ago,
  * with a reference and its age in *AGE_S; NULL otherwise. Waits for a
  * snapshot being built after an early answer (pyheapd_history_pending). */

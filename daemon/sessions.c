@@ -674,30 +674,35 @@ static json_t *scan_command(struct pyheapd *d, const struct ucred *peer,
      * (its histogram and packed copy: 0.2-0.35 s at 32M objects), as an
      * early "top" does; a request with "max_age" arriving meanwhile waits
      * for it (pending). */
+    int first_oom = 0;
     if (!answered && to && req->max_age <= 0 &&
         (req->cmd == PYHEAP_CMD_TOP || req->cmd == PYHEAP_CMD_REFERRERS)) {
-        reply = fn(d, s, snap, req, &err);
-        if (!reply) {
-            reply = lib_error_reply(&err);
-        } else if (json_is_true(json_object_get(reply, "ok")) && say_freeze(reply, &info) < 0) {
-            json_decref(reply);
-            reply = oom_reply();
+        json_t *first = fn(d, s, snap, req, &err);
+        if (!first) {
+            first = lib_error_reply(&err);
+        } else if (json_is_true(json_object_get(first, "ok")) && say_freeze(first, &info) < 0) {
+            json_decref(first);
+            first = oom_reply();
         }
-        pyheapd_history_pending(s->hist, 1);
-        pyheapd_send_early(d, to, reply);
-        reply = NULL;
-        answered = 1;
+        if (first) {
+            pyheapd_history_pending(s->hist, 1);
+            pyheapd_send_early(d, to, first);
+            answered = 1;
+        } else {
+            first_oom = 1;   /* (answered below, as before) */
+        }
     }
     uint64_t snap_id = pyheapd_history_record(s->hist, s->pid, snap);
-    reply = answered ? NULL : fn(d, s, snap, req, &err);
+    reply = answered ? NULL : first_oom ? oom_reply() : fn(d, s, snap, req, &err);
     const pyheap_scan_stats *st = pyheap_snapshot_stats(snap);
     double ms = st->scan_ms;
     pyheapd_log("%s of pid %d for uid %lu: %llu objects, %llu bytes, %llu skipped, "
-                "scan %.1f ms, request %.1f ms%s%s",
+                "scan %.1f ms, request %.1f ms%s%s%s",
                 pyheap_proto_cmd_name(req->cmd),
                 (int)s->pid, (unsigned long)peer->uid, (unsigned long long)st->objects,
                 (unsigned long long)st->bytes, (unsigned long long)st->skipped, ms, info.wall_ms,
-                st->truncated ? " (truncated)" : "", info.froze ? " (frozen)" : "");
+                st->truncated ? " (truncated)" : "", info.froze ? " (frozen)" : "",
+                answered && to->send_rc < 0 ? " (the client was gone)" : "");
     if (info.froze)
         pyheapd_log("froze pid %d: %zu threads stopped for %.1f ms", (int)s->pid,
                     info.frozen_threads, info.pause_ms);
@@ -861,6 +866,8 @@ static json_t *history_command(struct pyheapd *d, const struct ucred *peer,
     struct pyheapd_session *s = session_for(d, peer, req, &reply);
     if (!s)
         return reply;
+    /* A snapshot whose answer went before it was recorded is listed */
+    pyheapd_history_settle(s->hist);
     reply = pyheap_proto_ok_reply();
     if (!reply || json_object_set_new(reply, "pid", json_integer(s->pid)) < 0) {
         json_decref(reply);
@@ -897,6 +904,7 @@ static json_t *cmd_diff(struct pyheapd *d, const struct ucred *peer, const pyhea
     pyheap_proto_error perr;
     pyheap_snapshot *snap = NULL;
     uint64_t id = 0;
+    pyheapd_history_settle(s->hist);   /* (as history_command) */
     struct pyheapd_kept *k = pyheapd_history_get(s->hist, req->since);
     if (!k) {
         if (req->since)

@@ -136,13 +136,13 @@ typedef struct pyheap_scan_opts {
      * nothing changes under the reader, so a torn GC list is neither
      * waited for (a collection in progress) nor walked again. */
     int stopped;
-    /* Upper bound on the bytes of label texts that the keys of big dicts
-     * (4,096 entries or more) add (0: default 8 MiB). A value stored
-     * under a str or int key is labelled by the key's text (['key'],
-     * [12345678901]); once the label texts pass this, a big dict's key
-     * whose text is not kept yet labels its value [<str>] or [<int>]
-     * instead (counted in key_labels_elided). Smaller dicts' keys,
-     * attribute and variable names are always kept. */
+    /* Bytes of label texts past which the keys of big dicts (4,096
+     * entries or more) add no new text (0: default 8 MiB; all label
+     * texts count). A value stored under a str or int key is labelled by
+     * the key's text (['key'], [12345678901]); once the label texts pass
+     * this, a big dict's key whose text is not kept yet labels its value
+     * [<str>] or [<int>] instead (counted in key_labels_elided). Smaller
+     * dicts' keys, attribute and variable names are always kept. */
     uint64_t max_label_bytes;
 } pyheap_scan_opts;
 
@@ -181,7 +181,9 @@ typedef struct pyheap_scan_stats {
                               * container walked; not kept */
     uint64_t key_labels_elided; /* big dicts' values labelled [<str>] or
                               * [<int>] because their key's text would have
-                              * passed max_label_bytes; not kept */
+                              * passed max_label_bytes (a truncated scan
+                              * may count some of objects it cut); not
+                              * kept */
 } pyheap_scan_stats;
 
 /* Per-scan time budget: MS milliseconds from now on, every remote read of

@@ -191,8 +191,8 @@ uint32_t pyheap_walk_label_lit(struct walk *w, enum walk_label_kind kind, const 
 #define WALK_KEY_ATTR   1u
 #define WALK_KEY_BUDGET 2u
 /* Dicts of this many entries or more draw their key texts on the budget
- * (module and class namespaces, keyword arguments and most data never
- * do). */
+ * (class namespaces, keyword arguments, module namespaces of fewer names
+ * and most data never do). */
 #define WALK_KEY_BUDGET_MIN 4096
 uint32_t pyheap_walk_label_key(struct walk *w, uint64_t key, unsigned how);
 /* The interned text of a label whose payload is a string ("" if none). */
