@@ -34,13 +34,21 @@ pyheapd attached to it, and measures side by side, RUNS times each:
              a fresh scan each time, and ("reuse") with --max-age answering
              from the snapshot of the census just taken: the analysis alone
 
+Then, apart from the sizes, a heap whose biggest object is a cache (the
+most common leak; docs/performance.md "A cache dict"): a dict of N distinct
+str keys (tests/targets/cache_dict.py), with its own pyheapd: the census
+through pyheapd and through the library (2 threads), their peak RSS against
+the target's, pyheapd's after a `referrers float` (half the heap), and the
+dict's key texts left out of the labels (key_labels_elided).
+
 Medians are printed with ratios; everything goes to BUILD_DIR/bench.json.
 
 Environment: BENCH_QUICK=1 (small heaps, short loops), BENCH_SIZES
 (comma-separated N, e.g. 1000000,4000000), BENCH_RUNS (default 3),
 BENCH_COUNT_SECS (counter loop length), BENCH_SKIP (comma-separated parts to
 leave out: inprocess, throughput, referrers; for the one-off 50M-object run),
-PYTHON.
+BENCH_CACHE_DICT (its N keys: default 1000000, 100000 with BENCH_QUICK; 0
+leaves it out), PYTHON.
 """
 import json
 import os
@@ -58,6 +66,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TARGET = os.path.join(ROOT, "tests", "targets", "bench_heap.py")
+CACHE_DICT = os.path.join(ROOT, "tests", "targets", "cache_dict.py")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -182,6 +191,71 @@ def helper(build, mode, pid):
     if r.returncode != 0:
         raise RuntimeError("bench-helper %s: %s" % (mode, r.stderr.strip()))
     return json.loads(r.stdout)
+
+
+def bench_cache_dict(build, python, n, runs, tmp):
+    """The cache-dict heap: census and peaks (see the module's doc)."""
+    log("== cache dict of %d keys: starting the target" % n)
+    p = subprocess.Popen([python, CACHE_DICT, str(n)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    res = {"n": n}
+    d = None
+    try:
+        line = p.stdout.readline()
+        if not line:
+            raise RuntimeError("cache_dict.py did not start (N=%d)" % n)
+        info = json.loads(line)
+        pid = info["ready"]
+        res["target_rss_kib"] = info["VmRSS"]
+        d = Daemon(build, pid, tmp, ["--scan-nice", "0"], "pyheapd-cache-dict")
+        walls, libs = [], []
+        for i in range(runs):
+            k = d.scans_logged()
+            w0 = time.perf_counter()
+            r = d.cli("top", "--by-type", "-n", "5")
+            w1 = time.perf_counter()
+            if r.returncode != 0:
+                raise RuntimeError("pyheap top failed: %s" % r.stderr.strip())
+            d.wait_scans(k + 1)
+            walls.append(w1 - w0)
+            h = subprocess.run([os.path.join(build, "bench-helper"), "census", str(pid), "0", "2"],
+                               capture_output=True, text=True)
+            if h.returncode != 0:
+                raise RuntimeError("bench-helper census: %s" % h.stderr.strip())
+            libs.append(json.loads(h.stdout))
+            log("   run %d: census %.3f s, lib %.3f s (peak %.0f MiB), %d objects, "
+                "%d key texts left out" % (i + 1, walls[-1], libs[-1]["census_ms"] / 1e3,
+                                           libs[-1]["hwm_kib"] / 1024, libs[-1]["objects"],
+                                           libs[-1].get("key_labels_elided", 0)))
+        res["census_s"] = walls
+        res["lib_census_s"] = [x["census_ms"] / 1e3 for x in libs]
+        res["lib_hwm_kib"] = [x["hwm_kib"] for x in libs]
+        res["objects"] = libs[-1]["objects"]
+        res["key_labels_elided"] = libs[-1].get("key_labels_elided")
+        res["daemon_hwm_top_kib"] = proc_status_kib(d.p.pid, "VmHWM")
+        w0 = time.perf_counter()
+        r = d.cli("referrers", "float")
+        res["referrers_s"] = time.perf_counter() - w0 if r.returncode == 0 else None
+        res["daemon_hwm_referrers_kib"] = proc_status_kib(d.p.pid, "VmHWM")
+    finally:
+        if d:
+            d.close()
+        try:
+            p.stdin.close()
+            p.wait(timeout=30)
+        except Exception:
+            p.kill()
+            p.wait()
+    rss = res["target_rss_kib"]
+    res["summary"] = {
+        "census_s": median(res["census_s"]),
+        "lib_census_s": median(res["lib_census_s"]),
+        "lib_hwm_vs_target_rss": median(res["lib_hwm_kib"]) / rss,
+        "daemon_hwm_top_vs_target_rss": res["daemon_hwm_top_kib"] / rss,
+        "daemon_hwm_referrers_vs_target_rss": res["daemon_hwm_referrers_kib"] / rss,
+        "referrers_s": res["referrers_s"],
+    }
+    return res
 
 
 def bench_size(build, python, n, runs, count_secs, tmp, skip=()):
@@ -465,6 +539,7 @@ def main():
         print("bench: %s cannot import objgraph (install python3-objgraph: "
               "`make deps`)" % python, file=sys.stderr)
         return 1
+    cache_n = int(os.environ.get("BENCH_CACHE_DICT", "100000" if quick else "1000000"))
     out = {"machine": machine(), "runs": runs, "count_secs": count_secs, "sizes": []}
     tmp = tempfile.mkdtemp(prefix="pyheap-bench.")
     try:
@@ -472,6 +547,8 @@ def main():
             res = bench_size(build, python, n, runs, count_secs, tmp, skip)
             res["summary"] = summarize(res)
             out["sizes"].append(res)
+        if cache_n > 0:
+            out["cache_dict"] = bench_cache_dict(build, python, cache_n, runs, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     path = os.path.join(build, "bench.json")
@@ -509,6 +586,18 @@ def main():
             note = " (%s)" % big.get("referrers_note", "n/a: no answer from the kept snapshot")
         verdict = "n/a" if v is None else "met" if ok else "NOT met"
         print("  %-26s %s %-5g %-8s %s%s" % (key, op, lim, fmt(v), verdict, note))
+    cd = out.get("cache_dict")
+    if cd:
+        s = cd["summary"]
+        print("cache dict of %d keys (tests/targets/cache_dict.py): %s objects, target RSS "
+              "%.0f MiB, %s key texts left out of the labels" % (
+                  cd["n"], fmt(cd["objects"]), cd["target_rss_kib"] / 1024,
+                  fmt(cd["key_labels_elided"])))
+        print("  census %s (lib %s); peak RSS against the target's: lib %s, pyheapd %s after "
+              "top, %s after referrers float (%s)" % (
+                  fmt(s["census_s"], "s"), fmt(s["lib_census_s"], "s"),
+                  fmt(s["lib_hwm_vs_target_rss"]), fmt(s["daemon_hwm_top_vs_target_rss"]),
+                  fmt(s["daemon_hwm_referrers_vs_target_rss"]), fmt(s["referrers_s"], "s")))
     print("details: %s" % path)
     return 0
 
