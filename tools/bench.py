@@ -159,6 +159,18 @@ class Daemon:
             self.p.wait()
         self.logf.close()
 
+    def top_timed(self, n):
+        """`pyheap top --by-type -n N`: (seconds to the answer, seconds until
+        pyheapd logs its snapshot built, the client's result)."""
+        k = self.scans_logged()
+        w0 = time.perf_counter()
+        r = self.cli("top", "--by-type", "-n", str(n))
+        w1 = time.perf_counter()
+        if r.returncode != 0:
+            raise RuntimeError("pyheap top failed: %s" % r.stderr.strip())
+        self.wait_scans(k + 1)
+        return w1 - w0, time.perf_counter() - w0, r
+
     def scans_logged(self):
         """How many scans pyheapd has logged as complete (snapshot built)."""
         with open(self.logpath) as f:
@@ -210,14 +222,7 @@ def bench_cache_dict(build, python, n, runs, tmp):
         d = Daemon(build, pid, tmp, ["--scan-nice", "0"], "pyheapd-cache-dict")
         walls, libs = [], []
         for i in range(runs):
-            k = d.scans_logged()
-            w0 = time.perf_counter()
-            r = d.cli("top", "--by-type", "-n", "5")
-            w1 = time.perf_counter()
-            if r.returncode != 0:
-                raise RuntimeError("pyheap top failed: %s" % r.stderr.strip())
-            d.wait_scans(k + 1)
-            walls.append(w1 - w0)
+            walls.append(d.top_timed(5)[0])
             h = subprocess.run([os.path.join(build, "bench-helper"), "census", str(pid), "0", "2"],
                                capture_output=True, text=True)
             if h.returncode != 0:
@@ -280,18 +285,11 @@ def bench_size(build, python, n, runs, count_secs, tmp, skip=()):
         walls, built, cpus, scans, floors, libs, sweeps = [], [], [], [], [], [], []
         objects = None
         for i in range(runs):
-            k = d.scans_logged()
             c0 = proc_cpu_s(d.p.pid)
-            w0 = time.perf_counter()
-            r = d.cli("top", "--by-type", "-n", "10")
-            w1 = time.perf_counter()
-            if r.returncode != 0:
-                raise RuntimeError("pyheap top failed: %s" % r.stderr.strip())
-            d.wait_scans(k + 1)
-            w2 = time.perf_counter()
+            answered, done, r = d.top_timed(10)
             c1 = proc_cpu_s(d.p.pid)
-            walls.append(w1 - w0)
-            built.append(w2 - w0)
+            walls.append(answered)
+            built.append(done)
             cpus.append(c1 - c0)
             objects, scan_ms = d.last_scan()
             scans.append(scan_ms / 1e3 if scan_ms is not None else None)
