@@ -143,7 +143,7 @@ static int64_t entries_scanned(const struct dkeys *d)
 /* Call FN for each entry in [FROM, TO) with a value (KEYS_ONLY: with a
  * key; the shared keys of split dicts hold no values). */
 static int for_entries_range(struct walk *w, const struct dkeys *d, uint64_t values,
-                             int64_t from, int64_t n, entry_fn fn, void *arg, bool keys_only)
+                             int64_t from, int64_t to, entry_fn fn, void *arg, bool keys_only)
 {
     const struct pyheap_offsets *off = &pyheap_walk_target(w)->off;
     unsigned char buf[4096];
@@ -151,8 +151,8 @@ static int for_entries_range(struct walk *w, const struct dkeys *d, uint64_t val
     size_t per = sizeof buf / d->entry_size;
     if (per > CHUNK_WORDS)
         per = CHUNK_WORDS;
-    for (int64_t i = from; i < n; i += (int64_t)per) {
-        size_t m = (size_t)(n - i) < per ? (size_t)(n - i) : per;
+    for (int64_t i = from; i < to; i += (int64_t)per) {
+        size_t m = (size_t)(to - i) < per ? (size_t)(to - i) : per;
         if (pyheap_walk_read(w, d->entries + (uint64_t)i * d->entry_size, buf, m * d->entry_size) < 0)
             return -1;
         if (values && pyheap_walk_read(w, values + off->dict_values_values + (uint64_t)i * 8,

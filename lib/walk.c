@@ -446,21 +446,28 @@ static bool refcnt_ok(const struct walk *w, uint64_t word)
     return refcnt > 0 && refcnt < WALK_MAX_REFCNT;
 }
 
-/* Rehash the open-addressing table *SLOTS of *CAP slots ((hash >> 32)
- * << 32 | index + 1; 0 empty) into NCAP slots. 0, or -1 out of memory. */
+/* Insert the used slots of the open-addressing table FROM (CAP slots of
+ * (hash >> 32) << 32 | index + 1; 0 empty) into the empty TO (NCAP). */
+static void slots_rehash(const uint64_t *from, size_t cap, uint64_t *to, size_t ncap)
+{
+    for (size_t i = 0; i < cap; i++) {
+        if (!from[i])
+            continue;
+        size_t j = (size_t)(from[i] >> 32) & (ncap - 1);
+        while (to[j])
+            j = (j + 1) & (ncap - 1);
+        to[j] = from[i];
+    }
+}
+
+/* Rehash the table *SLOTS of *CAP slots into NCAP slots. 0, or -1 out of
+ * memory. */
 static int grow_slots(uint64_t **slots, size_t *cap, size_t ncap)
 {
     uint64_t *n = calloc(ncap, sizeof *n);
     if (!n)
         return -1;
-    for (size_t i = 0; i < *cap; i++) {
-        if (!(*slots)[i])
-            continue;
-        size_t j = (size_t)((*slots)[i] >> 32) & (ncap - 1);
-        while (n[j])
-            j = (j + 1) & (ncap - 1);
-        n[j] = (*slots)[i];
-    }
+    slots_rehash(*slots, *cap, n, ncap);
     free(*slots);
     *slots = n;
     *cap = ncap;
@@ -524,15 +531,8 @@ static int label_slots_grow(struct label_shard *sd)
         return -1;
     n->cap = ncap;
     n->old = t;
-    for (size_t i = 0; t && i < t->cap; i++) {
-        uint64_t v = t->slot[i];
-        if (!v)
-            continue;
-        size_t j = (size_t)(v >> 32) & (ncap - 1);
-        while (n->slot[j])
-            j = (j + 1) & (ncap - 1);
-        n->slot[j] = v;
-    }
+    if (t)
+        slots_rehash(t->slot, t->cap, n->slot, ncap);
     __atomic_store_n(&sd->tab, n, __ATOMIC_RELEASE);
     return 0;
 }
@@ -577,18 +577,20 @@ static uint32_t labeltab_intern(struct labeltab *lt, bool mt, const char *name, 
     char ***bp = &lt->blk[i / LABEL_BLOCK];
     char **blk = __atomic_load_n(bp, __ATOMIC_ACQUIRE);
     if (!blk) {
+        /* ours, or the block another thread installed meanwhile */
         char **fresh = calloc(LABEL_BLOCK, sizeof *fresh);
-        if (!fresh && !(blk = __atomic_load_n(bp, __ATOMIC_ACQUIRE))) {
+        if (fresh && __atomic_compare_exchange_n(bp, &blk, fresh, false, __ATOMIC_ACQ_REL,
+                                                 __ATOMIC_ACQUIRE)) {
+            blk = fresh;
+        } else {
+            free(fresh);   /* (a failed exchange loaded the other's into blk) */
+            if (!blk)
+                blk = __atomic_load_n(bp, __ATOMIC_ACQUIRE);
+        }
+        if (!blk) {
             free(copy);   /* a hole at i: the walk fails (nomem) */
             goto out;
         }
-        if (!fresh)
-            ;   /* another thread's */
-        else if (__atomic_compare_exchange_n(bp, &blk, fresh, false, __ATOMIC_ACQ_REL,
-                                             __ATOMIC_ACQUIRE))
-            blk = fresh;
-        else
-            free(fresh);
     }
     __atomic_store_n(&blk[i % LABEL_BLOCK], copy, __ATOMIC_RELEASE);
     __atomic_add_fetch(&lt->bytes, len, __ATOMIC_RELAXED);
@@ -1873,8 +1875,6 @@ static int array_range(struct walk *w, const struct walk_range *r, uint64_t from
 
 int pyheap_walk_ref_array(struct walk *w, uint64_t items, uint64_t n)
 {
-    if (n < SPLIT_MIN || !w->sh->mt || !w->in_obj)
-        return ref_range(w, items, 0, n);
     return pyheap_walk_split(w, &(struct walk_range){ .fn = array_range, .n = n,
                                                       .arg = { items } });
 }
@@ -2528,8 +2528,8 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     }
     walk_pool_merge(&w, &pool, rc == 0 && !w.nomem);   /* (a failed scan drops them) */
     size_t nlabels = 0;
-    char **labels = rc == 0 && !w.nomem ? labeltab_take(&sh.labels, &nlabels) : NULL;
-    if (!labels)
+    char **labels = NULL;
+    if (rc == 0 && !w.nomem && !(labels = labeltab_take(&sh.labels, &nlabels)))
         w.nomem = true;
     if (rc == 0 && w.nomem)
         rc = pyheap_err_set(err, PYHEAP_E_NOMEM, ENOMEM, 0,
