@@ -437,96 +437,6 @@ static int build_reverse(struct ctx *c, const struct item *items, size_t nitems)
 
 /* ---- referrer groups ---- */
 
-/* Sorting pairs by (key, src): the distinct keys are few, so they get dense
- * numbers in key order and the pairs are radix-sorted on (number, src).
- * Pairs equal in both differ at most in flags, which are only and-ed. */
-struct keyset {
-    uint64_t *keys;         /* open addressing; slot used when used[] */
-    uint32_t *id;
-    uint32_t *src;          /* the first referrer seen with the key */
-    uint8_t *used;
-    uint8_t *multi;         /* another referrer has the key too */
-    size_t cap, n;
-};
-
-static uint64_t key_hash(uint64_t k)
-{
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdULL;
-    k ^= k >> 33;
-    return k;
-}
-
-static void keyset_free(struct keyset *ks)
-{
-    free(ks->keys);
-    free(ks->id);
-    free(ks->src);
-    free(ks->used);
-    free(ks->multi);
-}
-
-/* An empty set of room CAP (a power of two). */
-static int keyset_init(struct keyset *ks, size_t cap)
-{
-    memset(ks, 0, sizeof *ks);
-    ks->cap = cap;
-    ks->keys = malloc(cap * sizeof *ks->keys);
-    ks->id = malloc(cap * sizeof *ks->id);
-    ks->src = malloc(cap * sizeof *ks->src);
-    ks->used = calloc(cap, 1);
-    ks->multi = calloc(cap, 1);
-    if (ks->keys && ks->id && ks->src && ks->used && ks->multi)
-        return 0;
-    keyset_free(ks);
-    return -1;
-}
-
-static size_t keyset_find(const struct keyset *ks, uint64_t k)
-{
-    size_t j = key_hash(k) & (ks->cap - 1);
-    while (ks->used[j] && ks->keys[j] != k)
-        j = (j + 1) & (ks->cap - 1);
-    return j;
-}
-
-/* Add K seen with referrer SRC (ids are set later); the table doubles at
- * half load. The slot of K in *SLOT. */
-static int keyset_add(struct keyset *ks, uint64_t k, uint32_t src, size_t *slot)
-{
-    size_t j = keyset_find(ks, k);
-    if (ks->used[j]) {
-        ks->multi[j] |= ks->src[j] != src;
-        *slot = j;
-        return 0;
-    }
-    if ((ks->n + 1) * 2 > ks->cap) {
-        struct keyset big;
-        if (keyset_init(&big, ks->cap * 2) < 0)
-            return -1;
-        for (size_t i = 0; i < ks->cap; i++)
-            if (ks->used[i]) {
-                size_t t = keyset_find(&big, ks->keys[i]);
-                big.used[t] = 1;
-                big.keys[t] = ks->keys[i];
-                big.src[t] = ks->src[i];
-                big.multi[t] = ks->multi[i];
-            }
-        big.n = ks->n;
-        keyset_free(ks);
-        *ks = big;
-        j = keyset_find(ks, k);
-    }
-    ks->used[j] = 1;
-    ks->keys[j] = k;
-    ks->src[j] = src;
-    ks->multi[j] = 0;
-    ks->n++;
-    *slot = j;
-    return 0;
-}
-
-
 enum { DIGIT = 11, BUCKETS = 1 << DIGIT };
 
 /* One slice of a radix pass: from[lo, hi) counted by digit (at bit SH),
@@ -661,77 +571,89 @@ static size_t u64_find(const uint64_t *a, size_t n, uint64_t k)
  * dicts) would spread over one group per key: when there are more than
  * MERGE_STR_KEYS of them, the keys used by a single referrer object become
  * one "[*]" group (rewritten in P); keys shared by several referrers
- * (['sql'] in 75k row dicts) stay. The pairs are packed in 64 bits,
+ * (['sql'] in 75k row dicts) stay. The distinct keys are found by sorting
+ * one key per run of equal keys (the referrers of one object, one list),
+ * then numbered densely in key order; the pairs are packed in 64 bits,
  * key number << (3 + source bits) | (src - lowest src) << 3 | flags, and
- * radix-sorted above the flags. */
+ * radix-sorted above the flags. Besides the two packed arrays, 25 bytes
+ * per distinct key (a cache dict's referrers have one key each). */
 static int group_pairs(struct pair *p, size_t np, unsigned nthreads)
 {
-    struct keyset ks;
     uint64_t *sp = pyheap_alloc_big(np, sizeof *sp, false);
     uint64_t *tmp = pyheap_alloc_big(np, sizeof *tmp, false);
     uint64_t *distinct = NULL, *final = NULL;
+    uint32_t *first = NULL, *id = NULL;
+    uint8_t *refs = NULL;   /* per distinct key: 0 no referrer yet, 1 one (first[]), 2 several */
     int rc = -1;
-    memset(&ks, 0, sizeof ks);
-    if (!sp || !tmp || keyset_init(&ks, 64) < 0)
+    if (!sp || !tmp)
         goto out;
-    /* Equal keys come in runs (the referrers of one object, one list):
-     * the hash is looked up once a run. */
+    size_t m = 0;
     uint32_t smin = UINT32_MAX, smax = 0;
-    size_t slot = 0;
     for (size_t i = 0; i < np; i++) {
-        if (i == 0 || p[i].key != p[i - 1].key) {
-            if (keyset_add(&ks, p[i].key, p[i].src, &slot) < 0)
-                goto out;
-        } else {
-            ks.multi[slot] |= ks.src[slot] != p[i].src;
-        }
+        if (i == 0 || p[i].key != p[i - 1].key)
+            sp[m++] = p[i].key;
         if (p[i].src < smin)
             smin = p[i].src;
         if (p[i].src > smax)
             smax = p[i].src;
     }
-    distinct = malloc((ks.n ? ks.n : 1) * sizeof *distinct);
-    final = malloc((ks.n ? ks.n : 1) * sizeof *final);
-    if (!distinct || !final)
+    if (radix_sort(sp, tmp, m, 0, nthreads) < 0)
         goto out;
     size_t nd = 0;
-    for (size_t j = 0; j < ks.cap; j++)
-        if (ks.used[j])
-            distinct[nd++] = ks.keys[j];
-    qsort(distinct, nd, sizeof *distinct, pyheap_u64_cmp);
+    for (size_t k = 0; k < m; k++)
+        if (nd == 0 || sp[k] != sp[nd - 1])
+            sp[nd++] = sp[k];
+    size_t room = nd ? nd : 1;
+    distinct = malloc(room * sizeof *distinct);
+    final = malloc(room * sizeof *final);
+    first = malloc(room * sizeof *first);
+    id = malloc(room * sizeof *id);
+    refs = calloc(room, 1);
+    if (!distinct || !final || !first || !id || !refs)
+        goto out;
+    memcpy(distinct, sp, nd * sizeof *distinct);
+    /* Each pair's key number in sp[], and whether several referrers share
+     * the key. */
+    size_t k = 0;
+    for (size_t i = 0; i < np; i++) {
+        if (i == 0 || p[i].key != p[i - 1].key)
+            k = u64_find(distinct, nd, p[i].key);   /* always there */
+        sp[i] = k;
+        if (refs[k] == 0) {
+            refs[k] = 1;
+            first[k] = p[i].src;
+        } else if (refs[k] == 1 && first[k] != p[i].src) {
+            refs[k] = 2;
+        }
+    }
     /* The key each key becomes: itself, or its type's [*]. */
     for (size_t i = 0; i < nd;) {
         uint32_t type = (uint32_t)(distinct[i] >> 32);
         size_t j = i, nstr = 0;
         for (; j < nd && (uint32_t)(distinct[j] >> 32) == type; j++)
             nstr += WALK_LBL_KIND((uint32_t)distinct[j]) == LBL_KEY_STR;
-        for (size_t k = i; k < j; k++) {
-            final[k] = distinct[k];
-            if (nstr > MERGE_STR_KEYS && WALK_LBL_KIND((uint32_t)distinct[k]) == LBL_KEY_STR &&
-                !ks.multi[keyset_find(&ks, distinct[k])])
-                final[k] = ((uint64_t)type << 32) | WALK_LBL(LBL_ITEM, 0);
+        for (size_t q = i; q < j; q++) {
+            final[q] = distinct[q];
+            if (nstr > MERGE_STR_KEYS && WALK_LBL_KIND((uint32_t)distinct[q]) == LBL_KEY_STR &&
+                refs[q] != 2)
+                final[q] = ((uint64_t)type << 32) | WALK_LBL(LBL_ITEM, 0);
         }
         i = j;
     }
-    /* Number the distinct final keys in order; each key gets its final's. */
-    for (size_t k = 0; k < nd; k++)
-        ks.id[keyset_find(&ks, distinct[k])] = (uint32_t)k;   /* index in final[] */
+    /* Number the distinct final keys in order; each key gets its final's.
+     * final[] is ascending but for the merged [*] keys. */
     memcpy(distinct, final, nd * sizeof *distinct);
     size_t nf = pyheap_u64_sort_unique(distinct, nd);
-    for (size_t j = 0; j < ks.cap; j++)
-        if (ks.used[j])
-            ks.id[j] = (uint32_t)u64_find(distinct, nf, final[ks.id[j]]);
+    for (size_t q = 0; q < nd; q++)
+        id[q] = (uint32_t)u64_find(distinct, nf, final[q]);
     unsigned sbits = smax > smin ? 64 - (unsigned)__builtin_clzll((uint64_t)(smax - smin)) : 0;
     if (np > 0 && 3 + sbits + (nf > 1 ? 64 - (unsigned)__builtin_clzll((uint64_t)nf - 1) : 0) > 64) {
         /* over 2^29 distinct keys and sources 2^32 apart: no room */
         goto out;
     }
-    uint64_t id = 0;
-    for (size_t i = 0; i < np; i++) {
-        if (i == 0 || p[i].key != p[i - 1].key)
-            id = ks.id[keyset_find(&ks, p[i].key)];
-        sp[i] = (id << (3 + sbits)) | ((uint64_t)(p[i].src - smin) << 3) | (p[i].flags & 7u);
-    }
+    for (size_t i = 0; i < np; i++)
+        sp[i] = ((uint64_t)id[sp[i]] << (3 + sbits)) | ((uint64_t)(p[i].src - smin) << 3) |
+                (p[i].flags & 7u);
     if (sort_packed(sp, tmp, np, nf, sbits, nthreads) < 0)
         goto out;
     uint64_t smask = sbits ? (~0ULL >> (64 - sbits)) : 0;
@@ -742,7 +664,9 @@ static int group_pairs(struct pair *p, size_t np, unsigned nthreads)
 out:
     free(distinct);
     free(final);
-    keyset_free(&ks);
+    free(first);
+    free(id);
+    free(refs);
     free(sp);
     free(tmp);
     return rc;
