@@ -12,10 +12,13 @@
 #define ADDR_LIMIT  ((uint64_t)1 << (ADDRSET_TOP_BITS + ADDRSET_MID_BITS + ADDRSET_LEAF_SHIFT))
 #define BLOCK_LEAVES 255   /* leaves per slab block (with its header, 256 KiB) */
 
+/* The leaves first: a mapping's start is page-aligned, so each leaf starts
+ * on a cache line. Mapped, not malloc'd (new_leaf): invisible to
+ * LeakSanitizer, released by pyheap_addrset_free. */
 struct addrset_block {
+    uint64_t leaves[BLOCK_LEAVES][ADDRSET_LEAF_WORDS];
     struct addrset_block *next;
     size_t nused;
-    uint64_t leaves[BLOCK_LEAVES][ADDRSET_LEAF_WORDS];
 };
 
 /* ADDR's bit in the leaf covering it (one bit per 8 bytes). */
