@@ -83,9 +83,12 @@ void pyheap_mem_free(pyheap_mem *m);
  * pyheap_err_remote (EFAULT is normal for freed memory in non-stop mode). */
 int pyheap_mem_read(pyheap_mem *m, uint64_t addr, void *buf, size_t len,
                     pyheap_error *err);
-/* Same contract, served from a cache of aligned chunks that are read in
- * bulk; a chunk stays as first read until pyheap_mem_cache_clear (one scan
- * sees one copy of each chunk). */
+/* Whether the chunk holding ADDR is in M's cache now (a read of it would
+ * not go to the target); always for images. */
+int pyheap_mem_cached(const pyheap_mem *m, uint64_t addr);
+/* Same contract as pyheap_mem_read, served from a cache of aligned chunks
+ * that are read in bulk; a chunk stays as first read until
+ * pyheap_mem_cache_clear (one scan sees one copy of each chunk). */
 int pyheap_mem_read_cached(pyheap_mem *m, uint64_t addr, void *buf, size_t len,
                            pyheap_error *err);
 void pyheap_mem_cache_clear(pyheap_mem *m);

@@ -433,6 +433,22 @@ static struct chunk *get_chunk(pyheap_mem *m, uint64_t base)
     return m->last = c;
 }
 
+int pyheap_mem_cached(const pyheap_mem *m, uint64_t addr)
+{
+    if (m->is_image)
+        return 1;
+    uint64_t base = addr & ~(CHUNK_SIZE - 1);
+    if (m->last && m->last->base == base)
+        return 1;
+    if (!m->nslots)
+        return 0;
+    size_t mask = m->nslots - 1;
+    for (size_t j = hash_base(base, mask); m->slots[j].base; j = (j + 1) & mask)
+        if (m->slots[j].base == base)
+            return 1;
+    return 0;
+}
+
 int pyheap_mem_read_cached(pyheap_mem *m, uint64_t addr, void *buf, size_t len,
                            pyheap_error *err)
 {

@@ -31,8 +31,15 @@
 #define GC_MEND_WAIT_MS     200  /* for collections in progress, per walker */
 #define WALK_NLITS          8    /* literal labels remembered per walker */
 
+#define MODE_EVERY          4096 /* steps between decisions on page reads */
+#define MODE_PAGES_AT       4    /* ... taken above 1 read per this many steps */
+#define NPAGES              256  /* pages kept for scattered reads (1 MiB) */
+
 /* Candidates carry a flag in the low bit (object addresses are 8-aligned). */
 #define REF_MAYBE 1ULL
+/* Taken from a batch of far objects (drain): visited without looking at the
+ * cache again. Only on the stack. */
+#define REF_NEAR 2ULL
 
 /* Interned strings: index by content. */
 struct strtab {
@@ -191,6 +198,18 @@ struct walk {
 
     uint64_t *stack;
     size_t nstack, capstack;
+    /* Far objects: popped while their chunk was not in the cache, visited
+     * later in address order (drain). */
+    uint64_t *far;
+    size_t nfar, capfar;
+    /* Scattered reads: when the last MODE_EVERY steps (visits, GC list
+     * nodes) read the target more than once per MODE_PAGES_AT of them,
+     * a read outside the cached chunks takes only its 4 KiB page, kept in
+     * `pages` (direct-mapped), instead of a 64 KiB chunk (read_slow). */
+    bool pages_on;
+    unsigned mode_steps;
+    uint64_t mode_reads;   /* the reader's count of reads at the last decision */
+    struct walk_page { uint64_t base; unsigned char data[4096]; } *pages; /* [NPAGES] */
 
     struct snapshot_in found; /* objects and their edges, discovery order */
     size_t nrecs_flushed;  /* of found.n, counted in sh->nrecs */
@@ -324,10 +343,53 @@ static inline uint64_t hash64(uint64_t x)
 
 /* ---- services for decoders ---- */
 
+/* One step of the walk (an object visited, a GC list node read): every
+ * MODE_EVERY of them, decide between chunk and page reads from how often
+ * the steps since the last decision read the target. */
+static inline void mode_step(struct walk *w)
+{
+    if (++w->mode_steps < MODE_EVERY)
+        return;
+    uint64_t reads;
+    pyheap_mem_counters(w->mem, &reads, NULL);
+    w->pages_on = (reads - w->mode_reads) * MODE_PAGES_AT > w->mode_steps;
+    w->mode_reads = reads;
+    w->mode_steps = 0;
+}
+
+/* The kept page of ADDR, or NULL. */
+static struct walk_page *page_kept(const struct walk *w, uint64_t addr)
+{
+    struct walk_page *p = w->pages ? &w->pages[(addr >> 12) & (NPAGES - 1)] : NULL;
+    return p && p->base == (addr & ~(uint64_t)4095) ? p : NULL;
+}
+
+/* LEN bytes at ADDR (within one page) from its kept page, read alone if
+ * need be. -1: the page does not read whole (the caller reads otherwise). */
+static int page_read(struct walk *w, uint64_t addr, void *buf, size_t len)
+{
+    struct walk_page *p = page_kept(w, addr);
+    if (!p) {
+        if (!w->pages && !(w->pages = calloc(NPAGES, sizeof *w->pages)))
+            return -1;
+        p = &w->pages[(addr >> 12) & (NPAGES - 1)];
+        p->base = 0;
+        if (pyheap_mem_read(w->mem, addr & ~(uint64_t)4095, p->data, sizeof p->data, NULL) < 0)
+            return -1;
+        p->base = addr & ~(uint64_t)4095;
+    }
+    memcpy(buf, p->data + (addr & 4095), len);
+    return 0;
+}
+
 int pyheap_walk_read_slow(struct walk *w, uint64_t addr, void *buf, size_t len)
 {
     if (w->gone || addr == 0 || addr + len < addr)
         return -1;
+    /* Scattered reads: the page, unless the chunk is cached already. */
+    if (w->pages_on && len <= 4096 - (addr & 4095) && !pyheap_mem_cached(w->mem, addr) &&
+        page_read(w, addr, buf, len) == 0)
+        return 0;
     /* Move the window to ADDR's chunk; serve from it if the range fits. */
     struct pyheap_mem_window *win = &w->h.win[(addr >> WALK_WIN_SHIFT) & (WALK_NWIN - 1)];
     if (len <= WALK_WINDOW_MAX_READ &&
@@ -1115,6 +1177,7 @@ static void visit(struct walk *w, uint64_t item)
 {
     uint64_t addr = item & ~REF_MAYBE;
     bool maybe = item & REF_MAYBE;
+    mode_step(w);
     uint64_t hdr[2];
     if (pyheap_walk_read(w, addr, hdr, sizeof hdr) < 0) {
         unrecorded(w, addr);
@@ -1145,7 +1208,7 @@ static void visit(struct walk *w, uint64_t item)
          * object that refers to one of them later has it visited. */
         w->in_obj = false;
         for (size_t k = before; k < w->nstack; k++)
-            seen_remove(w, w->stack[k] & ~REF_MAYBE);
+            seen_remove(w, w->stack[k] & ~(REF_MAYBE | REF_NEAR));
         w->nstack = before;
         snapshot_in_rollback(&w->found, edges_before);
         unrecorded(w, addr);
@@ -1264,6 +1327,7 @@ static int gc_list_pass(struct walk *w, uint64_t gc, uint64_t head, bool back, i
             return 0;
         }
         uint64_t g[2];
+        mode_step(w);
         if (!plausible_addr(cur) ||
             pyheap_walk_read(w, cur + step_at, &g[0], 8) < 0 ||
             pyheap_walk_read(w, cur + check_at, &g[1], 8) < 0 ||
@@ -1363,6 +1427,8 @@ static void walk_gc_list(struct walk *w, uint64_t gc, uint64_t head, bool back, 
         if (pass == GC_LIST_AGAIN || stopping(w) || w->h.t->pid <= 0 || w->sh->stopped)
             return;
         pyheap_mem_cache_forget(w->mem);
+        for (size_t i = 0; w->pages && i < NPAGES; i++)
+            w->pages[i].base = 0;
         w->gc_again++;
     }
 }
@@ -1640,6 +1706,8 @@ static void walk_interp(struct walk *w, uint64_t interp)
 static void walk_free(struct walk *w)
 {
     free(w->stack);
+    free(w->far);
+    free(w->pages);
     free(w->unrec);
     free(w->kc);
     pyheap_snapshot_in_free(&w->found);
@@ -1671,10 +1739,96 @@ static void shared_free(struct walk_shared *sh)
 /* ---- the parallel phase ---- */
 
 /* Visit everything on W's stack and what it leads to. */
+/* Whether ADDR's chunk is in this walker's cache (a window on it, or the
+ * cache's table): visiting it reads nothing from the target. */
+static bool near_now(struct walk *w, uint64_t addr)
+{
+    const struct pyheap_mem_window *win = w->h.win + ((addr >> WALK_WIN_SHIFT) & (WALK_NWIN - 1));
+    if (win->data && addr - win->base < win->len)
+        return true;
+    return pyheap_mem_cached(w->mem, addr) != 0 || page_kept(w, addr) != NULL;
+}
+
+/* Sort A (N) by the 64 KiB chunk of each address (bits 16-47, three
+ * stable 11-bit passes; within a chunk, in any order). TMP: room for N. */
+static void sort_by_chunk(uint64_t *a, uint64_t *tmp, size_t n)
+{
+    enum { BITS = 11, NB = 1 << BITS };
+    size_t cnt[NB];
+    uint64_t *from = a, *to = tmp;
+    for (unsigned sh = 16; sh < 16 + 3 * BITS; sh += BITS) {
+        memset(cnt, 0, sizeof cnt);
+        for (size_t i = 0; i < n; i++)
+            cnt[(from[i] >> sh) & (NB - 1)]++;
+        size_t pos = 0;
+        for (size_t d = 0; d < NB; d++) {
+            size_t c = cnt[d];
+            cnt[d] = pos;
+            pos += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            to[cnt[(from[i] >> sh) & (NB - 1)]++] = from[i];
+        uint64_t *x = from;
+        from = to;
+        to = x;
+    }
+    if (from != a)
+        memcpy(a, from, n * sizeof *a);
+}
+
+/* Move the far objects to the stack, ordered so that they are popped in
+ * address order and each flagged REF_NEAR: the first of a chunk reads it,
+ * the others find it cached. false (nothing moved) when memory runs out. */
+static bool far_flush(struct walk *w)
+{
+    size_t n = w->nfar;
+    uint64_t *tmp = malloc(n * sizeof *tmp);
+    if (!tmp || (w->capstack < w->nstack + n &&
+                 !pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + n, sizeof *w->stack))) {
+        free(tmp);
+        return false;
+    }
+    sort_by_chunk(w->far, tmp, n);
+    free(tmp);
+    for (size_t i = n; i-- > 0;)
+        w->stack[w->nstack++] = w->far[i] | REF_NEAR;
+    w->nfar = 0;
+    return true;
+}
+
+/* Visit everything on the stack and what it leads to. An object whose
+ * chunk is not in the cache is put aside (far) instead, and the far ones
+ * are visited in address order once the stack is empty: where the heap's
+ * objects lie in no order (a long-lived, churned heap), a walk that
+ * followed every reference at once would read a 64 KiB chunk for almost
+ * every object it visits; in address order, one chunk serves all the far
+ * objects in it. Objects near their referrers (in the cache) are visited
+ * at once, as before. Each address is put aside at most once. */
 static void drain(struct walk *w)
 {
-    while (w->nstack > 0 && !stopping(w))
-        visit(w, w->stack[--w->nstack]);
+    for (;;) {
+        while (w->nstack > 0 && !stopping(w)) {
+            uint64_t item = w->stack[--w->nstack];
+            if (!(item & REF_NEAR) && !near_now(w, item & ~REF_MAYBE)) {
+                if (w->nfar < w->capfar ||
+                    pyheap_grow((void **)&w->far, &w->capfar, w->nfar + 1, sizeof *w->far)) {
+                    w->far[w->nfar++] = item;
+                    continue;
+                }
+            }
+            visit(w, item & ~REF_NEAR);
+        }
+        if (w->nfar == 0 || stopping(w))
+            return;
+        if (!far_flush(w)) {
+            /* no memory to sort: visit them as they are */
+            for (size_t i = 0; i < w->nfar && !stopping(w); i++)
+                visit(w, w->far[i]);
+            w->nfar = 0;
+            drain(w);
+            return;
+        }
+    }
 }
 
 /* Put B at the end of the queue and wake one waiting thread (ALL: every
@@ -2433,6 +2587,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     uint64_t reads0, bytes0, xreads = 0, xbytes = 0;
     unsigned ran = 1;
     pyheap_mem_counters(t->mem, &reads0, &bytes0);
+    w.mode_reads = reads0;
     pyheap_mem_cache_clear(t->mem);
     /* Each walker's cache: an eighth of the target's resident memory,
      * between 8 and 64 MiB, unless the caller says (on a 150 MiB heap two
@@ -2470,6 +2625,8 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     drain(&w);
     if (w.nstack > 0 && w.truncated)
         w.nstack = 0;
+    if (w.truncated)
+        w.nfar = 0;
     bool tallied;
     size_t nrecs = walk_pool_records(&w, &pool, &tallied);
     if (nrecs > w.max_objects)
