@@ -41,6 +41,12 @@ through pyheapd and through the library (2 threads), their peak RSS against
 the target's, pyheapd's after a `referrers float` (half the heap), and the
 dict's key texts left out of the labels (key_labels_elided).
 
+Last a heap whose objects lie in no order, as a long-running service's
+does after much allocation and release (tests/targets/churned_heap.py N:
+N nodes with a name, a dict and 3 random peers, shuffled, half replaced,
+half indexed by name; docs/performance.md "A churned heap"): the library's
+census (2 threads) against the floor on the same heap, and what it read.
+
 Medians are printed with ratios; everything goes to BUILD_DIR/bench.json.
 
 Environment: BENCH_QUICK=1 (small heaps, short loops), BENCH_SIZES
@@ -48,7 +54,8 @@ Environment: BENCH_QUICK=1 (small heaps, short loops), BENCH_SIZES
 BENCH_COUNT_SECS (counter loop length), BENCH_SKIP (comma-separated parts to
 leave out: inprocess, throughput, referrers; for the one-off 50M-object run),
 BENCH_CACHE_DICT (its N keys: default 1000000, 100000 with BENCH_QUICK; 0
-leaves it out), PYTHON.
+leaves it out), BENCH_CHURNED (its N nodes: default 500000, 50000 with
+BENCH_QUICK; 0 leaves it out), PYTHON.
 """
 import json
 import os
@@ -67,6 +74,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TARGET = os.path.join(ROOT, "tests", "targets", "bench_heap.py")
 CACHE_DICT = os.path.join(ROOT, "tests", "targets", "cache_dict.py")
+CHURNED = os.path.join(ROOT, "tests", "targets", "churned_heap.py")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -223,11 +231,7 @@ def bench_cache_dict(build, python, n, runs, tmp):
         walls, libs = [], []
         for i in range(runs):
             walls.append(d.top_timed(5)[0])
-            h = subprocess.run([os.path.join(build, "bench-helper"), "census", str(pid), "0", "2"],
-                               capture_output=True, text=True)
-            if h.returncode != 0:
-                raise RuntimeError("bench-helper census: %s" % h.stderr.strip())
-            libs.append(json.loads(h.stdout))
+            libs.append(helper_json(build, "census", pid, 0, 2))
             log("   run %d: census %.3f s, lib %.3f s (peak %.0f MiB), %d objects, "
                 "%d key texts left out" % (i + 1, walls[-1], libs[-1]["census_ms"] / 1e3,
                                            libs[-1]["hwm_kib"] / 1024, libs[-1]["objects"],
@@ -259,6 +263,56 @@ def bench_cache_dict(build, python, n, runs, tmp):
         "daemon_hwm_top_vs_target_rss": res["daemon_hwm_top_kib"] / rss,
         "daemon_hwm_referrers_vs_target_rss": res["daemon_hwm_referrers_kib"] / rss,
         "referrers_s": res["referrers_s"],
+    }
+    return res
+
+
+def helper_json(build, *args):
+    h = subprocess.run([os.path.join(build, "bench-helper")] + [str(a) for a in args],
+                       capture_output=True, text=True)
+    if h.returncode != 0:
+        raise RuntimeError("bench-helper %s: %s" % (args[0], h.stderr.strip()))
+    return json.loads(h.stdout)
+
+
+def bench_churned(build, python, n, runs):
+    """The churned heap: the library's census against the floor."""
+    log("== churned heap of %d nodes: starting the target" % n)
+    p = subprocess.Popen([python, CHURNED, str(n)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    res = {"n": n}
+    try:
+        line = p.stdout.readline()
+        if not line:
+            raise RuntimeError("churned_heap.py did not start (N=%d)" % n)
+        info = json.loads(line)
+        pid = info["ready"]
+        res["target_rss_kib"] = info["VmRSS"]
+        cens, floors = [], []
+        for i in range(runs):
+            cens.append(helper_json(build, "census", pid, 0, 2))
+            floors.append(helper_json(build, "floor", pid))
+            log("   run %d: census %.3f s (%d objects, %.1f GB read in %d reads), floor %.3f s"
+                % (i + 1, cens[-1]["census_ms"] / 1e3, cens[-1]["objects"],
+                   cens[-1]["remote_bytes"] / 1e9, cens[-1]["remote_reads"],
+                   floors[-1]["ms"] / 1e3))
+        res["census_s"] = [c["census_ms"] / 1e3 for c in cens]
+        res["remote_bytes"] = [c["remote_bytes"] for c in cens]
+        res["floor_s"] = [f["ms"] / 1e3 for f in floors]
+        res["floor_bytes"] = floors[-1]["bytes"]
+        res["objects"] = cens[-1]["objects"]
+    finally:
+        try:
+            p.stdin.close()
+            p.wait(timeout=30)
+        except Exception:
+            p.kill()
+            p.wait()
+    res["summary"] = {
+        "census_s": median(res["census_s"]),
+        "floor_s": median(res["floor_s"]),
+        "census_vs_floor": ratio(median(res["census_s"]), median(res["floor_s"])),
+        "read_vs_floor": ratio(median(res["remote_bytes"]), res["floor_bytes"]),
     }
     return res
 
@@ -538,6 +592,7 @@ def main():
               "`make deps`)" % python, file=sys.stderr)
         return 1
     cache_n = int(os.environ.get("BENCH_CACHE_DICT", "100000" if quick else "1000000"))
+    churned_n = int(os.environ.get("BENCH_CHURNED", "50000" if quick else "500000"))
     out = {"machine": machine(), "runs": runs, "count_secs": count_secs, "sizes": []}
     tmp = tempfile.mkdtemp(prefix="pyheap-bench.")
     try:
@@ -547,6 +602,8 @@ def main():
             out["sizes"].append(res)
         if cache_n > 0:
             out["cache_dict"] = bench_cache_dict(build, python, cache_n, runs, tmp)
+        if churned_n > 0:
+            out["churned"] = bench_churned(build, python, churned_n, runs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     path = os.path.join(build, "bench.json")
@@ -596,6 +653,14 @@ def main():
                   fmt(s["census_s"], "s"), fmt(s["lib_census_s"], "s"),
                   fmt(s["lib_hwm_vs_target_rss"]), fmt(s["daemon_hwm_top_vs_target_rss"]),
                   fmt(s["daemon_hwm_referrers_vs_target_rss"]), fmt(s["referrers_s"], "s")))
+    ch = out.get("churned")
+    if ch:
+        s = ch["summary"]
+        print("churned heap of %d nodes (tests/targets/churned_heap.py): %s objects, target RSS "
+              "%.0f MiB" % (ch["n"], fmt(ch["objects"]), ch["target_rss_kib"] / 1024))
+        print("  census %s (lib, 2 threads), floor %s: x%s; read %s times the floor's bytes" % (
+            fmt(s["census_s"], "s"), fmt(s["floor_s"], "s"), fmt(s["census_vs_floor"]),
+            fmt(s["read_vs_floor"])))
     print("details: %s" % path)
     return 0
 
