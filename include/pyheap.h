@@ -107,7 +107,8 @@ typedef struct pyheap_scan_opts {
      * walker thread (0: default, an eighth of the target's resident memory
      * between 8 and 64 MiB; at least 1 MiB). A bigger cache re-reads less
      * of the target when its heap is scattered, for that much more
-     * memory. */
+     * memory. Besides it, each walker keeps up to 1 MiB of single pages
+     * for scattered reads. */
     uint64_t max_cache_bytes;
     /* Walker threads (0: 1; at most PYHEAP_MAX_SCAN_THREADS). Each reads
      * the target through its own cache of max_cache_bytes; the seen set,

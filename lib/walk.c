@@ -1749,11 +1749,23 @@ static bool near_now(struct walk *w, uint64_t addr)
     return pyheap_mem_cached(w->mem, addr) != 0 || page_kept(w, addr) != NULL;
 }
 
-/* Sort A (N) by the 64 KiB chunk of each address (bits 16-47, three
- * stable 11-bit passes; within a chunk, in any order). TMP: room for N. */
-static void sort_by_chunk(uint64_t *a, uint64_t *tmp, size_t n)
+/* Sort A (N) by the 64 KiB chunk of each address (bits 16-47: three
+ * stable 11-bit passes; within a chunk, in any order), TMP (room for N)
+ * as the other buffer: the sorted values end in TMP (an odd number of
+ * passes). A few are sorted by insertion, in A, which is returned then. */
+static uint64_t *sort_by_chunk(uint64_t *a, uint64_t *tmp, size_t n)
 {
-    enum { BITS = 11, NB = 1 << BITS };
+    enum { BITS = 11, NB = 1 << BITS, SMALL = 64 };
+    if (n <= SMALL) {
+        for (size_t i = 1; i < n; i++) {
+            uint64_t x = a[i];
+            size_t j = i;
+            for (; j > 0 && (a[j - 1] >> 16) > (x >> 16); j--)
+                a[j] = a[j - 1];
+            a[j] = x;
+        }
+        return a;
+    }
     size_t cnt[NB];
     uint64_t *from = a, *to = tmp;
     for (unsigned sh = 16; sh < 16 + 3 * BITS; sh += BITS) {
@@ -1772,26 +1784,31 @@ static void sort_by_chunk(uint64_t *a, uint64_t *tmp, size_t n)
         from = to;
         to = x;
     }
-    if (from != a)
-        memcpy(a, from, n * sizeof *a);
+    return from;
 }
 
 /* Move the far objects to the stack, ordered so that they are popped in
  * address order and each flagged REF_NEAR: the first of a chunk reads it,
- * the others find it cached. false (nothing moved) when memory runs out. */
+ * the others find it cached. The stack's new room is the sort's other
+ * buffer (16 bytes an item in all). false (nothing moved) when the stack
+ * cannot grow. */
 static bool far_flush(struct walk *w)
 {
     size_t n = w->nfar;
-    uint64_t *tmp = malloc(n * sizeof *tmp);
-    if (!tmp || (w->capstack < w->nstack + n &&
-                 !pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + n, sizeof *w->stack))) {
-        free(tmp);
+    if (w->capstack < w->nstack + n &&
+        !pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + n, sizeof *w->stack))
         return false;
+    uint64_t *to = w->stack + w->nstack;
+    uint64_t *sorted = sort_by_chunk(w->far, to, n);
+    if (sorted != to)
+        memcpy(to, sorted, n * sizeof *to);
+    /* descending: the lowest address on top */
+    for (size_t i = 0, j = n; i < j--; i++) {
+        uint64_t x = to[i];
+        to[i] = to[j] | REF_NEAR;
+        to[j] = x | REF_NEAR;
     }
-    sort_by_chunk(w->far, tmp, n);
-    free(tmp);
-    for (size_t i = n; i-- > 0;)
-        w->stack[w->nstack++] = w->far[i] | REF_NEAR;
+    w->nstack += n;
     w->nfar = 0;
     return true;
 }
@@ -1821,12 +1838,15 @@ static void drain(struct walk *w)
         if (w->nfar == 0 || stopping(w))
             return;
         if (!far_flush(w)) {
-            /* no memory to sort: visit them as they are */
-            for (size_t i = 0; i < w->nfar && !stopping(w); i++)
-                visit(w, w->far[i]);
-            w->nfar = 0;
-            drain(w);
-            return;
+            /* no room to sort them in: visit them as they are (what they
+             * push goes on the stack, drained next time round) */
+            uint64_t *items = w->far;
+            size_t n = w->nfar;
+            w->far = NULL;
+            w->nfar = w->capfar = 0;
+            for (size_t i = 0; i < n && !stopping(w); i++)
+                visit(w, items[i]);
+            free(items);
         }
     }
 }

