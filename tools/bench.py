@@ -213,20 +213,39 @@ def helper(build, mode, pid):
     return json.loads(r.stdout)
 
 
-def bench_cache_dict(build, python, n, runs, tmp):
-    """The cache-dict heap: census and peaks (see the module's doc)."""
-    log("== cache dict of %d keys: starting the target" % n)
-    p = subprocess.Popen([python, CACHE_DICT, str(n)], stdin=subprocess.PIPE,
+def start_stdin_target(python, script, n, res):
+    """Start SCRIPT N (it prints one JSON line {"ready": PID, "VmRSS": KiB}
+    and idles until stdin closes); its RSS into RES. (process, PID)."""
+    p = subprocess.Popen([python, script, str(n)], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, text=True)
-    res = {"n": n}
-    d = None
     try:
         line = p.stdout.readline()
         if not line:
-            raise RuntimeError("cache_dict.py did not start (N=%d)" % n)
+            raise RuntimeError("%s did not start (N=%d)" % (os.path.basename(script), n))
         info = json.loads(line)
-        pid = info["ready"]
-        res["target_rss_kib"] = info["VmRSS"]
+    except BaseException:
+        stop_stdin_target(p)
+        raise
+    res["target_rss_kib"] = info["VmRSS"]
+    return p, info["ready"]
+
+
+def stop_stdin_target(p):
+    try:
+        p.stdin.close()
+        p.wait(timeout=30)
+    except Exception:
+        p.kill()
+        p.wait()
+
+
+def bench_cache_dict(build, python, n, runs, tmp):
+    """The cache-dict heap: census and peaks (see the module's doc)."""
+    log("== cache dict of %d keys: starting the target" % n)
+    res = {"n": n}
+    p, pid = start_stdin_target(python, CACHE_DICT, n, res)
+    d = None
+    try:
         d = Daemon(build, pid, tmp, ["--scan-nice", "0"], "pyheapd-cache-dict")
         walls, libs = [], []
         for i in range(runs):
@@ -249,12 +268,7 @@ def bench_cache_dict(build, python, n, runs, tmp):
     finally:
         if d:
             d.close()
-        try:
-            p.stdin.close()
-            p.wait(timeout=30)
-        except Exception:
-            p.kill()
-            p.wait()
+        stop_stdin_target(p)
     rss = res["target_rss_kib"]
     res["summary"] = {
         "census_s": median(res["census_s"]),
@@ -278,16 +292,9 @@ def helper_json(build, *args):
 def bench_churned(build, python, n, runs):
     """The churned heap: the library's census against the floor."""
     log("== churned heap of %d nodes: starting the target" % n)
-    p = subprocess.Popen([python, CHURNED, str(n)], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True)
     res = {"n": n}
+    p, pid = start_stdin_target(python, CHURNED, n, res)
     try:
-        line = p.stdout.readline()
-        if not line:
-            raise RuntimeError("churned_heap.py did not start (N=%d)" % n)
-        info = json.loads(line)
-        pid = info["ready"]
-        res["target_rss_kib"] = info["VmRSS"]
         cens, floors = [], []
         for i in range(runs):
             cens.append(helper_json(build, "census", pid, 0, 2))
@@ -302,12 +309,7 @@ def bench_churned(build, python, n, runs):
         res["floor_bytes"] = floors[-1]["bytes"]
         res["objects"] = cens[-1]["objects"]
     finally:
-        try:
-            p.stdin.close()
-            p.wait(timeout=30)
-        except Exception:
-            p.kill()
-            p.wait()
+        stop_stdin_target(p)
     res["summary"] = {
         "census_s": median(res["census_s"]),
         "floor_s": median(res["floor_s"]),
