@@ -110,12 +110,7 @@ def proc_status_kib(pid, key):
 
 class Target:
     def __init__(self, python, n):
-        self.p = subprocess.Popen([python, TARGET, str(n)], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True)
-        line = self.p.stdout.readline()
-        if not line:
-            raise RuntimeError("bench_heap.py did not start (N=%d)" % n)
-        self.info = json.loads(line)
+        self.p, self.info = start_stdin_target(python, TARGET, n)
         self.pid = self.info["ready"]
         self.lock = threading.Lock()
 
@@ -205,17 +200,18 @@ class Daemon:
         return found
 
 
-def helper(build, mode, pid):
-    r = subprocess.run([os.path.join(build, "bench-helper"), mode, str(pid)],
-                       capture_output=True, text=True)
+def helper(build, mode, pid, *args):
+    """bench-helper MODE PID [ARGS...]: its JSON line."""
+    r = subprocess.run([os.path.join(build, "bench-helper"), mode, str(pid)] +
+                       [str(a) for a in args], capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError("bench-helper %s: %s" % (mode, r.stderr.strip()))
     return json.loads(r.stdout)
 
 
-def start_stdin_target(python, script, n, res):
-    """Start SCRIPT N (it prints one JSON line {"ready": PID, "VmRSS": KiB}
-    and idles until stdin closes); its RSS into RES. (process, PID)."""
+def start_stdin_target(python, script, n):
+    """Start SCRIPT N, which prints one JSON line {"ready": PID, "VmRSS":
+    KiB, ...} once its heap is built: (process, that line)."""
     p = subprocess.Popen([python, script, str(n)], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, text=True)
     try:
@@ -226,8 +222,7 @@ def start_stdin_target(python, script, n, res):
     except BaseException:
         stop_stdin_target(p)
         raise
-    res["target_rss_kib"] = info["VmRSS"]
-    return p, info["ready"]
+    return p, info
 
 
 def stop_stdin_target(p):
@@ -243,14 +238,16 @@ def bench_cache_dict(build, python, n, runs, tmp):
     """The cache-dict heap: census and peaks (see the module's doc)."""
     log("== cache dict of %d keys: starting the target" % n)
     res = {"n": n}
-    p, pid = start_stdin_target(python, CACHE_DICT, n, res)
+    p, info = start_stdin_target(python, CACHE_DICT, n)
+    pid = info["ready"]
+    res["target_rss_kib"] = info["VmRSS"]
     d = None
     try:
         d = Daemon(build, pid, tmp, ["--scan-nice", "0"], "pyheapd-cache-dict")
         walls, libs = [], []
         for i in range(runs):
             walls.append(d.top_timed(5)[0])
-            libs.append(helper_json(build, "census", pid, 0, 2))
+            libs.append(helper(build, "census", pid, 0, 2))
             log("   run %d: census %.3f s, lib %.3f s (peak %.0f MiB), %d objects, "
                 "%d key texts left out" % (i + 1, walls[-1], libs[-1]["census_ms"] / 1e3,
                                            libs[-1]["hwm_kib"] / 1024, libs[-1]["objects"],
@@ -281,24 +278,18 @@ def bench_cache_dict(build, python, n, runs, tmp):
     return res
 
 
-def helper_json(build, *args):
-    h = subprocess.run([os.path.join(build, "bench-helper")] + [str(a) for a in args],
-                       capture_output=True, text=True)
-    if h.returncode != 0:
-        raise RuntimeError("bench-helper %s: %s" % (args[0], h.stderr.strip()))
-    return json.loads(h.stdout)
-
-
 def bench_churned(build, python, n, runs):
     """The churned heap: the library's census against the floor."""
     log("== churned heap of %d nodes: starting the target" % n)
     res = {"n": n}
-    p, pid = start_stdin_target(python, CHURNED, n, res)
+    p, info = start_stdin_target(python, CHURNED, n)
+    pid = info["ready"]
+    res["target_rss_kib"] = info["VmRSS"]
     try:
         cens, floors = [], []
         for i in range(runs):
-            cens.append(helper_json(build, "census", pid, 0, 2))
-            floors.append(helper_json(build, "floor", pid))
+            cens.append(helper(build, "census", pid, 0, 2))
+            floors.append(helper(build, "floor", pid))
             log("   run %d: census %.3f s (%d objects, %.1f GB read in %d reads), floor %.3f s"
                 % (i + 1, cens[-1]["census_ms"] / 1e3, cens[-1]["objects"],
                    cens[-1]["remote_bytes"] / 1e9, cens[-1]["remote_reads"],
