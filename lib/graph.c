@@ -437,79 +437,10 @@ static int build_reverse(struct ctx *c, const struct item *items, size_t nitems)
 
 /* ---- referrer groups ---- */
 
-enum { DIGIT = 11, BUCKETS = 1 << DIGIT };
-
-/* One slice of a radix pass: from[lo, hi) counted by digit (at bit SH),
- * then scattered to `to` from the positions in cnt. */
-struct rxslice {
-    const uint64_t *from;
-    uint64_t *to;
-    size_t lo, hi;
-    unsigned sh;
-    size_t *cnt;    /* BUCKETS */
-};
-
-static void *radix_count(void *arg)
-{
-    struct rxslice *x = arg;
-    memset(x->cnt, 0, BUCKETS * sizeof *x->cnt);
-    for (size_t i = x->lo; i < x->hi; i++)
-        x->cnt[(x->from[i] >> x->sh) & (BUCKETS - 1)]++;
-    return NULL;
-}
-
-static void *radix_scatter(void *arg)
-{
-    struct rxslice *x = arg;
-    for (size_t i = x->lo; i < x->hi; i++)
-        x->to[x->cnt[(x->from[i] >> x->sh) & (BUCKETS - 1)]++] = x->from[i];
-    return NULL;
-}
-
-/* Stable LSD radix sort of A (N) on bits LO..63, 11 bits a pass, only
- * over the bits that are not the same in every value. TMP has room for N.
- * Each pass is cut in NTHREADS slices (one below min_parallel_items):
- * slice k's values with digit d go after those of the slices before it
- * with the same digit, so the passes are stable and the result that of
- * one thread. -1 when out of memory. */
+/* pyheap_radix_sort in NTHREADS slices, one below min_parallel_items. */
 static int radix_sort(uint64_t *a, uint64_t *tmp, size_t n, unsigned lo, unsigned nthreads)
 {
-    uint64_t all_or = 0, all_and = ~0ULL;
-    for (size_t i = 0; i < n; i++) {
-        all_or |= a[i];
-        all_and &= a[i];
-    }
-    uint64_t vary = (all_or ^ all_and) >> lo << lo;
-    if (!vary)
-        return 0;
-    unsigned first = (unsigned)__builtin_ctzll(vary), last = 63 - (unsigned)__builtin_clzll(vary);
-    unsigned nsl = n < min_parallel_items ? 1 : nthreads;
-    size_t *cnt = malloc((size_t)nsl * BUCKETS * sizeof *cnt);
-    if (!cnt)
-        return -1;
-    struct rxslice sl[PYHEAP_MAX_SCAN_THREADS];
-    uint64_t *from = a, *to = tmp;
-    for (unsigned sh = first; sh <= last; sh += DIGIT) {
-        for (unsigned k = 0; k < nsl; k++)
-            sl[k] = (struct rxslice){ from, to, slice_at(n, k, nsl), slice_at(n, k + 1, nsl), sh,
-                                      cnt + (size_t)k * BUCKETS };
-        pyheap_run_slices(radix_count, sl, sizeof *sl, nsl);
-        size_t pos = 0;
-        for (size_t d = 0; d < BUCKETS; d++)
-            for (unsigned k = 0; k < nsl; k++) {
-                size_t c = sl[k].cnt[d];
-                sl[k].cnt[d] = pos;
-                pos += c;
-            }
-        pyheap_run_slices(radix_scatter, sl, sizeof *sl, nsl);
-        uint64_t *x = from;
-        from = to;
-        to = x;
-    }
-    if (from != a)
-        memcpy(a, from, n * sizeof *a);
-    free(cnt);
-    return 0;
+    return pyheap_radix_sort(a, tmp, n, lo, n < min_parallel_items ? 1 : nthreads);
 }
 
 static bool ascending(const uint64_t *a, size_t n)

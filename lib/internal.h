@@ -57,6 +57,13 @@ void *pyheap_alloc_big(size_t n, size_t elem, bool zero);
  * the caller; a slice whose thread cannot be started runs on the caller
  * afterwards (never an error). Returns when all are done. */
 void pyheap_run_slices(void *(*fn)(void *), void *args, size_t size, unsigned n);
+/* Stable LSD radix sort of A (N) on bits LO..63, 11 bits a pass, only
+ * over the bits that are not the same in every value; TMP has room for N.
+ * Each pass is cut in NSLICES (1 to PYHEAP_MAX_SCAN_THREADS) slices run on
+ * as many threads: slice k's values with digit d go after those of the
+ * slices before it with the same digit, so the passes are stable and the
+ * result that of one thread. 0, or -1 (A unchanged) when out of memory. */
+int pyheap_radix_sort(uint64_t *a, uint64_t *tmp, size_t n, unsigned lo, unsigned nslices);
 /* Sort A[0..N) ascending and drop repeats; the number left. */
 size_t pyheap_u64_sort_unique(uint64_t *a, size_t n);
 /* qsort comparison of two uint64_t. */

@@ -1738,7 +1738,6 @@ static void shared_free(struct walk_shared *sh)
 
 /* ---- the parallel phase ---- */
 
-/* Visit everything on W's stack and what it leads to. */
 /* Whether ADDR's chunk is in this walker's cache (a window on it, or the
  * cache's table): visiting it reads nothing from the target. */
 static bool near_now(struct walk *w, uint64_t addr)
@@ -1749,42 +1748,23 @@ static bool near_now(struct walk *w, uint64_t addr)
     return pyheap_mem_cached(w->mem, addr) != 0 || page_kept(w, addr) != NULL;
 }
 
-/* Sort A (N) by the 64 KiB chunk of each address (bits 16-47: three
- * stable 11-bit passes; within a chunk, in any order), TMP (room for N)
- * as the other buffer: the sorted values end in TMP (an odd number of
- * passes). A few are sorted by insertion, in A, which is returned then. */
-static uint64_t *sort_by_chunk(uint64_t *a, uint64_t *tmp, size_t n)
+/* Sort A (N) by the 64 KiB chunk of each address (within a chunk, in any
+ * order): a few by insertion, more by pyheap_radix_sort above bit 16 on
+ * this thread with TMP (room for N). Out of memory, they stay as they
+ * are (the order only saves reads). */
+static void sort_by_chunk(uint64_t *a, uint64_t *tmp, size_t n)
 {
-    enum { BITS = 11, NB = 1 << BITS, SMALL = 64 };
-    if (n <= SMALL) {
-        for (size_t i = 1; i < n; i++) {
-            uint64_t x = a[i];
-            size_t j = i;
-            for (; j > 0 && (a[j - 1] >> 16) > (x >> 16); j--)
-                a[j] = a[j - 1];
-            a[j] = x;
-        }
-        return a;
+    if (n > 64) {
+        (void)pyheap_radix_sort(a, tmp, n, 16, 1);
+        return;
     }
-    size_t cnt[NB];
-    uint64_t *from = a, *to = tmp;
-    for (unsigned sh = 16; sh < 16 + 3 * BITS; sh += BITS) {
-        memset(cnt, 0, sizeof cnt);
-        for (size_t i = 0; i < n; i++)
-            cnt[(from[i] >> sh) & (NB - 1)]++;
-        size_t pos = 0;
-        for (size_t d = 0; d < NB; d++) {
-            size_t c = cnt[d];
-            cnt[d] = pos;
-            pos += c;
-        }
-        for (size_t i = 0; i < n; i++)
-            to[cnt[(from[i] >> sh) & (NB - 1)]++] = from[i];
-        uint64_t *x = from;
-        from = to;
-        to = x;
+    for (size_t i = 1; i < n; i++) {
+        uint64_t x = a[i];
+        size_t j = i;
+        for (; j > 0 && (a[j - 1] >> 16) > (x >> 16); j--)
+            a[j] = a[j - 1];
+        a[j] = x;
     }
-    return from;
 }
 
 /* Move the far objects to the stack, ordered so that they are popped in
@@ -1799,15 +1779,9 @@ static bool far_flush(struct walk *w)
         !pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + n, sizeof *w->stack))
         return false;
     uint64_t *to = w->stack + w->nstack;
-    uint64_t *sorted = sort_by_chunk(w->far, to, n);
-    if (sorted != to)
-        memcpy(to, sorted, n * sizeof *to);
-    /* descending: the lowest address on top */
-    for (size_t i = 0, j = n; i < j--; i++) {
-        uint64_t x = to[i];
-        to[i] = to[j] | REF_NEAR;
-        to[j] = x | REF_NEAR;
-    }
+    sort_by_chunk(w->far, to, n);
+    for (size_t i = 0; i < n; i++)   /* descending: the lowest address on top */
+        to[i] = w->far[n - 1 - i] | REF_NEAR;
     w->nstack += n;
     w->nfar = 0;
     return true;
