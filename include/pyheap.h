@@ -185,6 +185,12 @@ typedef struct pyheap_scan_stats {
                               * passed max_label_bytes (a truncated scan
                               * may count some of objects it cut); not
                               * kept */
+    uint64_t key_labels_later; /* dict keys whose label texts were read
+                              * after the walk, in address order, as
+                              * their memory was not at hand when their
+                              * dict was (a churned heap); counted in the
+                              * snapshot's statistics, not the census's
+                              * (nor are their reads); not kept */
 } pyheap_scan_stats;
 
 /* Per-scan time budget: MS milliseconds from now on, every remote read of

@@ -189,7 +189,8 @@ static int for_entries(struct walk *w, const struct dkeys *d, uint64_t values,
  * (an unsigned). */
 static int ref_entry(struct walk *w, uint64_t key, uint64_t value, void *arg)
 {
-    pyheap_walk_edge(w, value, pyheap_walk_label_key(w, key, *(const unsigned *)arg));
+    pyheap_walk_edge(w, value,
+                     pyheap_walk_label_key(w, key, *(const unsigned *)arg | WALK_KEY_DEFER));
     pyheap_walk_edge(w, key, WALK_LBL(LBL_DICT_KEY, 0));
     return 0;
 }
@@ -199,7 +200,8 @@ static int ref_entry(struct walk *w, uint64_t key, uint64_t value, void *arg)
  * (pyheap_walk_keys_refs). ARG: as ref_entry's. */
 static int ref_value(struct walk *w, uint64_t key, uint64_t value, void *arg)
 {
-    pyheap_walk_edge(w, value, pyheap_walk_label_key(w, key, *(const unsigned *)arg));
+    pyheap_walk_edge(w, value,
+                     pyheap_walk_label_key(w, key, *(const unsigned *)arg | WALK_KEY_DEFER));
     return 0;
 }
 

@@ -375,6 +375,8 @@ struct build {
     uint32_t *perm;             /* discovery order -> index, or NO_OBJ */
     uint64_t *bits;             /* per index: taken (perm), then cut */
     uint32_t *tgt, *lab;        /* kept edges, by part, discovery order */
+    const uint32_t *pending;    /* snapshot_graph_in's */
+    size_t npending;
     struct part part[PYHEAP_MAX_SCAN_THREADS];
     unsigned nparts;
 };
@@ -492,6 +494,11 @@ static void phase_edges(struct build *b, struct part *pt)
             }
             tgt[kept] = (uint32_t)t;
             lab[kept] = label_decode(l);
+            if (WALK_LBL_KIND(lab[kept]) == WALK_LBL_PENDING) {
+                uint32_t pi = WALK_LBL_PAYLOAD(lab[kept]);
+                uint32_t flags = lab[kept] & (7u << 24);
+                lab[kept] = (pi < b->npending ? WALK_LBL_NOFLAGS(b->pending[pi]) : 0) | flags;
+            }
             kept++;
         }
         s->eoff[p] = (uint32_t)(kept - start);
@@ -618,6 +625,8 @@ int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes
     memset(&b, 0, sizeof b);
     b.in = in;
     b.ntypes = ntypes;
+    b.pending = g->pending;
+    b.npending = g->npending;
     size_t nbits = 0;
     pyheap_snapshot *s = calloc(1, sizeof *s);
     if (!s || n >= UINT32_MAX || nedges >= UINT32_MAX)

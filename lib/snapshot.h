@@ -229,6 +229,10 @@ struct snapshot_graph_in {
      * set less what it did not record), taken. The build checks it
      * against the objects and indexes them itself when it does not match. */
     struct addrindex *index;
+    /* The labels of a walk's pending keys (WALK_LBL_PENDING), by payload:
+     * borrowed; an edge label beyond them becomes LBL_NONE. */
+    const uint32_t *pending;
+    size_t npending;
 };
 
 /* What a walk found, before the build (pyheap_scan_opts.census). */

@@ -104,6 +104,11 @@ static const char *labeltab_text(struct labeltab *lt, uint32_t i)
 #define KC_SIZE 8192       /* key labels remembered per walker */
 /* Dict key texts kept as labels, in bytes (pyheap_scan_opts.max_label_bytes) */
 #define DEFAULT_LABEL_BUDGET ((size_t)8 << 20)
+/* Pending key labels (WALK_KEY_DEFER): blocks of slots, reserved by a
+ * walker PEND_RESERVE at a time (a reservation never straddles blocks). */
+#define PEND_SHIFT   16
+#define PEND_BLOCKS  ((WALK_LBL_PAYLOAD_MAX + 1u) >> PEND_SHIFT)
+#define PEND_RESERVE 1024u
 #define SPLIT_CACHE_SIZE 16
 
 struct typemap_entry {
@@ -161,6 +166,11 @@ struct walk_shared {
      * texts pass label_budget bytes (key_label_compute). */
     struct labeltab labels;
     size_t label_budget;
+    /* Dict key labels left pending (WALK_KEY_DEFER), resolved after the
+     * walk (pend_resolve): slot i of block i >> PEND_SHIFT holds the key's
+     * address, | 1 when its text draws on the budget; 0: unused. */
+    uint64_t *pend[PEND_BLOCKS]; /* atomic pointers, set once */
+    uint64_t pend_next;          /* atomic: indices reserved */
 
     /* Several threads: the thread walking the GC lists hands the seeds out
      * in blocks, in list order (about allocation order: neighbours stay
@@ -234,7 +244,9 @@ struct walk {
      * direct-mapped (a huge dict's keys pass through once each: a table
      * of every key cost more to probe than the labels it saved) */
     struct key_label { uint64_t key; uint32_t label; } *kc; /* [KC_SIZE] */
+    uint32_t pend_at, pend_end; /* this walker's reserved pending indices */
     uint64_t key_labels_elided; /* key texts left out: label_budget */
+    uint64_t key_labels_later;  /* pending key labels resolved (pend_resolve) */
     struct walk_lit {          /* pyheap_walk_label_lit, direct-mapped */
         const char *text;
         enum walk_label_kind kind;
@@ -340,6 +352,8 @@ static inline uint64_t hash64(uint64_t x)
     x ^= x >> 33;
     return x;
 }
+
+static bool near_now(struct walk *w, uint64_t addr);
 
 /* ---- services for decoders ---- */
 
@@ -883,6 +897,42 @@ static uint32_t key_label_compute(struct walk *w, uint64_t key, bool budgeted, b
     return pyheap_walk_label(w, LBL_KEY_TEXT, buf);
 }
 
+/* A pending label for KEY (BUDGETED: its text draws on the budget), or 0
+ * when none is left or memory runs out (the caller computes it now). */
+static uint32_t pend_defer(struct walk *w, uint64_t key, bool budgeted)
+{
+    struct walk_shared *sh = w->sh;
+    if (w->pend_at == w->pend_end) {
+        if (__atomic_load_n(&sh->pend_next, __ATOMIC_RELAXED) > PEND_BLOCKS << PEND_SHIFT)
+            return 0;
+        uint64_t at = __atomic_fetch_add(&sh->pend_next, PEND_RESERVE, __ATOMIC_RELAXED);
+        if (at + PEND_RESERVE > (uint64_t)PEND_BLOCKS << PEND_SHIFT)
+            return 0;
+        uint64_t **slot = &sh->pend[at >> PEND_SHIFT];
+        if (!__atomic_load_n(slot, __ATOMIC_ACQUIRE)) {
+            sh_lock(w);
+            if (!*slot)
+                __atomic_store_n(slot, calloc((size_t)1 << PEND_SHIFT, sizeof **slot),
+                                 __ATOMIC_RELEASE);
+            sh_unlock(w);
+            if (!__atomic_load_n(slot, __ATOMIC_ACQUIRE))
+                return 0;   /* (the range is lost: its indices stay unused) */
+        }
+        w->pend_at = (uint32_t)at;
+        w->pend_end = (uint32_t)(at + PEND_RESERVE);
+    }
+    uint32_t i = w->pend_at++;
+    sh->pend[i >> PEND_SHIFT][i & ((1u << PEND_SHIFT) - 1)] = key | (budgeted ? 1 : 0);
+    return WALK_LBL(WALK_LBL_PENDING, i);
+}
+
+/* Whether the pending LABEL's text draws on the budget. */
+static bool pend_budgeted(const struct walk *w, uint32_t label)
+{
+    uint32_t i = WALK_LBL_PAYLOAD(label);
+    return (w->sh->pend[i >> PEND_SHIFT][i & ((1u << PEND_SHIFT) - 1)] & 1) != 0;
+}
+
 uint32_t pyheap_walk_label_key(struct walk *w, uint64_t key, unsigned how)
 {
     if (!plausible_addr(key))
@@ -893,8 +943,16 @@ uint32_t pyheap_walk_label_key(struct walk *w, uint64_t key, unsigned how)
     }
     size_t j = hash64(key) & (KC_SIZE - 1);
     uint32_t l;
-    if (w->kc[j].key == key) {
+    /* a pending label serves only a caller that takes one, and one that
+     * draws on the budget only such a caller */
+    bool defer = (how & (WALK_KEY_DEFER | WALK_KEY_ATTR)) == WALK_KEY_DEFER && w->in_obj;
+    if (w->kc[j].key == key &&
+        (WALK_LBL_KIND(w->kc[j].label) != WALK_LBL_PENDING ||
+         (defer && ((how & WALK_KEY_BUDGET) || !pend_budgeted(w, w->kc[j].label))))) {
         l = w->kc[j].label;
+    } else if (defer && !near_now(w, key) &&
+               (l = pend_defer(w, key, (how & WALK_KEY_BUDGET) != 0)) != 0) {
+        w->kc[j].key = key, w->kc[j].label = l;
     } else {
         bool elided = false;
         l = key_label_compute(w, key, (how & WALK_KEY_BUDGET) != 0, &elided);
@@ -1703,6 +1761,65 @@ static void walk_interp(struct walk *w, uint64_t interp)
     }
 }
 
+/* Resolve the key labels left pending (pend_defer) on W, now that the
+ * walk is done, reading the keys in address order (one chunk read serves
+ * all the keys in it): *OUT (allocated) maps each pending index below *N
+ * to its label (LBL_NONE: reserved, never used). -1: out of memory. */
+static int pend_resolve(struct walk *w, uint32_t **out, size_t *nout)
+{
+    struct walk_shared *sh = w->sh;
+    const uint64_t lowbits = ((uint64_t)1 << PEND_SHIFT) - 1;
+    uint64_t n = __atomic_load_n(&sh->pend_next, __ATOMIC_RELAXED);
+    if (n > (uint64_t)PEND_BLOCKS << PEND_SHIFT)
+        n = (uint64_t)PEND_BLOCKS << PEND_SHIFT;
+    *out = NULL;
+    *nout = 0;
+    size_t m = 0;
+    for (uint64_t i = 0; i < n; i++)
+        m += sh->pend[i >> PEND_SHIFT] && sh->pend[i >> PEND_SHIFT][i & lowbits];
+    if (m == 0)
+        return 0;
+    w->key_labels_later = m;
+    uint64_t *a = malloc(m * sizeof *a), *tmp = malloc(m * sizeof *tmp);
+    uint32_t *res = calloc((size_t)n, sizeof *res);
+    if (!a || !tmp || !res || (!w->kc && !(w->kc = calloc(KC_SIZE, sizeof *w->kc)))) {
+        free(a);
+        free(tmp);
+        free(res);
+        return -1;
+    }
+    /* by chunk (addresses are below 2^47: 31 bits above 16), then index */
+    size_t k = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t v = sh->pend[i >> PEND_SHIFT] ? sh->pend[i >> PEND_SHIFT][i & lowbits] : 0;
+        if (v)
+            a[k++] = (v >> 16) << 24 | i;
+    }
+    (void)pyheap_radix_sort(a, tmp, m, 24, 1);   /* (unsorted: more reads) */
+    free(tmp);
+    w->pages_on = false;   /* in address order, whole chunks serve best */
+    memset(w->kc, 0, KC_SIZE * sizeof *w->kc);
+    for (k = 0; k < m; k++) {
+        uint32_t i = (uint32_t)(a[k] & WALK_LBL_PAYLOAD_MAX);
+        uint64_t v = sh->pend[i >> PEND_SHIFT][i & lowbits], key = v & ~(uint64_t)1;
+        size_t j = hash64(key) & (KC_SIZE - 1);
+        if (w->kc[j].key == key) {
+            res[i] = w->kc[j].label;
+            continue;
+        }
+        bool elided = false;
+        res[i] = key_label_compute(w, key, (v & 1) != 0, &elided);
+        if (elided)
+            w->key_labels_elided++;
+        else
+            w->kc[j].key = key, w->kc[j].label = res[i];
+    }
+    free(a);
+    *out = res;
+    *nout = (size_t)n;
+    return 0;
+}
+
 static void walk_free(struct walk *w)
 {
     free(w->stack);
@@ -1730,6 +1847,8 @@ static void shared_free(struct walk_shared *sh)
     free(sh->types);
     strtab_free(&sh->names);
     labeltab_free(&sh->labels);
+    for (size_t i = 0; i < PEND_BLOCKS; i++)
+        free(sh->pend[i]);
     pthread_mutex_destroy(&sh->lock);
     pthread_mutex_destroy(&sh->seen_lock);
     pthread_mutex_destroy(&sh->qlock);
@@ -2625,8 +2744,18 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     size_t nrecs = walk_pool_records(&w, &pool, &tallied);
     if (nrecs > w.max_objects)
         w.truncated = true;   /* the records are trimmed to the limit below */
+    /* The key labels left pending are read while a stopped target still
+     * is (its keys as the walk saw them); else after the census. */
+    uint32_t *pend = NULL;
+    size_t npend = 0;
+    bool pend_done = false;
+    if (sh.stopped && !w.nomem) {
+        pend_done = true;
+        if (pend_resolve(&w, &pend, &npend) < 0)
+            w.nomem = true;
+    }
     if (opts && opts->walked)
-        opts->walked(opts->walked_arg);   /* nothing more is read */
+        opts->walked(opts->walked_arg);   /* (stopped: nothing more is read) */
 
     int rc = 0;
     pyheap_error gone_err;
@@ -2677,6 +2806,16 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
             free(tally);
         }
     }
+    if (rc == 0 && !w.nomem && !pend_done && pend_resolve(&w, &pend, &npend) < 0)
+        w.nomem = true;
+    st.key_labels_elided = w.key_labels_elided;
+    st.key_labels_later = w.key_labels_later;
+    if (npend) {   /* (their reads, after the census's) */
+        uint64_t reads2, bytes2;
+        pyheap_mem_counters(t->mem, &reads2, &bytes2);
+        st.remote_reads = reads2 - reads0 + xreads;
+        st.remote_bytes = bytes2 - bytes0 + xbytes;
+    }
     walk_pool_merge(&w, &pool, rc == 0 && !w.nomem);   /* (a failed scan drops them) */
     size_t nlabels = 0;
     char **labels = NULL;
@@ -2696,7 +2835,8 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         sh.names.s = NULL;
         sh.names.n = 0;
         struct snapshot_graph_in g = { .labels = labels, .nlabels = nlabels,
-                                       .roots = w.roots, .nroots = w.nroots };
+                                       .roots = w.roots, .nroots = w.nroots,
+                                       .pending = pend, .npending = npend };
         w.roots = NULL; /* names taken too */
         w.nroots = 0;
         /* What only the walk needed goes before the build allocates. */
@@ -2730,6 +2870,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
             (*out)->stats.build_ms = b1 - b0;
         }
     }
+    free(pend);
     pyheap_mem_window_drop(t->mem);
     pyheap_mem_cache_clear(t->mem);
     pyheap_mem_set_cache_cap(t->mem, 0);

@@ -121,6 +121,10 @@ enum walk_label_kind {
 };
 
 #define WALK_LBL_PAYLOAD_MAX ((1u << 24) - 1)
+/* The kind of a label left pending during the walk (WALK_KEY_DEFER): its
+ * payload indexes the labels resolved after it (snapshot_graph_in.pending);
+ * the build replaces it, so no snapshot holds it. */
+#define WALK_LBL_PENDING 31u
 #define WALK_LBL(kind, payload) (((uint32_t)(kind) << 27) | ((uint32_t)(payload) & WALK_LBL_PAYLOAD_MAX))
 #define WALK_LBL_KIND(l)    ((unsigned)((l) >> 27))
 #define WALK_LBL_FLAGS(l)   ((unsigned)(((l) >> 24) & 7u))
@@ -190,6 +194,12 @@ uint32_t pyheap_walk_label_lit(struct walk *w, enum walk_label_kind kind, const 
  * counted in key_labels_elided). */
 #define WALK_KEY_ATTR   1u
 #define WALK_KEY_BUDGET 2u
+/* WALK_KEY_DEFER: the label may be left pending (WALK_LBL_PENDING) when
+ * the key's memory is not in the walker's cache, and resolved once the
+ * walk is done, the pending keys read in address order (a dict of keys
+ * that lie all over a churned heap: one page read per key otherwise).
+ * Only for labels that go into edges as they are (dict values). */
+#define WALK_KEY_DEFER  4u
 /* Dicts of this many entries or more draw their key texts on the budget
  * (class namespaces, keyword arguments, module namespaces of fewer names
  * and most data never do). */

@@ -154,7 +154,7 @@ static pyheap_snapshot *synthetic(void)
         { recs[0].addr, strdup("__main__"), 0 },
         { recs[11].addr, strdup("<thread 1> main().f_locals['w']"), 1 },
     };
-    struct snapshot_graph_in g = { edges, ne, labels, 3, roots, 2, NULL };
+    struct snapshot_graph_in g = { .edges = edges, .nedges = ne, .labels = labels, .nlabels = 3, .roots = roots, .nroots = 2 };
     pyheap_scan_stats st;
     memset(&st, 0, sizeof st);
     st.scan_ms = 12.3456789;

@@ -295,7 +295,7 @@ static pyheap_snapshot *build_xy(const struct snapshot_rec *recs, size_t n,
     ck_assert_ptr_nonnull(names);
     names[0] = strdup("x");
     names[1] = strdup("y");
-    struct snapshot_graph_in g = { edges, ne, NULL, 0, NULL, 0, NULL };
+    struct snapshot_graph_in g = { .edges = edges, .nedges = ne };
     pyheap_scan_stats st;
     memset(&st, 0, sizeof st);
     pyheap_snapshot *s = NULL;

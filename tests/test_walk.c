@@ -505,6 +505,51 @@ START_TEST(key_label_budget)
 }
 END_TEST
 
+/* tests/targets/churned_heap.py's index dict (its index file): the
+ * address, then per entry the value's address and the key's text. */
+struct churned_index {
+    uint64_t addr;
+    size_t n;
+    uint64_t *value;
+    char (*key)[16];
+};
+
+static void churned_index_read(struct kh *k, struct churned_index *x)
+{
+    char path[600];
+    kh_path(k, "index", path, sizeof path);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "%s", path);
+    ck_assert_int_eq(fscanf(f, "%" SCNx64 " %zu", &x->addr, &x->n), 2);
+    ck_assert_uint_gt(x->n, 1000);
+    x->value = calloc(x->n, sizeof *x->value);
+    x->key = calloc(x->n, sizeof *x->key);
+    ck_assert(x->value && x->key);
+    for (size_t j = 0; j < x->n; j++)
+        ck_assert_int_eq(fscanf(f, "%" SCNx64 " %15s", &x->value[j], x->key[j]), 2);
+    fclose(f);
+}
+
+/* Each entry of X in S: an edge to its value labelled ['key'], then one to
+ * its key labelled (key). */
+static void churned_index_check(const pyheap_snapshot *s, const struct churned_index *x,
+                                unsigned threads)
+{
+    size_t i = pyheap_snapshot_find(s, x->addr);
+    ck_assert_msg(i != SIZE_MAX, "the index dict is not found");
+    ck_assert_uint_eq(pyheap_snapshot_nedges(s, i), 2 * x->n);
+    for (size_t j = 0; j < x->n; j++) {
+        char want[32];
+        snprintf(want, sizeof want, "['%s']", x->key[j]);
+        uint64_t to = pyheap_snapshot_addr(s, pyheap_snapshot_edge_target(s, i, 2 * j));
+        const char *lb = edge_label(s, i, 2 * j);
+        ck_assert_msg(to == x->value[j] && strcmp(lb, want) == 0,
+                      "%u threads: index entry %zu is %s to %#" PRIx64 ", not %s to %#" PRIx64,
+                      threads, j, lb, to, want, x->value[j]);
+        ck_assert_str_eq(edge_label(s, i, 2 * j + 1), "(key)");
+    }
+}
+
 /* A heap whose objects lie in no order (tests/targets/churned_heap.py: a
  * long-running service's heap after much allocation and release): the
  * walk finds the objects of the in-process closure, and with a cache of
@@ -513,7 +558,10 @@ END_TEST
  * each reference at once, with a 64 KiB chunk read for almost every
  * object, read 360-500 times as much (20-28 GB for a 55 MiB target):
  * now far objects wait to be visited in address order and scattered
- * reads take a page (walk.c drain, read_slow). */
+ * reads take a page (walk.c drain, read_slow). The values of its index
+ * dict are labelled by their keys, whose texts lie all over the heap:
+ * most are read after the walk, in address order (key_labels_later),
+ * and label the right values. */
 START_TEST(churned_heap)
 {
     ck_assert_msg(access(PY_DEBIAN, X_OK) == 0, "%s is required", PY_DEBIAN);
@@ -540,6 +588,8 @@ START_TEST(churned_heap)
     pyheap_target *t = NULL;
     pyheap_error e;
     memset(&e, 0, sizeof e);
+    struct churned_index x;
+    churned_index_read(&k, &x);
     ck_assert_msg(pyheap_target_open(k.pid, NULL, &t, &e) == 0, "open: %s", e.msg);
     for (unsigned threads = 1; threads <= 2; threads++) {
         pyheap_scan_opts so = { .threads = threads, .max_cache_bytes = 1u << 20 };
@@ -548,17 +598,22 @@ START_TEST(churned_heap)
         const pyheap_scan_stats *st = pyheap_snapshot_stats(s);
         size_t n = pyheap_snapshot_count(s);
         fprintf(stderr, "churned heap: %u threads: %zu objects (closure %lu), %llu bytes read "
-                "in %llu reads for %lu KiB resident, %.0f ms\n", threads, n, truth,
+                "in %llu reads for %lu KiB resident, %.0f ms; %llu key labels read after "
+                "the walk (the index dict: %zu keys)\n", threads, n, truth,
                 (unsigned long long)st->remote_bytes, (unsigned long long)st->remote_reads,
-                rss_kib, st->scan_ms);
+                rss_kib, st->scan_ms, (unsigned long long)st->key_labels_later, x.n);
         ck_assert_int_eq(st->truncated, 0);
         /* the closure's objects and the few it does not reach (types of
          * the interpreter, objects only C holds) */
         ck_assert_uint_ge(n, truth);
         ck_assert_uint_le(n, truth + truth / 20);
         ck_assert_uint_le(st->remote_bytes, (uint64_t)rss_kib * 1024 * 200);
+        churned_index_check(s, &x, threads);
+        ck_assert_uint_ge(st->key_labels_later, x.n / 2);
         pyheap_snapshot_free(s);
     }
+    free(x.value);
+    free(x.key);
     pyheap_target_free(t);
     kh_stop(&k);
 }

@@ -13,7 +13,9 @@ that follows references reads memory in random order. Prints one JSON line
 {"ready": PID, "VmRSS": KiB, "objects": gc-tracked objects} and idles
 until stdin closes. With OUTDIR (N default 60000): writes OUTDIR/truth,
 "objects C" where C counts the objects of the gc.get_objects() +
-gc.get_referents() closure (ground truth), then OUTDIR/ready, and idles.
+gc.get_referents() closure (ground truth), OUTDIR/index (the index dict's
+address, then each entry's value address and key), then OUTDIR/ready, and
+idles.
 """
 import gc
 import json
@@ -72,6 +74,12 @@ def main():
         count = closure_count()
         with open(os.path.join(outdir, 'truth'), 'w') as f:
             f.write('objects %d\n' % count)
+        # the index dict: its address and size, then each entry's value
+        # address and key text, in the dict's order
+        with open(os.path.join(outdir, 'index'), 'w') as f:
+            f.write('%x %d\n' % (id(index), len(index)))
+            for name, nd in index.items():
+                f.write('%x %s\n' % (id(nd), name))
         open(os.path.join(outdir, 'ready'), 'w').close()
         while True:
             time.sleep(3600)
