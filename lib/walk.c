@@ -109,6 +109,7 @@ static const char *labeltab_text(struct labeltab *lt, uint32_t i)
 #define PEND_SHIFT   16
 #define PEND_BLOCKS  ((WALK_LBL_PAYLOAD_MAX + 1u) >> PEND_SHIFT)
 #define PEND_RESERVE 1024u
+#define PEND_CACHE   ((uint64_t)1 << 20) /* the reader's cache meanwhile */
 #define SPLIT_CACHE_SIZE 16
 
 struct typemap_entry {
@@ -1780,6 +1781,10 @@ static int pend_resolve(struct walk *w, uint32_t **out, size_t *nout)
     if (m == 0)
         return 0;
     w->key_labels_later = m;
+    /* In address order a few chunks serve: the walk's cached chunks make
+     * room for the tables below. */
+    pyheap_mem_cache_clear(w->mem);
+    pyheap_mem_set_cache_cap(w->mem, PEND_CACHE);
     uint64_t *a = malloc(m * sizeof *a), *tmp = malloc(m * sizeof *tmp);
     uint32_t *res = calloc((size_t)n, sizeof *res);
     if (!a || !tmp || !res || (!w->kc && !(w->kc = calloc(KC_SIZE, sizeof *w->kc)))) {
@@ -1815,6 +1820,10 @@ static int pend_resolve(struct walk *w, uint32_t **out, size_t *nout)
             w->kc[j].key = key, w->kc[j].label = res[i];
     }
     free(a);
+    for (size_t b = 0; b < PEND_BLOCKS; b++) {   /* (before the build allocates) */
+        free(sh->pend[b]);
+        sh->pend[b] = NULL;
+    }
     *out = res;
     *nout = (size_t)n;
     return 0;
@@ -2846,6 +2855,11 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         free(w.stack);
         w.stack = NULL;
         w.nstack = w.capstack = 0;
+        free(w.far);   /* (as large as the stack was: a 1M-key dict's values) */
+        w.far = NULL;
+        w.nfar = w.capfar = 0;
+        free(w.pages);
+        w.pages = NULL;
         /* The objects' addresses are the seen set's but those visited and
          * not recorded: unless some were left unvisited (a truncated
          * walk) or not noted, the build's index is a copy of its leaves
