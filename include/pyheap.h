@@ -188,9 +188,12 @@ typedef struct pyheap_scan_stats {
     uint64_t key_labels_later; /* dict keys whose label texts were read
                               * after the walk, in address order, as
                               * their memory was not at hand when their
-                              * dict was (a churned heap); counted in the
-                              * snapshot's statistics, not the census's
-                              * (nor are their reads); not kept */
+                              * dict was (a churned heap). Read after the
+                              * census unless the scan has a `walked`
+                              * callback (before it): then their reads
+                              * are not in the census's statistics, nor
+                              * the values labelled [<str>] for them in
+                              * key_labels_elided; not kept */
 } pyheap_scan_stats;
 
 /* Per-scan time budget: MS milliseconds from now on, every remote read of

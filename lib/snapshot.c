@@ -364,6 +364,7 @@ struct part {
     size_t ebudget;             /* edges its objects may own */
     size_t kept, read, dups;
     uint64_t dropped, bytes;
+    uint64_t elided;            /* kept edges with a pending label elided */
 };
 
 struct build {
@@ -497,7 +498,9 @@ static void phase_edges(struct build *b, struct part *pt)
             if (WALK_LBL_KIND(lab[kept]) == WALK_LBL_PENDING) {
                 uint32_t pi = WALK_LBL_PAYLOAD(lab[kept]);
                 uint32_t flags = lab[kept] & (7u << 24);
-                lab[kept] = (pi < b->npending ? WALK_LBL_NOFLAGS(b->pending[pi]) : 0) | flags;
+                uint32_t res = pi < b->npending ? b->pending[pi] : 0;
+                pt->elided += (res & WALK_LBL_PENDING_ELIDED) != 0;
+                lab[kept] = WALK_LBL_NOFLAGS(res) | flags;
             }
             kept++;
         }
@@ -720,6 +723,7 @@ int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes
         kept += b.part[j].kept;
         read += b.part[j].read;
         dropped += b.part[j].dropped;
+        s->stats.key_labels_elided += b.part[j].elided;
     }
     dropped += nedges - read; /* after the last object: no source */
     s->edges_dropped = dropped;

@@ -230,7 +230,9 @@ struct snapshot_graph_in {
      * against the objects and indexes them itself when it does not match. */
     struct addrindex *index;
     /* The labels of a walk's pending keys (WALK_LBL_PENDING), by payload:
-     * borrowed; an edge label beyond them becomes LBL_NONE. */
+     * borrowed; an edge label beyond them becomes LBL_NONE. Each edge
+     * kept whose label is flagged WALK_LBL_PENDING_ELIDED counts in the
+     * snapshot's key_labels_elided. */
     const uint32_t *pending;
     size_t npending;
 };

@@ -1793,12 +1793,14 @@ static int pend_resolve(struct walk *w, uint32_t **out, size_t *nout)
         free(res);
         return -1;
     }
-    /* by chunk (addresses are below 2^47: 31 bits above 16), then index */
+    /* Those that do not draw on the budget first (their texts are kept
+     * in any case, and the budgeted ones then find them), each kind by
+     * chunk (addresses are below 2^47: 31 bits above 16), then index. */
     size_t k = 0;
     for (uint64_t i = 0; i < n; i++) {
         uint64_t v = sh->pend[i >> PEND_SHIFT] ? sh->pend[i >> PEND_SHIFT][i & lowbits] : 0;
         if (v)
-            a[k++] = (v >> 16) << 24 | i;
+            a[k++] = (v & 1) << 55 | (v >> 16) << 24 | i;
     }
     (void)pyheap_radix_sort(a, tmp, m, 24, 1);   /* (unsorted: more reads) */
     free(tmp);
@@ -1814,8 +1816,8 @@ static int pend_resolve(struct walk *w, uint32_t **out, size_t *nout)
         }
         bool elided = false;
         res[i] = key_label_compute(w, key, (v & 1) != 0, &elided);
-        if (elided)
-            w->key_labels_elided++;
+        if (elided)   /* (counted by the build, per edge kept) */
+            res[i] |= WALK_LBL_PENDING_ELIDED;
         else
             w->kc[j].key = key, w->kc[j].label = res[i];
     }
@@ -1827,6 +1829,24 @@ static int pend_resolve(struct walk *w, uint32_t **out, size_t *nout)
     *out = res;
     *nout = (size_t)n;
     return 0;
+}
+
+/* -1 (ERR set) if W's process exited during the walk or is not the one
+ * opened any more, else 0. */
+static int walk_gone(struct walk *w, pyheap_error *err)
+{
+    const pyheap_target *t = w->h.t;
+    pyheap_error gone_err;
+    if (!w->gone && (t->pid <= 0 || pyheap_target_check_alive(t, &gone_err) == 0))
+        return 0;
+    if (err) {
+        if (w->gone)
+            pyheap_err_set(err, PYHEAP_E_GONE, ESRCH, 0, "process %d exited during the scan",
+                           (int)t->pid);
+        else
+            *err = gone_err;
+    }
+    return -1;
 }
 
 static void walk_free(struct walk *w)
@@ -2753,31 +2773,24 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     size_t nrecs = walk_pool_records(&w, &pool, &tallied);
     if (nrecs > w.max_objects)
         w.truncated = true;   /* the records are trimmed to the limit below */
-    /* The key labels left pending are read while a stopped target still
-     * is (its keys as the walk saw them); else after the census. */
+    /* The key labels left pending are read before the caller is told the
+     * walk is done (a stopped target is still stopped: its keys as the
+     * walk saw them); else after the census. */
     uint32_t *pend = NULL;
     size_t npend = 0;
     bool pend_done = false;
-    if (sh.stopped && !w.nomem) {
+    if ((sh.stopped || (opts && opts->walked)) && !w.nomem) {
         pend_done = true;
         if (pend_resolve(&w, &pend, &npend) < 0)
             w.nomem = true;
     }
     if (opts && opts->walked)
-        opts->walked(opts->walked_arg);   /* (stopped: nothing more is read) */
+        opts->walked(opts->walked_arg);   /* nothing more is read */
 
     int rc = 0;
-    pyheap_error gone_err;
     pyheap_scan_stats st;
     memset(&st, 0, sizeof st);
-    if (w.gone || (t->pid > 0 && pyheap_target_check_alive(t, &gone_err) < 0)) {
-        if (err) {
-            if (w.gone)
-                pyheap_err_set(err, PYHEAP_E_GONE, ESRCH, 0,
-                               "process %d exited during the scan", (int)t->pid);
-            else
-                *err = gone_err;
-        }
+    if (walk_gone(&w, err) < 0) {
         rc = -1;
     } else if (!w.nomem) {
         st.skipped = w.skipped;
@@ -2815,8 +2828,13 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
             free(tally);
         }
     }
-    if (rc == 0 && !w.nomem && !pend_done && pend_resolve(&w, &pend, &npend) < 0)
-        w.nomem = true;
+    if (rc == 0 && !w.nomem && !pend_done) {
+        if (pend_resolve(&w, &pend, &npend) < 0)
+            w.nomem = true;
+        /* the process went on meanwhile: still the same, and alive? */
+        if (npend && walk_gone(&w, err) < 0)
+            rc = -1;
+    }
     st.key_labels_elided = w.key_labels_elided;
     st.key_labels_later = w.key_labels_later;
     if (npend) {   /* (their reads, after the census's) */

@@ -125,6 +125,10 @@ enum walk_label_kind {
  * payload indexes the labels resolved after it (snapshot_graph_in.pending);
  * the build replaces it, so no snapshot holds it. */
 #define WALK_LBL_PENDING 31u
+/* In the resolved labels' table: the text was left out (the budget), an
+ * edge with it counts in key_labels_elided. (A flag bit: the build drops
+ * the table's flags.) */
+#define WALK_LBL_PENDING_ELIDED (1u << 24)
 #define WALK_LBL(kind, payload) (((uint32_t)(kind) << 27) | ((uint32_t)(payload) & WALK_LBL_PAYLOAD_MAX))
 #define WALK_LBL_KIND(l)    ((unsigned)((l) >> 27))
 #define WALK_LBL_FLAGS(l)   ((unsigned)(((l) >> 24) & 7u))

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "pyheap.h"
@@ -550,6 +551,19 @@ static void churned_index_check(const pyheap_snapshot *s, const struct churned_i
     }
 }
 
+/* A census callback that kills the target (ARG: its struct kh) once the
+ * walk is done. */
+static void kill_at_census(void *arg, const pyheap_census *c)
+{
+    (void)c;
+    struct kh *k = arg;
+    if (k->pid > 0) {
+        kill(k->pid, SIGKILL);
+        waitpid(k->pid, NULL, 0);
+        k->pid = 0;
+    }
+}
+
 /* A heap whose objects lie in no order (tests/targets/churned_heap.py: a
  * long-running service's heap after much allocation and release): the
  * walk finds the objects of the in-process closure, and with a cache of
@@ -561,7 +575,8 @@ static void churned_index_check(const pyheap_snapshot *s, const struct churned_i
  * reads take a page (walk.c drain, read_slow). The values of its index
  * dict are labelled by their keys, whose texts lie all over the heap:
  * most are read after the walk, in address order (key_labels_later),
- * and label the right values. */
+ * and label the right values. A target that exits while they are read
+ * (after the census) fails the scan, as one that exits during the walk. */
 START_TEST(churned_heap)
 {
     ck_assert_msg(access(PY_DEBIAN, X_OK) == 0, "%s is required", PY_DEBIAN);
@@ -612,6 +627,14 @@ START_TEST(churned_heap)
         ck_assert_uint_ge(st->key_labels_later, x.n / 2);
         pyheap_snapshot_free(s);
     }
+    pyheap_scan_opts so = { .threads = 2, .max_cache_bytes = 1u << 20,
+                            .census = kill_at_census, .census_arg = &k };
+    pyheap_snapshot *s = NULL;
+    memset(&e, 0, sizeof e);
+    ck_assert_int_eq(pyheap_snapshot_take(t, &so, &s, &e), -1);
+    ck_assert_ptr_null(s);
+    ck_assert_int_eq(k.pid, 0);   /* (the census came) */
+    ck_assert_msg(e.code == PYHEAP_E_GONE, "%d: %s", (int)e.code, e.msg);
     free(x.value);
     free(x.key);
     pyheap_target_free(t);
