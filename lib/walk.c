@@ -109,7 +109,8 @@ static const char *labeltab_text(struct labeltab *lt, uint32_t i)
 #define PEND_SHIFT   16
 #define PEND_BLOCKS  ((WALK_LBL_PAYLOAD_MAX + 1u) >> PEND_SHIFT)
 #define PEND_RESERVE 1024u
-#define PEND_CACHE   ((uint64_t)1 << 20) /* the reader's cache meanwhile */
+#define PEND_CACHE   ((uint64_t)1 << 20) /* each reader's cache meanwhile */
+#define PEND_SLICE_MIN 16384  /* pending keys shared out between threads */
 #define SPLIT_CACHE_SIZE 16
 
 struct typemap_entry {
@@ -1762,11 +1763,50 @@ static void walk_interp(struct walk *w, uint64_t interp)
     }
 }
 
-/* Resolve the key labels left pending (pend_defer) on W, now that the
- * walk is done, reading the keys in address order (one chunk read serves
- * all the keys in it): *OUT (allocated) maps each pending index below *N
- * to its label (LBL_NONE: reserved, never used). -1: out of memory. */
-static int pend_resolve(struct walk *w, uint32_t **out, size_t *nout)
+static void walk_free(struct walk *w);
+
+/* Slice [lo, hi) of the sorted pending keys A (pend_resolve), resolved by
+ * walker W into RES. */
+struct pend_slice {
+    struct walk *w;
+    const uint64_t *a;
+    size_t lo, hi;
+    uint32_t *res;
+};
+
+static void *pend_slice_run(void *arg)
+{
+    const struct pend_slice *p = arg;
+    struct walk *w = p->w;
+    struct walk_shared *sh = w->sh;
+    const uint64_t lowbits = ((uint64_t)1 << PEND_SHIFT) - 1;
+    for (size_t k = p->lo; k < p->hi; k++) {
+        uint32_t i = (uint32_t)(p->a[k] & WALK_LBL_PAYLOAD_MAX);
+        uint64_t v = sh->pend[i >> PEND_SHIFT][i & lowbits], key = v & ~(uint64_t)1;
+        size_t j = hash64(key) & (KC_SIZE - 1);
+        if (w->kc[j].key == key) {
+            p->res[i] = w->kc[j].label;
+            continue;
+        }
+        bool elided = false;
+        p->res[i] = key_label_compute(w, key, (v & 1) != 0, &elided);
+        if (elided)   /* (counted by the build, per edge kept) */
+            p->res[i] |= WALK_LBL_PENDING_ELIDED;
+        else
+            w->kc[j].key = key, w->kc[j].label = p->res[i];
+    }
+    return NULL;
+}
+
+/* Resolve the key labels left pending (pend_defer), now that the walk is
+ * done, reading the keys in address order (one chunk read serves all the
+ * keys in it): W and, for many keys, up to NTHREADS - 1 more walkers,
+ * each with a reader of its own (their reads are added to *XREADS and
+ * *XBYTES), on slices of the keys in order. *OUT (allocated) maps each
+ * pending index below *N to its label (LBL_NONE: reserved, never used).
+ * -1: out of memory. */
+static int pend_resolve(struct walk *w, unsigned nthreads, uint32_t **out, size_t *nout,
+                        uint64_t *xreads, uint64_t *xbytes)
 {
     struct walk_shared *sh = w->sh;
     const uint64_t lowbits = ((uint64_t)1 << PEND_SHIFT) - 1;
@@ -1796,31 +1836,62 @@ static int pend_resolve(struct walk *w, uint32_t **out, size_t *nout)
     /* Those that do not draw on the budget first (their texts are kept
      * in any case, and the budgeted ones then find them), each kind by
      * chunk (addresses are below 2^47: 31 bits above 16), then index. */
-    size_t k = 0;
+    size_t k = 0, u = 0;
     for (uint64_t i = 0; i < n; i++) {
         uint64_t v = sh->pend[i >> PEND_SHIFT] ? sh->pend[i >> PEND_SHIFT][i & lowbits] : 0;
-        if (v)
+        if (v) {
             a[k++] = (v & 1) << 55 | (v >> 16) << 24 | i;
+            u += !(v & 1);
+        }
     }
-    (void)pyheap_radix_sort(a, tmp, m, 24, 1);   /* (unsorted: more reads) */
+    unsigned nw = nthreads < 1 ? 1 : nthreads > PYHEAP_MAX_SCAN_THREADS
+                                         ? PYHEAP_MAX_SCAN_THREADS : nthreads;
+    if (m < PEND_SLICE_MIN || w->h.t->pid <= 0)
+        nw = 1;
+    (void)pyheap_radix_sort(a, tmp, m, 24, nw);   /* (unsorted: more reads) */
     free(tmp);
     w->pages_on = false;   /* in address order, whole chunks serve best */
     memset(w->kc, 0, KC_SIZE * sizeof *w->kc);
-    for (k = 0; k < m; k++) {
-        uint32_t i = (uint32_t)(a[k] & WALK_LBL_PAYLOAD_MAX);
-        uint64_t v = sh->pend[i >> PEND_SHIFT][i & lowbits], key = v & ~(uint64_t)1;
-        size_t j = hash64(key) & (KC_SIZE - 1);
-        if (w->kc[j].key == key) {
-            res[i] = w->kc[j].label;
-            continue;
-        }
-        bool elided = false;
-        res[i] = key_label_compute(w, key, (v & 1) != 0, &elided);
-        if (elided)   /* (counted by the build, per edge kept) */
-            res[i] |= WALK_LBL_PENDING_ELIDED;
-        else
-            w->kc[j].key = key, w->kc[j].label = res[i];
+    /* The other walkers: W's first fields, a reader and a key cache. */
+    struct walk *xs = nw > 1 ? calloc(nw, sizeof *xs) : NULL;
+    unsigned ready = 1;
+    for (; xs && ready < nw; ready++) {
+        struct walk *x = &xs[ready];
+        x->h.t = w->h.t;
+        x->sh = sh;
+        if (!(x->kc = calloc(KC_SIZE, sizeof *x->kc)) ||
+            pyheap_mem_open(w->h.t->pid, PEND_CACHE, &x->mem, NULL) < 0)
+            break;
+        pyheap_mem_set_deadline(x->mem, pyheap_mem_deadline(w->mem));
     }
+    if (xs && ready < nw)
+        free(xs[ready].kc);   /* (that one did not get its reader) */
+    nw = xs ? ready : 1;
+    /* Two rounds, the second after the first: each slice's keys in
+     * address order. */
+    struct pend_slice sl[PYHEAP_MAX_SCAN_THREADS];
+    sh->mt = nw > 1;   /* (the labels' and types' locks) */
+    for (int round = 0; round < 2; round++) {
+        size_t from = round ? u : 0, to = round ? m : u;
+        for (unsigned j = 0; j < nw; j++)
+            sl[j] = (struct pend_slice){ .w = j ? &xs[j] : w, .a = a, .res = res,
+                                         .lo = from + (to - from) * j / nw,
+                                         .hi = from + (to - from) * (j + 1) / nw };
+        pyheap_run_slices(pend_slice_run, sl, sizeof *sl, nw);
+    }
+    sh->mt = false;
+    for (unsigned j = 1; xs && j < nw; j++) {
+        uint64_t r, b;
+        pyheap_mem_counters(xs[j].mem, &r, &b);
+        *xreads += r;
+        *xbytes += b;
+        w->gone |= xs[j].gone;
+        pyheap_mem_deadline_merge(w->mem, xs[j].mem);
+        pyheap_mem_window_drop(xs[j].mem);
+        pyheap_mem_free(xs[j].mem);
+        walk_free(&xs[j]);
+    }
+    free(xs);
     free(a);
     for (size_t b = 0; b < PEND_BLOCKS; b++) {   /* (before the build allocates) */
         free(sh->pend[b]);
@@ -2781,7 +2852,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     bool pend_done = false;
     if ((sh.stopped || (opts && opts->walked)) && !w.nomem) {
         pend_done = true;
-        if (pend_resolve(&w, &pend, &npend) < 0)
+        if (pend_resolve(&w, nthreads, &pend, &npend, &xreads, &xbytes) < 0)
             w.nomem = true;
     }
     if (opts && opts->walked)
@@ -2829,7 +2900,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         }
     }
     if (rc == 0 && !w.nomem && !pend_done) {
-        if (pend_resolve(&w, &pend, &npend) < 0)
+        if (pend_resolve(&w, nthreads, &pend, &npend, &xreads, &xbytes) < 0)
             w.nomem = true;
         /* the process went on meanwhile: still the same, and alive? */
         if (npend && walk_gone(&w, err) < 0)
