@@ -1846,8 +1846,8 @@ static int pend_resolve(struct walk *w, unsigned nthreads, uint32_t **out, size_
     }
     unsigned nw = nthreads < 1 ? 1 : nthreads > PYHEAP_MAX_SCAN_THREADS
                                          ? PYHEAP_MAX_SCAN_THREADS : nthreads;
-    if (m < PEND_SLICE_MIN || w->h.t->pid <= 0)
-        nw = 1;
+    if (m < PEND_SLICE_MIN)
+        nw = 1;   /* (images have one reader: nthreads is 1) */
     (void)pyheap_radix_sort(a, tmp, m, 24, nw);   /* (unsorted: more reads) */
     free(tmp);
     w->pages_on = false;   /* in address order, whole chunks serve best */
@@ -1886,6 +1886,7 @@ static int pend_resolve(struct walk *w, unsigned nthreads, uint32_t **out, size_
         *xreads += r;
         *xbytes += b;
         w->gone |= xs[j].gone;
+        w->nomem |= xs[j].nomem;   /* (a label table's hole fails the scan) */
         pyheap_mem_deadline_merge(w->mem, xs[j].mem);
         pyheap_mem_window_drop(xs[j].mem);
         pyheap_mem_free(xs[j].mem);
