@@ -401,18 +401,26 @@ static void fill_chunk(pyheap_mem *m, struct chunk *c)
     }
 }
 
-/* The chunk holding BASE, reading it if needed; NULL on allocation failure. */
-static struct chunk *get_chunk(pyheap_mem *m, uint64_t base)
+/* The cached chunk holding BASE, or NULL. */
+static struct chunk *find_chunk(const pyheap_mem *m, uint64_t base)
 {
     if (m->last && m->last->base == base)
         return m->last;
-    if (m->nslots) {
-        size_t mask = m->nslots - 1;
-        for (size_t j = hash_base(base, mask); m->slots[j].base; j = (j + 1) & mask) {
-            if (m->slots[j].base == base)
-                return m->last = &m->slots[j];
-        }
-    }
+    if (!m->nslots)
+        return NULL;
+    size_t mask = m->nslots - 1;
+    for (size_t j = hash_base(base, mask); m->slots[j].base; j = (j + 1) & mask)
+        if (m->slots[j].base == base)
+            return &m->slots[j];
+    return NULL;
+}
+
+/* The chunk holding BASE, reading it if needed; NULL on allocation failure. */
+static struct chunk *get_chunk(pyheap_mem *m, uint64_t base)
+{
+    struct chunk *found = find_chunk(m, base);
+    if (found)
+        return m->last = found;
     /* A miss: make room, then read the chunk. */
     if (m->cache_bytes >= m->cache_cap)
         cache_evict(m);
@@ -435,18 +443,7 @@ static struct chunk *get_chunk(pyheap_mem *m, uint64_t base)
 
 int pyheap_mem_cached(const pyheap_mem *m, uint64_t addr)
 {
-    if (m->is_image)
-        return 1;
-    uint64_t base = addr & ~(CHUNK_SIZE - 1);
-    if (m->last && m->last->base == base)
-        return 1;
-    if (!m->nslots)
-        return 0;
-    size_t mask = m->nslots - 1;
-    for (size_t j = hash_base(base, mask); m->slots[j].base; j = (j + 1) & mask)
-        if (m->slots[j].base == base)
-            return 1;
-    return 0;
+    return m->is_image || find_chunk(m, addr & ~(CHUNK_SIZE - 1)) != NULL;
 }
 
 int pyheap_mem_read_cached(pyheap_mem *m, uint64_t addr, void *buf, size_t len,

@@ -497,10 +497,9 @@ static void phase_edges(struct build *b, struct part *pt)
             lab[kept] = label_decode(l);
             if (WALK_LBL_KIND(lab[kept]) == WALK_LBL_PENDING) {
                 uint32_t pi = WALK_LBL_PAYLOAD(lab[kept]);
-                uint32_t flags = lab[kept] & (7u << 24);
                 uint32_t res = pi < b->npending ? b->pending[pi] : 0;
                 pt->elided += (res & WALK_LBL_PENDING_ELIDED) != 0;
-                lab[kept] = WALK_LBL_NOFLAGS(res) | flags;
+                lab[kept] = WALK_LBL_WITH_FLAGS(WALK_LBL_NOFLAGS(res), WALK_LBL_FLAGS(lab[kept]));
             }
             kept++;
         }

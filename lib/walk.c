@@ -899,6 +899,14 @@ static uint32_t key_label_compute(struct walk *w, uint64_t key, bool budgeted, b
     return pyheap_walk_label(w, LBL_KEY_TEXT, buf);
 }
 
+/* Pending slot I: its key's address, | 1 if it draws on the budget (0: no
+ * key, or its block is gone). */
+static uint64_t pend_slot(const struct walk_shared *sh, uint64_t i)
+{
+    const uint64_t *b = sh->pend[i >> PEND_SHIFT];
+    return b ? b[i & (((uint64_t)1 << PEND_SHIFT) - 1)] : 0;
+}
+
 /* A pending label for KEY (BUDGETED: its text draws on the budget), or 0
  * when none is left or memory runs out (the caller computes it now). */
 static uint32_t pend_defer(struct walk *w, uint64_t key, bool budgeted)
@@ -931,8 +939,7 @@ static uint32_t pend_defer(struct walk *w, uint64_t key, bool budgeted)
 /* Whether the pending LABEL's text draws on the budget. */
 static bool pend_budgeted(const struct walk *w, uint32_t label)
 {
-    uint32_t i = WALK_LBL_PAYLOAD(label);
-    return (w->sh->pend[i >> PEND_SHIFT][i & ((1u << PEND_SHIFT) - 1)] & 1) != 0;
+    return (pend_slot(w->sh, WALK_LBL_PAYLOAD(label)) & 1) != 0;
 }
 
 uint32_t pyheap_walk_label_key(struct walk *w, uint64_t key, unsigned how)
@@ -1764,6 +1771,8 @@ static void walk_interp(struct walk *w, uint64_t interp)
 }
 
 static void walk_free(struct walk *w);
+static int walker_reader_open(const struct walk *w, struct walk *x, uint64_t cache_cap);
+static void walker_reader_end(struct walk *w, struct walk *x, uint64_t *reads, uint64_t *bytes);
 
 /* Slice [lo, hi) of the sorted pending keys A (pend_resolve), resolved by
  * walker W into RES. */
@@ -1778,11 +1787,9 @@ static void *pend_slice_run(void *arg)
 {
     const struct pend_slice *p = arg;
     struct walk *w = p->w;
-    struct walk_shared *sh = w->sh;
-    const uint64_t lowbits = ((uint64_t)1 << PEND_SHIFT) - 1;
     for (size_t k = p->lo; k < p->hi; k++) {
         uint32_t i = (uint32_t)(p->a[k] & WALK_LBL_PAYLOAD_MAX);
-        uint64_t v = sh->pend[i >> PEND_SHIFT][i & lowbits], key = v & ~(uint64_t)1;
+        uint64_t v = pend_slot(w->sh, i), key = v & ~(uint64_t)1;
         size_t j = hash64(key) & (KC_SIZE - 1);
         if (w->kc[j].key == key) {
             p->res[i] = w->kc[j].label;
@@ -1809,7 +1816,6 @@ static int pend_resolve(struct walk *w, unsigned nthreads, uint32_t **out, size_
                         uint64_t *xreads, uint64_t *xbytes)
 {
     struct walk_shared *sh = w->sh;
-    const uint64_t lowbits = ((uint64_t)1 << PEND_SHIFT) - 1;
     uint64_t n = __atomic_load_n(&sh->pend_next, __ATOMIC_RELAXED);
     if (n > (uint64_t)PEND_BLOCKS << PEND_SHIFT)
         n = (uint64_t)PEND_BLOCKS << PEND_SHIFT;
@@ -1817,7 +1823,7 @@ static int pend_resolve(struct walk *w, unsigned nthreads, uint32_t **out, size_
     *nout = 0;
     size_t m = 0;
     for (uint64_t i = 0; i < n; i++)
-        m += sh->pend[i >> PEND_SHIFT] && sh->pend[i >> PEND_SHIFT][i & lowbits];
+        m += pend_slot(sh, i) != 0;
     if (m == 0)
         return 0;
     w->key_labels_later = m;
@@ -1838,7 +1844,7 @@ static int pend_resolve(struct walk *w, unsigned nthreads, uint32_t **out, size_
      * chunk (addresses are below 2^47: 31 bits above 16), then index. */
     size_t k = 0, u = 0;
     for (uint64_t i = 0; i < n; i++) {
-        uint64_t v = sh->pend[i >> PEND_SHIFT] ? sh->pend[i >> PEND_SHIFT][i & lowbits] : 0;
+        uint64_t v = pend_slot(sh, i);
         if (v) {
             a[k++] = (v & 1) << 55 | (v >> 16) << 24 | i;
             u += !(v & 1);
@@ -1859,10 +1865,8 @@ static int pend_resolve(struct walk *w, unsigned nthreads, uint32_t **out, size_
         struct walk *x = &xs[ready];
         x->h.t = w->h.t;
         x->sh = sh;
-        if (!(x->kc = calloc(KC_SIZE, sizeof *x->kc)) ||
-            pyheap_mem_open(w->h.t->pid, PEND_CACHE, &x->mem, NULL) < 0)
+        if (!(x->kc = calloc(KC_SIZE, sizeof *x->kc)) || walker_reader_open(w, x, PEND_CACHE) < 0)
             break;
-        pyheap_mem_set_deadline(x->mem, pyheap_mem_deadline(w->mem));
     }
     if (xs && ready < nw)
         free(xs[ready].kc);   /* (that one did not get its reader) */
@@ -1881,15 +1885,8 @@ static int pend_resolve(struct walk *w, unsigned nthreads, uint32_t **out, size_
     }
     sh->mt = false;
     for (unsigned j = 1; xs && j < nw; j++) {
-        uint64_t r, b;
-        pyheap_mem_counters(xs[j].mem, &r, &b);
-        *xreads += r;
-        *xbytes += b;
-        w->gone |= xs[j].gone;
-        w->nomem |= xs[j].nomem;   /* (a label table's hole fails the scan) */
-        pyheap_mem_deadline_merge(w->mem, xs[j].mem);
-        pyheap_mem_window_drop(xs[j].mem);
-        pyheap_mem_free(xs[j].mem);
+        /* (its nomem too: a label table's hole fails the scan) */
+        walker_reader_end(w, &xs[j], xreads, xbytes);
         walk_free(&xs[j]);
     }
     free(xs);
@@ -1901,6 +1898,17 @@ static int pend_resolve(struct walk *w, unsigned nthreads, uint32_t **out, size_
     *out = res;
     *nout = (size_t)n;
     return 0;
+}
+
+/* The scan's reads so far into ST: MEM's since it counted READS0 and
+ * BYTES0, and the other readers' XREADS and XBYTES. */
+static void stats_reads(pyheap_scan_stats *st, const pyheap_mem *mem, uint64_t reads0,
+                        uint64_t bytes0, uint64_t xreads, uint64_t xbytes)
+{
+    uint64_t r, b;
+    pyheap_mem_counters(mem, &r, &b);
+    st->remote_reads = r - reads0 + xreads;
+    st->remote_bytes = b - bytes0 + xbytes;
 }
 
 /* -1 (ERR set) if W's process exited during the walk or is not the one
@@ -2435,6 +2443,31 @@ static void walk_merge_notes(struct walk *w, const struct walk *x)
     w->truncated |= x->truncated;
 }
 
+/* Give walker X of W's scan a reader of its own, with CACHE_CAP bytes of
+ * cache and W's deadline. 0, or -1. */
+static int walker_reader_open(const struct walk *w, struct walk *x, uint64_t cache_cap)
+{
+    if (pyheap_mem_open(w->h.t->pid, cache_cap, &x->mem, NULL) < 0)
+        return -1;
+    pyheap_mem_set_deadline(x->mem, pyheap_mem_deadline(w->h.t->mem));
+    return 0;
+}
+
+/* Walker X is done: add its reader's reads to *READS and *BYTES, its
+ * deadline to W's, free its reader, and W takes over its notes. */
+static void walker_reader_end(struct walk *w, struct walk *x, uint64_t *reads, uint64_t *bytes)
+{
+    uint64_t r, b;
+    pyheap_mem_counters(x->mem, &r, &b);
+    *reads += r;
+    *bytes += b;
+    pyheap_mem_deadline_merge(w->h.t->mem, x->mem);
+    pyheap_mem_window_drop(x->mem);
+    pyheap_mem_free(x->mem);
+    x->mem = NULL;
+    walk_merge_notes(w, x);
+}
+
 /* Append the objects and edges of thread walker X to W's, then free X. */
 static int walk_merge_records(struct walk *w, struct walk *x)
 {
@@ -2603,7 +2636,6 @@ static void walk_pool_start(struct walk *w, struct walk_pool *p, unsigned nthrea
     sh->walkers = nthreads;
     sh->fwd_at = -1;
     sh->back_at = LISTS_DONE;
-    uint64_t deadline = pyheap_mem_deadline(w->h.t->mem);
     unsigned ran = 0;
     for (unsigned i = 1; i < nthreads; i++) {
         struct walk *x = &p->ws[i];
@@ -2612,9 +2644,8 @@ static void walk_pool_start(struct walk *w, struct walk_pool *p, unsigned nthrea
         x->max_objects = w->max_objects;
         x->max_seen = w->max_seen;
         x->found.tallying = w->found.tallying;
-        if (pyheap_mem_open(w->h.t->pid, cache_cap, &x->mem, NULL) < 0)
+        if (walker_reader_open(w, x, cache_cap) < 0)
             continue;
-        pyheap_mem_set_deadline(x->mem, deadline);
         if (pthread_create(&p->th[i], NULL, walk_thread_main, x) == 0) {
             p->started[i] = true;
             ran++;
@@ -2649,16 +2680,7 @@ static void walk_pool_join(struct walk *w, struct walk_pool *p, uint64_t *reads,
             continue;
         pthread_join(p->th[i], NULL);
         ++*ran;
-        struct walk *x = &p->ws[i];
-        uint64_t r, b;
-        pyheap_mem_counters(x->mem, &r, &b);
-        *reads += r;
-        *bytes += b;
-        pyheap_mem_deadline_merge(w->h.t->mem, x->mem);
-        pyheap_mem_window_drop(x->mem);
-        pyheap_mem_free(x->mem);
-        x->mem = NULL;
-        walk_merge_notes(w, x);
+        walker_reader_end(w, &p->ws[i], reads, bytes);
     }
     sh->mt = false;
     /* Blocks left by threads that stopped early are dropped like a
@@ -2873,10 +2895,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         st.shared_arrays = w.shared_arrays;
         st.shared_chunks = w.shared_chunks;
         st.key_labels_elided = w.key_labels_elided;
-        uint64_t reads1, bytes1;
-        pyheap_mem_counters(t->mem, &reads1, &bytes1);
-        st.remote_reads = reads1 - reads0 + xreads;
-        st.remote_bytes = bytes1 - bytes0 + xbytes;
+        stats_reads(&st, t->mem, reads0, bytes0, xreads, xbytes);
         st.truncated = w.truncated;
         st.threads = ran;
         st.scan_ms = now_ms() - t0;
@@ -2909,12 +2928,8 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     }
     st.key_labels_elided = w.key_labels_elided;
     st.key_labels_later = w.key_labels_later;
-    if (npend) {   /* (their reads, after the census's) */
-        uint64_t reads2, bytes2;
-        pyheap_mem_counters(t->mem, &reads2, &bytes2);
-        st.remote_reads = reads2 - reads0 + xreads;
-        st.remote_bytes = bytes2 - bytes0 + xbytes;
-    }
+    if (npend)   /* (their reads, after the census's) */
+        stats_reads(&st, t->mem, reads0, bytes0, xreads, xbytes);
     walk_pool_merge(&w, &pool, rc == 0 && !w.nomem);   /* (a failed scan drops them) */
     size_t nlabels = 0;
     char **labels = NULL;
