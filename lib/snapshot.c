@@ -221,110 +221,42 @@ static inline void get_obj(struct reader *r, uint64_t *prev, struct obj_rec *o)
     o->nedges = (size_t)get_varint(r);
 }
 
-/* A walk's TALLY (NTALLY type indices) as per-type totals over NNAMES
- * names, typed as the build types the objects (phase_sizes: an index past
- * the names is type 0). NULL when out of memory. */
-static struct snapshot_type_total *totals_by_name(const struct snapshot_type_total *tally,
-                                                  size_t ntally, size_t nnames)
+/* Add a walk's TALLY (NTALLY type indices) to TOT, per-type totals over
+ * NNAMES names, typed as the build types the objects (phase_sizes: an
+ * index past the names is type 0). */
+static void totals_add(struct snapshot_type_total *tot, const struct snapshot_type_total *tally,
+                       size_t ntally, size_t nnames)
 {
-    struct snapshot_type_total *tot = calloc(nnames ? nnames : 1, sizeof *tot);
-    for (size_t i = 0; tot && nnames && i < ntally; i++) {
+    for (size_t i = 0; nnames && i < ntally; i++) {
         size_t ty = i < nnames ? i : 0;
         tot[ty].count += tally[i].count;
         tot[ty].bytes += tally[i].bytes;
     }
+}
+
+/* TALLY as per-type totals over NNAMES names (totals_add): a new array,
+ * or NULL when out of memory. */
+static struct snapshot_type_total *totals_by_name(const struct snapshot_type_total *tally,
+                                                  size_t ntally, size_t nnames)
+{
+    struct snapshot_type_total *tot = calloc(nnames ? nnames : 1, sizeof *tot);
+    if (tot)
+        totals_add(tot, tally, ntally, nnames);
     return tot;
 }
 
-/* SRC's tally into DST's (both tallying). */
-static void tally_add(struct snapshot_in *dst, const struct snapshot_in *src)
+/* The tallies of the NIN streams INS added up the same way: NULL when a
+ * stream has no tally (or lost it), or out of memory. */
+static struct snapshot_type_total *totals_of_streams(const struct snapshot_in *ins, size_t nin,
+                                                     size_t nnames)
 {
-    dst->tally_lost |= src->tally_lost || src->tallying != dst->tallying;
-    if (dst->tally_lost || !src->tallying)
-        return;
-    size_t n = src->ntally;
-    while (n > 0 && src->tally[n - 1].count == 0)
-        n--;
-    if (n > dst->ntally && tally_grow(dst, n) < 0)
-        return;
-    for (size_t i = 0; i < n; i++) {
-        dst->tally[i].count += src->tally[i].count;
-        dst->tally[i].bytes += src->tally[i].bytes;
-    }
-}
-
-int pyheap_snapshot_in_append(struct snapshot_in *dst, struct snapshot_in *src)
-{
-    int rc = 0;
-    /* Edges after DST's last object would pass for SRC's first object's. */
-    dst->nedges = dst->obj_edges;
-    dst->edgelen = dst->obj_edgelen;
-    if (src->n == 0)
-        goto done;
-    /* SRC's first object and its edges are deltas from 0: encode them
-     * again from DST's last object; the rest is copied as it is. */
-    struct reader ro = reader_of(src->obj, src->objlen);
-    struct reader re = reader_of(src->edge, src->obj_edgelen);
-    uint64_t prev = 0;
-    struct obj_rec o;
-    get_obj(&ro, &prev, &o);
-    size_t ne = o.nedges <= src->obj_edges ? o.nedges : src->obj_edges;
-    size_t rest_obj = (size_t)(ro.end - ro.p);
-    /* All the room first: nothing is written unless everything fits. */
-    if (!pyheap_grow((void **)&dst->cp, &dst->capcp, dst->ncp + 1 + src->ncp,
-                     sizeof *dst->cp) ||
-        grow_bytes(&dst->obj, &dst->objcap,
-                   dst->objlen + 4 * SNAPSHOT_VARINT_MAX + rest_obj) < 0 ||
-        grow_bytes(&dst->edge, &dst->edgecap,
-                   dst->edgelen + ne * (SNAPSHOT_VARINT_MAX + 5) + src->obj_edgelen) < 0) {
-        rc = -1;
-        goto done;
-    }
-    unsigned char *q = dst->edge + dst->edgelen;
-    for (size_t k = 0; k < ne; k++) {
-        uint64_t a = delta_decode(get_varint(&re), 0);
-        uint64_t l = get_varint(&re);
-        q = snapshot_put_varint(q, snapshot_delta_code(a, dst->prev));
-        q = snapshot_put_varint(q, l);
-    }
-    size_t rest_edge = (size_t)(re.end - re.p);
-    if (rest_edge)
-        memcpy(q, re.p, rest_edge);
-    dst->edgelen = (size_t)(q - dst->edge) + rest_edge;
-    unsigned char *p = dst->obj + dst->objlen;
-    p = snapshot_put_varint(p, snapshot_delta_code(o.addr, dst->prev));
-    p = snapshot_put_varint(p, o.size);
-    p = snapshot_put_varint(p, (uint64_t)o.type << 1 | (o.cut ? 1 : 0));
-    p = snapshot_put_varint(p, ne);
-    if (rest_obj)
-        memcpy(p, ro.p, rest_obj);
-    /* Checkpoints: one where SRC starts, then SRC's own (past its first
-     * object, which moved), shifted. dst->obj_edges is where the edges
-     * of SRC's first object start. */
-    if (dst->n > 0)
-        (void)add_cp(dst);   /* room reserved above */
-    size_t ocut = (size_t)(ro.p - src->obj), onew = (size_t)(p - dst->obj);
-    size_t ecut = (size_t)(re.p - src->edge), enew = (size_t)(q - dst->edge);
-    for (size_t k = 0; ne == o.nedges && k < src->ncp; k++) {
-        struct snapshot_in_cp c = src->cp[k];
-        if (c.n == 0 || c.objoff < ocut || c.edgeoff < ecut)
-            continue;
-        c.n += dst->n;
-        c.e += dst->nedges;
-        c.objoff = c.objoff - ocut + onew;
-        c.edgeoff = c.edgeoff - ecut + enew;
-        dst->cp[dst->ncp++] = c;   /* room reserved above */
-    }
-    dst->objlen = (size_t)(p - dst->obj) + rest_obj;
-    dst->n += src->n;
-    dst->nedges += src->obj_edges;
-    dst->obj_edges = dst->nedges;
-    dst->obj_edgelen = dst->edgelen;
-    dst->prev = src->prev;
-    tally_add(dst, src);
-done:
-    pyheap_snapshot_in_free(src);
-    return rc;
+    for (size_t k = 0; k < nin; k++)
+        if (!ins[k].tallying || ins[k].tally_lost)
+            return NULL;
+    struct snapshot_type_total *tot = calloc(nnames ? nnames : 1, sizeof *tot);
+    for (size_t k = 0; tot && k < nin; k++)
+        totals_add(tot, ins[k].tally, ins[k].ntally, nnames);
+    return tot;
 }
 
 /* ---- the build ---- */
@@ -359,7 +291,10 @@ static void release_taken(char **names, size_t ntypes, struct snapshot_graph_in 
  * (object indices are distinct) and its own range of the edge arrays, so
  * the result does not depend on the number of parts. */
 struct part {
-    struct snapshot_in_cp at;   /* where its objects start */
+    const struct snapshot_in *in; /* the stream its objects are in */
+    /* where its objects start: n and e count over all the streams, the
+     * offsets and prev are in its own */
+    struct snapshot_in_cp at;
     size_t end;                 /* the object after its last */
     size_t ebudget;             /* edges its objects may own */
     size_t kept, read, dups;
@@ -367,8 +302,12 @@ struct part {
     uint64_t elided;            /* kept edges with a pending label elided */
 };
 
+/* A part per thread, and one more where a stream ends inside a thread's
+ * share. */
+#define BUILD_PARTS (2 * PYHEAP_MAX_SCAN_THREADS)
+
 struct build {
-    const struct snapshot_in *in;
+    size_t n;                   /* objects, in all the streams */
     pyheap_snapshot *s;
     struct addrindex x;
     size_t ntypes;
@@ -378,8 +317,10 @@ struct build {
     uint32_t *tgt, *lab;        /* kept edges, by part, discovery order */
     const uint32_t *pending;    /* snapshot_graph_in's */
     size_t npending;
-    struct part part[PYHEAP_MAX_SCAN_THREADS];
+    struct part part[BUILD_PARTS];
     unsigned nparts;
+    unsigned nthreads;          /* that run the parts */
+    unsigned next;              /* atomic: the next part a phase's thread takes */
 };
 
 static inline bool bit_set_atomic(uint64_t *bits, size_t i)
@@ -388,16 +329,16 @@ static inline bool bit_set_atomic(uint64_t *bits, size_t i)
     return __atomic_fetch_or(&bits[i >> 6], m, __ATOMIC_RELAXED) & m;
 }
 
-/* The reader of the part's objects in IN's object stream. */
-static struct reader part_objects(const struct build *b, const struct part *pt)
+/* The reader of the part's objects in its object stream. */
+static struct reader part_objects(const struct part *pt)
 {
-    const struct snapshot_in *in = b->in;
+    const struct snapshot_in *in = pt->in;
     return reader_of(in->obj ? in->obj + pt->at.objoff : NULL, in->objlen - pt->at.objoff);
 }
 
 static void phase_decode(struct build *b, struct part *pt)
 {
-    struct reader r = part_objects(b, pt);
+    struct reader r = part_objects(pt);
     uint64_t prev = pt->at.prev;
     struct obj_rec o;
     for (size_t i = pt->at.n; i < pt->end; i++) {
@@ -424,7 +365,7 @@ static inline void rank_once(struct build *b, struct part *pt, size_t i, uint64_
  * redone in order (phase_perm_serial) when any part saw one. */
 static void phase_perm(struct build *b, struct part *pt)
 {
-    if (b->x.n == b->in->n) {
+    if (b->x.n == b->n) {
         for (size_t i = pt->at.n; i < pt->end; i++)
             b->perm[i] = (uint32_t)pyheap_addrindex_find(&b->x, b->daddr[i]);
         return;
@@ -438,7 +379,7 @@ static void phase_perm(struct build *b, struct part *pt)
  * used). */
 static void phase_perm_given(struct build *b, struct part *pt)
 {
-    struct reader r = part_objects(b, pt);
+    struct reader r = part_objects(pt);
     uint64_t prev = pt->at.prev;
     struct obj_rec o;
     for (size_t i = pt->at.n; i < pt->end; i++) {
@@ -460,9 +401,9 @@ static void phase_perm_serial(struct build *b, size_t n)
  * eoff[i] counts object i's. */
 static void phase_edges(struct build *b, struct part *pt)
 {
-    const struct snapshot_in *in = b->in;
+    const struct snapshot_in *in = pt->in;
     pyheap_snapshot *s = b->s;
-    struct reader r = part_objects(b, pt);
+    struct reader r = part_objects(pt);
     struct reader re = reader_of(in->edge ? in->edge + pt->at.edgeoff : NULL,
                                  in->edgelen - pt->at.edgeoff);
     uint64_t prev = pt->at.prev;
@@ -514,7 +455,7 @@ static void phase_edges(struct build *b, struct part *pt)
 static void phase_sizes(struct build *b, struct part *pt)
 {
     pyheap_snapshot *s = b->s;
-    struct reader r = part_objects(b, pt);
+    struct reader r = part_objects(pt);
     uint64_t prev = pt->at.prev, bytes = 0;
     struct obj_rec o;
     for (size_t i = pt->at.n; i < pt->end; i++) {
@@ -566,66 +507,145 @@ typedef void (*phase_fn)(struct build *, struct part *);
 
 struct phase_arg {
     struct build *b;
-    struct part *pt;
     phase_fn fn;
 };
 
+/* FN over the parts that are left, one at a time. */
 static void *phase_thread(void *arg)
 {
     struct phase_arg *a = arg;
-    a->fn(a->b, a->pt);
-    return NULL;
+    for (;;) {
+        unsigned j = __atomic_fetch_add(&a->b->next, 1, __ATOMIC_RELAXED);
+        if (j >= a->b->nparts)
+            return NULL;
+        a->fn(a->b, &a->b->part[j]);
+    }
 }
 
-/* FN over every part, in parallel (pyheap_run_slices). */
+/* FN over every part, on up to nthreads threads (pyheap_run_slices). */
 static void run_phase(struct build *b, phase_fn fn)
 {
     struct phase_arg arg[PYHEAP_MAX_SCAN_THREADS];
-    for (unsigned j = 0; j < b->nparts; j++)
-        arg[j] = (struct phase_arg){ b, &b->part[j], fn };
-    pyheap_run_slices(phase_thread, arg, sizeof *arg, b->nparts);
+    unsigned nt = b->nthreads < b->nparts ? b->nthreads : b->nparts;
+    b->next = 0;
+    for (unsigned j = 0; j < nt; j++)
+        arg[j] = (struct phase_arg){ b, fn };
+    pyheap_run_slices(phase_thread, arg, sizeof *arg, nt);
 }
 
-/* Cut IN's first N objects into up to THREADS parts of about equal size at
- * its checkpoints. */
-static void make_parts(struct build *b, const struct snapshot_in *in, size_t n, unsigned threads)
+/* The part that starts at AT in stream IN, whose first object is object
+ * N0 and first edge edge E0 of all the streams. */
+static void part_open(struct build *b, const struct snapshot_in *in, struct snapshot_in_cp at,
+                      size_t n0, size_t e0)
+{
+    at.n += n0;
+    at.e += e0;
+    b->part[b->nparts++] = (struct part){ .in = in, .at = at };
+}
+
+/* End the last part at object END, edge EEND (of all the streams). */
+static void part_close(struct build *b, size_t end, size_t eend)
+{
+    struct part *pt = &b->part[b->nparts - 1];
+    pt->end = end;
+    pt->ebudget = eend - pt->at.e; /* a stream's last part may read up to its last edge */
+}
+
+/* Cut the NIN streams INS (b->n objects in all) into parts of about
+ * b->n / THREADS objects at their checkpoints; a part lies in one stream,
+ * so a stream's end also cuts. */
+static void make_parts(struct build *b, const struct snapshot_in *ins, size_t nin,
+                       unsigned threads)
 {
     if (threads == 0)
         threads = 1;
     if (threads > PYHEAP_MAX_SCAN_THREADS)
         threads = PYHEAP_MAX_SCAN_THREADS;
-    unsigned np = 0;
-    b->part[np++].at = (struct snapshot_in_cp){ 0, 0, 0, 0, 0 };
-    size_t k = 0;
-    for (unsigned j = 1; j < threads; j++) {
-        size_t want = n / threads * j;
-        while (k < in->ncp && in->cp[k].n < want)
-            k++;
-        if (k == in->ncp || in->cp[k].n >= n)
-            break;
-        if (in->cp[k].n > b->part[np - 1].at.n)
-            b->part[np++].at = in->cp[k];
+    b->nthreads = threads;
+    b->nparts = 0;
+    size_t n0 = 0, e0 = 0; /* where stream k starts */
+    unsigned j = 1;        /* the next cut wanted: at b->n / threads * j */
+    for (size_t k = 0; k < nin; k++) {
+        const struct snapshot_in *in = &ins[k];
+        size_t nk = in->n;
+        if (nk > 0) {
+            part_open(b, in, (struct snapshot_in_cp){ 0, 0, 0, 0, 0 }, n0, e0);
+            size_t c = 0;
+            for (; j < threads; j++) {
+                size_t want = b->n / threads * j;
+                if (want >= n0 + nk)
+                    break;   /* in a later stream */
+                while (c < in->ncp && n0 + in->cp[c].n < want)
+                    c++;
+                if (c == in->ncp || in->cp[c].n >= nk)
+                    break;   /* no checkpoint left in this stream */
+                if (n0 + in->cp[c].n > b->part[b->nparts - 1].at.n) {
+                    part_close(b, n0 + in->cp[c].n, e0 + in->cp[c].e);
+                    part_open(b, in, in->cp[c], n0, e0);
+                }
+            }
+            part_close(b, n0 + nk, e0 + in->nedges);
+        }
+        n0 += nk;
+        e0 += in->nedges;
+        while (j < threads && b->n / threads * j <= n0)
+            j++;   /* (cuts wanted inside this stream and not made, or at its end) */
     }
-    for (unsigned j = 0; j < np; j++) {
-        b->part[j].end = j + 1 < np ? b->part[j + 1].at.n : n;
-        /* the last part may read up to the last edge, as one part would */
-        b->part[j].ebudget = (j + 1 < np ? b->part[j + 1].at.e : in->nedges) - b->part[j].at.e;
+    if (b->nparts == 0) {   /* no object: one empty part */
+        part_open(b, nin ? &ins[0] : NULL, (struct snapshot_in_cp){ 0, 0, 0, 0, 0 }, 0, 0);
+        part_close(b, 0, e0);
     }
-    b->nparts = np;
+}
+
+/* Free the NIN streams INS. */
+static void ins_free(struct snapshot_in *ins, size_t nin)
+{
+    for (size_t k = 0; k < nin; k++)
+        pyheap_snapshot_in_free(&ins[k]);
 }
 
 int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes,
                              struct snapshot_graph_in *g, const pyheap_scan_stats *stats,
                              unsigned threads, pyheap_snapshot **out, pyheap_error *err)
 {
+    return pyheap_snapshot_build_ins(in, 1, names, ntypes, g, stats, threads, out, err);
+}
+
+int pyheap_snapshot_build_ins(struct snapshot_in *ins, size_t nin, char **names, size_t ntypes,
+                              struct snapshot_graph_in *g, const pyheap_scan_stats *stats,
+                              unsigned threads, pyheap_snapshot **out, pyheap_error *err)
+{
     struct snapshot_graph_in empty;
     memset(&empty, 0, sizeof empty);
     if (!g)
         g = &empty;
-    size_t n = in->n, nedges = in->nedges;
+    struct snapshot_in none;
+    memset(&none, 0, sizeof none);
+    if (nin == 0) {
+        ins = &none;
+        nin = 1;
+    }
+    if (nin > PYHEAP_MAX_SCAN_THREADS) {
+        ins_free(ins, nin);
+        release_taken(names, ntypes, g);
+        return pyheap_err_set(err, PYHEAP_E_INVAL, 0, 0,
+                              "a snapshot is built from at most %d streams, not %zu",
+                              PYHEAP_MAX_SCAN_THREADS, nin);
+    }
+    /* Edges after a stream's last object would pass for the next one's
+     * (the last stream's are the build's to drop, and count). */
+    size_t n = 0, nedges = 0;
+    for (size_t k = 0; k < nin; k++) {
+        if (k + 1 < nin) {
+            ins[k].nedges = ins[k].obj_edges;
+            ins[k].edgelen = ins[k].obj_edgelen;
+        }
+        n += ins[k].n;
+        nedges += ins[k].nedges;
+    }
     struct build b;
     memset(&b, 0, sizeof b);
-    b.in = in;
+    b.n = n;
     b.ntypes = ntypes;
     b.pending = g->pending;
     b.npending = g->npending;
@@ -642,7 +662,7 @@ int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes
     s->nlabels = g->nlabels;
     g->labels = NULL;
     g->nlabels = 0;
-    make_parts(&b, in, n, threads);
+    make_parts(&b, ins, nin, threads);
     s->build_parts = b.nparts;
 
     /* Rank the addresses: x maps an address to its object index. A
@@ -703,8 +723,8 @@ int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes
     /* With the walk's index, the objects are its records one for one: its
      * tally is their per-type totals (type_totals need not count them
      * again; NULL when out of memory, and it does). */
-    if (given && in->tallying && !in->tally_lost)
-        s->totals = totals_by_name(in->tally, in->ntally, ntypes);
+    if (given)
+        s->totals = totals_of_streams(ins, nin, ntypes);
     pyheap_addrindex_addrs(&b.x, s->addr);
     s->n = m;
     map_free(b.daddr, n * sizeof *b.daddr);
@@ -726,8 +746,10 @@ int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes
     }
     dropped += nedges - read; /* after the last object: no source */
     s->edges_dropped = dropped;
-    map_free(in->edge, in->edgecap);
-    in->edge = NULL;
+    for (size_t k = 0; k < nin; k++) {
+        map_free(ins[k].edge, ins[k].edgecap);
+        ins[k].edge = NULL;
+    }
     s->size = pyheap_alloc_big(m, sizeof *s->size, false);
     s->type = pyheap_alloc_big(m, sizeof *s->type, false);
     if (!s->size || !s->type)
@@ -736,8 +758,10 @@ int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes
     run_phase(&b, phase_sizes);
     for (unsigned j = 0; j < b.nparts; j++)
         bytes += b.part[j].bytes;
-    map_free(in->obj, in->objcap);
-    in->obj = NULL;
+    for (size_t k = 0; k < nin; k++) {
+        map_free(ins[k].obj, ins[k].objcap);
+        ins[k].obj = NULL;
+    }
     uint32_t sum = 0;
     for (size_t i = 0; i < m; i++) {
         uint32_t c = s->eoff[i];
@@ -786,7 +810,7 @@ int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes
         s->nroots++;
     }
     pyheap_addrindex_free(&b.x);
-    pyheap_snapshot_in_free(in);
+    ins_free(ins, nin);
     *out = s;
     return 0;
 
@@ -797,7 +821,7 @@ fail:
     free(b.bits);
     map_free(b.tgt, nedges * sizeof *b.tgt);
     map_free(b.lab, nedges * sizeof *b.lab);
-    pyheap_snapshot_in_free(in);
+    ins_free(ins, nin);
     release_taken(names, ntypes, g);
     pyheap_snapshot_free(s);
     if (n >= UINT32_MAX || nedges >= UINT32_MAX)

@@ -85,10 +85,6 @@ int pyheap_snapshot_in_grow_edges(struct snapshot_in *in);
  * out of memory (or 2^32 objects or edges). */
 int pyheap_snapshot_in_object(struct snapshot_in *in, uint64_t addr, uint64_t size,
                               uint32_t type);
-/* Append SRC's objects and their edges to DST's (edges after the last
- * object of either are dropped) and free SRC, also on failure. 0, or -1
- * when out of memory. */
-int pyheap_snapshot_in_append(struct snapshot_in *dst, struct snapshot_in *src);
 void pyheap_snapshot_in_free(struct snapshot_in *in);
 /* Append the edges of PART (edges only: no object) to IN's, for IN's
  * next object. PART's edges must have been appended as IN's would have
@@ -267,7 +263,8 @@ struct pyheap_snapshot {
     uint32_t *root_obj;   /* object index */
     char **root_name;
     uint8_t *root_prio;
-    unsigned build_parts; /* threads that built it (between checkpoints) */
+    unsigned build_parts; /* parts it was built in (between checkpoints and
+                           * streams), by up to `threads` threads */
     bool build_index_given; /* its index came with the walk's objects */
     /* Slim views (pyheap_snapshot_slim) share addr, size, type and names
      * with the snapshot they were made of (their base) instead of copying
@@ -292,6 +289,14 @@ struct pyheap_snapshot {
 int pyheap_snapshot_build_in(struct snapshot_in *in, char **names, size_t ntypes,
                              struct snapshot_graph_in *g, const pyheap_scan_stats *stats,
                              unsigned threads, pyheap_snapshot **out, pyheap_error *err);
+/* The same from the NIN streams INS (at most PYHEAP_MAX_SCAN_THREADS; the
+ * records of a walk's threads), taken in their order as if appended one to
+ * the other: the objects of INS[0], then those of INS[1], ...; edges after
+ * the last object of a stream but the last are dropped and not counted.
+ * The streams are not copied: each part of the build lies in one. */
+int pyheap_snapshot_build_ins(struct snapshot_in *ins, size_t nin, char **names, size_t ntypes,
+                              struct snapshot_graph_in *g, const pyheap_scan_stats *stats,
+                              unsigned threads, pyheap_snapshot **out, pyheap_error *err);
 
 /* The same from N records and G's edges in any order (hand-built
  * snapshots): RECS and G's edges are borrowed; the rest as above. */

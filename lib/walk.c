@@ -2469,16 +2469,6 @@ static void walker_reader_end(struct walk *w, struct walk *x, uint64_t *reads, u
 }
 
 /* Append the objects and edges of thread walker X to W's, then free X. */
-static int walk_merge_records(struct walk *w, struct walk *x)
-{
-    int rc = pyheap_snapshot_in_append(&w->found, &x->found);
-    /* X counted its records in the total itself (recs_check) */
-    w->nrecs_flushed = w->found.n;
-    w->recs_check_at = 0;
-    walk_free(x);
-    return rc;
-}
-
 /* Offsets the decoders index local buffers with: they must be present and
  * small (a corrupt source must not make us read outside our own buffers). */
 static int offsets_usable(const struct pyheap_offsets *off, pyheap_error *err)
@@ -2750,22 +2740,39 @@ static struct snapshot_type_total *walk_pool_tally(const struct walk *w,
     return t;
 }
 
-/* Append the joined threads' records to W's (APPEND; else drop them), and
- * end the pool. */
-static void walk_pool_merge(struct walk *w, struct walk_pool *p, bool append)
+/* End the pool. With INS (room for pool_walkers(P)): move W's records and
+ * the joined threads', in that order, to INS[0..*NIN); else drop the
+ * threads'. */
+static void walk_pool_end(struct walk *w, struct walk_pool *p, struct snapshot_in *ins,
+                          size_t *nin)
 {
+    if (ins) {
+        *nin = 0;
+        ins[(*nin)++] = w->found;
+        memset(&w->found, 0, sizeof w->found);
+    }
     for (unsigned i = 1; i < p->n; i++) {
         if (!p->started[i])
             continue;
-        if (!append)
-            walk_free(&p->ws[i]);
-        else if (walk_merge_records(w, &p->ws[i]) < 0)
-            w->nomem = true;
+        if (ins) {
+            ins[(*nin)++] = p->ws[i].found;
+            memset(&p->ws[i].found, 0, sizeof p->ws[i].found);
+        }
+        walk_free(&p->ws[i]);
     }
     free(p->ws);
     free(p->th);
     free(p->started);
     memset(p, 0, sizeof *p);
+}
+
+/* Keep the first MAX objects of the NIN streams INS, in their order. */
+static void ins_keep(struct snapshot_in *ins, size_t nin, uint64_t max)
+{
+    for (size_t k = 0; k < nin; k++) {
+        snapshot_in_keep(&ins[k], ins[k].n < max ? ins[k].n : (size_t)max);
+        max -= ins[k].n;
+    }
 }
 
 int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
@@ -2930,7 +2937,12 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     st.key_labels_later = w.key_labels_later;
     if (npend)   /* (their reads, after the census's) */
         stats_reads(&st, t->mem, reads0, bytes0, xreads, xbytes);
-    walk_pool_merge(&w, &pool, rc == 0 && !w.nomem);   /* (a failed scan drops them) */
+    /* The records stay in their walkers' streams: the build reads them in
+     * turn (copying them into one took a quarter of a second a GB). */
+    struct snapshot_in ins[PYHEAP_MAX_SCAN_THREADS];
+    size_t nin = 0;
+    bool keep = rc == 0 && !w.nomem;
+    walk_pool_end(&w, &pool, keep ? ins : NULL, &nin);   /* (a failed scan drops them) */
     size_t nlabels = 0;
     char **labels = NULL;
     if (rc == 0 && !w.nomem && !(labels = labeltab_take(&sh.labels, &nlabels)))
@@ -2938,12 +2950,12 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     if (rc == 0 && w.nomem)
         rc = pyheap_err_set(err, PYHEAP_E_NOMEM, ENOMEM, 0,
                             "out of memory while scanning process %d (%zu objects so far)",
-                            (int)t->pid, w.found.n);
+                            (int)t->pid, nrecs);
     if (rc == 0) {
         /* Threads count each other's records in batches: trim to the
          * limit (the build drops the edges of the records cut off). */
-        if (w.found.n > w.max_objects)
-            snapshot_in_keep(&w.found, (size_t)w.max_objects);
+        if (nrecs > w.max_objects)
+            ins_keep(ins, nin, w.max_objects);
         char **names = sh.names.s;
         size_t nnames = sh.names.n;
         sh.names.s = NULL;
@@ -2979,7 +2991,8 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
          * resident under the build's peak. */
         malloc_trim(0);
         double b0 = now_ms();
-        rc = pyheap_snapshot_build_in(&w.found, names, nnames, &g, &st, nthreads, out, err);
+        rc = pyheap_snapshot_build_ins(ins, nin, names, nnames, &g, &st, nthreads, out, err);
+        nin = 0;   /* (taken) */
         free(g.roots);
         if (g.index)
             pyheap_addrindex_free(g.index);   /* (taken by the build) */
@@ -2989,6 +3002,8 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
             (*out)->stats.build_ms = b1 - b0;
         }
     }
+    for (size_t k = 0; k < nin; k++)   /* (not built) */
+        pyheap_snapshot_in_free(&ins[k]);
     free(pend);
     pyheap_mem_window_drop(t->mem);
     pyheap_mem_cache_clear(t->mem);

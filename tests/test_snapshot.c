@@ -103,11 +103,11 @@ static void check_build_given(size_t n, uint64_t (*addr_of)(size_t), size_t trai
         if (parts > 1 && i + 1 < n && (i + 1) * parts / n != i * parts / n)
             ck_assert_int_eq(snapshot_in_edge(in, ref[0].addr, WALK_LBL(LBL_ITEM, 1)), 0);
     }
-    struct snapshot_in in = part[0];
-    for (size_t k = 1; k < parts; k++)
-        ck_assert_int_eq(pyheap_snapshot_in_append(&in, &part[k]), 0);
+    /* trailing edges after the last part's last object: dropped, and
+     * counted */
     for (size_t k = 0; k < trailing; k++)
-        ck_assert_int_eq(snapshot_in_edge(&in, addr_of(0), WALK_LBL(LBL_ITEM, 0)), 0);
+        ck_assert_int_eq(snapshot_in_edge(&part[parts - 1], addr_of(0), WALK_LBL(LBL_ITEM, 0)),
+                         0);
 
     /* Expected: distinct addresses ascending, the first object of each. */
     uint64_t *sorted = malloc((n ? n : 1) * sizeof *sorted);
@@ -151,7 +151,8 @@ static void check_build_given(size_t n, uint64_t (*addr_of)(size_t), size_t trai
         pyheap_addrset_free(&set);
         g.index = &ix;
     }
-    ck_assert_int_eq(pyheap_snapshot_build_in(&in, names, NTYPES, &g, &st, threads, &s, &err),
+    ck_assert_int_eq(pyheap_snapshot_build_ins(part, parts, names, NTYPES, &g, &st, threads, &s,
+                                               &err),
                      0);
     if (given != GIVEN_NONE)
         pyheap_addrindex_free(&ix);
@@ -159,14 +160,23 @@ static void check_build_given(size_t n, uint64_t (*addr_of)(size_t), size_t trai
                      (given == GIVEN_EXACT || given == GIVEN_PADDED) && m == n);
     /* shared out when there is enough for each thread between checkpoints */
     size_t every = cp_every ? cp_every : SNAPSHOT_IN_CP_EVERY;
-    ck_assert_uint_le(s->build_parts, threads ? threads : 1);
-    if (threads > 1 && n >= 2 * every * threads)
+    /* a part per thread, and one more where a stream ends inside a
+     * thread's share */
+    ck_assert_uint_le(s->build_parts, (threads ? threads : 1) + parts - 1);
+    bool has[3] = { false, false, false };
+    for (size_t i = 0; i < n; i++)
+        has[i * parts / n] = true;
+    size_t filled = (size_t)has[0] + has[1] + has[2]; /* streams with objects: a part each */
+    ck_assert_uint_ge(s->build_parts, filled ? filled : 1);
+    if (threads > 1 && n >= 2 * every * threads && parts == 1)
         ck_assert_uint_eq(s->build_parts, threads);
     if (n < every && parts == 1)
         ck_assert_uint_eq(s->build_parts, 1);
-    ck_assert_ptr_null(in.obj);
-    ck_assert_ptr_null(in.edge);
-    ck_assert_uint_eq(in.n, 0);
+    for (size_t k = 0; k < parts; k++) {
+        ck_assert_ptr_null(part[k].obj);
+        ck_assert_ptr_null(part[k].edge);
+        ck_assert_uint_eq(part[k].n, 0);
+    }
 
     ck_assert_uint_eq(pyheap_snapshot_count(s), m);
     ck_assert_uint_eq(pyheap_snapshot_stats(s)->objects, m);
@@ -262,6 +272,10 @@ START_TEST(test_build_threads)
     check_build_mt(5, addr_tree, 0, 1, false, 4, 1);
     check_build_mt(0, addr_tree, 2, 1, false, 4, 1);
     check_build_mt(3000, addr_tree, 0, 1, false, 2, 0); /* under one default interval */
+    /* streams with no object, or only edges after their last */
+    check_build_mt(2, addr_tree, 2, 3, false, 2, 0);
+    check_build_mt(1, addr_tree, 1, 3, false, 4, 1);
+    check_build_mt(3000, addr_odd, 1, 3, true, 2, 64);
 }
 END_TEST
 
