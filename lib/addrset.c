@@ -233,6 +233,7 @@ struct addrindex_leaf {
     uint64_t bits[ADDRSET_LEAF_WORDS];
     uint16_t cum[ADDRSET_LEAF_WORDS]; /* set bits in the words before */
     uint64_t base;                    /* index of the leaf's first address */
+    uint64_t region;                  /* its addresses >> ADDRSET_LEAF_SHIFT */
 };
 
 static int index_ok(uint64_t addr)
@@ -282,6 +283,7 @@ static struct addrindex_leaf *index_leaf(struct addrindex *x, uint64_t region)
     }
     struct addrindex_leaf *leaf = &x->leaves[x->nleaves++];
     memset(leaf, 0, sizeof *leaf);
+    leaf->region = region;
     *slot = (uint32_t)x->nleaves;
     return leaf;
 }
@@ -426,26 +428,45 @@ int pyheap_addrindex_from_set(struct addrindex *x, const struct addrset *s,
     return 0;
 }
 
-void pyheap_addrindex_addrs(const struct addrindex *x, uint64_t *out)
+/* Leaves [lo, hi) of an index's tree write their addresses to out, each
+ * from its rank on. */
+struct addrs_slice {
+    const struct addrindex *x;
+    uint64_t *out;
+    size_t lo, hi;
+};
+
+static void *addrs_slice(void *arg)
 {
-    size_t k = 0;
+    const struct addrs_slice *sl = arg;
+    for (size_t l = sl->lo; l < sl->hi; l++) {
+        const struct addrindex_leaf *leaf = &sl->x->leaves[l];
+        uint64_t *o = sl->out + leaf->base;
+        uint64_t base = leaf->region << ADDRSET_LEAF_SHIFT;
+        for (size_t w = 0; w < ADDRSET_LEAF_WORDS; w++)
+            for (uint64_t v = leaf->bits[w]; v; v &= v - 1)
+                *o++ = base + ((uint64_t)(w * 64 + (unsigned)__builtin_ctzll(v)) << 3);
+    }
+    return NULL;
+}
+
+void pyheap_addrindex_addrs(const struct addrindex *x, uint64_t *out, unsigned threads)
+{
     if (x->top) {
-        for (size_t ti = 0; ti < TOP_SLOTS; ti++) {
-            const uint32_t *mid = x->top[ti];
-            for (size_t mi = 0; mid && mi < MID_SLOTS; mi++) {
-                if (!mid[mi])
-                    continue;
-                const struct addrindex_leaf *leaf = &x->leaves[mid[mi] - 1];
-                uint64_t base = ((uint64_t)ti << ADDRSET_MID_BITS | mi) << ADDRSET_LEAF_SHIFT;
-                for (size_t w = 0; w < ADDRSET_LEAF_WORDS; w++)
-                    for (uint64_t v = leaf->bits[w]; v; v &= v - 1)
-                        out[k++] = base + ((uint64_t)(w * 64 + (unsigned)__builtin_ctzll(v)) << 3);
-            }
-        }
+        /* (the leaves are the tree's: each knows its rank) */
+        struct addrs_slice sl[PYHEAP_MAX_SCAN_THREADS];
+        unsigned nsl = threads == 0 ? 1 : threads > PYHEAP_MAX_SCAN_THREADS
+                                              ? PYHEAP_MAX_SCAN_THREADS : threads;
+        if (x->nleaves < 64 * (size_t)nsl)
+            nsl = 1;
+        for (unsigned k = 0; k < nsl; k++)
+            sl[k] = (struct addrs_slice){ x, out, x->nleaves * k / nsl,
+                                          x->nleaves * (k + 1) / nsl };
+        pyheap_run_slices(addrs_slice, sl, sizeof *sl, nsl);
     }
     /* the sorted part: all of it without a tree, or what lies above it */
     for (size_t i = x->top ? x->tree_end : 0; i < x->n; i++)
-        out[k++] = x->sorted[i];
+        out[i] = x->sorted[i];
 }
 
 size_t pyheap_addrindex_find(const struct addrindex *x, uint64_t addr)

@@ -163,8 +163,9 @@ int pyheap_addrindex_build_unsorted(struct addrindex *x, const uint64_t *addrs, 
 int pyheap_addrindex_from_set(struct addrindex *x, const struct addrset *s,
                               const uint64_t *drop, size_t ndrop);
 /* The x->n indexed addresses, ascending, into OUT (room for x->n): in
- * one pass over the index, with no lookup. */
-void pyheap_addrindex_addrs(const struct addrindex *x, uint64_t *out);
+ * one pass over the index, with no lookup, shared out between up to
+ * THREADS threads (0: 1). */
+void pyheap_addrindex_addrs(const struct addrindex *x, uint64_t *out, unsigned threads);
 /* The i with sorted[i] == ADDR (the rank of ADDR), or SIZE_MAX. */
 size_t pyheap_addrindex_find(const struct addrindex *x, uint64_t addr);
 void pyheap_addrindex_free(struct addrindex *x);

@@ -725,7 +725,7 @@ int pyheap_snapshot_build_ins(struct snapshot_in *ins, size_t nin, char **names,
      * again; NULL when out of memory, and it does). */
     if (given)
         s->totals = totals_of_streams(ins, nin, ntypes);
-    pyheap_addrindex_addrs(&b.x, s->addr);
+    pyheap_addrindex_addrs(&b.x, s->addr, b.nthreads);
     s->n = m;
     map_free(b.daddr, n * sizeof *b.daddr);
     b.daddr = NULL;

@@ -597,7 +597,7 @@ START_TEST(test_addrindex_unsorted)
     ck_assert_uint_eq(pyheap_addrindex_find(&x, 0x7f0000010000ull), SIZE_MAX);
     ck_assert_uint_eq(pyheap_addrindex_find(&x, 1ull << 47), SIZE_MAX);
     uint64_t all[6];
-    pyheap_addrindex_addrs(&x, all);
+    pyheap_addrindex_addrs(&x, all, 2);
     static const uint64_t want[] = { 0x1000, 0x55d000000000ull, 0x7f0000010008ull,
                                      0x7f0000010010ull, 0x7f0000020000ull };
     for (size_t i = 0; i < 5; i++)
@@ -610,7 +610,7 @@ START_TEST(test_addrindex_unsorted)
     ck_assert_uint_eq(pyheap_addrindex_find(&x, 0x1000), 0);
     ck_assert_uint_eq(pyheap_addrindex_find(&x, 0x1004), 1);
     ck_assert_uint_eq(pyheap_addrindex_find(&x, 0x7f0000020000ull), 5);
-    pyheap_addrindex_addrs(&x, all);
+    pyheap_addrindex_addrs(&x, all, 2);
     ck_assert_uint_eq(all[0], 0x1000);
     ck_assert_uint_eq(all[1], 0x1004);
     ck_assert_uint_eq(all[5], 0x7f0000020000ull);
@@ -619,7 +619,7 @@ START_TEST(test_addrindex_unsorted)
     const uint64_t sorted[] = { 0x1000, 0x7f0000010008ull, (1ull << 47) + 8, (1ull << 48) };
     ck_assert_int_eq(pyheap_addrindex_build(&x, sorted, 4), 0);
     ck_assert_ptr_nonnull(x.top);
-    pyheap_addrindex_addrs(&x, all);
+    pyheap_addrindex_addrs(&x, all, 2);
     for (size_t i = 0; i < 4; i++)
         ck_assert_uint_eq(all[i], sorted[i]);
     pyheap_addrindex_free(&x);
