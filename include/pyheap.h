@@ -194,6 +194,11 @@ typedef struct pyheap_scan_stats {
                               * are not in the census's statistics, nor
                               * the values labelled [<str>] for them in
                               * key_labels_elided; not kept */
+    uint64_t gc_links_kept;  /* GC list nodes whose links a visit had kept
+                              * (found in memory at hand while the lists'
+                              * nodes lay scattered: a churned heap), so
+                              * that the list's walk did not read them
+                              * again; not kept */
 } pyheap_scan_stats;
 
 /* Per-scan time budget: MS milliseconds from now on, every remote read of

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "addrset.h"
@@ -34,6 +35,15 @@
 #define MODE_EVERY          4096 /* steps between decisions on page reads */
 #define MODE_PAGES_AT       4    /* ... taken above 1 read per this many steps */
 #define NPAGES              256  /* pages kept for scattered reads (1 MiB) */
+
+/* The GC links kept at the visits (sh->links): a slot per 128 bytes of
+ * the target's resident memory, a power of two from LINKS_MIN to
+ * LINKS_MAX slots (24 bytes each), filled to three quarters at most. */
+#define LINKS_MIN           ((size_t)1 << 16)
+#define LINKS_MAX           ((size_t)1 << 24)
+#define LINKS_RSS_PER_SLOT  128
+#define LINKS_PROBES        32
+#define LINKS_BATCH         1024
 
 /* Candidates carry a flag in the low bit (object addresses are 8-aligned). */
 #define REF_MAYBE 1ULL
@@ -122,6 +132,12 @@ struct typemap_entry {
  * description looks up its metatype and interns labels): the type map,
  * the type descriptions and both string tables. The seen set is updated
  * with atomics (pyheap_addrset_insert_mt) when several threads run. */
+/* A GC list node and its two links as a visit read them; node 0: an
+ * empty slot, node | 1: being written. */
+struct gc_link {
+    uint64_t node, next, prev;
+};
+
 struct walk_shared {
     bool mt;                 /* several threads are running */
     bool stopped;            /* the caller stopped the target (opts->stopped) */
@@ -146,6 +162,17 @@ struct walk_shared {
      * lists after, its visits from the head read every list before the
      * turns from the tail get to them.) */
     struct addrset listed;
+    /* The GC lists' links of objects visited in page mode (a churned
+     * heap), kept as the visit finds them in the page at hand, so that the
+     * lists' walkers need not read those nodes again for their links
+     * alone (gc_links_keep, gc_links_find). */
+    struct gc_link *links;   /* [links_cap], a mapping; NULL: none kept */
+    size_t links_cap;        /* a power of two */
+    uint64_t links_used;     /* atomic, in batches of LINKS_BATCH */
+    bool links_any;          /* atomic: one was kept (the lists look them up) */
+    bool lists_paged[2];     /* atomic: the walker of the lists from their
+                              * heads [0], tails [1] reads pages (scattered
+                              * nodes): the visits keep links */
     uint64_t interp_both;    /* the main interpreter (the last listed); 0:
                               * one thread, both ends are not walked */
     int back_started;        /* atomic: a thread walks its lists backwards */
@@ -222,6 +249,10 @@ struct walk {
     unsigned mode_steps;
     uint64_t mode_reads;   /* the reader's count of reads at the last decision */
     struct walk_page { uint64_t base; unsigned char data[4096]; } *pages; /* [NPAGES] */
+    unsigned links_batch;  /* links kept since the last count in sh->links_used */
+    unsigned list_looked, list_far; /* list_sample's counts */
+    bool list_decided;
+    uint64_t links_hits;   /* GC list nodes whose links were kept */
 
     struct snapshot_in found; /* objects and their edges, discovery order */
     size_t nrecs_flushed;  /* of found.n, counted in sh->nrecs */
@@ -356,6 +387,99 @@ static inline uint64_t hash64(uint64_t x)
 }
 
 static bool near_now(struct walk *w, uint64_t addr);
+
+/* ---- the GC lists' links kept at the visits ---- */
+
+/* A table of about a slot per LINKS_RSS_PER_SLOT bytes of the target's
+ * resident memory RSS (a mapping: its pages cost only when a churned heap
+ * fills them). Without it (out of memory) no link is kept. */
+static void gc_links_open(struct walk_shared *sh, uint64_t rss)
+{
+    size_t cap = LINKS_MIN;
+    while (cap < LINKS_MAX && (uint64_t)cap * 2 * LINKS_RSS_PER_SLOT <= rss)
+        cap *= 2;
+    void *p = mmap(NULL, cap * sizeof *sh->links, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return;
+    sh->links = p;
+    sh->links_cap = cap;
+}
+
+static void gc_links_close(struct walk_shared *sh)
+{
+    if (sh->links)
+        munmap(sh->links, sh->links_cap * sizeof *sh->links);
+    sh->links = NULL;
+    sh->links_cap = 0;
+}
+
+/* Keep the links of the GC object at ADDR (type T), just visited in page
+ * mode, when its GC head lies in memory at hand (no read). */
+static void gc_links_keep(struct walk *w, uint64_t addr, const struct walk_type *t)
+{
+    struct walk_shared *sh = w->sh;
+    const struct pyheap_offsets *off = &w->h.t->off;
+    uint64_t node = addr - off->gc_head;
+    if (!t->gc || !sh->links || node >= addr || !near_now(w, node))
+        return;
+    uint64_t g[2];
+    if (pyheap_walk_read(w, node + off->gc_next, &g[0], 8) < 0 ||
+        pyheap_walk_read(w, node + off->gc_prev, &g[1], 8) < 0 || g[0] == 0)
+        return;   /* (0: not tracked, in no list) */
+    if (__atomic_load_n(&sh->links_used, __ATOMIC_RELAXED) > sh->links_cap / 4 * 3)
+        return;   /* full (give or take a batch per walker) */
+    if (++w->links_batch == LINKS_BATCH) {
+        w->links_batch = 0;
+        __atomic_add_fetch(&sh->links_used, LINKS_BATCH, __ATOMIC_RELAXED);
+    }
+    if (!__atomic_load_n(&sh->links_any, __ATOMIC_RELAXED))
+        __atomic_store_n(&sh->links_any, true, __ATOMIC_RELAXED);
+    size_t mask = sh->links_cap - 1;
+    size_t i = (size_t)hash64(node) & mask;
+    for (unsigned probe = 0; probe < LINKS_PROBES; probe++, i = (i + 1) & mask) {
+        struct gc_link *e = &sh->links[i];
+        uint64_t k = __atomic_load_n(&e->node, __ATOMIC_RELAXED);
+        if (k == 0) {
+            if (!__atomic_compare_exchange_n(&e->node, &k, node | 1, false, __ATOMIC_ACQ_REL,
+                                             __ATOMIC_RELAXED)) {
+                if ((k & ~(uint64_t)1) == node)
+                    return;
+                continue;   /* taken by another node: probe on */
+            }
+            __atomic_store_n(&e->next, g[0], __ATOMIC_RELAXED);
+            __atomic_store_n(&e->prev, g[1], __ATOMIC_RELAXED);
+            __atomic_store_n(&e->node, node, __ATOMIC_RELEASE);
+            return;
+        }
+        if ((k & ~(uint64_t)1) == node)
+            return;
+    }
+}
+
+/* The links of list node NODE kept by a visit, as gc_list_pass reads
+ * them (BACK: G[0] the link back, G[1] the link on); false if not kept. */
+static bool gc_links_find(struct walk *w, uint64_t node, bool back, uint64_t g[2])
+{
+    const struct walk_shared *sh = w->sh;
+    size_t mask = sh->links_cap - 1;
+    size_t i = (size_t)hash64(node) & mask;
+    for (unsigned probe = 0; probe < LINKS_PROBES; probe++, i = (i + 1) & mask) {
+        struct gc_link *e = &sh->links[i];
+        uint64_t k = __atomic_load_n(&e->node, __ATOMIC_ACQUIRE);
+        if (k == 0 || k == (node | 1))
+            return false;
+        if (k == node) {
+            uint64_t next = __atomic_load_n(&e->next, __ATOMIC_RELAXED);
+            uint64_t prev = __atomic_load_n(&e->prev, __ATOMIC_RELAXED);
+            g[0] = back ? prev : next;
+            g[1] = back ? next : prev;
+            w->links_hits++;
+            return true;
+        }
+    }
+    return false;
+}
 
 /* ---- services for decoders ---- */
 
@@ -1307,6 +1431,9 @@ static void visit(struct walk *w, uint64_t item)
     }
     if (w->found.n >= w->recs_check_at)
         recs_check(w);
+    if (t->gc && (__atomic_load_n(&w->sh->lists_paged[0], __ATOMIC_RELAXED) ||
+                  __atomic_load_n(&w->sh->lists_paged[1], __ATOMIC_RELAXED)))
+        gc_links_keep(w, addr, t);
 }
 
 /* ---- discovery: GC lists and roots ---- */
@@ -1358,6 +1485,30 @@ static int gc_link_fresh(struct walk *w, uint64_t gc, uint64_t prev, size_t step
     return waited ? gc_link_now(w, prev, step_at, check_at, next, g) : -1;
 }
 
+/* Whether the list nodes this walker reads lie scattered (a churned heap):
+ * each of the first LIST_DECIDE nodes it reads (the visits of their
+ * seeds start after SEED_BLOCK of them, and may reach the whole heap),
+ * then one in LIST_SAMPLE (N: the node's count in its list) is looked up
+ * in the memory at hand; after LIST_DECIDE looked up, more than one in
+ * LIST_FAR_AT not at hand tells the visits to keep links
+ * (sh->lists_paged[BACK]). */
+#define LIST_SAMPLE  16
+#define LIST_DECIDE  256
+#define LIST_FAR_AT  8
+static void list_sample(struct walk *w, uint64_t at, bool back, uint64_t n)
+{
+    if (w->list_decided && n % LIST_SAMPLE)
+        return;
+    w->list_far += !near_now(w, at);
+    if (++w->list_looked < LIST_DECIDE)
+        return;
+    bool scattered = w->list_far * LIST_FAR_AT > w->list_looked;
+    if (scattered != __atomic_load_n(&w->sh->lists_paged[back], __ATOMIC_RELAXED))
+        __atomic_store_n(&w->sh->lists_paged[back], scattered, __ATOMIC_RELAXED);
+    w->list_far = w->list_looked = 0;
+    w->list_decided = true;
+}
+
 /* One pass over the GC list at HEAD: from the head along gc_next, or
  * (BACK) from the tail along gc_prev, seeding every object not seen yet.
  * CLAIM (the main interpreter's lists, several threads): both ends are
@@ -1394,10 +1545,17 @@ static int gc_list_pass(struct walk *w, uint64_t gc, uint64_t head, bool back, i
             return 0;
         }
         uint64_t g[2];
-        mode_step(w);
+        /* (a node whose links a visit kept is no step: it reads nothing) */
+        bool kept = !again && plausible_addr(cur) &&
+                    __atomic_load_n(&w->sh->links_any, __ATOMIC_RELAXED) &&
+                    gc_links_find(w, cur, back, g);
+        if (!kept) {
+            mode_step(w);
+            list_sample(w, cur + step_at, back, n);
+        }
         if (!plausible_addr(cur) ||
-            pyheap_walk_read(w, cur + step_at, &g[0], 8) < 0 ||
-            pyheap_walk_read(w, cur + check_at, &g[1], 8) < 0 ||
+            (!kept && (pyheap_walk_read(w, cur + step_at, &g[0], 8) < 0 ||
+                       pyheap_walk_read(w, cur + check_at, &g[1], 8) < 0)) ||
             (g[1] & ~(uint64_t)3) != prev) {
             /* A torn or freed link: CUR left the list (freed, or moved by
              * a collection) after PREV's link to it was read, or the
@@ -1460,7 +1618,8 @@ static int gc_list_pass(struct walk *w, uint64_t gc, uint64_t head, bool back, i
             }
             since = 0;
         }
-        int fresh = seen_insert(w, cur + off->gc_head);
+        /* (a node whose links a visit kept was seen before that visit) */
+        int fresh = kept ? 0 : seen_insert(w, cur + off->gc_head);
         if (fresh < 0) {
             w->nomem = true;
             return 0;
@@ -1720,6 +1879,27 @@ static size_t gc_list_heads(const struct walk *w, uint64_t interp, uint64_t *hea
     return n;
 }
 
+/* One walker of the lists, from their heads: whether the oldest lists'
+ * nodes lie scattered is told by LIST_DECIDE of them from their tails (the
+ * youngest, which it walks first, were allocated last, in order; and the
+ * visits of the first seeds may reach the whole heap before the walk gets
+ * to the old ones). */
+static void lists_probe(struct walk *w, uint64_t head)
+{
+    const struct pyheap_offsets *off = &w->h.t->off;
+    uint64_t cur;
+    if (pyheap_walk_read_u64(w, head + off->gc_prev, &cur) < 0)
+        return;
+    for (uint64_t n = 0; n < LIST_DECIDE && !w->list_decided; n++) {
+        cur &= ~(uint64_t)3;
+        if (cur == head || !plausible_addr(cur))
+            return;
+        list_sample(w, cur + off->gc_prev, true, n);
+        if (pyheap_walk_read_u64(w, cur + off->gc_prev, &cur) < 0)
+            return;
+    }
+}
+
 static void walk_interp(struct walk *w, uint64_t interp)
 {
     const struct pyheap_offsets *off = &w->h.t->off;
@@ -1728,6 +1908,8 @@ static void walk_interp(struct walk *w, uint64_t interp)
     size_t nheads = gc_list_heads(w, interp, heads);
     struct walk_shared *sh = w->sh;
     bool both = two_ended(sh) && interp == sh->interp_both;
+    for (size_t i = nheads; !both && !w->list_decided && i-- > 0;)
+        lists_probe(w, heads[i]);   /* (the permanent generation's is often empty) */
     for (size_t i = 0; i < nheads; i++) {
         if (both)
             __atomic_store_n(&sh->fwd_at, (int)i, __ATOMIC_RELEASE);
@@ -1947,6 +2129,7 @@ static void shared_free(struct walk_shared *sh)
 {
     pyheap_addrset_free(&sh->seen);
     pyheap_addrset_free(&sh->listed);
+    gc_links_close(sh);
     free(sh->tmap);
     for (size_t i = 0; i < sh->ntypes; i++) {
         free(sh->types[i]->members);
@@ -2438,6 +2621,7 @@ static void walk_merge_notes(struct walk *w, const struct walk *x)
     w->shared_arrays += x->shared_arrays;
     w->shared_chunks += x->shared_chunks;
     w->key_labels_elided += x->key_labels_elided;
+    w->links_hits += x->links_hits;
     w->gone |= x->gone;
     w->nomem |= x->nomem;
     w->truncated |= x->truncated;
@@ -2835,14 +3019,15 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     /* Each walker's cache: an eighth of the target's resident memory,
      * between 8 and 64 MiB, unless the caller says (on a 150 MiB heap two
      * 64 MiB caches read no less and held as much as the heap). */
+    uint64_t rss = t->pid > 0 ? pyheap_proc_rss(t->pid) : 0;
     uint64_t cache_cap = opts ? opts->max_cache_bytes : 0;
     if (!cache_cap) {
-        uint64_t rss = t->pid > 0 ? pyheap_proc_rss(t->pid) : 0;
         cache_cap = rss ? rss / 8 : DEFAULT_CACHE_MAX;
         cache_cap = cache_cap < DEFAULT_CACHE_MIN ? DEFAULT_CACHE_MIN
                     : cache_cap > DEFAULT_CACHE_MAX ? DEFAULT_CACHE_MAX : cache_cap;
     }
     pyheap_mem_set_cache_cap(t->mem, cache_cap);
+    gc_links_open(&sh, rss);
 
     /* Seeds (GC lists) and named roots, on this thread, while the other
      * threads (if any) visit the closure of the seeds handed out so far. */
@@ -2865,6 +3050,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     if (sh.mt && ended(&w))
         stop_all(&sh);
     walk_pool_join(&w, &pool, &xreads, &xbytes, &ran);
+    gc_links_close(&sh);   /* (the lists are walked) */
     drain(&w);
     if (w.nstack > 0 && w.truncated)
         w.nstack = 0;
@@ -2902,6 +3088,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
         st.shared_arrays = w.shared_arrays;
         st.shared_chunks = w.shared_chunks;
         st.key_labels_elided = w.key_labels_elided;
+        st.gc_links_kept = w.links_hits;
         stats_reads(&st, t->mem, reads0, bytes0, xreads, xbytes);
         st.truncated = w.truncated;
         st.threads = ran;

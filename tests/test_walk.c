@@ -586,10 +586,11 @@ START_TEST(churned_heap)
     kh_path(&k, "truth", path, sizeof path);
     FILE *f = fopen(path, "r");
     ck_assert_msg(f != NULL, "%s", path);
-    unsigned long truth = 0;
-    ck_assert_int_eq(fscanf(f, "objects %lu", &truth), 1);
+    unsigned long truth = 0, tracked = 0;
+    ck_assert_int_eq(fscanf(f, "objects %lu gc %lu", &truth, &tracked), 2);
     fclose(f);
     ck_assert_uint_gt(truth, 400000);
+    ck_assert_uint_gt(tracked, 100000);
     unsigned long rss_kib = 0;
     char status[64], line[256];
     snprintf(status, sizeof status, "/proc/%d/status", (int)k.pid);
@@ -614,9 +615,11 @@ START_TEST(churned_heap)
         size_t n = pyheap_snapshot_count(s);
         fprintf(stderr, "churned heap: %u threads: %zu objects (closure %lu), %llu bytes read "
                 "in %llu reads for %lu KiB resident, %.0f ms; %llu key labels read after "
-                "the walk (the index dict: %zu keys)\n", threads, n, truth,
+                "the walk (the index dict: %zu keys); %llu of %llu GC list nodes' links "
+                "kept by their visits\n", threads, n, truth,
                 (unsigned long long)st->remote_bytes, (unsigned long long)st->remote_reads,
-                rss_kib, st->scan_ms, (unsigned long long)st->key_labels_later, x.n);
+                rss_kib, st->scan_ms, (unsigned long long)st->key_labels_later, x.n,
+                (unsigned long long)st->gc_links_kept, (unsigned long long)st->gc_tracked);
         ck_assert_int_eq(st->truncated, 0);
         /* the closure's objects and the few it does not reach (types of
          * the interpreter, objects only C holds) */
@@ -625,6 +628,11 @@ START_TEST(churned_heap)
         ck_assert_uint_le(st->remote_bytes, (uint64_t)rss_kib * 1024 * 200);
         churned_index_check(s, &x, threads);
         ck_assert_uint_ge(st->key_labels_later, x.n / 2);
+        /* the lists' nodes lie scattered: most were not read again, and
+         * the lists were walked whole */
+        ck_assert_uint_ge(st->gc_links_kept, st->gc_tracked / 2);
+        ck_assert_uint_ge(st->gc_tracked, tracked - tracked / 100);
+        ck_assert_uint_le(st->gc_tracked, tracked + tracked / 100);
         pyheap_snapshot_free(s);
     }
     pyheap_scan_opts so = { .threads = 2, .max_cache_bytes = 1u << 20,

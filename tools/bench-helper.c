@@ -529,6 +529,7 @@ static int census(pid_t pid, uint64_t cache_mib, unsigned threads)
     uint64_t tracked = st->gc_tracked, back = st->gc_tracked_back;
     uint64_t shared = st->shared_arrays, helped = st->shared_chunks;
     uint64_t elided = st->key_labels_elided, later = st->key_labels_later;
+    uint64_t links = st->gc_links_kept;
     unsigned ran = st->threads;
     int truncated = st->truncated;
     double scan_ms = st->scan_ms, build_ms = st->build_ms;
@@ -545,10 +546,11 @@ static int census(pid_t pid, uint64_t cache_mib, unsigned threads)
            ", \"types\": %zu, \"rss_before_kib\": %ld, \"rss_with_snapshot_kib\": %ld"
            ", \"rss_after_free_kib\": %ld, \"hwm_kib\": %ld, \"pack_ms\": %.3f"
            ", \"packed_bytes\": %zu, \"shared_arrays\": %" PRIu64 ", \"shared_chunks\": %" PRIu64
-           ", \"key_labels_elided\": %" PRIu64 ", \"key_labels_later\": %" PRIu64 "}\n",
+           ", \"key_labels_elided\": %" PRIu64 ", \"key_labels_later\": %" PRIu64
+           ", \"gc_links_kept\": %" PRIu64 "}\n",
            ms, cms, probe.ms, probe.cpu_ms, probe.objects, scan_ms, build_ms, objects, skipped, truncated, reads, rbytes, ran,
            tracked, back, nh, rss0, rss1, rss2, hwm, pack_ms, packed_bytes, shared, helped, elided,
-           later);
+           later, links);
     pyheap_target_free(t);
     return 0;
 }

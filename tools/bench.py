@@ -291,16 +291,18 @@ def bench_churned(build, python, n, runs):
             cens.append(helper(build, "census", pid, 0, 2))
             floors.append(helper(build, "floor", pid))
             log("   run %d: census %.3f s (%d objects, %.1f GB read in %d reads, %d key "
-                "labels read after the walk), floor %.3f s"
+                "labels read after the walk, %d GC list nodes not read again), floor %.3f s"
                 % (i + 1, cens[-1]["census_ms"] / 1e3, cens[-1]["objects"],
                    cens[-1]["remote_bytes"] / 1e9, cens[-1]["remote_reads"],
-                   cens[-1].get("key_labels_later", 0), floors[-1]["ms"] / 1e3))
+                   cens[-1].get("key_labels_later", 0), cens[-1].get("gc_links_kept", 0),
+                   floors[-1]["ms"] / 1e3))
         res["census_s"] = [c["census_ms"] / 1e3 for c in cens]
         res["remote_bytes"] = [c["remote_bytes"] for c in cens]
         res["floor_s"] = [f["ms"] / 1e3 for f in floors]
         res["floor_bytes"] = floors[-1]["bytes"]
         res["objects"] = cens[-1]["objects"]
         res["key_labels_later"] = cens[-1].get("key_labels_later")
+        res["gc_links_kept"] = cens[-1].get("gc_links_kept")
     finally:
         stop_stdin_target(p)
     res["summary"] = {

@@ -13,7 +13,8 @@ that follows references reads memory in random order. Prints one JSON line
 {"ready": PID, "VmRSS": KiB, "objects": gc-tracked objects} and idles
 until stdin closes. With OUTDIR (N default 60000): writes OUTDIR/truth,
 "objects C" where C counts the objects of the gc.get_objects() +
-gc.get_referents() closure (ground truth), OUTDIR/index (the index dict's
+gc.get_referents() closure (ground truth), then "gc G", the GC-tracked
+objects (len(gc.get_objects())), OUTDIR/index (the index dict's
 address, then each entry's value address and key), then OUTDIR/ready, and
 idles.
 """
@@ -72,8 +73,10 @@ def main():
         # counted with the bookkeeping gone: the closure's own lists and set
         # are freed before the scan
         count = closure_count()
+        tracked = len(gc.get_objects())
         with open(os.path.join(outdir, 'truth'), 'w') as f:
             f.write('objects %d\n' % count)
+            f.write('gc %d\n' % tracked)
         # the index dict: its address and size, then each entry's value
         # address and key text, in the dict's order
         with open(os.path.join(outdir, 'index'), 'w') as f:
