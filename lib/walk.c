@@ -36,14 +36,15 @@
 #define MODE_PAGES_AT       4    /* ... taken above 1 read per this many steps */
 #define NPAGES              256  /* pages kept for scattered reads (1 MiB) */
 
-/* The GC links kept at the visits (sh->links): a slot per 128 bytes of
- * the target's resident memory, a power of two from LINKS_MIN to
- * LINKS_MAX slots (24 bytes each), filled to three quarters at most. */
-#define LINKS_MIN           ((size_t)1 << 16)
-#define LINKS_MAX           ((size_t)1 << 24)
-#define LINKS_RSS_PER_SLOT  128
+/* The GC links kept at the visits (sh->links): tables of 2^16, 2^17, ...
+ * slots (24 bytes each), each filled to three quarters before the next is
+ * made, so that the memory follows the links kept (a process whose
+ * resident memory is mostly buffers has few GC objects), up to
+ * LINKS_LEVELS of them (2^16 .. 2^24 slots: 12.6M links, 768 MiB). */
+#define LINKS_MIN_SHIFT     16
+#define LINKS_LEVELS        9
 #define LINKS_PROBES        32
-#define LINKS_BATCH         1024
+#define LINKS_BATCH         64
 
 /* Candidates carry a flag in the low bit (object addresses are 8-aligned). */
 #define REF_MAYBE 1ULL
@@ -166,13 +167,18 @@ struct walk_shared {
      * heap), kept as the visit finds them in the page at hand, so that the
      * lists' walkers need not read those nodes again for their links
      * alone (gc_links_keep, gc_links_find). */
-    struct gc_link *links;   /* [links_cap], a mapping; NULL: none kept */
-    size_t links_cap;        /* a power of two */
-    uint64_t links_used;     /* atomic, in batches of LINKS_BATCH */
+    struct gc_link *links[LINKS_LEVELS]; /* atomic pointers, set once: level
+                              * k has 2^(LINKS_MIN_SHIFT + k) slots, a mapping */
+    unsigned links_top;      /* atomic: levels made (links are kept in the last) */
+    uint64_t links_used[LINKS_LEVELS]; /* atomic, in batches of LINKS_BATCH */
+    pthread_mutex_t links_lock; /* making a level */
     bool links_any;          /* atomic: one was kept (the lists look them up) */
     bool lists_paged[2];     /* atomic: the walker of the lists from their
-                              * heads [0], tails [1] reads pages (scattered
-                              * nodes): the visits keep links */
+                              * heads [0], tails [1] finds their nodes
+                              * scattered: the visits keep links */
+    bool lists_probed;       /* one walker of the lists: their tails' nodes
+                              * lie scattered (lists_probe), the visits
+                              * keep links for the whole walk */
     uint64_t interp_both;    /* the main interpreter (the last listed); 0:
                               * one thread, both ends are not walked */
     int back_started;        /* atomic: a thread walks its lists backwards */
@@ -390,55 +396,79 @@ static bool near_now(struct walk *w, uint64_t addr);
 
 /* ---- the GC lists' links kept at the visits ---- */
 
-/* A table of about a slot per LINKS_RSS_PER_SLOT bytes of the target's
- * resident memory RSS (a mapping: its pages cost only when a churned heap
- * fills them). Without it (out of memory) no link is kept. */
-static void gc_links_open(struct walk_shared *sh, uint64_t rss)
+static size_t links_cap(unsigned level)
 {
-    size_t cap = LINKS_MIN;
-    while (cap < LINKS_MAX && (uint64_t)cap * 2 * LINKS_RSS_PER_SLOT <= rss)
-        cap *= 2;
-    void *p = mmap(NULL, cap * sizeof *sh->links, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED)
-        return;
-    sh->links = p;
-    sh->links_cap = cap;
+    return (size_t)1 << (LINKS_MIN_SHIFT + level);
 }
 
+/* Free the levels. */
 static void gc_links_close(struct walk_shared *sh)
 {
-    if (sh->links)
-        munmap(sh->links, sh->links_cap * sizeof *sh->links);
-    sh->links = NULL;
-    sh->links_cap = 0;
+    for (unsigned k = 0; k < LINKS_LEVELS; k++) {
+        if (sh->links[k])
+            munmap(sh->links[k], links_cap(k) * sizeof *sh->links[k]);
+        sh->links[k] = NULL;
+    }
+    sh->links_top = 0;
 }
 
-/* Keep the links of the GC object at ADDR (type T), just visited in page
- * mode, when its GC head lies in memory at hand (no read). */
-static void gc_links_keep(struct walk *w, uint64_t addr, const struct walk_type *t)
+/* The level links are kept in now (its slots filled to three quarters
+ * at most: then the next is made), or -1: no more (out of memory, or
+ * LINKS_LEVELS full). */
+static int links_level(struct walk_shared *sh)
+{
+    unsigned top = __atomic_load_n(&sh->links_top, __ATOMIC_ACQUIRE);
+    if (top > 0 && __atomic_load_n(&sh->links_used[top - 1], __ATOMIC_RELAXED) <=
+                       links_cap(top - 1) / 4 * 3)
+        return (int)top - 1;
+    if (top == LINKS_LEVELS)
+        return -1;
+    pthread_mutex_lock(&sh->links_lock);
+    if (__atomic_load_n(&sh->links_top, __ATOMIC_RELAXED) == top) {
+        size_t len = links_cap(top) * sizeof *sh->links[top];
+        void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p != MAP_FAILED) {
+            (void)madvise(p, len, MADV_HUGEPAGE);   /* a hint: lookups at random */
+            __atomic_store_n(&sh->links[top], (struct gc_link *)p, __ATOMIC_RELAXED);
+            __atomic_store_n(&sh->links_top, top + 1, __ATOMIC_RELEASE);
+        }
+    }
+    pthread_mutex_unlock(&sh->links_lock);
+    top = __atomic_load_n(&sh->links_top, __ATOMIC_ACQUIRE);
+    return top > 0 && __atomic_load_n(&sh->links_used[top - 1], __ATOMIC_RELAXED) <=
+                          links_cap(top - 1) / 4 * 3
+               ? (int)top - 1 : -1;
+}
+
+/* Keep the links of the GC object at ADDR, just visited while the lists'
+ * nodes lie scattered, when its GC head lies in memory at hand (no
+ * read). */
+static void gc_links_keep(struct walk *w, uint64_t addr)
 {
     struct walk_shared *sh = w->sh;
     const struct pyheap_offsets *off = &w->h.t->off;
     uint64_t node = addr - off->gc_head;
-    if (!t->gc || !sh->links || node >= addr || !near_now(w, node))
+    if (node >= addr)
+        return;
+    int level = links_level(sh);
+    if (level < 0 || !near_now(w, node))
         return;
     uint64_t g[2];
     if (pyheap_walk_read(w, node + off->gc_next, &g[0], 8) < 0 ||
         pyheap_walk_read(w, node + off->gc_prev, &g[1], 8) < 0 || g[0] == 0)
         return;   /* (0: not tracked, in no list) */
-    if (__atomic_load_n(&sh->links_used, __ATOMIC_RELAXED) > sh->links_cap / 4 * 3)
-        return;   /* full (give or take a batch per walker) */
     if (++w->links_batch == LINKS_BATCH) {
         w->links_batch = 0;
-        __atomic_add_fetch(&sh->links_used, LINKS_BATCH, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&sh->links_used[level], LINKS_BATCH, __ATOMIC_RELAXED);
     }
     if (!__atomic_load_n(&sh->links_any, __ATOMIC_RELAXED))
         __atomic_store_n(&sh->links_any, true, __ATOMIC_RELAXED);
-    size_t mask = sh->links_cap - 1;
+    struct gc_link *tab = __atomic_load_n(&sh->links[level], __ATOMIC_RELAXED);
+    size_t mask = links_cap((unsigned)level) - 1;
     size_t i = (size_t)hash64(node) & mask;
     for (unsigned probe = 0; probe < LINKS_PROBES; probe++, i = (i + 1) & mask) {
-        struct gc_link *e = &sh->links[i];
+        struct gc_link *e = &tab[i];
         uint64_t k = __atomic_load_n(&e->node, __ATOMIC_RELAXED);
         if (k == 0) {
             if (!__atomic_compare_exchange_n(&e->node, &k, node | 1, false, __ATOMIC_ACQ_REL,
@@ -458,24 +488,29 @@ static void gc_links_keep(struct walk *w, uint64_t addr, const struct walk_type 
 }
 
 /* The links of list node NODE kept by a visit, as gc_list_pass reads
- * them (BACK: G[0] the link back, G[1] the link on); false if not kept. */
-static bool gc_links_find(struct walk *w, uint64_t node, bool back, uint64_t g[2])
+ * them (BACK: G[0] the link back, G[1] the link on); false if not kept.
+ * The newest level first (it holds the most). */
+static bool gc_links_find(const struct walk *w, uint64_t node, bool back, uint64_t g[2])
 {
-    const struct walk_shared *sh = w->sh;
-    size_t mask = sh->links_cap - 1;
-    size_t i = (size_t)hash64(node) & mask;
-    for (unsigned probe = 0; probe < LINKS_PROBES; probe++, i = (i + 1) & mask) {
-        struct gc_link *e = &sh->links[i];
-        uint64_t k = __atomic_load_n(&e->node, __ATOMIC_ACQUIRE);
-        if (k == 0 || k == (node | 1))
-            return false;
-        if (k == node) {
-            uint64_t next = __atomic_load_n(&e->next, __ATOMIC_RELAXED);
-            uint64_t prev = __atomic_load_n(&e->prev, __ATOMIC_RELAXED);
-            g[0] = back ? prev : next;
-            g[1] = back ? next : prev;
-            w->links_hits++;
-            return true;
+    struct walk_shared *sh = w->sh;
+    unsigned top = __atomic_load_n(&sh->links_top, __ATOMIC_ACQUIRE);
+    uint64_t h = hash64(node);
+    for (unsigned level = top; level-- > 0;) {
+        const struct gc_link *tab = __atomic_load_n(&sh->links[level], __ATOMIC_RELAXED);
+        size_t mask = links_cap(level) - 1;
+        size_t i = (size_t)h & mask;
+        for (unsigned probe = 0; probe < LINKS_PROBES; probe++, i = (i + 1) & mask) {
+            const struct gc_link *e = &tab[i];
+            uint64_t k = __atomic_load_n(&e->node, __ATOMIC_ACQUIRE);
+            if (k == 0 || k == (node | 1))
+                break;
+            if (k == node) {
+                uint64_t next = __atomic_load_n(&e->next, __ATOMIC_RELAXED);
+                uint64_t prev = __atomic_load_n(&e->prev, __ATOMIC_RELAXED);
+                g[0] = back ? prev : next;
+                g[1] = back ? next : prev;
+                return true;
+            }
         }
     }
     return false;
@@ -1432,8 +1467,9 @@ static void visit(struct walk *w, uint64_t item)
     if (w->found.n >= w->recs_check_at)
         recs_check(w);
     if (t->gc && (__atomic_load_n(&w->sh->lists_paged[0], __ATOMIC_RELAXED) ||
-                  __atomic_load_n(&w->sh->lists_paged[1], __ATOMIC_RELAXED)))
-        gc_links_keep(w, addr, t);
+                  __atomic_load_n(&w->sh->lists_paged[1], __ATOMIC_RELAXED) ||
+                  w->sh->lists_probed))
+        gc_links_keep(w, addr);
 }
 
 /* ---- discovery: GC lists and roots ---- */
@@ -1549,6 +1585,10 @@ static int gc_list_pass(struct walk *w, uint64_t gc, uint64_t head, bool back, i
         bool kept = !again && plausible_addr(cur) &&
                     __atomic_load_n(&w->sh->links_any, __ATOMIC_RELAXED) &&
                     gc_links_find(w, cur, back, g);
+        /* A node kept as its list's last may have had others appended
+         * since: its links are read. */
+        if (kept && (g[0] & ~(uint64_t)3) == head)
+            kept = false;
         if (!kept) {
             mode_step(w);
             list_sample(w, cur + step_at, back, n);
@@ -1571,7 +1611,11 @@ static int gc_list_pass(struct walk *w, uint64_t gc, uint64_t head, bool back, i
             }
             mended++;
             w->gc_mended++;
+            kept = false;   /* (CUR is another node now, read) */
+            if (cur == head)
+                return 0;   /* PREV is the last now */
         }
+        w->links_hits += kept;
         if (cur == mark) {
             w->skipped++; /* a cycle: torn links */
             return 1;
@@ -1879,25 +1923,34 @@ static size_t gc_list_heads(const struct walk *w, uint64_t interp, uint64_t *hea
     return n;
 }
 
-/* One walker of the lists, from their heads: whether the oldest lists'
- * nodes lie scattered is told by LIST_DECIDE of them from their tails (the
- * youngest, which it walks first, were allocated last, in order; and the
- * visits of the first seeds may reach the whole heap before the walk gets
- * to the old ones). */
-static void lists_probe(struct walk *w, uint64_t head)
+/* One walker of the lists, from their heads (one thread): whether the
+ * oldest lists' nodes lie scattered is told by LIST_DECIDE of them from
+ * their tails, before the walk. The walk's own samples come too late: the
+ * youngest lists, and the start of the oldest, hold objects allocated in
+ * order (at start-up, or last), and the visits of the first seeds from
+ * the scattered part may reach all of it before the walk has sampled
+ * enough. When they are scattered, the visits keep links for the whole
+ * walk (sh->lists_probed). Returns whether LIST_DECIDE nodes were seen. */
+static bool lists_probe(struct walk *w, uint64_t head)
 {
     const struct pyheap_offsets *off = &w->h.t->off;
     uint64_t cur;
+    unsigned far = 0, n = 0;
     if (pyheap_walk_read_u64(w, head + off->gc_prev, &cur) < 0)
-        return;
-    for (uint64_t n = 0; n < LIST_DECIDE && !w->list_decided; n++) {
+        return false;
+    for (; n < LIST_DECIDE; n++) {
         cur &= ~(uint64_t)3;
         if (cur == head || !plausible_addr(cur))
-            return;
-        list_sample(w, cur + off->gc_prev, true, n);
+            break;
+        far += !near_now(w, cur + off->gc_prev);
         if (pyheap_walk_read_u64(w, cur + off->gc_prev, &cur) < 0)
-            return;
+            break;
     }
+    if (n < LIST_DECIDE)
+        return false;
+    if (far * LIST_FAR_AT > n)
+        w->sh->lists_probed = true;
+    return true;
 }
 
 static void walk_interp(struct walk *w, uint64_t interp)
@@ -1908,8 +1961,9 @@ static void walk_interp(struct walk *w, uint64_t interp)
     size_t nheads = gc_list_heads(w, interp, heads);
     struct walk_shared *sh = w->sh;
     bool both = two_ended(sh) && interp == sh->interp_both;
-    for (size_t i = nheads; !both && !w->list_decided && i-- > 0;)
-        lists_probe(w, heads[i]);   /* (the permanent generation's is often empty) */
+    /* (the permanent generation's list is often empty: the next older) */
+    for (size_t i = nheads; !both && !sh->mt && i-- > 0 && !lists_probe(w, heads[i]);)
+        ;
     for (size_t i = 0; i < nheads; i++) {
         if (both)
             __atomic_store_n(&sh->fwd_at, (int)i, __ATOMIC_RELEASE);
@@ -2144,6 +2198,7 @@ static void shared_free(struct walk_shared *sh)
     pthread_mutex_destroy(&sh->lock);
     pthread_mutex_destroy(&sh->seen_lock);
     pthread_mutex_destroy(&sh->qlock);
+    pthread_mutex_destroy(&sh->links_lock);
     pthread_cond_destroy(&sh->qcv);
 }
 
@@ -2999,6 +3054,7 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     for (size_t k = 0; k < LABEL_SHARDS; k++)
         pthread_mutex_init(&sh.labels.shard[k].lock, NULL);
     pthread_mutex_init(&sh.qlock, NULL);
+    pthread_mutex_init(&sh.links_lock, NULL);
     pthread_cond_init(&sh.qcv, NULL);
     struct walk w;
     memset(&w, 0, sizeof w);
@@ -3019,15 +3075,14 @@ int pyheap_walk(pyheap_target *t, const pyheap_scan_opts *opts,
     /* Each walker's cache: an eighth of the target's resident memory,
      * between 8 and 64 MiB, unless the caller says (on a 150 MiB heap two
      * 64 MiB caches read no less and held as much as the heap). */
-    uint64_t rss = t->pid > 0 ? pyheap_proc_rss(t->pid) : 0;
     uint64_t cache_cap = opts ? opts->max_cache_bytes : 0;
     if (!cache_cap) {
+        uint64_t rss = t->pid > 0 ? pyheap_proc_rss(t->pid) : 0;
         cache_cap = rss ? rss / 8 : DEFAULT_CACHE_MAX;
         cache_cap = cache_cap < DEFAULT_CACHE_MIN ? DEFAULT_CACHE_MIN
                     : cache_cap > DEFAULT_CACHE_MAX ? DEFAULT_CACHE_MAX : cache_cap;
     }
     pyheap_mem_set_cache_cap(t->mem, cache_cap);
-    gc_links_open(&sh, rss);
 
     /* Seeds (GC lists) and named roots, on this thread, while the other
      * threads (if any) visit the closure of the seeds handed out so far. */
