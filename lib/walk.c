@@ -172,6 +172,7 @@ struct walk_shared {
     unsigned links_top;      /* atomic: levels made (links are kept in the last) */
     uint64_t links_used[LINKS_LEVELS]; /* atomic, in batches of LINKS_BATCH */
     pthread_mutex_t links_lock; /* making a level */
+    bool links_failed;       /* atomic: a level could not be made: no more */
     bool links_any;          /* atomic: one was kept (the lists look them up) */
     bool lists_paged[2];     /* atomic: the walker of the lists from their
                               * heads [0], tails [1] finds their nodes
@@ -421,7 +422,7 @@ static int links_level(struct walk_shared *sh)
     if (top > 0 && __atomic_load_n(&sh->links_used[top - 1], __ATOMIC_RELAXED) <=
                        links_cap(top - 1) / 4 * 3)
         return (int)top - 1;
-    if (top == LINKS_LEVELS)
+    if (top == LINKS_LEVELS || __atomic_load_n(&sh->links_failed, __ATOMIC_RELAXED))
         return -1;
     pthread_mutex_lock(&sh->links_lock);
     if (__atomic_load_n(&sh->links_top, __ATOMIC_RELAXED) == top) {
@@ -432,6 +433,8 @@ static int links_level(struct walk_shared *sh)
             (void)madvise(p, len, MADV_HUGEPAGE);   /* a hint: lookups at random */
             __atomic_store_n(&sh->links[top], (struct gc_link *)p, __ATOMIC_RELAXED);
             __atomic_store_n(&sh->links_top, top + 1, __ATOMIC_RELEASE);
+        } else {
+            __atomic_store_n(&sh->links_failed, true, __ATOMIC_RELAXED);   /* (not again) */
         }
     }
     pthread_mutex_unlock(&sh->links_lock);
