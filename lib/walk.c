@@ -402,15 +402,19 @@ static size_t links_cap(unsigned level)
     return (size_t)1 << (LINKS_MIN_SHIFT + level);
 }
 
-/* Free the levels. */
+/* Free the levels: no link is kept any more (the visits after the lists'
+ * walk, with one walker, would make them again). */
 static void gc_links_close(struct walk_shared *sh)
 {
     for (unsigned k = 0; k < LINKS_LEVELS; k++) {
         if (sh->links[k])
             munmap(sh->links[k], links_cap(k) * sizeof *sh->links[k]);
         sh->links[k] = NULL;
+        sh->links_used[k] = 0;
     }
     sh->links_top = 0;
+    sh->links_failed = true;
+    sh->links_any = false;
 }
 
 /* The level links are kept in now (its slots filled to three quarters
@@ -1590,7 +1594,7 @@ static int gc_list_pass(struct walk *w, uint64_t gc, uint64_t head, bool back, i
                     gc_links_find(w, cur, back, g);
         /* A node kept as its list's last may have had others appended
          * since: its links are read. */
-        if (kept && (g[0] & ~(uint64_t)3) == head)
+        if (kept && ((back ? g[1] : g[0]) & ~(uint64_t)3) == head)
             kept = false;
         if (!kept) {
             mode_step(w);
@@ -1615,8 +1619,15 @@ static int gc_list_pass(struct walk *w, uint64_t gc, uint64_t head, bool back, i
             mended++;
             w->gc_mended++;
             kept = false;   /* (CUR is another node now, read) */
-            if (cur == head)
-                return 0;   /* PREV is the last now */
+            if (cur == head) {
+                /* PREV is the last now: claimed as the last is (its
+                 * link on, read before, did not name the head) */
+                if (claim && pyheap_addrset_claim_mt(&w->sh->listed, &w->lcursor,
+                                                     &w->sh->seen_lock,
+                                                     back ? prev ^ 8 : prev) < 0)
+                    w->nomem = true;
+                return 0;
+            }
         }
         w->links_hits += kept;
         if (cur == mark) {
@@ -1964,9 +1975,15 @@ static void walk_interp(struct walk *w, uint64_t interp)
     size_t nheads = gc_list_heads(w, interp, heads);
     struct walk_shared *sh = w->sh;
     bool both = two_ended(sh) && interp == sh->interp_both;
-    /* (the permanent generation's list is often empty: the next older) */
-    for (size_t i = nheads; !both && !sh->mt && i-- > 0 && !lists_probe(w, heads[i]);)
-        ;
+    /* The oldest generation's list first, then the younger ones, the
+     * permanent generation's (gc.freeze(): start-up objects) last. */
+    size_t ngens = off->gcstate_permanent_generation != PYHEAP_OFF_ABSENT && nheads > 0
+                       ? nheads - 1 : nheads;
+    bool probed = both || sh->mt || sh->lists_probed;
+    for (size_t i = ngens; !probed && i-- > 0;)
+        probed = lists_probe(w, heads[i]);
+    if (!probed && ngens < nheads)
+        (void)lists_probe(w, heads[ngens]);
     for (size_t i = 0; i < nheads; i++) {
         if (both)
             __atomic_store_n(&sh->fwd_at, (int)i, __ATOMIC_RELEASE);
