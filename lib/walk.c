@@ -244,6 +244,12 @@ struct walk {
 
     uint64_t *stack;
     size_t nstack, capstack;
+    /* One walker: the referents of a huge container found while it walks
+     * the GC lists wait here, unseen, until the lists are walked (walk_later). */
+    uint64_t *later;
+    size_t nlater, caplater;
+    bool in_lists;         /* walking the GC lists, one walker */
+    bool defer;            /* decoding such a container: pushes go to later */
     /* Far objects: popped while their chunk was not in the cache, visited
      * later in address order (drain). */
     uint64_t *far;
@@ -619,8 +625,14 @@ static inline bool stack_add(struct walk *w, uint64_t item)
 }
 
 /* push() of a plausible ADDR. */
+static void later_add(struct walk *w, uint64_t item);
+
 static inline void push_plausible(struct walk *w, uint64_t addr, uint64_t flag)
 {
+    if (w->defer) {
+        later_add(w, addr | flag);
+        return;
+    }
     int r = seen_insert(w, addr);
     if (r < 0) {
         w->nomem = true;
@@ -1430,7 +1442,7 @@ static void visit(struct walk *w, uint64_t item)
     }
     struct walk_obj o = { .addr = addr, .type = t };
     uint64_t size = 0;
-    size_t before = w->nstack;
+    size_t before = w->nstack, later_before = w->nlater;
     struct snapshot_in_mark edges_before = snapshot_in_mark(&w->found);
     uint64_t elided_before = w->key_labels_elided;
     w->in_obj = true;
@@ -1443,6 +1455,7 @@ static void visit(struct walk *w, uint64_t item)
         for (size_t k = before; k < w->nstack; k++)
             seen_remove(w, w->stack[k] & ~(REF_MAYBE | REF_NEAR));
         w->nstack = before;
+        w->nlater = later_before;
         snapshot_in_rollback(&w->found, edges_before);
         unrecorded(w, addr);
         if (!maybe)
@@ -1967,6 +1980,29 @@ static bool lists_probe(struct walk *w, uint64_t head)
     return true;
 }
 
+static void drain(struct walk *w);
+
+static void later_add(struct walk *w, uint64_t item)
+{
+    if (w->nlater == w->caplater &&
+        !pyheap_grow((void **)&w->later, &w->caplater, w->nlater + 1, sizeof *w->later)) {
+        w->nomem = true;
+        return;
+    }
+    w->later[w->nlater++] = item;
+}
+
+/* The lists are walked: push what waited (walk_later), most of it seen by
+ * now. */
+static void walk_later(struct walk *w)
+{
+    for (size_t i = 0; i < w->nlater && !stopping(w); i++)
+        push_plausible(w, w->later[i] & ~REF_MAYBE, w->later[i] & REF_MAYBE);
+    free(w->later);
+    w->later = NULL;
+    w->nlater = w->caplater = 0;
+}
+
 static void walk_interp(struct walk *w, uint64_t interp)
 {
     const struct pyheap_offsets *off = &w->h.t->off;
@@ -1984,10 +2020,16 @@ static void walk_interp(struct walk *w, uint64_t interp)
         probed = lists_probe(w, heads[i]);
     if (!probed && ngens < nheads)
         (void)lists_probe(w, heads[ngens]);
+    w->in_lists = !sh->mt;
     for (size_t i = 0; i < nheads; i++) {
         if (both)
             __atomic_store_n(&sh->fwd_at, (int)i, __ATOMIC_RELEASE);
         walk_gc_list(w, gc, heads[i], false, (int)i, both);
+    }
+    if (w->in_lists) {
+        drain(w);   /* (the last seeds first, while their chunks are at hand) */
+        w->in_lists = false;
+        walk_later(w);
     }
     if (both)
         __atomic_store_n(&sh->fwd_at, LISTS_DONE, __ATOMIC_RELEASE);
@@ -2188,6 +2230,7 @@ static int walk_gone(struct walk *w, pyheap_error *err)
 static void walk_free(struct walk *w)
 {
     free(w->stack);
+    free(w->later);
     free(w->far);
     free(w->pages);
     free(w->unrec);
@@ -2517,6 +2560,20 @@ int pyheap_walk_split(struct walk *w, const struct walk_range *r)
 {
     struct walk_shared *sh = w->sh;
     uint64_t n = r->n;
+    if (n >= SPLIT_MIN && w->in_lists && !sh->lists_probed && w->in_obj && !w->defer) {
+        /* One walker on GC lists in allocation order: the lists reach the
+         * container's referents in their order, near what the walk reads
+         * at the time; visited from here at once (the stack's order), they
+         * would be read in another order, and the lists' nodes among them
+         * read again after (the 8M heap read twice). Their edges are
+         * recorded now; what the lists did not reach is visited after
+         * them. (On scattered lists the visits from here keep the links
+         * the lists then need: gc_links_keep.) */
+        w->defer = true;
+        int rc = r->fn(w, r, 0, n);
+        w->defer = false;
+        return rc;
+    }
     if (n < SPLIT_MIN || !sh->mt || !w->in_obj)
         return r->fn(w, r, 0, n);
     unsigned nchunks = (unsigned)((n + SPLIT_CHUNK - 1) / SPLIT_CHUNK);

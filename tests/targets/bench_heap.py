@@ -1,6 +1,8 @@
 """The benchmark target for `make bench` (tools/bench.py).
 
 Usage: python3.11 bench_heap.py N
+       python3.11 bench_heap.py OUTDIR N   (tests/test_walk.c: writes
+                                           OUTDIR/ready, then idles)
 
 Builds N instances of BenchObj, each holding a dict (.d), a text (.s) and a
 list (.l): 4 objects per instance. The text is a str, except for 2 in 5
@@ -99,6 +101,12 @@ def status():
 
 
 def main():
+    if not sys.argv[1].isdigit():
+        # tests/test_walk.c: bench_heap.py OUTDIR N, then OUTDIR/ready
+        objs = build(int(sys.argv[2]))
+        open(os.path.join(sys.argv[1], "ready"), "w").close()
+        while True:
+            time.sleep(3600)
     n = int(sys.argv[1])
     t0 = time.perf_counter()
     objs = build(n)
