@@ -606,13 +606,22 @@ static bool plausible_addr(uint64_t a)
 }
 
 /* Put ITEM on W's work stack; false (and nomem) when memory runs out. */
+/* Append V to the grown array *A of *N (room *CAP); false when out of
+ * memory (nothing appended). */
+static bool append_u64(uint64_t **a, size_t *n, size_t *cap, uint64_t v)
+{
+    if (*n == *cap && !pyheap_grow((void **)a, cap, *n + 1, sizeof **a))
+        return false;
+    (*a)[(*n)++] = v;
+    return true;
+}
+
 static bool stack_grow_add(struct walk *w, uint64_t item)
 {
-    if (!pyheap_grow((void **)&w->stack, &w->capstack, w->nstack + 1, sizeof *w->stack)) {
+    if (!append_u64(&w->stack, &w->nstack, &w->capstack, item)) {
         w->nomem = true;
         return false;
     }
-    w->stack[w->nstack++] = item;
     return true;
 }
 
@@ -1387,12 +1396,8 @@ static int decode(struct walk *w, const struct walk_obj *o, uint64_t *size)
 /* ADDR, in the seen set, is not recorded. */
 static void unrecorded(struct walk *w, uint64_t addr)
 {
-    if (w->nunrec == w->capunrec &&
-        !pyheap_grow((void **)&w->unrec, &w->capunrec, w->nunrec + 1, sizeof *w->unrec)) {
+    if (!append_u64(&w->unrec, &w->nunrec, &w->capunrec, addr))
         w->unrec_lost = true;
-        return;
-    }
-    w->unrec[w->nunrec++] = addr;
 }
 
 /* The records of all threads count against the object limit, added up in
@@ -1984,12 +1989,8 @@ static void drain(struct walk *w);
 
 static void later_add(struct walk *w, uint64_t item)
 {
-    if (w->nlater == w->caplater &&
-        !pyheap_grow((void **)&w->later, &w->caplater, w->nlater + 1, sizeof *w->later)) {
+    if (!append_u64(&w->later, &w->nlater, &w->caplater, item))
         w->nomem = true;
-        return;
-    }
-    w->later[w->nlater++] = item;
 }
 
 /* The lists are walked: push what waited (walk_later), most of it seen by
